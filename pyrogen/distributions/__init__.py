@@ -1,0 +1,14 @@
+"""Pyro distributions and transforms that Pyro itself does not provide.
+
+Everything Pyro already has (affine coupling, autoregressive transforms,
+permutations, planar, spline, batch norm, generalized channel permute) is used
+from :mod:`pyro.distributions` directly; the model families add their
+autoregressive, energy-based and implicit distributions and their missing flow
+layers here.
+"""
+
+from __future__ import annotations
+
+from pyrogen.distributions.flow import FlowDistribution, inverse_and_log_det
+
+__all__ = ["FlowDistribution", "inverse_and_log_det"]

@@ -1,0 +1,28 @@
+"""Inference: the model protocol, objectives, samplers and the trainer."""
+
+from __future__ import annotations
+
+from pyrogen.inference.mcmc import nuts, run_chains
+from pyrogen.inference.objectives import gaussian_kl, log_mean_exp
+from pyrogen.inference.protocol import (
+    DENSITY_KINDS,
+    Density,
+    GenerativeModelProtocol,
+    TrainableProtocol,
+)
+from pyrogen.inference.trainer import FitResult, TrainConfig, fit, latest_checkpoint
+
+__all__ = [
+    "DENSITY_KINDS",
+    "Density",
+    "FitResult",
+    "GenerativeModelProtocol",
+    "TrainConfig",
+    "TrainableProtocol",
+    "fit",
+    "gaussian_kl",
+    "latest_checkpoint",
+    "log_mean_exp",
+    "nuts",
+    "run_chains",
+]

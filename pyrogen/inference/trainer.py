@@ -1,0 +1,508 @@
+"""The trainer: one loop for every family, resumable, DDP-ready.
+
+:func:`fit` trains any object that follows
+:class:`~pyrogen.inference.protocol.TrainableProtocol`. It owns the data order
+(a :class:`~torch.utils.data.DistributedSampler` reseeded each epoch, so that
+the order is a function of the seed and the step alone), one Adam optimizer
+per parameter group, a stateless learning-rate schedule, periodic validation
+with early stopping, atomic checkpoints and exact resumption.
+
+Under ``torchrun --nproc_per_node=K`` it initialises the process group (gloo
+on CPU, NCCL on CUDA), wraps the model in
+:class:`~torch.nn.parallel.DistributedDataParallel`, gives each rank a
+``batch_size / K`` shard of every global batch, writes checkpoints from rank
+0 only and checks at the end that every rank holds the same parameters.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import math
+import os
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.distributed as tdist
+from torch import nn
+from torch.utils.data import DistributedSampler
+
+from pyrogen.io import CheckpointError, load_checkpoint, save_checkpoint
+
+__all__ = ["FitResult", "TrainConfig", "fit", "latest_checkpoint"]
+
+log = logging.getLogger("pyrogen")
+
+CKPT_PREFIX = "ckpt-"
+
+
+@dataclass
+class TrainConfig:
+    """Settings of :func:`fit` (all JSON-serialisable; saved with every checkpoint).
+
+    Attributes:
+        steps: total number of optimisation steps.
+        batch_size: global batch size (split evenly across DDP ranks).
+        lr: peak learning rate of Adam.
+        schedule: ``"constant"`` or ``"cosine"`` (decay to 0 at ``steps``, after
+            ``warmup_steps`` of linear warm-up).
+        warmup_steps: linear learning-rate warm-up.
+        weight_decay: Adam's L2 penalty.
+        grad_clip: clip the global gradient norm of each group, or ``None``.
+        val_every: validate every this many steps (0: never).
+        patience: stop after this many validations without improvement
+            (``None``: never stop early).
+        restore_best: end with the parameters of the best validation point.
+        checkpoint_every: write a checkpoint every this many steps (0: never).
+        keep_checkpoints: how many recent checkpoints to keep.
+        seed: seeds the data order and the training noise.
+        objective: ``"loss"`` (the model's own, possibly fused, loss) or
+            ``"pyro"`` (Pyro's ELBO on ``model``/``guide``).
+        log_every: record the mean training loss every this many steps.
+    """
+
+    steps: int = 1000
+    batch_size: int = 128
+    lr: float = 1e-3
+    schedule: str = "constant"
+    warmup_steps: int = 0
+    weight_decay: float = 0.0
+    grad_clip: float | None = None
+    val_every: int = 100
+    patience: int | None = None
+    restore_best: bool = True
+    checkpoint_every: int = 0
+    keep_checkpoints: int = 2
+    seed: int = 0
+    objective: str = "loss"
+    log_every: int = 50
+
+    def validate(self) -> None:
+        def positive(name: str, allow_zero: bool = False) -> None:
+            v = getattr(self, name)
+            if not isinstance(v, int) or isinstance(v, bool) or v < (0 if allow_zero else 1):
+                need = "a non-negative" if allow_zero else "a positive"
+                raise ValueError(f"{name} must be {need} integer; got {v!r}")
+
+        for name in ("steps", "batch_size", "log_every", "keep_checkpoints"):
+            positive(name)
+        for name in ("val_every", "checkpoint_every", "warmup_steps"):
+            positive(name, allow_zero=True)
+        if not (isinstance(self.lr, (int, float)) and math.isfinite(self.lr) and self.lr > 0):
+            raise ValueError(f"lr must be a positive finite number; got {self.lr!r}")
+        if self.schedule not in ("constant", "cosine"):
+            raise ValueError(f"schedule must be 'constant' or 'cosine'; got {self.schedule!r}")
+        if self.objective not in ("loss", "pyro"):
+            raise ValueError(f"objective must be 'loss' or 'pyro'; got {self.objective!r}")
+        if self.patience is not None and (not isinstance(self.patience, int) or self.patience < 1):
+            raise ValueError(f"patience must be a positive integer or None; got {self.patience!r}")
+        if self.grad_clip is not None and not self.grad_clip > 0:
+            raise ValueError(f"grad_clip must be positive or None; got {self.grad_clip!r}")
+
+    def lr_at(self, step: int) -> float:
+        """The learning rate used for the update at ``step`` (0-based)."""
+        if step < self.warmup_steps:
+            return self.lr * (step + 1) / self.warmup_steps
+        if self.schedule == "constant":
+            return self.lr
+        span = max(1, self.steps - self.warmup_steps)
+        return 0.5 * self.lr * (1 + math.cos(math.pi * min(1.0, (step - self.warmup_steps) / span)))
+
+
+@dataclass
+class FitResult:
+    """What :func:`fit` returns.
+
+    Attributes:
+        step: the number of steps taken.
+        history: records ``{"step", "loss"}`` (training) and
+            ``{"step", "val"}`` (validation), in order.
+        best_val: the best validation loss, or ``None``.
+        best_step: the step it was reached at.
+        stopped_early: whether patience ran out.
+        world_size: the number of DDP ranks.
+    """
+
+    step: int
+    history: list[dict[str, float]] = field(default_factory=list)
+    best_val: float | None = None
+    best_step: int | None = None
+    stopped_early: bool = False
+    world_size: int = 1
+
+
+def latest_checkpoint(run_dir: str | os.PathLike[str]) -> Path | None:
+    """The newest checkpoint file in ``run_dir``, or ``None``."""
+    files = sorted(Path(run_dir).glob(f"{CKPT_PREFIX}*.safetensors"))
+    return files[-1] if files else None
+
+
+def _dist_info() -> tuple[int, int]:
+    if tdist.is_available() and tdist.is_initialized():
+        return tdist.get_rank(), tdist.get_world_size()
+    return 0, 1
+
+
+def _maybe_init_distributed(device: torch.device) -> None:
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not tdist.is_initialized():
+        backend = "nccl" if device.type == "cuda" else "gloo"
+        if device.type == "cuda":
+            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+        tdist.init_process_group(backend=backend)
+
+
+def _optimizer_tensors(opts: Mapping[str, torch.optim.Optimizer]) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    tensors: dict[str, torch.Tensor] = {}
+    meta: dict[str, Any] = {}
+    for gname, opt in opts.items():
+        sd = opt.state_dict()
+        scalars: dict[str, dict[str, Any]] = {}
+        for idx, st in sd["state"].items():
+            for k, v in st.items():
+                if isinstance(v, torch.Tensor):
+                    tensors[f"optim.{gname}.{idx}.{k}"] = v
+                else:
+                    scalars.setdefault(str(idx), {})[k] = v
+        meta[gname] = {"param_groups": sd["param_groups"], "scalars": scalars}
+    return tensors, meta
+
+
+def _load_optimizers(
+    opts: Mapping[str, torch.optim.Optimizer], tensors: Mapping[str, torch.Tensor], meta: Mapping[str, Any]
+) -> None:
+    for gname, opt in opts.items():
+        if gname not in meta:
+            raise CheckpointError(f"checkpoint has no optimizer state for parameter group {gname!r}")
+        state: dict[int, dict[str, Any]] = {}
+        prefix = f"optim.{gname}."
+        for key, v in tensors.items():
+            if key.startswith(prefix):
+                idx, k = key[len(prefix) :].split(".", 1)
+                state.setdefault(int(idx), {})[k] = v
+        for idx, sc in meta[gname]["scalars"].items():
+            state.setdefault(int(idx), {}).update(sc)
+        opt.load_state_dict({"state": state, "param_groups": meta[gname]["param_groups"]})
+
+
+def _rng_tensors(device: torch.device, rank: int) -> dict[str, torch.Tensor]:
+    out = {f"rng.rank{rank}.torch": torch.get_rng_state()}
+    if device.type == "cuda":
+        out[f"rng.rank{rank}.cuda"] = torch.cuda.get_rng_state(device)
+    return out
+
+
+def _set_rng(tensors: Mapping[str, torch.Tensor], device: torch.device, rank: int) -> None:
+    key = f"rng.rank{rank}."
+    if key + "torch" not in tensors:
+        raise CheckpointError(f"checkpoint holds no RNG state for rank {rank}; was it written with more ranks?")
+    torch.set_rng_state(tensors[key + "torch"].cpu())
+    if device.type == "cuda" and key + "cuda" in tensors:
+        torch.cuda.set_rng_state(tensors[key + "cuda"].cpu(), device)
+
+
+def _state_tensors(module: nn.Module, prefix: str) -> dict[str, torch.Tensor]:
+    return {prefix + k: v for k, v in module.state_dict().items()}
+
+
+def _strip(tensors: Mapping[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
+    return {k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)}
+
+
+class _Batches:
+    """Global-batch ``step`` -> this rank's index tensor, from the seed and step alone."""
+
+    def __init__(self, n: int, batch_size: int, rank: int, world: int, seed: int, device: torch.device):
+        if batch_size % world:
+            raise ValueError(f"batch_size={batch_size} must be divisible by the number of ranks {world}")
+        self.local = min(batch_size // world, n // world)
+        if self.local < 1:
+            raise ValueError(f"the training data ({n} examples) are too few for {world} ranks")
+        self.sampler = DistributedSampler(
+            range(n), num_replicas=world, rank=rank, shuffle=True, seed=seed, drop_last=True
+        )
+        self.per_epoch = (n // world) // self.local
+        self.device = device
+        self._epoch = -1
+        self._order = torch.empty(0, dtype=torch.long)
+
+    def __call__(self, step: int) -> torch.Tensor:
+        epoch, i = divmod(step, self.per_epoch)
+        if epoch != self._epoch:
+            self.sampler.set_epoch(epoch)
+            self._order = torch.tensor(list(self.sampler), dtype=torch.long, device=self.device)
+            self._epoch = epoch
+        return self._order[i * self.local : (i + 1) * self.local]
+
+
+def _check_data(data: torch.Tensor, name: str, model: nn.Module) -> torch.Tensor:
+    if not isinstance(data, torch.Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor; got {type(data).__name__}")
+    if len(data) == 0:
+        raise ValueError(f"{name} is empty; at least one example is needed")
+    validate = getattr(model, "validate", None)
+    if callable(validate):
+        validate(data, name=name)
+    return data
+
+
+def fit(
+    model: nn.Module,
+    train: torch.Tensor,
+    val: torch.Tensor | None = None,
+    config: TrainConfig | None = None,
+    *,
+    out: str | os.PathLike[str] | None = None,
+    resume: bool = False,
+    device: str | torch.device | None = None,
+    progress: bool = False,
+    run_metadata: Mapping[str, Any] | None = None,
+    **overrides: Any,
+) -> FitResult:
+    """Train ``model`` on ``train``, validating on ``val``.
+
+    Args:
+        model: a module following :class:`~pyrogen.inference.protocol.TrainableProtocol`
+            (every registered pyrogen model does).
+        train: training examples, shape ``(n,) + event_shape``.
+        val: validation examples, or ``None`` (no validation, no early stopping).
+        config: a :class:`TrainConfig`; keyword ``overrides`` replace its fields.
+        out: a run directory for checkpoints (required by ``checkpoint_every``
+            and ``resume``).
+        resume: continue from the newest readable checkpoint in ``out``
+            (the result equals an uninterrupted run's); start afresh if there is none.
+        device: where to train (``"cpu"``, ``"cuda"``, ``"cuda:1"``); defaults to
+            the device of the model's parameters.
+        progress: show a tqdm progress bar with the loss (rank 0 only).
+        run_metadata: extra JSON saved in every checkpoint (the CLI stores the
+            model and dataset names there).
+
+    Returns:
+        A :class:`FitResult`.
+
+    Raises:
+        ValueError: a bad setting, bad data, or ``resume``/``checkpoint_every``
+            without ``out``.
+        pyrogen.io.CheckpointError: ``resume`` found checkpoints but none is readable.
+
+    Example:
+        >>> import pyrogen
+        >>> from pyrogen.models import RealNVP
+        >>> ds = pyrogen.data.load("moons")
+        >>> flow = RealNVP(event_shape=(2,), num_layers=2, hidden=(16,))
+        >>> result = fit(flow, ds.train[:512], ds.val[:256], steps=20, val_every=10)
+        >>> result.step, len([h for h in result.history if "val" in h])
+        (20, 2)
+    """
+    cfg = copy.deepcopy(config) if config is not None else TrainConfig()
+    for k, v in overrides.items():
+        if not hasattr(cfg, k):
+            raise TypeError(f"fit() got an unexpected setting {k!r}")
+        setattr(cfg, k, v)
+    cfg.validate()
+    if (resume or cfg.checkpoint_every) and out is None:
+        raise ValueError("out (a run directory) is required for resume and checkpoint_every")
+    for name in ("param_groups", "update_schedule", "set_step", "validation_loss"):
+        if not callable(getattr(model, name, None)):
+            raise TypeError(f"model must implement {name}() (see TrainableProtocol)")
+
+    if device is None:
+        p = next(model.parameters(), None)
+        dev = p.device if p is not None else torch.device("cpu")
+    else:
+        dev = torch.device(device)
+        if dev.type == "cuda" and not torch.cuda.is_available():
+            raise ValueError(f"device={str(device)!r} was asked for but CUDA is not available")
+    _maybe_init_distributed(dev)
+    rank, world = _dist_info()
+    if world > 1 and dev.type == "cuda":
+        dev = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+    train = _check_data(train, "train", model).to(dev)
+    if val is not None:
+        val = _check_data(val, "val", model).to(dev)
+    model.to(dev)
+    run_dir = Path(out) if out is not None else None
+
+    groups = dict(model.param_groups())  # type: ignore[operator]
+    opts = {g: torch.optim.Adam(list(ps), lr=cfg.lr, weight_decay=cfg.weight_decay) for g, ps in groups.items()}
+    batches = _Batches(len(train), cfg.batch_size, rank, world, cfg.seed, dev)
+    torch.manual_seed(cfg.seed + rank)
+    if dev.type == "cuda":
+        torch.cuda.manual_seed(cfg.seed + rank)
+
+    result = FitResult(step=0, world_size=world)
+    best_state: dict[str, torch.Tensor] | None = None
+    bad_vals = 0
+
+    if resume:
+        assert run_dir is not None
+        loaded = _load_latest(run_dir, dev)
+        if loaded is not None:
+            tensors, meta = loaded
+            model.load_state_dict(_strip(tensors, "model."))
+            _load_optimizers(opts, tensors, meta["optim"])
+            _set_rng(tensors, dev, rank)
+            st = meta["trainer"]
+            result.step, result.history = st["step"], st["history"]
+            result.best_val, result.best_step, bad_vals = st["best_val"], st["best_step"], st["bad_vals"]
+            best = _strip(tensors, "best.")
+            best_state = best or None
+            log.info("resumed from step %d", result.step)
+
+    wrapped: nn.Module = model
+    if world > 1:
+        from torch.nn.parallel import DistributedDataParallel as DDP
+
+        wrapped = DDP(model, find_unused_parameters=len(groups) > 1)
+
+    bar = None
+    if progress and rank == 0:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=cfg.steps, initial=result.step, desc="train", mininterval=0.5, dynamic_ncols=True)
+
+    running = torch.zeros((), device=dev)
+    n_running = 0
+    model.train()
+    step = result.step
+    while step < cfg.steps and not result.stopped_early:
+        idx = batches(step)
+        batch = train.index_select(0, idx)
+        lr = cfg.lr_at(step)
+        model.set_step(step)  # type: ignore[operator]
+        for gname in model.update_schedule(step):  # type: ignore[operator]
+            opt = opts[gname]
+            for pg in opt.param_groups:
+                pg["lr"] = lr
+            opt.zero_grad(set_to_none=True)
+            loss = wrapped(batch, group=gname, objective=cfg.objective)
+            loss.backward()
+            if cfg.grad_clip is not None:
+                torch.nn.utils.clip_grad_norm_(groups[gname], cfg.grad_clip)
+            opt.step()
+        running += loss.detach()
+        n_running += 1
+        step += 1
+        if step % cfg.log_every == 0 or step == cfg.steps:
+            mean_loss = float(running) / n_running
+            if not math.isfinite(mean_loss):
+                raise FloatingPointError(f"training loss became {mean_loss} at step {step}; lower lr or clip gradients")
+            result.history.append({"step": step, "loss": mean_loss})
+            running.zero_()
+            n_running = 0
+            if bar is not None:
+                bar.set_postfix(loss=f"{mean_loss:.4f}", refresh=False)
+        if val is not None and cfg.val_every and (step % cfg.val_every == 0 or step == cfg.steps):
+            v = _validate(model, val, cfg.seed, dev)
+            result.history.append({"step": step, "val": v})
+            if result.best_val is None or v < result.best_val:
+                result.best_val, result.best_step, bad_vals = v, step, 0
+                best_state = {k: t.detach().clone() for k, t in model.state_dict().items()}
+            else:
+                bad_vals += 1
+                if cfg.patience is not None and bad_vals >= cfg.patience:
+                    result.stopped_early = True
+            model.train()
+        result.step = step
+        if run_dir is not None and cfg.checkpoint_every and (
+            step % cfg.checkpoint_every == 0 or step == cfg.steps or result.stopped_early
+        ):
+            _save(run_dir, model, opts, result, best_state, bad_vals, cfg, dev, rank, world, run_metadata)
+        if bar is not None:
+            bar.update(1)
+    if bar is not None:
+        bar.close()
+
+    if world > 1:
+        _check_replicas(model)
+    if cfg.restore_best and best_state is not None:
+        model.load_state_dict(best_state)
+    model.set_step(step)  # type: ignore[operator]
+    model.eval()
+    return result
+
+
+@torch.no_grad()
+def _validate(model: nn.Module, val: torch.Tensor, seed: int, dev: torch.device) -> float:
+    """Validation loss with common random numbers that leave the training RNG untouched."""
+    model.eval()
+    devices = [dev] if dev.type == "cuda" else []
+    with torch.random.fork_rng(devices=devices):
+        torch.manual_seed(seed + 7919)
+        total = 0.0
+        for chunk in val.split(1024):
+            total += float(model.validation_loss(chunk)) * len(chunk)  # type: ignore[operator]
+    return total / len(val)
+
+
+def _save(
+    run_dir: Path,
+    model: nn.Module,
+    opts: Mapping[str, torch.optim.Optimizer],
+    result: FitResult,
+    best_state: Mapping[str, torch.Tensor] | None,
+    bad_vals: int,
+    cfg: TrainConfig,
+    dev: torch.device,
+    rank: int,
+    world: int,
+    run_metadata: Mapping[str, Any] | None,
+) -> None:
+    rng = _rng_tensors(dev, rank)
+    if world > 1:  # every rank's RNG state travels to rank 0
+        gathered: list[dict[str, torch.Tensor] | None] = [None] * world
+        tdist.all_gather_object(gathered, {k: v.cpu() for k, v in rng.items()})
+        rng = {k: v for g in gathered if g is not None for k, v in g.items()}
+    if rank == 0:
+        tensors = _state_tensors(model, "model.")
+        opt_tensors, opt_meta = _optimizer_tensors(opts)
+        tensors.update(opt_tensors)
+        tensors.update(rng)
+        if best_state is not None:
+            tensors.update({"best." + k: v for k, v in best_state.items()})
+        meta = {
+            "trainer": {
+                "step": result.step,
+                "history": result.history,
+                "best_val": result.best_val,
+                "best_step": result.best_step,
+                "bad_vals": bad_vals,
+                "world_size": world,
+            },
+            "train_config": asdict(cfg),
+            "model_config": model.config() if callable(getattr(model, "config", None)) else {},  # type: ignore[operator]
+            "optim": opt_meta,
+            "run": dict(run_metadata or {}),
+        }
+        path = run_dir / f"{CKPT_PREFIX}{result.step:09d}.safetensors"
+        save_checkpoint(path, tensors, meta)
+        old = sorted(run_dir.glob(f"{CKPT_PREFIX}*.safetensors"))[: -cfg.keep_checkpoints]
+        for f in old:
+            f.unlink()
+    if world > 1:
+        tdist.barrier()
+
+
+def _load_latest(run_dir: Path, dev: torch.device) -> tuple[dict[str, torch.Tensor], dict[str, Any]] | None:
+    files = sorted(run_dir.glob(f"{CKPT_PREFIX}*.safetensors"), reverse=True)
+    errors = []
+    for f in files:
+        try:
+            return load_checkpoint(f, device=dev)
+        except CheckpointError as e:
+            log.warning("skipping unreadable checkpoint: %s", e)
+            errors.append(str(e))
+    if errors:
+        raise CheckpointError("no readable checkpoint to resume from: " + "; ".join(errors))
+    return None
+
+
+def _check_replicas(model: nn.Module) -> None:
+    flat = torch.cat([p.detach().flatten().double() for p in model.parameters()])
+    lo, hi = flat.clone(), flat.clone()
+    tdist.all_reduce(lo, op=tdist.ReduceOp.MIN)
+    tdist.all_reduce(hi, op=tdist.ReduceOp.MAX)
+    if not torch.equal(lo, hi):
+        raise RuntimeError("DDP ranks ended with different parameters")

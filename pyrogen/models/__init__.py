@@ -1,0 +1,14 @@
+"""Model families, one module each, and the registry that lists them.
+
+Every model is a :class:`~pyrogen.models.base.GenerativeModel` (a
+``PyroModule``) registered under the name users type (``pyrogen list``).
+"""
+
+from __future__ import annotations
+
+from pyrogen.models import registry
+from pyrogen.models.base import GenerativeModel
+from pyrogen.models.flows import RealNVP
+from pyrogen.models.vae import VAE
+
+__all__ = ["VAE", "GenerativeModel", "RealNVP", "registry"]

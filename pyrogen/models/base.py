@@ -1,0 +1,166 @@
+"""The base class every pyrogen model family implements."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, ClassVar
+
+import pyro
+import torch
+from pyro.infer import Trace_ELBO
+from pyro.nn import PyroModule
+from torch import nn
+
+from pyrogen.data import Dataset, validate
+
+__all__ = ["GenerativeModel"]
+
+
+class GenerativeModel(PyroModule):
+    """A generative model as a Pyro citizen, trainable by :func:`pyrogen.inference.fit`.
+
+    Contract for a subclass (read by the generic tests, the CLI and the trainer):
+
+    - class attributes ``family`` (e.g. ``"flow"``), ``density`` (one of
+      ``"exact"``, ``"lower_bound"``, ``"unnormalized"``, ``"none"``) and
+      ``support`` of the data (see :data:`pyrogen.data.SUPPORTS`); the
+      registry sets ``name``;
+    - ``__init__`` takes ``event_shape`` and JSON-serialisable keyword arguments,
+      and :meth:`config` returns them, so that ``type(m)(**m.config())``
+      rebuilds the model;
+    - :meth:`model` and :meth:`guide` are Pyro programs over a batch ``x`` of
+      shape ``(n,) + event_shape`` (the guide is empty for fully observed
+      models);
+    - :meth:`loss` returns the mean training objective per example; where it is
+      a fused fast path, :meth:`pyro_loss` (Pyro's ELBO on model and guide)
+      equals it on the same seed;
+    - :meth:`log_prob` (``density == "exact"``), or ``elbo``/``iwae``
+      (``"lower_bound"``), or ``energy`` (``"unnormalized"``); implicit models
+      raise :class:`NotImplementedError` naming the metric to use instead;
+    - :meth:`sample` returns ``(n,) + event_shape``;
+    - :meth:`as_distribution` returns a Pyro distribution where the family
+      defines one.
+
+    Adversarial and energy-based families override :meth:`param_groups`,
+    :meth:`update_schedule` and :meth:`forward` (see
+    :class:`~pyrogen.inference.protocol.TrainableProtocol`); everything else
+    trains with the single group ``"model"``.
+    """
+
+    name: ClassVar[str] = ""
+    family: ClassVar[str] = ""
+    density: ClassVar[str] = "none"
+    support: ClassVar[str] = "real"
+    #: Training settings the CLI uses unless told otherwise.
+    train_defaults: ClassVar[dict[str, Any]] = {}
+    #: Dataset the CLI trains on when none is named.
+    default_data: ClassVar[str] = ""
+
+    def __init__(self, event_shape: Sequence[int]) -> None:
+        super().__init__()
+        shape = tuple(event_shape)
+        if not shape or any(not isinstance(s, int) or s < 1 for s in shape):
+            raise ValueError(f"event_shape must be a non-empty tuple of positive integers; got {event_shape!r}")
+        self.event_shape = torch.Size(shape)
+        self._train_step = 0
+
+    # -- construction -------------------------------------------------------
+    def config(self) -> dict[str, Any]:
+        """The keyword arguments that rebuild this model: ``type(m)(**m.config())``."""
+        return {"event_shape": list(self.event_shape)}
+
+    @classmethod
+    def from_dataset(cls, data: Dataset, **kwargs: Any) -> GenerativeModel:
+        """Build the model for ``data`` (its event shape), checking the support fits.
+
+        Raises:
+            ValueError: the dataset's support does not fit the model.
+        """
+        if data.support != cls.support:
+            raise ValueError(
+                f"{cls.name or cls.__name__} models {cls.support} data; dataset {data.name!r} "
+                f"is {data.support}"
+            )
+        return cls(event_shape=tuple(data.event_shape), **kwargs)
+
+    @property
+    def levels(self) -> int | None:
+        return 2 if self.support == "binary" else None
+
+    def validate(self, x: object, name: str = "x") -> torch.Tensor:
+        """Check data against the model's event shape and support (see :func:`pyrogen.data.validate`)."""
+        return validate(x, event_shape=self.event_shape, support=self.support, levels=self.levels, name=name)
+
+    # -- the Pyro program ----------------------------------------------------
+    def model(self, x: torch.Tensor | None = None, *args: Any, **kwargs: Any) -> Any:
+        raise NotImplementedError
+
+    def guide(self, x: torch.Tensor | None = None, *args: Any, **kwargs: Any) -> Any:
+        """The empty guide of a fully observed model."""
+        return None
+
+    def as_distribution(self) -> pyro.distributions.Distribution:
+        raise NotImplementedError(f"{type(self).__name__} defines no Pyro distribution")
+
+    # -- densities and samples ------------------------------------------------
+    def log_prob(self, x: torch.Tensor) -> torch.Tensor:
+        hint = {
+            "lower_bound": "use elbo(x) or iwae(x, k) (log_likelihood(x, k) in pyrogen.metrics)",
+            "unnormalized": "use energy(x); the normalizer is unknown",
+            "none": "it is an implicit model; use a sample-quality metric",
+        }.get(self.density, "")
+        raise NotImplementedError(f"{type(self).__name__} has no exact log_prob: {hint}")
+
+    def log_likelihood(self, x: torch.Tensor, k: int | None = None) -> torch.Tensor:
+        """Per-example log-likelihood in nats: exact for exact densities, IWAE-``k`` for latent models."""
+        if self.density == "exact":
+            return self.log_prob(x)
+        if self.density == "lower_bound":
+            return self.iwae(x, k=k or 1000)  # type: ignore[attr-defined, no-any-return]
+        return self.log_prob(x)  # raises with a hint
+
+    def sample(self, n: int) -> torch.Tensor:
+        raise NotImplementedError
+
+    # -- training -------------------------------------------------------------
+    def loss(self, batch: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def pyro_loss(self, batch: torch.Tensor) -> torch.Tensor:
+        """Pyro's ``Trace_ELBO`` loss on :meth:`model` and :meth:`guide`, per example."""
+        return Trace_ELBO().differentiable_loss(self.model, self.guide, batch) / len(batch)  # type: ignore[no-any-return]
+
+    def validation_loss(self, batch: torch.Tensor) -> torch.Tensor:
+        """The mean score early stopping watches (lower is better)."""
+        return self.loss(batch)
+
+    def param_groups(self) -> dict[str, list[nn.Parameter]]:
+        return {"model": [p for p in self.parameters() if p.requires_grad]}
+
+    def update_schedule(self, step: int) -> tuple[str, ...]:
+        return ("model",)
+
+    def set_step(self, step: int) -> None:
+        """Tell the model the current training step (for annealing schedules)."""
+        self._train_step = int(step)
+
+    def forward(self, batch: torch.Tensor, group: str = "model", objective: str = "loss") -> torch.Tensor:
+        """The loss of parameter group ``group``; the trainer calls this (through DDP)."""
+        if group != "model":
+            raise ValueError(f"{type(self).__name__} has only the parameter group 'model'; got {group!r}")
+        return self.pyro_loss(batch) if objective == "pyro" else self.loss(batch)
+
+    def extra_repr(self) -> str:
+        return f"event_shape={tuple(self.event_shape)}"
+
+
+def check_positive_int(name: str, value: object) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise ValueError(f"{name} must be a positive integer; got {value!r}")
+    return value
+
+
+def check_hidden(value: object) -> tuple[int, ...]:
+    if not isinstance(value, (list, tuple)) or not all(isinstance(h, int) and h > 0 for h in value):
+        raise ValueError(f"hidden must be a sequence of positive integers; got {value!r}")
+    return tuple(value)

@@ -1,0 +1,67 @@
+"""The registry of model families: names users type, classes that implement them.
+
+Example:
+    >>> from pyrogen.models import registry
+    >>> "realnvp" in registry.names() and "vae" in registry.names()
+    True
+    >>> registry.get("realnvp").density
+    'exact'
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from pyrogen.models.base import GenerativeModel
+
+__all__ = ["create", "get", "names", "register"]
+
+_REGISTRY: dict[str, type[GenerativeModel]] = {}
+_NAME = re.compile(r"^[a-z0-9]+(-[a-z0-9]+)*$")
+
+M = TypeVar("M", bound=type[GenerativeModel])
+
+
+def register(name: str) -> Callable[[M], M]:
+    """Class decorator: register a :class:`GenerativeModel` subclass under ``name``.
+
+    Raises:
+        ValueError: ``name`` is not lowercase-with-hyphens or is taken, or the
+            class lacks ``family``/``density``.
+    """
+
+    def deco(cls: M) -> M:
+        if not _NAME.match(name):
+            raise ValueError(f"model names are lowercase with hyphens; got {name!r}")
+        if name in _REGISTRY and _REGISTRY[name] is not cls:
+            raise ValueError(f"model name {name!r} is already registered to {_REGISTRY[name].__name__}")
+        if not cls.family or cls.density not in ("exact", "lower_bound", "unnormalized", "none"):
+            raise ValueError(f"{cls.__name__} must set family and a valid density; got {cls.density!r}")
+        cls.name = name
+        _REGISTRY[name] = cls
+        return cls
+
+    return deco
+
+
+def names() -> list[str]:
+    """Every registered model name, in registration order."""
+    return list(_REGISTRY)
+
+
+def get(name: str) -> type[GenerativeModel]:
+    """The class registered under ``name``.
+
+    Raises:
+        ValueError: no model has that name.
+    """
+    if name not in _REGISTRY:
+        raise ValueError(f"unknown model {name!r}; choose one of {', '.join(_REGISTRY)}")
+    return _REGISTRY[name]
+
+
+def create(name: str, **config: Any) -> GenerativeModel:
+    """Build the model ``name`` from its :meth:`~GenerativeModel.config` keywords."""
+    return get(name)(**config)
