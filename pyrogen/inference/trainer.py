@@ -347,6 +347,7 @@ def fit(
             st = meta["trainer"]
             result.step, result.history = st["step"], st["history"]
             result.best_val, result.best_step, bad_vals = st["best_val"], st["best_step"], st["bad_vals"]
+            result.stopped_early = st["stopped_early"]
             best = _strip(tensors, "best.")
             best_state = best or None
             log.info("resumed from step %d", result.step)
@@ -469,6 +470,7 @@ def _save(
                 "best_val": result.best_val,
                 "best_step": result.best_step,
                 "bad_vals": bad_vals,
+                "stopped_early": result.stopped_early,
                 "world_size": world,
             },
             "train_config": asdict(cfg),

@@ -1,0 +1,82 @@
+"""Figures the CLI and the demo write: sample grids, 2-D scatters, loss curves."""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+
+__all__ = ["image_grid", "loss_curves", "scatter_2d"]
+
+
+def _plt() -> Any:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def image_grid(images: torch.Tensor, path: str | os.PathLike[str], title: str = "") -> None:
+    """Save ``(n, C, H, W)`` images with values in ``[0, 1]`` as one PNG grid."""
+    if images.dim() != 4:
+        raise ValueError(f"images must have shape (n, C, H, W); got {tuple(images.shape)}")
+    plt = _plt()
+    n = images.shape[0]
+    cols = math.ceil(math.sqrt(n))
+    rows = math.ceil(n / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(cols * 0.8, rows * 0.8 + (0.4 if title else 0)))
+    for i, ax in enumerate(getattr(axes, "flat", [axes])):
+        ax.axis("off")
+        if i < n:
+            img = images[i].detach().float().cpu()
+            ax.imshow(img[0] if img.shape[0] == 1 else img.permute(1, 2, 0), cmap="gray", vmin=0, vmax=1)
+    if title:
+        fig.suptitle(title)
+    fig.savefig(path, dpi=100, bbox_inches="tight")
+    plt.close(fig)
+
+
+def scatter_2d(
+    samples: torch.Tensor, path: str | os.PathLike[str], reference: torch.Tensor | None = None, title: str = ""
+) -> None:
+    """Save a scatter plot of ``(n, 2)`` samples, beside reference data if given."""
+    if samples.dim() != 2 or samples.shape[1] != 2:
+        raise ValueError(f"samples must have shape (n, 2); got {tuple(samples.shape)}")
+    plt = _plt()
+    panels = [("model samples", samples)] + ([("data", reference)] if reference is not None else [])
+    fig, axes = plt.subplots(1, len(panels), figsize=(4 * len(panels), 4), squeeze=False)
+    for ax, (name, pts) in zip(axes[0], panels, strict=True):
+        p = pts.detach().cpu()
+        ax.scatter(p[:, 0], p[:, 1], s=1, alpha=0.5)
+        ax.set_title(name)
+        ax.set_aspect("equal")
+        ax.set_xlim(-4.5, 4.5)
+        ax.set_ylim(-4.5, 4.5)
+    if title:
+        fig.suptitle(title)
+    fig.savefig(path, dpi=100, bbox_inches="tight")
+    plt.close(fig)
+
+
+def loss_curves(histories: dict[str, Sequence[dict[str, float]]], path: str | os.PathLike[str]) -> None:
+    """Save training and validation loss curves, one panel per run."""
+    plt = _plt()
+    fig, axes = plt.subplots(1, len(histories), figsize=(5 * len(histories), 3.5), squeeze=False)
+    for ax, (name, hist) in zip(axes[0], histories.items(), strict=True):
+        tr = [(h["step"], h["loss"]) for h in hist if "loss" in h]
+        va = [(h["step"], h["val"]) for h in hist if "val" in h]
+        if tr:
+            ax.plot(*zip(*tr, strict=True), label="train loss")
+        if va:
+            ax.plot(*zip(*va, strict=True), label="validation loss")
+        ax.set_xlabel("step")
+        ax.set_ylabel("nats per example")
+        ax.set_title(name)
+        ax.legend()
+    fig.savefig(path, dpi=100, bbox_inches="tight")
+    plt.close(fig)
