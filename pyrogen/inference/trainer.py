@@ -333,6 +333,8 @@ def fit(
         torch.cuda.manual_seed(cfg.seed + rank)
 
     result = FitResult(step=0, world_size=world)
+    running = torch.zeros((), device=dev)  # sum of the training losses since the last record
+    n_running = 0
     best_state: dict[str, torch.Tensor] | None = None
     bad_vals = 0
 
@@ -348,6 +350,8 @@ def fit(
             result.step, result.history = st["step"], st["history"]
             result.best_val, result.best_step, bad_vals = st["best_val"], st["best_step"], st["bad_vals"]
             result.stopped_early = st["stopped_early"]
+            running = tensors["trainer.running_loss"].to(dev).clone()
+            n_running = int(tensors["trainer.running_count"])
             best = _strip(tensors, "best.")
             best_state = best or None
             log.info("resumed from step %d", result.step)
@@ -364,8 +368,6 @@ def fit(
 
         bar = tqdm(total=cfg.steps, initial=result.step, desc="train", mininterval=0.5, dynamic_ncols=True)
 
-    running = torch.zeros((), device=dev)
-    n_running = 0
     model.train()
     step = result.step
     while step < cfg.steps and not result.stopped_early:
@@ -410,7 +412,9 @@ def fit(
         if run_dir is not None and cfg.checkpoint_every and (
             step % cfg.checkpoint_every == 0 or step == cfg.steps or result.stopped_early
         ):
-            _save(run_dir, model, opts, result, best_state, bad_vals, cfg, dev, rank, world, run_metadata)
+            running_state = {"trainer.running_loss": running, "trainer.running_count": torch.tensor(n_running)}
+            _save(run_dir, model, opts, result, best_state, bad_vals, cfg, dev, rank, world, run_metadata,
+                  running_state)
         if bar is not None:
             bar.update(1)
     if bar is not None:
@@ -450,6 +454,7 @@ def _save(
     rank: int,
     world: int,
     run_metadata: Mapping[str, Any] | None,
+    extra: Mapping[str, torch.Tensor],
 ) -> None:
     rng = _rng_tensors(dev, rank)
     if world > 1:  # every rank's RNG state travels to rank 0
@@ -461,6 +466,7 @@ def _save(
         opt_tensors, opt_meta = _optimizer_tensors(opts)
         tensors.update(opt_tensors)
         tensors.update(rng)
+        tensors.update(extra)
         if best_state is not None:
             tensors.update({"best." + k: v for k, v in best_state.items()})
         meta = {

@@ -1,0 +1,156 @@
+import pytest
+import torch
+from conftest import small_data, small_model
+from torch import nn
+
+from pyrogen.inference import TrainConfig, fit, latest_checkpoint
+from pyrogen.io import CheckpointError
+from pyrogen.models import GenerativeModel
+
+
+def _params(m):
+    return {k: v.clone() for k, v in m.state_dict().items()}
+
+
+@pytest.mark.parametrize("name", ["realnvp", "vae"])
+def test_resumed_run_equals_uninterrupted_run(tmp_path, name):
+    """Interrupted at step N and resumed to 2N == an uninterrupted 2N-step run, bit for bit."""
+    x, v = small_data(name, 300), small_data(name, 364)[300:]
+    cfg = TrainConfig(steps=40, batch_size=64, val_every=10, checkpoint_every=20, seed=3, schedule="cosine",
+                      patience=100)
+    full = small_model(name)
+    r_full = fit(full, x, v, cfg, out=tmp_path / "full")
+
+    part = small_model(name)
+
+    def crash(step, _orig=part.set_step):
+        if step == 20:  # the process dies right after the step-20 checkpoint
+            raise KeyboardInterrupt
+        _orig(step)
+
+    part.set_step = crash
+    with pytest.raises(KeyboardInterrupt):
+        fit(part, x, v, cfg, out=tmp_path / "part")
+    assert latest_checkpoint(tmp_path / "part").name.endswith("000000020.safetensors")
+    torch.manual_seed(12345)  # whatever happens between the two processes
+    resumed = small_model(name)  # a fresh process builds the model anew
+    r_res = fit(resumed, x, v, cfg, out=tmp_path / "part", resume=True)
+    assert r_res.step == r_full.step == 40
+    assert r_res.history == r_full.history
+    for k, t in _params(full).items():
+        assert torch.equal(t, resumed.state_dict()[k]), k
+
+
+def test_resume_skips_a_corrupt_latest_checkpoint(tmp_path, caplog):
+    x = small_data("realnvp", 256)
+    cfg = TrainConfig(steps=30, batch_size=64, val_every=0, checkpoint_every=10, keep_checkpoints=3)
+    fit(small_model("realnvp"), x, None, cfg, out=tmp_path)
+    latest = latest_checkpoint(tmp_path)
+    assert latest is not None and latest.name.endswith("000000030.safetensors")
+    latest.write_bytes(latest.read_bytes()[:100])  # truncated by a crash
+    ref = small_model("realnvp")
+    fit(ref, x, None, cfg, out=tmp_path / "ref", steps=30)
+    m = small_model("realnvp")
+    r = fit(m, x, None, cfg, out=tmp_path, resume=True)  # resumes from step 20, the previous good one
+    assert r.step == 30 and "skipping unreadable checkpoint" in caplog.text
+    for k, t in ref.state_dict().items():
+        assert torch.equal(t, m.state_dict()[k])
+    for f in tmp_path.glob("ckpt-*.safetensors"):
+        f.write_bytes(b"garbage")
+    with pytest.raises(CheckpointError, match="no readable checkpoint"):
+        fit(small_model("realnvp"), x, None, cfg, out=tmp_path, resume=True)
+
+
+def test_early_stopping_restores_the_best_parameters():
+    x, v = small_data("vae", 300), small_data("vae", 400)[300:]
+    m = small_model("vae")
+    r = fit(m, x[:64], v, steps=3000, batch_size=64, lr=1e-2, val_every=20, patience=3)
+    assert r.stopped_early and r.step < 3000
+    assert r.best_step == r.step - 3 * 20
+    vals = [h["val"] for h in r.history if "val" in h]
+    assert r.best_val == min(vals)
+    from pyrogen.inference.trainer import _validate
+
+    assert _validate(m, v, seed=0, dev=torch.device("cpu")) == pytest.approx(r.best_val, rel=1e-6)
+
+
+def test_loss_decreases_and_pyro_objective_trains_too():
+    x = small_data("vae", 256)
+    for objective in ("loss", "pyro"):
+        m = small_model("vae")
+        r = fit(m, x, None, steps=200, batch_size=64, lr=3e-3, log_every=20, objective=objective)
+        losses = [h["loss"] for h in r.history]
+        assert losses[-1] < losses[0] - 5, (objective, losses)
+
+
+class _TwoPlayer(GenerativeModel):
+    """A minimal two-group (critic / generator) model: the trainer needs no change for it."""
+
+    family = "test"
+    density = "none"
+
+    def __init__(self):
+        super().__init__((2,))
+        self.gen = nn.Linear(2, 2)
+        self.critic = nn.Linear(2, 1)
+        self.calls: list[str] = []
+
+    def param_groups(self):
+        return {"critic": list(self.critic.parameters()), "generator": list(self.gen.parameters())}
+
+    def update_schedule(self, step):
+        return ("critic", "critic", "generator")
+
+    def forward(self, batch, group="model", objective="loss"):
+        self.calls.append(group)
+        fake = self.gen(torch.randn_like(batch))
+        if group == "critic":  # WGAN critic loss with weight clipping left out
+            return self.critic(fake.detach()).mean() - self.critic(batch).mean()
+        return -self.critic(fake).mean()
+
+    def validation_loss(self, batch):
+        return torch.zeros(())
+
+
+def test_trainer_runs_a_multi_group_schedule():
+    m = _TwoPlayer()
+    g0, c0 = m.gen.weight.clone(), m.critic.weight.clone()
+    fit(m, torch.randn(256, 2), None, steps=5, batch_size=32, val_every=0)
+    assert m.calls == ["critic", "critic", "generator"] * 5
+    assert not torch.equal(g0, m.gen.weight) and not torch.equal(c0, m.critic.weight)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"steps": 0}, "steps must be a positive integer; got 0"),
+        ({"batch_size": -1}, "batch_size must be a positive integer; got -1"),
+        ({"lr": float("nan")}, "lr must be a positive finite number; got nan"),
+        ({"schedule": "linear"}, "schedule must be 'constant' or 'cosine'; got 'linear'"),
+        ({"objective": "gan"}, "objective must be 'loss' or 'pyro'; got 'gan'"),
+        ({"patience": 0}, "patience must be a positive integer or None; got 0"),
+        ({"checkpoint_every": 5}, "out \\(a run directory\\) is required"),
+    ],
+)
+def test_bad_settings_raise(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        fit(small_model("realnvp"), small_data("realnvp", 64), **kwargs)
+
+
+def test_bad_training_data_raise():
+    m = small_model("vae")
+    with pytest.raises(ValueError, match="train is empty"):
+        fit(m, torch.zeros(0, 1, 8, 8))
+    with pytest.raises(ValueError, match="train must hold only 0 and 1"):
+        fit(m, torch.full((4, 1, 8, 8), 0.5))
+    with pytest.raises(ValueError, match=r"val must be finite; found nan"):
+        fit(m, torch.zeros(4, 1, 8, 8), torch.full((4, 1, 8, 8), float("nan")))
+    with pytest.raises(TypeError, match="unexpected setting 'stpes'"):
+        fit(m, torch.zeros(4, 1, 8, 8), stpes=3)
+
+
+def test_cosine_schedule_and_warmup():
+    cfg = TrainConfig(steps=100, lr=1.0, schedule="cosine", warmup_steps=10)
+    assert cfg.lr_at(0) == pytest.approx(0.1) and cfg.lr_at(9) == pytest.approx(1.0)
+    assert cfg.lr_at(10) == pytest.approx(1.0) and cfg.lr_at(55) == pytest.approx(0.5)
+    assert cfg.lr_at(100) == pytest.approx(0.0)
