@@ -92,6 +92,10 @@ class FlowDistribution(dist.TransformedDistribution):
             if not t.bijective:
                 raise ValueError(f"transforms must be bijective; {type(t).__name__} is not")
 
+    def expand(self, batch_shape: torch.Size, _instance: FlowDistribution | None = None) -> FlowDistribution:
+        new = self._get_checked_instance(FlowDistribution, _instance)
+        return super().expand(batch_shape, _instance=new)  # type: ignore[no-any-return]
+
     def log_prob(self, value: torch.Tensor) -> torch.Tensor:
         if self._validate_args:
             self._validate_sample(value)
