@@ -181,10 +181,16 @@ def _cmd_list(args: argparse.Namespace) -> None:
 
 
 def _cmd_train(args: argparse.Namespace) -> None:
-    _, _, metrics = train_run(
-        args.model, args.data, args.out, steps=args.steps, seed=args.seed, device=args.device,
-        resume=args.resume, progress=not args.quiet, batch_size=args.batch_size, lr=args.lr,
-    )
+    import torch.distributed as tdist
+
+    try:
+        _, _, metrics = train_run(
+            args.model, args.data, args.out, steps=args.steps, seed=args.seed, device=args.device,
+            resume=args.resume, progress=not args.quiet, batch_size=args.batch_size, lr=args.lr,
+        )
+    finally:
+        if tdist.is_initialized():
+            tdist.destroy_process_group()
     if metrics:
         print(json.dumps(metrics))
 

@@ -34,7 +34,8 @@ def image_grid(images: torch.Tensor, path: str | os.PathLike[str], title: str = 
         ax.axis("off")
         if i < n:
             img = images[i].detach().float().cpu()
-            ax.imshow(img[0] if img.shape[0] == 1 else img.permute(1, 2, 0), cmap="gray", vmin=0, vmax=1)
+            pixels = img[0] if img.shape[0] == 1 else img.permute(1, 2, 0)
+            ax.imshow(pixels.numpy(), cmap="gray", vmin=0, vmax=1)
     if title:
         fig.suptitle(title)
     fig.savefig(path, dpi=100, bbox_inches="tight")
@@ -51,7 +52,7 @@ def scatter_2d(
     panels = [("model samples", samples)] + ([("data", reference)] if reference is not None else [])
     fig, axes = plt.subplots(1, len(panels), figsize=(4 * len(panels), 4), squeeze=False)
     for ax, (name, pts) in zip(axes[0], panels, strict=True):
-        p = pts.detach().cpu()
+        p = pts.detach().cpu().numpy()
         ax.scatter(p[:, 0], p[:, 1], s=1, alpha=0.5)
         ax.set_title(name)
         ax.set_aspect("equal")
