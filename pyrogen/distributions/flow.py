@@ -17,9 +17,12 @@ __all__ = ["FlowDistribution", "inverse_and_log_det"]
 def _coupling_inverse(t: AffineCoupling, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     d = t.dim
     y1, y2 = y.split([t.split_dim, y.size(d) - t.split_dim], dim=d)
-    mean, log_scale = t.nn(y1.reshape(y1.shape[:d] + (-1,)))
-    mean = mean.reshape(mean.shape[:-1] + y2.shape[d:])
-    log_scale = log_scale.reshape(log_scale.shape[:-1] + y2.shape[d:])
+    if d == -1:  # vectors: the conditioner's outputs already have y2's shape
+        mean, log_scale = t.nn(y1)
+    else:
+        mean, log_scale = t.nn(y1.reshape(y1.shape[:d] + (-1,)))
+        mean = mean.reshape(mean.shape[:-1] + y2.shape[d:])
+        log_scale = log_scale.reshape(log_scale.shape[:-1] + y2.shape[d:])
     log_scale = clamp_preserve_gradients(log_scale, t.log_scale_min_clip, t.log_scale_max_clip)
     x2 = (y2 - mean) * torch.exp(-log_scale)
     return torch.cat([y1, x2], dim=d), sum_rightmost(log_scale, t.event_dim)

@@ -1,0 +1,214 @@
+"""Per-step training time of pyrogen against hand-written PyTorch, side by side.
+
+Each entry times, in one process and in interleaved rounds, (a) one step of
+pyrogen's trainer (:func:`pyrogen.inference.trainer.training_step`, with the
+trainer's batch indexing and loss bookkeeping), (b) a hand-written PyTorch loop
+of the same model and loss, and (c) where the model is an ELBO model, Pyro's
+default ``SVI(model, guide, Adam, Trace_ELBO())``. It reports medians over
+rounds and the ratio pyrogen / reference.
+
+    python benchmarks/run.py            # a table
+    python benchmarks/run.py --json     # [{name, pyrogen_ms, reference_ms, ratio, ...}]
+    python benchmarks/run.py --quick    # fewer rounds (a smoke test)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from collections.abc import Callable
+
+import pyro
+import torch
+import torch.nn.functional as F
+from pyro.distributions.transforms.utils import clamp_preserve_gradients
+from torch import nn
+
+from pyrogen.inference import TrainConfig
+from pyrogen.inference.trainer import _Batches, make_optimizers, training_step
+from pyrogen.models import VAE, RealNVP
+
+TARGETS = {"vae-784-400-20-b128": 1.10, "vae-digits-b128": 1.10, "realnvp-2d-b512": 1.0}
+
+
+def _pyrogen_step(model: nn.Module, data: torch.Tensor, batch_size: int, lr: float) -> Callable[[int], None]:
+    cfg = TrainConfig(batch_size=batch_size, lr=lr, steps=10**9)
+    groups, opts = make_optimizers(model, cfg)
+    batches = _Batches(len(data), batch_size, 0, 1, 0, data.device)
+    running = torch.zeros(())
+    model.train()
+
+    def step(i: int) -> None:
+        nonlocal running
+        batch = data.index_select(0, batches(i))
+        running += training_step(model, model.forward, batch, i, opts, groups, cfg)
+
+    return step
+
+
+def _torch_loop(module: nn.Module, loss_fn: Callable[[torch.Tensor], torch.Tensor], data: torch.Tensor,
+                batch_size: int, lr: float) -> Callable[[int], None]:
+    opt = torch.optim.Adam(module.parameters(), lr=lr)
+    perm = torch.randperm(len(data))
+    per_epoch = len(data) // batch_size
+
+    def step(i: int) -> None:
+        j = i % per_epoch
+        batch = data[perm[j * batch_size : (j + 1) * batch_size]]
+        opt.zero_grad(set_to_none=True)
+        loss_fn(batch).backward()
+        opt.step()
+
+    return step
+
+
+class PlainVAE(nn.Module):
+    """The same VAE written by hand: MLP encoder/decoder, softplus scale, closed-form KL."""
+
+    def __init__(self, d: int, hidden: tuple[int, ...], latent: int):
+        super().__init__()
+
+        def mlp(sizes: list[int]) -> nn.Sequential:
+            layers: list[nn.Module] = []
+            for a, b in zip(sizes[:-1], sizes[1:], strict=True):
+                layers += [nn.Linear(a, b), nn.ReLU()]
+            return nn.Sequential(*layers[:-1])
+
+        self.enc = mlp([d, *hidden, 2 * latent])
+        self.dec = mlp([latent, *hidden[::-1], d])
+
+    def loss(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.flatten(1)
+        loc, raw = self.enc(x).chunk(2, -1)
+        scale = F.softplus(raw) + 1e-4
+        z = loc + torch.randn_like(loc) * scale
+        rec = F.binary_cross_entropy_with_logits(self.dec(z), x, reduction="none").sum(-1)
+        kl = (0.5 * (loc**2 + scale**2 - 1) - scale.log()).sum(-1)
+        return (rec + kl).mean()
+
+
+class PlainRealNVP(nn.Module):
+    """The same RealNVP written by hand in eager PyTorch (same clamp, same reversal)."""
+
+    def __init__(self, d: int, layers: int, hidden: tuple[int, ...]):
+        super().__init__()
+        self.split = d // 2
+        nets = []
+        for _ in range(layers):
+            sizes = [self.split, *hidden]
+            mods: list[nn.Module] = []
+            for a, b in zip(sizes[:-1], sizes[1:], strict=True):
+                mods += [nn.Linear(a, b), nn.ReLU()]
+            mods.append(nn.Linear(sizes[-1], 2 * (d - self.split)))
+            nets.append(nn.Sequential(*mods))
+        self.nets = nn.ModuleList(nets)
+
+    def loss(self, x: torch.Tensor) -> torch.Tensor:
+        log_det = x.new_zeros(len(x))
+        y = x
+        for net in reversed(self.nets):
+            y = y.flip(-1)
+            y1, y2 = y[:, : self.split], y[:, self.split :]
+            mean, log_scale = net(y1).chunk(2, -1)
+            log_scale = clamp_preserve_gradients(log_scale, -5.0, 3.0)
+            y = torch.cat([y1, (y2 - mean) * torch.exp(-log_scale)], -1)
+            log_det = log_det - log_scale.sum(-1)
+        base = -0.5 * (y**2).sum(-1) - 0.5 * y.shape[-1] * torch.log(torch.tensor(2 * torch.pi))
+        return -(base + log_det).mean()
+
+
+def _pyro_svi(model: VAE, data: torch.Tensor, batch_size: int, lr: float) -> Callable[[int], None]:
+    pyro.clear_param_store()
+    svi = pyro.infer.SVI(model.model, model.guide, pyro.optim.Adam({"lr": lr}), pyro.infer.Trace_ELBO())
+    per_epoch = len(data) // batch_size
+
+    def step(i: int) -> None:
+        j = i % per_epoch
+        svi.step(data[j * batch_size : (j + 1) * batch_size])
+
+    return step
+
+
+def _time(step: Callable[[int], None], start: int, n: int) -> float:
+    t = time.perf_counter()
+    for i in range(start, start + n):
+        step(i)
+    return (time.perf_counter() - t) / n * 1e3
+
+
+def measure(name: str, contenders: dict[str, Callable[[int], None]], rounds: int, steps: int) -> dict[str, float | str]:
+    for s in contenders.values():  # warm-up
+        _time(s, 0, max(3, steps // 4))
+    times: dict[str, list[float]] = {k: [] for k in contenders}
+    for r in range(rounds):
+        for k, s in contenders.items():
+            times[k].append(_time(s, (r + 1) * steps, steps))
+    med = {k: statistics.median(v) for k, v in times.items()}
+    row: dict[str, float | str] = {
+        "name": name,
+        "pyrogen_ms": round(med["pyrogen"], 4),
+        "reference_ms": round(med["reference"], 4),
+        "ratio": round(med["pyrogen"] / med["reference"], 3),
+        "target": TARGETS[name],
+    }
+    if "pyro_svi" in med:
+        row["pyro_svi_ms"] = round(med["pyro_svi"], 4)
+        row["pyro_svi_ratio"] = round(med["pyro_svi"] / med["reference"], 3)
+    return row
+
+
+def run(rounds: int, steps: int) -> list[dict[str, float | str]]:
+    rows = []
+    torch.manual_seed(0)
+    mnist_like = torch.bernoulli(torch.full((4096, 1, 28, 28), 0.3))
+    for name, data, hidden, latent in (
+        ("vae-784-400-20-b128", mnist_like, (400,), 20),
+        ("vae-digits-b128", torch.bernoulli(torch.full((1293, 1, 8, 8), 0.4)), (256, 256), 16),
+    ):
+        torch.manual_seed(0)
+        model = VAE(event_shape=tuple(data.shape[1:]), latent_dim=latent, hidden=hidden, kl_warmup=0)
+        plain = PlainVAE(data[0].numel(), hidden, latent)
+        svi_model = VAE(event_shape=tuple(data.shape[1:]), latent_dim=latent, hidden=hidden, kl_warmup=0)
+        rows.append(measure(name, {
+            "pyrogen": _pyrogen_step(model, data, 128, 1e-3),
+            "reference": _torch_loop(plain, plain.loss, data, 128, 1e-3),
+            "pyro_svi": _pyro_svi(svi_model, data, 128, 1e-3),
+        }, rounds, steps))
+    torch.manual_seed(0)
+    moons = torch.randn(30000, 2)
+    flow = RealNVP(event_shape=(2,), num_layers=8, hidden=(64, 64))
+    plain_flow = PlainRealNVP(2, 8, (64, 64))
+    rows.append(measure("realnvp-2d-b512", {
+        "pyrogen": _pyrogen_step(flow, moons, 512, 1e-3),
+        "reference": _torch_loop(plain_flow, plain_flow.loss, moons, 512, 1e-3),
+    }, rounds, steps))
+    return rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--json", action="store_true", help="print a JSON list")
+    p.add_argument("--rounds", type=int, default=15)
+    p.add_argument("--steps", type=int, default=40, help="steps per round and contender")
+    p.add_argument("--quick", action="store_true", help="3 rounds of 5 steps")
+    args = p.parse_args(argv)
+    if args.quick:
+        args.rounds, args.steps = 3, 5
+    rows = run(args.rounds, args.steps)
+    if args.json:
+        print(json.dumps(rows, indent=1))
+    else:
+        print(f"{'benchmark':<22}{'pyrogen ms':>12}{'torch ms':>10}{'ratio':>8}{'target':>8}{'Pyro SVI':>10}")
+        for r in rows:
+            svi = f"{r['pyro_svi_ratio']:.2f}x" if "pyro_svi_ratio" in r else "-"
+            print(f"{r['name']:<22}{r['pyrogen_ms']:>12.3f}{r['reference_ms']:>10.3f}{r['ratio']:>8.3f}"
+                  f"{r['target']:>8.2f}{svi:>10}")
+        print(f"torch {torch.__version__}, pyro {pyro.__version__}, {torch.get_num_threads()} threads")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
