@@ -49,8 +49,13 @@ def _pyrogen_step(model: nn.Module, data: torch.Tensor, batch_size: int, lr: flo
     return step
 
 
-def _torch_loop(module: nn.Module, loss_fn: Callable[[torch.Tensor], torch.Tensor], data: torch.Tensor,
-                batch_size: int, lr: float) -> Callable[[int], None]:
+def _torch_loop(
+    module: nn.Module,
+    loss_fn: Callable[[torch.Tensor], torch.Tensor],
+    data: torch.Tensor,
+    batch_size: int,
+    lr: float,
+) -> Callable[[int], None]:
     opt = torch.optim.Adam(module.parameters(), lr=lr)
     perm = torch.randperm(len(data))
     per_epoch = len(data) // batch_size
@@ -172,19 +177,33 @@ def run(rounds: int, steps: int) -> list[dict[str, float | str]]:
         model = VAE(event_shape=tuple(data.shape[1:]), latent_dim=latent, hidden=hidden, kl_warmup=0)
         plain = PlainVAE(data[0].numel(), hidden, latent)
         svi_model = VAE(event_shape=tuple(data.shape[1:]), latent_dim=latent, hidden=hidden, kl_warmup=0)
-        rows.append(measure(name, {
-            "pyrogen": _pyrogen_step(model, data, 128, 1e-3),
-            "reference": _torch_loop(plain, plain.loss, data, 128, 1e-3),
-            "pyro_svi": _pyro_svi(svi_model, data, 128, 1e-3),
-        }, rounds, steps))
+        rows.append(
+            measure(
+                name,
+                {
+                    "pyrogen": _pyrogen_step(model, data, 128, 1e-3),
+                    "reference": _torch_loop(plain, plain.loss, data, 128, 1e-3),
+                    "pyro_svi": _pyro_svi(svi_model, data, 128, 1e-3),
+                },
+                rounds,
+                steps,
+            )
+        )
     torch.manual_seed(0)
     moons = torch.randn(30000, 2)
     flow = RealNVP(event_shape=(2,), num_layers=8, hidden=(64, 64))
     plain_flow = PlainRealNVP(2, 8, (64, 64))
-    rows.append(measure("realnvp-2d-b512", {
-        "pyrogen": _pyrogen_step(flow, moons, 512, 1e-3),
-        "reference": _torch_loop(plain_flow, plain_flow.loss, moons, 512, 1e-3),
-    }, rounds, steps))
+    rows.append(
+        measure(
+            "realnvp-2d-b512",
+            {
+                "pyrogen": _pyrogen_step(flow, moons, 512, 1e-3),
+                "reference": _torch_loop(plain_flow, plain_flow.loss, moons, 512, 1e-3),
+            },
+            rounds,
+            steps,
+        )
+    )
     return rows
 
 
@@ -204,8 +223,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{'benchmark':<22}{'pyrogen ms':>12}{'torch ms':>10}{'ratio':>8}{'target':>8}{'Pyro SVI':>10}")
         for r in rows:
             svi = f"{r['pyro_svi_ratio']:.2f}x" if "pyro_svi_ratio" in r else "-"
-            print(f"{r['name']:<22}{r['pyrogen_ms']:>12.3f}{r['reference_ms']:>10.3f}{r['ratio']:>8.3f}"
-                  f"{r['target']:>8.2f}{svi:>10}")
+            print(
+                f"{r['name']:<22}{r['pyrogen_ms']:>12.3f}{r['reference_ms']:>10.3f}{r['ratio']:>8.3f}"
+                f"{r['target']:>8.2f}{svi:>10}"
+            )
         print(f"torch {torch.__version__}, pyro {pyro.__version__}, {torch.get_num_threads()} threads")
     return 0
 

@@ -15,7 +15,17 @@ __version__ = "0.1.0"
 
 from pyrogen import data, distributions, inference, io, metrics, models, nn  # noqa: E402
 
-__all__ = ["__version__", "data", "diagnostics", "distributions", "inference", "io", "metrics", "models", "nn"]
+__all__ = [
+    "__version__",
+    "data",
+    "diagnostics",
+    "distributions",
+    "inference",
+    "io",
+    "metrics",
+    "models",
+    "nn",
+]
 
 
 def __getattr__(name: str) -> Any:

@@ -90,15 +90,35 @@ def train_run(
         "pyrogen_version": __version__,
     }
     _write_json(run_file, run)
-    result = fit(model, data.train, data.val, cfg, out=out, resume=resume, device=device, progress=progress,
-                 run_metadata={"model": model_name, "data": data.name})
+    result = fit(
+        model,
+        data.train,
+        data.val,
+        cfg,
+        out=out,
+        resume=resume,
+        device=device,
+        progress=progress,
+        run_metadata={"model": model_name, "data": data.name},
+    )
     import torch.distributed as tdist
 
     if tdist.is_initialized() and tdist.get_rank() != 0:
         return model, data, {}
-    save_checkpoint(out / "model.safetensors", model.state_dict(), {**run, "result": {
-        "step": result.step, "best_step": result.best_step, "best_val": result.best_val,
-        "stopped_early": result.stopped_early, "world_size": result.world_size}})
+    save_checkpoint(
+        out / "model.safetensors",
+        model.state_dict(),
+        {
+            **run,
+            "result": {
+                "step": result.step,
+                "best_step": result.best_step,
+                "best_val": result.best_val,
+                "stopped_early": result.stopped_early,
+                "world_size": result.world_size,
+            },
+        },
+    )
     _write_json(out / "history.json", result.history)
     metrics = evaluate_run(out, model=model, data=data)
     _write_json(out / "metrics.json", metrics)
@@ -154,10 +174,20 @@ def evaluate_run(
     if p is not None:
         x = x.to(p.device)
     model.validate(x, name=f"{data.name} {split} data")
-    out: dict[str, Any] = {"model": run["model"], "data": data.name, "split": split, "density": model.density}
+    out: dict[str, Any] = {
+        "model": run["model"],
+        "data": data.name,
+        "split": split,
+        "density": model.density,
+    }
     if model.density in ("exact", "lower_bound"):
-        res = evaluate_nll(model, x, k=k, levels=data.levels if data.dequantized else None,
-                           image=data.kind == "image")
+        res = evaluate_nll(
+            model,
+            x,
+            k=k,
+            levels=data.levels if data.dequantized else None,
+            image=data.kind == "image",
+        )
         out.update(res.as_dict())
     else:
         out["n"] = len(x)
@@ -174,7 +204,9 @@ def _write_json(path: Path, obj: Any) -> None:
 
 
 def _cmd_list(args: argparse.Namespace) -> None:
-    rows = [(n, registry.get(n).family, registry.get(n).density, registry.get(n).default_data) for n in registry.names()]
+    rows = [
+        (n, registry.get(n).family, registry.get(n).density, registry.get(n).default_data) for n in registry.names()
+    ]
     print(f"{'model':<24}{'family':<12}{'density':<14}default data")
     for r in rows:
         print(f"{r[0]:<24}{r[1]:<12}{r[2]:<14}{r[3]}")
@@ -185,9 +217,19 @@ def _cmd_train(args: argparse.Namespace) -> None:
 
     try:
         _, _, metrics = train_run(
-            args.model, args.data, args.out, steps=args.steps, seed=args.seed, device=args.device,
-            resume=args.resume, progress=not args.quiet, batch_size=args.batch_size, lr=args.lr,
+            args.model,
+            args.data,
+            args.out,
+            steps=args.steps,
+            seed=args.seed,
+            device=args.device,
+            resume=args.resume,
+            progress=not args.quiet,
+            batch_size=args.batch_size,
+            lr=args.lr,
         )
+        if tdist.is_initialized():
+            tdist.barrier()  # every rank waits for rank 0's evaluation before the group goes away
     finally:
         if tdist.is_initialized():
             tdist.destroy_process_group()
@@ -292,7 +334,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(message)s")
     try:
         args.func(args)
-    except (UserError, ValueError, TypeError, NotImplementedError, CheckpointError, FileNotFoundError) as e:
+    except (
+        UserError,
+        ValueError,
+        TypeError,
+        NotImplementedError,
+        CheckpointError,
+        FileNotFoundError,
+    ) as e:
         msg = str(e).splitlines()[0] if str(e) else type(e).__name__
         print(f"pyrogen: error: {msg}", file=sys.stderr)
         return 2

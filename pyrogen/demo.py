@@ -26,6 +26,7 @@ from pyrogen.cli import train_run
 from pyrogen.data import TOY_ENTROPY
 from pyrogen.figures import image_grid, loss_curves, scatter_2d
 from pyrogen.inference.mcmc import nuts, run_chains
+from pyrogen.models import VAE
 
 __all__ = ["DIGIT_FLOORS", "run_demo"]
 
@@ -45,8 +46,13 @@ def _say(msg: str = "") -> None:
     print(msg, flush=True)
 
 
-def run_demo(out: str | Path = "demo-output", *, fast: bool = False, device: str | None = None,
-             progress: bool = True) -> dict[str, Any]:
+def run_demo(
+    out: str | Path = "demo-output",
+    *,
+    fast: bool = False,
+    device: str | None = None,
+    progress: bool = True,
+) -> dict[str, Any]:
     """Run the demo; return (and write to ``out/metrics.json``) its numbers."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -57,32 +63,57 @@ def run_demo(out: str | Path = "demo-output", *, fast: bool = False, device: str
 
     _say("== 1. RealNVP on moons (exact likelihood) ==")
     flow_steps = 60 if fast else 3000
-    flow, moons, m_flow = train_run("realnvp", "moons", out / "realnvp-moons", steps=flow_steps,
-                                    device=device, progress=progress)
+    flow, moons, m_flow = train_run(
+        "realnvp",
+        "moons",
+        out / "realnvp-moons",
+        steps=flow_steps,
+        device=device,
+        progress=progress,
+    )
     best = TOY_ENTROPY["moons"]
-    _say(f"test NLL {m_flow['nll_nats']:.3f} ± {m_flow['nll_stderr']:.3f} nats "
-         f"(best possible: the entropy {best:.3f}; gap {m_flow['nll_nats'] - best:+.3f})")
+    _say(
+        f"test NLL {m_flow['nll_nats']:.3f} ± {m_flow['nll_stderr']:.3f} nats "
+        f"(best possible: the entropy {best:.3f}; gap {m_flow['nll_nats'] - best:+.3f})"
+    )
     metrics["realnvp_moons"] = m_flow
     torch.manual_seed(0)
-    scatter_2d(flow.sample(5000).cpu(), out / "realnvp_moons_samples.png", reference=moons.test,
-               title="RealNVP on moons")
+    scatter_2d(
+        flow.sample(5000).cpu(),
+        out / "realnvp_moons_samples.png",
+        reference=moons.test,
+        title="RealNVP on moons",
+    )
 
     _say("\n== 2. Bernoulli VAE on binarized digits (KL warm-up, early stopping) ==")
     vae_steps = 60 if fast else None
-    vae, digits, m_vae = train_run("vae", "digits-binary", out / "vae-digits", steps=vae_steps,
-                                   device=device, progress=progress)
+    vae, digits, m_vae = train_run(
+        "vae",
+        "digits-binary",
+        out / "vae-digits",
+        steps=vae_steps,
+        device=device,
+        progress=progress,
+    )
+    assert isinstance(vae, VAE)
     x_test = digits.test.to(next(vae.parameters()).device)
     active = vae.active_units(x_test)
     m_vae["active_units"] = active
-    _say(f"test ELBO {m_vae['elbo_nats']:.2f} nats; IWAE (k={m_vae['k']}) NLL {m_vae['nll_nats']:.2f} ± "
-         f"{m_vae['nll_stderr']:.2f} nats ({m_vae['bits_per_dim']:.3f} bits/dim); "
-         f"active latent units {active} of {vae.latent_dim}")
+    _say(
+        f"test ELBO {m_vae['elbo_nats']:.2f} nats; IWAE (k={m_vae['k']}) NLL {m_vae['nll_nats']:.2f} ± "
+        f"{m_vae['nll_stderr']:.2f} nats ({m_vae['bits_per_dim']:.3f} bits/dim); "
+        f"active latent units {active} of {vae.latent_dim}"
+    )
     _say("reference test NLL on binarized digits (DESIGN.md):")
     for name, v in DIGIT_FLOORS.items():
         _say(f"  {name:<30} {v:6.2f}")
     metrics["vae_digits"] = m_vae
     torch.manual_seed(0)
-    image_grid(vae.sample(64, mean=True).cpu(), out / "vae_digits_samples.png", title="VAE samples (pixel means)")
+    image_grid(
+        vae.sample(64, mean=True).cpu(),
+        out / "vae_digits_samples.png",
+        title="VAE samples (pixel means)",
+    )
     hist = {
         "RealNVP on moons": json.loads((out / "realnvp-moons" / "history.json").read_text()),
         "VAE on binarized digits": json.loads((out / "vae-digits" / "history.json").read_text()),
@@ -94,8 +125,14 @@ def run_demo(out: str | Path = "demo-output", *, fast: bool = False, device: str
 
     x_one = x_test[:1]
     n_draws = 20 if fast else 300
-    runs = run_chains(lambda: nuts(vae.model, max_tree_depth=6), num_chains=2, num_samples=n_draws,
-                      warmup_steps=n_draws, seed=0, model_args=(x_one,))
+    runs = run_chains(
+        lambda: nuts(vae.model, max_tree_depth=6),
+        num_chains=2,
+        num_samples=n_draws,
+        warmup_steps=n_draws,
+        seed=0,
+        model_args=(x_one,),
+    )
     idata = diagnostics.from_pyro(runs)
     table = diagnostics.summary(idata, var_names=["z"])
     with_pd_options = table.to_string(float_format=lambda v: f"{v:.2f}")

@@ -70,9 +70,7 @@ def from_numpyro(mcmc: Any) -> az.InferenceData:
     return az.from_numpyro(mcmc)
 
 
-def from_chains(
-    samples: Mapping[str, Any], sample_stats: Mapping[str, Any] | None = None
-) -> az.InferenceData:
+def from_chains(samples: Mapping[str, Any], sample_stats: Mapping[str, Any] | None = None) -> az.InferenceData:
     """InferenceData from arrays of shape ``(chains, draws, *event_shape)``.
 
     ``sample_stats`` may carry ``energy`` (for ArviZ's energy plot and BFMI,

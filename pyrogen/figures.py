@@ -43,7 +43,10 @@ def image_grid(images: torch.Tensor, path: str | os.PathLike[str], title: str = 
 
 
 def scatter_2d(
-    samples: torch.Tensor, path: str | os.PathLike[str], reference: torch.Tensor | None = None, title: str = ""
+    samples: torch.Tensor,
+    path: str | os.PathLike[str],
+    reference: torch.Tensor | None = None,
+    title: str = "",
 ) -> None:
     """Save a scatter plot of ``(n, 2)`` samples, beside reference data if given."""
     if samples.dim() != 2 or samples.shape[1] != 2:

@@ -83,7 +83,10 @@ def _batches(data: torch.Tensor | Iterable[Any], batch_size: int) -> Iterable[to
 
 @torch.no_grad()
 def log_likelihoods(
-    model: GenerativeModelProtocol, data: torch.Tensor | Iterable[Any], k: int | None = None, batch_size: int = 256
+    model: GenerativeModelProtocol,
+    data: torch.Tensor | Iterable[Any],
+    k: int | None = None,
+    batch_size: int = 256,
 ) -> torch.Tensor:
     """Per-example log-likelihood (nats) over a tensor or a DataLoader.
 

@@ -45,7 +45,23 @@ def test_train_evaluate_sample_resume(tmp_path, capsys):
     # training again into the same directory needs --resume; with it, the run continues
     assert main(["train", "realnvp", "--data", "moons", "--steps", "40", "--out", str(run), "-q"]) == 2
     assert "pass --resume" in capsys.readouterr().err
-    assert main(["train", "realnvp", "--data", "moons", "--steps", "60", "--out", str(run), "-q", "--resume"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "realnvp",
+                "--data",
+                "moons",
+                "--steps",
+                "60",
+                "--out",
+                str(run),
+                "-q",
+                "--resume",
+            ]
+        )
+        == 0
+    )
     from pyrogen.io import load_checkpoint
 
     _, meta = load_checkpoint(run / "model.safetensors")
@@ -85,5 +101,10 @@ def test_demo_fast(tmp_path):
     r = _run("demo", "--fast", "--out", str(tmp_path), "-q")
     assert r.returncode == 0, r.stderr
     assert "test NLL" in r.stdout and "r_hat" in r.stdout and "IWAE (k=1000)" in r.stdout
-    for f in ("realnvp_moons_samples.png", "vae_digits_samples.png", "loss_curves.png", "metrics.json"):
+    for f in (
+        "realnvp_moons_samples.png",
+        "vae_digits_samples.png",
+        "loss_curves.png",
+        "metrics.json",
+    ):
         assert (tmp_path / f).is_file(), f

@@ -9,7 +9,11 @@ from pyrogen.data import DATASETS, TOY_ENTROPY, TOYS, load, load_corpus, toy_sam
 
 @pytest.mark.parametrize("name", TOYS)
 def test_toys_are_seeded_and_shaped(name):
-    a, b, c = toy_sample(name, 1001, seed=1), toy_sample(name, 1001, seed=1), toy_sample(name, 1001, seed=2)
+    a, b, c = (
+        toy_sample(name, 1001, seed=1),
+        toy_sample(name, 1001, seed=1),
+        toy_sample(name, 1001, seed=2),
+    )
     assert a.shape == (1001, 2) and a.dtype == torch.float32
     assert torch.equal(a, b) and not torch.equal(a, c)
     assert torch.isfinite(a).all()
@@ -115,12 +119,27 @@ def test_every_dataset_loads():
         (torch.tensor([[float("nan"), 0.0]]), {}, ValueError, "finite; found nan"),
         (torch.tensor([[float("inf"), 0.0]]), {}, ValueError, "finite; found inf"),
         (torch.zeros(0, 2), {}, ValueError, "empty"),
-        (torch.zeros(3, 3), {"event_shape": (2,)}, ValueError, r"shape \(batch, \*\(2,\)\); got \(3, 3\)"),
+        (
+            torch.zeros(3, 3),
+            {"event_shape": (2,)},
+            ValueError,
+            r"shape \(batch, \*\(2,\)\); got \(3, 3\)",
+        ),
         (torch.zeros(3, 2, dtype=torch.long), {}, TypeError, "floating dtype"),
         (np.zeros((3, 2)), {}, TypeError, "torch.Tensor; got ndarray"),
         (torch.tensor([[0.0, 0.3]]), {"support": "binary"}, ValueError, "only 0 and 1.*0.3"),
-        (torch.tensor([[0, 17]]), {"support": "integer", "levels": 17}, ValueError, r"0\.\.16; found 17"),
-        (torch.tensor([[0.5, 1.2]]), {"support": "unit_interval"}, ValueError, r"\[0, 1\]; found 1.2"),
+        (
+            torch.tensor([[0, 17]]),
+            {"support": "integer", "levels": 17},
+            ValueError,
+            r"0\.\.16; found 17",
+        ),
+        (
+            torch.tensor([[0.5, 1.2]]),
+            {"support": "unit_interval"},
+            ValueError,
+            r"\[0, 1\]; found 1.2",
+        ),
     ],
 )
 def test_bad_data_raise_naming_the_problem(x, kwargs, error, match):

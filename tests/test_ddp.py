@@ -17,8 +17,22 @@ from pyrogen.io import load_checkpoint
 
 
 def _train(out, *launcher):
-    cmd = [*launcher, "-m", "pyrogen.cli", "train", "realnvp", "--data", "moons", "--steps", "60",
-           "--out", str(out), "-q", "--seed", "4"]
+    cmd = [
+        *launcher,
+        "-m",
+        "pyrogen.cli",
+        "train",
+        "realnvp",
+        "--data",
+        "moons",
+        "--steps",
+        "60",
+        "--out",
+        str(out),
+        "-q",
+        "--seed",
+        "4",
+    ]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env)
     assert r.returncode == 0, r.stderr[-3000:]

@@ -38,8 +38,14 @@ def test_pyro_mcmc_with_only_a_potential():
     def potential(p):
         return 0.5 * (((p["theta"] - mu) / sd) ** 2).sum()
 
-    runs = run_chains(lambda: nuts(potential_fn=potential), num_chains=2, num_samples=300, warmup_steps=200,
-                      initial_params={"theta": torch.zeros(2, dtype=torch.float64)}, seed=1)
+    runs = run_chains(
+        lambda: nuts(potential_fn=potential),
+        num_chains=2,
+        num_samples=300,
+        warmup_steps=200,
+        initial_params={"theta": torch.zeros(2, dtype=torch.float64)},
+        seed=1,
+    )
     _check(diagnostics.summary(runs), ["theta[0]", "theta[1]"])
 
 
@@ -60,8 +66,14 @@ def test_numpyro_run():
     def model():
         numpyro.sample("theta", ndist.Normal(jax.numpy.array(MU), jax.numpy.array(SD)).to_event(1))
 
-    mcmc = MCMC(NUTS(model), num_warmup=300, num_samples=500, num_chains=2, chain_method="sequential",
-                progress_bar=False)
+    mcmc = MCMC(
+        NUTS(model),
+        num_warmup=300,
+        num_samples=500,
+        num_chains=2,
+        chain_method="sequential",
+        progress_bar=False,
+    )
     mcmc.run(jax.random.PRNGKey(0))
     idata = diagnostics.from_numpyro(mcmc)
     assert idata.posterior.sizes["chain"] == 2
@@ -74,7 +86,9 @@ def test_plain_chains_and_rhat_detects_disagreeing_chains():
     _check(diagnostics.summary({"theta": good}), ["theta[0]", "theta[1]"])
     bad = good.copy()
     bad[1] += 3.0  # the second chain sits elsewhere
-    table = diagnostics.summary(diagnostics.from_chains({"theta": bad}, sample_stats={"energy": rng.normal(size=(2, 1000))}))
+    table = diagnostics.summary(
+        diagnostics.from_chains({"theta": bad}, sample_stats={"energy": rng.normal(size=(2, 1000))})
+    )
     assert (table["r_hat"] > 1.2).all()  # 1.83 and 1.34 here; well-mixed chains give < 1.01
 
 

@@ -73,7 +73,10 @@ def test_flow_distribution_equals_pyro_transformed_distribution():
 
 def test_non_bijective_transforms_are_rejected():
     with pytest.raises(ValueError, match="must be bijective"):
-        FlowDistribution(dist.Normal(torch.zeros(2), 1.0).to_event(1), [torch.distributions.transforms.AbsTransform()])
+        FlowDistribution(
+            dist.Normal(torch.zeros(2), 1.0).to_event(1),
+            [torch.distributions.transforms.AbsTransform()],
+        )
 
 
 EXACT = [n for n in registry.names() if registry.get(n).density == "exact"]

@@ -16,8 +16,15 @@ def _params(m):
 def test_resumed_run_equals_uninterrupted_run(tmp_path, name):
     """Interrupted at step N and resumed to 2N == an uninterrupted 2N-step run, bit for bit."""
     x, v = small_data(name, 300), small_data(name, 364)[300:]
-    cfg = TrainConfig(steps=40, batch_size=64, val_every=10, checkpoint_every=20, seed=3, schedule="cosine",
-                      patience=100)
+    cfg = TrainConfig(
+        steps=40,
+        batch_size=64,
+        val_every=10,
+        checkpoint_every=20,
+        seed=3,
+        schedule="cosine",
+        patience=100,
+    )
     full = small_model(name)
     r_full = fit(full, x, v, cfg, out=tmp_path / "full")
 

@@ -93,8 +93,9 @@ def _digits(name: str, seed: int) -> Dataset:
     x_trv, x_test, y_trv, y_test = train_test_split(x, y, test_size=0.2, random_state=0)
     x_train, x_val, y_train, y_val = train_test_split(x_trv, y_trv, test_size=0.1, random_state=0)
     parts = {"train": x_train, "val": x_val, "test": x_test}
-    labels = {k: torch.as_tensor(v, dtype=torch.long) for k, v in
-              (("train", y_train), ("val", y_val), ("test", y_test))}
+    labels = {
+        k: torch.as_tensor(v, dtype=torch.long) for k, v in (("train", y_train), ("val", y_val), ("test", y_test))
+    }
     out: dict[str, torch.Tensor] = {}
     for i, (k, v) in enumerate(parts.items()):
         v = v.reshape(-1, 1, 8, 8)
@@ -107,8 +108,17 @@ def _digits(name: str, seed: int) -> Dataset:
             out[k] = torch.as_tensor((v + rng.rand(*v.shape)) / 17.0, dtype=torch.float32)
     support = {"digits-binary": "binary", "digits-int": "integer"}.get(name, "unit_interval")
     levels = 2 if name == "digits-binary" else 17
-    return Dataset(name, "image", out["train"], out["val"], out["test"], support, levels,
-                   dequantized=name == "digits", labels=labels)
+    return Dataset(
+        name,
+        "image",
+        out["train"],
+        out["val"],
+        out["test"],
+        support,
+        levels,
+        dequantized=name == "digits",
+        labels=labels,
+    )
 
 
 def load_corpus() -> str:
@@ -126,8 +136,16 @@ def _text() -> Dataset:
     chunks = ids[: n * TEXT_LENGTH].reshape(n, TEXT_LENGTH)
     n_val = n_test = max(1, n // 20)  # contiguous 90 / 5 / 5 split
     n_train = n - n_val - n_test
-    return Dataset("text", "text", chunks[:n_train], chunks[n_train : n_train + n_val],
-                   chunks[n_train + n_val :], "integer", len(vocab), vocab=vocab)
+    return Dataset(
+        "text",
+        "text",
+        chunks[:n_train],
+        chunks[n_train : n_train + n_val],
+        chunks[n_train + n_val :],
+        "integer",
+        len(vocab),
+        vocab=vocab,
+    )
 
 
 def load(name: str, seed: int = 0) -> Dataset:

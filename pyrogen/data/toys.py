@@ -64,9 +64,7 @@ def _rings(n: int, rng: np.random.RandomState) -> np.ndarray:
 
 def _eight_gaussians(n: int, rng: np.random.RandomState) -> np.ndarray:
     s = 1.0 / math.sqrt(2)
-    centers = 4.0 * np.array(
-        [(1, 0), (-1, 0), (0, 1), (0, -1), (s, s), (s, -s), (-s, s), (-s, -s)], dtype=np.float64
-    )
+    centers = 4.0 * np.array([(1, 0), (-1, 0), (0, 1), (0, -1), (s, s), (s, -s), (-s, s), (-s, -s)], dtype=np.float64)
     idx = rng.randint(8, size=n)
     x = rng.randn(n, 2) * 0.5 + centers[idx]
     return x / 1.414

@@ -53,9 +53,7 @@ def validate(
         event_shape = tuple(event_shape)
         k = len(event_shape)
         if x.dim() <= k or tuple(x.shape[x.dim() - k :]) != event_shape:
-            raise ValueError(
-                f"{name} must have shape (batch, *{event_shape}); got {tuple(x.shape)}"
-            )
+            raise ValueError(f"{name} must have shape (batch, *{event_shape}); got {tuple(x.shape)}")
     if support == "integer":
         if x.dtype.is_floating_point or x.dtype.is_complex or x.dtype == torch.bool:
             raise TypeError(f"{name} must have an integer dtype for an integer support; got {x.dtype}")
@@ -69,8 +67,7 @@ def validate(
         raise TypeError(f"{name} must have a floating dtype for a {support} support; got {x.dtype}")
     finite = torch.isfinite(x)
     if not bool(finite.all()):
-        bad = x[~finite].flatten()[0].item()
-        raise ValueError(f"{name} must be finite; found {bad}")
+        raise ValueError(f"{name} must be finite; found {x[~finite].flatten()[0].item()}")
     if support == "binary":
         ok = (x == 0) | (x == 1)
         if not bool(ok.all()):

@@ -7,8 +7,8 @@ from collections.abc import Sequence
 import pyro.distributions as dist
 import torch
 from pyro.distributions.transforms import AffineCoupling, Permute
-from pyro.distributions.util import sum_rightmost
 from pyro.distributions.transforms.utils import clamp_preserve_gradients
+from pyro.distributions.util import sum_rightmost
 from torch.distributions import Transform
 
 __all__ = ["FlowDistribution", "inverse_and_log_det"]
@@ -97,7 +97,7 @@ class FlowDistribution(dist.TransformedDistribution):
 
     def expand(self, batch_shape: torch.Size, _instance: FlowDistribution | None = None) -> FlowDistribution:
         new = self._get_checked_instance(FlowDistribution, _instance)
-        return super().expand(batch_shape, _instance=new)  # type: ignore[no-any-return]
+        return super().expand(batch_shape, _instance=new)
 
     def log_prob(self, value: torch.Tensor) -> torch.Tensor:
         if self._validate_args:
@@ -111,5 +111,3 @@ class FlowDistribution(dist.TransformedDistribution):
             y = x
         base_lp = self.base_dist.log_prob(y)
         return lp + sum_rightmost(base_lp, event_dim - len(self.base_dist.event_shape))
-
-

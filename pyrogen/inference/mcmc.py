@@ -27,7 +27,7 @@ def nuts(
     """Pyro's NUTS kernel on a model or on a potential (negative log density)."""
     if (model is None) == (potential_fn is None):
         raise ValueError("give exactly one of model and potential_fn")
-    return NUTS(model=model, potential_fn=potential_fn, **kwargs)  # type: ignore[arg-type]
+    return NUTS(model=model, potential_fn=potential_fn, **kwargs)
 
 
 def run_chains(
@@ -59,7 +59,11 @@ def run_chains(
     Raises:
         ValueError: ``num_chains``, ``num_samples`` or ``warmup_steps`` out of range.
     """
-    for name, v, lo in (("num_chains", num_chains, 1), ("num_samples", num_samples, 1), ("warmup_steps", warmup_steps, 0)):
+    for name, v, lo in (
+        ("num_chains", num_chains, 1),
+        ("num_samples", num_samples, 1),
+        ("warmup_steps", warmup_steps, 0),
+    ):
         if not isinstance(v, int) or v < lo:
             raise ValueError(f"{name} must be an integer >= {lo}; got {v!r}")
     runs = []

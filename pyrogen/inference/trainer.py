@@ -32,7 +32,14 @@ from torch.utils.data import DistributedSampler
 
 from pyrogen.io import CheckpointError, load_checkpoint, save_checkpoint
 
-__all__ = ["FitResult", "TrainConfig", "fit", "latest_checkpoint", "make_optimizers", "training_step"]
+__all__ = [
+    "FitResult",
+    "TrainConfig",
+    "fit",
+    "latest_checkpoint",
+    "make_optimizers",
+    "training_step",
+]
 
 log = logging.getLogger("pyrogen")
 
@@ -169,8 +176,10 @@ def training_step(
 
 def make_optimizers(model: nn.Module, cfg: TrainConfig) -> tuple[dict[str, Any], dict[str, torch.optim.Optimizer]]:
     """One Adam optimizer per parameter group of ``model``."""
-    groups = dict(model.param_groups())  # type: ignore[operator]
-    opts = {g: torch.optim.Adam(list(ps), lr=cfg.lr, weight_decay=cfg.weight_decay) for g, ps in groups.items()}
+    groups: dict[str, Any] = dict(model.param_groups())  # type: ignore[operator]
+    opts: dict[str, torch.optim.Optimizer] = {
+        g: torch.optim.Adam(list(ps), lr=cfg.lr, weight_decay=cfg.weight_decay) for g, ps in groups.items()
+    }
     return groups, opts
 
 
@@ -194,7 +203,9 @@ def _maybe_init_distributed(device: torch.device) -> None:
         tdist.init_process_group(backend=backend)
 
 
-def _optimizer_tensors(opts: Mapping[str, torch.optim.Optimizer]) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+def _optimizer_tensors(
+    opts: Mapping[str, torch.optim.Optimizer],
+) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     tensors: dict[str, torch.Tensor] = {}
     meta: dict[str, Any] = {}
     for gname, opt in opts.items():
@@ -211,7 +222,9 @@ def _optimizer_tensors(opts: Mapping[str, torch.optim.Optimizer]) -> tuple[dict[
 
 
 def _load_optimizers(
-    opts: Mapping[str, torch.optim.Optimizer], tensors: Mapping[str, torch.Tensor], meta: Mapping[str, Any]
+    opts: Mapping[str, torch.optim.Optimizer],
+    tensors: Mapping[str, torch.Tensor],
+    meta: Mapping[str, Any],
 ) -> None:
     for gname, opt in opts.items():
         if gname not in meta:
@@ -260,8 +273,13 @@ class _Batches:
         self.local = min(batch_size // world, n // world)
         if self.local < 1:
             raise ValueError(f"the training data ({n} examples) are too few for {world} ranks")
-        self.sampler = DistributedSampler(
-            range(n), num_replicas=world, rank=rank, shuffle=True, seed=seed, drop_last=True
+        self.sampler: DistributedSampler[int] = DistributedSampler(
+            range(n),  # type: ignore[arg-type]
+            num_replicas=world,
+            rank=rank,
+            shuffle=True,
+            seed=seed,
+            drop_last=True,
         )
         self.per_epoch = (n // world) // self.local
         self.device = device
@@ -387,7 +405,11 @@ def fit(
             _set_rng(tensors, dev, rank)
             st = meta["trainer"]
             result.step, result.history = st["step"], st["history"]
-            result.best_val, result.best_step, bad_vals = st["best_val"], st["best_step"], st["bad_vals"]
+            result.best_val, result.best_step, bad_vals = (
+                st["best_val"],
+                st["best_step"],
+                st["bad_vals"],
+            )
             result.stopped_early = st["stopped_early"]
             running = tensors["trainer.running_loss"].to(dev).clone()
             n_running = int(tensors["trainer.running_count"])
@@ -437,12 +459,29 @@ def fit(
                     result.stopped_early = True
             model.train()
         result.step = step
-        if run_dir is not None and cfg.checkpoint_every and (
-            step % cfg.checkpoint_every == 0 or step == cfg.steps or result.stopped_early
+        if (
+            run_dir is not None
+            and cfg.checkpoint_every
+            and (step % cfg.checkpoint_every == 0 or step == cfg.steps or result.stopped_early)
         ):
-            running_state = {"trainer.running_loss": running, "trainer.running_count": torch.tensor(n_running)}
-            _save(run_dir, model, opts, result, best_state, bad_vals, cfg, dev, rank, world, run_metadata,
-                  running_state)
+            running_state = {
+                "trainer.running_loss": running,
+                "trainer.running_count": torch.tensor(n_running),
+            }
+            _save(
+                run_dir,
+                model,
+                opts,
+                result,
+                best_state,
+                bad_vals,
+                cfg,
+                dev,
+                rank,
+                world,
+                run_metadata,
+                running_state,
+            )
         if bar is not None:
             bar.update(1)
     if bar is not None:

@@ -78,8 +78,7 @@ class GenerativeModel(PyroModule):
         """
         if data.support != cls.support:
             raise ValueError(
-                f"{cls.name or cls.__name__} models {cls.support} data; dataset {data.name!r} "
-                f"is {data.support}"
+                f"{cls.name or cls.__name__} models {cls.support} data; dataset {data.name!r} is {data.support}"
             )
         return cls(event_shape=tuple(data.event_shape), **kwargs)
 
@@ -116,10 +115,11 @@ class GenerativeModel(PyroModule):
         if self.density == "exact":
             return self.log_prob(x)
         if self.density == "lower_bound":
-            return self.iwae(x, k=k or 1000)  # type: ignore[attr-defined, no-any-return]
+            return self.iwae(x, k=k or 1000)
         return self.log_prob(x)  # raises with a hint
 
     def sample(self, n: int) -> torch.Tensor:
+        """``n`` draws from the model, shape ``(n,) + event_shape``."""
         raise NotImplementedError
 
     # -- training -------------------------------------------------------------
@@ -128,7 +128,7 @@ class GenerativeModel(PyroModule):
 
     def pyro_loss(self, batch: torch.Tensor) -> torch.Tensor:
         """Pyro's ``Trace_ELBO`` loss on :meth:`model` and :meth:`guide`, per example."""
-        return Trace_ELBO().differentiable_loss(self.model, self.guide, batch) / len(batch)  # type: ignore[no-any-return]
+        return Trace_ELBO().differentiable_loss(self.model, self.guide, batch) / len(batch)
 
     def validation_loss(self, batch: torch.Tensor) -> torch.Tensor:
         """The mean score early stopping watches (lower is better)."""

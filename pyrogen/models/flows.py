@@ -54,9 +54,20 @@ class RealNVP(GenerativeModel):
     density = "exact"
     support = "real"
     default_data = "moons"
-    train_defaults = {"batch_size": 512, "lr": 3e-3, "schedule": "cosine", "steps": 3000, "val_every": 250}
+    train_defaults = {
+        "batch_size": 512,
+        "lr": 3e-3,
+        "schedule": "cosine",
+        "steps": 3000,
+        "val_every": 250,
+    }
 
-    def __init__(self, event_shape: Sequence[int] = (2,), num_layers: int = 8, hidden: Sequence[int] = (64, 64)) -> None:
+    def __init__(
+        self,
+        event_shape: Sequence[int] = (2,),
+        num_layers: int = 8,
+        hidden: Sequence[int] = (64, 64),
+    ) -> None:
         super().__init__(event_shape)
         if len(self.event_shape) != 1 or self.event_shape[0] < 2:
             raise ValueError(f"RealNVP takes vectors of size >= 2: event_shape=(D,); got {tuple(event_shape)}")
@@ -65,28 +76,31 @@ class RealNVP(GenerativeModel):
         dim = self.event_shape[0]
         split = dim // 2
         self.couplings = nn.ModuleList(
-            AffineCoupling(split, MLP(split, self.hidden, 2 * (dim - split), chunks=2))
-            for _ in range(self.num_layers)
+            AffineCoupling(split, MLP(split, self.hidden, 2 * (dim - split), chunks=2)) for _ in range(self.num_layers)
         )
         self.register_buffer("reverse", torch.arange(dim - 1, -1, -1))
         self.register_buffer("base_loc", torch.zeros(dim))
         self.register_buffer("base_scale", torch.ones(dim))
 
     def config(self) -> dict[str, Any]:
-        return {"event_shape": list(self.event_shape), "num_layers": self.num_layers, "hidden": list(self.hidden)}
+        return {
+            "event_shape": list(self.event_shape),
+            "num_layers": self.num_layers,
+            "hidden": list(self.hidden),
+        }
 
     def as_distribution(self) -> FlowDistribution:
         """The flow as a Pyro distribution with event shape ``(D,)``."""
         base = dist.Normal(self.base_loc, self.base_scale).to_event(1)
         flip = Permute(self.reverse)
         transforms = [t for c in self.couplings for t in (c, flip)]
-        return FlowDistribution(base, transforms)
+        return FlowDistribution(base, transforms)  # type: ignore[arg-type]
 
     def model(self, x: torch.Tensor | None = None, num_samples: int | None = None) -> torch.Tensor:
         pyro.module("realnvp", self)
         n = len(x) if x is not None else (num_samples or 1)
         with pyro.plate("data", n):
-            return pyro.sample("x", self.as_distribution(), obs=x)  # type: ignore[no-any-return]
+            return pyro.sample("x", self.as_distribution(), obs=x)
 
     def log_prob(self, x: torch.Tensor) -> torch.Tensor:
         """Exact :math:`\\log p(x)` in nats, shape ``batch_shape``.
@@ -100,11 +114,11 @@ class RealNVP(GenerativeModel):
         # The density of as_distribution(), without building the distribution
         # object on every step (that Python overhead dominates at this size);
         # tests check both give the same numbers.
-        y, log_det = x, 0.0
+        y, log_det = x, torch.zeros((), dtype=x.dtype, device=x.device)
         reverse = self.reverse
         for coupling in reversed(self.couplings):
             y = y.index_select(-1, reverse)  # the reversal is its own inverse
-            y, ld = inverse_and_log_det(coupling, y)
+            y, ld = inverse_and_log_det(coupling, y)  # type: ignore[arg-type]
             log_det = log_det + ld
         base = -0.5 * y.pow(2).sum(-1) - 0.5 * y.shape[-1] * math.log(2 * math.pi)
         return base - log_det

@@ -63,7 +63,13 @@ class VAE(GenerativeModel):
     density = "lower_bound"
     support = "binary"
     default_data = "digits-binary"
-    train_defaults = {"batch_size": 128, "lr": 1e-3, "steps": 4000, "val_every": 100, "patience": 10}
+    train_defaults = {
+        "batch_size": 128,
+        "lr": 1e-3,
+        "steps": 4000,
+        "val_every": 100,
+        "patience": 10,
+    }
 
     def __init__(
         self,
@@ -117,9 +123,7 @@ class VAE(GenerativeModel):
             with poutine.scale(scale=self.kl_weight):
                 z = pyro.sample("z", dist.Normal(zeros, 1.0).to_event(1))
             logits = self.decode(z)
-            return pyro.sample(  # type: ignore[no-any-return]
-                "x", dist.Bernoulli(logits=logits).to_event(len(self.event_shape)), obs=x
-            )
+            return pyro.sample("x", dist.Bernoulli(logits=logits).to_event(len(self.event_shape)), obs=x)
 
     def guide(self, x: torch.Tensor | None = None, num_samples: int | None = None) -> None:
         if x is None:  # nothing observed: the model's prior is the posterior
@@ -132,7 +136,7 @@ class VAE(GenerativeModel):
 
     def pyro_loss(self, batch: torch.Tensor) -> torch.Tensor:
         """Pyro's ``TraceMeanField_ELBO`` (analytic KL) on model and guide, per example."""
-        return TraceMeanField_ELBO().differentiable_loss(self.model, self.guide, batch) / len(batch)  # type: ignore[no-any-return]
+        return TraceMeanField_ELBO().differentiable_loss(self.model, self.guide, batch) / len(batch)
 
     # -- fused objective and estimators ---------------------------------------
     def _terms(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -198,4 +202,4 @@ class VAE(GenerativeModel):
         return probs if mean else torch.bernoulli(probs)
 
     def _device(self) -> torch.device:
-        return self.decoder[0].weight.device
+        return next(self.decoder.parameters()).device
