@@ -25,7 +25,8 @@ def _coupling_inverse(t: AffineCoupling, y: torch.Tensor) -> tuple[torch.Tensor,
         log_scale = log_scale.reshape(log_scale.shape[:-1] + y2.shape[d:])
     log_scale = clamp_preserve_gradients(log_scale, t.log_scale_min_clip, t.log_scale_max_clip)
     x2 = (y2 - mean) * torch.exp(-log_scale)
-    return torch.cat([y1, x2], dim=d), sum_rightmost(log_scale, t.event_dim)
+    log_det = log_scale.sum(-1) if d == -1 else sum_rightmost(log_scale, t.event_dim)
+    return torch.cat([y1, x2], dim=d), log_det
 
 
 def inverse_and_log_det(t: Transform, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
