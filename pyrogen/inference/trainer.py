@@ -160,8 +160,10 @@ def training_step(
     """
     lr = cfg.lr_at(step)
     model.set_step(step)  # type: ignore[operator]
-    loss = torch.zeros(())
-    for gname in model.update_schedule(step):  # type: ignore[operator]
+    schedule = model.update_schedule(step)  # type: ignore[operator]
+    if not schedule:
+        raise ValueError(f"update_schedule({step}) returned no parameter group")
+    for gname in schedule:
         opt = opts[gname]
         for pg in opt.param_groups:
             pg["lr"] = lr
