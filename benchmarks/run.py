@@ -3,7 +3,9 @@
 Each entry times, in one process and in interleaved rounds, (a) one step of
 pyrogen's trainer (:func:`pyrogen.inference.trainer.training_step`, with the
 trainer's batch indexing and loss bookkeeping), (b) a hand-written PyTorch loop
-of the same model and loss, and (c) where the model is an ELBO model, Pyro's
+of the same model and loss with ``torch.optim.Adam``'s defaults, (c) pyrogen's
+step with ``TrainConfig(fused=False)`` (the same for-loop Adam as the reference,
+so its ratio is the trainer's own overhead), and (d) where the model is an ELBO model, Pyro's
 default ``SVI(model, guide, Adam, Trace_ELBO())``. It reports medians over
 rounds and the ratio pyrogen / reference.
 
@@ -34,8 +36,10 @@ from pyrogen.models import VAE, RealNVP
 TARGETS = {"vae-784-400-20-b128": 1.10, "vae-digits-b128": 1.10, "realnvp-2d-b512": 1.0}
 
 
-def _pyrogen_step(model: nn.Module, data: torch.Tensor, batch_size: int, lr: float) -> Callable[[int], None]:
-    cfg = TrainConfig(batch_size=batch_size, lr=lr, steps=10**9)
+def _pyrogen_step(
+    model: nn.Module, data: torch.Tensor, batch_size: int, lr: float, fused: bool = True
+) -> Callable[[int], None]:
+    cfg = TrainConfig(batch_size=batch_size, lr=lr, steps=10**9, fused=fused)
     groups, opts = make_optimizers(model, cfg)
     batches = _Batches(len(data), batch_size, 0, 1, 0, data.device)
     running = torch.zeros(())
@@ -159,6 +163,9 @@ def measure(name: str, contenders: dict[str, Callable[[int], None]], rounds: int
         "ratio": round(med["pyrogen"] / med["reference"], 3),
         "target": TARGETS[name],
     }
+    if "pyrogen_unfused" in med:
+        row["pyrogen_unfused_ms"] = round(med["pyrogen_unfused"], 4)
+        row["unfused_ratio"] = round(med["pyrogen_unfused"] / med["reference"], 3)
     if "pyro_svi" in med:
         row["pyro_svi_ms"] = round(med["pyro_svi"], 4)
         row["pyro_svi_ratio"] = round(med["pyro_svi"] / med["reference"], 3)
@@ -175,6 +182,7 @@ def run(rounds: int, steps: int) -> list[dict[str, float | str]]:
     ):
         torch.manual_seed(0)
         model = VAE(event_shape=tuple(data.shape[1:]), latent_dim=latent, hidden=hidden, kl_warmup=0)
+        unfused = VAE(event_shape=tuple(data.shape[1:]), latent_dim=latent, hidden=hidden, kl_warmup=0)
         plain = PlainVAE(data[0].numel(), hidden, latent)
         svi_model = VAE(event_shape=tuple(data.shape[1:]), latent_dim=latent, hidden=hidden, kl_warmup=0)
         rows.append(
@@ -182,6 +190,7 @@ def run(rounds: int, steps: int) -> list[dict[str, float | str]]:
                 name,
                 {
                     "pyrogen": _pyrogen_step(model, data, 128, 1e-3),
+                    "pyrogen_unfused": _pyrogen_step(unfused, data, 128, 1e-3, fused=False),
                     "reference": _torch_loop(plain, plain.loss, data, 128, 1e-3),
                     "pyro_svi": _pyro_svi(svi_model, data, 128, 1e-3),
                 },
@@ -192,12 +201,14 @@ def run(rounds: int, steps: int) -> list[dict[str, float | str]]:
     torch.manual_seed(0)
     moons = torch.randn(30000, 2)
     flow = RealNVP(event_shape=(2,), num_layers=8, hidden=(64, 64))
+    flow_unfused = RealNVP(event_shape=(2,), num_layers=8, hidden=(64, 64))
     plain_flow = PlainRealNVP(2, 8, (64, 64))
     rows.append(
         measure(
             "realnvp-2d-b512",
             {
                 "pyrogen": _pyrogen_step(flow, moons, 512, 1e-3),
+                "pyrogen_unfused": _pyrogen_step(flow_unfused, moons, 512, 1e-3, fused=False),
                 "reference": _torch_loop(plain_flow, plain_flow.loss, moons, 512, 1e-3),
             },
             rounds,
@@ -220,12 +231,15 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         print(json.dumps(rows, indent=1))
     else:
-        print(f"{'benchmark':<22}{'pyrogen ms':>12}{'torch ms':>10}{'ratio':>8}{'target':>8}{'Pyro SVI':>10}")
+        print(
+            f"{'benchmark':<22}{'pyrogen ms':>12}{'torch ms':>10}{'ratio':>8}{'target':>8}"
+            f"{'unfused Adam':>14}{'Pyro SVI':>10}"
+        )
         for r in rows:
             svi = f"{r['pyro_svi_ratio']:.2f}x" if "pyro_svi_ratio" in r else "-"
             print(
                 f"{r['name']:<22}{r['pyrogen_ms']:>12.3f}{r['reference_ms']:>10.3f}{r['ratio']:>8.3f}"
-                f"{r['target']:>8.2f}{svi:>10}"
+                f"{r['target']:>8.2f}{r['unfused_ratio']:>13.3f}x{svi:>10}"
             )
         print(f"torch {torch.__version__}, pyro {pyro.__version__}, {torch.get_num_threads()} threads")
     return 0

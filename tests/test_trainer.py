@@ -161,3 +161,32 @@ def test_cosine_schedule_and_warmup():
     assert cfg.lr_at(0) == pytest.approx(0.1) and cfg.lr_at(9) == pytest.approx(1.0)
     assert cfg.lr_at(10) == pytest.approx(1.0) and cfg.lr_at(55) == pytest.approx(0.5)
     assert cfg.lr_at(100) == pytest.approx(0.0)
+
+
+def test_fused_adam_gives_the_for_loop_adam_update():
+    """The fused kernel (the default) and the reference for-loop Adam train to the same parameters."""
+    x = small_data("realnvp", 256)
+    runs = {}
+    for fused in (True, False):
+        m = small_model("realnvp")
+        fit(m, x, config=TrainConfig(steps=25, batch_size=64, val_every=0, seed=1, weight_decay=1e-3, fused=fused))
+        runs[fused] = _params(m)
+    for k, t in runs[True].items():
+        torch.testing.assert_close(t, runs[False][k], rtol=1e-5, atol=1e-6, msg=k)
+
+
+def test_fused_adam_falls_back_where_the_kernel_is_missing(monkeypatch):
+    from pyrogen.inference.trainer import _adam
+
+    p = [nn.Parameter(torch.zeros(3))]
+    assert _adam(p, TrainConfig()).defaults["fused"] is True
+    assert not _adam(p, TrainConfig(fused=False)).defaults["fused"]
+    adam = torch.optim.Adam
+
+    def no_kernel(params, fused=None, **kw):  # what a device without the kernel (or an old torch) does
+        if fused:
+            raise RuntimeError("`fused=True` requires all the params to be floating point Tensors of supported devices")
+        return adam(params, **kw)
+
+    monkeypatch.setattr(torch.optim, "Adam", no_kernel)
+    assert not _adam(p, TrainConfig()).defaults["fused"]
