@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pyro
 import pytest
 import torch
@@ -13,7 +15,23 @@ from pyrogen.models import registry
 SMALL = {
     "realnvp": {"event_shape": (2,), "num_layers": 2, "hidden": (16,)},
     "vae": {"event_shape": (1, 8, 8), "latent_dim": 4, "hidden": (32,), "kl_warmup": 0},
+    "fvsbn": {"event_shape": (1, 8, 8)},
+    "nade": {"event_shape": (1, 8, 8), "hidden": 16},
+    "rnade": {"event_shape": (1, 8, 8), "hidden": 16, "components": 3},
+    "made": {"event_shape": (1, 8, 8), "hidden": (32,), "num_masks": 2},
+    "pixelcnn": {"event_shape": (1, 8, 8), "features": 8, "layers": 1, "kernel_size": 3},
+    "gated-pixelcnn": {"event_shape": (1, 8, 8), "features": 8, "layers": 2},
+    "char-rnn": {"event_shape": (128,), "levels": 160, "embed": 8, "hidden": 16},
+    "transformer": {"event_shape": (1, 8, 8), "dim": 16, "heads": 2, "layers": 1, "dropout": 0.0},
 }
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # Under pytest-xdist every worker is its own process: one intra-op thread each,
+    # or two workers x two threads on two cores thrash (small convolutions and
+    # attention slowed down 30-50x).
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        torch.set_num_threads(1)
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

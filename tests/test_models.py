@@ -75,12 +75,19 @@ def test_save_load_round_trip(tmp_path, name):
 def test_bad_input_raises_naming_the_argument(name):
     m = small_model(name)
     shape = tuple(m.event_shape)
+    dtype = torch.long if m.support == "integer" else torch.get_default_dtype()
     with pytest.raises(ValueError, match="x must have shape"):
-        m.validate(torch.zeros((3, *shape, 1)))
-    with pytest.raises(ValueError, match="x must be finite"):
-        m.validate(torch.full((3, *shape), float("nan")))
+        m.validate(torch.zeros((3, *shape, 1), dtype=dtype))
+    if m.support == "integer":
+        with pytest.raises(TypeError, match="x must have an integer dtype"):
+            m.log_prob(torch.full((3, *shape), float("nan")))
+        with pytest.raises(ValueError, match=f"x must hold integers in 0..{m.levels - 1}; found {m.levels}"):
+            m.log_prob(torch.full((3, *shape), m.levels))
+    else:
+        with pytest.raises(ValueError, match="x must be finite"):
+            m.validate(torch.full((3, *shape), float("nan")))
     with pytest.raises(ValueError, match="x is empty"):
-        m.validate(torch.zeros((0, *shape)))
+        m.validate(torch.zeros((0, *shape), dtype=dtype))
     with pytest.raises(ValueError, match="n must be a positive integer; got 0"):
         m.sample(0)
     if m.support == "binary":

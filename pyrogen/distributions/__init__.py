@@ -9,6 +9,21 @@ layers here.
 
 from __future__ import annotations
 
+from pyrogen.distributions.autoregressive import (
+    AutoregressiveDistribution,
+    BernoulliConditionals,
+    CategoricalConditionals,
+    GaussianMixtureConditionals,
+    make_conditionals,
+)
 from pyrogen.distributions.flow import FlowDistribution, inverse_and_log_det
 
-__all__ = ["FlowDistribution", "inverse_and_log_det"]
+__all__ = [
+    "AutoregressiveDistribution",
+    "BernoulliConditionals",
+    "CategoricalConditionals",
+    "FlowDistribution",
+    "GaussianMixtureConditionals",
+    "inverse_and_log_det",
+    "make_conditionals",
+]

@@ -7,8 +7,33 @@ Every model is a :class:`~pyrogen.models.base.GenerativeModel` (a
 from __future__ import annotations
 
 from pyrogen.models import registry
+from pyrogen.models.autoregressive import (
+    FVSBN,
+    MADE,
+    NADE,
+    RNADE,
+    AutoregressiveModel,
+    CharRNN,
+    GatedPixelCNN,
+    PixelCNN,
+    Transformer,
+)
 from pyrogen.models.base import GenerativeModel
 from pyrogen.models.flows import RealNVP
 from pyrogen.models.vae import VAE
 
-__all__ = ["VAE", "GenerativeModel", "RealNVP", "registry"]
+__all__ = [
+    "FVSBN",
+    "MADE",
+    "NADE",
+    "RNADE",
+    "VAE",
+    "AutoregressiveModel",
+    "CharRNN",
+    "GatedPixelCNN",
+    "GenerativeModel",
+    "PixelCNN",
+    "RealNVP",
+    "Transformer",
+    "registry",
+]

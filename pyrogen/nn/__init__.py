@@ -6,62 +6,28 @@ combine these networks with distributions.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any
+from pyrogen.nn.attention import CausalSelfAttention, CausalTransformer
+from pyrogen.nn.masked import (
+    MADENet,
+    MaskedConv2d,
+    MaskedLinear,
+    made_degrees,
+    made_masks,
+    pixel_mask,
+)
+from pyrogen.nn.mlp import MLP
+from pyrogen.nn.pixelcnn import GatedPixelCNNNet, PixelCNNNet
 
-import torch
-from torch import nn
-
-__all__ = ["MLP"]
-
-
-class MLP(nn.Sequential):
-    r"""A multilayer perceptron :math:`x \mapsto W_L \sigma(\dots \sigma(W_1 x + b_1)) + b_L`.
-
-    Args:
-        in_features: size of the input's last dimension.
-        hidden: sizes of the hidden layers (may be empty).
-        out_features: size of the output's last dimension.
-        activation: the non-linearity class placed after every hidden layer.
-        chunks: split the output into this many equal parts along the last
-            dimension and return them as a tuple (e.g. 2 for the shift and
-            log-scale of an affine coupling, as Pyro's ``DenseNN`` does).
-
-    Raises:
-        ValueError: a non-positive size, or ``out_features`` not divisible by ``chunks``.
-
-    Example:
-        >>> net = MLP(4, [16, 16], 3)
-        >>> net(torch.zeros(5, 4)).shape
-        torch.Size([5, 3])
-        >>> shift, log_scale = MLP(1, [8], 2, chunks=2)(torch.zeros(5, 1))
-        >>> shift.shape
-        torch.Size([5, 1])
-    """
-
-    def __init__(
-        self,
-        in_features: int,
-        hidden: Sequence[int],
-        out_features: int,
-        activation: type[nn.Module] = nn.ReLU,
-        chunks: int = 1,
-    ) -> None:
-        if not isinstance(chunks, int) or chunks < 1 or out_features % chunks:
-            raise ValueError(f"chunks must be a positive divisor of out_features={out_features}; got {chunks!r}")
-        sizes = [in_features, *hidden, out_features]
-        for s in sizes:
-            if not isinstance(s, int) or s < 1:
-                raise ValueError(f"layer sizes must be positive integers; got {sizes}")
-        layers: list[nn.Module] = []
-        for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:], strict=True)):
-            layers.append(nn.Linear(a, b))
-            if i < len(sizes) - 2:
-                layers.append(activation())
-        super().__init__(*layers)
-        self.chunks = chunks
-
-    def forward(self, x: torch.Tensor) -> Any:
-        for layer in self:
-            x = layer(x)
-        return x if self.chunks == 1 else x.chunk(self.chunks, dim=-1)
+__all__ = [
+    "MLP",
+    "CausalSelfAttention",
+    "CausalTransformer",
+    "GatedPixelCNNNet",
+    "MADENet",
+    "MaskedConv2d",
+    "MaskedLinear",
+    "PixelCNNNet",
+    "made_degrees",
+    "made_masks",
+    "pixel_mask",
+]

@@ -1,0 +1,860 @@
+r"""Autoregressive models: :math:`p(x) = \prod_i p(x_i \mid x_{<i})`, exact and normalized.
+
+Every model here computes the parameters of all conditionals in one network
+pass over ``x`` (teacher forcing), so ``log_prob`` is parallel, and samples
+ancestrally, one position at a time in the model's ordering. Each is a Pyro
+distribution (:meth:`~AutoregressiveModel.as_distribution`) usable as a
+likelihood or prior in any Pyro program, and a registered model trained by
+maximum likelihood through :func:`pyrogen.inference.fit`.
+
+The conditionals are Bernoulli (binary data), categorical (``levels``
+values: the 17-level digits, characters) or a mixture of Gaussians (real
+data), see :mod:`pyrogen.distributions.autoregressive`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any, ClassVar
+
+import pyro
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from pyrogen.data import Dataset
+from pyrogen.distributions.autoregressive import AutoregressiveDistribution, make_conditionals
+from pyrogen.inference.objectives import log_mean_exp
+from pyrogen.models.base import GenerativeModel, check_hidden, check_positive_int
+from pyrogen.models.registry import register
+from pyrogen.nn import CausalTransformer, GatedPixelCNNNet, MADENet, PixelCNNNet
+
+__all__ = [
+    "FVSBN",
+    "MADE",
+    "NADE",
+    "RNADE",
+    "AutoregressiveModel",
+    "CharRNN",
+    "GatedPixelCNN",
+    "PixelCNN",
+    "Transformer",
+]
+
+_LIKELIHOOD_OF_SUPPORT = {
+    "binary": "bernoulli",
+    "integer": "categorical",
+    "real": "gaussian-mixture",
+    "unit_interval": "gaussian-mixture",
+}
+_SUPPORT_OF_LIKELIHOOD = {"bernoulli": "binary", "categorical": "integer", "gaussian-mixture": "real"}
+
+_DIGITS_DEFAULTS: dict[str, Any] = {
+    "batch_size": 128,
+    "lr": 2e-3,
+    "steps": 3000,
+    "val_every": 50,
+    "patience": 10,
+}
+
+
+class AutoregressiveModel(GenerativeModel):
+    """Base class of the autoregressive family.
+
+    A subclass sets ``likelihoods`` (the conditionals it offers) and implements
+    :meth:`_params`: ``x`` of shape ``(n,) + event_shape`` to the parameters of
+    every conditional, ``(n, D, P)``, position ``i`` in ``x.reshape(n, D)``
+    order, depending only on the positions before ``i`` in :meth:`ordering`.
+
+    Args:
+        event_shape: shape of one example.
+        likelihood: ``"bernoulli"``, ``"categorical"`` or ``"gaussian-mixture"``.
+        levels: number of values of a categorical variable.
+        components: mixture components of a Gaussian-mixture conditional.
+    """
+
+    family = "autoregressive"
+    density = "exact"
+    support = "binary"
+    default_data = "digits-binary"
+    likelihoods: ClassVar[tuple[str, ...]] = ("bernoulli",)
+    train_defaults = _DIGITS_DEFAULTS
+
+    def __init__(
+        self,
+        event_shape: Sequence[int],
+        likelihood: str | None = None,
+        levels: int | None = None,
+        components: int = 1,
+    ) -> None:
+        super().__init__(event_shape)
+        likelihood = likelihood or self.likelihoods[0]
+        if likelihood not in self.likelihoods:
+            raise ValueError(f"{type(self).__name__} offers likelihood {self.likelihoods}; got {likelihood!r}")
+        if likelihood == "bernoulli":
+            levels = 2
+        elif likelihood == "categorical" and (not isinstance(levels, int) or levels < 2):
+            raise ValueError(f"levels must be an integer >= 2 for likelihood='categorical'; got {levels!r}")
+        self.likelihood = likelihood
+        self.num_levels = levels if likelihood != "gaussian-mixture" else None
+        self.components = check_positive_int("components", components)
+        self.conditionals = make_conditionals(likelihood, levels, components)
+        self.support = _SUPPORT_OF_LIKELIHOOD[likelihood]  # type: ignore[misc]
+        self.num_vars = math.prod(self.event_shape)
+
+    def config(self) -> dict[str, Any]:
+        cfg = super().config()
+        cfg["likelihood"] = self.likelihood
+        if self.likelihood == "categorical":
+            cfg["levels"] = self.num_levels
+        if self.likelihood == "gaussian-mixture":
+            cfg["components"] = self.components
+        return cfg
+
+    @classmethod
+    def from_dataset(cls, data: Dataset, **kwargs: Any) -> GenerativeModel:
+        """Build the model for ``data``, choosing the conditionals from its support.
+
+        Raises:
+            ValueError: no conditional of this model fits the data.
+        """
+        likelihood = kwargs.pop("likelihood", None) or _LIKELIHOOD_OF_SUPPORT[data.support]
+        if likelihood not in cls.likelihoods:
+            raise ValueError(
+                f"{cls.name or cls.__name__} offers {', '.join(cls.likelihoods)} conditionals; "
+                f"dataset {data.name!r} is {data.support} (needs {likelihood})"
+            )
+        if likelihood == "categorical":
+            kwargs.setdefault("levels", data.levels)
+        return cls(event_shape=tuple(data.event_shape), likelihood=likelihood, **kwargs)
+
+    @property
+    def levels(self) -> int | None:
+        return self.num_levels if self.likelihood == "categorical" else None
+
+    # -- the autoregressive structure ----------------------------------------
+    def _params(self, x: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def ordering(self) -> torch.Tensor:
+        """The order in which positions of ``x.reshape(n, D)`` are generated."""
+        return torch.arange(self.num_vars)
+
+    def _log_prob(self, x: torch.Tensor) -> torch.Tensor:
+        params = self._params(x)
+        flat = x.reshape(len(x), self.num_vars)
+        return self.conditionals.log_prob(params, flat.to(params.dtype) if flat.is_floating_point() else flat).sum(-1)
+
+    def _empty(self, n: int) -> torch.Tensor:
+        ref = next(self.parameters())
+        dtype = self.conditionals.dtype or ref.dtype
+        return torch.zeros(n, self.num_vars, dtype=dtype, device=ref.device)
+
+    def _fill(
+        self, x: torch.Tensor, order: torch.Tensor, skip: torch.Tensor | None, temperature: float
+    ) -> torch.Tensor:
+        """Ancestral sampling into ``x`` (``(n, D)``) along ``order``, keeping positions where ``skip``."""
+        n = len(x)
+        for pos in order.tolist():
+            if skip is not None and bool(skip[pos]):
+                continue
+            params = self._params(x.view(n, *self.event_shape))[:, pos]
+            x[:, pos] = self.conditionals.sample(params, temperature).to(x.dtype)
+        return x
+
+    def _sample(self, n: int, temperature: float = 1.0) -> torch.Tensor:
+        return self._fill(self._empty(n), self.ordering(), None, temperature).view(n, *self.event_shape)
+
+    # -- the public surface ----------------------------------------------------
+    def model(self, x: torch.Tensor | None = None, num_samples: int | None = None) -> torch.Tensor:
+        pyro.module(self.name or type(self).__name__.lower(), self)
+        n = len(x) if x is not None else (num_samples or 1)
+        with pyro.plate("data", n):
+            return pyro.sample("x", self.as_distribution(), obs=x)
+
+    def as_distribution(self, temperature: float = 1.0) -> AutoregressiveDistribution:
+        """The model as a Pyro distribution with event shape ``event_shape``."""
+        return AutoregressiveDistribution(self, temperature)
+
+    def log_prob(self, x: torch.Tensor) -> torch.Tensor:
+        r"""Exact :math:`\log p(x)` in nats, shape ``(n,)``.
+
+        Raises:
+            ValueError, TypeError: ``x`` has the wrong shape, dtype or values outside the support.
+        """
+        return self._log_prob(self.validate(x))
+
+    def loss(self, batch: torch.Tensor) -> torch.Tensor:
+        return -self._log_prob(batch).mean()
+
+    @torch.no_grad()
+    def sample(self, n: int, temperature: float = 1.0) -> torch.Tensor:
+        """``n`` ancestral samples, shape ``(n,) + event_shape``; ``temperature`` scales the logits."""
+        check_positive_int("n", n)
+        if not temperature > 0:
+            raise ValueError(f"temperature must be positive; got {temperature!r}")
+        return self._sample(n, temperature)
+
+    def _completion_order(self, observed: torch.Tensor) -> torch.Tensor:
+        order = self.ordering().to(observed.device)
+        obs_in_order = observed[order]
+        if bool((obs_in_order[1:] & ~obs_in_order[:-1]).any()):
+            raise ValueError(
+                f"{type(self).__name__} generates in a fixed order and the observed positions must all come "
+                "before the missing ones in it (e.g. the top rows of an image); MADE with num_masks > 1 "
+                "can condition on any subset"
+            )
+        return order
+
+    @torch.no_grad()
+    def complete(self, x: torch.Tensor, observed: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
+        r"""Impute: sample the missing part of ``x`` from :math:`p(x_{\text{mis}} \mid x_{\text{obs}})`.
+
+        Args:
+            x: ``(n,) + event_shape``; only the observed entries are read.
+            observed: boolean mask of shape ``event_shape``, ``True`` where ``x`` is given.
+            temperature: sampling temperature.
+
+        Returns:
+            ``x`` with the missing entries sampled, same shape.
+
+        Raises:
+            ValueError: a bad mask, or observed entries the model cannot condition on exactly.
+        """
+        if not isinstance(observed, torch.Tensor) or observed.dtype != torch.bool:
+            raise TypeError(f"observed must be a boolean tensor; got {type(observed).__name__}")
+        if observed.shape != self.event_shape:
+            raise ValueError(f"observed must have shape {tuple(self.event_shape)}; got {tuple(observed.shape)}")
+        flat_obs = observed.reshape(-1).to(x.device)
+        fill = torch.zeros((), dtype=x.dtype, device=x.device)
+        x = torch.where(observed.to(x.device), x, fill)
+        self.validate(x)
+        order = self._completion_order(flat_obs)
+        out = x.reshape(len(x), self.num_vars).clone()
+        if not out.is_floating_point() and self.conditionals.dtype is None:
+            out = out.float()
+        return self._complete_along(out, order, flat_obs, temperature).view_as(x)
+
+    def _complete_along(
+        self, x: torch.Tensor, order: torch.Tensor, observed: torch.Tensor, temperature: float
+    ) -> torch.Tensor:
+        return self._fill(x, order, observed, temperature)
+
+
+# --------------------------------------------------------------------------------------
+@register("fvsbn")
+class FVSBN(AutoregressiveModel):
+    r"""Fully visible sigmoid belief network: logistic regression on all previous variables.
+
+    .. math:: p(x_i = 1 \mid x_{<i}) = \sigma\Big(b_i + \sum_{j<i} W_{ij} x_j\Big)
+
+    with exactly :math:`D(D+1)/2` parameters (the strictly lower triangle of
+    :math:`W`, stored packed, and :math:`b`).
+
+    Args:
+        event_shape: shape of one binary example.
+
+    References: Frey, 1998; Gan et al., 2015 (AISTATS).
+
+    Example:
+        >>> m = FVSBN(event_shape=(4,))
+        >>> sum(p.numel() for p in m.parameters())
+        10
+    """
+
+    def __init__(self, event_shape: Sequence[int] = (1, 8, 8), likelihood: str | None = None) -> None:
+        super().__init__(event_shape, likelihood)
+        d = self.num_vars
+        self.weight = nn.Parameter(torch.zeros(d * (d - 1) // 2))
+        self.bias = nn.Parameter(torch.zeros(d))
+        self.register_buffer("tril", torch.tril_indices(d, d, offset=-1))
+
+    def matrix(self) -> torch.Tensor:
+        """The strictly lower-triangular :math:`W`, ``(D, D)``."""
+        w = self.weight.new_zeros(self.num_vars, self.num_vars)
+        return w.index_put((self.tril[0], self.tril[1]), self.weight)
+
+    def _params(self, x: torch.Tensor) -> torch.Tensor:
+        flat = x.reshape(len(x), -1).to(self.weight.dtype)
+        return F.linear(flat, self.matrix(), self.bias).unsqueeze(-1)
+
+
+# --------------------------------------------------------------------------------------
+class _NADEBase(AutoregressiveModel):
+    r"""NADE's shared hidden layer, computed for all positions at once with a running sum.
+
+    :math:`a_i = c + \sum_{j<i} W_{\cdot j}(x_j)` is an exclusive cumulative sum
+    over positions, so all :math:`D` hidden states cost :math:`O(DH)`.
+    """
+
+    def __init__(
+        self,
+        event_shape: Sequence[int],
+        hidden: int,
+        likelihood: str | None,
+        levels: int | None,
+        components: int,
+    ) -> None:
+        super().__init__(event_shape, likelihood, levels, components)
+        self.hidden = check_positive_int("hidden", hidden)
+        d, h, p = self.num_vars, self.hidden, self.conditionals.num_params
+        in_shape: tuple[int, ...] = (d, self.num_levels or 2, h) if self.likelihood == "categorical" else (d, h)
+        self.W = nn.Parameter(torch.randn(in_shape) * (1.0 / math.sqrt(d)))
+        self.c = nn.Parameter(torch.zeros(h))
+        self.V = nn.Parameter(torch.randn(d, h, p) * (1.0 / math.sqrt(h)))
+        self.b = nn.Parameter(torch.zeros(d, p))
+
+    def config(self) -> dict[str, Any]:
+        return {**super().config(), "hidden": self.hidden}
+
+    def _inputs(self, x: torch.Tensor) -> torch.Tensor:
+        """Each position's contribution :math:`W_{\\cdot j}(x_j)`, ``(n, D, H)``."""
+        flat = x.reshape(len(x), self.num_vars)
+        if self.likelihood == "categorical":
+            return self.W[torch.arange(self.num_vars, device=flat.device), flat.long()]
+        return flat.to(self.W.dtype).unsqueeze(-1) * self.W
+
+    def _activation(self, a: torch.Tensor) -> torch.Tensor:
+        return torch.sigmoid(a)
+
+    def _params(self, x: torch.Tensor) -> torch.Tensor:
+        contrib = self._inputs(x)
+        # exclusive running sum over positions j < i (shifted, so x_i never enters a_i, not even by rounding)
+        a = self.c + F.pad(contrib[:, :-1].cumsum(1), (0, 0, 1, 0))
+        h = self._activation(a)
+        return torch.einsum("ndh,dhp->ndp", h, self.V) + self.b
+
+    def _log_prob_naive(self, x: torch.Tensor) -> torch.Tensor:
+        """The d-pass reference: one hidden layer evaluated from scratch per conditional."""
+        flat = x.reshape(len(x), self.num_vars)
+        contrib = self._inputs(x)
+        out = x.new_zeros(len(x), dtype=self.W.dtype)
+        for i in range(self.num_vars):
+            h = torch.sigmoid(self.c + contrib[:, :i].sum(1))
+            params = h @ self.V[i] + self.b[i]
+            xi = flat[:, i] if self.likelihood == "categorical" else flat[:, i].to(self.W.dtype)
+            out = out + self.conditionals.log_prob(params, xi)
+        return out
+
+
+@register("nade")
+class NADE(_NADEBase):
+    r"""Neural autoregressive density estimator with tied input weights.
+
+    .. math::
+        h_i = \sigma\Big(c + \sum_{j<i} W_{\cdot j} x_j\Big),\qquad
+        p(x_i \mid x_{<i}) = \mathrm{Bernoulli}\big(\sigma(b_i + V_i^\top h_i)\big)
+
+    :math:`W` and :math:`c` are shared by all conditionals, so the parameter
+    count is linear in :math:`D` and ``log_prob`` takes one pass with running
+    sums, :math:`O(DH)`. With ``likelihood="categorical"`` each value
+    :math:`l` of :math:`x_j` has its own column :math:`W_{\cdot j}(l)` and the
+    conditional is a softmax over ``levels`` values.
+
+    Args:
+        event_shape: shape of one example.
+        hidden: :math:`H`.
+        likelihood: ``"bernoulli"`` or ``"categorical"``.
+        levels: values of a categorical variable.
+
+    References: Larochelle and Murray, 2011 (AISTATS); Uria et al., 2016, arXiv:1605.02226.
+
+    Example:
+        >>> _ = torch.manual_seed(0)
+        >>> m = NADE(event_shape=(5,), hidden=8)
+        >>> x = m.sample(3)
+        >>> torch.allclose(m.log_prob(x), m._log_prob_naive(x))
+        True
+    """
+
+    likelihoods = ("bernoulli", "categorical")
+
+    def __init__(
+        self,
+        event_shape: Sequence[int] = (1, 8, 8),
+        hidden: int = 128,
+        likelihood: str | None = None,
+        levels: int | None = None,
+    ) -> None:
+        super().__init__(event_shape, hidden, likelihood, levels, 1)
+
+
+@register("rnade")
+class RNADE(_NADEBase):
+    r"""Real-valued NADE: the NADE hidden layer with mixture-of-Gaussian conditionals.
+
+    .. math::
+        h_i = \sigma\big(\rho_i\, a_i\big),\ a_i = c + \sum_{j<i} W_{\cdot j} x_j,\qquad
+        p(x_i \mid x_{<i}) = \sum_{k=1}^K \pi_{ik}\,\mathcal N(x_i; \mu_{ik}, \sigma_{ik}^2)
+
+    with the mixture logits, means and log-scales linear in :math:`h_i` and a
+    learned per-position rescaling :math:`\rho_i` (Uria et al., 2013).
+
+    Args:
+        event_shape: shape of one real-valued example.
+        hidden: :math:`H`.
+        components: :math:`K`.
+
+    References: Uria, Murray and Larochelle, 2013, arXiv:1306.0186.
+
+    Example:
+        >>> _ = torch.manual_seed(0)
+        >>> m = RNADE(event_shape=(2,), hidden=8, components=3)
+        >>> m.log_prob(torch.zeros(4, 2)).shape
+        torch.Size([4])
+    """
+
+    support = "real"
+    default_data = "digits"
+    likelihoods = ("gaussian-mixture",)
+    train_defaults = {**_DIGITS_DEFAULTS, "lr": 1e-3}
+
+    def __init__(
+        self,
+        event_shape: Sequence[int] = (1, 8, 8),
+        hidden: int = 128,
+        components: int = 5,
+        likelihood: str | None = None,
+    ) -> None:
+        super().__init__(event_shape, hidden, likelihood, None, components)
+        self.rho = nn.Parameter(torch.ones(self.num_vars, 1))
+
+    def _activation(self, a: torch.Tensor) -> torch.Tensor:
+        return torch.sigmoid(self.rho * a)
+
+    def _log_prob_naive(self, x: torch.Tensor) -> torch.Tensor:
+        flat = x.reshape(len(x), self.num_vars).to(self.W.dtype)
+        contrib = self._inputs(x)
+        out = flat.new_zeros(len(x))
+        for i in range(self.num_vars):
+            h = torch.sigmoid(self.rho[i] * (self.c + contrib[:, :i].sum(1)))
+            out = out + self.conditionals.log_prob(h @ self.V[i] + self.b[i], flat[:, i])
+        return out
+
+
+# --------------------------------------------------------------------------------------
+@register("made")
+class MADE(AutoregressiveModel):
+    r"""Masked autoencoder for distribution estimation: one masked MLP gives every conditional.
+
+    Masks built from degrees (Germain et al., 2015) make output :math:`i` depend
+    only on inputs earlier in the ordering; a masked direct input-to-output
+    connection is included. With ``num_masks > 1`` the model trains on
+    ``num_masks`` orderings and connectivities in turn (set 0 follows the
+    natural ordering, the others are random), evaluates ``log_prob`` as the
+    ensemble :math:`\log \frac1M \sum_m p_m(x)` (itself a normalized density)
+    and can :meth:`complete` any observed subset by building masks for an
+    ordering that puts the observed positions first. As with dropout, a model in
+    training mode scores with the current ordering only (the order-agnostic
+    objective); call ``.eval()`` for the ensemble density.
+
+    Args:
+        event_shape: shape of one example.
+        hidden: hidden layer sizes.
+        likelihood: ``"bernoulli"``, ``"categorical"`` (one-hot inputs) or
+            ``"gaussian-mixture"``.
+        levels: values of a categorical variable.
+        components: Gaussians per conditional.
+        num_masks: orderings/connectivities trained and ensembled.
+        mask_seed: seed of the random orderings and degrees.
+
+    References: Germain, Gregor, Murray and Larochelle, 2015, arXiv:1502.03509.
+
+    Example:
+        >>> _ = torch.manual_seed(0)
+        >>> m = MADE(event_shape=(6,), hidden=(16,), num_masks=2)
+        >>> x = m.sample(3)
+        >>> m.log_prob(x).shape
+        torch.Size([3])
+    """
+
+    likelihoods = ("bernoulli", "categorical", "gaussian-mixture")
+    train_defaults = {**_DIGITS_DEFAULTS, "lr": 1e-3}
+
+    def __init__(
+        self,
+        event_shape: Sequence[int] = (1, 8, 8),
+        hidden: Sequence[int] = (256, 256),
+        likelihood: str | None = None,
+        levels: int | None = None,
+        components: int = 1,
+        num_masks: int = 1,
+        mask_seed: int = 0,
+    ) -> None:
+        super().__init__(event_shape, likelihood, levels, components)
+        self.hidden = check_hidden(hidden)
+        self.num_masks = check_positive_int("num_masks", num_masks)
+        self.mask_seed = int(mask_seed)
+        self.in_mult = self.num_levels if self.likelihood == "categorical" else 1
+        self.net = MADENet(
+            self.num_vars,
+            self.hidden,
+            self.conditionals.num_params,
+            in_mult=self.in_mult or 1,
+            num_masks=self.num_masks,
+            mask_seed=self.mask_seed,
+        )
+        self._masks: list[torch.Tensor] | None = None
+        self._completion_masks: list[torch.Tensor] | None = None
+        self._completion_index = 0
+
+    def config(self) -> dict[str, Any]:
+        return {
+            **super().config(),
+            "hidden": list(self.hidden),
+            "num_masks": self.num_masks,
+            "mask_seed": self.mask_seed,
+        }
+
+    def set_step(self, step: int) -> None:
+        super().set_step(step)
+        self.net.index = step % self.num_masks
+
+    def ordering(self) -> torch.Tensor:
+        return self.net.orders[self.net.index]
+
+    def _encode(self, x: torch.Tensor) -> torch.Tensor:
+        flat = x.reshape(len(x), self.num_vars)
+        if self.likelihood == "categorical":
+            return F.one_hot(flat.long(), self.num_levels or 2).reshape(len(x), -1).to(self.net.dtype)
+        return flat.to(self.net.dtype)
+
+    def _params(self, x: torch.Tensor) -> torch.Tensor:
+        inp = self._encode(x)
+        return self.net(inp, self._masks)
+
+    def _log_prob_mask(self, x: torch.Tensor, k: int) -> torch.Tensor:
+        old = self.net.index
+        self.net.index = k
+        try:
+            return super()._log_prob(x)
+        finally:
+            self.net.index = old
+
+    def _log_prob(self, x: torch.Tensor) -> torch.Tensor:
+        # Like dropout: in training mode the density of the current ordering
+        # (the order-agnostic objective, so the Pyro program and loss agree);
+        # in evaluation mode the ensemble over all orderings.
+        if self.num_masks == 1 or self.training:
+            return super()._log_prob(x)
+        return self._ensemble_log_prob(x)
+
+    def _ensemble_log_prob(self, x: torch.Tensor) -> torch.Tensor:
+        lps = torch.stack([self._log_prob_mask(x, k) for k in range(self.num_masks)])
+        return log_mean_exp(lps, dim=0)
+
+    def log_prob(self, x: torch.Tensor) -> torch.Tensor:
+        r"""Exact :math:`\log p(x)`: the ensemble over the orderings (in training mode, the current one)."""
+        return self._log_prob(self.validate(x))
+
+    def validation_loss(self, batch: torch.Tensor) -> torch.Tensor:
+        return -(self._ensemble_log_prob(batch) if self.num_masks > 1 else super()._log_prob(batch)).mean()
+
+    def _sample(self, n: int, temperature: float = 1.0) -> torch.Tensor:
+        """Samples of the ensemble: each draw picks one of the orderings uniformly."""
+        x = self._empty(n)
+        which = torch.randint(self.num_masks, (n,), device=x.device) if self.num_masks > 1 else None
+        old = self.net.index
+        try:
+            for k in range(self.num_masks):
+                rows = slice(None) if which is None else (which == k).nonzero().squeeze(-1)
+                if which is not None and len(rows) == 0:  # type: ignore[arg-type]
+                    continue
+                self.net.index = k
+                x[rows] = self._fill(x[rows].clone(), self.ordering(), None, temperature)
+        finally:
+            self.net.index = old
+        return x.view(n, *self.event_shape)
+
+    def _completion_order(self, observed: torch.Tensor) -> torch.Tensor:
+        for k in range(self.num_masks):  # a trained ordering that already puts the observed part first
+            order = self.net.orders[k].to(observed.device)
+            o = observed[order]
+            if not bool((o[1:] & ~o[:-1]).any()):
+                self._completion_masks = None
+                self._completion_index = k
+                return order
+        if self.num_masks == 1:
+            return super()._completion_order(observed)
+        base = self.net.orders[0].to(observed.device)
+        order = torch.cat([base[observed[base]], base[~observed[base]]])
+        self._completion_masks = self.net.masks_for(order, seed=self.mask_seed)
+        return order
+
+    def _complete_along(
+        self, x: torch.Tensor, order: torch.Tensor, observed: torch.Tensor, temperature: float
+    ) -> torch.Tensor:
+        old = self.net.index
+        try:
+            if self._completion_masks is None:
+                self.net.index = self._completion_index
+            self._masks = self._completion_masks
+            return self._fill(x, order, observed, temperature)
+        finally:
+            self._masks, self.net.index = None, old
+
+
+# --------------------------------------------------------------------------------------
+class _PixelModel(AutoregressiveModel):
+    likelihoods = ("bernoulli", "categorical")
+
+    def __init__(self, event_shape: Sequence[int], likelihood: str | None, levels: int | None) -> None:
+        super().__init__(event_shape, likelihood, levels)
+        if len(self.event_shape) != 3:
+            raise ValueError(f"{type(self).__name__} models images: event_shape=(C, H, W); got {tuple(event_shape)}")
+
+    def _input(self, x: torch.Tensor) -> torch.Tensor:
+        ref = next(self.parameters())
+        if self.likelihood == "categorical":
+            return x.to(ref.dtype) * (2.0 / (self.num_levels - 1)) - 1.0  # type: ignore[operator]
+        return x.to(ref.dtype) * 2.0 - 1.0
+
+    def ordering(self) -> torch.Tensor:
+        """Raster order over pixels and, within a pixel, channel 0 -> 1 -> 2 (R -> G -> B)."""
+        c, h, w = self.event_shape
+        return torch.arange(c * h * w).view(c, h * w).t().reshape(-1)
+
+
+@register("pixelcnn")
+class PixelCNN(_PixelModel):
+    r"""PixelCNN: masked convolutions, mask A then mask B, colour channels ordered R -> G -> B.
+
+    Conditionals :math:`p(x_{c,i,j} \mid x_{<(i,j)}, x_{<c,(i,j)})`, all from one
+    pass of :class:`~pyrogen.nn.PixelCNNNet`. Stacked masked convolutions have a
+    blind spot above-right of the current pixel; :class:`GatedPixelCNN` has none.
+
+    Args:
+        event_shape: ``(C, H, W)``.
+        features: hidden channels (a multiple of ``C``).
+        layers: residual mask-B layers.
+        kernel_size: of the first (mask-A) layer.
+        likelihood: ``"bernoulli"`` or ``"categorical"``.
+        levels: values of a categorical pixel.
+
+    References: van den Oord, Kalchbrenner and Kavukcuoglu, 2016, arXiv:1601.06759.
+
+    Example:
+        >>> _ = torch.manual_seed(0)
+        >>> m = PixelCNN(event_shape=(1, 4, 4), features=8, layers=1, kernel_size=3)
+        >>> m.sample(2).shape
+        torch.Size([2, 1, 4, 4])
+    """
+
+    def __init__(
+        self,
+        event_shape: Sequence[int] = (1, 8, 8),
+        features: int = 64,
+        layers: int = 4,
+        kernel_size: int = 7,
+        likelihood: str | None = None,
+        levels: int | None = None,
+    ) -> None:
+        super().__init__(event_shape, likelihood, levels)
+        self.features = check_positive_int("features", features)
+        self.layers = check_positive_int("layers", layers)
+        self.kernel_size = check_positive_int("kernel_size", kernel_size)
+        self.net = PixelCNNNet(self.event_shape[0], self.conditionals.num_params, features, layers, kernel_size)
+
+    def config(self) -> dict[str, Any]:
+        return {**super().config(), "features": self.features, "layers": self.layers, "kernel_size": self.kernel_size}
+
+    def _params(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(self._input(x))
+
+
+@register("gated-pixelcnn")
+class GatedPixelCNN(_PixelModel):
+    r"""Gated PixelCNN: vertical and horizontal stacks with gated activations, no blind spot.
+
+    Args:
+        event_shape: ``(C, H, W)``.
+        features: hidden channels (a multiple of ``C``).
+        layers: gated layers.
+        kernel_size: odd kernel width.
+        likelihood: ``"bernoulli"`` or ``"categorical"``.
+        levels: values of a categorical pixel.
+
+    References: van den Oord et al., 2016, arXiv:1606.05328.
+
+    Example:
+        >>> _ = torch.manual_seed(0)
+        >>> m = GatedPixelCNN(event_shape=(1, 4, 4), features=8, layers=2)
+        >>> m.log_prob(torch.zeros(2, 1, 4, 4)).shape
+        torch.Size([2])
+    """
+
+    def __init__(
+        self,
+        event_shape: Sequence[int] = (1, 8, 8),
+        features: int = 64,
+        layers: int = 6,
+        kernel_size: int = 3,
+        likelihood: str | None = None,
+        levels: int | None = None,
+    ) -> None:
+        super().__init__(event_shape, likelihood, levels)
+        self.features = check_positive_int("features", features)
+        self.layers = check_positive_int("layers", layers)
+        self.kernel_size = check_positive_int("kernel_size", kernel_size)
+        self.net = GatedPixelCNNNet(self.event_shape[0], self.conditionals.num_params, features, layers, kernel_size)
+
+    def config(self) -> dict[str, Any]:
+        return {**super().config(), "features": self.features, "layers": self.layers, "kernel_size": self.kernel_size}
+
+    def _params(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(self._input(x))
+
+
+# --------------------------------------------------------------------------------------
+class _SequenceModel(AutoregressiveModel):
+    """Reads the sequence shifted right by one, after a start token (id ``levels``)."""
+
+    likelihoods = ("categorical", "bernoulli")
+
+    def _tokens(self, x: torch.Tensor) -> torch.Tensor:
+        flat = x.reshape(len(x), self.num_vars).long()
+        start = torch.full_like(flat[:, :1], self.num_levels)  # type: ignore[arg-type]
+        return torch.cat([start, flat[:, :-1]], dim=1)
+
+
+@register("char-rnn")
+class CharRNN(_SequenceModel):
+    r"""Character-level recurrent network: an LSTM (or GRU) over one-hot characters.
+
+    .. math:: p(x_t \mid x_{<t}) = \mathrm{softmax}(W h_t + b),\quad h_t = \mathrm{LSTM}(h_{t-1}, e(x_{t-1}))
+
+    :meth:`sample` runs the recurrence one character at a time with a
+    temperature; bits per character are ``nll / (T ln 2)``
+    (:func:`pyrogen.metrics.bits_per_dim`).
+
+    Args:
+        event_shape: ``(T,)``, characters per example.
+        levels: vocabulary size.
+        embed: embedding width.
+        hidden: recurrent state size.
+        layers: stacked recurrent layers.
+        cell: ``"lstm"`` or ``"gru"``.
+        dropout: between recurrent layers and before the output.
+        likelihood: ``"categorical"`` (or ``"bernoulli"`` for binary sequences).
+
+    References: Graves, 2013, arXiv:1308.0850; Karpathy, 2015 (char-rnn).
+
+    Example:
+        >>> _ = torch.manual_seed(0)
+        >>> m = CharRNN(event_shape=(12,), levels=5, hidden=16)
+        >>> m.sample(2, temperature=0.8).shape
+        torch.Size([2, 12])
+    """
+
+    support = "integer"
+    default_data = "text"
+    train_defaults = {"batch_size": 64, "lr": 3e-3, "steps": 3000, "val_every": 100, "patience": 8, "grad_clip": 1.0}
+
+    def __init__(
+        self,
+        event_shape: Sequence[int] = (128,),
+        levels: int | None = None,
+        embed: int = 64,
+        hidden: int = 256,
+        layers: int = 1,
+        cell: str = "lstm",
+        dropout: float = 0.0,
+        likelihood: str | None = None,
+    ) -> None:
+        super().__init__(event_shape, likelihood, levels)
+        if cell not in ("lstm", "gru"):
+            raise ValueError(f"cell must be 'lstm' or 'gru'; got {cell!r}")
+        if not 0 <= dropout < 1:
+            raise ValueError(f"dropout must be in [0, 1); got {dropout!r}")
+        self.embed, self.hidden_size = check_positive_int("embed", embed), check_positive_int("hidden", hidden)
+        self.num_layers, self.cell, self.dropout = check_positive_int("layers", layers), cell, float(dropout)
+        self.embedding = nn.Embedding(self.num_levels + 1, embed)  # type: ignore[operator]
+        rnn = nn.LSTM if cell == "lstm" else nn.GRU
+        self.rnn = rnn(embed, hidden, layers, batch_first=True, dropout=dropout if layers > 1 else 0.0)
+        self.drop = nn.Dropout(dropout)
+        self.out = nn.Linear(hidden, self.conditionals.num_params)
+
+    def config(self) -> dict[str, Any]:
+        cfg = super().config()
+        cfg.update(levels=self.num_levels, embed=self.embed, hidden=self.hidden_size, layers=self.num_layers)
+        cfg.update(cell=self.cell, dropout=self.dropout)
+        return cfg
+
+    def _params(self, x: torch.Tensor) -> torch.Tensor:
+        h, _ = self.rnn(self.embedding(self._tokens(x)))
+        return self.out(self.drop(h))
+
+    def _sample(self, n: int, temperature: float = 1.0) -> torch.Tensor:
+        x = self._empty(n)
+        tok = torch.full((n, 1), self.num_levels, dtype=torch.long, device=x.device)  # type: ignore[arg-type]
+        state = None
+        for t in range(self.num_vars):
+            h, state = self.rnn(self.embedding(tok), state)
+            xt = self.conditionals.sample(self.out(h[:, -1]), temperature)
+            x[:, t] = xt.to(x.dtype)
+            tok = xt.long().view(n, 1)
+        return x.view(n, *self.event_shape)
+
+
+@register("transformer")
+class Transformer(_SequenceModel):
+    r"""A small causal transformer (GPT-style) over pixels or characters.
+
+    The example is flattened to a sequence (images in raster order),
+    shifted right after a start token, and every position's conditional is
+    read from a causal self-attention stack with learned positions
+    (:class:`~pyrogen.nn.CausalTransformer`).
+
+    Args:
+        event_shape: shape of one example (flattened to :math:`T` positions).
+        likelihood: ``"bernoulli"`` or ``"categorical"``.
+        levels: values of a categorical position.
+        dim, heads, layers: width, attention heads and blocks.
+        dropout: dropout in the blocks.
+
+    References: Vaswani et al., 2017, arXiv:1706.03762; Radford et al., 2018; Chen et al., 2020 (Image GPT).
+
+    Example:
+        >>> _ = torch.manual_seed(0)
+        >>> m = Transformer(event_shape=(1, 4, 4), likelihood="bernoulli", dim=16, heads=2, layers=1)
+        >>> m.sample(2).shape
+        torch.Size([2, 1, 4, 4])
+    """
+
+    support = "binary"
+    likelihoods = ("bernoulli", "categorical")
+    train_defaults = {**_DIGITS_DEFAULTS, "lr": 1e-3, "grad_clip": 1.0}
+
+    def __init__(
+        self,
+        event_shape: Sequence[int] = (1, 8, 8),
+        likelihood: str | None = None,
+        levels: int | None = None,
+        dim: int = 64,
+        heads: int = 4,
+        layers: int = 2,
+        dropout: float = 0.1,
+    ) -> None:
+        super().__init__(event_shape, likelihood, levels)
+        if not 0 <= dropout < 1:
+            raise ValueError(f"dropout must be in [0, 1); got {dropout!r}")
+        self.dim, self.heads = check_positive_int("dim", dim), check_positive_int("heads", heads)
+        self.num_layers, self.dropout = check_positive_int("layers", layers), float(dropout)
+        self.net = CausalTransformer(
+            self.num_levels + 1,  # type: ignore[operator]
+            self.num_vars,
+            self.conditionals.num_params,
+            dim,
+            heads,
+            layers,
+            dropout,
+        )
+
+    def config(self) -> dict[str, Any]:
+        cfg = super().config()
+        cfg.update(dim=self.dim, heads=self.heads, layers=self.num_layers, dropout=self.dropout)
+        return cfg
+
+    def _params(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(self._tokens(x))
