@@ -326,16 +326,22 @@ class _NADEBase(AutoregressiveModel):
         return torch.einsum("ndh,dhp->ndp", h, self.V) + self.b
 
     def _log_prob_naive(self, x: torch.Tensor) -> torch.Tensor:
-        """The d-pass reference: one hidden layer evaluated from scratch per conditional."""
+        """The d-pass reference: conditional ``i``'s hidden layer computed from scratch, one pass per position."""
         flat = x.reshape(len(x), self.num_vars)
-        contrib = self._inputs(x)
-        out = x.new_zeros(len(x), dtype=self.W.dtype)
+        out = torch.zeros(len(x), dtype=self.W.dtype, device=self.W.device)
         for i in range(self.num_vars):
-            h = torch.sigmoid(self.c + contrib[:, :i].sum(1))
-            params = h @ self.V[i] + self.b[i]
-            xi = flat[:, i] if self.likelihood == "categorical" else flat[:, i].to(self.W.dtype)
-            out = out + self.conditionals.log_prob(params, xi)
+            if self.likelihood == "categorical":
+                a = self.c + self.W[torch.arange(i, device=flat.device), flat[:, :i].long()].sum(1)
+                xi = flat[:, i]
+            else:
+                a = torch.addmm(self.c, flat[:, :i].to(self.W.dtype), self.W[:i])
+                xi = flat[:, i].to(self.W.dtype)
+            h = self._activation_at(a, i)
+            out = out + self.conditionals.log_prob(h @ self.V[i] + self.b[i], xi)
         return out
+
+    def _activation_at(self, a: torch.Tensor, i: int) -> torch.Tensor:
+        return torch.sigmoid(a)
 
 
 @register("nade")
@@ -423,14 +429,8 @@ class RNADE(_NADEBase):
     def _activation(self, a: torch.Tensor) -> torch.Tensor:
         return torch.sigmoid(self.rho * a)
 
-    def _log_prob_naive(self, x: torch.Tensor) -> torch.Tensor:
-        flat = x.reshape(len(x), self.num_vars).to(self.W.dtype)
-        contrib = self._inputs(x)
-        out = flat.new_zeros(len(x))
-        for i in range(self.num_vars):
-            h = torch.sigmoid(self.rho[i] * (self.c + contrib[:, :i].sum(1)))
-            out = out + self.conditionals.log_prob(h @ self.V[i] + self.b[i], flat[:, i])
-        return out
+    def _activation_at(self, a: torch.Tensor, i: int) -> torch.Tensor:
+        return torch.sigmoid(self.rho[i] * a)
 
 
 # --------------------------------------------------------------------------------------

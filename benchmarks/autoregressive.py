@@ -1,0 +1,165 @@
+"""The autoregressive family's numbers: digits NLL, RNADE bits/dim, bits per character, NADE's one-pass speed-up.
+
+Every model is trained by :func:`pyrogen.inference.fit` with its own
+``train_defaults`` (early stopping on the validation part, best parameters
+restored) and scored on the test part of the bundled data.
+
+    python benchmarks/autoregressive.py            # the table (about 15 minutes on 2 cores)
+    python benchmarks/autoregressive.py --json     # the rows as JSON
+    python benchmarks/autoregressive.py --quick    # a smoke run with few steps
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import statistics
+import sys
+import time
+from typing import Any
+
+import torch
+
+from pyrogen.data import load
+from pyrogen.inference import TrainConfig, fit
+from pyrogen.metrics import evaluate_nll
+from pyrogen.models import NADE, registry
+
+#: Binary-digit models and their settings (the registry defaults unless given).
+DIGITS: dict[str, dict[str, Any]] = {
+    "fvsbn": {},
+    "nade": {"hidden": 128},
+    "made": {"hidden": [256, 256]},
+    "pixelcnn": {"features": 64, "layers": 4},
+    "gated-pixelcnn": {"features": 32, "layers": 5},
+    "transformer": {"dim": 64, "layers": 2, "dropout": 0.1},
+}
+#: Step caps (with early stopping) that keep the whole script near 15 minutes on 2 cores.
+STEPS = {"gated-pixelcnn": 1500, "transformer": 1500}
+TEXT_STEPS = {"char-rnn": 1000, "transformer": 600}
+FLOORS = {"factorized Bernoulli": 25.30, "RBM (16 hidden)": 21.12, "mixture of 100 Bernoullis": 18.78, "MADE": 18.12}
+TEXT: dict[str, dict[str, Any]] = {
+    "char-rnn": {"hidden": 128},
+    "transformer": {"dim": 64, "heads": 4, "layers": 2, "dropout": 0.1},
+}
+
+
+def _train(
+    name: str, data_name: str, model_kwargs: dict[str, Any], steps: int | None, seed: int = 0, **settings: Any
+) -> dict[str, Any]:
+    torch.manual_seed(seed)
+    data = load(data_name)
+    cls = registry.get(name)
+    model = cls.from_dataset(data, **model_kwargs)
+    settings = {**cls.train_defaults, "seed": seed, **settings}
+    if steps is not None:
+        settings["steps"] = steps
+    t = time.perf_counter()
+    res = fit(model, data.train, data.val, TrainConfig(**settings))
+    seconds = time.perf_counter() - t
+    model.eval()
+    nll = evaluate_nll(model, data.test, levels=data.levels if data.dequantized else None)
+    row: dict[str, Any] = {
+        "model": name,
+        "data": data_name,
+        "nll_nats": round(nll.nll_nats, 3),
+        "nll_stderr": round(nll.nll_stderr, 3),
+        "steps": res.step,
+        "best_step": res.best_step,
+        "train_s": round(seconds, 1),
+    }
+    if nll.bits_per_dim is not None:
+        row["bits_per_dim"] = round(nll.bits_per_dim, 4)
+    if data_name == "text":
+        row["bits_per_char"] = round(nll.nll_nats / (data.event_shape[0] * math.log(2)), 4)
+    return row
+
+
+def ngram_bits_per_char(order: int) -> float:
+    """A unigram (order 1) or bigram (order 2) model with add-one smoothing, fitted on the training text."""
+    data = load("text")
+    v = data.levels or 0
+    train, test = data.train.flatten(), data.test
+    if order == 1:
+        counts = torch.bincount(train, minlength=v).double() + 1
+        logp = (counts / counts.sum()).log()
+        return float(-logp[test].mean() / math.log(2))
+    pairs = torch.zeros(v, v, dtype=torch.double)
+    pairs.index_put_((train[:-1], train[1:]), torch.ones(len(train) - 1, dtype=torch.double), accumulate=True)
+    cond = ((pairs + 1) / (pairs + 1).sum(1, keepdim=True)).log()
+    uni = torch.bincount(train, minlength=v).double() + 1
+    first = (uni / uni.sum()).log()[test[:, 0]]  # each 128-character example starts afresh
+    rest = cond[test[:, :-1], test[:, 1:]]
+    return float(-(first.sum() + rest.sum()) / (test.numel() * math.log(2)))
+
+
+def nade_speed(batch: int, rounds: int = 7) -> dict[str, Any]:
+    """NADE's one-pass log_prob against the d-pass reference (each hidden layer from scratch), d = 64, H = 128."""
+    torch.manual_seed(0)
+    m = NADE(event_shape=(64,), hidden=128)
+    x = torch.bernoulli(torch.full((batch, 64), 0.4))
+    times: dict[str, list[float]] = {"one_pass": [], "d_pass": []}
+    with torch.no_grad():
+        torch.testing.assert_close(m.log_prob(x), m._log_prob_naive(x), rtol=1e-4, atol=1e-3)
+        for _ in range(rounds):
+            for key, fn in (("one_pass", m.log_prob), ("d_pass", m._log_prob_naive)):
+                t = time.perf_counter()
+                for _ in range(20):
+                    fn(x)
+                times[key].append((time.perf_counter() - t) / 20 * 1e3)
+    one, naive = statistics.median(times["one_pass"]), statistics.median(times["d_pass"])
+    return {
+        "batch": batch,
+        "one_pass_ms": round(one, 3),
+        "d_pass_ms": round(naive, 3),
+        "speedup": round(naive / one, 1),
+    }
+
+
+def run(quick: bool) -> dict[str, Any]:
+    steps = 30 if quick else None
+    digits = [_train(n, "digits-binary", kw, steps or STEPS.get(n)) for n, kw in DIGITS.items()]
+    rnade = _train("rnade", "digits", {"hidden": 128, "components": 10}, steps)
+    text = [_train(n, "text", kw, steps or TEXT_STEPS[n], batch_size=32, val_every=100) for n, kw in TEXT.items()]
+    return {
+        "digits_binary": digits,
+        "floors": FLOORS,
+        "rnade": rnade,
+        "text": text,
+        "text_baselines": {"unigram": round(ngram_bits_per_char(1), 4), "bigram": round(ngram_bits_per_char(2), 4)},
+        "nade_speed": [nade_speed(b, 3 if quick else 7) for b in (1, 16, 128)],
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--json", action="store_true")
+    p.add_argument("--quick", action="store_true", help="30 training steps per model (a smoke run)")
+    args = p.parse_args(argv)
+    out = run(args.quick)
+    if args.json:
+        print(json.dumps(out, indent=1))
+        return 0
+    print("binarized digits, test NLL (nats)")
+    for r in out["digits_binary"]:
+        nll = f"{r['nll_nats']:>8.2f} ± {r['nll_stderr']:.2f}"
+        print(f"  {r['model']:<16}{nll}   best step {r['best_step']}, {r['train_s']} s")
+    for k, v in out["floors"].items():
+        print(f"  {k:<28}{v:>8.2f}  (DESIGN.md)")
+    r = out["rnade"]
+    print(f"dequantized digits: RNADE {r['bits_per_dim']:.3f} bits/dim (10-component GMM: 2.90)")
+    b = out["text_baselines"]
+    print(f"text, bits per character: unigram {b['unigram']:.3f}, bigram {b['bigram']:.3f}")
+    for r in out["text"]:
+        print(f"  {r['model']:<16}{r['bits_per_char']:>8.3f}   best step {r['best_step']}, {r['train_s']} s")
+    for s in out["nade_speed"]:
+        print(
+            f"NADE log_prob d=64, H=128, batch {s['batch']}: one pass {s['one_pass_ms']} ms, "
+            f"d passes {s['d_pass_ms']} ms: {s['speedup']}x"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
