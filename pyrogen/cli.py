@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -189,6 +190,8 @@ def evaluate_run(
             image=data.kind == "image",
         )
         out.update(res.as_dict())
+        if data.kind == "text":  # nats per example of T characters -> bits per character
+            out["bits_per_char"] = res.nll_nats / (math.prod(data.event_shape) * math.log(2))
     else:
         out["n"] = len(x)
     return out
@@ -207,9 +210,9 @@ def _cmd_list(args: argparse.Namespace) -> None:
     rows = [
         (n, registry.get(n).family, registry.get(n).density, registry.get(n).default_data) for n in registry.names()
     ]
-    print(f"{'model':<24}{'family':<12}{'density':<14}default data")
+    print(f"{'model':<18}{'family':<16}{'density':<14}default data")
     for r in rows:
-        print(f"{r[0]:<24}{r[1]:<12}{r[2]:<14}{r[3]}")
+        print(f"{r[0]:<18}{r[1]:<16}{r[2]:<14}{r[3]}")
 
 
 def _cmd_train(args: argparse.Namespace) -> None:

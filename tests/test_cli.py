@@ -108,3 +108,14 @@ def test_demo_fast(tmp_path):
         "metrics.json",
     ):
         assert (tmp_path / f).is_file(), f
+
+
+def test_character_model_reports_bits_per_character(tmp_path, capsys):
+    run = tmp_path / "rnn"
+    assert main(["train", "char-rnn", "--steps", "2", "--out", str(run), "-q"]) == 0
+    capsys.readouterr()
+    assert main(["evaluate", str(run), "--json"]) == 0
+    m = json.loads(capsys.readouterr().out)
+    assert m["data"] == "text" and m["bits_per_char"] == pytest.approx(m["nll_nats"] / (128 * np.log(2)))
+    assert main(["train", "fvsbn", "--data", "text", "--steps", "2", "--out", str(tmp_path / "x"), "-q"]) == 2
+    assert "fvsbn offers bernoulli conditionals; dataset 'text' is integer" in capsys.readouterr().err

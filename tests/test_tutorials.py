@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 TUTORIALS = Path(__file__).resolve().parent.parent / "tutorials"
-RUN = ["01_whole_path.py"]
+RUN = ["01_whole_path.py", "02_autoregressive.py"]
 
 
 def test_every_tutorial_is_run():
@@ -15,8 +15,9 @@ def test_every_tutorial_is_run():
 
 
 @pytest.mark.parametrize("name", RUN)
-def test_tutorial_runs(name, monkeypatch, capsys):
+def test_tutorial_runs(name, monkeypatch, capsys, tmp_path):
     monkeypatch.setitem(os.environ, "PYROGEN_FAST", "1")
+    monkeypatch.setitem(os.environ, "PYROGEN_OUT", str(tmp_path))
     runpy.run_path(str(TUTORIALS / name), run_name="__main__")
     out = capsys.readouterr().out
     assert "Traceback" not in out and out.strip()
