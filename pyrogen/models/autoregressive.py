@@ -470,7 +470,7 @@ class MADE(AutoregressiveModel):
     """
 
     likelihoods = ("bernoulli", "categorical", "gaussian-mixture")
-    train_defaults = {**_DIGITS_DEFAULTS, "lr": 1e-3}
+    train_defaults = {**_DIGITS_DEFAULTS, "lr": 1e-3, "steps": 6000}
 
     def __init__(
         self,
