@@ -262,6 +262,12 @@ def _cmd_sample(args: argparse.Namespace) -> None:
         import numpy as np
 
         np.savez(out, samples=x.numpy())
+    elif suffix == ".txt":
+        vocab = load(run["data"]).vocab
+        if not vocab:
+            raise UserError(f"only models of the text dataset write .txt samples; this run is on {run['data']!r}")
+        text = "\n\n".join("".join(vocab[i] for i in row.tolist()) for row in x)
+        out.write_text(text + "\n", encoding="utf-8")
     elif suffix == ".png":
         from pyrogen.figures import image_grid, scatter_2d
 
@@ -272,7 +278,7 @@ def _cmd_sample(args: argparse.Namespace) -> None:
         else:
             raise UserError(f"cannot draw samples of shape {tuple(x.shape[1:])} as PNG; use an .npz file")
     else:
-        raise UserError(f"--out must end in .png or .npz; got {str(out)!r}")
+        raise UserError(f"--out must end in .png, .npz or .txt; got {str(out)!r}")
     print(f"wrote {args.n} samples to {out}")
 
 
@@ -307,7 +313,7 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("sample", help="draw samples from a trained run")
     s.add_argument("run_dir")
     s.add_argument("-n", type=int, default=64, help="number of samples")
-    s.add_argument("--out", required=True, help="FILE.png (grid or scatter) or FILE.npz (raw)")
+    s.add_argument("--out", required=True, help="FILE.png (grid or scatter), FILE.npz (raw) or FILE.txt (text models)")
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--device")
     s.set_defaults(func=_cmd_sample)

@@ -248,8 +248,13 @@ def test_bad_settings_raise():
         MADE(event_shape=(3,), likelihood="categorical")
     with pytest.raises(ValueError, match="event_shape=\\(C, H, W\\)"):
         PixelCNN(event_shape=(8, 8))
-    with pytest.raises(ValueError, match="temperature must be positive"):
+    with pytest.raises(ValueError, match="temperature must be a positive finite number; got 0.0"):
         _tiny("fvsbn").sample(2, temperature=0.0)
+    with pytest.raises(ValueError, match="temperature must be a positive finite number; got -1"):
+        _tiny("nade").complete(torch.zeros(2, 6, dtype=torch.double), torch.ones(6, dtype=torch.bool), temperature=-1)
+    with pytest.raises(TypeError, match="observed must be a boolean tensor; got list"):
+        _tiny("nade").complete(torch.zeros(2, 6, dtype=torch.double), [True] * 6)
+    assert _tiny("made-ensemble").as_distribution().sample((0,)).shape == (0, 6)
     with pytest.raises(ValueError, match="cell must be 'lstm' or 'gru'"):
         CharRNN(event_shape=(3,), levels=3, cell="rnn")
     from pyrogen.data import load

@@ -117,5 +117,10 @@ def test_character_model_reports_bits_per_character(tmp_path, capsys):
     assert main(["evaluate", str(run), "--json"]) == 0
     m = json.loads(capsys.readouterr().out)
     assert m["data"] == "text" and m["bits_per_char"] == pytest.approx(m["nll_nats"] / (128 * np.log(2)))
+    assert main(["sample", str(run), "-n", "2", "--out", str(tmp_path / "s.txt")]) == 0
+    text = (tmp_path / "s.txt").read_text(encoding="utf-8")
+    from pyrogen.data import load
+
+    assert len(text) == 2 * 128 + 3 and set(text) <= set(load("text").vocab) | {"\n"}  # two samples, a blank line
     assert main(["train", "fvsbn", "--data", "text", "--steps", "2", "--out", str(tmp_path / "x"), "-q"]) == 2
     assert "fvsbn offers bernoulli conditionals; dataset 'text' is integer" in capsys.readouterr().err

@@ -37,6 +37,8 @@ class Conditionals(Protocol):
 
     num_params: int
     support: constraints.Constraint
+    #: dtype of a drawn value (``None``: the floating default).
+    dtype: torch.dtype | None
 
     def log_prob(self, params: torch.Tensor, x: torch.Tensor) -> torch.Tensor: ...
 
@@ -53,8 +55,8 @@ class BernoulliConditionals:
     """
 
     num_params = 1
-    support = constraints.boolean
-    dtype = None  # the floating default
+    support: constraints.Constraint = constraints.boolean
+    dtype: torch.dtype | None = None
 
     def log_prob(self, params: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         return -F.binary_cross_entropy_with_logits(params[..., 0], x, reduction="none")
@@ -66,13 +68,13 @@ class BernoulliConditionals:
 class CategoricalConditionals:
     r""":math:`p(x_i = l \mid x_{<i}) = \mathrm{softmax}(\ell_i)_l` over ``levels`` values."""
 
-    dtype = torch.long
+    dtype: torch.dtype | None = torch.long
 
     def __init__(self, levels: int) -> None:
         if not isinstance(levels, int) or levels < 2:
             raise ValueError(f"levels must be an integer >= 2; got {levels!r}")
         self.num_params = self.levels = levels
-        self.support = constraints.integer_interval(0, levels - 1)
+        self.support: constraints.Constraint = constraints.integer_interval(0, levels - 1)
 
     def log_prob(self, params: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         return params.log_softmax(-1).gather(-1, x.long().unsqueeze(-1)).squeeze(-1)
@@ -91,8 +93,8 @@ class GaussianMixtureConditionals:
     ``[min_log_scale, 5]`` for stability.
     """
 
-    support = constraints.real
-    dtype = None
+    support: constraints.Constraint = constraints.real
+    dtype: torch.dtype | None = None
 
     def __init__(self, components: int, min_log_scale: float = -7.0) -> None:
         if not isinstance(components, int) or components < 1:
@@ -119,7 +121,7 @@ class GaussianMixtureConditionals:
         return (loc.gather(-1, k) + log_scale.gather(-1, k).exp() * eps).squeeze(-1)
 
 
-def make_conditionals(likelihood: str, levels: int | None = None, components: int = 1) -> Any:
+def make_conditionals(likelihood: str, levels: int | None = None, components: int = 1) -> Conditionals:
     """Build the conditionals called ``likelihood``: ``"bernoulli"``, ``"categorical"`` or ``"gaussian-mixture"``.
 
     Raises:
@@ -168,7 +170,7 @@ class AutoregressiveDistribution(TorchDistribution):
         self.temperature = temperature
         super().__init__(torch.Size(batch_shape), model.event_shape, validate_args=validate_args)
 
-    @constraints.dependent_property(is_discrete=False, event_dim=0)
+    @property
     def support(self) -> constraints.Constraint:
         return self.model.conditionals.support
 
@@ -185,6 +187,9 @@ class AutoregressiveDistribution(TorchDistribution):
 
     def sample(self, sample_shape: Sequence[int] = ()) -> torch.Tensor:
         shape = torch.Size(sample_shape) + self.batch_shape
+        n = math.prod(shape)
+        if n == 0:
+            return torch.zeros(shape + self.event_shape)
         with torch.no_grad():
-            x = self.model._sample(max(1, math.prod(shape)), temperature=self.temperature)
+            x = self.model._sample(n, temperature=self.temperature)
         return x.view(shape + self.event_shape)

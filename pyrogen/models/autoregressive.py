@@ -14,8 +14,9 @@ data), see :mod:`pyrogen.distributions.autoregressive`.
 
 from __future__ import annotations
 
+import contextlib
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any, ClassVar
 
 import pyro
@@ -174,8 +175,8 @@ class AutoregressiveModel(GenerativeModel):
             return pyro.sample("x", self.as_distribution(), obs=x)
 
     def as_distribution(self, temperature: float = 1.0) -> AutoregressiveDistribution:
-        """The model as a Pyro distribution with event shape ``event_shape``."""
-        return AutoregressiveDistribution(self, temperature)
+        """The model as a Pyro distribution with event shape ``event_shape`` (``temperature`` only affects sampling)."""
+        return AutoregressiveDistribution(self, _check_temperature(temperature))
 
     def log_prob(self, x: torch.Tensor) -> torch.Tensor:
         r"""Exact :math:`\log p(x)` in nats, shape ``(n,)``.
@@ -192,20 +193,7 @@ class AutoregressiveModel(GenerativeModel):
     def sample(self, n: int, temperature: float = 1.0) -> torch.Tensor:
         """``n`` ancestral samples, shape ``(n,) + event_shape``; ``temperature`` scales the logits."""
         check_positive_int("n", n)
-        if not temperature > 0:
-            raise ValueError(f"temperature must be positive; got {temperature!r}")
-        return self._sample(n, temperature)
-
-    def _completion_order(self, observed: torch.Tensor) -> torch.Tensor:
-        order = self.ordering().to(observed.device)
-        obs_in_order = observed[order]
-        if bool((obs_in_order[1:] & ~obs_in_order[:-1]).any()):
-            raise ValueError(
-                f"{type(self).__name__} generates in a fixed order and the observed positions must all come "
-                "before the missing ones in it (e.g. the top rows of an image); MADE with num_masks > 1 "
-                "can condition on any subset"
-            )
-        return order
+        return self._sample(n, _check_temperature(temperature))
 
     @torch.no_grad()
     def complete(self, x: torch.Tensor, observed: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
@@ -220,26 +208,41 @@ class AutoregressiveModel(GenerativeModel):
             ``x`` with the missing entries sampled, same shape.
 
         Raises:
-            ValueError: a bad mask, or observed entries the model cannot condition on exactly.
+            TypeError: ``observed`` is not a boolean tensor.
+            ValueError: a mask of the wrong shape, bad observed values, a non-positive
+                temperature, or observed entries the model cannot condition on exactly.
         """
         if not isinstance(observed, torch.Tensor) or observed.dtype != torch.bool:
             raise TypeError(f"observed must be a boolean tensor; got {type(observed).__name__}")
         if observed.shape != self.event_shape:
             raise ValueError(f"observed must have shape {tuple(self.event_shape)}; got {tuple(observed.shape)}")
-        flat_obs = observed.reshape(-1).to(x.device)
-        fill = torch.zeros((), dtype=x.dtype, device=x.device)
-        x = torch.where(observed.to(x.device), x, fill)
+        _check_temperature(temperature)
+        x = torch.where(observed.to(x.device), x, torch.zeros((), dtype=x.dtype, device=x.device))
         self.validate(x)
-        order = self._completion_order(flat_obs)
         out = x.reshape(len(x), self.num_vars).clone()
-        if not out.is_floating_point() and self.conditionals.dtype is None:
-            out = out.float()
-        return self._complete_along(out, order, flat_obs, temperature).view_as(x)
+        return self._complete(out, observed.reshape(-1).to(x.device), temperature).view_as(x)
 
-    def _complete_along(
-        self, x: torch.Tensor, order: torch.Tensor, observed: torch.Tensor, temperature: float
-    ) -> torch.Tensor:
+    def _complete(self, x: torch.Tensor, observed: torch.Tensor, temperature: float) -> torch.Tensor:
+        order = self.ordering().to(observed.device)
+        if not _observed_first(observed, order):
+            raise ValueError(
+                f"{type(self).__name__} generates in a fixed order and the observed positions must all come "
+                "before the missing ones in it (e.g. the top rows of an image); MADE with num_masks > 1 "
+                "can condition on any subset"
+            )
         return self._fill(x, order, observed, temperature)
+
+
+def _check_temperature(temperature: float) -> float:
+    if not isinstance(temperature, (int, float)) or not temperature > 0 or not math.isfinite(temperature):
+        raise ValueError(f"temperature must be a positive finite number; got {temperature!r}")
+    return float(temperature)
+
+
+def _observed_first(observed: torch.Tensor, order: torch.Tensor) -> bool:
+    """Whether every observed position comes before every missing one in ``order``."""
+    o = observed[order]
+    return not bool((o[1:] & ~o[:-1]).any())
 
 
 # --------------------------------------------------------------------------------------
@@ -447,7 +450,8 @@ class MADE(AutoregressiveModel):
     and can :meth:`complete` any observed subset by building masks for an
     ordering that puts the observed positions first. As with dropout, a model in
     training mode scores with the current ordering only (the order-agnostic
-    objective); call ``.eval()`` for the ensemble density.
+    objective); call ``.eval()`` for the ensemble density, which ``log_prob``,
+    ``as_distribution`` and validation then use.
 
     Args:
         event_shape: shape of one example.
@@ -496,8 +500,6 @@ class MADE(AutoregressiveModel):
             mask_seed=self.mask_seed,
         )
         self._masks: list[torch.Tensor] | None = None
-        self._completion_masks: list[torch.Tensor] | None = None
-        self._completion_index = 0
 
     def config(self) -> dict[str, Any]:
         return {
@@ -524,13 +526,16 @@ class MADE(AutoregressiveModel):
         inp = self._encode(x)
         return self.net(inp, self._masks)
 
-    def _log_prob_mask(self, x: torch.Tensor, k: int) -> torch.Tensor:
+    @contextlib.contextmanager
+    def _using(self, index: int | None = None, masks: list[torch.Tensor] | None = None) -> Iterator[None]:
+        """Temporarily score and sample with mask set ``index``, or with explicit ``masks``."""
         old = self.net.index
-        self.net.index = k
+        self.net.index = old if index is None else index
+        self._masks = masks
         try:
-            return super()._log_prob(x)
+            yield
         finally:
-            self.net.index = old
+            self.net.index, self._masks = old, None
 
     def _log_prob(self, x: torch.Tensor) -> torch.Tensor:
         # Like dropout: in training mode the density of the current ordering
@@ -541,74 +546,69 @@ class MADE(AutoregressiveModel):
         return self._ensemble_log_prob(x)
 
     def _ensemble_log_prob(self, x: torch.Tensor) -> torch.Tensor:
-        lps = torch.stack([self._log_prob_mask(x, k) for k in range(self.num_masks)])
-        return log_mean_exp(lps, dim=0)
-
-    def log_prob(self, x: torch.Tensor) -> torch.Tensor:
-        r"""Exact :math:`\log p(x)`: the ensemble over the orderings (in training mode, the current one)."""
-        return self._log_prob(self.validate(x))
+        lps = []
+        for k in range(self.num_masks):
+            with self._using(k):
+                lps.append(super()._log_prob(x))
+        return log_mean_exp(torch.stack(lps), dim=0)
 
     def validation_loss(self, batch: torch.Tensor) -> torch.Tensor:
-        return -(self._ensemble_log_prob(batch) if self.num_masks > 1 else super()._log_prob(batch)).mean()
+        return -self._ensemble_log_prob(batch).mean()
 
     def _sample(self, n: int, temperature: float = 1.0) -> torch.Tensor:
         """Samples of the ensemble: each draw picks one of the orderings uniformly."""
         x = self._empty(n)
-        which = torch.randint(self.num_masks, (n,), device=x.device) if self.num_masks > 1 else None
-        old = self.net.index
-        try:
-            for k in range(self.num_masks):
-                rows = slice(None) if which is None else (which == k).nonzero().squeeze(-1)
-                if which is not None and len(rows) == 0:  # type: ignore[arg-type]
-                    continue
-                self.net.index = k
-                x[rows] = self._fill(x[rows].clone(), self.ordering(), None, temperature)
-        finally:
-            self.net.index = old
+        which = torch.randint(self.num_masks, (n,), device=x.device)
+        for k in range(self.num_masks):
+            rows = (which == k).nonzero().squeeze(-1)
+            if len(rows):
+                with self._using(k):
+                    x[rows] = self._fill(x[rows], self.ordering(), None, temperature)
         return x.view(n, *self.event_shape)
 
-    def _completion_order(self, observed: torch.Tensor) -> torch.Tensor:
+    def _complete(self, x: torch.Tensor, observed: torch.Tensor, temperature: float) -> torch.Tensor:
         for k in range(self.num_masks):  # a trained ordering that already puts the observed part first
             order = self.net.orders[k].to(observed.device)
-            o = observed[order]
-            if not bool((o[1:] & ~o[:-1]).any()):
-                self._completion_masks = None
-                self._completion_index = k
-                return order
+            if _observed_first(observed, order):
+                with self._using(k):
+                    return self._fill(x, order, observed, temperature)
         if self.num_masks == 1:
-            return super()._completion_order(observed)
+            return super()._complete(x, observed, temperature)  # raises
         base = self.net.orders[0].to(observed.device)
         order = torch.cat([base[observed[base]], base[~observed[base]]])
-        self._completion_masks = self.net.masks_for(order, seed=self.mask_seed)
-        return order
-
-    def _complete_along(
-        self, x: torch.Tensor, order: torch.Tensor, observed: torch.Tensor, temperature: float
-    ) -> torch.Tensor:
-        old = self.net.index
-        try:
-            if self._completion_masks is None:
-                self.net.index = self._completion_index
-            self._masks = self._completion_masks
+        with self._using(masks=self.net.masks_for(order, seed=self.mask_seed)):
             return self._fill(x, order, observed, temperature)
-        finally:
-            self._masks, self.net.index = None, old
 
 
 # --------------------------------------------------------------------------------------
 class _PixelModel(AutoregressiveModel):
     likelihoods = ("bernoulli", "categorical")
+    network: ClassVar[type[nn.Module]]
 
-    def __init__(self, event_shape: Sequence[int], likelihood: str | None, levels: int | None) -> None:
+    def __init__(
+        self,
+        event_shape: Sequence[int],
+        features: int,
+        layers: int,
+        kernel_size: int,
+        likelihood: str | None,
+        levels: int | None,
+    ) -> None:
         super().__init__(event_shape, likelihood, levels)
         if len(self.event_shape) != 3:
             raise ValueError(f"{type(self).__name__} models images: event_shape=(C, H, W); got {tuple(event_shape)}")
+        self.features = check_positive_int("features", features)
+        self.layers = check_positive_int("layers", layers)
+        self.kernel_size = check_positive_int("kernel_size", kernel_size)
+        self.net = self.network(self.event_shape[0], self.conditionals.num_params, features, layers, kernel_size)
 
-    def _input(self, x: torch.Tensor) -> torch.Tensor:
-        ref = next(self.parameters())
-        if self.likelihood == "categorical":
-            return x.to(ref.dtype) * (2.0 / (self.num_levels - 1)) - 1.0  # type: ignore[operator]
-        return x.to(ref.dtype) * 2.0 - 1.0
+    def config(self) -> dict[str, Any]:
+        return {**super().config(), "features": self.features, "layers": self.layers, "kernel_size": self.kernel_size}
+
+    def _params(self, x: torch.Tensor) -> torch.Tensor:
+        # pixels scaled to [-1, 1]
+        top = 1 if self.likelihood == "bernoulli" else self.num_levels - 1  # type: ignore[operator]
+        return self.net(x.to(next(self.net.parameters()).dtype) * (2.0 / top) - 1.0)
 
     def ordering(self) -> torch.Tensor:
         """Raster order over pixels and, within a pixel, channel 0 -> 1 -> 2 (R -> G -> B)."""
@@ -641,6 +641,8 @@ class PixelCNN(_PixelModel):
         torch.Size([2, 1, 4, 4])
     """
 
+    network = PixelCNNNet
+
     def __init__(
         self,
         event_shape: Sequence[int] = (1, 8, 8),
@@ -650,17 +652,7 @@ class PixelCNN(_PixelModel):
         likelihood: str | None = None,
         levels: int | None = None,
     ) -> None:
-        super().__init__(event_shape, likelihood, levels)
-        self.features = check_positive_int("features", features)
-        self.layers = check_positive_int("layers", layers)
-        self.kernel_size = check_positive_int("kernel_size", kernel_size)
-        self.net = PixelCNNNet(self.event_shape[0], self.conditionals.num_params, features, layers, kernel_size)
-
-    def config(self) -> dict[str, Any]:
-        return {**super().config(), "features": self.features, "layers": self.layers, "kernel_size": self.kernel_size}
-
-    def _params(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(self._input(x))
+        super().__init__(event_shape, features, layers, kernel_size, likelihood, levels)
 
 
 @register("gated-pixelcnn")
@@ -684,6 +676,8 @@ class GatedPixelCNN(_PixelModel):
         torch.Size([2])
     """
 
+    network = GatedPixelCNNNet
+
     def __init__(
         self,
         event_shape: Sequence[int] = (1, 8, 8),
@@ -693,17 +687,7 @@ class GatedPixelCNN(_PixelModel):
         likelihood: str | None = None,
         levels: int | None = None,
     ) -> None:
-        super().__init__(event_shape, likelihood, levels)
-        self.features = check_positive_int("features", features)
-        self.layers = check_positive_int("layers", layers)
-        self.kernel_size = check_positive_int("kernel_size", kernel_size)
-        self.net = GatedPixelCNNNet(self.event_shape[0], self.conditionals.num_params, features, layers, kernel_size)
-
-    def config(self) -> dict[str, Any]:
-        return {**super().config(), "features": self.features, "layers": self.layers, "kernel_size": self.kernel_size}
-
-    def _params(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(self._input(x))
+        super().__init__(event_shape, features, layers, kernel_size, likelihood, levels)
 
 
 # --------------------------------------------------------------------------------------
