@@ -19,8 +19,8 @@ SMALL = {
     "nade": {"event_shape": (1, 8, 8), "hidden": 16},
     "rnade": {"event_shape": (1, 8, 8), "hidden": 16, "components": 3},
     "made": {"event_shape": (1, 8, 8), "hidden": (32,), "num_masks": 2},
-    "pixelcnn": {"event_shape": (1, 8, 8), "features": 8, "layers": 1, "kernel_size": 3},
-    "gated-pixelcnn": {"event_shape": (1, 8, 8), "features": 8, "layers": 2},
+    "pixelcnn": {"event_shape": (1, 8, 8), "features": 8, "layers": 1, "kernel_size": 3, "dropout": 0.0},
+    "gated-pixelcnn": {"event_shape": (1, 8, 8), "features": 8, "layers": 2, "dropout": 0.0},
     "char-rnn": {"event_shape": (128,), "levels": 160, "embed": 8, "hidden": 16},
     "transformer": {"event_shape": (1, 8, 8), "dim": 16, "heads": 2, "layers": 1, "dropout": 0.0},
 }

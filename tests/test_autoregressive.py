@@ -101,8 +101,8 @@ def test_autograd_jacobian_is_strictly_lower_triangular_in_the_ordering(key):
 
 def test_pixelcnn_has_a_blind_spot_and_the_gated_one_has_none():
     torch.manual_seed(0)
-    plain = PixelCNN(event_shape=(1, 5, 5), features=8, layers=2, kernel_size=3).double()
-    gated = GatedPixelCNN(event_shape=(1, 5, 5), features=8, layers=4, kernel_size=3).double()
+    plain = PixelCNN(event_shape=(1, 5, 5), features=8, layers=2, kernel_size=3, dropout=0.0).double()
+    gated = GatedPixelCNN(event_shape=(1, 5, 5), features=8, layers=4, kernel_size=3, dropout=0.0).double()
     x = torch.rand(1, 1, 5, 5, dtype=torch.double)
     target = 2 * 5 + 1  # pixel (2, 1)
     for m, expect_blind in ((plain, True), (gated, False)):

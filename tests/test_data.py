@@ -91,6 +91,19 @@ def test_digit_variants_agree():
     assert d.dequantized and d.levels == 17 and float(d.train.max()) < 1
 
 
+def test_rgb_digits_are_the_binary_digits_in_one_colour_each():
+    b, c = load("digits-binary"), load("digits-rgb")
+    assert c.event_shape == (3, 8, 8) and c.support == "binary" and c.levels == 2
+    for split in ("train", "val", "test"):
+        x = c.split(split)
+        assert torch.equal(x.amax(1, keepdim=True), b.split(split))  # strokes where the digit is
+        lit = x.flatten(2).amax(2)  # (n, 3): the colour of each image
+        assert torch.equal(x, b.split(split) * lit[:, :, None, None])  # every lit pixel has that colour
+        counts = torch.unique(lit, dim=0, return_counts=True)[1]
+        assert len(counts) == 7 and counts.min() > len(x) / 14  # all seven colours, none rare
+    assert not torch.equal(load("digits-rgb", seed=1).train, c.train)
+
+
 def test_text_corpus_is_bundled_and_split():
     text = load_corpus()
     assert len(text) == 304_450 and text.startswith("# ===== argparse.py")

@@ -36,7 +36,10 @@ __all__ = [
 ]
 
 #: Every name :func:`load` accepts.
-DATASETS = TOYS + ("digits", "digits-int", "digits-binary", "text")
+DATASETS = TOYS + ("digits", "digits-int", "digits-binary", "digits-rgb", "text")
+
+#: The seven colours of ``digits-rgb``: every non-black on/off combination of (R, G, B).
+RGB_COLOURS = torch.tensor([[1, 0, 0], [0, 1, 0], [0, 0, 1], [1, 1, 0], [1, 0, 1], [0, 1, 1], [1, 1, 1]])
 
 #: Sizes of the generated toy splits.
 TOY_SIZES = {"train": 30_000, "val": 5_000, "test": 5_000}
@@ -101,13 +104,16 @@ def _digits(name: str, seed: int) -> Dataset:
         v = v.reshape(-1, 1, 8, 8)
         if name == "digits-binary":
             out[k] = torch.as_tensor(v >= 8, dtype=torch.float32)
+        elif name == "digits-rgb":  # each binarized digit drawn in one of seven colours, fixed per split
+            colour = RGB_COLOURS[torch.as_tensor(np.random.RandomState(seed * 3 + i).randint(0, 7, len(v)))]
+            out[k] = torch.as_tensor(v >= 8, dtype=torch.float32) * colour[:, :, None, None].float()
         elif name == "digits-int":
             out[k] = torch.as_tensor(v, dtype=torch.long)
         else:  # uniform dequantization to [0, 1); fixed noise per split
             rng = np.random.RandomState(seed * 3 + i)
             out[k] = torch.as_tensor((v + rng.rand(*v.shape)) / 17.0, dtype=torch.float32)
-    support = {"digits-binary": "binary", "digits-int": "integer"}.get(name, "unit_interval")
-    levels = 2 if name == "digits-binary" else 17
+    support = {"digits-binary": "binary", "digits-rgb": "binary", "digits-int": "integer"}.get(name, "unit_interval")
+    levels = 2 if support == "binary" else 17
     return Dataset(
         name,
         "image",
@@ -153,10 +159,10 @@ def load(name: str, seed: int = 0) -> Dataset:
 
     Args:
         name: the dataset name, e.g. ``"moons"`` or ``"digits-binary"``.
-        seed: seeds the generated toys and the dequantization noise; the
-            digits split itself is always ``train_test_split(test_size=0.2,
-            random_state=0)`` with 10% of the training part kept for
-            validation.
+        seed: seeds the generated toys, the dequantization noise and the
+            colours of ``digits-rgb``; the digits split itself is always
+            ``train_test_split(test_size=0.2, random_state=0)`` with 10% of
+            the training part kept for validation.
 
     Raises:
         ValueError: an unknown name.

@@ -27,7 +27,7 @@ from torch import nn
 from pyrogen.data import Dataset
 from pyrogen.distributions.autoregressive import AutoregressiveDistribution, make_conditionals
 from pyrogen.inference.objectives import log_mean_exp
-from pyrogen.models.base import GenerativeModel, check_hidden, check_positive_int
+from pyrogen.models.base import GenerativeModel, check_dropout, check_hidden, check_positive_int
 from pyrogen.models.registry import register
 from pyrogen.nn import CausalTransformer, GatedPixelCNNNet, MADENet, PixelCNNNet
 
@@ -583,6 +583,7 @@ class MADE(AutoregressiveModel):
 # --------------------------------------------------------------------------------------
 class _PixelModel(AutoregressiveModel):
     likelihoods = ("bernoulli", "categorical")
+    train_defaults = {**_DIGITS_DEFAULTS, "lr": 1e-3, "patience": 20}
     network: ClassVar[type[nn.Module]]
 
     def __init__(
@@ -591,6 +592,7 @@ class _PixelModel(AutoregressiveModel):
         features: int,
         layers: int,
         kernel_size: int,
+        dropout: float,
         likelihood: str | None,
         levels: int | None,
     ) -> None:
@@ -600,10 +602,25 @@ class _PixelModel(AutoregressiveModel):
         self.features = check_positive_int("features", features)
         self.layers = check_positive_int("layers", layers)
         self.kernel_size = check_positive_int("kernel_size", kernel_size)
-        self.net = self.network(self.event_shape[0], self.conditionals.num_params, features, layers, kernel_size)
+        self.dropout = check_dropout(dropout)
+        self.net = self.network(
+            self.event_shape[0],
+            self.conditionals.num_params,
+            features,
+            layers,
+            kernel_size,
+            self.dropout,
+            tuple(self.event_shape[1:]),
+        )
 
     def config(self) -> dict[str, Any]:
-        return {**super().config(), "features": self.features, "layers": self.layers, "kernel_size": self.kernel_size}
+        return {
+            **super().config(),
+            "features": self.features,
+            "layers": self.layers,
+            "kernel_size": self.kernel_size,
+            "dropout": self.dropout,
+        }
 
     def _params(self, x: torch.Tensor) -> torch.Tensor:
         # pixels scaled to [-1, 1]
@@ -629,6 +646,7 @@ class PixelCNN(_PixelModel):
         features: hidden channels (a multiple of ``C``).
         layers: residual mask-B layers.
         kernel_size: of the first (mask-A) layer.
+        dropout: on each residual branch while training.
         likelihood: ``"bernoulli"`` or ``"categorical"``.
         levels: values of a categorical pixel.
 
@@ -649,10 +667,11 @@ class PixelCNN(_PixelModel):
         features: int = 64,
         layers: int = 4,
         kernel_size: int = 7,
+        dropout: float = 0.5,
         likelihood: str | None = None,
         levels: int | None = None,
     ) -> None:
-        super().__init__(event_shape, features, layers, kernel_size, likelihood, levels)
+        super().__init__(event_shape, features, layers, kernel_size, dropout, likelihood, levels)
 
 
 @register("gated-pixelcnn")
@@ -664,6 +683,7 @@ class GatedPixelCNN(_PixelModel):
         features: hidden channels (a multiple of ``C``).
         layers: gated layers.
         kernel_size: odd kernel width.
+        dropout: on each horizontal-stack update while training.
         likelihood: ``"bernoulli"`` or ``"categorical"``.
         levels: values of a categorical pixel.
 
@@ -684,10 +704,11 @@ class GatedPixelCNN(_PixelModel):
         features: int = 64,
         layers: int = 6,
         kernel_size: int = 3,
+        dropout: float = 0.5,
         likelihood: str | None = None,
         levels: int | None = None,
     ) -> None:
-        super().__init__(event_shape, features, layers, kernel_size, likelihood, levels)
+        super().__init__(event_shape, features, layers, kernel_size, dropout, likelihood, levels)
 
 
 # --------------------------------------------------------------------------------------
@@ -749,10 +770,8 @@ class CharRNN(_SequenceModel):
         super().__init__(event_shape, likelihood, levels)
         if cell not in ("lstm", "gru"):
             raise ValueError(f"cell must be 'lstm' or 'gru'; got {cell!r}")
-        if not 0 <= dropout < 1:
-            raise ValueError(f"dropout must be in [0, 1); got {dropout!r}")
         self.embed, self.hidden_size = check_positive_int("embed", embed), check_positive_int("hidden", hidden)
-        self.num_layers, self.cell, self.dropout = check_positive_int("layers", layers), cell, float(dropout)
+        self.num_layers, self.cell, self.dropout = check_positive_int("layers", layers), cell, check_dropout(dropout)
         self.embedding = nn.Embedding(self.num_levels + 1, embed)  # type: ignore[operator]
         rnn = nn.LSTM if cell == "lstm" else nn.GRU
         self.rnn = rnn(embed, hidden, layers, batch_first=True, dropout=dropout if layers > 1 else 0.0)
@@ -821,10 +840,8 @@ class Transformer(_SequenceModel):
         dropout: float = 0.1,
     ) -> None:
         super().__init__(event_shape, likelihood, levels)
-        if not 0 <= dropout < 1:
-            raise ValueError(f"dropout must be in [0, 1); got {dropout!r}")
         self.dim, self.heads = check_positive_int("dim", dim), check_positive_int("heads", heads)
-        self.num_layers, self.dropout = check_positive_int("layers", layers), float(dropout)
+        self.num_layers, self.dropout = check_positive_int("layers", layers), check_dropout(dropout)
         self.net = CausalTransformer(
             self.num_levels + 1,  # type: ignore[operator]
             self.num_vars,

@@ -164,3 +164,9 @@ def check_hidden(value: object) -> tuple[int, ...]:
     if not isinstance(value, (list, tuple)) or not all(isinstance(h, int) and h > 0 for h in value):
         raise ValueError(f"hidden must be a sequence of positive integers; got {value!r}")
     return tuple(value)
+
+
+def check_dropout(value: object, name: str = "dropout") -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < 1:
+        raise ValueError(f"{name} must be a number in [0, 1); got {value!r}")
+    return float(value)

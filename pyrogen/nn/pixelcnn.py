@@ -49,29 +49,49 @@ class PixelCNNNet(nn.Module):
         features: hidden channels (a multiple of ``C``).
         layers: residual mask-B layers.
         kernel_size: of the mask-A layer (the others are 3x3).
+        dropout: dropout on each residual branch (training mode only); the
+            bundled digits are few, so it is the main regularizer.
+        size: ``(H, W)`` to learn a bias per position and hidden channel after
+            the first layer (it depends on no pixel, so the masks still hold):
+            convolutions share weights across positions, and on small
+            centred images such as the digits the position matters.
 
     Input ``(n, C, H, W)`` floats; output ``(n, C*H*W, out_mult)``.
 
     References: van den Oord, Kalchbrenner and Kavukcuoglu, 2016, arXiv:1601.06759.
     """
 
-    def __init__(self, channels: int, out_mult: int, features: int = 64, layers: int = 4, kernel_size: int = 7):
+    def __init__(
+        self,
+        channels: int,
+        out_mult: int,
+        features: int = 64,
+        layers: int = 4,
+        kernel_size: int = 7,
+        dropout: float = 0.0,
+        size: tuple[int, int] | None = None,
+    ) -> None:
         super().__init__()
+        self.dropout = dropout
         g, gin = _groups(features, channels), torch.arange(channels)
         self.first = MaskedConv2d(channels, features, kernel_size, "A", gin, g)
+        self.position = nn.Parameter(torch.zeros(features, *size)) if size is not None else None
         self.blocks = nn.ModuleList(MaskedConv2d(features, features, 3, "B", g, g) for _ in range(layers))
         self.head = _OutputHead(features, channels, out_mult)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = self.first(x)
+        if self.position is not None:
+            h = h + self.position
         for block in self.blocks:
-            h = h + block(F.relu(h))
+            h = h + F.dropout(block(F.relu(h)), self.dropout, self.training)
         return self.head(h)
 
 
 class _GatedLayer(nn.Module):
-    def __init__(self, in_ch: int, features: int, channels: int, kernel_size: int, first: bool) -> None:
+    def __init__(self, in_ch: int, features: int, channels: int, kernel_size: int, first: bool, dropout: float) -> None:
         super().__init__()
+        self.dropout = dropout
         k = kernel_size
         gin = torch.arange(channels) if first else _groups(features, channels)
         gate = _groups(features, channels).repeat(2)  # the tanh half and the sigmoid half
@@ -94,7 +114,7 @@ class _GatedLayer(nn.Module):
         v_pre = self.v(v)[:, :, :height, :]  # row i sees rows <= i
         v_down = F.pad(v_pre, (0, 0, 1, 0))[:, :, :height, :]  # row i sees rows < i
         h_pre = self.h(h)[:, :, :, :width] + self.v2h(v_down)  # column j sees columns <= j
-        h_new = self.h_out(self._gate(h_pre))
+        h_new = F.dropout(self.h_out(self._gate(h_pre)), self.dropout, self.training)
         return self._gate(v_pre), (h_new if self.first else h + h_new)
 
 
@@ -113,6 +133,11 @@ class GatedPixelCNNNet(nn.Module):
         features: hidden channels (a multiple of ``C``).
         layers: gated layers (the first uses mask A).
         kernel_size: odd width of the stacks' kernels.
+        dropout: dropout on each horizontal-stack update (training mode only).
+        size: ``(H, W)`` to learn a bias per position and hidden channel after
+            the first layer (it depends on no pixel, so the masks still hold):
+            convolutions share weights across positions, and on small
+            centred images such as the digits the position matters.
 
     Input ``(n, C, H, W)`` floats; output ``(n, C*H*W, out_mult)``.
 
@@ -120,18 +145,30 @@ class GatedPixelCNNNet(nn.Module):
     Kavukcuoglu, 2016, arXiv:1606.05328.
     """
 
-    def __init__(self, channels: int, out_mult: int, features: int = 64, layers: int = 5, kernel_size: int = 3):
+    def __init__(
+        self,
+        channels: int,
+        out_mult: int,
+        features: int = 64,
+        layers: int = 5,
+        kernel_size: int = 3,
+        dropout: float = 0.0,
+        size: tuple[int, int] | None = None,
+    ) -> None:
         super().__init__()
         if kernel_size % 2 == 0 or kernel_size < 3:
             raise ValueError(f"kernel_size must be odd and at least 3; got {kernel_size}")
         self.layers = nn.ModuleList(
-            _GatedLayer(channels if i == 0 else features, features, channels, kernel_size, i == 0)
+            _GatedLayer(channels if i == 0 else features, features, channels, kernel_size, i == 0, dropout)
             for i in range(layers)
         )
         self.head = _OutputHead(features, channels, out_mult)
+        self.position = nn.Parameter(torch.zeros(2, features, *size)) if size is not None else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         v = h = x
-        for layer in self.layers:
+        for i, layer in enumerate(self.layers):
             v, h = layer(v, h)
+            if i == 0 and self.position is not None:
+                v, h = v + self.position[0], h + self.position[1]
         return self.head(h)
