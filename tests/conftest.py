@@ -14,6 +14,12 @@ from pyrogen.models import registry
 #: ``test_every_model_has_a_small_config`` fails when a model is missing here.
 SMALL = {
     "realnvp": {"event_shape": (2,), "num_layers": 2, "hidden": (16,)},
+    "nice": {"event_shape": (2,), "num_layers": 2, "hidden": (16,)},
+    "maf": {"event_shape": (2,), "num_layers": 2, "hidden": (16,)},
+    "iaf": {"event_shape": (2,), "num_layers": 2, "hidden": (16,)},
+    "planar": {"event_shape": (2,), "num_layers": 4},
+    "gaussianization": {"event_shape": (2,), "num_layers": 2, "components": 4},
+    "glow": {"event_shape": (1, 8, 8), "scales": 2, "steps": 1, "hidden": 8},
     "vae": {"event_shape": (1, 8, 8), "latent_dim": 4, "hidden": (32,), "kl_warmup": 0},
     "fvsbn": {"event_shape": (1, 8, 8)},
     "nade": {"event_shape": (1, 8, 8), "hidden": 16},

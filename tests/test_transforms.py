@@ -14,8 +14,10 @@ from pyrogen.distributions import FlowDistribution
 from pyrogen.distributions.transforms import (
     ActNorm,
     AdditiveCoupling,
+    ConditionalMaskedAutoregressive,
     DiagonalScale,
     InvertibleConv1x1,
+    MaskedAutoregressive,
     MixtureCDFGaussianization,
     Partial,
     Squeeze,
@@ -23,6 +25,7 @@ from pyrogen.distributions.transforms import (
     additive_coupling,
     planar,
 )
+from pyrogen.nn import MADENet
 
 
 class _ConvNet(nn.Module):
@@ -53,21 +56,57 @@ LAYERS = {
     "gaussianization": (lambda: MixtureCDFGaussianization(3, components=3), (3,)),
     "planar": (lambda: planar(3), (3,)),
     "pyro-householder": (lambda: T.householder(3, count_transforms=2), (3,)),
+    "iaf-layer": (lambda: MaskedAutoregressive(MADENet(4, [8], out_mult=2, order=[2, 0, 3, 1])), (4,)),
+    "maf-layer": (lambda: MaskedAutoregressive(MADENet(4, [8], out_mult=2)).inv, (4,)),
+    "conditional-layer": (
+        lambda: _Conditioned(ConditionalMaskedAutoregressive(MADENet(3, [8], out_mult=2, context=2))),
+        (3,),
+    ),
 }
+
+
+class _Conditioned(nn.Module):
+    """A conditional layer fixed at one context, as a module (so the harness sees its parameters)."""
+
+    def __init__(self, layer: ConditionalMaskedAutoregressive) -> None:
+        super().__init__()
+        self.layer = layer
+        self.register_buffer("ctx", torch.tensor([[1.0, -0.5]]))
+
+    def t(self):
+        return self.layer.condition(self.ctx)
+
+    def __call__(self, x):
+        return self.t()(x)
+
+    @property
+    def inv(self):
+        return self.t().inv
+
+    def log_abs_det_jacobian(self, x, y):
+        return self.t().log_abs_det_jacobian(x, y)
+
+
+def _module(t) -> nn.Module | None:
+    if isinstance(t, nn.Module):
+        return t
+    inner = getattr(t, "_inv", None)
+    return inner if isinstance(inner, nn.Module) else None
 
 
 def _layer(name: str, seed: int = 0) -> tuple[torch.distributions.Transform, tuple[int, ...]]:
     torch.manual_seed(seed)
     build, shape = LAYERS[name]
     t = build()
-    if isinstance(t, nn.Module):
-        t = t.double()
-        for p in t.parameters():  # away from identity-like initialisations
+    m = _module(t)
+    if m is not None:
+        m.double()
+        for p in m.parameters():  # away from identity-like initialisations
             p.data.add_(0.3 * torch.randn_like(p))
-        for b in t.buffers():
+        for b in m.buffers():
             if b.dtype == torch.bool:
                 b.fill_(True)  # ActNorm: already initialised
-        t.eval()
+        m.eval()
     return t, shape
 
 
@@ -117,7 +156,6 @@ def test_every_parameter_gets_a_gradient_on_both_paths(name):
     t, shape = _layer(name)
     x = _inputs(shape)
     for path in ("forward", "inverse"):
-        t.zero_grad()
         if path == "forward":
             y = t(x)
             loss = y.pow(2).sum() + t.log_abs_det_jacobian(x, y).sum()
@@ -127,7 +165,7 @@ def test_every_parameter_gets_a_gradient_on_both_paths(name):
             u = t.inv(x)
             loss = u.pow(2).sum() + t.log_abs_det_jacobian(u, x).sum()
         loss.backward()
-        for pname, p in t.named_parameters():
+        for pname, p in _module(t).named_parameters():
             assert p.grad is not None and p.grad.abs().sum() > 0, (path, pname)
 
 
@@ -136,9 +174,9 @@ def test_state_dict_round_trip(name):
     t, shape = _layer(name, seed=0)
     other, _ = _layer(name, seed=5)
     buf = io.BytesIO()
-    torch.save(t.state_dict(), buf)
+    torch.save(_module(t).state_dict(), buf)
     buf.seek(0)
-    other.load_state_dict(torch.load(buf, weights_only=True))
+    _module(other).load_state_dict(torch.load(buf, weights_only=True))
     x = _inputs(shape)
     torch.testing.assert_close(other(x), t(x))
 
@@ -212,3 +250,38 @@ def test_composition_log_det_is_the_sum():
     composed = T.ComposeTransform(flow.transforms)
     total = composed.log_abs_det_jacobian(x, composed(x))
     torch.testing.assert_close(total, _jacobian_logdet(composed, x), atol=1e-6, rtol=1e-6)
+
+
+def test_maf_inverse_is_iaf_forward_with_the_same_network():
+    """Seed claim: MAF's data-to-base map is IAF's base-to-data map with the same network: same numbers."""
+    torch.manual_seed(0)
+    layer = MaskedAutoregressive(MADENet(5, [16, 16], out_mult=2)).double()
+    maf, iaf = layer.inv, layer
+    y = torch.randn(7, 5, dtype=torch.double)
+    torch.testing.assert_close(maf.inv(y), iaf(y))  # MAF density path == IAF sampling path
+    x = torch.randn(7, 5, dtype=torch.double)
+    torch.testing.assert_close(maf(x), iaf.inv(x))  # MAF sampling path == IAF density path
+    net = layer.net
+    out = net(y)
+    torch.testing.assert_close(iaf(y), y * out[..., 1].clamp(-5, 3).exp() + out[..., 0])
+
+
+def test_d_pass_inverse_costs_exactly_d_network_passes():
+    torch.manual_seed(0)
+    net = MADENet(6, [8], out_mult=2)
+    calls = []
+    net.register_forward_hook(lambda *a: calls.append(1))
+    layer = MaskedAutoregressive(net)
+    layer.inv(torch.randn(3, 6))
+    assert len(calls) == 6
+
+
+def test_conditional_layer_depends_on_the_context():
+    torch.manual_seed(0)
+    layer = ConditionalMaskedAutoregressive(MADENet(3, [8], out_mult=2, context=2))
+    x = torch.randn(4, 3)
+    a = layer.condition(torch.tensor([[1.0, 0.0]]))(x)
+    b = layer.condition(torch.tensor([[0.0, 1.0]]))(x)
+    assert not torch.allclose(a, b)
+    with pytest.raises(ValueError, match="context of size 2"):
+        MaskedAutoregressive(layer.net)(x)

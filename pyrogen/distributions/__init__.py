@@ -16,7 +16,7 @@ from pyrogen.distributions.autoregressive import (
     GaussianMixtureConditionals,
     make_conditionals,
 )
-from pyrogen.distributions.flow import FlowDistribution, inverse_and_log_det
+from pyrogen.distributions.flow import FlowDistribution, forward_and_log_det, inverse_and_log_det
 
 __all__ = [
     "AutoregressiveDistribution",
@@ -24,6 +24,7 @@ __all__ = [
     "CategoricalConditionals",
     "FlowDistribution",
     "GaussianMixtureConditionals",
+    "forward_and_log_det",
     "inverse_and_log_det",
     "make_conditionals",
 ]

@@ -10,8 +10,9 @@ from pyro.distributions.transforms import AffineCoupling, Permute
 from pyro.distributions.transforms.utils import clamp_preserve_gradients
 from pyro.distributions.util import sum_rightmost
 from torch.distributions import Transform
+from torch.distributions.transforms import _InverseTransform
 
-__all__ = ["FlowDistribution", "inverse_and_log_det"]
+__all__ = ["FlowDistribution", "forward_and_log_det", "inverse_and_log_det"]
 
 
 def _coupling_inverse(t: AffineCoupling, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -47,10 +48,42 @@ def inverse_and_log_det(t: Transform, y: torch.Tensor) -> tuple[torch.Tensor, to
     """
     if type(t) is AffineCoupling:
         return _coupling_inverse(t, y)
+    if hasattr(t, "_inverse_and_log_det"):  # pyrogen layers that get both from one computation
+        return t._inverse_and_log_det(y)
+    inner = getattr(t, "_inv", None)
+    if isinstance(t, _InverseTransform) and hasattr(inner, "_forward_and_log_det"):
+        x, log_det = inner._forward_and_log_det(y)  # type: ignore[union-attr]
+        return x, -log_det
     if type(t) is Permute:
         return y.index_select(t.dim, t.inv_permutation), y.new_zeros(y.shape[: y.dim() - t.event_dim])
+    _forget(t)
     x = t.inv(y)
     return x, t.log_abs_det_jacobian(x, y)
+
+
+def _forget(t: Transform) -> None:
+    """Drop a transform's one-entry cache: scoring the same tensor twice must not reuse a freed graph."""
+    for obj in (t, getattr(t, "_inv", None)):
+        if obj is not None and getattr(obj, "_cache_size", 0) == 1:
+            obj._cached_x_y = None, None
+
+
+def forward_and_log_det(t: Transform, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    r"""Return :math:`y = t(x)` and :math:`\log|\det \partial t(x)/\partial x|`, each layer computed once.
+
+    The mirror of :func:`inverse_and_log_det`, for the sampling direction
+    (reparametrized samples with their density, as in distillation and flow
+    guides).
+    """
+    if hasattr(t, "_forward_and_log_det"):
+        return t._forward_and_log_det(x)
+    inner = getattr(t, "_inv", None)
+    if isinstance(t, _InverseTransform) and hasattr(inner, "_inverse_and_log_det"):
+        y, log_det = inner._inverse_and_log_det(x)  # type: ignore[union-attr]
+        return y, -log_det
+    _forget(t)
+    y = t(x)
+    return y, t.log_abs_det_jacobian(x, y)
 
 
 class FlowDistribution(dist.TransformedDistribution):

@@ -19,20 +19,27 @@ from pyrogen.models.autoregressive import (
     Transformer,
 )
 from pyrogen.models.base import GenerativeModel
-from pyrogen.models.flows import RealNVP
+from pyrogen.models.flows import IAF, MAF, NICE, FlowModel, GaussianizationFlow, Glow, PlanarFlow, RealNVP
 from pyrogen.models.vae import VAE
 
 __all__ = [
     "FVSBN",
+    "IAF",
+    "MAF",
     "MADE",
+    "NICE",
     "NADE",
     "RNADE",
     "VAE",
     "AutoregressiveModel",
     "CharRNN",
+    "FlowModel",
     "GatedPixelCNN",
+    "GaussianizationFlow",
     "GenerativeModel",
+    "Glow",
     "PixelCNN",
+    "PlanarFlow",
     "RealNVP",
     "Transformer",
     "registry",

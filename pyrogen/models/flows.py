@@ -1,27 +1,187 @@
-"""Normalizing flows: exact densities as Pyro ``TransformedDistribution`` objects."""
+r"""Normalizing flows: exact densities as Pyro ``TransformedDistribution`` objects.
+
+Every flow is a :class:`~pyrogen.distributions.FlowDistribution` of a
+standard normal base under a list of transforms (base side to data side), so
+:math:`\log p(x) = \log p_0(f^{-1}(x)) + \log|\det \partial f^{-1} / \partial x|`
+and the flow works wherever Pyro takes a distribution: ``as_distribution()``
+as a likelihood or a prior, :meth:`FlowModel.guide_transforms` inside a guide.
+"""
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 import pyro
 import pyro.distributions as dist
 import torch
-from pyro.distributions.transforms import AffineCoupling, Permute
+from pyro.distributions.transforms import AffineCoupling, Householder, Permute
 from torch import nn
+from torch.distributions.transforms import ReshapeTransform
 
-from pyrogen.distributions import FlowDistribution, inverse_and_log_det
+from pyrogen.data import Dataset
+from pyrogen.distributions import FlowDistribution, forward_and_log_det, inverse_and_log_det
+from pyrogen.distributions.transforms import (
+    ActNorm,
+    AdditiveCoupling,
+    DiagonalScale,
+    InvertibleConv1x1,
+    LogitTransform,
+    MaskedAutoregressive,
+    MixtureCDFGaussianization,
+    Partial,
+    Planar,
+    Squeeze,
+    Unsqueeze,
+)
 from pyrogen.models.base import GenerativeModel, check_hidden, check_positive_int
 from pyrogen.models.registry import register
-from pyrogen.nn import MLP
+from pyrogen.nn import MLP, MADENet
 
-__all__ = ["RealNVP"]
+__all__ = ["IAF", "MAF", "NICE", "FlowModel", "GaussianizationFlow", "Glow", "PlanarFlow", "RealNVP"]
+
+_PREPROCESS = (None, "logit")
+
+#: Training settings for the dequantized digits (early stopping matters: 1,437 images).
+_DIGITS_DEFAULTS: dict[str, Any] = {"batch_size": 128, "lr": 1e-3, "steps": 5000, "val_every": 100, "patience": 10}
 
 
+class FlowModel(GenerativeModel):
+    """Base class of the flow family: a standard normal pushed through :meth:`layers`.
+
+    Subclasses build their learnable transforms in ``__init__`` and list them,
+    base side first, in :meth:`layers`. Vectors flows take any event shape
+    (images are flattened by a reshape at the data end); ``preprocess="logit"``
+    adds :class:`~pyrogen.distributions.transforms.LogitTransform` at the data
+    end, for data in ``[0, 1]`` such as the dequantized digits.
+
+    Args:
+        event_shape: shape of one example.
+        preprocess: ``None`` or ``"logit"``.
+        alpha: the logit squeeze.
+    """
+
+    family = "flow"
+    density = "exact"
+    support = "real"
+    default_data = "moons"
+    #: whether the flow needs ``(C, H, W)`` images (multi-scale flows)
+    image_only: ClassVar[bool] = False
+    train_defaults = {"batch_size": 512, "lr": 3e-3, "schedule": "cosine", "steps": 3000, "val_every": 250}
+
+    def __init__(self, event_shape: Sequence[int], preprocess: str | None = None, alpha: float = 0.05) -> None:
+        super().__init__(event_shape)
+        if preprocess not in _PREPROCESS:
+            raise ValueError(f"preprocess must be None or 'logit'; got {preprocess!r}")
+        self.preprocess, self.alpha = preprocess, float(alpha)
+        if preprocess == "logit":
+            self.support = "unit_interval"  # type: ignore[misc]
+        self.dim = math.prod(self.event_shape)
+        if self.image_only and len(self.event_shape) != 3:
+            raise ValueError(f"{type(self).__name__} models images: event_shape=(C, H, W); got {tuple(event_shape)}")
+        self.register_buffer("base_loc", torch.zeros(self._base_shape()))
+        self.register_buffer("base_scale", torch.ones(self._base_shape()))
+
+    def _base_shape(self) -> tuple[int, ...]:
+        return tuple(self.event_shape) if self.image_only else (self.dim,)
+
+    def config(self) -> dict[str, Any]:
+        cfg = super().config()
+        if self.preprocess is not None:
+            cfg.update(preprocess=self.preprocess, alpha=self.alpha)
+        return cfg
+
+    @classmethod
+    def from_dataset(cls, data: Dataset, **kwargs: Any) -> GenerativeModel:
+        """Build the flow for ``data``; data in the unit interval get logit pre-processing.
+
+        Raises:
+            ValueError: discrete data (a flow needs continuous or dequantized values).
+        """
+        if data.support == "unit_interval":
+            kwargs.setdefault("preprocess", "logit")
+            if data.kind == "image":
+                kwargs.setdefault("alpha", 0.05)
+        elif data.support != "real":
+            raise ValueError(
+                f"{cls.name or cls.__name__} models continuous data; dataset {data.name!r} is {data.support} "
+                "(use the dequantized 'digits')"
+            )
+        return cls(event_shape=tuple(data.event_shape), **kwargs)
+
+    # -- the distribution ------------------------------------------------------
+    def layers(self) -> list[Any]:
+        """The learnable transforms, base side first."""
+        raise NotImplementedError
+
+    def transforms(self) -> list[Any]:
+        """Every transform from the base to the data: :meth:`layers`, reshape, pre-processing."""
+        ts = list(self.layers())
+        if not self.image_only and len(self.event_shape) != 1:
+            ts.append(ReshapeTransform(torch.Size((self.dim,)), self.event_shape))
+        if self.preprocess == "logit":
+            ts.append(LogitTransform(self.alpha, event_dim=len(self.event_shape)))
+        return ts
+
+    def base_distribution(self) -> dist.Distribution:
+        return dist.Normal(self.base_loc, self.base_scale).to_event(len(self._base_shape()))
+
+    def as_distribution(self) -> FlowDistribution:
+        """The flow as a Pyro distribution over ``event_shape``."""
+        return FlowDistribution(self.base_distribution(), self.transforms())
+
+    def model(self, x: torch.Tensor | None = None, num_samples: int | None = None) -> torch.Tensor:
+        pyro.module(self.name or type(self).__name__, self)
+        n = len(x) if x is not None else (num_samples or 1)
+        with pyro.plate("data", n):
+            return pyro.sample("x", self.as_distribution(), obs=x)
+
+    def log_prob(self, x: torch.Tensor) -> torch.Tensor:
+        """Exact :math:`\\log p(x)` in nats, shape ``(n,)``.
+
+        Raises:
+            ValueError: ``x`` has the wrong shape, non-finite values, or values outside the support.
+        """
+        return self._log_prob(self.validate(x))
+
+    def _log_prob(self, x: torch.Tensor) -> torch.Tensor:
+        return self.as_distribution().log_prob(x)
+
+    def loss(self, batch: torch.Tensor) -> torch.Tensor:
+        return -self._log_prob(batch).mean()
+
+    def sample(self, n: int) -> torch.Tensor:
+        check_positive_int("n", n)
+        with torch.no_grad():
+            return self.as_distribution().sample((n,))
+
+    def rsample(self, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """``n`` reparametrized samples and their log-density, in one base-to-data pass (for distillation)."""
+        base = self.base_distribution()
+        u = base.rsample((n,))  # type: ignore[attr-defined]
+        log_q = base.log_prob(u)
+        x = u
+        for t in self.transforms():
+            x, log_det = forward_and_log_det(t, x)
+            log_q = log_q - _sum_to_batch(log_det, 1)
+        return x, log_q
+
+
+def _sum_to_batch(v: torch.Tensor, batch_dims: int) -> torch.Tensor:
+    return v.reshape(v.shape[:batch_dims] + (-1,)).sum(-1) if v.dim() > batch_dims else v
+
+
+def _check_vector_dim(model: FlowModel, minimum: int = 2) -> None:
+    if model.dim < minimum:
+        raise ValueError(
+            f"{type(model).__name__} needs at least {minimum} dimensions; got event_shape {model.event_shape}"
+        )
+
+
+# --------------------------------------------------------------------------------------
 @register("realnvp")
-class RealNVP(GenerativeModel):
+class RealNVP(FlowModel):
     r"""RealNVP: affine coupling layers alternating with permutations, over a standard normal.
 
     Each coupling keeps the first :math:`d = \lfloor D/2 \rfloor` coordinates and maps
@@ -30,15 +190,18 @@ class RealNVP(GenerativeModel):
     coupling lets every coordinate be transformed. Built from Pyro's
     :class:`~pyro.distributions.transforms.AffineCoupling` and
     :class:`~pyro.distributions.transforms.Permute`; the density is evaluated by
-    :class:`~pyrogen.distributions.FlowDistribution`.
+    :class:`~pyrogen.distributions.FlowDistribution`. Images are flattened
+    (the multi-scale image architecture is :class:`Glow`'s with
+    ``mixing="permute"``).
 
     Args:
-        event_shape: ``(D,)`` with ``D >= 2``.
+        event_shape: ``(D,)`` with ``D >= 2`` (or an image shape, flattened).
         num_layers: number of coupling layers.
         hidden: hidden sizes of each coupling's conditioner MLP.
+        preprocess, alpha: see :class:`FlowModel`.
 
     Raises:
-        ValueError: a non-vector ``event_shape``, ``D < 2``, or bad sizes.
+        ValueError: ``D < 2`` or bad sizes.
 
     References: Dinh, Sohl-Dickstein and Bengio, 2017, arXiv:1605.08803.
 
@@ -50,67 +213,35 @@ class RealNVP(GenerativeModel):
         (torch.Size([5, 2]), torch.Size([5]))
     """
 
-    family = "flow"
-    density = "exact"
-    support = "real"
-    default_data = "moons"
-    train_defaults = {
-        "batch_size": 512,
-        "lr": 3e-3,
-        "schedule": "cosine",
-        "steps": 3000,
-        "val_every": 250,
-    }
-
     def __init__(
         self,
         event_shape: Sequence[int] = (2,),
         num_layers: int = 8,
         hidden: Sequence[int] = (64, 64),
+        preprocess: str | None = None,
+        alpha: float = 0.05,
     ) -> None:
-        super().__init__(event_shape)
-        if len(self.event_shape) != 1 or self.event_shape[0] < 2:
-            raise ValueError(f"RealNVP takes vectors of size >= 2: event_shape=(D,); got {tuple(event_shape)}")
+        super().__init__(event_shape, preprocess, alpha)
+        _check_vector_dim(self)
         self.num_layers = check_positive_int("num_layers", num_layers)
         self.hidden = check_hidden(hidden)
-        dim = self.event_shape[0]
+        dim = self.dim
         split = dim // 2
         self.couplings = nn.ModuleList(
             AffineCoupling(split, MLP(split, self.hidden, 2 * (dim - split), chunks=2)) for _ in range(self.num_layers)
         )
         self.register_buffer("reverse", torch.arange(dim - 1, -1, -1))
-        self.register_buffer("base_loc", torch.zeros(dim))
-        self.register_buffer("base_scale", torch.ones(dim))
 
     def config(self) -> dict[str, Any]:
-        return {
-            "event_shape": list(self.event_shape),
-            "num_layers": self.num_layers,
-            "hidden": list(self.hidden),
-        }
+        return {**super().config(), "num_layers": self.num_layers, "hidden": list(self.hidden)}
 
-    def as_distribution(self) -> FlowDistribution:
-        """The flow as a Pyro distribution with event shape ``(D,)``."""
-        base = dist.Normal(self.base_loc, self.base_scale).to_event(1)
+    def layers(self) -> list[Any]:
         flip = Permute(self.reverse)
-        transforms = [t for c in self.couplings for t in (c, flip)]
-        return FlowDistribution(base, transforms)  # type: ignore[arg-type]
-
-    def model(self, x: torch.Tensor | None = None, num_samples: int | None = None) -> torch.Tensor:
-        pyro.module("realnvp", self)
-        n = len(x) if x is not None else (num_samples or 1)
-        with pyro.plate("data", n):
-            return pyro.sample("x", self.as_distribution(), obs=x)
-
-    def log_prob(self, x: torch.Tensor) -> torch.Tensor:
-        """Exact :math:`\\log p(x)` in nats, shape ``batch_shape``.
-
-        Raises:
-            ValueError: ``x`` has the wrong shape or non-finite values.
-        """
-        return self._log_prob(self.validate(x))
+        return [t for c in self.couplings for t in (c, flip)]
 
     def _log_prob(self, x: torch.Tensor) -> torch.Tensor:
+        if self.preprocess is not None or len(self.event_shape) != 1:
+            return super()._log_prob(x)
         # The density of as_distribution(), without building the distribution
         # object on every step (that Python overhead dominates at this size);
         # tests check both give the same numbers.
@@ -123,10 +254,358 @@ class RealNVP(GenerativeModel):
         base = -0.5 * y.pow(2).sum(-1) - 0.5 * y.shape[-1] * math.log(2 * math.pi)
         return base - log_det
 
-    def loss(self, batch: torch.Tensor) -> torch.Tensor:
-        return -self._log_prob(batch).mean()
 
-    @torch.no_grad()
-    def sample(self, n: int) -> torch.Tensor:
-        check_positive_int("n", n)
-        return self.as_distribution().sample((n,))
+@register("nice")
+class NICE(FlowModel):
+    r"""NICE: additive (volume-preserving) couplings and a final diagonal scaling.
+
+    .. math:: y_{B} = x_{B} + m_k(x_{A}),\qquad \text{then}\quad y = e^{s} \odot h
+
+    with the halves :math:`A, B` swapped between layers. Only the scaling
+    changes volume, so :math:`\log|\det J| = \sum_j s_j`.
+
+    Args:
+        event_shape: ``(D,)``, ``D >= 2`` (images are flattened).
+        num_layers: additive couplings (4 in the paper).
+        hidden: hidden sizes of each coupling's MLP.
+        preprocess, alpha: see :class:`FlowModel`.
+
+    References: Dinh, Krueger and Bengio, 2015, arXiv:1410.8516.
+
+    Example:
+        >>> _ = torch.manual_seed(0)
+        >>> NICE(event_shape=(2,), num_layers=2, hidden=(8,)).log_prob(torch.zeros(3, 2)).shape
+        torch.Size([3])
+    """
+
+    def __init__(
+        self,
+        event_shape: Sequence[int] = (2,),
+        num_layers: int = 4,
+        hidden: Sequence[int] = (64, 64),
+        preprocess: str | None = None,
+        alpha: float = 0.05,
+    ) -> None:
+        super().__init__(event_shape, preprocess, alpha)
+        _check_vector_dim(self)
+        self.num_layers = check_positive_int("num_layers", num_layers)
+        self.hidden = check_hidden(hidden)
+        d, split = self.dim, self.dim // 2
+        self.couplings = nn.ModuleList(
+            AdditiveCoupling(split, MLP(split, self.hidden, d - split)) for _ in range(self.num_layers)
+        )
+        self.scale = DiagonalScale((d,))
+        self.register_buffer("reverse", torch.arange(d - 1, -1, -1))
+
+    def config(self) -> dict[str, Any]:
+        return {**super().config(), "num_layers": self.num_layers, "hidden": list(self.hidden)}
+
+    def layers(self) -> list[Any]:
+        flip = Permute(self.reverse)
+        return [t for c in self.couplings for t in (c, flip)] + [self.scale]
+
+
+class _AutoregressiveFlow(FlowModel):
+    """MAF and IAF: :class:`MaskedAutoregressive` layers over MADE networks with alternating orderings."""
+
+    def __init__(
+        self,
+        event_shape: Sequence[int],
+        num_layers: int,
+        hidden: Sequence[int],
+        preprocess: str | None,
+        alpha: float,
+    ) -> None:
+        super().__init__(event_shape, preprocess, alpha)
+        self.num_layers = check_positive_int("num_layers", num_layers)
+        self.hidden = check_hidden(hidden)
+        d = self.dim
+        self.mades = nn.ModuleList(
+            MaskedAutoregressive(MADENet(d, self.hidden, out_mult=2, order=_order(d, k)))
+            for k in range(self.num_layers)
+        )
+
+    def config(self) -> dict[str, Any]:
+        return {**super().config(), "num_layers": self.num_layers, "hidden": list(self.hidden)}
+
+
+def _order(d: int, k: int) -> list[int]:
+    """Layer ``k``'s variable ordering: identity and reversed in turn."""
+    return list(range(d)) if k % 2 == 0 else list(range(d - 1, -1, -1))
+
+
+@register("maf")
+class MAF(_AutoregressiveFlow):
+    r"""Masked autoregressive flow: density in one network pass per layer, sampling in :math:`D`.
+
+    Data to base, per layer: :math:`u_i = (x_i - m_i(x_{<i}))\, e^{-s_i(x_{<i})}`
+    from one pass of a MADE network; each layer is the inverse of a
+    :class:`~pyrogen.distributions.transforms.MaskedAutoregressive` layer, and
+    successive layers reverse the variable ordering.
+
+    Args:
+        event_shape: shape of one example (flattened).
+        num_layers: autoregressive layers.
+        hidden: MADE hidden sizes.
+        preprocess, alpha: see :class:`FlowModel`.
+
+    References: Papamakarios, Pavlakou and Murray, 2017, arXiv:1705.07057.
+
+    Example:
+        >>> _ = torch.manual_seed(0)
+        >>> maf = MAF(event_shape=(3,), num_layers=2, hidden=(16,))
+        >>> maf.log_prob(maf.sample(4)).shape
+        torch.Size([4])
+    """
+
+    def __init__(
+        self,
+        event_shape: Sequence[int] = (2,),
+        num_layers: int = 5,
+        hidden: Sequence[int] = (128,),
+        preprocess: str | None = None,
+        alpha: float = 0.05,
+    ) -> None:
+        super().__init__(event_shape, num_layers, hidden, preprocess, alpha)
+
+    def layers(self) -> list[Any]:
+        return [m.inv for m in self.mades]
+
+
+@register("iaf")
+class IAF(_AutoregressiveFlow):
+    r"""Inverse autoregressive flow: sampling in one network pass per layer, density of data in :math:`D`.
+
+    Base to data, per layer: :math:`x_i = u_i e^{s_i(u_{<i})} + m_i(u_{<i})`.
+    Its own samples' density is free (:meth:`rsample`); the density of
+    external data inverts each layer by :math:`D` network passes
+    (:class:`~pyrogen.distributions.transforms.MaskedAutoregressive`). The
+    student of :func:`pyrogen.inference.distill`, and a posterior for VAEs.
+
+    Args:
+        event_shape: shape of one example (flattened).
+        num_layers: autoregressive layers.
+        hidden: MADE hidden sizes.
+        preprocess, alpha: see :class:`FlowModel`.
+
+    References: Kingma et al., 2016, arXiv:1606.04934.
+    """
+
+    def __init__(
+        self,
+        event_shape: Sequence[int] = (2,),
+        num_layers: int = 5,
+        hidden: Sequence[int] = (128,),
+        preprocess: str | None = None,
+        alpha: float = 0.05,
+    ) -> None:
+        super().__init__(event_shape, num_layers, hidden, preprocess, alpha)
+
+    def layers(self) -> list[Any]:
+        return list(self.mades)
+
+
+@register("planar")
+class PlanarFlow(FlowModel):
+    r"""A stack of :math:`K` planar layers :math:`y = x + \hat u \tanh(w^\top x + b)`.
+
+    Invertible on any input (:class:`~pyrogen.distributions.transforms.Planar`
+    solves one scalar equation per layer), so the flow scores external data
+    as well as its own samples. Weak as a density model (each layer bends
+    space along one direction), as a VAE posterior it is the classic choice.
+
+    Args:
+        event_shape: ``(D,)`` (images are flattened).
+        num_layers: :math:`K`.
+        preprocess, alpha: see :class:`FlowModel`.
+
+    References: Rezende and Mohamed, 2015, arXiv:1505.05770.
+    """
+
+    def __init__(
+        self,
+        event_shape: Sequence[int] = (2,),
+        num_layers: int = 32,
+        preprocess: str | None = None,
+        alpha: float = 0.05,
+    ) -> None:
+        super().__init__(event_shape, preprocess, alpha)
+        self.num_layers = check_positive_int("num_layers", num_layers)
+        self.planars = nn.ModuleList(Planar(self.dim) for _ in range(self.num_layers))
+        self.loc = nn.Parameter(torch.zeros(self.dim))
+        self.log_scale = nn.Parameter(torch.zeros(self.dim))
+
+    def config(self) -> dict[str, Any]:
+        return {**super().config(), "num_layers": self.num_layers}
+
+    def layers(self) -> list[Any]:
+        affine = dist.transforms.AffineTransform(self.loc, self.log_scale.exp(), event_dim=1)
+        return [affine, *self.planars]
+
+
+@register("gaussianization")
+class GaussianizationFlow(FlowModel):
+    r"""Gaussianization flow: learnable per-dimension Gaussianization and rotations, stacked.
+
+    Each layer (data to base) rotates with Householder reflections and maps
+    every coordinate through a mixture CDF and the inverse normal CDF
+    (:class:`~pyrogen.distributions.transforms.MixtureCDFGaussianization`).
+
+    Args:
+        event_shape: ``(D,)`` (images are flattened).
+        num_layers: Gaussianization layers.
+        components: mixture components per dimension and layer.
+        reflections: Householder reflections per rotation.
+        preprocess, alpha: see :class:`FlowModel`.
+
+    References: Meng, Song, Song and Ermon, 2020, arXiv:2003.01941.
+    """
+
+    def __init__(
+        self,
+        event_shape: Sequence[int] = (2,),
+        num_layers: int = 6,
+        components: int = 12,
+        reflections: int = 2,
+        preprocess: str | None = None,
+        alpha: float = 0.05,
+    ) -> None:
+        super().__init__(event_shape, preprocess, alpha)
+        self.num_layers = check_positive_int("num_layers", num_layers)
+        self.components = check_positive_int("components", components)
+        self.reflections = check_positive_int("reflections", reflections)
+        self.marginals = nn.ModuleList(MixtureCDFGaussianization(self.dim, components) for _ in range(num_layers))
+        self.rotations = nn.ModuleList(
+            Householder(self.dim, count_transforms=min(reflections, self.dim)) for _ in range(num_layers)
+        )
+
+    def config(self) -> dict[str, Any]:
+        return {
+            **super().config(),
+            "num_layers": self.num_layers,
+            "components": self.components,
+            "reflections": self.reflections,
+        }
+
+    def layers(self) -> list[Any]:
+        return [t for g, r in zip(self.marginals, self.rotations, strict=True) for t in (g, r)]
+
+
+# --------------------------------------------------------------------------------------
+class _ConvNet(nn.Module):
+    """Glow's coupling network on flattened inputs (Pyro's ``AffineCoupling`` flattens them): shift and log-scale."""
+
+    def __init__(self, shape_in: tuple[int, int, int], channels_out: int, hidden: int) -> None:
+        super().__init__()
+        self.shape_in = shape_in
+        c = shape_in[0]
+        self.net = nn.Sequential(
+            nn.Conv2d(c, hidden, 3, padding=1),
+            nn.ReLU(),
+            nn.Conv2d(hidden, hidden, 1),
+            nn.ReLU(),
+            nn.Conv2d(hidden, 2 * channels_out, 3, padding=1),
+        )
+        last = self.net[-1]
+        assert isinstance(last, nn.Conv2d) and last.bias is not None
+        nn.init.normal_(last.weight, std=1e-3)  # each coupling starts near the identity (Glow zeroes it)
+        nn.init.zeros_(last.bias)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        batch = x.shape[:-1]
+        h = self.net(x.reshape(-1, *self.shape_in))
+        shift, log_scale = h.chunk(2, dim=1)
+        return shift.reshape(*batch, -1), log_scale.reshape(*batch, -1)
+
+
+@register("glow")
+class Glow(FlowModel):
+    r"""Glow: multi-scale steps of ActNorm, invertible 1x1 convolution and affine coupling.
+
+    Data to base: squeeze to ``(4C, H/2, W/2)``, ``steps`` flow steps, factor
+    out half the channels, and repeat on the other half for every further
+    level (:class:`~pyrogen.distributions.transforms.Partial`). The base is a
+    standard normal of the data's shape. ``mixing="permute"`` replaces the
+    1x1 convolution by a channel reversal and drops ActNorm: RealNVP's
+    multi-scale image architecture.
+
+    Args:
+        event_shape: ``(C, H, W)`` with ``H, W`` divisible by ``2 ** scales``.
+        scales: levels of the multi-scale architecture.
+        steps: flow steps per level.
+        hidden: channels of the coupling networks.
+        mixing: ``"conv1x1"`` (Glow) or ``"permute"`` (RealNVP).
+        preprocess, alpha: see :class:`FlowModel`.
+
+    References: Kingma and Dhariwal, 2018, arXiv:1807.03039; Dinh et al., 2017, arXiv:1605.08803.
+    """
+
+    image_only = True
+    default_data = "digits"
+    train_defaults = _DIGITS_DEFAULTS
+
+    def __init__(
+        self,
+        event_shape: Sequence[int] = (1, 8, 8),
+        scales: int = 2,
+        steps: int = 4,
+        hidden: int = 64,
+        mixing: str = "conv1x1",
+        preprocess: str | None = None,
+        alpha: float = 0.05,
+    ) -> None:
+        super().__init__(event_shape, preprocess, alpha)
+        self.scales = check_positive_int("scales", scales)
+        self.steps = check_positive_int("steps", steps)
+        self.hidden = check_positive_int("hidden", hidden)
+        if mixing not in ("conv1x1", "permute"):
+            raise ValueError(f"mixing must be 'conv1x1' or 'permute'; got {mixing!r}")
+        self.mixing = mixing
+        c, h, w = self.event_shape
+        if h % 2**scales or w % 2**scales:
+            raise ValueError(f"height and width must be divisible by 2**scales = {2**scales}; got {(h, w)}")
+        self.blocks = nn.ModuleList()
+        shapes = []
+        for _ in range(scales):
+            c, h, w = 4 * c, h // 2, w // 2
+            shapes.append((c, h, w))
+            self.blocks.append(nn.ModuleList(self._step((c, h, w)) for _ in range(steps)))
+            c = c // 2
+        self._shapes = shapes
+
+    def _step(self, shape: tuple[int, int, int]) -> nn.ModuleList:
+        c, h, w = shape
+        split = c // 2
+        coupling = AffineCoupling(split, _ConvNet((split, h, w), c - split, self.hidden), dim=-3)
+        if self.mixing == "permute":
+            return nn.ModuleList([coupling])
+        return nn.ModuleList([coupling, InvertibleConv1x1(c), ActNorm((c, h, w))])
+
+    def config(self) -> dict[str, Any]:
+        return {
+            **super().config(),
+            "scales": self.scales,
+            "steps": self.steps,
+            "hidden": self.hidden,
+            "mixing": self.mixing,
+        }
+
+    def _level(self, k: int) -> list[Any]:
+        """Level ``k`` base to data: squeeze, the deeper levels on half the channels, the steps, unsqueeze."""
+        ts: list[Any] = [Squeeze()]
+        if k + 1 < self.scales:
+            ts.append(Partial(self._level(k + 1), size=self._shapes[k][0] // 2))
+        block = self.blocks[k]
+        assert isinstance(block, nn.ModuleList)
+        for step in block:
+            assert isinstance(step, nn.ModuleList)
+            parts: list[Any] = list(step)
+            if self.mixing == "permute":
+                c = self._shapes[k][0]
+                parts.append(Permute(torch.arange(c - 1, -1, -1, device=self.base_loc.device), dim=-3))
+            ts.extend(parts)
+        ts.append(Unsqueeze())
+        return ts
+
+    def layers(self) -> list[Any]:
+        return self._level(0)

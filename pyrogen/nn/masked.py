@@ -131,8 +131,11 @@ class MADENet(nn.Module):
         num_masks: number of ordering/connectivity sets.
         mask_seed: seed of the random sets.
         direct: add masked direct input-to-output connections.
+        context: size of a context vector (e.g. a one-hot label) that feeds
+            the first hidden layer unmasked, for conditional densities
+            :math:`p(x \mid c)`; 0 for none.
 
-    Input ``(n, D * in_mult)``; output ``(n, D, out_mult)``.
+    Input ``(n, D * in_mult)`` (and ``context`` ``(n, context)``); output ``(n, D, out_mult)``.
 
     Example:
         >>> net = MADENet(3, [8], out_mult=1)
@@ -151,6 +154,7 @@ class MADENet(nn.Module):
         num_masks: int = 1,
         mask_seed: int = 0,
         direct: bool = True,
+        context: int = 0,
     ) -> None:
         super().__init__()
         self.num_vars, self.hidden, self.out_mult, self.in_mult = num_vars, tuple(hidden), out_mult, in_mult
@@ -168,6 +172,8 @@ class MADENet(nn.Module):
         )
         self.register_buffer("orders", torch.stack(orders))
         self._index = 0
+        self.context_features = context
+        self.context = nn.Linear(context, sizes[1], bias=False) if context else None
 
     def _masks(self, order: torch.Tensor, gen: torch.Generator | None) -> list[torch.Tensor]:
         return made_masks(made_degrees(order, self.hidden, gen), self.out_mult, self.in_mult)
@@ -199,16 +205,22 @@ class MADENet(nn.Module):
         if self.direct is not None:
             self.direct.index = k
 
-    def forward(self, x: torch.Tensor, masks: Sequence[torch.Tensor] | None = None) -> torch.Tensor:
+    def forward(
+        self, x: torch.Tensor, masks: Sequence[torch.Tensor] | None = None, context: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        if (context is None) != (self.context is None):
+            raise ValueError(f"this network takes a context of size {self.context_features}; got {context!r:.60}")
         h = x
         last = len(self.layers) - 1
         for i, layer in enumerate(self.layers):
             h = layer(h, None if masks is None else masks[i])
+            if i == 0 and self.context is not None and context is not None:
+                h = h + self.context(context)
             if i < last:
                 h = F.relu(h)
         if self.direct is not None:
             h = h + self.direct(x, None if masks is None else masks[-1])
-        return h.view(x.shape[0], self.num_vars, self.out_mult)
+        return h.view(*x.shape[:-1], self.num_vars, self.out_mult)
 
 
 def pixel_mask(
