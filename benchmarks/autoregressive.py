@@ -32,7 +32,7 @@ DIGITS: dict[str, dict[str, Any]] = {
     "nade": {"hidden": 128},
     "made": {"hidden": [256, 256], "num_masks": 8},
     "pixelcnn": {"features": 64, "layers": 4, "dropout": 0.5},
-    "gated-pixelcnn": {"features": 32, "layers": 5},
+    "gated-pixelcnn": {"features": 32, "layers": 5, "dropout": 0.5},
     "transformer": {"dim": 64, "layers": 2, "dropout": 0.1},
 }
 #: PixelCNN on the colour digits (features a multiple of the 3 channels).

@@ -516,7 +516,7 @@ class ConditionedMaskedAutoregressive(Transform):
         log_scale_min_clip: float = -5.0,
         log_scale_max_clip: float = 3.0,
     ) -> None:
-        super().__init__(cache_size=0)
+        super().__init__(cache_size=1)  # Pyro's TransformedDistribution scores its own samples from the cache
         self.net, self.context = net, context
         self.log_scale_min_clip, self.log_scale_max_clip = log_scale_min_clip, log_scale_max_clip
 

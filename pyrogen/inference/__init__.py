@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pyrogen.inference.distillation import DistillResult, distill
+from pyrogen.inference.guides import FLOW_GUIDE_KINDS, flow_guide, flow_transform
 from pyrogen.inference.mcmc import nuts, run_chains
 from pyrogen.inference.objectives import gaussian_kl, log_mean_exp
 from pyrogen.inference.protocol import (
@@ -14,12 +16,17 @@ from pyrogen.inference.trainer import FitResult, TrainConfig, fit, latest_checkp
 
 __all__ = [
     "DENSITY_KINDS",
+    "FLOW_GUIDE_KINDS",
     "Density",
+    "DistillResult",
     "FitResult",
     "GenerativeModelProtocol",
     "TrainConfig",
     "TrainableProtocol",
+    "distill",
     "fit",
+    "flow_guide",
+    "flow_transform",
     "gaussian_kl",
     "latest_checkpoint",
     "log_mean_exp",

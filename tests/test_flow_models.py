@@ -1,0 +1,212 @@
+"""Flow models as Pyro citizens: both directions of MAF/IAF, guides against NUTS, distillation, bad input."""
+
+from __future__ import annotations
+
+import math
+
+import pyro
+import pyro.distributions as dist
+import pytest
+import torch
+from pyro.infer import SVI, Trace_ELBO
+
+from pyrogen.distributions.transforms import LogitTransform, Planar
+from pyrogen.inference import distill, flow_guide, nuts, run_chains
+from pyrogen.models import IAF, MAF, NICE, Glow, PlanarFlow, RealNVP
+
+
+def _count_calls(module: torch.nn.Module) -> list[int]:
+    calls: list[int] = []
+    module.register_forward_hook(lambda *a: calls.append(1))
+    return calls
+
+
+def test_maf_density_is_one_pass_and_sampling_d_passes_iaf_the_reverse():
+    torch.manual_seed(0)
+    d = 6
+    maf, iaf = MAF(event_shape=(d,), num_layers=1, hidden=(8,)), IAF(event_shape=(d,), num_layers=1, hidden=(8,))
+    x = torch.randn(5, d)
+    for model, density_passes, sample_passes in ((maf, 1, d), (iaf, d, 1)):
+        calls = _count_calls(model.mades[0].net)
+        model.log_prob(x)
+        assert len(calls) == density_passes, type(model).__name__
+        calls.clear()
+        model.sample(5)
+        assert len(calls) == sample_passes, type(model).__name__
+
+
+@pytest.mark.parametrize("cls", [IAF, MAF, RealNVP, PlanarFlow])
+def test_rsample_density_equals_log_prob_of_the_samples(cls):
+    """The density a flow reports for its own samples (sampling pass) equals log_prob (density pass)."""
+    torch.manual_seed(0)
+    kwargs = {"num_layers": 3} if cls is PlanarFlow else {"num_layers": 3, "hidden": (16,)}
+    m = cls(event_shape=(4,), **kwargs).double()
+    with torch.no_grad():
+        for p in m.parameters():
+            p.add_(0.2 * torch.randn_like(p))
+        x, log_q = m.rsample(50)
+        torch.testing.assert_close(log_q, m.log_prob(x), atol=1e-8, rtol=1e-8)
+
+
+def test_nice_couplings_preserve_volume_and_only_the_scaling_changes_it():
+    torch.manual_seed(0)
+    m = NICE(event_shape=(4,), num_layers=4, hidden=(16,)).double()
+    with torch.no_grad():
+        m.scale.log_scale.normal_()
+    x = torch.randn(10, 4, dtype=torch.double)
+    ld = torch.zeros(10, dtype=torch.double)
+    for t in m.layers():
+        y = t(x)
+        part = t.log_abs_det_jacobian(x, y)
+        if t is not m.scale:
+            assert torch.equal(part, torch.zeros_like(part))
+        ld = ld + part
+        x = y
+    torch.testing.assert_close(ld, m.scale.log_scale.sum().expand(10))
+
+
+def test_planar_invertibility_condition_holds_whatever_the_raw_parameters():
+    """Pyro's u-hat keeps w.u-hat > -1 even when the raw u points against w; the inverse stays exact."""
+    torch.manual_seed(0)
+    t = Planar(3).double()
+    with torch.no_grad():
+        t.w.copy_(torch.tensor([1.0, 2.0, -1.0]))
+        t.u.copy_(-5.0 * t.w)  # raw w.u = -30
+    u_hat = t.u_hat(t.u, t.w)
+    assert float((t.w * u_hat).sum().detach()) > -1
+    y = torch.randn(100, 3, dtype=torch.double) * 3
+    x = t.inv(y)
+    torch.testing.assert_close(t(x), y, atol=1e-9, rtol=1e-9)
+    assert torch.isfinite(t.log_abs_det_jacobian(x, y)).all()
+
+
+def test_logit_preprocessing_rejects_data_outside_the_unit_interval():
+    m = MAF(event_shape=(3,), num_layers=1, hidden=(8,), preprocess="logit")
+    assert m.support == "unit_interval"
+    with pytest.raises(ValueError, match=r"in \[0, 1\].*1\.5"):
+        m.log_prob(torch.tensor([[0.2, 1.5, 0.3]]))
+    with pytest.raises(ValueError, match=r"in \[0, 1\]; got a value -0\.1"):
+        LogitTransform(0.05).inv(torch.tensor([0.5, -0.1]))
+    with pytest.raises(ValueError, match="preprocess must be None or 'logit'"):
+        MAF(event_shape=(3,), preprocess="sigmoid")
+
+
+def test_logit_transform_density_is_the_change_of_variables():
+    """Seed claim, the 1-D change of variables: a logistic base through the logit map gives Uniform(alpha-squeezed)."""
+    t = LogitTransform(alpha=0.0, event_dim=1)
+    base = dist.TransformedDistribution(dist.Uniform(0.0, 1.0), [dist.transforms.SigmoidTransform().inv])
+    y = torch.tensor([[0.1], [0.5], [0.97]])
+    x = t.inv(y)
+    # log p_Y(y) = log p_X(x) - log|dy/dx|, and p_Y is uniform when p_X is the logistic density
+    log_py = base.log_prob(x).sum(-1) - t.log_abs_det_jacobian(x, y)
+    torch.testing.assert_close(log_py, torch.zeros(3), atol=1e-6, rtol=0)
+
+
+def test_glow_initialises_actnorm_from_data_and_is_a_normalized_image_density():
+    torch.manual_seed(0)
+    m = Glow(event_shape=(1, 4, 4), scales=2, steps=1, hidden=8).double()
+    x = torch.randn(64, 1, 4, 4, dtype=torch.double) * 2 + 1
+    m.log_prob(x)
+    actnorms = [mod for mod in m.modules() if type(mod).__name__ == "ActNorm"]
+    assert actnorms and all(bool(a.initialized) for a in actnorms)
+    assert m.sample(3).shape == (3, 1, 4, 4)
+    # the multi-scale map is a bijection of R^16: its log-density is the change of variables, checked by autograd
+    flow = m.as_distribution()
+    u = torch.randn(2, 1, 4, 4, dtype=torch.double)
+    composed = torch.distributions.transforms.ComposeTransform(flow.transforms)
+    for ui in u:
+        jac = torch.autograd.functional.jacobian(lambda v: composed(v.unsqueeze(0)).squeeze(0), ui).reshape(16, 16)
+        xi = composed(ui.unsqueeze(0))
+        expected = flow.base_dist.log_prob(ui.unsqueeze(0)) - torch.linalg.slogdet(jac)[1]
+        torch.testing.assert_close(flow.log_prob(xi.detach()), expected, atol=1e-8, rtol=1e-8)
+    with pytest.raises(ValueError, match="divisible by 2\\*\\*scales"):
+        Glow(event_shape=(1, 6, 6), scales=2)
+    with pytest.raises(ValueError, match="models images"):
+        Glow(event_shape=(4,))
+
+
+def _banana():
+    def model():
+        z = pyro.sample("z", dist.Normal(torch.zeros(2), 1.0).to_event(1))
+        pyro.sample("a", dist.Normal(z[..., 0], 1.0), obs=torch.tensor(1.0))
+        pyro.sample("b", dist.Normal(z[..., 1] - z[..., 0] ** 2, 0.5), obs=torch.tensor(0.5))
+
+    return model
+
+
+def _banana_moments_on_a_grid():
+    g = torch.linspace(-6, 8, 1401, dtype=torch.double)
+    z0, z1 = torch.meshgrid(g, g, indexing="ij")
+    lp = -0.5 * z0**2 - 0.5 * z1**2 - 0.5 * (1 - z0) ** 2 - 2.0 * (0.5 - z1 + z0**2) ** 2
+    w = (lp - lp.max()).exp()
+    w = w / w.sum()
+    mean = torch.stack([(w * z0).sum(), (w * z1).sum()])
+    sd = torch.stack([(w * (z0 - mean[0]) ** 2).sum().sqrt(), (w * (z1 - mean[1]) ** 2).sum().sqrt()])
+    return mean, sd
+
+
+@pytest.mark.slow
+def test_flow_guide_matches_nuts_on_a_banana_posterior():
+    """A RealNVP guide fitted by SVI and NUTS agree on the posterior means and sds of a banana."""
+    from pyrogen.diagnostics import from_pyro, summary
+
+    model = _banana()
+    runs = run_chains(lambda: nuts(model), num_chains=2, num_samples=1000, warmup_steps=300, seed=0)
+    z = torch.cat([r.get_samples()["z"] for r in runs]).double()
+    ess = torch.tensor(summary(from_pyro(runs))["ess_bulk"].to_numpy(), dtype=torch.double)
+    nuts_mean, nuts_sd = z.mean(0), z.std(0)
+    grid_mean, grid_sd = _banana_moments_on_a_grid()
+    se_nuts = nuts_sd / ess.sqrt()
+    assert ((nuts_mean - grid_mean).abs() < 4 * se_nuts).all()  # NUTS itself is right
+
+    pyro.clear_param_store()
+    pyro.set_rng_seed(0)
+    guide = flow_guide(model, kind="realnvp", num_layers=6, hidden=(32, 32))
+    optim = pyro.optim.ClippedAdam({"lr": 1e-2, "lrd": 0.998})
+    svi = SVI(model, guide, optim, Trace_ELBO(num_particles=8, vectorize_particles=True))
+    for _ in range(1200):
+        svi.step()
+    with torch.no_grad():
+        q = guide.get_posterior().sample((50_000,)).double()
+    q_mean, q_sd = q.mean(0), q.std(0)
+    se = (se_nuts**2 + q_sd**2 / len(q)).sqrt()
+    assert ((q_mean - nuts_mean).abs() < 4 * se).all(), (q_mean, nuts_mean, se)
+    # standard deviations: NUTS's relative MC error is about 1/sqrt(2 ESS); reverse KL may shrink q a little
+    assert ((q_sd / nuts_sd - 1).abs() < 4 / (2 * ess).sqrt() + 0.03).all(), (q_sd, nuts_sd)
+
+
+def test_flow_models_work_as_prior_and_likelihood_in_a_pyro_program():
+    torch.manual_seed(0)
+    prior = MAF(event_shape=(2,), num_layers=2, hidden=(8,))
+    x = torch.randn(7, 2)
+
+    def model(x):
+        z = pyro.sample("z", prior.as_distribution())  # a flow prior
+        with pyro.plate("data", len(x)):
+            pyro.sample("x", dist.Normal(z, 1.0).to_event(1), obs=x)
+
+    tr = pyro.poutine.trace(model).get_trace(x)
+    tr.compute_log_prob()
+    z = tr.nodes["z"]["value"]
+    torch.testing.assert_close(tr.nodes["z"]["log_prob"], prior.log_prob(z.unsqueeze(0))[0])
+
+
+def test_distillation_fits_an_iaf_student_to_a_maf_teacher():
+    torch.manual_seed(0)
+    teacher = MAF(event_shape=(3,), num_layers=2, hidden=(16,))
+    with torch.no_grad():
+        for p in teacher.parameters():
+            p.add_(0.3 * torch.randn_like(p))
+    student = IAF(event_shape=(3,), num_layers=2, hidden=(16,))
+    before = distill(teacher, student, steps=1, lr=1e-12, eval_samples=4000, timing_n=16)
+    after = distill(teacher, student, steps=600, batch_size=128, lr=3e-3, eval_samples=4000, timing_n=16)
+    assert after.kl < 0.25 * before.kl and after.kl > -4 * after.kl_stderr  # KL >= 0 up to MC error
+    # the KL estimate is log s - log t on the student's samples: check it with the D-pass density of the student
+    torch.manual_seed(1)
+    with torch.no_grad():
+        x, log_s = student.rsample(2000)
+        torch.testing.assert_close(log_s, student.log_prob(x), atol=1e-4, rtol=1e-4)
+    assert all(p.requires_grad for p in teacher.parameters())  # the teacher is handed back trainable
+    with pytest.raises(ValueError, match="steps must be a positive integer"):
+        distill(teacher, student, steps=0)
+    assert math.isfinite(after.speedup)
