@@ -6,7 +6,8 @@ trainer's batch indexing and loss bookkeeping), (b) a hand-written PyTorch loop
 of the same model and loss with ``torch.optim.Adam``'s defaults, (c) pyrogen's
 step with ``TrainConfig(fused=False)`` (the same for-loop Adam as the reference,
 so its ratio is the trainer's own overhead), and (d) where the model is an ELBO model, Pyro's
-default ``SVI(model, guide, Adam, Trace_ELBO())``. It reports medians over
+default ``SVI(model, guide, Adam, Trace_ELBO())``, and (e) for MAF, zuko's MAF of
+the same size when zuko is installed (``pip install zuko``). It reports medians over
 rounds and the ratio pyrogen / reference.
 
     python benchmarks/run.py            # a table
@@ -31,9 +32,9 @@ from torch import nn
 
 from pyrogen.inference import TrainConfig
 from pyrogen.inference.trainer import _Batches, make_optimizers, training_step
-from pyrogen.models import VAE, RealNVP
+from pyrogen.models import MAF, VAE, RealNVP
 
-TARGETS = {"vae-784-400-20-b128": 1.10, "vae-digits-b128": 1.10, "realnvp-2d-b512": 1.0}
+TARGETS = {"vae-784-400-20-b128": 1.10, "vae-digits-b128": 1.10, "realnvp-2d-b512": 1.0, "maf-64d-b128": 1.0}
 
 
 def _pyrogen_step(
@@ -129,6 +130,54 @@ class PlainRealNVP(nn.Module):
         return -(base + log_det).mean()
 
 
+class PlainMAF(nn.Module):
+    """A MADE-MAF written by hand: masked linear layers (masks copied from ``like``), one pass per layer."""
+
+    def __init__(self, like: MAF):
+        super().__init__()
+        self.weights = nn.ParameterList()
+        self.biases = nn.ParameterList()
+        masks = []
+        for made in like.mades:
+            net = made.net
+            for layer in [*net.layers, net.direct]:
+                self.weights.append(nn.Parameter(torch.randn_like(layer.weight) * 0.05))
+                self.biases.append(nn.Parameter(torch.zeros(layer.out_features)))
+                masks.append(layer.masks[0])
+        self.masks = masks
+        self.per_layer = len(like.mades[0].net.layers) + 1
+
+    def loss(self, x: torch.Tensor) -> torch.Tensor:
+        log_det = x.new_zeros(len(x))
+        u = x
+        k = self.per_layer
+        for i in reversed(range(len(self.weights) // k)):  # data to base: the last layer first
+            w, b, m = (
+                self.weights[i * k : (i + 1) * k],
+                self.biases[i * k : (i + 1) * k],
+                self.masks[i * k : (i + 1) * k],
+            )
+            h = u
+            for j in range(k - 2):
+                h = F.relu(F.linear(h, w[j] * m[j], b[j]))
+            out = F.linear(h, w[k - 2] * m[k - 2], b[k - 2]) + F.linear(u, w[k - 1] * m[k - 1])
+            shift, log_scale = out.view(len(u), -1, 2).unbind(-1)
+            log_scale = log_scale.clamp(-5.0, 3.0)
+            u = u * log_scale.exp() + shift
+            log_det = log_det + log_scale.sum(-1)
+        base = -0.5 * (u**2).sum(-1) - 0.5 * u.shape[-1] * torch.log(torch.tensor(2 * torch.pi))
+        return -(base + log_det).mean()
+
+
+def _zuko_maf(dim: int, layers: int, hidden: tuple[int, ...]) -> tuple[nn.Module, Callable] | None:
+    try:
+        import zuko
+    except ImportError:  # optional: pip install zuko (the "bench" extra)
+        return None
+    flow = zuko.flows.MAF(features=dim, transforms=layers, hidden_features=hidden)
+    return flow, lambda x: -flow().log_prob(x).mean()
+
+
 def _pyro_svi(model: VAE, data: torch.Tensor, batch_size: int, lr: float) -> Callable[[int], None]:
     pyro.clear_param_store()
     svi = pyro.infer.SVI(model.model, model.guide, pyro.optim.Adam({"lr": lr}), pyro.infer.Trace_ELBO())
@@ -166,6 +215,9 @@ def measure(name: str, contenders: dict[str, Callable[[int], None]], rounds: int
     if "pyrogen_unfused" in med:
         row["pyrogen_unfused_ms"] = round(med["pyrogen_unfused"], 4)
         row["unfused_ratio"] = round(med["pyrogen_unfused"] / med["reference"], 3)
+    if "zuko" in med:
+        row["zuko_ms"] = round(med["zuko"], 4)
+        row["zuko_ratio"] = round(med["zuko"] / med["reference"], 3)
     if "pyro_svi" in med:
         row["pyro_svi_ms"] = round(med["pyro_svi"], 4)
         row["pyro_svi_ratio"] = round(med["pyro_svi"] / med["reference"], 3)
@@ -215,6 +267,20 @@ def run(rounds: int, steps: int) -> list[dict[str, float | str]]:
             steps,
         )
     )
+    torch.manual_seed(0)
+    vectors = torch.randn(4096, 64)
+    maf = MAF(event_shape=(64,), num_layers=5, hidden=(128,))
+    maf_unfused = MAF(event_shape=(64,), num_layers=5, hidden=(128,))
+    plain_maf = PlainMAF(maf)
+    contenders = {
+        "pyrogen": _pyrogen_step(maf, vectors, 128, 1e-3),
+        "pyrogen_unfused": _pyrogen_step(maf_unfused, vectors, 128, 1e-3, fused=False),
+        "reference": _torch_loop(plain_maf, plain_maf.loss, vectors, 128, 1e-3),
+    }
+    zuko = _zuko_maf(64, 5, (128,))
+    if zuko is not None:
+        contenders["zuko"] = _torch_loop(zuko[0], zuko[1], vectors, 128, 1e-3)
+    rows.append(measure("maf-64d-b128", contenders, rounds, steps))
     return rows
 
 
@@ -233,13 +299,14 @@ def main(argv: list[str] | None = None) -> int:
     else:
         print(
             f"{'benchmark':<22}{'pyrogen ms':>12}{'torch ms':>10}{'ratio':>8}{'target':>8}"
-            f"{'unfused Adam':>14}{'Pyro SVI':>10}"
+            f"{'unfused Adam':>14}{'Pyro SVI':>10}{'zuko':>8}"
         )
         for r in rows:
             svi = f"{r['pyro_svi_ratio']:.2f}x" if "pyro_svi_ratio" in r else "-"
+            zk = f"{r['zuko_ratio']:.2f}x" if "zuko_ratio" in r else "-"
             print(
                 f"{r['name']:<22}{r['pyrogen_ms']:>12.3f}{r['reference_ms']:>10.3f}{r['ratio']:>8.3f}"
-                f"{r['target']:>8.2f}{r['unfused_ratio']:>13.3f}x{svi:>10}"
+                f"{r['target']:>8.2f}{r['unfused_ratio']:>13.3f}x{svi:>10}{zk:>8}"
             )
         print(f"torch {torch.__version__}, pyro {pyro.__version__}, {torch.get_num_threads()} threads")
     return 0

@@ -141,7 +141,9 @@ class FlowDistribution(dist.TransformedDistribution):
         y = value
         for t in reversed(self.transforms):
             x, log_det = inverse_and_log_det(t, y)
-            lp = lp - sum_rightmost(log_det, event_dim - t.codomain.event_dim)
+            # as torch's TransformedDistribution: track the event dims through shape-changing transforms
+            event_dim += t.domain.event_dim - t.codomain.event_dim
+            lp = lp - sum_rightmost(log_det, event_dim - t.domain.event_dim)
             y = x
         base_lp = self.base_dist.log_prob(y)
         return lp + sum_rightmost(base_lp, event_dim - len(self.base_dist.event_shape))

@@ -51,7 +51,7 @@ def flow_transform(
     for k in range(num_layers):
         if kind == "iaf":
             order = list(range(dim)) if k % 2 == 0 else list(range(dim - 1, -1, -1))
-            layers.append(MaskedAutoregressive(MADENet(dim, hidden, out_mult=2, order=order)))
+            layers.append(MaskedAutoregressive(MADENet(dim, hidden, out_mult=2, order=order).shrink_output_()))
         elif kind == "realnvp":
             if dim < 2:
                 raise ValueError(f"realnvp layers need dim >= 2; got {dim}")

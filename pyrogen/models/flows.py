@@ -321,7 +321,7 @@ class _AutoregressiveFlow(FlowModel):
         self.hidden = check_hidden(hidden)
         d = self.dim
         self.mades = nn.ModuleList(
-            MaskedAutoregressive(MADENet(d, self.hidden, out_mult=2, order=_order(d, k)))
+            MaskedAutoregressive(MADENet(d, self.hidden, out_mult=2, order=_order(d, k)).shrink_output_())
             for k in range(self.num_layers)
         )
 

@@ -183,6 +183,18 @@ class MADENet(nn.Module):
         gen = torch.Generator().manual_seed(seed)
         return [m.to(self.orders.device) for m in self._masks(order.cpu(), gen)]
 
+    @torch.no_grad()
+    def shrink_output_(self, factor: float = 1e-2) -> MADENet:
+        """Scale the output layer (and the direct connection) by ``factor``: a flow layer starts near the identity."""
+        last = self.layers[-1]
+        assert isinstance(last, MaskedLinear)
+        last.weight.mul_(factor)
+        if last.bias is not None:
+            last.bias.mul_(factor)
+        if self.direct is not None:
+            self.direct.weight.mul_(factor)
+        return self
+
     @property
     def dtype(self) -> torch.dtype:
         return next(self.parameters()).dtype

@@ -1,0 +1,224 @@
+"""The flow family's numbers: 2-D toys, dequantized digits, the D-pass direction, distillation.
+
+Every model is trained by :func:`pyrogen.inference.fit` (early stopping on the
+validation part, best parameters restored) and scored on the test part.
+
+    python benchmarks/flows.py                  # every section (about 40 minutes on 2 cores)
+    python benchmarks/flows.py --only toys      # one section: toys, digits, dpass, distill
+    python benchmarks/flows.py --json           # the rows as JSON
+    python benchmarks/flows.py --quick          # a smoke run with few steps
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from typing import Any
+
+import pyro
+import torch
+from pyro.distributions.transforms import AffineAutoregressive
+from pyro.nn import AutoRegressiveNN
+
+from pyrogen.data import TOY_ENTROPY, TOYS, load
+from pyrogen.distributions.transforms import MaskedAutoregressive
+from pyrogen.inference import TrainConfig, distill, fit
+from pyrogen.metrics import evaluate_nll
+from pyrogen.models import IAF, MAF, registry
+from pyrogen.nn import MADENet
+
+#: Flows on the 2-D toys, with their settings.
+TOY_FLOWS: dict[str, dict[str, Any]] = {
+    "realnvp": {"num_layers": 8, "hidden": (64, 64)},
+    "nice": {"num_layers": 8, "hidden": (64, 64)},
+    "maf": {"num_layers": 5, "hidden": (64, 64)},
+    "iaf": {"num_layers": 5, "hidden": (64, 64)},
+    "planar": {"num_layers": 32},
+    "gaussianization": {"num_layers": 6, "components": 12},
+}
+#: Flows on the dequantized digits (logit pre-processing), with their settings.
+DIGIT_FLOWS: dict[str, dict[str, Any]] = {
+    "realnvp": {"num_layers": 8, "hidden": (256, 256)},
+    "nice": {"num_layers": 4, "hidden": (256, 256)},
+    "maf": {"num_layers": 5, "hidden": (128,)},
+    "iaf": {"num_layers": 2, "hidden": (128,)},
+    "planar": {"num_layers": 16},
+    "gaussianization": {"num_layers": 4, "components": 8},
+    "glow": {"scales": 2, "steps": 4, "hidden": 64},
+    "glow-permute": {"scales": 2, "steps": 4, "hidden": 64, "mixing": "permute"},
+}
+#: Training settings for the digits unless a model's own train_defaults are for digits.
+DIGITS_TRAIN: dict[str, Any] = {"batch_size": 128, "lr": 1e-3, "steps": 5000, "val_every": 100, "patience": 10}
+
+
+def _train(name: str, data_name: str, kwargs: dict[str, Any], steps: int | None, seed: int = 0) -> tuple[Any, dict]:
+    torch.manual_seed(seed)
+    data = load(data_name)
+    cls = registry.get(name.split("-")[0] if name.startswith("glow") else name)
+    model = cls.from_dataset(data, **kwargs)
+    settings = dict(cls.train_defaults)
+    if data.kind == "image" and cls.default_data != "digits":
+        settings.update(DIGITS_TRAIN)
+    settings["seed"] = seed
+    if steps is not None:
+        settings["steps"] = steps
+    t = time.perf_counter()
+    res = fit(model, data.train, data.val, TrainConfig(**settings))
+    seconds = time.perf_counter() - t
+    model.eval()
+    nll = evaluate_nll(model, data.test, levels=data.levels if data.dequantized else None)
+    row = {
+        "model": name,
+        "data": data_name,
+        "nll_nats": round(nll.nll_nats, 4),
+        "nll_stderr": round(nll.nll_stderr, 4),
+        "best_step": res.best_step,
+        "steps": res.step,
+        "train_s": round(seconds, 1),
+    }
+    if nll.bits_per_dim is not None:
+        row["bits_per_dim"] = round(nll.bits_per_dim, 4)
+    return model, row
+
+
+def toys(steps: int | None) -> list[dict[str, Any]]:
+    rows = []
+    for toy in TOYS:
+        for name, kw in TOY_FLOWS.items():
+            row = _train(name, toy, kw, steps)[1]
+            row["best_possible"] = round(TOY_ENTROPY[toy], 3)
+            row["gap"] = round(row["nll_nats"] - TOY_ENTROPY[toy], 4)
+            rows.append(row)
+    return rows
+
+
+def digits(steps: int | None) -> list[dict[str, Any]]:
+    return [_train(name, "digits", kw, steps)[1] for name, kw in DIGIT_FLOWS.items()]
+
+
+def _median_ms(fn: Any, rounds: int) -> float:
+    times = []
+    for _ in range(rounds):
+        t = time.perf_counter()
+        fn()
+        times.append((time.perf_counter() - t) * 1e3)
+    return statistics.median(times)
+
+
+def dpass(rounds: int = 7, batch: int = 256, dim: int = 128, hidden: int = 256) -> dict[str, Any]:
+    """The sequential direction of one autoregressive layer, in units of its own one-pass direction."""
+    torch.manual_seed(0)
+    ours = MaskedAutoregressive(MADENet(dim, [hidden, hidden], out_mult=2))
+    theirs = AffineAutoregressive(AutoRegressiveNN(dim, [hidden, hidden]))
+    y = torch.randn(batch, dim)
+    out: dict[str, Any] = {"batch": batch, "dim": dim, "hidden": [hidden, hidden]}
+
+    def forward_passes(layer: Any) -> None:
+        for _ in range(dim):
+            layer._call(y)
+
+    with torch.no_grad():
+        for key, layer in (("pyrogen", ours), ("pyro", theirs)):
+            layer(y)  # warm-up
+            # D forward passes timed as one loop, like the D-pass inverse they are compared with
+            one = _median_ms(lambda layer=layer: forward_passes(layer), rounds) / dim
+            seq = _median_ms(lambda layer=layer: layer._inverse(y), rounds)
+            out[f"{key}_one_pass_ms"] = round(one, 3)
+            out[f"{key}_d_pass_ms"] = round(seq, 2)
+            out[f"{key}_cost_in_passes"] = round(seq / one / dim, 2)  # target: pyrogen <= 1.5
+    return out
+
+
+def distillation(steps: int | None) -> dict[str, Any]:
+    """A MAF teacher on the dequantized digits, an IAF student distilled from it."""
+    teacher, row = _train("maf", "digits", DIGIT_FLOWS["maf"], steps)
+    torch.manual_seed(0)
+    student = IAF.from_dataset(load("digits"), num_layers=5, hidden=(128,))
+    assert isinstance(teacher, MAF) and isinstance(student, IAF)
+    t = time.perf_counter()
+    res = distill(teacher, student, steps=steps or 3000, batch_size=128, lr=1e-3)
+    return {
+        "teacher_test_nll_nats": row["nll_nats"],
+        "teacher_bits_per_dim": row.get("bits_per_dim"),
+        "kl_nats": round(res.kl, 3),
+        "kl_stderr": round(res.kl_stderr, 3),
+        "teacher_nll_of_student_samples": round(res.teacher_nll_of_student, 3),
+        "teacher_nll_of_own_samples": round(res.teacher_nll_of_teacher, 3),
+        "student_sample_ms": round(res.student_sample_ms, 2),
+        "teacher_sample_ms": round(res.teacher_sample_ms, 2),
+        "sampling_speedup": round(res.speedup, 1),
+        "distill_s": round(time.perf_counter() - t, 1),
+    }
+
+
+SECTIONS = ("toys", "digits", "dpass", "distill")
+
+
+def run(quick: bool, only: list[str] | None) -> dict[str, Any]:
+    steps = 30 if quick else None
+    out: dict[str, Any] = {}
+    for section in only or SECTIONS:
+        if section == "toys":
+            out["toys"] = toys(steps)
+        elif section == "digits":
+            out["digits"] = digits(steps)
+        elif section == "dpass":
+            out["dpass"] = dpass(rounds=2 if quick else 7)
+        elif section == "distill":
+            out["distill"] = distillation(steps)
+    return out
+
+
+def _print(out: dict[str, Any]) -> None:
+    if "toys" in out:
+        print("2-D toys, test NLL (nats) - best possible (minus the entropy)")
+        names = list(TOY_FLOWS)
+        print(f"  {'toy':<14}{'best':>8}" + "".join(f"{n:>16}" for n in names))
+        for toy in TOYS:
+            rows = {r["model"]: r for r in out["toys"] if r["data"] == toy}
+            cells = "".join(f"{rows[n]['nll_nats']:>9.3f} ({rows[n]['gap']:+.2f})" for n in names)
+            print(f"  {toy:<14}{TOY_ENTROPY[toy]:>8.3f}{cells}")
+        within = sum(min(r["gap"] for r in out["toys"] if r["data"] == toy) <= 0.10 for toy in TOYS)
+        print(f"  best flow within 0.10 nats of the best possible on {within} of {len(TOYS)} toys")
+    if "digits" in out:
+        print("dequantized digits, test bits/dim (log2 17 dequantization correction included; GMM 2.90)")
+        for r in out["digits"]:
+            print(f"  {r['model']:<16}{r['bits_per_dim']:>8.3f}   best step {r['best_step']}, {r['train_s']} s")
+    if "dpass" in out:
+        d = out["dpass"]
+        print(f"D-pass direction of one autoregressive layer (batch {d['batch']}, D = {d['dim']}), in forward passes:")
+        for k in ("pyrogen", "pyro"):
+            print(
+                f"  {k:<8} one pass {d[k + '_one_pass_ms']} ms, D passes {d[k + '_d_pass_ms']} ms: "
+                f"{d[k + '_cost_in_passes']} x D forward passes"
+            )
+    if "distill" in out:
+        d = out["distill"]
+        print(
+            f"distillation on digits: KL(student || teacher) {d['kl_nats']} ± {d['kl_stderr']} nats; "
+            f"teacher NLL of student samples {d['teacher_nll_of_student_samples']} "
+            f"(of its own {d['teacher_nll_of_own_samples']}); sampling {d['sampling_speedup']}x faster "
+            f"({d['teacher_sample_ms']} -> {d['student_sample_ms']} ms for 1024 samples)"
+        )
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--json", action="store_true")
+    p.add_argument("--quick", action="store_true", help="30 training steps per model (a smoke run)")
+    p.add_argument("--only", nargs="+", choices=SECTIONS, help="run only these sections")
+    args = p.parse_args(argv)
+    out = run(args.quick, args.only)
+    if args.json:
+        print(json.dumps(out, indent=1))
+    else:
+        _print(out)
+        print(f"torch {torch.__version__}, pyro {pyro.__version__}, {torch.get_num_threads()} threads")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
