@@ -227,3 +227,45 @@ def test_image_flows_with_logit_equal_pyros_transformed_distribution(name):
     with torch.no_grad():
         torch.testing.assert_close(fd.log_prob(x), ref.log_prob(x), atol=1e-8, rtol=1e-8)
         assert fd.log_prob(x).shape == (5,) and float(-fd.log_prob(x).mean()) < 1e3
+
+
+@pytest.mark.parametrize("cls", [MAF, RealNVP])
+def test_class_conditional_flows_are_normalized_per_class_and_train_on_labelled_data(cls):
+    from pyrogen.inference import fit
+
+    torch.manual_seed(0)
+    m = cls(event_shape=(2,), num_layers=3, hidden=(16,), context_classes=3)
+    # each class's density integrates to one on a grid, and the classes differ
+    gx, gy = torch.linspace(-7, 11, 361), torch.linspace(-7, 7, 281)
+    pts = torch.stack(torch.meshgrid(gx, gy, indexing="ij"), -1).reshape(-1, 2)
+    cell = float((gx[1] - gx[0]) * (gy[1] - gy[0]))
+    x = torch.cat([torch.randn(300, 2) + torch.tensor([2.0 * k, 0.0]) for k in range(3)])
+    y = torch.arange(3).repeat_interleave(300)
+    fit(m, (x, y), (x[::10], y[::10]), steps=300, batch_size=128, lr=1e-2, val_every=100)
+    with torch.no_grad():
+        for k in range(3):
+            mass = float(m.log_prob(pts, torch.full((len(pts),), k)).exp().sum()) * cell
+            assert mass == pytest.approx(1.0, abs=0.01), (k, mass)
+        means = [m.sample(2000, k).mean(0) for k in range(3)]
+    assert means[0][0] < means[1][0] < means[2][0]  # the label moves the samples where its data are
+    with pytest.raises(ValueError, match="class-conditional: pass the labels y"):
+        m.log_prob(x)
+    with pytest.raises(ValueError, match=r"labels y must be in 0..2"):
+        m.log_prob(x[:2], torch.tensor([0, 3]))
+    with pytest.raises(ValueError, match="train it on \\(examples, labels\\) tuples"):
+        m.loss(x)
+    from pyrogen.data import load
+
+    with pytest.raises(ValueError, match="no class-conditional variant"):
+        NICE.from_dataset(load("digits"), conditional=True)
+    with pytest.raises(ValueError, match="has no labels"):
+        cls.from_dataset(load("moons"), conditional=True)
+    assert cls.from_dataset(load("digits"), conditional=True).context_classes == 10
+
+
+def test_fit_rejects_mismatched_labelled_data():
+    from pyrogen.inference import fit
+
+    m = MAF(event_shape=(2,), num_layers=1, hidden=(8,), context_classes=2)
+    with pytest.raises(ValueError, match="examples and context differ in length"):
+        fit(m, (torch.randn(10, 2), torch.zeros(9, dtype=torch.long)), steps=1)

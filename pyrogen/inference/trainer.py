@@ -149,7 +149,7 @@ class FitResult:
 def training_step(
     model: nn.Module,
     wrapped: Callable[..., torch.Tensor],
-    batch: torch.Tensor,
+    batch: Data,
     step: int,
     opts: Mapping[str, torch.optim.Optimizer],
     groups: Mapping[str, Any],
@@ -309,21 +309,41 @@ class _Batches:
         return self._order[i * self.local : (i + 1) * self.local]
 
 
-def _check_data(data: torch.Tensor, name: str, model: nn.Module) -> torch.Tensor:
-    if not isinstance(data, torch.Tensor):
-        raise TypeError(f"{name} must be a torch.Tensor; got {type(data).__name__}")
-    if len(data) == 0:
+#: Training data: examples, or examples with their context (e.g. class labels) for conditional models.
+Data = torch.Tensor | tuple[torch.Tensor, ...]
+
+
+def _check_data(data: Data, name: str, model: nn.Module) -> Data:
+    parts = data if isinstance(data, tuple) else (data,)
+    if not parts or not all(isinstance(p, torch.Tensor) for p in parts):
+        kinds = ", ".join(type(p).__name__ for p in parts) if isinstance(data, tuple) else type(data).__name__
+        raise TypeError(f"{name} must be a torch.Tensor or a tuple of tensors (examples, context); got {kinds}")
+    if len(parts[0]) == 0:
         raise ValueError(f"{name} is empty; at least one example is needed")
+    if any(len(p) != len(parts[0]) for p in parts):
+        raise ValueError(f"{name}: examples and context differ in length: {[len(p) for p in parts]}")
     validate = getattr(model, "validate", None)
     if callable(validate):
-        validate(data, name=name)
+        validate(parts[0], name=name)
     return data
+
+
+def _to(data: Data, dev: torch.device) -> Data:
+    return tuple(p.to(dev) for p in data) if isinstance(data, tuple) else data.to(dev)
+
+
+def _rows(data: Data, idx: torch.Tensor) -> Data:
+    return tuple(p.index_select(0, idx) for p in data) if isinstance(data, tuple) else data.index_select(0, idx)
+
+
+def _len(data: Data) -> int:
+    return len(data[0]) if isinstance(data, tuple) else len(data)
 
 
 def fit(
     model: nn.Module,
-    train: torch.Tensor,
-    val: torch.Tensor | None = None,
+    train: Data,
+    val: Data | None = None,
     config: TrainConfig | None = None,
     *,
     out: str | os.PathLike[str] | None = None,
@@ -338,8 +358,11 @@ def fit(
     Args:
         model: a module following :class:`~pyrogen.inference.protocol.TrainableProtocol`
             (every registered pyrogen model does).
-        train: training examples, shape ``(n,) + event_shape``.
-        val: validation examples, or ``None`` (no validation, no early stopping).
+        train: training examples, shape ``(n,) + event_shape``; for a
+            conditional model a tuple ``(examples, context)`` (e.g. the class
+            labels), batched together, and ``loss`` receives the tuple.
+        val: validation examples (a tuple likewise), or ``None`` (no
+            validation, no early stopping).
         config: a :class:`TrainConfig`; keyword ``overrides`` replace its fields.
         out: a run directory for checkpoints (required by ``checkpoint_every``
             and ``resume``).
@@ -391,14 +414,14 @@ def fit(
     rank, world = _dist_info()
     if world > 1 and dev.type == "cuda":
         dev = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
-    train = _check_data(train, "train", model).to(dev)
+    train = _to(_check_data(train, "train", model), dev)
     if val is not None:
-        val = _check_data(val, "val", model).to(dev)
+        val = _to(_check_data(val, "val", model), dev)
     model.to(dev)
     run_dir = Path(out) if out is not None else None
 
     groups, opts = make_optimizers(model, cfg)
-    batches = _Batches(len(train), cfg.batch_size, rank, world, cfg.seed, dev)
+    batches = _Batches(_len(train), cfg.batch_size, rank, world, cfg.seed, dev)
     torch.manual_seed(cfg.seed + rank)
     if dev.type == "cuda":
         torch.cuda.manual_seed(cfg.seed + rank)
@@ -447,7 +470,7 @@ def fit(
     step = result.step
     while step < cfg.steps and not result.stopped_early:
         idx = batches(step)
-        batch = train.index_select(0, idx)
+        batch = _rows(train, idx)
         loss = training_step(model, wrapped, batch, step, opts, groups, cfg)
         running += loss
         n_running += 1
@@ -511,16 +534,18 @@ def fit(
 
 
 @torch.no_grad()
-def _validate(model: nn.Module, val: torch.Tensor, seed: int, dev: torch.device) -> float:
+def _validate(model: nn.Module, val: Data, seed: int, dev: torch.device) -> float:
     """Validation loss with common random numbers that leave the training RNG untouched."""
     model.eval()
     devices = [dev] if dev.type == "cuda" else []
     with torch.random.fork_rng(devices=devices):
         torch.manual_seed(seed + 7919)
         total = 0.0
-        for chunk in val.split(1024):
-            total += float(model.validation_loss(chunk)) * len(chunk)  # type: ignore[operator]
-    return total / len(val)
+        n = _len(val)
+        for start in range(0, n, 1024):
+            chunk = _rows(val, torch.arange(start, min(start + 1024, n), device=dev))
+            total += float(model.validation_loss(chunk)) * _len(chunk)  # type: ignore[operator]
+    return total / n
 
 
 def _save(

@@ -16,7 +16,8 @@ from typing import Any, ClassVar
 import pyro
 import pyro.distributions as dist
 import torch
-from pyro.distributions.transforms import AffineCoupling, Householder, Permute
+from pyro.distributions.transforms import AffineCoupling, ConditionalAffineCoupling, Householder, Permute
+from pyro.infer import Trace_ELBO
 from torch import nn
 from torch.distributions.transforms import ReshapeTransform
 
@@ -25,6 +26,7 @@ from pyrogen.distributions import FlowDistribution, forward_and_log_det, inverse
 from pyrogen.distributions.transforms import (
     ActNorm,
     AdditiveCoupling,
+    ConditionalMaskedAutoregressive,
     DiagonalScale,
     InvertibleConv1x1,
     LogitTransform,
@@ -48,7 +50,7 @@ _DIGITS_DEFAULTS: dict[str, Any] = {"batch_size": 128, "lr": 1e-3, "steps": 5000
 
 
 class FlowModel(GenerativeModel):
-    """Base class of the flow family: a standard normal pushed through :meth:`layers`.
+    r"""Base class of the flow family: a standard normal pushed through :meth:`layers`.
 
     Subclasses build their learnable transforms in ``__init__`` and list them,
     base side first, in :meth:`layers`. Vectors flows take any event shape
@@ -56,10 +58,16 @@ class FlowModel(GenerativeModel):
     adds :class:`~pyrogen.distributions.transforms.LogitTransform` at the data
     end, for data in ``[0, 1]`` such as the dequantized digits.
 
+    Class-conditional flows (``context_classes > 0``, offered by
+    :class:`RealNVP` and :class:`MAF`) model :math:`p(x \mid y)` for a label
+    :math:`y`: every density and sampling method then takes ``y``, and
+    :func:`~pyrogen.inference.fit` trains on ``(examples, labels)`` tuples.
+
     Args:
         event_shape: shape of one example.
         preprocess: ``None`` or ``"logit"``.
         alpha: the logit squeeze.
+        context_classes: number of classes to condition on (0: unconditional).
     """
 
     family = "flow"
@@ -70,8 +78,22 @@ class FlowModel(GenerativeModel):
     image_only: ClassVar[bool] = False
     train_defaults = {"batch_size": 512, "lr": 3e-3, "schedule": "cosine", "steps": 3000, "val_every": 250}
 
-    def __init__(self, event_shape: Sequence[int], preprocess: str | None = None, alpha: float = 0.05) -> None:
+    #: whether the flow offers class-conditional densities
+    conditional_ok: ClassVar[bool] = False
+
+    def __init__(
+        self,
+        event_shape: Sequence[int],
+        preprocess: str | None = None,
+        alpha: float = 0.05,
+        context_classes: int = 0,
+    ) -> None:
         super().__init__(event_shape)
+        if not isinstance(context_classes, int) or context_classes < 0:
+            raise ValueError(f"context_classes must be a non-negative integer; got {context_classes!r}")
+        if context_classes and not self.conditional_ok:
+            raise ValueError(f"{type(self).__name__} has no class-conditional variant (RealNVP and MAF do)")
+        self.context_classes = context_classes
         if preprocess not in _PREPROCESS:
             raise ValueError(f"preprocess must be None or 'logit'; got {preprocess!r}")
         self.preprocess, self.alpha = preprocess, float(alpha)
@@ -90,7 +112,26 @@ class FlowModel(GenerativeModel):
         cfg = super().config()
         if self.preprocess is not None:
             cfg.update(preprocess=self.preprocess, alpha=self.alpha)
+        if self.context_classes:
+            cfg["context_classes"] = self.context_classes
         return cfg
+
+    def _context(self, y: object, n: int | None = None) -> torch.Tensor | None:
+        """One-hot labels, ``(n, K)``; checks that a conditional flow got labels and an unconditional one none."""
+        if not self.context_classes:
+            if y is not None:
+                raise ValueError(f"{type(self).__name__} is unconditional; got labels y")
+            return None
+        if y is None:
+            raise ValueError(f"{type(self).__name__} is class-conditional: pass the labels y")
+        labels = torch.as_tensor(y, device=self.base_loc.device)
+        if labels.dim() == 0 and n is not None:
+            labels = labels.expand(n)
+        if labels.dtype.is_floating_point or labels.dim() != 1:
+            raise ValueError(f"y must be a 1-D tensor of integer labels; got {tuple(labels.shape)} {labels.dtype}")
+        if len(labels) and (int(labels.min()) < 0 or int(labels.max()) >= self.context_classes):
+            raise ValueError(f"labels y must be in 0..{self.context_classes - 1}; got {labels.tolist()[:8]}")
+        return torch.nn.functional.one_hot(labels.long(), self.context_classes).to(self.base_loc.dtype)
 
     @classmethod
     def from_dataset(cls, data: Dataset, **kwargs: Any) -> GenerativeModel:
@@ -99,6 +140,12 @@ class FlowModel(GenerativeModel):
         Raises:
             ValueError: discrete data (a flow needs continuous or dequantized values).
         """
+        if kwargs.pop("conditional", False):
+            if not cls.conditional_ok:
+                raise ValueError(f"{cls.__name__} has no class-conditional variant (RealNVP and MAF do)")
+            if not data.labels:
+                raise ValueError(f"dataset {data.name!r} has no labels to condition on")
+            kwargs["context_classes"] = int(data.labels["train"].max()) + 1
         if data.support == "unit_interval":
             kwargs.setdefault("preprocess", "logit")
             if data.kind == "image":
@@ -111,58 +158,88 @@ class FlowModel(GenerativeModel):
         return cls(event_shape=tuple(data.event_shape), **kwargs)
 
     # -- the distribution ------------------------------------------------------
-    def layers(self) -> list[Any]:
-        """The learnable transforms, base side first."""
+    def layers(self, context: torch.Tensor | None = None) -> list[Any]:
+        """The learnable transforms, base side first (conditioned on the one-hot ``context``)."""
         raise NotImplementedError
 
-    def transforms(self) -> list[Any]:
+    def transforms(self, context: torch.Tensor | None = None) -> list[Any]:
         """Every transform from the base to the data: :meth:`layers`, reshape, pre-processing."""
-        ts = list(self.layers())
+        ts = list(self.layers(context) if self.context_classes else self.layers())
         if not self.image_only and len(self.event_shape) != 1:
             ts.append(ReshapeTransform(torch.Size((self.dim,)), self.event_shape))
         if self.preprocess == "logit":
             ts.append(LogitTransform(self.alpha, event_dim=len(self.event_shape)))
         return ts
 
-    def base_distribution(self) -> dist.Distribution:
+    def base_distribution(self) -> dist.TorchDistribution:
         return dist.Normal(self.base_loc, self.base_scale).to_event(len(self._base_shape()))
 
-    def as_distribution(self) -> FlowDistribution:
-        """The flow as a Pyro distribution over ``event_shape``."""
-        return FlowDistribution(self.base_distribution(), self.transforms())
+    def as_distribution(self, y: object = None) -> FlowDistribution:
+        """The flow as a Pyro distribution over ``event_shape`` (given labels ``y``, batch ``(n,)``, if conditional)."""
+        context = self._context(y)
+        base = self.base_distribution()
+        if context is not None:
+            base = base.expand(torch.Size((len(context),)))
+        return FlowDistribution(base, self.transforms(context))
 
-    def model(self, x: torch.Tensor | None = None, num_samples: int | None = None) -> torch.Tensor:
+    def model(self, x: torch.Tensor | None = None, y: object = None, num_samples: int | None = None) -> torch.Tensor:
         pyro.module(self.name or type(self).__name__, self)
-        n = len(x) if x is not None else (num_samples or 1)
+        n = len(x) if x is not None else (len(torch.as_tensor(y)) if y is not None else (num_samples or 1))
         with pyro.plate("data", n):
-            return pyro.sample("x", self.as_distribution(), obs=x)
+            return pyro.sample("x", self.as_distribution(y), obs=x)
 
-    def log_prob(self, x: torch.Tensor) -> torch.Tensor:
-        """Exact :math:`\\log p(x)` in nats, shape ``(n,)``.
+    def pyro_loss(self, batch: Any) -> torch.Tensor:
+        x, y = self._split_batch(batch)
+        return Trace_ELBO().differentiable_loss(self.model, self.guide, x, y) / len(x)
+
+    def log_prob(self, x: torch.Tensor, y: object = None) -> torch.Tensor:
+        """Exact :math:`\\log p(x)` (or :math:`\\log p(x \\mid y)`) in nats, shape ``(n,)``.
 
         Raises:
-            ValueError: ``x`` has the wrong shape, non-finite values, or values outside the support.
+            ValueError: ``x`` has the wrong shape, non-finite values, or values outside the support;
+                labels missing, superfluous or out of range.
         """
-        return self._log_prob(self.validate(x))
+        return self._log_prob(self.validate(x), y)
 
-    def _log_prob(self, x: torch.Tensor) -> torch.Tensor:
-        return self.as_distribution().log_prob(x)
+    def _log_prob(self, x: torch.Tensor, y: object = None) -> torch.Tensor:
+        return self.as_distribution(y).log_prob(x)
 
-    def loss(self, batch: torch.Tensor) -> torch.Tensor:
-        return -self._log_prob(batch).mean()
+    def _split_batch(self, batch: Any) -> tuple[torch.Tensor, torch.Tensor | None]:
+        if isinstance(batch, tuple):
+            if not self.context_classes:
+                raise ValueError(
+                    f"{type(self).__name__} is unconditional; train it on examples, not (examples, labels)"
+                )
+            return batch[0], batch[1]
+        if self.context_classes:
+            raise ValueError(f"{type(self).__name__} is class-conditional: train it on (examples, labels) tuples")
+        return batch, None
 
-    def sample(self, n: int) -> torch.Tensor:
+    def loss(self, batch: Any) -> torch.Tensor:
+        x, y = self._split_batch(batch)
+        return -self._log_prob(x, y).mean()
+
+    def sample(self, n: int, y: object = None) -> torch.Tensor:
+        """``n`` samples (given labels ``y``: one label or ``n`` of them, if conditional)."""
         check_positive_int("n", n)
+        context = self._context(y, n)
         with torch.no_grad():
-            return self.as_distribution().sample((n,))
+            if context is None:
+                return self.as_distribution().sample((n,))
+            if len(context) != n:
+                raise ValueError(f"y must hold one label or n={n} labels; got {len(context)}")
+            return FlowDistribution(
+                self.base_distribution().expand(torch.Size((n,))), self.transforms(context)
+            ).sample()
 
-    def rsample(self, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def rsample(self, n: int, y: object = None) -> tuple[torch.Tensor, torch.Tensor]:
         """``n`` reparametrized samples and their log-density, in one base-to-data pass (for distillation)."""
+        context = self._context(y, n)
         base = self.base_distribution()
-        u = base.rsample((n,))  # type: ignore[attr-defined]
+        u = base.rsample((n,))
         log_q = base.log_prob(u)
         x = u
-        for t in self.transforms():
+        for t in self.transforms(context):
             x, log_det = forward_and_log_det(t, x)
             log_q = log_q - _sum_to_batch(log_det, 1)
         return x, log_q
@@ -199,6 +276,8 @@ class RealNVP(FlowModel):
         num_layers: number of coupling layers.
         hidden: hidden sizes of each coupling's conditioner MLP.
         preprocess, alpha: see :class:`FlowModel`.
+        context_classes: condition every coupling on a one-hot label
+            (Pyro's :class:`~pyro.distributions.transforms.ConditionalAffineCoupling`).
 
     Raises:
         ValueError: ``D < 2`` or bad sizes.
@@ -220,28 +299,34 @@ class RealNVP(FlowModel):
         hidden: Sequence[int] = (64, 64),
         preprocess: str | None = None,
         alpha: float = 0.05,
+        context_classes: int = 0,
     ) -> None:
-        super().__init__(event_shape, preprocess, alpha)
+        super().__init__(event_shape, preprocess, alpha, context_classes)
         _check_vector_dim(self)
         self.num_layers = check_positive_int("num_layers", num_layers)
         self.hidden = check_hidden(hidden)
-        dim = self.dim
+        dim, k = self.dim, context_classes
         split = dim // 2
+        coupling = ConditionalAffineCoupling if k else AffineCoupling
         self.couplings = nn.ModuleList(
-            AffineCoupling(split, MLP(split, self.hidden, 2 * (dim - split), chunks=2)) for _ in range(self.num_layers)
+            coupling(split, MLP(split, self.hidden, 2 * (dim - split), chunks=2, context=k))
+            for _ in range(self.num_layers)
         )
         self.register_buffer("reverse", torch.arange(dim - 1, -1, -1))
+
+    conditional_ok = True
 
     def config(self) -> dict[str, Any]:
         return {**super().config(), "num_layers": self.num_layers, "hidden": list(self.hidden)}
 
-    def layers(self) -> list[Any]:
+    def layers(self, context: torch.Tensor | None = None) -> list[Any]:
         flip = Permute(self.reverse)
-        return [t for c in self.couplings for t in (c, flip)]
+        cs = [c.condition(context) for c in self.couplings] if context is not None else list(self.couplings)  # type: ignore[operator]
+        return [t for c in cs for t in (c, flip)]
 
-    def _log_prob(self, x: torch.Tensor) -> torch.Tensor:
-        if self.preprocess is not None or len(self.event_shape) != 1:
-            return super()._log_prob(x)
+    def _log_prob(self, x: torch.Tensor, y: object = None) -> torch.Tensor:
+        if self.preprocess is not None or len(self.event_shape) != 1 or self.context_classes:
+            return super()._log_prob(x, y)
         # The density of as_distribution(), without building the distribution
         # object on every step (that Python overhead dominates at this size);
         # tests check both give the same numbers.
@@ -300,7 +385,7 @@ class NICE(FlowModel):
     def config(self) -> dict[str, Any]:
         return {**super().config(), "num_layers": self.num_layers, "hidden": list(self.hidden)}
 
-    def layers(self) -> list[Any]:
+    def layers(self, context: torch.Tensor | None = None) -> list[Any]:
         flip = Permute(self.reverse)
         return [t for c in self.couplings for t in (c, flip)] + [self.scale]
 
@@ -315,13 +400,15 @@ class _AutoregressiveFlow(FlowModel):
         hidden: Sequence[int],
         preprocess: str | None,
         alpha: float,
+        context_classes: int = 0,
     ) -> None:
-        super().__init__(event_shape, preprocess, alpha)
+        super().__init__(event_shape, preprocess, alpha, context_classes)
         self.num_layers = check_positive_int("num_layers", num_layers)
         self.hidden = check_hidden(hidden)
         d = self.dim
+        layer = ConditionalMaskedAutoregressive if context_classes else MaskedAutoregressive
         self.mades = nn.ModuleList(
-            MaskedAutoregressive(MADENet(d, self.hidden, out_mult=2, order=_order(d, k)).shrink_output_())
+            layer(MADENet(d, self.hidden, out_mult=2, order=_order(d, k), context=context_classes).shrink_output_())
             for k in range(self.num_layers)
         )
 
@@ -348,6 +435,7 @@ class MAF(_AutoregressiveFlow):
         num_layers: autoregressive layers.
         hidden: MADE hidden sizes.
         preprocess, alpha: see :class:`FlowModel`.
+        context_classes: feed a one-hot label to every MADE network (class-conditional MAF).
 
     References: Papamakarios, Pavlakou and Murray, 2017, arXiv:1705.07057.
 
@@ -365,10 +453,15 @@ class MAF(_AutoregressiveFlow):
         hidden: Sequence[int] = (128,),
         preprocess: str | None = None,
         alpha: float = 0.05,
+        context_classes: int = 0,
     ) -> None:
-        super().__init__(event_shape, num_layers, hidden, preprocess, alpha)
+        super().__init__(event_shape, num_layers, hidden, preprocess, alpha, context_classes)
 
-    def layers(self) -> list[Any]:
+    conditional_ok = True
+
+    def layers(self, context: torch.Tensor | None = None) -> list[Any]:
+        if context is not None:
+            return [m.condition(context).inv for m in self.mades]  # type: ignore[operator]
         return [m.inv for m in self.mades]
 
 
@@ -401,7 +494,7 @@ class IAF(_AutoregressiveFlow):
     ) -> None:
         super().__init__(event_shape, num_layers, hidden, preprocess, alpha)
 
-    def layers(self) -> list[Any]:
+    def layers(self, context: torch.Tensor | None = None) -> list[Any]:
         return list(self.mades)
 
 
@@ -438,7 +531,7 @@ class PlanarFlow(FlowModel):
     def config(self) -> dict[str, Any]:
         return {**super().config(), "num_layers": self.num_layers}
 
-    def layers(self) -> list[Any]:
+    def layers(self, context: torch.Tensor | None = None) -> list[Any]:
         affine = dist.transforms.AffineTransform(self.loc, self.log_scale.exp(), event_dim=1)
         return [affine, *self.planars]
 
@@ -487,7 +580,7 @@ class GaussianizationFlow(FlowModel):
             "reflections": self.reflections,
         }
 
-    def layers(self) -> list[Any]:
+    def layers(self, context: torch.Tensor | None = None) -> list[Any]:
         return [t for g, r in zip(self.marginals, self.rotations, strict=True) for t in (g, r)]
 
 
@@ -607,5 +700,5 @@ class Glow(FlowModel):
         ts.append(Unsqueeze())
         return ts
 
-    def layers(self) -> list[Any]:
+    def layers(self, context: torch.Tensor | None = None) -> list[Any]:
         return self._level(0)

@@ -22,6 +22,8 @@ class MLP(nn.Sequential):
         chunks: split the output into this many equal parts along the last
             dimension and return them as a tuple (e.g. 2 for the shift and
             log-scale of an affine coupling, as Pyro's ``DenseNN`` does).
+        context: size of a context vector concatenated to the input
+            (``forward(x, context=c)``, as Pyro's ``ConditionalDenseNN``); 0 for none.
 
     Raises:
         ValueError: a non-positive size, or ``out_features`` not divisible by ``chunks``.
@@ -42,10 +44,11 @@ class MLP(nn.Sequential):
         out_features: int,
         activation: type[nn.Module] = nn.ReLU,
         chunks: int = 1,
+        context: int = 0,
     ) -> None:
         if not isinstance(chunks, int) or chunks < 1 or out_features % chunks:
             raise ValueError(f"chunks must be a positive divisor of out_features={out_features}; got {chunks!r}")
-        sizes = [in_features, *hidden, out_features]
+        sizes = [in_features + context, *hidden, out_features]
         for s in sizes:
             if not isinstance(s, int) or s < 1:
                 raise ValueError(f"layer sizes must be positive integers; got {sizes}")
@@ -55,9 +58,13 @@ class MLP(nn.Sequential):
             if i < len(sizes) - 2:
                 layers.append(activation())
         super().__init__(*layers)
-        self.chunks = chunks
+        self.chunks, self.context = chunks, context
 
-    def forward(self, x: torch.Tensor) -> Any:
+    def forward(self, x: torch.Tensor, context: torch.Tensor | None = None) -> Any:
+        if (context is None) != (self.context == 0):
+            raise ValueError(f"this network takes a context of size {self.context}; got {context!r:.60}")
+        if context is not None:
+            x = torch.cat([x, context.expand(*x.shape[:-1], context.shape[-1])], dim=-1)
         for layer in self:
             x = layer(x)
         return x if self.chunks == 1 else x.chunk(self.chunks, dim=-1)
