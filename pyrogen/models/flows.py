@@ -68,6 +68,10 @@ class FlowModel(GenerativeModel):
         preprocess: ``None`` or ``"logit"``.
         alpha: the logit squeeze.
         context_classes: number of classes to condition on (0: unconditional).
+        dequantize: for data that are ``levels`` discrete values plus uniform
+            noise scaled to ``[0, 1)`` (the dequantized digits), re-draw the
+            noise of every training batch (``None``: train on the data as
+            given). :meth:`from_dataset` sets it for dequantized data.
     """
 
     family = "flow"
@@ -87,8 +91,12 @@ class FlowModel(GenerativeModel):
         preprocess: str | None = None,
         alpha: float = 0.05,
         context_classes: int = 0,
+        dequantize: int | None = None,
     ) -> None:
         super().__init__(event_shape)
+        if dequantize is not None and (not isinstance(dequantize, int) or dequantize < 2):
+            raise ValueError(f"dequantize must be None or a number of levels >= 2; got {dequantize!r}")
+        self.dequantize = dequantize
         if not isinstance(context_classes, int) or context_classes < 0:
             raise ValueError(f"context_classes must be a non-negative integer; got {context_classes!r}")
         if context_classes and not self.conditional_ok:
@@ -114,6 +122,8 @@ class FlowModel(GenerativeModel):
             cfg.update(preprocess=self.preprocess, alpha=self.alpha)
         if self.context_classes:
             cfg["context_classes"] = self.context_classes
+        if self.dequantize:
+            cfg["dequantize"] = self.dequantize
         return cfg
 
     def _context(self, y: object, n: int | None = None) -> torch.Tensor | None:
@@ -146,6 +156,8 @@ class FlowModel(GenerativeModel):
             if not data.labels:
                 raise ValueError(f"dataset {data.name!r} has no labels to condition on")
             kwargs["context_classes"] = int(data.labels["train"].max()) + 1
+        if data.dequantized:
+            kwargs.setdefault("dequantize", data.levels)
         if data.support == "unit_interval":
             kwargs.setdefault("preprocess", "logit")
             if data.kind == "image":
@@ -217,6 +229,11 @@ class FlowModel(GenerativeModel):
 
     def loss(self, batch: Any) -> torch.Tensor:
         x, y = self._split_batch(batch)
+        if self.training and self.dequantize:
+            # fresh uniform dequantization noise for every training batch: the flow fits the
+            # dequantized density itself rather than one fixed draw of the noise
+            levels = self.dequantize
+            x = (torch.floor(x * levels).clamp(0, levels - 1) + torch.rand_like(x)) / levels
         return -self._log_prob(x, y).mean()
 
     def sample(self, n: int, y: object = None) -> torch.Tensor:
@@ -275,9 +292,9 @@ class RealNVP(FlowModel):
         event_shape: ``(D,)`` with ``D >= 2`` (or an image shape, flattened).
         num_layers: number of coupling layers.
         hidden: hidden sizes of each coupling's conditioner MLP.
-        preprocess, alpha: see :class:`FlowModel`.
-        context_classes: condition every coupling on a one-hot label
-            (Pyro's :class:`~pyro.distributions.transforms.ConditionalAffineCoupling`).
+        **kwargs: ``preprocess``, ``alpha``, ``dequantize``: see :class:`FlowModel`.
+        **kwargs: also ``context_classes``: condition every coupling on a one-hot
+            label (Pyro's :class:`~pyro.distributions.transforms.ConditionalAffineCoupling`).
 
     Raises:
         ValueError: ``D < 2`` or bad sizes.
@@ -297,15 +314,13 @@ class RealNVP(FlowModel):
         event_shape: Sequence[int] = (2,),
         num_layers: int = 8,
         hidden: Sequence[int] = (64, 64),
-        preprocess: str | None = None,
-        alpha: float = 0.05,
-        context_classes: int = 0,
+        **kwargs: Any,
     ) -> None:
-        super().__init__(event_shape, preprocess, alpha, context_classes)
+        super().__init__(event_shape, **kwargs)
         _check_vector_dim(self)
         self.num_layers = check_positive_int("num_layers", num_layers)
         self.hidden = check_hidden(hidden)
-        dim, k = self.dim, context_classes
+        dim, k = self.dim, self.context_classes
         split = dim // 2
         coupling = ConditionalAffineCoupling if k else AffineCoupling
         self.couplings = nn.ModuleList(
@@ -353,7 +368,7 @@ class NICE(FlowModel):
         event_shape: ``(D,)``, ``D >= 2`` (images are flattened).
         num_layers: additive couplings (4 in the paper).
         hidden: hidden sizes of each coupling's MLP.
-        preprocess, alpha: see :class:`FlowModel`.
+        **kwargs: ``preprocess``, ``alpha``, ``dequantize``: see :class:`FlowModel`.
 
     References: Dinh, Krueger and Bengio, 2015, arXiv:1410.8516.
 
@@ -368,10 +383,9 @@ class NICE(FlowModel):
         event_shape: Sequence[int] = (2,),
         num_layers: int = 4,
         hidden: Sequence[int] = (64, 64),
-        preprocess: str | None = None,
-        alpha: float = 0.05,
+        **kwargs: Any,
     ) -> None:
-        super().__init__(event_shape, preprocess, alpha)
+        super().__init__(event_shape, **kwargs)
         _check_vector_dim(self)
         self.num_layers = check_positive_int("num_layers", num_layers)
         self.hidden = check_hidden(hidden)
@@ -398,11 +412,10 @@ class _AutoregressiveFlow(FlowModel):
         event_shape: Sequence[int],
         num_layers: int,
         hidden: Sequence[int],
-        preprocess: str | None,
-        alpha: float,
-        context_classes: int = 0,
+        **kwargs: Any,
     ) -> None:
-        super().__init__(event_shape, preprocess, alpha, context_classes)
+        super().__init__(event_shape, **kwargs)
+        context_classes = self.context_classes
         self.num_layers = check_positive_int("num_layers", num_layers)
         self.hidden = check_hidden(hidden)
         d = self.dim
@@ -434,8 +447,9 @@ class MAF(_AutoregressiveFlow):
         event_shape: shape of one example (flattened).
         num_layers: autoregressive layers.
         hidden: MADE hidden sizes.
-        preprocess, alpha: see :class:`FlowModel`.
-        context_classes: feed a one-hot label to every MADE network (class-conditional MAF).
+        **kwargs: ``preprocess``, ``alpha``, ``dequantize``: see :class:`FlowModel`.
+        **kwargs: also ``context_classes``: feed a one-hot label to every MADE
+            network (class-conditional MAF).
 
     References: Papamakarios, Pavlakou and Murray, 2017, arXiv:1705.07057.
 
@@ -451,11 +465,9 @@ class MAF(_AutoregressiveFlow):
         event_shape: Sequence[int] = (2,),
         num_layers: int = 5,
         hidden: Sequence[int] = (128,),
-        preprocess: str | None = None,
-        alpha: float = 0.05,
-        context_classes: int = 0,
+        **kwargs: Any,
     ) -> None:
-        super().__init__(event_shape, num_layers, hidden, preprocess, alpha, context_classes)
+        super().__init__(event_shape, num_layers, hidden, **kwargs)
 
     conditional_ok = True
 
@@ -479,7 +491,7 @@ class IAF(_AutoregressiveFlow):
         event_shape: shape of one example (flattened).
         num_layers: autoregressive layers.
         hidden: MADE hidden sizes.
-        preprocess, alpha: see :class:`FlowModel`.
+        **kwargs: ``preprocess``, ``alpha``, ``dequantize``: see :class:`FlowModel`.
 
     References: Kingma et al., 2016, arXiv:1606.04934.
     """
@@ -489,10 +501,9 @@ class IAF(_AutoregressiveFlow):
         event_shape: Sequence[int] = (2,),
         num_layers: int = 5,
         hidden: Sequence[int] = (128,),
-        preprocess: str | None = None,
-        alpha: float = 0.05,
+        **kwargs: Any,
     ) -> None:
-        super().__init__(event_shape, num_layers, hidden, preprocess, alpha)
+        super().__init__(event_shape, num_layers, hidden, **kwargs)
 
     def layers(self, context: torch.Tensor | None = None) -> list[Any]:
         return list(self.mades)
@@ -510,7 +521,7 @@ class PlanarFlow(FlowModel):
     Args:
         event_shape: ``(D,)`` (images are flattened).
         num_layers: :math:`K`.
-        preprocess, alpha: see :class:`FlowModel`.
+        **kwargs: ``preprocess``, ``alpha``, ``dequantize``: see :class:`FlowModel`.
 
     References: Rezende and Mohamed, 2015, arXiv:1505.05770.
     """
@@ -519,10 +530,9 @@ class PlanarFlow(FlowModel):
         self,
         event_shape: Sequence[int] = (2,),
         num_layers: int = 32,
-        preprocess: str | None = None,
-        alpha: float = 0.05,
+        **kwargs: Any,
     ) -> None:
-        super().__init__(event_shape, preprocess, alpha)
+        super().__init__(event_shape, **kwargs)
         self.num_layers = check_positive_int("num_layers", num_layers)
         self.planars = nn.ModuleList(Planar(self.dim) for _ in range(self.num_layers))
         self.loc = nn.Parameter(torch.zeros(self.dim))
@@ -549,7 +559,7 @@ class GaussianizationFlow(FlowModel):
         num_layers: Gaussianization layers.
         components: mixture components per dimension and layer.
         reflections: Householder reflections per rotation.
-        preprocess, alpha: see :class:`FlowModel`.
+        **kwargs: ``preprocess``, ``alpha``, ``dequantize``: see :class:`FlowModel`.
 
     References: Meng, Song, Song and Ermon, 2020, arXiv:2003.01941.
     """
@@ -560,10 +570,9 @@ class GaussianizationFlow(FlowModel):
         num_layers: int = 6,
         components: int = 12,
         reflections: int = 2,
-        preprocess: str | None = None,
-        alpha: float = 0.05,
+        **kwargs: Any,
     ) -> None:
-        super().__init__(event_shape, preprocess, alpha)
+        super().__init__(event_shape, **kwargs)
         self.num_layers = check_positive_int("num_layers", num_layers)
         self.components = check_positive_int("components", components)
         self.reflections = check_positive_int("reflections", reflections)
@@ -628,7 +637,7 @@ class Glow(FlowModel):
         steps: flow steps per level.
         hidden: channels of the coupling networks.
         mixing: ``"conv1x1"`` (Glow) or ``"permute"`` (RealNVP).
-        preprocess, alpha: see :class:`FlowModel`.
+        **kwargs: ``preprocess``, ``alpha``, ``dequantize``: see :class:`FlowModel`.
 
     References: Kingma and Dhariwal, 2018, arXiv:1807.03039; Dinh et al., 2017, arXiv:1605.08803.
     """
@@ -644,10 +653,9 @@ class Glow(FlowModel):
         steps: int = 4,
         hidden: int = 64,
         mixing: str = "conv1x1",
-        preprocess: str | None = None,
-        alpha: float = 0.05,
+        **kwargs: Any,
     ) -> None:
-        super().__init__(event_shape, preprocess, alpha)
+        super().__init__(event_shape, **kwargs)
         self.scales = check_positive_int("scales", scales)
         self.steps = check_positive_int("steps", steps)
         self.hidden = check_positive_int("hidden", hidden)
