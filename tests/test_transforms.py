@@ -18,6 +18,7 @@ from pyrogen.distributions.transforms import (
     DiagonalScale,
     InvertibleConv1x1,
     MaskedAutoregressive,
+    MintNetLayer,
     MixtureCDFGaussianization,
     Partial,
     Squeeze,
@@ -56,6 +57,7 @@ LAYERS = {
     "gaussianization": (lambda: MixtureCDFGaussianization(3, components=3), (3,)),
     "planar": (lambda: planar(3), (3,)),
     "pyro-householder": (lambda: T.householder(3, count_transforms=2), (3,)),
+    "mintnet": (lambda: MintNetLayer(2, hidden=4), (2, 3, 3)),
     "iaf-layer": (lambda: MaskedAutoregressive(MADENet(4, [8], out_mult=2, order=[2, 0, 3, 1])), (4,)),
     "maf-layer": (lambda: MaskedAutoregressive(MADENet(4, [8], out_mult=2)).inv, (4,)),
     "conditional-layer": (
@@ -285,3 +287,20 @@ def test_conditional_layer_depends_on_the_context():
     assert not torch.allclose(a, b)
     with pytest.raises(ValueError, match="context of size 2"):
         MaskedAutoregressive(layer.net)(x)
+
+
+def test_mintnet_fixed_point_inverse_converges_well_before_the_worst_case():
+    """The iteration is exact after at most CHW steps; with a contractive g it stops far sooner."""
+    torch.manual_seed(0)
+    layer = MintNetLayer(3, hidden=6).double()
+    x = torch.randn(8, 3, 6, 6, dtype=torch.double)
+    y = layer(x)
+    back = layer.inv(y)
+    torch.testing.assert_close(back, x, atol=1e-6, rtol=0)
+    assert 1 < layer.last_iterations < 3 * 6 * 6 // 2, layer.last_iterations
+    # strongly non-contractive g: still exact, within the CHW bound
+    with torch.no_grad():
+        layer.second.weight.mul_(30.0)
+    y = layer(x)
+    torch.testing.assert_close(layer.inv(y), x, atol=1e-5, rtol=0)
+    assert layer.last_iterations <= 3 * 6 * 6 + 1
