@@ -51,7 +51,7 @@ DIGIT_FLOWS: dict[str, dict[str, Any]] = {
     "glow-permute": {"scales": 2, "steps": 4, "hidden": 64, "mixing": "permute"},
 }
 #: Training settings for the digits unless a model's own train_defaults are for digits.
-DIGITS_TRAIN: dict[str, Any] = {"batch_size": 128, "lr": 1e-3, "steps": 5000, "val_every": 100, "patience": 10}
+DIGITS_TRAIN: dict[str, Any] = {"batch_size": 128, "lr": 1e-3, "steps": 5000, "val_every": 50, "patience": 20}
 
 
 def _train(name: str, data_name: str, kwargs: dict[str, Any], steps: int | None, seed: int = 0) -> tuple[Any, dict]:

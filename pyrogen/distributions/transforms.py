@@ -729,14 +729,13 @@ class MintNetLayer(TransformModule):
     def _inverse(self, y: torch.Tensor) -> torch.Tensor:
         inv_scale = torch.exp(-self.log_scale)
         x = y * inv_scale
-        k = 0
         for k in range(1, math.prod(y.shape[-3:]) + 2):  # exact by CHW + 1 iterations at the latest
             x_new = (y - self._g(x)) * inv_scale
             moved = float((x_new - x).abs().max().detach())
             x = x_new
+            self.last_iterations = k
             if moved <= self.tol:
                 break
-        self.last_iterations = k
         return x
 
     def log_abs_det_jacobian(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:

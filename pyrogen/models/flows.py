@@ -46,7 +46,7 @@ __all__ = ["IAF", "MAF", "NICE", "FlowModel", "GaussianizationFlow", "Glow", "Pl
 _PREPROCESS = (None, "logit")
 
 #: Training settings for the dequantized digits (early stopping matters: 1,437 images).
-_DIGITS_DEFAULTS: dict[str, Any] = {"batch_size": 128, "lr": 1e-3, "steps": 5000, "val_every": 100, "patience": 10}
+_DIGITS_DEFAULTS: dict[str, Any] = {"batch_size": 128, "lr": 1e-3, "steps": 5000, "val_every": 50, "patience": 20}
 
 
 class FlowModel(GenerativeModel):
