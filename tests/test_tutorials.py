@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 TUTORIALS = Path(__file__).resolve().parent.parent / "tutorials"
-RUN = ["01_whole_path.py", "02_autoregressive.py"]
+RUN = ["01_whole_path.py", "02_autoregressive.py", "03_flows.py"]
 
 
 def test_every_tutorial_is_run():
