@@ -42,7 +42,11 @@ __all__ = [
     "Planar",
     "Squeeze",
     "Unsqueeze",
+    "actnorm",
     "additive_coupling",
+    "conditional_masked_autoregressive",
+    "masked_autoregressive",
+    "mixture_cdf_gaussianization",
     "planar",
 ]
 
@@ -740,3 +744,37 @@ class MintNetLayer(TransformModule):
 
     def log_abs_det_jacobian(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         return _batch_zeros(x, 3) + self.log_scale.sum() * math.prod(x.shape[-2:])
+
+
+# --------------------------------------------------------------------------------------
+# builders, as pyro.distributions.transforms has for its layers
+
+
+def actnorm(shape: Sequence[int]) -> ActNorm:
+    """An :class:`ActNorm` layer for events of ``shape`` (``(D,)`` or ``(C, H, W)``)."""
+    return ActNorm(shape)
+
+
+def masked_autoregressive(
+    input_dim: int, hidden_dims: Sequence[int] | None = None, order: Sequence[int] | None = None
+) -> MaskedAutoregressive:
+    """A :class:`MaskedAutoregressive` layer on a MADE network (``hidden_dims`` default ``[3 D]``), near the identity."""
+    from pyrogen.nn import MADENet
+
+    hidden = list(hidden_dims) if hidden_dims is not None else [3 * input_dim]
+    return MaskedAutoregressive(MADENet(input_dim, hidden, out_mult=2, order=order).shrink_output_())
+
+
+def conditional_masked_autoregressive(
+    input_dim: int, context_dim: int, hidden_dims: Sequence[int] | None = None
+) -> ConditionalMaskedAutoregressive:
+    """A :class:`ConditionalMaskedAutoregressive` layer whose MADE network also reads a context of ``context_dim``."""
+    from pyrogen.nn import MADENet
+
+    hidden = list(hidden_dims) if hidden_dims is not None else [3 * input_dim]
+    return ConditionalMaskedAutoregressive(MADENet(input_dim, hidden, out_mult=2, context=context_dim).shrink_output_())
+
+
+def mixture_cdf_gaussianization(input_dim: int, components: int = 8) -> MixtureCDFGaussianization:
+    """A :class:`MixtureCDFGaussianization` layer."""
+    return MixtureCDFGaussianization(input_dim, components)
