@@ -758,7 +758,7 @@ def actnorm(shape: Sequence[int]) -> ActNorm:
 def masked_autoregressive(
     input_dim: int, hidden_dims: Sequence[int] | None = None, order: Sequence[int] | None = None
 ) -> MaskedAutoregressive:
-    """A :class:`MaskedAutoregressive` layer on a MADE network (``hidden_dims`` default ``[3 D]``), near the identity."""
+    """A :class:`MaskedAutoregressive` layer on a MADE network (``hidden_dims`` default ``[3 D]``) near the identity."""
     from pyrogen.nn import MADENet
 
     hidden = list(hidden_dims) if hidden_dims is not None else [3 * input_dim]
