@@ -621,8 +621,10 @@ class LogitTransform(Transform):
 
     The squeeze by :math:`\alpha` keeps the logit of dequantized pixels at 0
     or just below 1 finite (RealNVP, section 4.1). Its log-determinant is part
-    of every reported likelihood. Data outside :math:`[0, 1]` raise a
-    :class:`ValueError` instead of returning NaN.
+    of every reported likelihood. The map is defined on
+    :math:`[-\\alpha / (1 - 2\\alpha), (1 - \\alpha)/(1 - 2\\alpha)]`, a little wider
+    than the data's :math:`[0, 1]` (samples may land in the margin); values
+    outside it raise a :class:`ValueError` instead of returning NaN.
 
     Args:
         alpha: the squeeze, in ``[0, 0.5)``.
@@ -650,22 +652,28 @@ class LogitTransform(Transform):
 
     @property
     def codomain(self) -> constraints.Constraint:  # type: ignore[override]
-        return constraints.independent(constraints.unit_interval, self._ndim)
+        lo, hi = -self.alpha / (1 - 2 * self.alpha), (1 - self.alpha) / (1 - 2 * self.alpha)
+        return constraints.independent(constraints.interval(lo, hi), self._ndim)
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, LogitTransform) and (other.alpha, other._ndim) == (self.alpha, self._ndim)
 
     def _call(self, x: torch.Tensor) -> torch.Tensor:
-        return (torch.sigmoid(x) - self.alpha) / (1 - 2 * self.alpha)
+        lo, hi = -self.alpha / (1 - 2 * self.alpha), (1 - self.alpha) / (1 - 2 * self.alpha)
+        return ((torch.sigmoid(x) - self.alpha) / (1 - 2 * self.alpha)).clamp(lo, hi)  # no rounding past the ends
 
     def _inverse(self, y: torch.Tensor) -> torch.Tensor:
-        if not torch.compiler.is_compiling():
-            bad = ~((y >= 0) & (y <= 1))
-            if bool(bad.any()):
-                raise ValueError(
-                    f"logit pre-processing takes data in [0, 1]; got a value {float(y[bad][0])!r} outside it"
-                )
         u = self.alpha + (1 - 2 * self.alpha) * y
+        if not torch.compiler.is_compiling():
+            bad = ~((u >= 0) & (u <= 1))
+            if bool(bad.any()):
+                lo, hi = -self.alpha / (1 - 2 * self.alpha), (1 - self.alpha) / (1 - 2 * self.alpha)
+                raise ValueError(
+                    f"logit pre-processing takes data in [0, 1] (defined on [{lo:.4g}, {hi:.4g}] with "
+                    f"alpha={self.alpha}); got a value {float(y[bad][0])!r} outside it"
+                )
+        fi = torch.finfo(u.dtype)
+        u = u.clamp(fi.tiny, 1 - fi.eps)  # the two ends themselves (saturated samples) stay finite
         return torch.log(u) - torch.log1p(-u)
 
     def log_abs_det_jacobian(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:

@@ -110,6 +110,10 @@ def distill(
         _positive_int(name, v)
     if not lr > 0:
         raise ValueError(f"lr must be positive; got {lr!r}")
+    # score through the teacher's Pyro distribution where it has one: the student's samples may
+    # leave the data's support (e.g. a logit flow's margin) while staying in the teacher's
+    as_dist = getattr(teacher, "as_distribution", None)
+    teacher_log_prob = (lambda x: as_dist().log_prob(x)) if callable(as_dist) else teacher.log_prob
     frozen = [p for p in teacher.parameters() if p.requires_grad]
     for p in frozen:
         p.requires_grad_(False)
@@ -119,7 +123,7 @@ def distill(
     try:
         for step in range(1, steps + 1):
             x, log_s = student.rsample(batch_size)
-            loss = (log_s - teacher.log_prob(x)).mean()
+            loss = (log_s - teacher_log_prob(x)).mean()
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -127,9 +131,9 @@ def distill(
                 history.append({"step": step, "kl": float(loss.detach())})
         with torch.no_grad():
             x, log_s = student.rsample(eval_samples)
-            log_t = teacher.log_prob(x)
+            log_t = teacher_log_prob(x)
             diff = (log_s - log_t).double()
-            own = teacher.log_prob(teacher.sample(eval_samples)).double()
+            own = teacher_log_prob(teacher.sample(eval_samples)).double()
     finally:
         for p in frozen:
             p.requires_grad_(True)

@@ -564,6 +564,8 @@ class GaussianizationFlow(FlowModel):
     References: Meng, Song, Song and Ermon, 2020, arXiv:2003.01941.
     """
 
+    train_defaults = {**FlowModel.train_defaults, "grad_clip": 10.0}
+
     def __init__(
         self,
         event_shape: Sequence[int] = (2,),
