@@ -196,7 +196,7 @@ def _print(out: dict[str, Any]) -> None:
                 for n in names
             )
             print(f"  {toy:<14}{TOY_ENTROPY[toy]:>8.3f}{cells}")
-        within = sum(min(r["gap"] for r in out["toys"] if r["data"] == toy) <= 0.10 for toy in TOYS)
+        within = sum(min(r.get("gap", 9e9) for r in out["toys"] if r["data"] == toy) <= 0.10 for toy in TOYS)
         print(f"  best flow within 0.10 nats of the best possible on {within} of {len(TOYS)} toys")
     if "digits" in out:
         print("dequantized digits, test bits/dim (log2 17 dequantization correction included; GMM 2.90)")
