@@ -53,8 +53,6 @@ DIGIT_FLOWS: dict[str, dict[str, Any]] = {
 # IAF scores external data in D = 64 network passes per layer, so maximum likelihood on the digits is
 # its slow direction; its digits row is the student distilled from the MAF (section "distill").
 DIGIT_STEPS: dict[str, int] = {}
-#: Training settings for the digits unless a model's own train_defaults are for digits.
-DIGITS_TRAIN: dict[str, Any] = {"batch_size": 128, "lr": 1e-3, "steps": 5000, "val_every": 50, "patience": 20}
 
 
 def _train(name: str, data_name: str, kwargs: dict[str, Any], steps: int | None, seed: int = 0) -> tuple[Any, dict]:
@@ -62,9 +60,7 @@ def _train(name: str, data_name: str, kwargs: dict[str, Any], steps: int | None,
     data = load(data_name)
     cls = registry.get(name.split("-")[0] if name.startswith("glow") else name)
     model = cls.from_dataset(data, **kwargs)
-    settings = dict(cls.train_defaults)
-    if data.kind == "image" and cls.default_data != "digits":
-        settings.update(DIGITS_TRAIN)
+    settings = cls.train_defaults_for(data)
     settings["seed"] = seed
     if steps is not None:
         settings["steps"] = steps

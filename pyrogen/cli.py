@@ -76,7 +76,7 @@ def train_run(
         raise UserError(f"{out} already holds a run; pass --resume to continue it or choose another --out")
     torch.manual_seed(seed)
     model = cls(**config) if resume and run_file.is_file() else cls.from_dataset(data, **(model_kwargs or {}))
-    settings = {**cls.train_defaults, **{k: v for k, v in train_overrides.items() if v is not None}}
+    settings = {**cls.train_defaults_for(data), **{k: v for k, v in train_overrides.items() if v is not None}}
     if steps is not None:
         settings["steps"] = steps
     settings.setdefault("checkpoint_every", max(1, settings.get("steps", 1000) // 10))

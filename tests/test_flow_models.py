@@ -270,3 +270,11 @@ def test_fit_rejects_mismatched_labelled_data():
     m = MAF(event_shape=(2,), num_layers=1, hidden=(8,), context_classes=2)
     with pytest.raises(ValueError, match="examples and context differ in length"):
         fit(m, (torch.randn(10, 2), torch.zeros(9, dtype=torch.long)), steps=1)
+
+
+def test_flows_train_on_images_with_image_settings():
+    from pyrogen.data import load
+
+    assert MAF.train_defaults_for(load("digits"))["batch_size"] == 128
+    assert MAF.train_defaults_for(load("moons")) == MAF.train_defaults
+    assert Glow.train_defaults_for(load("digits"))["val_every"] == 50

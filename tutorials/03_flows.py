@@ -70,14 +70,19 @@ plt.close(fig)
 # %%
 digits = pyrogen.data.load("digits")
 maf = MAF.from_dataset(digits, num_layers=5, hidden=(128,))
-fit(maf, digits.train, digits.val, **{**MAF.train_defaults, "steps": 4 if FAST else 3000, "val_every": 50})
+fit(maf, digits.train, digits.val, **{**MAF.train_defaults_for(digits), "steps": 4 if FAST else 3000})
 res = evaluate_nll(maf, digits.test, levels=17)
 print(f"MAF on digits: {res.bits_per_dim:.3f} bits/dim ({res.dequantization})")
 pyrogen.figures.image_grid(maf.sample(36).clamp(0, 1), OUT / "flows_digit_samples.png", "MAF samples")
 
 cond = MAF.from_dataset(digits, conditional=True, num_layers=5, hidden=(128,))
 labelled = (digits.train, digits.labels["train"])
-fit(cond, labelled, (digits.val, digits.labels["val"]), **{**MAF.train_defaults, "steps": 4 if FAST else 3000})
+fit(
+    cond,
+    labelled,
+    (digits.val, digits.labels["val"]),
+    **{**MAF.train_defaults_for(digits), "steps": 4 if FAST else 3000},
+)
 rows = torch.cat([cond.sample(6, y=k) for k in range(10)])
 pyrogen.figures.image_grid(
     rows.clamp(0, 1), OUT / "flows_conditional_samples.png", "class-conditional MAF, 6 per digit"

@@ -82,6 +82,11 @@ class GenerativeModel(PyroModule):
             )
         return cls(event_shape=tuple(data.event_shape), **kwargs)
 
+    @classmethod
+    def train_defaults_for(cls, data: Dataset) -> dict[str, Any]:
+        """The training settings for ``data`` (``train_defaults`` unless a family knows better)."""
+        return dict(cls.train_defaults)
+
     @property
     def levels(self) -> int | None:
         return 2 if self.support == "binary" else None

@@ -169,6 +169,11 @@ class FlowModel(GenerativeModel):
             )
         return cls(event_shape=tuple(data.event_shape), **kwargs)
 
+    @classmethod
+    def train_defaults_for(cls, data: Dataset) -> dict[str, Any]:
+        """Toy settings for the toys; on images, small batches and early stopping every 50 steps."""
+        return dict(_DIGITS_DEFAULTS if data.kind == "image" else cls.train_defaults)
+
     # -- the distribution ------------------------------------------------------
     def layers(self, context: torch.Tensor | None = None) -> list[Any]:
         """The learnable transforms, base side first (conditioned on the one-hot ``context``)."""
