@@ -513,6 +513,8 @@ class ConditionedMaskedAutoregressive(Transform):
     codomain = constraints.real_vector
     bijective = True
     autoregressive = True
+    #: the inverse keeps every coordinate within this bound (see ``_inverse_and_log_det``)
+    bound = 1e6
 
     def __init__(
         self,
@@ -543,7 +545,9 @@ class ConditionedMaskedAutoregressive(Transform):
         log_scale = y
         for _ in range(y.shape[-1]):
             shift, log_scale = self._shift_log_scale(x)
-            x = (y - shift) * torch.exp(-log_scale)
+            # bounded so that a far-tail sample (exp(5) growth per layer) stays finite instead of
+            # becoming inf - inf = NaN in the next pass; exact for every |x| below the bound
+            x = ((y - shift) * torch.exp(-log_scale)).clamp(-self.bound, self.bound)
         return x, log_scale.sum(-1)
 
     def _call(self, x: torch.Tensor) -> torch.Tensor:

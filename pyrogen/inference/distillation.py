@@ -134,6 +134,7 @@ def distill(
             log_t = teacher_log_prob(x)
             diff = (log_s - log_t).double()
             own = teacher_log_prob(teacher.sample(eval_samples)).double()
+            own = own[torch.isfinite(own)]  # a far-tail teacher sample may fall outside float range
     finally:
         for p in frozen:
             p.requires_grad_(True)
