@@ -258,6 +258,9 @@ class Squeeze(Transform):
     def __eq__(self, other: object) -> bool:
         return type(other) is type(self)
 
+    def __hash__(self) -> int:
+        return hash(type(self))
+
     def _call(self, x: torch.Tensor) -> torch.Tensor:
         *batch, c, h, w = x.shape
         if h % 2 or w % 2:
@@ -329,6 +332,8 @@ class Partial(TransformModule):
         super().__init__(cache_size=0)
         if dim not in (-1, -3):
             raise ValueError(f"dim must be -1 (vectors) or -3 (images); got {dim!r}")
+        if not isinstance(size, int) or size < 1:
+            raise ValueError(f"size must be a positive integer; got {size!r}")
         self.parts = nn.ModuleList(t for t in transforms if isinstance(t, nn.Module))
         self.transforms = list(transforms)
         self.size, self.dim, self._ndim = size, dim, -dim
@@ -661,6 +666,9 @@ class LogitTransform(Transform):
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, LogitTransform) and (other.alpha, other._ndim) == (self.alpha, self._ndim)
+
+    def __hash__(self) -> int:
+        return hash((LogitTransform, self.alpha, self._ndim))
 
     def _call(self, x: torch.Tensor) -> torch.Tensor:
         lo, hi = -self.alpha / (1 - 2 * self.alpha), (1 - self.alpha) / (1 - 2 * self.alpha)
