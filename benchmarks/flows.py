@@ -40,6 +40,8 @@ TOY_FLOWS: dict[str, dict[str, Any]] = {
     "gaussianization": {"num_layers": 6, "components": 12},
     "maf-large": {"num_layers": 8, "hidden": (128, 128)},
 }
+#: Table rows that are another configuration of a registered flow.
+VARIANTS = {"glow-permute": "glow", "maf-large": "maf"}
 #: Step caps above a flow's train_defaults on the toys.
 TOY_STEPS = {"maf-large": 6000}
 # Planar flows are left out of the tables: each layer bends space along one direction only, and
@@ -62,7 +64,7 @@ DIGIT_STEPS: dict[str, int] = {}
 def _train(name: str, data_name: str, kwargs: dict[str, Any], steps: int | None, seed: int = 0) -> tuple[Any, dict]:
     torch.manual_seed(seed)
     data = load(data_name)
-    cls = registry.get(name.split("-")[0] if name in ("glow-permute", "maf-large") else name)
+    cls = registry.get(VARIANTS.get(name, name))
     model = cls.from_dataset(data, **kwargs)
     settings = cls.train_defaults_for(data)
     settings["seed"] = seed
