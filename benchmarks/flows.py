@@ -58,7 +58,6 @@ DIGIT_FLOWS: dict[str, dict[str, Any]] = {
 }
 # IAF scores external data in D = 64 network passes per layer, so maximum likelihood on the digits is
 # its slow direction; its digits row is the student distilled from the MAF (section "distill").
-DIGIT_STEPS: dict[str, int] = {}
 
 
 def _train(name: str, data_name: str, kwargs: dict[str, Any], steps: int | None, seed: int = 0) -> tuple[Any, dict]:
@@ -107,11 +106,7 @@ def toys(steps: int | None, flows: list[str] | None = None) -> list[dict[str, An
 
 
 def digits(steps: int | None, flows: list[str] | None = None) -> list[dict[str, Any]]:
-    return [
-        _train(name, "digits", kw, steps or DIGIT_STEPS.get(name))[1]
-        for name, kw in DIGIT_FLOWS.items()
-        if not flows or name in flows
-    ]
+    return [_train(name, "digits", kw, steps)[1] for name, kw in DIGIT_FLOWS.items() if not flows or name in flows]
 
 
 def _median_ms(fn: Any, rounds: int) -> float:

@@ -55,11 +55,25 @@ def _real(event_dim: int) -> constraints.Constraint:
     return constraints.independent(constraints.real, event_dim)
 
 
+class _RealEvents:
+    """Domain and codomain: real tensors with ``self._ndim`` event dimensions (1 for vectors, 3 for images)."""
+
+    _ndim: int
+
+    @constraints.dependent_property(is_discrete=False)
+    def domain(self) -> constraints.Constraint:
+        return _real(self._ndim)
+
+    @constraints.dependent_property(is_discrete=False)
+    def codomain(self) -> constraints.Constraint:
+        return _real(self._ndim)
+
+
 def _batch_zeros(x: torch.Tensor, event_dim: int) -> torch.Tensor:
     return x.new_zeros(x.shape[: x.dim() - event_dim])
 
 
-class AdditiveCoupling(TransformModule):
+class AdditiveCoupling(_RealEvents, TransformModule):
     r"""NICE's additive coupling layer: volume preserving, :math:`\log|\det J| = 0` exactly.
 
     .. math:: y_{1:d} = x_{1:d},\qquad y_{d+1:D} = x_{d+1:D} + m(x_{1:d})
@@ -91,14 +105,6 @@ class AdditiveCoupling(TransformModule):
         self.split_dim, self.nn, self.dim = split_dim, hypernet, dim
         self._ndim = -dim
 
-    @constraints.dependent_property(is_discrete=False)
-    def domain(self) -> constraints.Constraint:
-        return _real(self._ndim)
-
-    @constraints.dependent_property(is_discrete=False)
-    def codomain(self) -> constraints.Constraint:
-        return _real(self._ndim)
-
     def _split(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         x1, x2 = x.split([self.split_dim, x.size(self.dim) - self.split_dim], dim=self.dim)
         return x1, x2
@@ -128,7 +134,7 @@ def additive_coupling(
     return AdditiveCoupling(split, MLP(split, hidden, input_dim - split))
 
 
-class DiagonalScale(TransformModule):
+class DiagonalScale(_RealEvents, TransformModule):
     r"""An elementwise learnable scaling :math:`y = x \odot e^{s}`, NICE's last layer.
 
     :math:`\log|\det J| = \sum_j s_j` (times the positions sharing a scale).
@@ -153,14 +159,6 @@ class DiagonalScale(TransformModule):
             raise ValueError(f"shape must be (D,) or (C, H, W); got {shape}")
         self._ndim = len(shape)
         self.log_scale = nn.Parameter(torch.zeros((shape[0],) + (1,) * (len(shape) - 1)))
-
-    @constraints.dependent_property(is_discrete=False)
-    def domain(self) -> constraints.Constraint:
-        return _real(self._ndim)
-
-    @constraints.dependent_property(is_discrete=False)
-    def codomain(self) -> constraints.Constraint:
-        return _real(self._ndim)
 
     def _call(self, x: torch.Tensor) -> torch.Tensor:
         return x * self.log_scale.exp()
@@ -306,7 +304,7 @@ class Unsqueeze(Squeeze):
         return super().forward_shape(shape)
 
 
-class Partial(TransformModule):
+class Partial(_RealEvents, TransformModule):
     r"""Apply ``transforms`` to the first ``size`` coordinates (or channels) and pass the rest through.
 
     This is the multi-scale split of RealNVP and Glow: after a level, half the
@@ -337,14 +335,6 @@ class Partial(TransformModule):
         self.parts = nn.ModuleList(t for t in transforms if isinstance(t, nn.Module))
         self.transforms = list(transforms)
         self.size, self.dim, self._ndim = size, dim, -dim
-
-    @constraints.dependent_property(is_discrete=False)
-    def domain(self) -> constraints.Constraint:
-        return _real(self._ndim)
-
-    @constraints.dependent_property(is_discrete=False)
-    def codomain(self) -> constraints.Constraint:
-        return _real(self._ndim)
 
     def _split(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         a, b = x.split([self.size, x.size(self.dim) - self.size], dim=self.dim)

@@ -279,8 +279,31 @@ def _check_vector_dim(model: FlowModel, minimum: int = 2) -> None:
 
 
 # --------------------------------------------------------------------------------------
+class _CouplingFlow(FlowModel):
+    """RealNVP and NICE: ``num_layers`` couplings from :meth:`_coupling`, each followed by a reversal."""
+
+    def __init__(self, event_shape: Sequence[int], num_layers: int, hidden: Sequence[int], **kwargs: Any) -> None:
+        super().__init__(event_shape, **kwargs)
+        _check_vector_dim(self)
+        self.num_layers = check_positive_int("num_layers", num_layers)
+        self.hidden = check_hidden(hidden)
+        self.couplings = nn.ModuleList(self._coupling(self.dim // 2) for _ in range(self.num_layers))
+        self.register_buffer("reverse", torch.arange(self.dim - 1, -1, -1))
+
+    def _coupling(self, split: int) -> nn.Module:
+        raise NotImplementedError
+
+    def config(self) -> dict[str, Any]:
+        return {**super().config(), "num_layers": self.num_layers, "hidden": list(self.hidden)}
+
+    def layers(self, context: torch.Tensor | None = None) -> list[Any]:
+        flip = Permute(self.reverse)
+        cs = [c.condition(context) for c in self.couplings] if context is not None else list(self.couplings)  # type: ignore[operator]
+        return [t for c in cs for t in (c, flip)]
+
+
 @register("realnvp")
-class RealNVP(FlowModel):
+class RealNVP(_CouplingFlow):
     r"""RealNVP: affine coupling layers alternating with permutations, over a standard normal.
 
     Each coupling keeps the first :math:`d = \lfloor D/2 \rfloor` coordinates and maps
@@ -321,28 +344,14 @@ class RealNVP(FlowModel):
         hidden: Sequence[int] = (64, 64),
         **kwargs: Any,
     ) -> None:
-        super().__init__(event_shape, **kwargs)
-        _check_vector_dim(self)
-        self.num_layers = check_positive_int("num_layers", num_layers)
-        self.hidden = check_hidden(hidden)
-        dim, k = self.dim, self.context_classes
-        split = dim // 2
-        coupling = ConditionalAffineCoupling if k else AffineCoupling
-        self.couplings = nn.ModuleList(
-            coupling(split, MLP(split, self.hidden, 2 * (dim - split), chunks=2, context=k))
-            for _ in range(self.num_layers)
-        )
-        self.register_buffer("reverse", torch.arange(dim - 1, -1, -1))
+        super().__init__(event_shape, num_layers, hidden, **kwargs)
 
     conditional_ok = True
 
-    def config(self) -> dict[str, Any]:
-        return {**super().config(), "num_layers": self.num_layers, "hidden": list(self.hidden)}
-
-    def layers(self, context: torch.Tensor | None = None) -> list[Any]:
-        flip = Permute(self.reverse)
-        cs = [c.condition(context) for c in self.couplings] if context is not None else list(self.couplings)  # type: ignore[operator]
-        return [t for c in cs for t in (c, flip)]
+    def _coupling(self, split: int) -> nn.Module:
+        k = self.context_classes
+        net = MLP(split, self.hidden, 2 * (self.dim - split), chunks=2, context=k)
+        return ConditionalAffineCoupling(split, net) if k else AffineCoupling(split, net)
 
     def _log_prob(self, x: torch.Tensor, y: object = None) -> torch.Tensor:
         if self.preprocess is not None or len(self.event_shape) != 1 or self.context_classes:
@@ -361,7 +370,7 @@ class RealNVP(FlowModel):
 
 
 @register("nice")
-class NICE(FlowModel):
+class NICE(_CouplingFlow):
     r"""NICE: additive (volume-preserving) couplings and a final diagonal scaling.
 
     .. math:: y_{B} = x_{B} + m_k(x_{A}),\qquad \text{then}\quad y = e^{s} \odot h
@@ -390,23 +399,14 @@ class NICE(FlowModel):
         hidden: Sequence[int] = (64, 64),
         **kwargs: Any,
     ) -> None:
-        super().__init__(event_shape, **kwargs)
-        _check_vector_dim(self)
-        self.num_layers = check_positive_int("num_layers", num_layers)
-        self.hidden = check_hidden(hidden)
-        d, split = self.dim, self.dim // 2
-        self.couplings = nn.ModuleList(
-            AdditiveCoupling(split, MLP(split, self.hidden, d - split)) for _ in range(self.num_layers)
-        )
-        self.scale = DiagonalScale((d,))
-        self.register_buffer("reverse", torch.arange(d - 1, -1, -1))
+        super().__init__(event_shape, num_layers, hidden, **kwargs)
+        self.scale = DiagonalScale((self.dim,))
 
-    def config(self) -> dict[str, Any]:
-        return {**super().config(), "num_layers": self.num_layers, "hidden": list(self.hidden)}
+    def _coupling(self, split: int) -> nn.Module:
+        return AdditiveCoupling(split, MLP(split, self.hidden, self.dim - split))
 
     def layers(self, context: torch.Tensor | None = None) -> list[Any]:
-        flip = Permute(self.reverse)
-        return [t for c in self.couplings for t in (c, flip)] + [self.scale]
+        return [*super().layers(), self.scale]
 
 
 class _AutoregressiveFlow(FlowModel):
