@@ -20,11 +20,10 @@ import time
 from typing import Any
 
 import torch
+from _common import train_and_score
 
 from pyrogen.data import load
-from pyrogen.inference import TrainConfig, fit
-from pyrogen.metrics import evaluate_nll
-from pyrogen.models import NADE, registry
+from pyrogen.models import NADE
 
 #: Binary-digit models and their settings (the registry defaults unless given).
 DIGITS: dict[str, dict[str, Any]] = {
@@ -56,33 +55,7 @@ def _train(
 def _fit(
     name: str, data_name: str, model_kwargs: dict[str, Any], steps: int | None, seed: int = 0, **settings: Any
 ) -> tuple[Any, dict[str, Any]]:
-    """Train one model with its ``train_defaults`` and score it on the test part: (model, row)."""
-    torch.manual_seed(seed)
-    data = load(data_name)
-    cls = registry.get(name)
-    model = cls.from_dataset(data, **model_kwargs)
-    settings = {**cls.train_defaults, "seed": seed, **settings}
-    if steps is not None:
-        settings["steps"] = steps
-    t = time.perf_counter()
-    res = fit(model, data.train, data.val, TrainConfig(**settings))
-    seconds = time.perf_counter() - t
-    model.eval()
-    nll = evaluate_nll(model, data.test, levels=data.levels if data.dequantized else None)
-    row: dict[str, Any] = {
-        "model": name,
-        "data": data_name,
-        "nll_nats": round(nll.nll_nats, 3),
-        "nll_stderr": round(nll.nll_stderr, 3),
-        "steps": res.step,
-        "best_step": res.best_step,
-        "train_s": round(seconds, 1),
-    }
-    if nll.bits_per_dim is not None:
-        row["bits_per_dim"] = round(nll.bits_per_dim, 4)
-    if data_name == "text":
-        row["bits_per_char"] = round(nll.nll_nats / (data.event_shape[0] * math.log(2)), 4)
-    return model, row
+    return train_and_score(name, data_name, model_kwargs, steps, seed, **settings)
 
 
 def colour_consistency(samples: torch.Tensor) -> float:

@@ -21,14 +21,15 @@ from typing import Any
 
 import pyro
 import torch
+from _common import train_and_score
 from pyro.distributions.transforms import AffineAutoregressive
 from pyro.nn import AutoRegressiveNN
 
 from pyrogen.data import TOY_ENTROPY, TOYS, load
 from pyrogen.distributions.transforms import MaskedAutoregressive
-from pyrogen.inference import TrainConfig, distill, fit
+from pyrogen.inference import distill
 from pyrogen.metrics import evaluate_nll
-from pyrogen.models import IAF, MAF, registry
+from pyrogen.models import IAF, MAF
 from pyrogen.nn import MADENet
 
 #: Flows on the 2-D toys, with their settings.
@@ -61,31 +62,7 @@ DIGIT_FLOWS: dict[str, dict[str, Any]] = {
 
 
 def _train(name: str, data_name: str, kwargs: dict[str, Any], steps: int | None, seed: int = 0) -> tuple[Any, dict]:
-    torch.manual_seed(seed)
-    data = load(data_name)
-    cls = registry.get(VARIANTS.get(name, name))
-    model = cls.from_dataset(data, **kwargs)
-    settings = cls.train_defaults_for(data)
-    settings["seed"] = seed
-    if steps is not None:
-        settings["steps"] = steps
-    t = time.perf_counter()
-    res = fit(model, data.train, data.val, TrainConfig(**settings))
-    seconds = time.perf_counter() - t
-    model.eval()
-    nll = evaluate_nll(model, data.test, levels=data.levels if data.dequantized else None)
-    row = {
-        "model": name,
-        "data": data_name,
-        "nll_nats": round(nll.nll_nats, 4),
-        "nll_stderr": round(nll.nll_stderr, 4),
-        "best_step": res.best_step,
-        "steps": res.step,
-        "train_s": round(seconds, 1),
-    }
-    if nll.bits_per_dim is not None:
-        row["bits_per_dim"] = round(nll.bits_per_dim, 4)
-    return model, row
+    return train_and_score(name, data_name, kwargs, steps, seed, registry_name=VARIANTS.get(name, name))
 
 
 def toys(steps: int | None, flows: list[str] | None = None) -> list[dict[str, Any]]:
