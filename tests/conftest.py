@@ -21,6 +21,20 @@ SMALL = {
     "gaussianization": {"event_shape": (2,), "num_layers": 2, "components": 4},
     "glow": {"event_shape": (1, 8, 8), "scales": 2, "steps": 1, "hidden": 8},
     "vae": {"event_shape": (1, 8, 8), "latent_dim": 4, "hidden": (32,), "kl_warmup": 0},
+    "beta-vae": {"event_shape": (1, 8, 8), "latent_dim": 4, "hidden": (32,), "kl_warmup": 0, "beta": 2.0},
+    "iwae": {"event_shape": (1, 8, 8), "latent_dim": 4, "hidden": (32,), "kl_warmup": 0, "k": 4},
+    "gmvae": {"event_shape": (1, 8, 8), "latent_dim": 4, "hidden": (32,), "kl_warmup": 0, "prior_components": 3},
+    "vae-flow": {"event_shape": (1, 8, 8), "latent_dim": 4, "hidden": (32,), "kl_warmup": 0, "prior": "flow"},
+    "cvae": {"event_shape": (1, 8, 8), "latent_dim": 4, "hidden": (32,), "kl_warmup": 0, "arch": "conv"},
+    "ssvae": {"event_shape": (1, 8, 8), "latent_dim": 4, "hidden": (32,), "kl_warmup": 0, "label_fraction": 0.2},
+    "hvae": {
+        "event_shape": (1, 8, 8),
+        "latent_dim": 4,
+        "hidden": (32,),
+        "kl_warmup": 0,
+        "top_dim": 2,
+        "top_hidden": (8,),
+    },
     "fvsbn": {"event_shape": (1, 8, 8)},
     "nade": {"event_shape": (1, 8, 8), "hidden": 16},
     "rnade": {"event_shape": (1, 8, 8), "hidden": 16, "components": 3},
@@ -61,8 +75,13 @@ def small_model(name: str):
     return registry.create(name, **SMALL[name])
 
 
-def small_data(name: str, n: int = 256) -> torch.Tensor:
+def small_data(name: str, n: int = 256):
+    """The first ``n`` training examples of the model's default data (with labels for a labelled model)."""
     from pyrogen.data import load
 
     cls = registry.get(name)
-    return load(cls.default_data).train[:n]
+    data = load(cls.default_data)
+    if not cls.labelled:
+        return data.train[:n]
+    x, y = registry.create(name, **SMALL[name]).training_data(data, "train")
+    return x[:n], y[:n]

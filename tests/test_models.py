@@ -129,7 +129,13 @@ def test_from_dataset_checks_the_support():
     from pyrogen.data import load
 
     with pytest.raises(ValueError, match="binary data; dataset 'digits' is unit_interval"):
-        registry.get("vae").from_dataset(load("digits"))
+        registry.get("nade").from_dataset(load("digits"))
+    with pytest.raises(ValueError, match="a bernoulli decoder models binary data; dataset 'digits' is unit_interval"):
+        registry.get("vae").from_dataset(load("digits"), likelihood="bernoulli")
+    # a VAE picks its decoder from the data
+    assert registry.get("vae").from_dataset(load("digits")).likelihood_name == "gaussian"
+    m = registry.get("vae").from_dataset(load("digits-int"))
+    assert (m.likelihood_name, m.levels, m.support) == ("categorical", 17, "integer")
     with pytest.raises(ValueError, match="unknown model 'gan'"):
         registry.get("gan")
 

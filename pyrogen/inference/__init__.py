@@ -5,7 +5,7 @@ from __future__ import annotations
 from pyrogen.inference.distillation import DistillResult, distill
 from pyrogen.inference.guides import FLOW_GUIDE_KINDS, flow_guide, flow_transform
 from pyrogen.inference.mcmc import nuts, run_chains
-from pyrogen.inference.objectives import gaussian_kl, log_mean_exp
+from pyrogen.inference.objectives import gaussian_kl, iwae_bound, log_mean_exp
 from pyrogen.inference.protocol import (
     DENSITY_KINDS,
     Density,
@@ -28,6 +28,7 @@ __all__ = [
     "flow_guide",
     "flow_transform",
     "gaussian_kl",
+    "iwae_bound",
     "latest_checkpoint",
     "log_mean_exp",
     "nuts",

@@ -20,10 +20,28 @@ from pyrogen.models.autoregressive import (
 )
 from pyrogen.models.base import GenerativeModel
 from pyrogen.models.flows import IAF, MAF, NICE, FlowModel, GaussianizationFlow, Glow, PlanarFlow, RealNVP
-from pyrogen.models.vae import VAE
+from pyrogen.models.vae import (
+    CVAE,
+    IWAE,
+    SSVAE,
+    VAE,
+    BetaVAE,
+    FlowVAE,
+    HierarchicalVAE,
+    LatentVariableModel,
+    MixturePriorVAE,
+)
 
 __all__ = [
+    "CVAE",
     "FVSBN",
+    "IWAE",
+    "SSVAE",
+    "BetaVAE",
+    "FlowVAE",
+    "HierarchicalVAE",
+    "LatentVariableModel",
+    "MixturePriorVAE",
     "IAF",
     "MAF",
     "MADE",

@@ -55,6 +55,8 @@ class GenerativeModel(PyroModule):
     train_defaults: ClassVar[dict[str, Any]] = {}
     #: Dataset the CLI trains on when none is named.
     default_data: ClassVar[str] = ""
+    #: Whether the model trains on ``(examples, labels)`` pairs (see :meth:`training_data`).
+    labelled: ClassVar[bool] = False
 
     def __init__(self, event_shape: Sequence[int]) -> None:
         super().__init__()
@@ -86,6 +88,21 @@ class GenerativeModel(PyroModule):
     def train_defaults_for(cls, data: Dataset) -> dict[str, Any]:
         """The training settings for ``data`` (``train_defaults`` unless a family knows better)."""
         return dict(cls.train_defaults)
+
+    def training_data(self, data: Dataset, split: str) -> Any:
+        """What :func:`~pyrogen.inference.fit` and the evaluation take from ``split`` of ``data``.
+
+        The examples; ``(examples, labels)`` for a :attr:`labelled` model.
+
+        Raises:
+            ValueError: a labelled model on a dataset without labels, or an unknown split.
+        """
+        x = data.split(split)
+        if not self.labelled:
+            return x
+        if split not in data.labels:
+            raise ValueError(f"{type(self).__name__} needs labelled data; dataset {data.name!r} has no labels")
+        return x, data.labels[split]
 
     @property
     def levels(self) -> int | None:

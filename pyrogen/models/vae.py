@@ -1,55 +1,313 @@
-"""Latent-variable models: the variational autoencoder and its estimators."""
+r"""Latent-variable models: the variational autoencoder family.
+
+Every model here is :math:`p(x, z) = p(z)\, p(x \mid z)` with an amortized
+posterior :math:`q(z \mid x)`, written as a Pyro model/guide pair and trained
+on a fused objective that equals Pyro's ELBO on the same seed:
+
+- :class:`VAE` (``vae``): Bernoulli, Gaussian (fixed or learned variance) or
+  categorical decoder; MLP or convolutional networks; standard normal,
+  mixture-of-Gaussians or flow prior; Gaussian posterior optionally followed
+  by planar or inverse-autoregressive layers; KL warm-up, :math:`\beta`, and
+  the :math:`k`-sample IWAE objective are options of the same class;
+- :class:`BetaVAE` (``beta-vae``), :class:`IWAE` (``iwae``),
+  :class:`MixturePriorVAE` (``gmvae``), :class:`FlowVAE` (``vae-flow``):
+  the VAE with those options as defaults;
+- :class:`CVAE` (``cvae``): conditioned on the class label;
+- :class:`SSVAE` (``ssvae``): Kingma et al.'s M2, the label a latent variable
+  enumerated by ``TraceEnum_ELBO`` wherever it is missing;
+- :class:`HierarchicalVAE` (``hvae``): two stochastic layers,
+  :math:`p(z_2)\, p(z_1 \mid z_2)\, p(x \mid z_1)` with
+  :math:`q(z_1 \mid x)\, q(z_2 \mid z_1)`.
+
+Every model estimates :math:`\log p(x)` with :meth:`~LatentVariableModel.iwae`
+(Burda et al., 2016) and bounds it with :meth:`~LatentVariableModel.elbo`.
+"""
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 import pyro
 import pyro.distributions as dist
 import torch
 import torch.nn.functional as F
 from pyro import poutine
-from pyro.infer import TraceMeanField_ELBO
+from pyro.distributions.transforms import Planar, conditional_affine_autoregressive
+from pyro.infer import Trace_ELBO, TraceEnum_ELBO, TraceMeanField_ELBO
+from torch import nn
 from torch.distributions.utils import _standard_normal
 
-from pyrogen.inference.objectives import gaussian_kl, log_mean_exp
+from pyrogen.data import Dataset
+from pyrogen.inference.objectives import gaussian_kl, iwae_bound, log_mean_exp
 from pyrogen.models.base import GenerativeModel, check_hidden, check_positive_int
 from pyrogen.models.registry import register
-from pyrogen.nn import MLP
+from pyrogen.nn import MLP, ConvDecoder, ConvEncoder
 
-__all__ = ["VAE"]
+__all__ = [
+    "CVAE",
+    "IWAE",
+    "LIKELIHOODS",
+    "POSTERIOR_FLOWS",
+    "PRIORS",
+    "SSVAE",
+    "VAE",
+    "BetaVAE",
+    "FlowVAE",
+    "HierarchicalVAE",
+    "LatentVariableModel",
+    "MixturePriorVAE",
+]
+
+#: Decoder distributions :math:`p(x \mid z)` and the data support each one models.
+LIKELIHOODS = {"bernoulli": "binary", "gaussian": "real", "categorical": "integer"}
+#: Priors :math:`p(z)`.
+PRIORS = ("normal", "mixture", "flow")
+#: Layers that may follow the Gaussian posterior.
+POSTERIOR_FLOWS = (None, "planar", "iaf")
+_ARCHS = ("mlp", "conv")
+_DATA_LIKELIHOOD = {"binary": "bernoulli", "unit_interval": "gaussian", "real": "gaussian", "integer": "categorical"}
+
+
+def _choice(name: str, value: object, options: Sequence[object]) -> Any:
+    if value not in options:
+        raise ValueError(f"{name} must be one of {tuple(options)}; got {value!r}")
+    return value
+
+
+def _positive_float(name: str, value: object) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0 or math.isinf(value):
+        raise ValueError(f"{name} must be a positive finite number; got {value!r}")
+    return float(value)
+
+
+def _join(h: torch.Tensor, context: torch.Tensor | None) -> torch.Tensor:
+    """``h`` with ``context`` concatenated on the last dimension, both broadcast over the leading ones."""
+    if context is None:
+        return h
+    lead = torch.broadcast_shapes(h.shape[:-1], context.shape[:-1])
+    return torch.cat([h.expand(*lead, h.shape[-1]), context.expand(*lead, context.shape[-1])], dim=-1)
+
+
+class MixturePrior(nn.Module):
+    r"""A learnable mixture of :math:`K` diagonal Gaussians: :math:`p(z) = \sum_k \pi_k \mathcal N(\mu_k, \sigma_k^2)`.
+
+    Means start at standard normal draws and scales at one (Dilokthanakul et al., 2016; Tomczak and Welling's
+    VampPrior paper, 2018, compares it with other learnable priors).
+    """
+
+    def __init__(self, latent_dim: int, components: int) -> None:
+        super().__init__()
+        self.logits = nn.Parameter(torch.zeros(components))
+        self.locs = nn.Parameter(torch.randn(components, latent_dim))
+        self.raw_scales = nn.Parameter(torch.full((components, latent_dim), math.log(math.e - 1)))
+
+    def forward(self) -> dist.Distribution:
+        comps = dist.Normal(self.locs, F.softplus(self.raw_scales) + 1e-3).to_event(1)
+        return dist.MixtureSameFamily(dist.Categorical(logits=self.logits), comps)
+
+
+class FlowPrior(nn.Module):
+    """A standard normal pushed through RealNVP coupling layers (exact density both ways)."""
+
+    def __init__(self, latent_dim: int, num_layers: int, hidden: Sequence[int]) -> None:
+        super().__init__()
+        from pyrogen.inference.guides import flow_transform
+
+        self.transform = flow_transform(latent_dim, kind="realnvp", num_layers=num_layers, hidden=hidden)
+        self.register_buffer("zeros", torch.zeros(latent_dim))
+
+    def forward(self) -> dist.Distribution:
+        base = dist.Normal(self.zeros, 1.0).to_event(1)
+        return dist.TransformedDistribution(base, list(self.transform.parts))
+
+
+class LatentVariableModel(GenerativeModel):
+    """What every latent-variable model shares: the ELBO, IWAE and their Pyro references.
+
+    A subclass implements :meth:`_terms` (one draw of the latents per example,
+    or ``particles`` of them) and the Pyro :meth:`model` and :meth:`guide`
+    that draw the same numbers in the same order, so that :meth:`loss` equals
+    :meth:`pyro_loss` on a seed.
+    """
+
+    family = "latent"
+    density = "lower_bound"
+    #: Pyro's ELBO that :meth:`pyro_loss` uses when ``k == 1``.
+    _pyro_elbo: ClassVar[type] = TraceMeanField_ELBO
+
+    beta: float = 1.0
+    kl_warmup: int = 0
+    k: int = 1
+    classes: int = 0
+
+    @property
+    def kl_weight(self) -> float:
+        r""":math:`\beta` times the warm-up factor :math:`\min(1, t / T)` while training (1 in eval mode)."""
+        if not self.training or self.kl_warmup == 0:
+            return self.beta
+        return self.beta * min(1.0, (self._train_step + 1) / self.kl_warmup)
+
+    def _terms(
+        self, x: torch.Tensor, y: torch.Tensor | None, particles: int | None, analytic: bool
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        r""":math:`(\log p(x \mid z), \log p(z) - \log q(z \mid x))` per example for one draw ``z ~ q``.
+
+        Shapes ``(n,)``, or ``(particles, n)`` when ``particles`` draws are made.
+        With ``analytic`` the second term is :math:`-\mathrm{KL}(q \,\|\, p)` in
+        closed form where the model has one.
+        """
+        raise NotImplementedError
+
+    # -- labels ----------------------------------------------------------------
+    def _split(self, batch: Any) -> tuple[torch.Tensor, torch.Tensor | None]:
+        if isinstance(batch, (tuple, list)):
+            if not self.labelled:
+                raise ValueError(f"{type(self).__name__} is unconditional; give examples, not (examples, labels)")
+            x, y = batch
+            return x, self._check_labels(y, len(x))
+        if self.labelled:
+            raise ValueError(f"{type(self).__name__} is class-conditional: give (examples, labels)")
+        return batch, None
+
+    def _check_labels(self, y: object, n: int, missing_ok: bool = False) -> torch.Tensor:
+        labels = torch.as_tensor(y, device=self._device())
+        if labels.dim() == 0:
+            labels = labels.expand(n)
+        if labels.dtype.is_floating_point or labels.dtype == torch.bool or labels.shape != (n,):
+            raise ValueError(f"y must hold {n} integer labels; got shape {tuple(labels.shape)} {labels.dtype}")
+        lo = -1 if missing_ok else 0
+        if len(labels) and (int(labels.min()) < lo or int(labels.max()) >= self.classes):
+            raise ValueError(f"labels y must be in {lo}..{self.classes - 1}; got {labels.unique().tolist()[:12]}")
+        return labels.long()
+
+    # -- objectives --------------------------------------------------------------
+    def loss(self, batch: Any) -> torch.Tensor:
+        r"""The fused negative objective per example: the ELBO (``k = 1``, closed-form KL where there is one) or
+        the :math:`k`-sample IWAE bound, with the KL weight :attr:`kl_weight` on :math:`\log p(z) - \log q(z)`."""
+        x, y = self._split(batch)
+        w = self.kl_weight
+        if self.k == 1:
+            rec, log_r = self._terms(x, y, None, analytic=True)
+            return -(rec + w * log_r).mean()
+        rec, log_r = self._terms(x, y, self.k, analytic=False)
+        return -log_mean_exp(rec + w * log_r, dim=0).mean()
+
+    def pyro_loss(self, batch: Any) -> torch.Tensor:
+        """The same objective from Pyro: ``TraceMeanField_ELBO`` (``Trace_ELBO`` where the model is not
+        mean-field) on :meth:`model` and :meth:`guide`, or the IWAE bound built from their traces
+        (:func:`~pyrogen.inference.iwae_bound`, whose value ``RenyiELBO(alpha=0)`` reproduces)."""
+        x, y = self._split(batch)
+        if self.k == 1:
+            return self._pyro_elbo().differentiable_loss(self.model, self.guide, x, y) / len(x)
+        return -iwae_bound(self.model, self.guide, self.k, x, y).mean()
+
+    def validation_loss(self, batch: Any) -> torch.Tensor:
+        x, y = self._split(batch)
+        return -self._elbo(x, y).mean()
+
+    # -- estimators --------------------------------------------------------------
+    def _inputs(self, x: Any, y: object = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+        if isinstance(x, (tuple, list)):
+            if y is not None:
+                raise ValueError("give the labels either in x = (examples, labels) or as y, not both")
+            x, y = x
+        x = self.validate(x)
+        if self.labelled:
+            if y is None:
+                raise ValueError(f"{type(self).__name__} is class-conditional: pass the labels y")
+            return x, self._check_labels(y, len(x))
+        if y is not None and not self.labelled:
+            raise ValueError(f"{type(self).__name__} is unconditional; got labels y")
+        return x, None
+
+    def _elbo(self, x: torch.Tensor, y: torch.Tensor | None) -> torch.Tensor:
+        rec, log_r = self._terms(x, y, None, analytic=True)
+        return rec + log_r
+
+    def elbo(self, x: Any, y: object = None) -> torch.Tensor:
+        """Single-sample ELBO per example in nats (closed-form KL where there is one), shape ``(n,)``.
+
+        ``x`` may be a ``(examples, labels)`` pair; a conditional model needs the labels.
+        """
+        return self._elbo(*self._inputs(x, y))
+
+    def iwae(self, x: Any, k: int = 1000, chunk: int = 100, y: object = None) -> torch.Tensor:
+        r"""Importance-weighted bound :math:`\log \frac1k \sum_i p(x, z_i) / q(z_i \mid x)`, per example.
+
+        With ``k = 1`` it is an unbiased estimate of the ELBO; it increases with
+        ``k`` towards :math:`\log p(x)` (Burda et al., 2016). Samples are drawn in
+        chunks of ``chunk`` to bound memory.
+
+        Raises:
+            ValueError: ``k`` or ``chunk`` not a positive integer; bad ``x`` or labels.
+        """
+        check_positive_int("k", k)
+        check_positive_int("chunk", chunk)
+        x, labels = self._inputs(x, y)
+        return self._iwae(x, labels, k, chunk)
+
+    def _iwae(self, x: torch.Tensor, y: torch.Tensor | None, k: int, chunk: int) -> torch.Tensor:
+        parts = []
+        for start in range(0, k, chunk):
+            rec, log_r = self._terms(x, y, min(chunk, k - start), analytic=False)
+            parts.append(rec + log_r)
+        return log_mean_exp(torch.cat(parts), dim=0)
+
+    def log_likelihood(self, x: Any, k: int | None = None) -> torch.Tensor:
+        """The IWAE-``k`` estimate of :math:`\\log p(x)` (``k = 1000`` by default), per example."""
+        return self.iwae(x, k=k or 1000)
+
+    def _device(self) -> torch.device:
+        return next(self.parameters()).device
 
 
 @register("vae")
-class VAE(GenerativeModel):
-    r"""Variational autoencoder with a Bernoulli decoder and a Gaussian encoder.
+class VAE(LatentVariableModel):
+    r"""Variational autoencoder: a Gaussian encoder, a choice of decoder, prior and posterior layers.
 
     .. math::
-        p(z) = \mathcal N(0, I_L),\quad p(x \mid z) = \prod_j \mathrm{Bernoulli}(x_j;
-        \sigma(f_\theta(z)_j)),\quad q(z \mid x) = \mathcal N(\mu_\phi(x),
-        \mathrm{diag}\,\sigma_\phi(x)^2)
+        p(z)\,p(x \mid z),\quad p(x \mid z) = \prod_j p(x_j \mid f_\theta(z)_j),\quad
+        q(z \mid x) = T_\phi\big(\mathcal N(\mu_\phi(x), \mathrm{diag}\,\sigma_\phi(x)^2)\big)
 
-    trained on :math:`\mathcal L = \mathbb E_q[\log p(x \mid z)] - \beta_t\,
-    \mathrm{KL}(q \,\|\, p(z))` with the closed-form KL and a linear KL warm-up
-    :math:`\beta_t = \min(1, t / T_{\text{warmup}})` (Bowman et al., 2016), which
-    keeps the latent units active on small data. :meth:`loss` is the fused form
-    of that objective; :meth:`pyro_loss` is Pyro's ``TraceMeanField_ELBO`` on
-    :meth:`model` and :meth:`guide` (the warm-up applied with ``poutine.scale``
-    on ``z``) and gives the same number on the same seed.
+    trained on :math:`\mathbb E_q[\log p(x \mid z)] + \beta_t\, \mathbb E_q[\log p(z) - \log q(z \mid x)]` with
+    :math:`\beta_t = \beta \min(1, t / T_{\text{warmup}})`: the KL warm-up of Bowman et al. (2016), which keeps
+    latent units active on small data, and the :math:`\beta` of Higgins et al. (2017), both applied with
+    ``poutine.scale`` on ``z`` in model and guide. With the standard normal prior and no posterior layers the KL
+    is in closed form. ``k > 1`` trains on the IWAE bound instead. :meth:`loss` is the fused objective;
+    :meth:`pyro_loss` is Pyro's ELBO on :meth:`model` and :meth:`guide` and gives the same number on a seed.
 
     Args:
-        event_shape: shape of one binary example, e.g. ``(1, 8, 8)``.
+        event_shape: shape of one example, e.g. ``(1, 8, 8)``.
         latent_dim: :math:`L`.
-        hidden: hidden sizes of the encoder MLP (the decoder mirrors them).
+        hidden: hidden sizes of the MLP encoder (the decoder mirrors them); for
+            ``arch="conv"`` the last one is the fully connected width.
         kl_warmup: :math:`T_{\text{warmup}}` in steps (0: no warm-up).
+        likelihood: ``"bernoulli"`` (binary pixels), ``"gaussian"`` (real or
+            dequantized pixels) or ``"categorical"`` (integer pixels in
+            ``0..levels-1``).
+        levels: the categories of a categorical decoder.
+        decoder_scale: fixed standard deviation of a Gaussian decoder, or
+            ``None`` to learn one per pixel and example.
+        arch: ``"mlp"`` or ``"conv"`` (images with even height and width).
+        beta: the weight :math:`\beta` of the KL term.
+        k: importance samples of the training objective (1: the ELBO).
+        prior: ``"normal"``, ``"mixture"`` (learnable mixture of Gaussians) or
+            ``"flow"`` (RealNVP coupling layers on a standard normal).
+        prior_components: mixture components; prior_layers: flow prior layers.
+        posterior_flow: ``None``, ``"planar"`` (Rezende and Mohamed, 2015) or
+            ``"iaf"`` (inverse autoregressive layers conditioned on the
+            encoder, Kingma et al., 2016).
+        flow_layers: layers of the posterior flow.
+        classes: condition encoder and decoder on a one-hot label with this
+            many classes (0: unconditional).
 
     Raises:
-        ValueError: bad sizes; at run time, non-binary data.
+        ValueError: a bad size, option or combination; at run time, data outside the decoder's support.
 
-    References: Kingma and Welling, 2014, arXiv:1312.6114; Rezende et al., 2014,
-    arXiv:1401.4082; Burda et al., 2016 (IWAE), arXiv:1509.00519.
+    References: Kingma and Welling, 2014, arXiv:1312.6114; Rezende et al., 2014, arXiv:1401.4082;
+    Burda et al., 2016, arXiv:1509.00519; Higgins et al., 2017 (beta-VAE).
 
     Example:
         >>> _ = torch.manual_seed(0)
@@ -59,8 +317,6 @@ class VAE(GenerativeModel):
         (torch.Size([3, 1, 8, 8]), torch.Size([3]), True)
     """
 
-    family = "latent"
-    density = "lower_bound"
     support = "binary"
     default_data = "digits-binary"
     train_defaults = {
@@ -77,16 +333,73 @@ class VAE(GenerativeModel):
         latent_dim: int = 16,
         hidden: Sequence[int] = (256, 256),
         kl_warmup: int = 1000,
+        *,
+        likelihood: str = "bernoulli",
+        levels: int = 17,
+        decoder_scale: float | None = None,
+        arch: str = "mlp",
+        beta: float = 1.0,
+        k: int = 1,
+        prior: str = "normal",
+        prior_components: int = 10,
+        prior_layers: int = 4,
+        posterior_flow: str | None = None,
+        flow_layers: int = 2,
+        classes: int = 0,
     ) -> None:
         super().__init__(event_shape)
         self.latent_dim = check_positive_int("latent_dim", latent_dim)
         self.hidden = check_hidden(hidden)
-        if not isinstance(kl_warmup, int) or kl_warmup < 0:
+        if not isinstance(kl_warmup, int) or isinstance(kl_warmup, bool) or kl_warmup < 0:
             raise ValueError(f"kl_warmup must be a non-negative integer; got {kl_warmup!r}")
         self.kl_warmup = kl_warmup
+        self.likelihood_name = _choice("likelihood", likelihood, tuple(LIKELIHOODS))
+        self.support = LIKELIHOODS[likelihood]  # type: ignore[misc]
+        self.num_levels = check_positive_int("levels", levels)
+        if likelihood == "categorical" and levels < 2:
+            raise ValueError(f"levels must be at least 2; got {levels!r}")
+        self.decoder_scale = None if decoder_scale is None else _positive_float("decoder_scale", decoder_scale)
+        self.arch = _choice("arch", arch, _ARCHS)
+        self.beta = _positive_float("beta", beta)
+        self.k = check_positive_int("k", k)
+        self.prior_name = _choice("prior", prior, PRIORS)
+        self.prior_components = check_positive_int("prior_components", prior_components)
+        self.prior_layers = check_positive_int("prior_layers", prior_layers)
+        self.posterior_flow = _choice("posterior_flow", posterior_flow, POSTERIOR_FLOWS)
+        self.flow_layers = check_positive_int("flow_layers", flow_layers)
+        if not isinstance(classes, int) or isinstance(classes, bool) or classes < 0 or classes == 1:
+            raise ValueError(f"classes must be 0 (unconditional) or an integer >= 2; got {classes!r}")
+        self.classes = classes
         self.data_dim = math.prod(self.event_shape)
-        self.encoder = MLP(self.data_dim, self.hidden, 2 * self.latent_dim)
-        self.decoder = MLP(self.latent_dim, self.hidden[::-1], self.data_dim)
+        L = self.latent_dim
+        self._flow_context = 2 * L if posterior_flow == "iaf" else 0
+        out = {"bernoulli": 1, "gaussian": 1 if decoder_scale is not None else 2, "categorical": levels}[likelihood]
+        self._out_mult = out
+        enc_out = 2 * L + self._flow_context
+        if arch == "mlp":
+            self.encoder: nn.Module = MLP(self.data_dim, self.hidden, enc_out, context=classes)
+            self.decoder: nn.Module = MLP(L + classes, self.hidden[::-1], out * self.data_dim)
+        else:
+            self.encoder = ConvEncoder(self.event_shape, enc_out, hidden=self.hidden[-1], context=classes)
+            self.decoder = ConvDecoder(L + classes, self.event_shape, out_mult=out, hidden=self.hidden[-1])
+        self.prior_net: nn.Module | None = None
+        if prior == "mixture":
+            self.prior_net = MixturePrior(L, prior_components)
+        elif prior == "flow":
+            if L < 2:
+                raise ValueError(f"a flow prior needs latent_dim >= 2; got {L}")
+            self.prior_net = FlowPrior(L, prior_layers, (64, 64))
+        self.posterior_layers: nn.ModuleList | None = None
+        if posterior_flow == "planar":
+            self.posterior_layers = nn.ModuleList([Planar(L) for _ in range(flow_layers)])
+        elif posterior_flow == "iaf":
+            self.posterior_layers = nn.ModuleList(
+                [
+                    conditional_affine_autoregressive(L, self._flow_context, hidden_dims=[4 * L, 4 * L])
+                    for _ in range(flow_layers)
+                ]
+            )
+        self.register_buffer("_zeros", torch.zeros(L))
 
     def config(self) -> dict[str, Any]:
         return {
@@ -94,112 +407,573 @@ class VAE(GenerativeModel):
             "latent_dim": self.latent_dim,
             "hidden": list(self.hidden),
             "kl_warmup": self.kl_warmup,
+            "likelihood": self.likelihood_name,
+            "levels": self.num_levels,
+            "decoder_scale": self.decoder_scale,
+            "arch": self.arch,
+            "beta": self.beta,
+            "k": self.k,
+            "prior": self.prior_name,
+            "prior_components": self.prior_components,
+            "prior_layers": self.prior_layers,
+            "posterior_flow": self.posterior_flow,
+            "flow_layers": self.flow_layers,
+            "classes": self.classes,
         }
 
+    @classmethod
+    def from_dataset(cls, data: Dataset, **kwargs: Any) -> GenerativeModel:
+        """Build the model for ``data``, choosing the decoder from its support unless ``likelihood`` is given.
+
+        Binary data get a Bernoulli decoder, real or dequantized data a Gaussian one, integer data a categorical
+        one with the dataset's number of levels.
+
+        Raises:
+            ValueError: the decoder's support does not fit the data.
+        """
+        likelihood = kwargs.setdefault("likelihood", _DATA_LIKELIHOOD.get(data.support, "bernoulli"))
+        if likelihood == "categorical" and data.levels is not None:
+            kwargs.setdefault("levels", data.levels)
+        needed = LIKELIHOODS.get(likelihood)
+        if needed is not None and needed != data.support and not (needed == "real" and data.support == "unit_interval"):
+            raise ValueError(f"a {likelihood} decoder models {needed} data; dataset {data.name!r} is {data.support}")
+        return cls(event_shape=tuple(data.event_shape), **kwargs)
+
+    @classmethod
+    def train_defaults_for(cls, data: Dataset) -> dict[str, Any]:
+        return dict(cls.train_defaults)
+
     @property
-    def kl_weight(self) -> float:
-        """:math:`\\beta_t`: the warm-up weight while training, 1 otherwise."""
-        if not self.training or self.kl_warmup == 0:
-            return 1.0
-        return min(1.0, (self._train_step + 1) / self.kl_warmup)
+    def levels(self) -> int | None:
+        return {"binary": 2, "integer": self.num_levels}.get(self.support)
 
     # -- networks -------------------------------------------------------------
-    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """:math:`(\\mu_\\phi(x), \\sigma_\\phi(x))`, each of shape ``(n, L)``."""
-        h = self.encoder(x.reshape(x.shape[0], self.data_dim))
-        loc, raw = h.chunk(2, dim=-1)
-        return loc, F.softplus(raw) + 1e-4
+    def _onehot(self, y: torch.Tensor | None) -> torch.Tensor | None:
+        if not self.classes:
+            return None
+        if y is None:
+            raise ValueError(f"{type(self).__name__} is class-conditional: pass the labels y")
+        return F.one_hot(y, self.classes).to(self._zeros.dtype)
 
-    def decode(self, z: torch.Tensor) -> torch.Tensor:
-        """Bernoulli logits :math:`f_\\theta(z)`, shape ``z.shape[:-1] + event_shape``."""
-        return self.decoder(z).reshape(z.shape[:-1] + self.event_shape)
+    def _encoder_input(self, x: torch.Tensor) -> torch.Tensor:
+        h = x.to(self._zeros.dtype)
+        if self.likelihood_name == "categorical":
+            h = h / (self.num_levels - 1)
+        return h.reshape(len(x), self.data_dim) if self.arch == "mlp" else h
+
+    def _encode(
+        self, x: torch.Tensor, y: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        h = self._encoder_input(x)
+        onehot = self._onehot(y)
+        if onehot is None:
+            out = self.encoder(h)
+        else:  # labels may carry leading dimensions (enumerated by TraceEnum_ELBO): broadcast and flatten
+            lead = torch.broadcast_shapes(onehot.shape[:-1], (len(x),))
+            hx = h.expand(*lead, *h.shape[1:]).reshape(-1, *h.shape[1:])
+            out = self.encoder(hx, onehot.expand(*lead, self.classes).reshape(-1, self.classes))
+            out = out.reshape(*lead, out.shape[-1])
+        L = self.latent_dim
+        loc, raw = out[..., :L], out[..., L : 2 * L]
+        return loc, F.softplus(raw) + 1e-4, out[..., 2 * L :] if self._flow_context else None
+
+    def encode(self, x: Any, y: object = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """:math:`(\\mu_\\phi(x), \\sigma_\\phi(x))` of the Gaussian part of :math:`q(z \\mid x)`, each ``(n, L)``."""
+        x, labels = self._inputs(x, y)
+        loc, scale, _ = self._encode(x, labels)
+        return loc, scale
+
+    def _decoder_out(self, z: torch.Tensor, y: torch.Tensor | None) -> torch.Tensor:
+        h = self.decoder(_join(z, self._onehot(y)))
+        return h.reshape(h.shape[:-1] + (self._out_mult,) + self.event_shape) if self.arch == "mlp" else h
+
+    def _likelihood(self, h: torch.Tensor) -> dist.Distribution:
+        E = len(self.event_shape)
+        axis = -1 - E
+        if self.likelihood_name == "bernoulli":
+            return dist.Bernoulli(logits=h.select(axis, 0)).to_event(E)
+        if self.likelihood_name == "gaussian":
+            loc = h.select(axis, 0)
+            scale = (
+                torch.full_like(loc, self.decoder_scale)
+                if self.decoder_scale is not None
+                else F.softplus(h.select(axis, 1)) + 1e-3
+            )
+            return dist.Normal(loc, scale).to_event(E)
+        return dist.Categorical(logits=h.movedim(axis, -1)).to_event(E)
+
+    def likelihood(self, z: torch.Tensor, y: object = None) -> dist.Distribution:
+        """The decoder's distribution :math:`p(x \\mid z)` (event shape ``event_shape``)."""
+        labels = self._check_labels(y, z.shape[-2] if z.dim() > 1 else 1) if self.classes and y is not None else None
+        return self._likelihood(self._decoder_out(z, labels))
+
+    def decode(self, z: torch.Tensor, y: object = None) -> torch.Tensor:
+        """The mean image :math:`\\mathbb E[x \\mid z]`, shape ``z.shape[:-1] + event_shape``."""
+        d = self.likelihood(z, y)
+        if self.likelihood_name == "categorical":
+            probs = d.base_dist.probs
+            return (probs * torch.arange(self.num_levels, dtype=probs.dtype, device=probs.device)).sum(-1)
+        return d.mean
+
+    def _log_lik(self, h: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        if self.likelihood_name == "bernoulli":
+            logits = h.select(-1 - len(self.event_shape), 0).flatten(-len(self.event_shape))
+            target = x.reshape(len(x), -1).to(logits.dtype).expand_as(logits)
+            return -F.binary_cross_entropy_with_logits(logits, target, reduction="none").sum(-1)
+        return self._likelihood(h).log_prob(x)
+
+    def _prior(self) -> dist.Distribution:
+        if self.prior_net is None:
+            return dist.Normal(self._zeros, 1.0).to_event(1)
+        return self.prior_net()
+
+    def _posterior_transforms(self, context: torch.Tensor | None) -> list[Any]:
+        if self.posterior_layers is None:
+            return []
+        if self.posterior_flow == "iaf":
+            return [t.condition(context) for t in self.posterior_layers]
+        return list(self.posterior_layers)
+
+    @property
+    def _closed_form_kl(self) -> bool:
+        return self.prior_net is None and self.posterior_layers is None
 
     # -- the Pyro program -----------------------------------------------------
-    def model(self, x: torch.Tensor | None = None, num_samples: int | None = None) -> torch.Tensor:
+    def model(
+        self, x: torch.Tensor | None = None, y: torch.Tensor | None = None, num_samples: int | None = None
+    ) -> torch.Tensor:
         pyro.module("decoder", self.decoder)
-        n = len(x) if x is not None else (num_samples or 1)
-        zeros = torch.zeros(self.latent_dim, device=self._device())
+        if self.prior_net is not None:
+            pyro.module("prior", self.prior_net)
+        n = len(x) if x is not None else len(y) if y is not None else (num_samples or 1)
         with pyro.plate("data", n):
             with poutine.scale(scale=self.kl_weight):
-                z = pyro.sample("z", dist.Normal(zeros, 1.0).to_event(1))
-            logits = self.decode(z)
-            return pyro.sample("x", dist.Bernoulli(logits=logits).to_event(len(self.event_shape)), obs=x)
+                z = pyro.sample("z", self._prior())
+            return pyro.sample("x", self._likelihood(self._decoder_out(z, y)), obs=x)
 
-    def guide(self, x: torch.Tensor | None = None, num_samples: int | None = None) -> None:
+    def guide(
+        self, x: torch.Tensor | None = None, y: torch.Tensor | None = None, num_samples: int | None = None
+    ) -> None:
         if x is None:  # nothing observed: the model's prior is the posterior
             return
         pyro.module("encoder", self.encoder)
+        if self.posterior_layers is not None:
+            pyro.module("posterior_flow", self.posterior_layers)
         with pyro.plate("data", len(x)):
-            loc, scale = self.encode(x)
+            loc, scale, context = self._encode(x, y)
+            q: dist.Distribution = dist.Normal(loc, scale).to_event(1)
+            transforms = self._posterior_transforms(context)
+            if transforms:
+                q = dist.TransformedDistribution(q, transforms)
             with poutine.scale(scale=self.kl_weight):
-                pyro.sample("z", dist.Normal(loc, scale).to_event(1))
+                pyro.sample("z", q)
 
-    def pyro_loss(self, batch: torch.Tensor) -> torch.Tensor:
-        """Pyro's ``TraceMeanField_ELBO`` (analytic KL) on model and guide, per example."""
-        return TraceMeanField_ELBO().differentiable_loss(self.model, self.guide, batch) / len(batch)
-
-    # -- fused objective and estimators ---------------------------------------
-    def _terms(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Single-sample reconstruction log-likelihood and closed-form KL, per example."""
-        loc, scale = self.encode(x)
-        z = loc + _standard_normal(loc.shape, dtype=loc.dtype, device=loc.device) * scale
-        logits = self.decoder(z)
-        rec = -F.binary_cross_entropy_with_logits(logits, x.reshape(len(x), -1), reduction="none").sum(-1)
-        return rec, gaussian_kl(loc, scale)
-
-    def loss(self, batch: torch.Tensor) -> torch.Tensor:
-        """Fused negative ELBO per example, with the warm-up weight on the KL."""
-        rec, kl = self._terms(batch)
-        return (self.kl_weight * kl - rec).mean()
-
-    def validation_loss(self, batch: torch.Tensor) -> torch.Tensor:
-        return -self.elbo(batch).mean()
-
-    def elbo(self, x: torch.Tensor) -> torch.Tensor:
-        """Single-sample ELBO per example (closed-form KL), in nats, shape ``(n,)``."""
-        self.validate(x)
-        rec, kl = self._terms(x)
-        return rec - kl
-
-    def iwae(self, x: torch.Tensor, k: int = 1000, chunk: int = 100) -> torch.Tensor:
-        r"""Importance-weighted bound :math:`\log \frac1k \sum_i p(x, z_i) / q(z_i \mid x)`, per example.
-
-        With ``k = 1`` it is an unbiased estimate of the ELBO; it increases with
-        ``k`` towards :math:`\log p(x)` (Burda et al., 2016). Samples are drawn in
-        chunks of ``chunk`` to bound memory.
-
-        Raises:
-            ValueError: ``k`` or ``chunk`` not a positive integer; bad ``x``.
-        """
-        check_positive_int("k", k)
-        check_positive_int("chunk", chunk)
-        self.validate(x)
-        xf = x.reshape(len(x), -1)
-        loc, scale = self.encode(x)
-        q = dist.Normal(loc, scale).to_event(1)
-        prior = dist.Normal(torch.zeros_like(loc), 1.0).to_event(1)
-        parts = []
-        for start in range(0, k, chunk):
-            m = min(chunk, k - start)
-            z = q.rsample((m,))
-            logits = self.decoder(z)
-            rec = -F.binary_cross_entropy_with_logits(logits, xf.expand(m, -1, -1), reduction="none").sum(-1)
-            parts.append(rec + prior.log_prob(z) - q.log_prob(z))
-        return log_mean_exp(torch.cat(parts), dim=0)
+    # -- fused objective ------------------------------------------------------
+    def _terms(
+        self, x: torch.Tensor, y: torch.Tensor | None, particles: int | None, analytic: bool
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        loc, scale, context = self._encode(x, y)
+        shape = loc.shape if particles is None else (particles, *loc.shape)
+        z = loc + _standard_normal(shape, dtype=loc.dtype, device=loc.device) * scale
+        if analytic and self._closed_form_kl:
+            return self._log_lik(self._decoder_out(z, y), x), -gaussian_kl(loc, scale)
+        log_q = dist.Normal(loc, scale).log_prob(z).sum(-1)
+        for t in self._posterior_transforms(context):
+            z_next = t(z)
+            log_q = log_q - t.log_abs_det_jacobian(z, z_next)
+            z = z_next
+        return self._log_lik(self._decoder_out(z, y), x), self._prior().log_prob(z) - log_q
 
     @torch.no_grad()
-    def active_units(self, x: torch.Tensor, threshold: float = 0.01) -> int:
+    def active_units(self, x: Any, threshold: float = 0.01) -> int:
         r"""Number of latent units with :math:`\mathrm{Cov}_x(\mathbb E_q[z_u]) > 0.01` (Burda et al., 2016)."""
-        loc, _ = self.encode(self.validate(x))
+        loc, _ = self.encode(x)
         return int((loc.var(0) > threshold).sum())
 
     @torch.no_grad()
-    def sample(self, n: int, mean: bool = False) -> torch.Tensor:
-        """``n`` draws from :math:`p(x)` (or the pixel probabilities if ``mean``)."""
-        check_positive_int("n", n)
-        z = torch.randn(n, self.latent_dim, device=self._device())
-        probs = torch.sigmoid(self.decode(z))
-        return probs if mean else torch.bernoulli(probs)
+    def sample_latent(self, n: int) -> torch.Tensor:
+        """``n`` draws from the prior :math:`p(z)`, shape ``(n, L)``."""
+        return self._prior().sample((check_positive_int("n", n),))
 
-    def _device(self) -> torch.device:
-        return next(self.decoder.parameters()).device
+    @torch.no_grad()
+    def sample(self, n: int, y: object = None, mean: bool = False) -> torch.Tensor:
+        """``n`` draws from :math:`p(x)` (from :math:`p(x \\mid y)` given labels ``y``, one or ``n`` of them; a
+        conditional model without ``y`` draws uniform labels); the mean images :math:`\\mathbb E[x \\mid z]` if
+        ``mean``."""
+        z = self.sample_latent(n)
+        labels = self._sample_labels(y, n)
+        d = self._likelihood(self._decoder_out(z, labels))
+        return self.decode(z, labels) if mean else d.sample()
+
+    def _sample_labels(self, y: object, n: int) -> torch.Tensor | None:
+        if not self.classes:
+            if y is not None:
+                raise ValueError(f"{type(self).__name__} is unconditional; got labels y")
+            return None
+        if y is None:  # labels drawn uniformly: a draw from the marginal p(x)
+            return torch.randint(self.classes, (n,), device=self._device())
+        return self._check_labels(y, n)
+
+
+@register("beta-vae")
+class BetaVAE(VAE):
+    r"""The :math:`\beta`-VAE (Higgins et al., 2017): :class:`VAE` with :math:`\beta = 4` by default.
+
+    :math:`\beta > 1` trades reconstruction (distortion) for a smaller KL (rate); :math:`\beta` enters both Pyro
+    programs through ``poutine.scale`` on the latent site.
+    """
+
+    def __init__(self, *args: Any, beta: float = 4.0, **kwargs: Any) -> None:
+        super().__init__(*args, beta=beta, **kwargs)
+
+
+@register("iwae")
+class IWAE(VAE):
+    """The importance-weighted autoencoder (Burda et al., 2016): :class:`VAE` trained on the ``k = 10`` bound."""
+
+    def __init__(self, *args: Any, k: int = 10, **kwargs: Any) -> None:
+        super().__init__(*args, k=k, **kwargs)
+
+
+@register("gmvae")
+class MixturePriorVAE(VAE):
+    """:class:`VAE` with a learnable mixture-of-Gaussians prior (10 components by default)."""
+
+    def __init__(self, *args: Any, prior: str = "mixture", **kwargs: Any) -> None:
+        super().__init__(*args, prior=prior, **kwargs)
+
+
+@register("vae-flow")
+class FlowVAE(VAE):
+    """:class:`VAE` whose posterior is a Gaussian followed by inverse autoregressive layers (Kingma et al., 2016).
+
+    ``posterior_flow="planar"`` gives Rezende and Mohamed's planar posterior; ``prior="flow"`` a flow prior.
+    """
+
+    def __init__(self, *args: Any, posterior_flow: str | None = "iaf", **kwargs: Any) -> None:
+        super().__init__(*args, posterior_flow=posterior_flow, **kwargs)
+
+
+@register("cvae")
+class CVAE(VAE):
+    """The conditional VAE (Sohn et al., 2015): encoder and decoder see the one-hot class label.
+
+    Trains on ``(examples, labels)``; :meth:`sample` takes the labels to draw.
+    """
+
+    labelled = True
+
+    def __init__(self, *args: Any, classes: int = 10, **kwargs: Any) -> None:
+        if classes == 0:
+            raise ValueError("classes must be an integer >= 2 for a conditional VAE; got 0")
+        super().__init__(*args, classes=classes, **kwargs)
+
+
+@register("ssvae")
+class SSVAE(VAE):
+    r"""The semi-supervised VAE, M2 of Kingma et al. (2014): the label is a latent variable where it is missing.
+
+    .. math::
+        p(y) = \mathrm{Cat}(1/K),\ p(z) = \mathcal N(0, I),\ p(x \mid y, z);\qquad
+        q(y \mid x)\, q(z \mid x, y)
+
+    Training data are ``(examples, labels)`` with label ``-1`` where it is missing. A labelled example
+    contributes its ELBO plus :math:`\alpha \log q(y \mid x)` (the classification term that makes
+    :math:`q(y \mid x)` learn from the labels, written as a ``pyro.factor`` in the model); an unlabelled one
+    contributes :math:`\sum_y q(y \mid x)\,[\mathrm{ELBO}(x, y) - \log q(y \mid x)]`, the label summed out exactly:
+    the guide marks it for enumeration and Pyro's ``TraceEnum_ELBO`` computes the same number as :meth:`loss`.
+    :meth:`predict` classifies with :math:`q(y \mid x)`.
+
+    Args:
+        alpha: weight of the classification term per labelled example.
+        label_fraction: the share of training labels :meth:`training_data` keeps (a fixed,
+            class-balanced subset).
+        classes: number of classes.
+        other arguments: as :class:`VAE` (no prior or posterior layers).
+
+    References: Kingma, Rezende, Mohamed and Welling, 2014, arXiv:1406.5298.
+    """
+
+    labelled = True
+    _pyro_elbo = TraceEnum_ELBO
+    default_data = "digits-binary"
+
+    def __init__(
+        self, *args: Any, classes: int = 10, alpha: float = 50.0, label_fraction: float = 0.1, **kwargs: Any
+    ) -> None:
+        if classes < 2:
+            raise ValueError(f"classes must be an integer >= 2 for the semi-supervised VAE; got {classes!r}")
+        if kwargs.get("prior", "normal") != "normal" or kwargs.get("posterior_flow") is not None:
+            raise ValueError("SSVAE supports the standard normal prior and a Gaussian posterior only")
+        if kwargs.get("k", 1) != 1:
+            raise ValueError(f"SSVAE trains on the ELBO; k must be 1, got {kwargs['k']!r}")
+        super().__init__(*args, classes=classes, **kwargs)
+        self.alpha = _positive_float("alpha", alpha)
+        if (
+            isinstance(label_fraction, bool)
+            or not isinstance(label_fraction, (int, float))
+            or not 0 < label_fraction <= 1
+        ):
+            raise ValueError(f"label_fraction must be in (0, 1]; got {label_fraction!r}")
+        self.label_fraction = float(label_fraction)
+        if self.arch == "mlp":
+            self.classifier: nn.Module = MLP(self.data_dim, self.hidden, classes)
+        else:
+            self.classifier = ConvEncoder(self.event_shape, classes, hidden=self.hidden[-1])
+
+    def config(self) -> dict[str, Any]:
+        return {**super().config(), "alpha": self.alpha, "label_fraction": self.label_fraction}
+
+    def training_data(self, data: Dataset, split: str) -> Any:
+        """``(examples, labels)`` of ``split``; in ``"train"`` only :attr:`label_fraction` of the labels are kept
+        (the same class-balanced subset for every seed of the model), the rest set to ``-1``."""
+        x, y = super().training_data(data, split)
+        if split != "train" or self.label_fraction == 1.0:
+            return x, y
+        g = torch.Generator().manual_seed(0)
+        keep = torch.zeros(len(y), dtype=torch.bool)
+        for c in range(self.classes):
+            idx = (y == c).nonzero().flatten()
+            idx = idx[torch.randperm(len(idx), generator=g)]
+            keep[idx[: max(1, round(self.label_fraction * len(idx)))]] = True
+        return x, torch.where(keep, y, torch.full_like(y, -1))
+
+    # -- labels may be missing -------------------------------------------------
+    def _split(self, batch: Any) -> tuple[torch.Tensor, torch.Tensor | None]:
+        if isinstance(batch, (tuple, list)):
+            x, y = batch
+            return x, self._check_labels(y, len(x), missing_ok=True)
+        return batch, None
+
+    def _inputs(self, x: Any, y: object = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+        if isinstance(x, (tuple, list)):  # the marginal likelihood p(x) does not use labels
+            x = x[0]
+        return self.validate(x), None
+
+    def _parts(self, x: torch.Tensor, y: torch.Tensor | None) -> tuple[Any, Any, torch.Tensor]:
+        if y is None:
+            y = torch.full((len(x),), -1, dtype=torch.long, device=x.device)
+        seen = y >= 0
+        return (x[seen], y[seen]), x[~seen], seen
+
+    def _log_prior_y(self) -> float:
+        return -math.log(self.classes)
+
+    def class_log_probs(self, x: torch.Tensor) -> torch.Tensor:
+        """:math:`\\log q(y \\mid x)`, shape ``(n, classes)``."""
+        return F.log_softmax(self.classifier(self._encoder_input(x)), dim=-1)
+
+    @torch.no_grad()
+    def predict(self, x: Any) -> torch.Tensor:
+        """The most probable class under :math:`q(y \\mid x)`, shape ``(n,)``."""
+        x, _ = self._inputs(x)
+        return self.class_log_probs(x).argmax(-1)
+
+    def _all_labels(self, n: int) -> torch.Tensor:
+        return torch.arange(self.classes, device=self._device()).reshape(-1, 1).expand(-1, n)
+
+    # -- the Pyro program -----------------------------------------------------
+    def model(
+        self, x: torch.Tensor | None = None, y: torch.Tensor | None = None, num_samples: int | None = None
+    ) -> torch.Tensor | None:
+        pyro.module("decoder", self.decoder)
+        pyro.module("classifier", self.classifier)
+        uniform = dist.Categorical(logits=torch.zeros(self.classes, device=self._device()))
+        if x is None:
+            n = num_samples or 1
+            with pyro.plate("unlabelled", n):
+                y_u = pyro.sample("y_u", uniform)
+                z = pyro.sample("z_u", self._prior())
+                return pyro.sample("x_u", self._likelihood(self._decoder_out(z, y_u)))
+        (x_l, y_l), x_u, _ = self._parts(x, y)
+        if len(x_l):
+            with pyro.plate("labelled", len(x_l)):
+                pyro.sample("y_l", uniform, obs=y_l)
+                with poutine.scale(scale=self.kl_weight):
+                    z_l = pyro.sample("z_l", self._prior())
+                pyro.sample("x_l", self._likelihood(self._decoder_out(z_l, y_l)), obs=x_l)
+                log_q = self.class_log_probs(x_l).gather(-1, y_l[:, None]).squeeze(-1)
+                pyro.factor("classify", self.alpha * log_q)
+        if len(x_u):
+            with pyro.plate("unlabelled", len(x_u)):
+                y_u = pyro.sample("y_u", uniform)
+                with poutine.scale(scale=self.kl_weight):
+                    z_u = pyro.sample("z_u", self._prior())
+                pyro.sample("x_u", self._likelihood(self._decoder_out(z_u, y_u)), obs=x_u)
+        return None
+
+    def guide(
+        self, x: torch.Tensor | None = None, y: torch.Tensor | None = None, num_samples: int | None = None
+    ) -> None:
+        if x is None:
+            return
+        pyro.module("encoder", self.encoder)
+        pyro.module("classifier", self.classifier)
+        (x_l, y_l), x_u, _ = self._parts(x, y)
+        if len(x_l):
+            with pyro.plate("labelled", len(x_l)):
+                loc, scale, _ = self._encode(x_l, y_l)
+                with poutine.scale(scale=self.kl_weight):
+                    pyro.sample("z_l", dist.Normal(loc, scale).to_event(1))
+        if len(x_u):
+            with pyro.plate("unlabelled", len(x_u)):
+                y_u = pyro.sample(
+                    "y_u", dist.Categorical(logits=self.class_log_probs(x_u)), infer={"enumerate": "parallel"}
+                )
+                loc, scale, _ = self._encode(x_u, y_u)
+                with poutine.scale(scale=self.kl_weight):
+                    pyro.sample("z_u", dist.Normal(loc, scale).to_event(1))
+
+    def pyro_loss(self, batch: Any) -> torch.Tensor:
+        """Pyro's ``TraceEnum_ELBO`` (the missing labels enumerated in parallel) on :meth:`model` and :meth:`guide`."""
+        x, y = self._split(batch)
+        return TraceEnum_ELBO(max_plate_nesting=1).differentiable_loss(self.model, self.guide, x, y) / len(x)
+
+    # -- fused objective ------------------------------------------------------
+    def _labelled_terms(self, x: torch.Tensor, y: torch.Tensor, w: float) -> torch.Tensor:
+        rec, log_r = super()._terms(x, y, None, analytic=False)
+        return rec + w * log_r + self._log_prior_y()
+
+    def _unlabelled_elbo(self, x: torch.Tensor, w: float) -> torch.Tensor:
+        """:math:`\\sum_y q(y \\mid x)[\\mathrm{ELBO}_w(x, y) - \\log q(y \\mid x)]`, one draw of z per label."""
+        rec, log_r = super()._terms(x, self._all_labels(len(x)), None, analytic=False)  # (K, n)
+        log_qy = self.class_log_probs(x).T
+        return (log_qy.exp() * (rec + w * log_r + self._log_prior_y() - log_qy)).sum(0)
+
+    def loss(self, batch: Any) -> torch.Tensor:
+        """Fused negative objective per example, equal to :meth:`pyro_loss` on a seed."""
+        x, y = self._split(batch)
+        (x_l, y_l), x_u, _ = self._parts(x, y)
+        w = self.kl_weight
+        total = x.new_zeros(())
+        if len(x_l):
+            log_q = self.class_log_probs(x_l).gather(-1, y_l[:, None]).squeeze(-1)
+            total = total + (self._labelled_terms(x_l, y_l, w) + self.alpha * log_q).sum()
+        if len(x_u):
+            total = total + self._unlabelled_elbo(x_u, w).sum()
+        return -total / len(x)
+
+    def _elbo(self, x: torch.Tensor, y: torch.Tensor | None) -> torch.Tensor:
+        return self._unlabelled_elbo(x, 1.0)
+
+    def validation_loss(self, batch: Any) -> torch.Tensor:
+        """The training objective on the validation part (its labels are all kept)."""
+        return self.loss(batch)
+
+    def _iwae(self, x: torch.Tensor, y: torch.Tensor | None, k: int, chunk: int) -> torch.Tensor:
+        r""":math:`\log \sum_y p(y)\, \hat p_k(x \mid y)` with :math:`\hat p_k` the IWAE estimate under
+        :math:`q(z \mid x, y)`: the label summed out exactly, an unbiased estimate of :math:`p(x)` inside the log."""
+        per_label = torch.stack(
+            [
+                super(SSVAE, self)._iwae(x, torch.full((len(x),), c, device=x.device), k, chunk)
+                for c in range(self.classes)
+            ]
+        )
+        return torch.logsumexp(per_label + self._log_prior_y(), dim=0)
+
+
+@register("hvae")
+class HierarchicalVAE(VAE):
+    r"""A VAE with two stochastic layers, Markovian in both directions.
+
+    .. math::
+        p(z_2)\, p(z_1 \mid z_2)\, p(x \mid z_1),\qquad q(z_1 \mid x)\, q(z_2 \mid z_1)
+
+    with :math:`p(z_2) = \mathcal N(0, I)` and diagonal Gaussian conditionals given by MLPs. The KL terms have no
+    closed form, so both :meth:`loss` and :meth:`pyro_loss` (``Trace_ELBO``) use one Monte Carlo draw.
+
+    Args:
+        top_dim: size of :math:`z_2` (``latent_dim`` is the size of :math:`z_1`).
+        top_hidden: hidden sizes of the networks between :math:`z_1` and :math:`z_2`.
+        other arguments: as :class:`VAE` (standard normal prior, Gaussian posterior, unconditional).
+
+    References: Rezende et al., 2014; Sønderby et al., 2016 (ladder VAE), arXiv:1602.02282.
+    """
+
+    _pyro_elbo = Trace_ELBO
+
+    def __init__(
+        self,
+        event_shape: Sequence[int] = (1, 8, 8),
+        latent_dim: int = 16,
+        hidden: Sequence[int] = (256, 256),
+        kl_warmup: int = 1000,
+        *,
+        top_dim: int = 8,
+        top_hidden: Sequence[int] = (128,),
+        **kwargs: Any,
+    ) -> None:
+        for key in ("prior", "posterior_flow", "classes"):
+            if kwargs.get(key) not in (None, "normal", 0):
+                raise ValueError(
+                    f"HierarchicalVAE has its own prior and posterior; {key}={kwargs[key]!r} is not supported"
+                )
+        super().__init__(event_shape, latent_dim, hidden, kl_warmup, **kwargs)
+        self.top_dim = check_positive_int("top_dim", top_dim)
+        self.top_hidden = check_hidden(top_hidden)
+        self.prior_net = MLP(top_dim, self.top_hidden, 2 * latent_dim)  # p(z1 | z2)
+        self.top_encoder = MLP(latent_dim, self.top_hidden, 2 * top_dim)  # q(z2 | z1)
+        self.register_buffer("_top_zeros", torch.zeros(top_dim))
+
+    def config(self) -> dict[str, Any]:
+        return {**super().config(), "top_dim": self.top_dim, "top_hidden": list(self.top_hidden)}
+
+    @staticmethod
+    def _gaussian(h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        loc, raw = h.chunk(2, dim=-1)
+        return loc, F.softplus(raw) + 1e-4
+
+    def _top_prior(self) -> dist.Distribution:
+        return dist.Normal(self._top_zeros, 1.0).to_event(1)
+
+    @property
+    def _closed_form_kl(self) -> bool:
+        return False
+
+    def model(
+        self, x: torch.Tensor | None = None, y: torch.Tensor | None = None, num_samples: int | None = None
+    ) -> torch.Tensor:
+        pyro.module("decoder", self.decoder)
+        pyro.module("prior", self.prior_net)
+        n = len(x) if x is not None else (num_samples or 1)
+        with pyro.plate("data", n):
+            with poutine.scale(scale=self.kl_weight):
+                z2 = pyro.sample("z2", self._top_prior())
+                z1 = pyro.sample("z1", dist.Normal(*self._gaussian(self.prior_net(z2))).to_event(1))
+            return pyro.sample("x", self._likelihood(self._decoder_out(z1, None)), obs=x)
+
+    def guide(
+        self, x: torch.Tensor | None = None, y: torch.Tensor | None = None, num_samples: int | None = None
+    ) -> None:
+        if x is None:
+            return
+        pyro.module("encoder", self.encoder)
+        pyro.module("top_encoder", self.top_encoder)
+        with pyro.plate("data", len(x)):
+            loc, scale, _ = self._encode(x, None)
+            with poutine.scale(scale=self.kl_weight):
+                z1 = pyro.sample("z1", dist.Normal(loc, scale).to_event(1))
+                pyro.sample("z2", dist.Normal(*self._gaussian(self.top_encoder(z1))).to_event(1))
+
+    def _terms(
+        self, x: torch.Tensor, y: torch.Tensor | None, particles: int | None, analytic: bool
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        loc1, scale1, _ = self._encode(x, None)
+        shape = loc1.shape if particles is None else (particles, *loc1.shape)
+        z1 = loc1 + _standard_normal(shape, dtype=loc1.dtype, device=loc1.device) * scale1
+        loc2, scale2 = self._gaussian(self.top_encoder(z1))
+        z2 = loc2 + _standard_normal(loc2.shape, dtype=loc2.dtype, device=loc2.device) * scale2
+        log_q = dist.Normal(loc1, scale1).log_prob(z1).sum(-1) + dist.Normal(loc2, scale2).log_prob(z2).sum(-1)
+        log_p = self._top_prior().log_prob(z2) + dist.Normal(*self._gaussian(self.prior_net(z2))).to_event(1).log_prob(
+            z1
+        )
+        return self._log_lik(self._decoder_out(z1, None), x), log_p - log_q
+
+    def _prior(self) -> dist.Distribution:
+        raise NotImplementedError("the hierarchical prior is sampled by sample_latent")
+
+    @torch.no_grad()
+    def sample_latent(self, n: int) -> torch.Tensor:
+        """``n`` draws of :math:`z_1` from :math:`p(z_1) = \\int p(z_2) p(z_1 \\mid z_2) dz_2`, shape ``(n, L)``."""
+        z2 = self._top_prior().sample((check_positive_int("n", n),))
+        return dist.Normal(*self._gaussian(self.prior_net(z2))).sample()

@@ -7,6 +7,7 @@ combine these networks with distributions.
 from __future__ import annotations
 
 from pyrogen.nn.attention import CausalSelfAttention, CausalTransformer
+from pyrogen.nn.conv import ConvDecoder, ConvEncoder
 from pyrogen.nn.masked import (
     MADENet,
     MaskedConv2d,
@@ -22,6 +23,8 @@ __all__ = [
     "MLP",
     "CausalSelfAttention",
     "CausalTransformer",
+    "ConvDecoder",
+    "ConvEncoder",
     "GatedPixelCNNNet",
     "MADENet",
     "MaskedConv2d",
