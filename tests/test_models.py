@@ -128,8 +128,8 @@ def test_unsupported_density_queries_say_what_to_use(name):
 def test_from_dataset_checks_the_support():
     from pyrogen.data import load
 
-    with pytest.raises(ValueError, match="binary data; dataset 'digits' is unit_interval"):
-        registry.get("nade").from_dataset(load("digits"))
+    with pytest.raises(ValueError, match="bernoulli conditionals; dataset 'digits' is unit_interval"):
+        registry.get("fvsbn").from_dataset(load("digits"))
     with pytest.raises(ValueError, match="a bernoulli decoder models binary data; dataset 'digits' is unit_interval"):
         registry.get("vae").from_dataset(load("digits"), likelihood="bernoulli")
     # a VAE picks its decoder from the data
