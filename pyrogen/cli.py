@@ -93,8 +93,8 @@ def train_run(
     _write_json(run_file, run)
     result = fit(
         model,
-        data.train,
-        data.val,
+        model.training_data(data, "train"),
+        model.training_data(data, "val"),
         cfg,
         out=out,
         resume=resume,
@@ -170,10 +170,11 @@ def evaluate_run(
         run = json.loads((Path(run_dir) / "run.json").read_text())
     if data is None or (data_name is not None and data_name != data.name):
         data = load(data_name or run["data"], seed=run.get("seed", 0))
-    x = data.split(split)
+    examples = model.training_data(data, split)
     p = next(model.parameters(), None)
     if p is not None:
-        x = x.to(p.device)
+        examples = tuple(t.to(p.device) for t in examples) if isinstance(examples, tuple) else examples.to(p.device)
+    x = examples[0] if isinstance(examples, tuple) else examples
     model.validate(x, name=f"{data.name} {split} data")
     out: dict[str, Any] = {
         "model": run["model"],
@@ -184,7 +185,7 @@ def evaluate_run(
     if model.density in ("exact", "lower_bound"):
         res = evaluate_nll(
             model,
-            x,
+            examples,
             k=k,
             levels=data.levels if data.dequantized else None,
             image=data.kind == "image",

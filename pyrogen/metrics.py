@@ -73,12 +73,17 @@ def bits_per_dim(nll_nats: float, num_dims: int, levels: int | None = None) -> f
     return bpd
 
 
-def _batches(data: torch.Tensor | Iterable[Any], batch_size: int) -> Iterable[torch.Tensor]:
+def _batches(data: torch.Tensor | Iterable[Any], batch_size: int, labelled: bool = False) -> Iterable[Any]:
+    """Batches of examples; ``(examples, labels)`` pairs stay pairs for a labelled model (labels dropped otherwise)."""
     if isinstance(data, torch.Tensor):
         yield from data.split(batch_size)
         return
+    if isinstance(data, tuple) and all(isinstance(t, torch.Tensor) for t in data):
+        parts = [t.split(batch_size) for t in data]
+        yield from (tuple(p) if labelled else p[0] for p in zip(*parts, strict=True))
+        return
     for b in data:
-        yield b[0] if isinstance(b, (tuple, list)) else b
+        yield (tuple(b) if labelled else b[0]) if isinstance(b, (tuple, list)) else b
 
 
 @torch.no_grad()
@@ -99,7 +104,8 @@ def log_likelihoods(
     if hasattr(model, "eval"):
         model.eval()
     try:
-        out = [model.log_likelihood(b, k=k).detach().double().cpu() for b in _batches(data, batch_size)]
+        labelled = getattr(model, "labelled", False)
+        out = [model.log_likelihood(b, k=k).detach().double().cpu() for b in _batches(data, batch_size, labelled)]
     finally:
         if was_training and hasattr(model, "train"):
             model.train()
@@ -145,7 +151,8 @@ def evaluate_nll(
     if latent:
         res.k = k
         with torch.no_grad():
-            elbos = torch.cat([model.elbo(b).double().cpu() for b in _batches(data, batch_size)])  # type: ignore[attr-defined]
+            labelled = getattr(model, "labelled", False)
+            elbos = torch.cat([model.elbo(b).double().cpu() for b in _batches(data, batch_size, labelled)])  # type: ignore[attr-defined]
         res.elbo_nats = float(elbos.mean())
     shape = tuple(model.event_shape)
     if image if image is not None else len(shape) == 3:

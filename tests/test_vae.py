@@ -1,11 +1,140 @@
+"""The latent-variable family against closed forms (probabilistic PCA), Pyro's ELBOs and a digit classifier."""
+
+import math
+
 import pyro
 import pyro.distributions as dist
 import pytest
 import torch
 from conftest import small_data, small_model
+from pyro.infer import RenyiELBO, Trace_ELBO
 
-from pyrogen.inference import gaussian_kl
-from pyrogen.models import VAE
+from pyrogen.data import load
+from pyrogen.inference import fit, gaussian_kl, iwae_bound
+from pyrogen.models import CVAE, SSVAE, VAE, HierarchicalVAE
+
+# -- probabilistic PCA: log p(x) and p(z | x) in closed form ---------------------------------------------------------
+D, L, SIGMA = 5, 2, 0.5
+
+
+def _ppca(perturb: float = 0.0):
+    """A linear-Gaussian VAE whose encoder is the exact posterior (``perturb`` moves it away), and its truth."""
+    torch.manual_seed(0)
+    m = VAE(event_shape=(D,), latent_dim=L, hidden=(), kl_warmup=0, likelihood="gaussian", decoder_scale=SIGMA)
+    m = m.double()
+    q, _ = torch.linalg.qr(torch.randn(D, L, dtype=torch.float64))
+    W = q * torch.tensor([2.0, 0.7], dtype=torch.float64)  # orthogonal columns: the posterior covariance is diagonal
+    b = torch.randn(D, dtype=torch.float64)
+    post_cov = torch.linalg.inv(torch.eye(L, dtype=torch.float64) + W.T @ W / SIGMA**2)
+    A = post_cov @ W.T / SIGMA**2
+    std = post_cov.diagonal().sqrt() * (1 + perturb)
+    with torch.no_grad():
+        m.decoder[0].weight.copy_(W)
+        m.decoder[0].bias.copy_(b)
+        enc = m.encoder[0]
+        enc.weight.zero_()
+        enc.weight[:L] = A * (1 + perturb)
+        enc.bias[:L] = -A @ b + perturb
+        enc.bias[L:] = torch.log(torch.expm1(std - 1e-4))
+    x = torch.randn(7, D, dtype=torch.float64) * 2
+    log_px = dist.MultivariateNormal(b, W @ W.T + SIGMA**2 * torch.eye(D, dtype=torch.float64)).log_prob(x)
+    post_mean = (x - b) @ A.T
+    return m, x, log_px, post_mean, post_cov
+
+
+def test_ppca_exact_posterior_makes_every_importance_weight_equal_log_px():
+    m, x, log_px, post_mean, post_cov = _ppca()
+    loc, scale = m.encode(x)
+    assert torch.allclose(loc, post_mean, atol=1e-10) and torch.allclose(scale**2, post_cov.diagonal().expand(7, L))
+    with torch.no_grad():
+        rec, log_r = m._terms(x, None, 50, analytic=False)
+        assert torch.allclose(rec + log_r, log_px.expand(50, 7), atol=1e-9)  # zero-variance weights
+        assert torch.allclose(m.iwae(x, k=1), log_px, atol=1e-9)
+        elbos = torch.stack([m.elbo(x) for _ in range(4000)])  # closed-form KL, Monte Carlo reconstruction
+    se = elbos.std(0) / math.sqrt(len(elbos))
+    assert ((elbos.mean(0) - log_px).abs() < 4 * se).all(), (elbos.mean(0) - log_px, se)
+
+
+def test_ppca_elbo_gap_equals_kl_to_the_exact_posterior():
+    m, x, log_px, post_mean, post_cov = _ppca(perturb=0.3)
+    loc, scale = m.encode(x)
+    q = dist.MultivariateNormal(loc, torch.diag_embed(scale**2))
+    kl = torch.distributions.kl_divergence(q, dist.MultivariateNormal(post_mean, post_cov))
+    with torch.no_grad():
+        rec, log_r = m._terms(x, None, 40_000, analytic=False)
+    w = rec + log_r
+    elbo, se = w.mean(0), w.std(0) / math.sqrt(len(w))
+    assert (elbo < log_px).all() and (kl > 0.05).all()
+    assert ((elbo - (log_px - kl)).abs() < 4 * se + 1e-6).all(), (elbo, log_px - kl, se)
+
+
+def test_ppca_iwae_increases_with_k_towards_log_px():
+    m, x, log_px, _, _ = _ppca(perturb=0.5)
+    gap = {}  # log p(x) - IWAE_k, averaged over 7 examples and 50 seeds
+    with torch.no_grad():
+        for k in (1, 5, 50, 500):
+            gap[k] = float((log_px - torch.stack([m.iwae(x, k=k, chunk=500) for _ in range(50)]).mean(0)).mean())
+    assert gap[1] > gap[5] > gap[50] > gap[500] > -1e-3, gap
+    assert gap[500] < 0.03 * gap[1], gap
+
+
+# -- Pyro is the reference ------------------------------------------------------------------------------------------
+CONFIGS = {
+    "gaussian-learned-conv": {"likelihood": "gaussian", "arch": "conv", "hidden": (16,)},
+    "gaussian-fixed": {"likelihood": "gaussian", "decoder_scale": 0.2},
+    "categorical": {"likelihood": "categorical", "levels": 17},
+    "planar-posterior": {"posterior_flow": "planar", "flow_layers": 3},
+    "iaf-posterior-mixture-prior": {"posterior_flow": "iaf", "prior": "mixture", "prior_components": 2},
+    "beta-warmup": {"beta": 3.0, "kl_warmup": 10},
+    "iwae-flow-prior": {"k": 3, "prior": "flow", "prior_layers": 2},
+}
+DATA = {"bernoulli": "digits-binary", "gaussian": "digits", "categorical": "digits-int"}
+
+
+@pytest.mark.parametrize("name", list(CONFIGS))
+def test_fused_loss_equals_pyro_on_every_option(name):
+    kwargs = {"latent_dim": 3, "hidden": (24,), "kl_warmup": 0, **CONFIGS[name]}
+    m = VAE(event_shape=(1, 8, 8), **kwargs)
+    m.train()
+    m.set_step(4)
+    x = load(DATA[kwargs.get("likelihood", "bernoulli")]).train[:32]
+    pyro.set_rng_seed(3)
+    fused = m.loss(x)
+    pyro.set_rng_seed(3)
+    ref = m.pyro_loss(x)
+    assert torch.allclose(fused, ref, rtol=1e-5, atol=1e-5), (fused, ref)
+    fused.backward()
+    grads = [p.grad.clone() for p in m.parameters()]
+    m.zero_grad()
+    pyro.set_rng_seed(3)
+    m.pyro_loss(x).backward()
+    for g, p in zip(grads, m.parameters(), strict=True):
+        assert torch.allclose(g, p.grad, rtol=1e-4, atol=1e-5)
+
+
+def test_iwae_bound_equals_renyi_elbo_alpha_zero():
+    m = small_model("iwae")
+    m.eval()
+    x = small_data("iwae", 16)
+    renyi = RenyiELBO(alpha=0, num_particles=m.k, vectorize_particles=True, max_plate_nesting=1)
+    with torch.no_grad():  # RenyiELBO.loss calls float() on a tensor that requires grad
+        pyro.set_rng_seed(7)
+        ours = -iwae_bound(m.model, m.guide, m.k, x, None).sum()
+        pyro.set_rng_seed(7)
+        assert float(ours) == pytest.approx(renyi.loss(m.model, m.guide, x, None), rel=1e-5)
+        pyro.set_rng_seed(7)
+        assert float(m.loss(x)) == pytest.approx(float(ours) / len(x), rel=1e-5)
+
+
+def test_iwae_with_k1_is_trace_elbo():
+    m = small_model("hvae")
+    m.eval()
+    x = small_data("hvae", 16)
+    pyro.set_rng_seed(1)
+    a = -iwae_bound(m.model, m.guide, 1, x, None).sum()
+    pyro.set_rng_seed(1)
+    b = Trace_ELBO().differentiable_loss(m.model, m.guide, x, None)
+    assert torch.allclose(a, b, rtol=1e-6)
 
 
 def test_closed_form_kl_equals_monte_carlo():
@@ -21,8 +150,6 @@ def test_closed_form_kl_equals_monte_carlo():
 
 def test_iwae_bound_increases_with_k_and_k1_is_the_elbo():
     m = small_model("vae")
-    from pyrogen.inference import fit
-
     fit(m, small_data("vae", 512), None, steps=200, batch_size=64, lr=3e-3)
     x = small_data("vae", 32)
     means = {}
@@ -39,18 +166,22 @@ def test_iwae_bound_increases_with_k_and_k1_is_the_elbo():
     assert means[1] == pytest.approx(float(elbo), abs=0.5)
 
 
-def test_kl_warmup_weights_the_kl_in_both_programs():
-    m = VAE(event_shape=(1, 8, 8), latent_dim=3, hidden=(16,), kl_warmup=10)
+def test_kl_warmup_and_beta_weight_the_kl_in_both_programs():
+    m = VAE(event_shape=(1, 8, 8), latent_dim=3, hidden=(16,), kl_warmup=10, beta=2.0)
     m.train()
     m.set_step(4)
-    assert m.kl_weight == pytest.approx(0.5)
+    assert m.kl_weight == pytest.approx(1.0)  # beta 2 times warm-up 0.5
     x = small_data("vae", 16)
     pyro.set_rng_seed(2)
-    rec, kl = m._terms(x)
+    rec, neg_kl = m._terms(x, None, None, analytic=True)
     pyro.set_rng_seed(2)
-    assert torch.allclose(m.pyro_loss(x), (0.5 * kl - rec).mean(), atol=1e-5)
+    assert torch.allclose(m.pyro_loss(x), -(rec + neg_kl).mean(), atol=1e-5)
     m.eval()
-    assert m.kl_weight == 1.0
+    assert m.kl_weight == 2.0
+    pyro.set_rng_seed(2)
+    rec, neg_kl = m._terms(x, None, None, analytic=True)
+    pyro.set_rng_seed(2)
+    assert torch.allclose(m.elbo(x), rec + neg_kl)  # the reported ELBO is unweighted
 
 
 def test_sampling_and_active_units():
@@ -58,9 +189,87 @@ def test_sampling_and_active_units():
     s = m.sample(10)
     assert s.shape == (10, 1, 8, 8) and set(s.unique().tolist()) <= {0.0, 1.0}
     assert 0 <= m.active_units(small_data("vae", 64)) <= m.latent_dim
-    with pytest.raises(ValueError, match="k must be a positive integer; got 0"):
-        m.iwae(small_data("vae", 2), k=0)
+    means = m.sample(5, mean=True)
+    assert ((means > 0) & (means < 1)).all()
+
+
+def test_decoders_cover_their_data():
+    g = VAE(latent_dim=2, hidden=(8,), likelihood="gaussian")
+    c = VAE(latent_dim=2, hidden=(8,), likelihood="categorical", levels=17, arch="conv")
+    xg, xc = load("digits").train[:4], load("digits-int").train[:4]
+    assert g.iwae(xg, k=3).shape == (4,) and c.iwae(xc, k=3).shape == (4,)
+    s = c.sample(6)
+    assert s.dtype == torch.long and s.shape == (6, 1, 8, 8) and 0 <= int(s.min()) and int(s.max()) <= 16
+    assert ((c.decode(torch.zeros(2, 2)) >= 0) & (c.decode(torch.zeros(2, 2)) <= 16)).all()
+    # the categorical decoder's log-likelihood is a sum over pixels of log softmax: check against a brute force
+    z = torch.randn(4, 2)
+    h = c._decoder_out(z, None)  # (4, 17, 1, 8, 8)
+    brute = torch.log_softmax(h, dim=1).gather(1, xc[:, None]).sum((1, 2, 3, 4))
+    assert torch.allclose(c._log_lik(h, xc), brute, atol=1e-5)
+
+
+def test_bad_options_and_labels_are_named():
     with pytest.raises(ValueError, match="latent_dim must be a positive integer; got -2"):
         VAE(latent_dim=-2)
     with pytest.raises(ValueError, match="hidden must be a sequence of positive integers"):
         VAE(hidden=(0,))
+    with pytest.raises(ValueError, match="likelihood must be one of .*; got 'poisson'"):
+        VAE(likelihood="poisson")
+    with pytest.raises(ValueError, match="prior must be one of"):
+        VAE(prior="vamp")
+    with pytest.raises(ValueError, match="beta must be a positive finite number; got 0"):
+        VAE(beta=0)
+    with pytest.raises(ValueError, match="even H and W"):
+        VAE(event_shape=(1, 7, 7), arch="conv")
+    with pytest.raises(ValueError, match="a flow prior needs latent_dim >= 2; got 1"):
+        VAE(latent_dim=1, prior="flow")
+    with pytest.raises(ValueError, match="HierarchicalVAE .* prior='mixture' is not supported"):
+        HierarchicalVAE(prior="mixture")
+    with pytest.raises(ValueError, match="label_fraction must be in"):
+        SSVAE(label_fraction=0)
+    m = small_model("cvae")
+    x, y = small_data("cvae", 8)
+    with pytest.raises(ValueError, match="CVAE is class-conditional: pass the labels y"):
+        m.iwae(x, k=2)
+    with pytest.raises(ValueError, match=r"labels y must be in 0..9; got \[10\]"):
+        m.iwae(x, k=2, y=torch.full((8,), 10))
+    with pytest.raises(ValueError, match="CVAE is class-conditional: give"):
+        m.loss(x)
+    with pytest.raises(ValueError, match="VAE is unconditional"):
+        small_model("vae").loss((x, y))
+
+
+def test_ssvae_keeps_a_balanced_tenth_of_the_labels_and_sums_out_the_rest():
+    data = load("digits-binary")
+    m = SSVAE(latent_dim=3, hidden=(16,), kl_warmup=0)
+    x, y = m.training_data(data, "train")
+    kept = y[y >= 0]
+    assert abs(len(kept) - 0.1 * len(y)) <= 10 and torch.bincount(kept, minlength=10).min() >= 10
+    assert torch.equal(y[y >= 0], data.labels["train"][y >= 0])
+    assert torch.equal(m.training_data(data, "val")[1], data.labels["val"])
+    # the marginal IWAE sums p(y) p(x | y) over all labels: with k = 1 and one label it is that label's ELBO term
+    xs = x[:5]
+    pyro.set_rng_seed(0)
+    per = torch.stack([VAE._iwae(m, xs, torch.full((5,), c), 1, 1) for c in range(10)])
+    pyro.set_rng_seed(0)
+    assert torch.allclose(m.iwae(xs, k=1), torch.logsumexp(per - math.log(10), 0), atol=1e-5)
+    assert m.predict(xs).shape == (5,)
+
+
+@pytest.mark.slow
+def test_cvae_samples_carry_the_requested_label():
+    """A logistic regression trained on the binarized digits agrees with the label asked of the CVAE."""
+    from sklearn.linear_model import LogisticRegression
+
+    data = load("digits-binary")
+    clf = LogisticRegression(max_iter=2000).fit(data.train.flatten(1).numpy(), data.labels["train"].numpy())
+    test_acc = clf.score(data.test.flatten(1).numpy(), data.labels["test"].numpy())
+    pyro.set_rng_seed(0)
+    m = CVAE(latent_dim=8, hidden=(256, 256), kl_warmup=500)
+    fit(m, (data.train, data.labels["train"]), (data.val, data.labels["val"]), steps=2500, batch_size=128, lr=1e-3)
+    m.eval()
+    labels = torch.arange(10).repeat_interleave(50)
+    samples = m.sample(len(labels), y=labels, mean=True) > 0.5
+    agree = (torch.as_tensor(clf.predict(samples.flatten(1).float().numpy())) == labels).float().mean()
+    print(f"classifier test accuracy {test_acc:.3f}, agreement with the requested label {float(agree):.3f}")
+    assert test_acc > 0.85 and agree > 0.85, (test_acc, float(agree))

@@ -87,6 +87,7 @@ def iwae_bound(
     for trace, sign in ((model_trace, 1.0), (guide_trace, -1.0)):
         for site in trace.nodes.values():
             if site["type"] == "sample":
-                log_w = log_w + sign * site["scale"] * site["fn"].log_prob(site["value"])
+                fn: Any = site["fn"]
+                log_w = log_w + sign * site["scale"] * fn.log_prob(site["value"])
     assert isinstance(log_w, torch.Tensor)
     return log_mean_exp(log_w.reshape(k, -1), dim=0)

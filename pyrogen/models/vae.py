@@ -103,7 +103,7 @@ class MixturePrior(nn.Module):
         self.locs = nn.Parameter(torch.randn(components, latent_dim))
         self.raw_scales = nn.Parameter(torch.full((components, latent_dim), math.log(math.e - 1)))
 
-    def forward(self) -> dist.Distribution:
+    def forward(self) -> dist.TorchDistribution:
         comps = dist.Normal(self.locs, F.softplus(self.raw_scales) + 1e-3).to_event(1)
         return dist.MixtureSameFamily(dist.Categorical(logits=self.logits), comps)
 
@@ -116,9 +116,10 @@ class FlowPrior(nn.Module):
         from pyrogen.inference.guides import flow_transform
 
         self.transform = flow_transform(latent_dim, kind="realnvp", num_layers=num_layers, hidden=hidden)
+        self.zeros: torch.Tensor
         self.register_buffer("zeros", torch.zeros(latent_dim))
 
-    def forward(self) -> dist.Distribution:
+    def forward(self) -> dist.TorchDistribution:
         base = dist.Normal(self.zeros, 1.0).to_event(1)
         return dist.TransformedDistribution(base, list(self.transform.parts))
 
@@ -487,7 +488,7 @@ class VAE(LatentVariableModel):
         h = self.decoder(_join(z, self._onehot(y)))
         return h.reshape(h.shape[:-1] + (self._out_mult,) + self.event_shape) if self.arch == "mlp" else h
 
-    def _likelihood(self, h: torch.Tensor) -> dist.Distribution:
+    def _likelihood(self, h: torch.Tensor) -> dist.TorchDistribution:
         E = len(self.event_shape)
         axis = -1 - E
         if self.likelihood_name == "bernoulli":
@@ -502,7 +503,7 @@ class VAE(LatentVariableModel):
             return dist.Normal(loc, scale).to_event(E)
         return dist.Categorical(logits=h.movedim(axis, -1)).to_event(E)
 
-    def likelihood(self, z: torch.Tensor, y: object = None) -> dist.Distribution:
+    def likelihood(self, z: torch.Tensor, y: object = None) -> dist.TorchDistribution:
         """The decoder's distribution :math:`p(x \\mid z)` (event shape ``event_shape``)."""
         labels = self._check_labels(y, z.shape[-2] if z.dim() > 1 else 1) if self.classes and y is not None else None
         return self._likelihood(self._decoder_out(z, labels))
@@ -522,7 +523,7 @@ class VAE(LatentVariableModel):
             return -F.binary_cross_entropy_with_logits(logits, target, reduction="none").sum(-1)
         return self._likelihood(h).log_prob(x)
 
-    def _prior(self) -> dist.Distribution:
+    def _prior(self) -> dist.TorchDistribution:
         if self.prior_net is None:
             return dist.Normal(self._zeros, 1.0).to_event(1)
         return self.prior_net()
@@ -531,7 +532,8 @@ class VAE(LatentVariableModel):
         if self.posterior_layers is None:
             return []
         if self.posterior_flow == "iaf":
-            return [t.condition(context) for t in self.posterior_layers]
+            layers: list[Any] = list(self.posterior_layers)
+            return [t.condition(context) for t in layers]
         return list(self.posterior_layers)
 
     @property
@@ -561,7 +563,7 @@ class VAE(LatentVariableModel):
             pyro.module("posterior_flow", self.posterior_layers)
         with pyro.plate("data", len(x)):
             loc, scale, context = self._encode(x, y)
-            q: dist.Distribution = dist.Normal(loc, scale).to_event(1)
+            q: dist.TorchDistribution = dist.Normal(loc, scale).to_event(1)
             transforms = self._posterior_transforms(context)
             if transforms:
                 q = dist.TransformedDistribution(q, transforms)
@@ -775,7 +777,7 @@ class SSVAE(VAE):
     # -- the Pyro program -----------------------------------------------------
     def model(
         self, x: torch.Tensor | None = None, y: torch.Tensor | None = None, num_samples: int | None = None
-    ) -> torch.Tensor | None:
+    ) -> torch.Tensor:
         pyro.module("decoder", self.decoder)
         pyro.module("classifier", self.classifier)
         uniform = dist.Categorical(logits=torch.zeros(self.classes, device=self._device()))
@@ -800,7 +802,7 @@ class SSVAE(VAE):
                 with poutine.scale(scale=self.kl_weight):
                     z_u = pyro.sample("z_u", self._prior())
                 pyro.sample("x_u", self._likelihood(self._decoder_out(z_u, y_u)), obs=x_u)
-        return None
+        return x
 
     def guide(
         self, x: torch.Tensor | None = None, y: torch.Tensor | None = None, num_samples: int | None = None
@@ -911,7 +913,7 @@ class HierarchicalVAE(VAE):
         super().__init__(event_shape, latent_dim, hidden, kl_warmup, **kwargs)
         self.top_dim = check_positive_int("top_dim", top_dim)
         self.top_hidden = check_hidden(top_hidden)
-        self.prior_net = MLP(top_dim, self.top_hidden, 2 * latent_dim)  # p(z1 | z2)
+        self.conditional_prior = MLP(top_dim, self.top_hidden, 2 * latent_dim)  # p(z1 | z2)
         self.top_encoder = MLP(latent_dim, self.top_hidden, 2 * top_dim)  # q(z2 | z1)
         self.register_buffer("_top_zeros", torch.zeros(top_dim))
 
@@ -923,7 +925,7 @@ class HierarchicalVAE(VAE):
         loc, raw = h.chunk(2, dim=-1)
         return loc, F.softplus(raw) + 1e-4
 
-    def _top_prior(self) -> dist.Distribution:
+    def _top_prior(self) -> dist.TorchDistribution:
         return dist.Normal(self._top_zeros, 1.0).to_event(1)
 
     @property
@@ -934,12 +936,12 @@ class HierarchicalVAE(VAE):
         self, x: torch.Tensor | None = None, y: torch.Tensor | None = None, num_samples: int | None = None
     ) -> torch.Tensor:
         pyro.module("decoder", self.decoder)
-        pyro.module("prior", self.prior_net)
+        pyro.module("prior", self.conditional_prior)
         n = len(x) if x is not None else (num_samples or 1)
         with pyro.plate("data", n):
             with poutine.scale(scale=self.kl_weight):
                 z2 = pyro.sample("z2", self._top_prior())
-                z1 = pyro.sample("z1", dist.Normal(*self._gaussian(self.prior_net(z2))).to_event(1))
+                z1 = pyro.sample("z1", dist.Normal(*self._gaussian(self.conditional_prior(z2))).to_event(1))
             return pyro.sample("x", self._likelihood(self._decoder_out(z1, None)), obs=x)
 
     def guide(
@@ -964,16 +966,16 @@ class HierarchicalVAE(VAE):
         loc2, scale2 = self._gaussian(self.top_encoder(z1))
         z2 = loc2 + _standard_normal(loc2.shape, dtype=loc2.dtype, device=loc2.device) * scale2
         log_q = dist.Normal(loc1, scale1).log_prob(z1).sum(-1) + dist.Normal(loc2, scale2).log_prob(z2).sum(-1)
-        log_p = self._top_prior().log_prob(z2) + dist.Normal(*self._gaussian(self.prior_net(z2))).to_event(1).log_prob(
-            z1
-        )
+        log_p = self._top_prior().log_prob(z2) + dist.Normal(*self._gaussian(self.conditional_prior(z2))).to_event(
+            1
+        ).log_prob(z1)
         return self._log_lik(self._decoder_out(z1, None), x), log_p - log_q
 
-    def _prior(self) -> dist.Distribution:
+    def _prior(self) -> dist.TorchDistribution:
         raise NotImplementedError("the hierarchical prior is sampled by sample_latent")
 
     @torch.no_grad()
     def sample_latent(self, n: int) -> torch.Tensor:
         """``n`` draws of :math:`z_1` from :math:`p(z_1) = \\int p(z_2) p(z_1 \\mid z_2) dz_2`, shape ``(n, L)``."""
         z2 = self._top_prior().sample((check_positive_int("n", n),))
-        return dist.Normal(*self._gaussian(self.prior_net(z2))).sample()
+        return dist.Normal(*self._gaussian(self.conditional_prior(z2))).sample()
