@@ -33,10 +33,10 @@ def train_and_score(
     if steps is not None:
         config["steps"] = steps
     t = time.perf_counter()
-    res = fit(model, data.train, data.val, TrainConfig(**config))
+    res = fit(model, model.training_data(data, "train"), model.training_data(data, "val"), TrainConfig(**config))
     seconds = time.perf_counter() - t
     model.eval()
-    nll = evaluate_nll(model, data.test, levels=data.levels if data.dequantized else None)
+    nll = evaluate_nll(model, model.training_data(data, "test"), levels=data.levels if data.dequantized else None)
     row: dict[str, Any] = {
         "model": name,
         "data": data_name,

@@ -19,7 +19,7 @@ import torch
 
 from pyrogen.inference.protocol import GenerativeModelProtocol
 
-__all__ = ["NLLResult", "bits_per_dim", "evaluate_nll", "log_likelihoods"]
+__all__ = ["NLLResult", "auroc", "bits_per_dim", "evaluate_nll", "linear_probe", "log_likelihoods", "outlier_scores"]
 
 
 @dataclass
@@ -163,3 +163,62 @@ def evaluate_nll(
             else "none (discrete data)"
         )
     return res
+
+
+def outlier_scores(model: GenerativeModelProtocol, x: Any, k: int = 1000, batch_size: int = 256) -> torch.Tensor:
+    """Negative log-likelihood per example (IWAE-``k`` for latent models): higher means more atypical.
+
+    Raises:
+        NotImplementedError: the model has no (estimable) likelihood.
+    """
+    if model.density not in ("exact", "lower_bound"):
+        raise NotImplementedError(f"a model with density {model.density!r} has no likelihood to score outliers with")
+    return -log_likelihoods(model, x, k=k if model.density == "lower_bound" else None, batch_size=batch_size)
+
+
+def auroc(inlier_scores: torch.Tensor, outlier_scores: torch.Tensor) -> float:
+    """Area under the ROC curve of telling outliers (high score) from inliers, ties counting one half.
+
+    It is the probability that a random outlier scores above a random inlier (the Mann-Whitney statistic):
+    1 separates perfectly, 0.5 is chance.
+
+    Raises:
+        ValueError: either set is empty or holds non-finite scores.
+
+    Example:
+        >>> auroc(torch.tensor([0.0, 1.0]), torch.tensor([2.0, 1.0]))
+        0.875
+    """
+    a, b = torch.as_tensor(inlier_scores).double().flatten(), torch.as_tensor(outlier_scores).double().flatten()
+    for name, v in (("inlier_scores", a), ("outlier_scores", b)):
+        if len(v) == 0 or not torch.isfinite(v).all():
+            raise ValueError(f"{name} must be a non-empty set of finite scores")
+    greater = (b[:, None] > a[None, :]).double().mean()
+    ties = (b[:, None] == a[None, :]).double().mean()
+    return float(greater + 0.5 * ties)
+
+
+def linear_probe(
+    train_features: torch.Tensor,
+    train_labels: torch.Tensor,
+    test_features: torch.Tensor,
+    test_labels: torch.Tensor,
+    c: float = 1.0,
+) -> float:
+    """Test accuracy of a multinomial logistic regression (scikit-learn, standardised features) on frozen features.
+
+    The usual measure of a representation: the same linear classifier on latent codes and on raw pixels.
+
+    Raises:
+        ValueError: features and labels differ in length.
+    """
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    for f, y, name in ((train_features, train_labels, "train"), (test_features, test_labels, "test")):
+        if len(f) != len(y):
+            raise ValueError(f"{name} features ({len(f)}) and labels ({len(y)}) differ in length")
+    clf = make_pipeline(StandardScaler(), LogisticRegression(C=c, max_iter=5000))
+    clf.fit(train_features.detach().flatten(1).cpu().double().numpy(), train_labels.cpu().numpy())
+    return float(clf.score(test_features.detach().flatten(1).cpu().double().numpy(), test_labels.cpu().numpy()))

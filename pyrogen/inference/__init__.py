@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pyrogen.inference.amortization import LocalPosterior, amortization_gap, latent_nuts, optimize_local_posterior
 from pyrogen.inference.distillation import DistillResult, distill
 from pyrogen.inference.guides import FLOW_GUIDE_KINDS, flow_guide, flow_transform
 from pyrogen.inference.mcmc import nuts, run_chains
@@ -20,17 +21,21 @@ __all__ = [
     "Density",
     "DistillResult",
     "FitResult",
+    "LocalPosterior",
     "GenerativeModelProtocol",
     "TrainConfig",
     "TrainableProtocol",
+    "amortization_gap",
     "distill",
     "fit",
     "flow_guide",
     "flow_transform",
     "gaussian_kl",
     "iwae_bound",
+    "latent_nuts",
     "latest_checkpoint",
     "log_mean_exp",
     "nuts",
+    "optimize_local_posterior",
     "run_chains",
 ]
