@@ -56,12 +56,13 @@ def _gaussian_elbo(model: Any, x: torch.Tensor, loc: torch.Tensor, scale: torch.
 
 
 def _check_vae(model: Any) -> None:
-    if getattr(model, "posterior_layers", "missing") is not None or getattr(model, "classes", 1):
+    from pyrogen.models import VAE, HierarchicalVAE
+
+    if not isinstance(model, VAE) or isinstance(model, HierarchicalVAE) or model.posterior_layers or model.classes:
         raise ValueError(
-            f"the amortization gap needs an unconditional VAE with a Gaussian posterior; got {type(model).__name__}"
+            "the amortization gap needs an unconditional VAE with one stochastic layer and a Gaussian posterior; "
+            f"got {type(model).__name__}"
         )
-    if type(model).__name__ == "HierarchicalVAE":
-        raise ValueError("the amortization gap needs a single stochastic layer; got HierarchicalVAE")
 
 
 def optimize_local_posterior(
