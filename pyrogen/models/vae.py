@@ -765,6 +765,18 @@ class SSVAE(VAE):
         """:math:`\\log q(y \\mid x)`, shape ``(n, classes)``."""
         return F.log_softmax(self.classifier(self._encoder_input(x)), dim=-1)
 
+    def encode(self, x: Any, y: object = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """:math:`q(z \\mid x, y)`'s mean and scale; without labels ``y`` (or ``-1``) the predicted class is used."""
+        if isinstance(x, (tuple, list)):
+            x, y = x
+        x = self.validate(x)
+        with torch.no_grad():
+            guess = self.class_log_probs(x).argmax(-1)
+        labels = guess if y is None else self._check_labels(y, len(x), missing_ok=True)
+        labels = torch.where(labels >= 0, labels, guess)
+        loc, scale, _ = self._encode(x, labels)
+        return loc, scale
+
     @torch.no_grad()
     def predict(self, x: Any) -> torch.Tensor:
         """The most probable class under :math:`q(y \\mid x)`, shape ``(n,)``."""

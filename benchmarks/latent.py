@@ -1,0 +1,326 @@
+"""The latent-variable family's numbers: IWAE test NLL, decoders, rate-distortion, semi-supervised accuracy,
+uses of the latent space, and the amortization gap with NUTS over latents.
+
+Every model is trained by :func:`pyrogen.inference.fit` (early stopping on the
+validation part, best parameters restored) and scored on the test part with
+IWAE (k = 1000).
+
+    python benchmarks/latent.py                 # every section (about 15 minutes on 2 cores)
+    python benchmarks/latent.py --only nll      # one section: nll, decoders, beta, ssvae, uses, gap
+    python benchmarks/latent.py --json          # the rows as JSON
+    python benchmarks/latent.py --quick         # a smoke run with few steps
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+from typing import Any
+
+import pyro
+import torch
+from _common import train_and_score
+
+from pyrogen.data import load
+from pyrogen.inference import TrainConfig, amortization_gap, fit
+from pyrogen.latent import class_means, latent_arithmetic
+from pyrogen.metrics import auroc, linear_probe, outlier_scores
+from pyrogen.models import SSVAE, VAE
+from pyrogen.nn import MLP
+
+#: The floors of DESIGN.md on the binarized digits (test NLL, nats).
+FLOORS = {
+    "factorized Bernoulli": 25.30,
+    "RBM, 16 hidden (exact log Z)": 21.12,
+    "mixture of 100 Bernoullis": 18.78,
+    "small MADE, early-stopped": 18.12,
+    "VAE 16 latents, warm-up, IWAE-1000": 17.0,
+}
+#: Rows of the NLL table: (row name, registered model, keyword arguments).
+NLL_MODELS: list[tuple[str, str, dict[str, Any]]] = [
+    ("vae", "vae", {}),
+    ("vae-conv", "vae", {"arch": "conv"}),
+    ("iwae (k=10)", "iwae", {}),
+    ("gmvae (10 components)", "gmvae", {}),
+    ("hvae (16 + 8 latents)", "hvae", {}),
+    ("vae-flow (IAF posterior)", "vae-flow", {}),
+    ("vae-flow (planar posterior)", "vae-flow", {"posterior_flow": "planar", "flow_layers": 8}),
+    ("vae (flow prior)", "vae", {"prior": "flow"}),
+    ("cvae (log p(x | y))", "cvae", {}),
+    ("ssvae (10% labels)", "ssvae", {}),
+]
+#: Decoders on the other two digit encodings.
+DECODERS: list[tuple[str, str, dict[str, Any]]] = [
+    ("gaussian, learned variance", "digits", {"likelihood": "gaussian"}),
+    ("gaussian, fixed sd 0.1", "digits", {"likelihood": "gaussian", "decoder_scale": 0.1}),
+    ("gaussian, learned variance, conv", "digits", {"likelihood": "gaussian", "arch": "conv"}),
+    ("categorical (17 levels)", "digits-int", {"likelihood": "categorical"}),
+    ("categorical (17 levels), conv", "digits-int", {"likelihood": "categorical", "arch": "conv"}),
+]
+BETAS = (0.25, 0.5, 1.0, 2.0, 4.0)
+
+
+def _active(model: Any, data_name: str) -> int:
+    data = load(data_name)
+    return model.active_units(model.training_data(data, "test"))
+
+
+def nll(steps: int | None) -> list[dict[str, Any]]:
+    rows = []
+    for name, registered, kwargs in NLL_MODELS:
+        model, row = train_and_score(name, "digits-binary", kwargs, steps, registry_name=registered)
+        row["active_units"] = _active(model, "digits-binary")
+        rows.append(row)
+    return rows
+
+
+def decoders(steps: int | None) -> list[dict[str, Any]]:
+    rows = []
+    for name, data_name, kwargs in DECODERS:
+        model, row = train_and_score(name, data_name, kwargs, steps, registry_name="vae")
+        row["active_units"] = _active(model, data_name)
+        if data_name == "digits-int":  # discrete data: bits/dim of the integers themselves
+            row["bits_per_dim"] = round(row["nll_nats"] / (64 * math.log(2)), 4)
+        rows.append(row)
+    return rows
+
+
+@torch.no_grad()
+def _rate_distortion(model: VAE, x: torch.Tensor, samples: int = 100) -> tuple[float, float]:
+    """Rate = mean closed-form KL(q || p), distortion = mean -E_q log p(x | z) (``samples`` draws), nats."""
+    rec, neg_kl = model._terms(x, None, samples, analytic=True)
+    return float(-neg_kl.mean()), float(-rec.mean())
+
+
+def beta(steps: int | None) -> list[dict[str, Any]]:
+    rows = []
+    test = load("digits-binary").test
+    for b in BETAS:
+        name = f"beta={b}"
+        model, row = train_and_score(name, "digits-binary", {"beta": b}, steps, registry_name="beta-vae")
+        assert isinstance(model, VAE)
+        rate, distortion = _rate_distortion(model, test)
+        row.update(
+            beta=b,
+            rate_nats=round(rate, 3),
+            distortion_nats=round(distortion, 3),
+            elbo_nats=round(-(rate + distortion), 3),
+            active_units=model.active_units(test),
+        )
+        rows.append(row)
+    return rows
+
+
+class _Classifier(torch.nn.Module):
+    def __init__(self, event_shape: Any, classes: int) -> None:
+        super().__init__()
+        self.net = MLP(math.prod(event_shape), (256, 256), classes)
+
+    def logits(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x.flatten(1))
+
+    def forward(self, batch: Any, group: str = "model", objective: str = "loss") -> torch.Tensor:
+        x, y = batch
+        return torch.nn.functional.cross_entropy(self.logits(x), y)
+
+    def validation_loss(self, batch: Any) -> torch.Tensor:
+        return self.forward(batch)
+
+    def param_groups(self) -> dict[str, list[torch.nn.Parameter]]:
+        return {"model": list(self.parameters())}
+
+    def update_schedule(self, step: int) -> tuple[str, ...]:
+        return ("model",)
+
+    def set_step(self, step: int) -> None:
+        pass
+
+
+def _classifier_on_labels_alone(x: torch.Tensor, y: torch.Tensor, val: Any, steps: int, seed: int = 0) -> _Classifier:
+    """The same MLP as the SSVAE's q(y | x), trained on the labelled examples only (early stopping on val)."""
+    torch.manual_seed(seed)
+    net = _Classifier(x.shape[1:], 10)
+    fit(net, (x, y), val, TrainConfig(steps=steps, batch_size=64, lr=1e-3, val_every=25, patience=20, seed=seed))
+    return net
+
+
+def ssvae(steps: int | None) -> dict[str, Any]:
+    from sklearn.linear_model import LogisticRegression
+
+    data = load("digits-binary")
+    model, row = train_and_score("ssvae", "digits-binary", {}, steps)
+    assert isinstance(model, SSVAE)
+    x, y = model.training_data(data, "train")
+    seen = y >= 0
+    test_y = data.labels["test"]
+    acc = float((model.predict(data.test) == test_y).float().mean())
+    val = (data.val, data.labels["val"])
+    clf = _classifier_on_labels_alone(x[seen], y[seen], val, steps or 2000)
+    with torch.no_grad():
+        mlp_acc = float((clf.logits(data.test).argmax(-1) == test_y).float().mean())
+    logreg = LogisticRegression(max_iter=5000).fit(x[seen].flatten(1).numpy(), y[seen].numpy())
+    return {
+        "labelled": int(seen.sum()),
+        "unlabelled": int((~seen).sum()),
+        "ssvae_test_accuracy": round(acc, 4),
+        "mlp_on_labels_alone": round(mlp_acc, 4),
+        "logistic_regression_on_labels_alone": round(float(logreg.score(data.test.flatten(1).numpy(), test_y)), 4),
+        "ssvae_nll_nats": row["nll_nats"],
+        "train_s": row["train_s"],
+    }
+
+
+def uses(steps: int | None) -> dict[str, Any]:
+    """Linear probes on the VAE's codes vs pixels; IWAE outlier scores; latent arithmetic judged by a classifier."""
+    from sklearn.linear_model import LogisticRegression
+
+    data = load("digits-binary")
+    model, _ = train_and_score("vae", "digits-binary", {}, steps)
+    assert isinstance(model, VAE)
+    ytr, yte = data.labels["train"], data.labels["test"]
+    with torch.no_grad():
+        ztr, zte = model.encode(data.train)[0], model.encode(data.test)[0]
+    g = torch.Generator().manual_seed(0)
+    few = torch.randperm(len(ytr), generator=g)[: len(ytr) // 10]
+    out: dict[str, Any] = {
+        "probe_latent_all_labels": linear_probe(ztr, ytr, zte, yte),
+        "probe_pixels_all_labels": linear_probe(data.train, ytr, data.test, yte),
+        "probe_latent_10pct_labels": linear_probe(ztr[few], ytr[few], zte, yte),
+        "probe_pixels_10pct_labels": linear_probe(data.train[few], ytr[few], data.test, yte),
+    }
+    pyro.set_rng_seed(0)
+    inliers = outlier_scores(model, data.test)
+    flipped = data.test.flip(-2)  # upside-down digits
+    noise = torch.bernoulli(data.train.mean(0).expand_as(data.test), generator=g)  # the pixel marginals
+    corrupted = (data.test + (torch.rand(data.test.shape, generator=g) < 0.1).float()) % 2  # 10% pixels flipped
+    for key, x in (("upside_down", flipped), ("pixel_marginal_noise", noise), ("corrupted_10pct", corrupted)):
+        out[f"auroc_{key}"] = auroc(inliers, outlier_scores(model, x))
+    # latent arithmetic: move every test digit of class a to class b; a pixel classifier judges the result
+    clf = LogisticRegression(max_iter=5000).fit(data.train.flatten(1).numpy(), ytr.numpy())
+    means = class_means(model, data.train, ytr, classes=10)
+    hits, total = 0, 0
+    for a in range(10):
+        b = (a + 1) % 10
+        xa = data.test[yte == a]
+        moved = latent_arithmetic(model, xa, means[a], means[b]) > 0.5
+        hits += int((torch.as_tensor(clf.predict(moved.flatten(1).float().numpy())) == b).sum())
+        total += len(xa)
+    out["arithmetic_to_next_class_rate"] = hits / total
+    return {k: round(v, 4) if isinstance(v, float) else v for k, v in out.items()}
+
+
+def gap(steps: int | None, n: int = 20, quick: bool = False) -> dict[str, Any]:
+    model, _ = train_and_score("vae", "digits-binary", {}, steps)
+    x = load("digits-binary").test[:n]
+    t = time.perf_counter()
+    out = amortization_gap(
+        model, x, k=5000, num_samples=50 if quick else 300, warmup_steps=50 if quick else 300, local_steps=1000
+    )
+    out.pop("idata")
+    out["seconds"] = round(time.perf_counter() - t, 1)
+    return {k: round(v, 4) if isinstance(v, float) else v for k, v in out.items()}
+
+
+SECTIONS = ("nll", "decoders", "beta", "ssvae", "uses", "gap")
+
+
+def run(quick: bool, only: list[str] | None) -> dict[str, Any]:
+    steps = 30 if quick else None
+    out: dict[str, Any] = {}
+    for section in only or SECTIONS:
+        if section == "nll":
+            out["nll"] = nll(steps)
+        elif section == "decoders":
+            out["decoders"] = decoders(steps)
+        elif section == "beta":
+            out["beta"] = beta(steps)
+        elif section == "ssvae":
+            out["ssvae"] = ssvae(steps)
+        elif section == "uses":
+            out["uses"] = uses(steps)
+        elif section == "gap":
+            out["gap"] = gap(steps, quick=quick)
+    return out
+
+
+def _print(out: dict[str, Any]) -> None:
+    if "nll" in out:
+        print("binarized digits, test NLL in nats (IWAE, k = 1000)")
+        for r in out["nll"]:
+            print(
+                f"  {r['model']:<30}{r['nll_nats']:>8.2f} ± {r['nll_stderr']:.2f}   active units {r['active_units']:>2}"
+                f"   best step {r['best_step']}, {r['train_s']} s"
+            )
+        print("  floors: " + "; ".join(f"{k} {v}" for k, v in FLOORS.items()))
+        best = min(r["nll_nats"] for r in out["nll"])
+        print(f"  best {best:.2f} nats (target: at most 17.0)")
+    if "decoders" in out:
+        print("other decoders: test NLL (IWAE-1000), bits/dim (dequantized digits include log2 17)")
+        for r in out["decoders"]:
+            print(
+                f"  {r['model']:<34}{r['data']:<12}{r['nll_nats']:>9.2f} nats {r['bits_per_dim']:>7.3f} bits/dim"
+                f"   active units {r['active_units']}"
+            )
+    if "beta" in out:
+        print("rate-distortion on the test digits (nats): rate = KL(q || p), distortion = -E_q log p(x | z)")
+        print(f"  {'beta':>6}{'rate':>9}{'distortion':>12}{'ELBO':>9}{'IWAE NLL':>10}{'active':>8}")
+        for r in out["beta"]:
+            print(
+                f"  {r['beta']:>6}{r['rate_nats']:>9.2f}{r['distortion_nats']:>12.2f}{r['elbo_nats']:>9.2f}"
+                f"{r['nll_nats']:>10.2f}{r['active_units']:>8}"
+            )
+    if "ssvae" in out:
+        s = out["ssvae"]
+        print(
+            f"semi-supervised, {s['labelled']} labels of {s['labelled'] + s['unlabelled']}: SSVAE test accuracy "
+            f"{s['ssvae_test_accuracy']:.3f}; the same MLP on the labels alone {s['mlp_on_labels_alone']:.3f}; "
+            f"logistic regression on them {s['logistic_regression_on_labels_alone']:.3f}"
+        )
+    if "uses" in out:
+        u = out["uses"]
+        print(
+            f"linear probe, test accuracy: codes {u['probe_latent_all_labels']:.3f} vs pixels "
+            f"{u['probe_pixels_all_labels']:.3f} (all labels); codes {u['probe_latent_10pct_labels']:.3f} vs pixels "
+            f"{u['probe_pixels_10pct_labels']:.3f} (10% labels)"
+        )
+        print(
+            f"outlier AUROC of the IWAE score: upside-down {u['auroc_upside_down']:.3f}, pixel-marginal noise "
+            f"{u['auroc_pixel_marginal_noise']:.3f}, 10% pixels flipped {u['auroc_corrupted_10pct']:.3f}"
+        )
+        rate = u["arithmetic_to_next_class_rate"]
+        print(f"latent arithmetic a -> a+1: a pixel classifier reads the new class {rate:.3f}")
+    if "gap" in out:
+        g = out["gap"]
+        print(
+            f"amortization gap on {g['n']} test digits (nats): log p(x) {g['log_px']:.2f} (IWAE-{g['k']}), "
+            f"optimized Gaussian ELBO {g['elbo_optimized']:.2f}, amortized ELBO {g['elbo_amortized']:.2f}: "
+            f"approximation gap {g['approximation_gap']:.2f}, amortization gap {g['amortization_gap']:.2f}"
+        )
+        print(
+            f"  NUTS on z (2 chains): max R-hat {g['r_hat_max']:.3f}, min bulk ESS {g['ess_bulk_min']:.0f}, "
+            f"{g['divergences']} divergences; posterior-mean distance in posterior sds: amortized "
+            f"{g['rms_mean_amortized']:.2f}, optimized {g['rms_mean_optimized']:.2f}; scale / posterior sd: "
+            f"amortized {g['scale_ratio_amortized']:.2f}, optimized {g['scale_ratio_optimized']:.2f}; {g['seconds']} s"
+        )
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--json", action="store_true")
+    p.add_argument("--quick", action="store_true", help="30 training steps per model (a smoke run)")
+    p.add_argument("--only", nargs="+", choices=SECTIONS, help="run only these sections")
+    args = p.parse_args(argv)
+    out = run(args.quick, args.only)
+    if args.json:
+        print(json.dumps(out, indent=1))
+    else:
+        _print(out)
+        print(f"torch {torch.__version__}, pyro {pyro.__version__}, {torch.get_num_threads()} threads")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
