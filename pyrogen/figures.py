@@ -21,13 +21,15 @@ def _plt() -> Any:
     return plt
 
 
-def image_grid(images: torch.Tensor, path: str | os.PathLike[str], title: str = "") -> None:
-    """Save ``(n, C, H, W)`` images with values in ``[0, 1]`` as one PNG grid."""
+def image_grid(images: torch.Tensor, path: str | os.PathLike[str], title: str = "", cols: int | None = None) -> None:
+    """Save ``(n, C, H, W)`` images with values in ``[0, 1]`` as one PNG grid (``cols`` per row; square by default)."""
     if images.dim() != 4:
         raise ValueError(f"images must have shape (n, C, H, W); got {tuple(images.shape)}")
+    if cols is not None and (not isinstance(cols, int) or cols < 1):
+        raise ValueError(f"cols must be a positive integer; got {cols!r}")
     plt = _plt()
     n = images.shape[0]
-    cols = math.ceil(math.sqrt(n))
+    cols = cols or math.ceil(math.sqrt(n))
     rows = math.ceil(n / cols)
     fig, axes = plt.subplots(rows, cols, figsize=(cols * 0.8, rows * 0.8 + (0.4 if title else 0)))
     for i, ax in enumerate(getattr(axes, "flat", [axes])):

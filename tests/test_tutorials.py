@@ -7,7 +7,14 @@ from pathlib import Path
 import pytest
 
 TUTORIALS = Path(__file__).resolve().parent.parent / "tutorials"
-RUN = ["01_whole_path.py", "02_autoregressive.py", "03_flows.py"]
+RUN = [
+    "01_whole_path.py",
+    "02_autoregressive.py",
+    "03_flows.py",
+    "04_vae.py",
+    "05_semi_supervised.py",
+    "06_mcmc_over_latents.py",
+]
 
 
 def test_every_tutorial_is_run():
