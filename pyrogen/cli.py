@@ -216,6 +216,22 @@ def _cmd_list(args: argparse.Namespace) -> None:
         print(f"{r[0]:<18}{r[1]:<16}{r[2]:<14}{r[3]}")
 
 
+def _model_options(pairs: list[str] | None) -> dict[str, Any]:
+    """``KEY=VALUE`` pairs as keyword arguments; values are read as JSON where they parse, else kept as text."""
+    out: dict[str, Any] = {}
+    for pair in pairs or []:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.isidentifier():
+            raise UserError(f"--set takes KEY=VALUE with KEY a model argument; got {pair!r}")
+        try:
+            out[key] = json.loads(value)
+        except json.JSONDecodeError:
+            out[key] = value
+        if isinstance(out[key], list):
+            out[key] = tuple(out[key])
+    return out
+
+
 def _cmd_train(args: argparse.Namespace) -> None:
     import torch.distributed as tdist
 
@@ -231,6 +247,7 @@ def _cmd_train(args: argparse.Namespace) -> None:
             progress=not args.quiet,
             batch_size=args.batch_size,
             lr=args.lr,
+            model_kwargs=_model_options(args.set),
         )
         if tdist.is_initialized():
             tdist.barrier()  # every rank waits for rank 0's evaluation before the group goes away
@@ -308,6 +325,12 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--device", help="cpu, cuda or cuda:N (default: cpu)")
     s.add_argument("--batch-size", type=int)
     s.add_argument("--lr", type=float)
+    s.add_argument(
+        "--set",
+        action="append",
+        metavar="KEY=VALUE",
+        help="a model argument, e.g. --set likelihood=categorical --set hidden=[128,128] (repeatable)",
+    )
     s.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     s.set_defaults(func=_cmd_train)
 

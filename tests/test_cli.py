@@ -78,11 +78,27 @@ def test_latent_model_reports_iwae_and_elbo(tmp_path, capsys):
     assert main(["sample", str(run), "-n", "16", "--out", str(tmp_path / "grid.png")]) == 0
 
 
+def test_model_arguments_and_labelled_models_through_the_cli(tmp_path):
+    """``--set`` reaches the model; a labelled model trains and is scored on (examples, labels)."""
+    run = tmp_path / "cat"
+    args = ["train", "vae", "--data", "digits-int", "--set", "likelihood=categorical", "--set", "hidden=[16]"]
+    assert main([*args, "--steps", "5", "--out", str(run), "-q"]) == 0
+    config = json.loads((run / "run.json").read_text())["model_config"]
+    assert config["likelihood"] == "categorical" and config["hidden"] == [16] and config["levels"] == 17
+    run = tmp_path / "cvae"
+    assert main(["train", "cvae", "--set", "hidden=[16]", "--steps", "5", "--out", str(run), "-q"]) == 0
+    m = json.loads((run / "metrics.json").read_text())
+    assert m["model"] == "cvae" and m["n"] == 360 and m["nll_nats"] > 0
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
         (["train", "gan", "--data", "moons"], "unknown model 'gan'"),
-        (["train", "vae", "--data", "moons"], "binary data; dataset 'moons' is real"),
+        (["train", "fvsbn", "--data", "moons"], "bernoulli conditionals; dataset 'moons' is real"),
+        (["train", "vae", "--data", "moons", "--set", "likelihood=bernoulli"], "models binary data; dataset 'moons'"),
+        (["train", "vae", "--set", "bogus=1"], "unexpected keyword argument 'bogus'"),
+        (["train", "vae", "--set", "latent_dim"], "--set takes KEY=VALUE"),
         (["train", "realnvp", "--data", "mnist"], "invalid choice: 'mnist'"),
         (["train", "realnvp", "--steps", "0"], "steps must be a positive integer; got 0"),
         (["evaluate", "/nonexistent/run"], "is not a run directory"),

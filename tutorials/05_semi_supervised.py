@@ -47,11 +47,10 @@ batch = (x[:128], y[:128])
 for _ in range(3):
     loss = svi.step(*batch)
 print(f"TraceEnum_ELBO on a batch of 128: {loss / 128:.2f} nats per digit")
-with torch.no_grad():
-    pyro.set_rng_seed(1)
-    fused = float(m.loss(batch))
-    pyro.set_rng_seed(1)
-    print(f"fused loss {fused:.4f} = Pyro's TraceEnum_ELBO {float(m.pyro_loss(batch)):.4f} on the same seed")
+pyro.set_rng_seed(1)
+fused = m.loss(batch).item()
+pyro.set_rng_seed(1)
+print(f"fused loss {fused:.4f} = Pyro's TraceEnum_ELBO {m.pyro_loss(batch).item():.4f} on the same seed")
 
 # %% [markdown]
 # ## 2. Train and classify; compare with a classifier that sees the labels only

@@ -78,8 +78,12 @@ fig.savefig(OUT / "latent_posteriors.png", dpi=80, bbox_inches="tight")
 # ## 3. ArviZ's plots work on the same object
 
 # %%
+import warnings  # noqa: E402
+
 import arviz as az  # noqa: E402
 
-axes = az.plot_trace(idata, var_names=["z"], coords={"z_dim_0": [0], "z_dim_1": units[:2].tolist()})
+with warnings.catch_warnings():  # ArviZ 0.x calls a matplotlib helper that matplotlib 3.11 deprecates
+    warnings.simplefilter("ignore", DeprecationWarning)
+    axes = az.plot_trace(idata, var_names=["z"], coords={"z_dim_0": [0], "z_dim_1": units[:2].tolist()})
 plt.gcf().savefig(OUT / "latent_trace.png", dpi=70, bbox_inches="tight")
 print(f"figures in {OUT}")
