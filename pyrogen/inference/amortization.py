@@ -21,6 +21,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import pyro
 import pyro.distributions as dist
 import torch
@@ -77,7 +78,8 @@ def optimize_local_posterior(
     """Fit a diagonal Gaussian :math:`q^*(z)` to each example's ELBO, the decoder held fixed.
 
     Starts from the encoder's output and runs Adam on the mean and log-scale of every example together (their
-    ELBOs are independent). ``samples`` reparameterized draws per step; the final ELBOs of :math:`q^*` and of the
+    ELBOs are independent), the step size decaying linearly to zero. ``samples`` reparameterized draws per step;
+    the final ELBOs of :math:`q^*` and of the
     encoder use ``eval_samples`` common draws.
 
     Args:
@@ -104,10 +106,13 @@ def optimize_local_posterior(
         with torch.random.fork_rng(devices=[x.device] if x.device.type == "cuda" else []):
             torch.manual_seed(seed)
             opt = torch.optim.Adam([loc, log_scale], lr=lr)
+            # the step size decays linearly to zero so that the noisy gradients settle at the optimum
+            sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda i: 1 - i / steps)
             for _ in range(steps):
                 opt.zero_grad()
                 (-_gaussian_elbo(model, x, loc, log_scale.exp(), samples).sum()).backward()
                 opt.step()
+                sched.step()
             with torch.no_grad():
                 torch.manual_seed(seed + 1)
                 elbo = _gaussian_elbo(model, x, loc, log_scale.exp(), eval_samples)
@@ -197,7 +202,7 @@ def amortization_gap(
     runs = latent_nuts(model, x, num_chains=num_chains, num_samples=num_samples, warmup_steps=warmup_steps, seed=seed)
     idata = from_pyro(runs)
     table = summary(idata)
-    z = torch.as_tensor(idata["posterior"]["z"].values)  # (chains, draws, n, L)
+    z = torch.from_numpy(np.array(idata["posterior"]["z"].values))  # (chains, draws, n, L), a writable copy
     z = z.reshape(-1, *z.shape[2:]).to(local.loc)
     mean, std = z.mean(0), z.std(0)
     with torch.no_grad():
