@@ -205,8 +205,10 @@ class LatentVariableModel(GenerativeModel):
         return -iwae_bound(self.model, self.guide, self.k, x, y).mean()
 
     def validation_loss(self, batch: Any) -> torch.Tensor:
+        """Minus the unweighted training bound: the ELBO, or the IWAE-``k`` bound when ``k > 1``."""
         x, y = self._split(batch)
-        return -self._elbo(x, y).mean()
+        bound = self._elbo(x, y) if self.k == 1 else self._iwae(x, y, self.k, self.k)
+        return -bound.mean()
 
     # -- estimators --------------------------------------------------------------
     def _inputs(self, x: Any, y: object = None) -> tuple[torch.Tensor, torch.Tensor | None]:
