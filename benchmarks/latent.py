@@ -255,8 +255,8 @@ def _print(out: dict[str, Any]) -> None:
                 f"   best step {r['best_step']}, {r['train_s']} s"
             )
         print("  floors: " + "; ".join(f"{k} {v}" for k, v in FLOORS.items()))
-        best = min(r["nll_nats"] for r in out["nll"])
-        print(f"  best {best:.2f} nats (target: at most 17.0)")
+        best = min((r["nll_nats"], r["model"]) for r in out["nll"] if not r["model"].startswith("cvae"))
+        print(f"  best model of p(x): {best[1]}, {best[0]:.2f} nats (target: at most 17.0; the CVAE scores p(x | y))")
     if "decoders" in out:
         print("other decoders: test NLL (IWAE-1000), bits/dim (dequantized digits include log2 17)")
         for r in out["decoders"]:
