@@ -7,6 +7,7 @@ IWAE (k = 1000).
 
     python benchmarks/latent.py                 # every section (about 15 minutes on 2 cores)
     python benchmarks/latent.py --only nll      # one section: nll, decoders, beta, ssvae, uses, gap
+    python benchmarks/latent.py --only nll --models iwae hvae   # some rows of the NLL table
     python benchmarks/latent.py --json          # the rows as JSON
     python benchmarks/latent.py --quick         # a smoke run with few steps
 """
@@ -68,9 +69,11 @@ def _active(model: Any, data_name: str) -> int:
     return model.active_units(model.training_data(data, "test"))
 
 
-def nll(steps: int | None) -> list[dict[str, Any]]:
+def nll(steps: int | None, models: list[str] | None = None) -> list[dict[str, Any]]:
     rows = []
     for name, registered, kwargs in NLL_MODELS:
+        if models and registered not in models:
+            continue
         model, row = train_and_score(name, "digits-binary", kwargs, steps, registry_name=registered)
         row["active_units"] = _active(model, "digits-binary")
         rows.append(row)
@@ -227,12 +230,12 @@ def gap(steps: int | None, n: int = 20, quick: bool = False) -> dict[str, Any]:
 SECTIONS = ("nll", "decoders", "beta", "ssvae", "uses", "gap")
 
 
-def run(quick: bool, only: list[str] | None) -> dict[str, Any]:
+def run(quick: bool, only: list[str] | None, models: list[str] | None = None) -> dict[str, Any]:
     steps = 30 if quick else None
     out: dict[str, Any] = {}
     for section in only or SECTIONS:
         if section == "nll":
-            out["nll"] = nll(steps)
+            out["nll"] = nll(steps, models)
         elif section == "decoders":
             out["decoders"] = decoders(steps)
         elif section == "beta":
@@ -312,8 +315,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--json", action="store_true")
     p.add_argument("--quick", action="store_true", help="30 training steps per model (a smoke run)")
     p.add_argument("--only", nargs="+", choices=SECTIONS, help="run only these sections")
+    p.add_argument(
+        "--models", nargs="+", choices=sorted({r for _, r, _ in NLL_MODELS}), help="nll: only rows of these models"
+    )
     args = p.parse_args(argv)
-    out = run(args.quick, args.only)
+    out = run(args.quick, args.only, args.models)
     if args.json:
         print(json.dumps(out, indent=1))
     else:

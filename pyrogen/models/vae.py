@@ -873,8 +873,10 @@ class SSVAE(VAE):
         return self._unlabelled_elbo(x, 1.0)
 
     def validation_loss(self, batch: Any) -> torch.Tensor:
-        """The training objective on the validation part (its labels are all kept)."""
-        return self.loss(batch)
+        """Minus the ELBO of :math:`p(x)` with the label summed out: early stopping uses no validation labels
+        (the classification term overfits the few labels long before the classifier stops improving)."""
+        x, _ = self._split(batch)
+        return -self._unlabelled_elbo(x, 1.0).mean()
 
     def _iwae(self, x: torch.Tensor, y: torch.Tensor | None, k: int, chunk: int) -> torch.Tensor:
         r""":math:`\log \sum_y p(y)\, \hat p_k(x \mid y)` with :math:`\hat p_k` the IWAE estimate under
