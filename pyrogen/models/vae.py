@@ -145,7 +145,7 @@ class LatentVariableModel(GenerativeModel):
 
     @property
     def kl_weight(self) -> float:
-        r""":math:`\beta` times the warm-up factor :math:`\min(1, t / T)` while training (1 in eval mode)."""
+        r""":math:`\beta` times the warm-up factor :math:`\min(1, t / T)` while training; :math:`\beta` in eval mode."""
         if not self.training or self.kl_warmup == 0:
             return self.beta
         return self.beta * min(1.0, (self._train_step + 1) / self.kl_warmup)
@@ -221,7 +221,7 @@ class LatentVariableModel(GenerativeModel):
             if y is None:
                 raise ValueError(f"{type(self).__name__} is class-conditional: pass the labels y")
             return x, self._check_labels(y, len(x))
-        if y is not None and not self.labelled:
+        if y is not None:
             raise ValueError(f"{type(self).__name__} is unconditional; got labels y")
         return x, None
 
@@ -541,6 +541,12 @@ class VAE(LatentVariableModel):
     @property
     def _closed_form_kl(self) -> bool:
         return self.prior_net is None and self.posterior_layers is None
+
+    @property
+    def gaussian_posterior(self) -> bool:
+        """Whether :math:`q(z \\mid x)` is one diagonal Gaussian over the whole latent, given ``x`` alone (what
+        :func:`~pyrogen.inference.optimize_local_posterior` replaces per example)."""
+        return self.posterior_layers is None and not self.classes
 
     # -- the Pyro program -----------------------------------------------------
     def model(
@@ -947,6 +953,10 @@ class HierarchicalVAE(VAE):
     @property
     def _closed_form_kl(self) -> bool:
         return False
+
+    @property
+    def gaussian_posterior(self) -> bool:
+        return False  # two stochastic layers
 
     def model(
         self, x: torch.Tensor | None = None, y: torch.Tensor | None = None, num_samples: int | None = None
