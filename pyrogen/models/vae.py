@@ -167,10 +167,15 @@ class LatentVariableModel(GenerativeModel):
             if not self.labelled:
                 raise ValueError(f"{type(self).__name__} is unconditional; give examples, not (examples, labels)")
             x, y = batch
-            return x, self._check_labels(y, len(x))
+            return self._cast(x), self._check_labels(y, len(x))
         if self.labelled:
             raise ValueError(f"{type(self).__name__} is class-conditional: give (examples, labels)")
-        return batch, None
+        return self._cast(batch), None
+
+    def _cast(self, x: torch.Tensor) -> torch.Tensor:
+        """Real-valued data in the parameters' dtype (float32 data into a float64 model, say)."""
+        dtype = next(self.parameters()).dtype
+        return x.to(dtype) if x.is_floating_point() and x.dtype != dtype else x
 
     def _check_labels(self, y: object, n: int, missing_ok: bool = False) -> torch.Tensor:
         labels = torch.as_tensor(y, device=self._device())
@@ -216,7 +221,7 @@ class LatentVariableModel(GenerativeModel):
             if y is not None:
                 raise ValueError("give the labels either in x = (examples, labels) or as y, not both")
             x, y = x
-        x = self.validate(x)
+        x = self._cast(self.validate(x))
         if self.labelled:
             if y is None:
                 raise ValueError(f"{type(self).__name__} is class-conditional: pass the labels y")
@@ -752,13 +757,13 @@ class SSVAE(VAE):
     def _split(self, batch: Any) -> tuple[torch.Tensor, torch.Tensor | None]:
         if isinstance(batch, (tuple, list)):
             x, y = batch
-            return x, self._check_labels(y, len(x), missing_ok=True)
-        return batch, None
+            return self._cast(x), self._check_labels(y, len(x), missing_ok=True)
+        return self._cast(batch), None
 
     def _inputs(self, x: Any, y: object = None) -> tuple[torch.Tensor, torch.Tensor | None]:
         if isinstance(x, (tuple, list)):  # the marginal likelihood p(x) does not use labels
             x = x[0]
-        return self.validate(x), None
+        return self._cast(self.validate(x)), None
 
     def _parts(self, x: torch.Tensor, y: torch.Tensor | None) -> tuple[Any, Any, torch.Tensor]:
         if y is None:
