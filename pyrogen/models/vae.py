@@ -34,16 +34,17 @@ import pyro.distributions as dist
 import torch
 import torch.nn.functional as F
 from pyro import poutine
-from pyro.distributions.transforms import Planar, conditional_affine_autoregressive
+from pyro.distributions.transforms import Planar
 from pyro.infer import Trace_ELBO, TraceEnum_ELBO, TraceMeanField_ELBO
 from torch import nn
 from torch.distributions.utils import _standard_normal
 
 from pyrogen.data import Dataset
+from pyrogen.distributions.transforms import ConditionalMaskedAutoregressive
 from pyrogen.inference.objectives import gaussian_kl, iwae_bound, log_mean_exp
 from pyrogen.models.base import GenerativeModel, check_hidden, check_positive_int
 from pyrogen.models.registry import register
-from pyrogen.nn import MLP, ConvDecoder, ConvEncoder
+from pyrogen.nn import MLP, ConvDecoder, ConvEncoder, MADENet
 
 __all__ = [
     "CVAE",
@@ -304,9 +305,10 @@ class VAE(LatentVariableModel):
         prior: ``"normal"``, ``"mixture"`` (learnable mixture of Gaussians) or
             ``"flow"`` (RealNVP coupling layers on a standard normal).
         prior_components: mixture components; prior_layers: flow prior layers.
-        posterior_flow: ``None``, ``"planar"`` (Rezende and Mohamed, 2015) or
-            ``"iaf"`` (inverse autoregressive layers conditioned on the
-            encoder, Kingma et al., 2016).
+        posterior_flow: ``None``, ``"planar"`` (Pyro's planar layers, Rezende and Mohamed, 2015) or
+            ``"iaf"`` (pyrogen's :class:`~pyrogen.distributions.transforms.ConditionalMaskedAutoregressive`
+            layers in the one-pass direction, reading a context vector from the encoder, orders alternating;
+            Kingma et al., 2016). Pyro's transform cache scores the sampled :math:`z` exactly.
         flow_layers: layers of the posterior flow.
         classes: condition encoder and decoder on a one-hot label with this
             many classes (0: unconditional).
@@ -400,11 +402,19 @@ class VAE(LatentVariableModel):
         self.posterior_layers: nn.ModuleList | None = None
         if posterior_flow == "planar":
             self.posterior_layers = nn.ModuleList([Planar(L) for _ in range(flow_layers)])
-        elif posterior_flow == "iaf":
+        elif posterior_flow == "iaf":  # pyrogen's autoregressive layer, reading the encoder's context; orders alternate
             self.posterior_layers = nn.ModuleList(
                 [
-                    conditional_affine_autoregressive(L, self._flow_context, hidden_dims=[4 * L, 4 * L])
-                    for _ in range(flow_layers)
+                    ConditionalMaskedAutoregressive(
+                        MADENet(
+                            L,
+                            [4 * L, 4 * L],
+                            out_mult=2,
+                            context=self._flow_context,
+                            order=list(range(L)) if i % 2 == 0 else list(range(L - 1, -1, -1)),
+                        ).shrink_output_()
+                    )
+                    for i in range(flow_layers)
                 ]
             )
         self.register_buffer("_zeros", torch.zeros(L))
