@@ -8,6 +8,7 @@ IWAE (k = 1000).
     python benchmarks/latent.py                 # every section (about 15 minutes on 2 cores)
     python benchmarks/latent.py --only nll      # one section: nll, decoders, beta, ssvae, uses, gap
     python benchmarks/latent.py --only nll --models iwae hvae   # some rows of the NLL table
+    python benchmarks/latent.py --only ssvae --seeds 3          # M2 against labels-only classifiers, 3 seeds
     python benchmarks/latent.py --json          # the rows as JSON
     python benchmarks/latent.py --quick         # a smoke run with few steps
 """
@@ -17,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import statistics
 import sys
 import time
 from typing import Any
@@ -150,30 +152,46 @@ def _classifier_on_labels_alone(x: torch.Tensor, y: torch.Tensor, val: Any, step
     return net
 
 
-def ssvae(steps: int | None) -> dict[str, Any]:
+def ssvae(steps: int | None, seeds: int = 1) -> dict[str, Any]:
+    """M2 with 10% of the labels against the same MLP and a logistic regression on those labels alone.
+
+    With ``seeds > 1`` both networks are trained from that many seeds (the labelled subset stays the same) and the
+    accuracies are reported per seed with their mean and standard deviation.
+    """
     from sklearn.linear_model import LogisticRegression
 
     data = load("digits-binary")
-    model, row = train_and_score("ssvae", "digits-binary", {}, steps)
-    assert isinstance(model, SSVAE)
-    x, y = model.training_data(data, "train")
-    seen = y >= 0
     test_y = data.labels["test"]
-    acc = float((model.predict(data.test) == test_y).float().mean())
     val = (data.val, data.labels["val"])
-    clf = _classifier_on_labels_alone(x[seen], y[seen], val, steps or 2000)
-    with torch.no_grad():
-        mlp_acc = float((clf.logits(data.test).argmax(-1) == test_y).float().mean())
+    acc, mlp_acc, nll_nats, train_s = [], [], [], []
+    for seed in range(seeds):
+        model, row = train_and_score("ssvae", "digits-binary", {}, steps, seed=seed)
+        assert isinstance(model, SSVAE)
+        x, y = model.training_data(data, "train")
+        seen = y >= 0
+        acc.append(float((model.predict(data.test) == test_y).float().mean()))
+        clf = _classifier_on_labels_alone(x[seen], y[seen], val, steps or 2000, seed=seed)
+        with torch.no_grad():
+            mlp_acc.append(float((clf.logits(data.test).argmax(-1) == test_y).float().mean()))
+        nll_nats.append(row["nll_nats"])
+        train_s.append(row["train_s"])
     logreg = LogisticRegression(max_iter=5000).fit(x[seen].flatten(1).numpy(), y[seen].numpy())
-    return {
+    out: dict[str, Any] = {
         "labelled": int(seen.sum()),
         "unlabelled": int((~seen).sum()),
-        "ssvae_test_accuracy": round(acc, 4),
-        "mlp_on_labels_alone": round(mlp_acc, 4),
+        "seeds": seeds,
+        "ssvae_test_accuracy": round(statistics.fmean(acc), 4),
+        "mlp_on_labels_alone": round(statistics.fmean(mlp_acc), 4),
         "logistic_regression_on_labels_alone": round(float(logreg.score(data.test.flatten(1).numpy(), test_y)), 4),
-        "ssvae_nll_nats": row["nll_nats"],
-        "train_s": row["train_s"],
+        "ssvae_nll_nats": round(statistics.fmean(nll_nats), 4),
+        "train_s": round(statistics.fmean(train_s), 1),
     }
+    if seeds > 1:
+        out["ssvae_per_seed"] = [round(a, 4) for a in acc]
+        out["mlp_per_seed"] = [round(a, 4) for a in mlp_acc]
+        out["ssvae_sd"] = round(statistics.stdev(acc), 4)
+        out["mlp_sd"] = round(statistics.stdev(mlp_acc), 4)
+    return out
 
 
 def uses(steps: int | None) -> dict[str, Any]:
@@ -230,7 +248,7 @@ def gap(steps: int | None, n: int = 20, quick: bool = False) -> dict[str, Any]:
 SECTIONS = ("nll", "decoders", "beta", "ssvae", "uses", "gap")
 
 
-def run(quick: bool, only: list[str] | None, models: list[str] | None = None) -> dict[str, Any]:
+def run(quick: bool, only: list[str] | None, models: list[str] | None = None, seeds: int = 1) -> dict[str, Any]:
     steps = 30 if quick else None
     out: dict[str, Any] = {}
     for section in only or SECTIONS:
@@ -241,7 +259,7 @@ def run(quick: bool, only: list[str] | None, models: list[str] | None = None) ->
         elif section == "beta":
             out["beta"] = beta(steps)
         elif section == "ssvae":
-            out["ssvae"] = ssvae(steps)
+            out["ssvae"] = ssvae(steps, seeds)
         elif section == "uses":
             out["uses"] = uses(steps)
         elif section == "gap":
@@ -277,9 +295,10 @@ def _print(out: dict[str, Any]) -> None:
             )
     if "ssvae" in out:
         s = out["ssvae"]
+        spread = f" (sd {s['ssvae_sd']:.3f} and {s['mlp_sd']:.3f} over {s['seeds']} seeds)" if s["seeds"] > 1 else ""
         print(
             f"semi-supervised, {s['labelled']} labels of {s['labelled'] + s['unlabelled']}: SSVAE test accuracy "
-            f"{s['ssvae_test_accuracy']:.3f}; the same MLP on the labels alone {s['mlp_on_labels_alone']:.3f}; "
+            f"{s['ssvae_test_accuracy']:.3f}; the same MLP on the labels alone {s['mlp_on_labels_alone']:.3f}{spread}; "
             f"logistic regression on them {s['logistic_regression_on_labels_alone']:.3f}"
         )
     if "uses" in out:
@@ -318,8 +337,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--models", nargs="+", choices=sorted({r for _, r, _ in NLL_MODELS}), help="nll: only rows of these models"
     )
+    p.add_argument("--seeds", type=int, default=1, help="ssvae: train from this many seeds (mean and sd)")
     args = p.parse_args(argv)
-    out = run(args.quick, args.only, args.models)
+    if args.seeds < 1:
+        p.error(f"--seeds must be a positive integer; got {args.seeds}")
+    out = run(args.quick, args.only, args.models, args.seeds)
     if args.json:
         print(json.dumps(out, indent=1))
     else:
