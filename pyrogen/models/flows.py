@@ -329,6 +329,9 @@ class RealNVP(_CouplingFlow):
 
     References: Dinh, Sohl-Dickstein and Bengio, 2017, arXiv:1605.08803.
 
+    Training defaults clip the global gradient norm at 10: without it the
+    learning rate 3e-3 diverged on ``8gaussians`` (the affine scales blow up).
+
     Example:
         >>> _ = torch.manual_seed(0)
         >>> flow = RealNVP(event_shape=(2,), num_layers=4, hidden=(32,))
@@ -336,6 +339,8 @@ class RealNVP(_CouplingFlow):
         >>> x.shape, flow.log_prob(x).shape
         (torch.Size([5, 2]), torch.Size([5]))
     """
+
+    train_defaults = {**FlowModel.train_defaults, "grad_clip": 10.0}
 
     def __init__(
         self,
