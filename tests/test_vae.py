@@ -127,6 +127,19 @@ def test_iwae_bound_equals_renyi_elbo_alpha_zero():
         assert float(m.loss(x)) == pytest.approx(float(ours) / len(x), rel=1e-5)
 
 
+def test_iwae_bound_refuses_a_global_latent():
+    def model(x):
+        mu = pyro.sample("mu", dist.Normal(0.0, 1.0))
+        with pyro.plate("data", len(x)):
+            pyro.sample("x", dist.Normal(mu, 1.0), obs=x)
+
+    def guide(x):
+        pyro.sample("mu", dist.Normal(0.0, 1.0))
+
+    with pytest.raises(ValueError, match="site 'mu' is outside every data plate"):
+        iwae_bound(model, guide, 3, torch.zeros(4))
+
+
 def test_iwae_with_k1_is_trace_elbo():
     m = small_model("hvae")
     m.eval()

@@ -9,6 +9,7 @@ from typing import Any
 import pyro
 import torch
 from pyro import poutine
+from pyro.poutine.util import site_is_subsample
 
 __all__ = ["gaussian_kl", "iwae_bound", "log_mean_exp"]
 
@@ -85,8 +86,13 @@ def iwae_bound(
     model_trace = poutine.trace(poutine.replay(particles(model), trace=guide_trace)).get_trace(*args, **kwargs)
     log_w: torch.Tensor | float = 0.0
     for trace, sign in ((model_trace, 1.0), (guide_trace, -1.0)):
-        for site in trace.nodes.values():
-            if site["type"] == "sample":
+        for name, site in trace.nodes.items():
+            if site["type"] == "sample" and not site_is_subsample(site):
+                if not any(f.name != "iwae_particles" and f.vectorized for f in site["cond_indep_stack"]):
+                    raise ValueError(
+                        f"site {name!r} is outside every data plate: the IWAE bound is per example only when "
+                        "every site lies inside the data plate"
+                    )
                 fn: Any = site["fn"]
                 log_w = log_w + sign * site["scale"] * fn.log_prob(site["value"])
     assert isinstance(log_w, torch.Tensor)
