@@ -272,7 +272,12 @@ def _cmd_sample(args: argparse.Namespace) -> None:
     if args.n < 1:
         raise UserError(f"-n must be a positive integer; got {args.n}")
     torch.manual_seed(args.seed)
-    x = model.sample(args.n).cpu()
+    if args.label is None:
+        x = model.sample(args.n).cpu()
+    elif not (getattr(model, "classes", 0) or getattr(model, "context_classes", 0)):
+        raise UserError(f"--label needs a class-conditional model; {run['model']} is unconditional")
+    else:
+        x = model.sample(args.n, y=args.label).cpu()  # type: ignore[call-arg]
     out = Path(args.out)
     suffix = out.suffix.lower()
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -337,6 +342,7 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("sample", help="draw samples from a trained run")
     s.add_argument("run_dir")
     s.add_argument("-n", type=int, default=64, help="number of samples")
+    s.add_argument("--label", type=int, help="class to draw, for class-conditional models (cvae, ssvae, ...)")
     s.add_argument("--out", required=True, help="FILE.png (grid or scatter), FILE.npz (raw) or FILE.txt (text models)")
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--device")

@@ -89,6 +89,10 @@ def test_model_arguments_and_labelled_models_through_the_cli(tmp_path):
     assert main(["train", "cvae", "--set", "hidden=[16]", "--steps", "5", "--out", str(run), "-q"]) == 0
     m = json.loads((run / "metrics.json").read_text())
     assert m["model"] == "cvae" and m["n"] == 360 and m["nll_nats"] > 0
+    assert main(["sample", str(run), "-n", "5", "--label", "3", "--out", str(tmp_path / "threes.npz")]) == 0
+    assert np.load(tmp_path / "threes.npz")["samples"].shape == (5, 1, 8, 8)
+    assert main(["sample", str(run), "-n", "5", "--label", "12", "--out", str(tmp_path / "bad.npz")]) == 2
+    assert main(["sample", str(tmp_path / "cat"), "--label", "3", "--out", str(tmp_path / "x.npz")]) == 2
 
 
 @pytest.mark.parametrize(
