@@ -108,12 +108,12 @@ with torch.no_grad():
     codes = vae2.encode(digits.test)[0]
     g = torch.linspace(-2.5, 2.5, 12)
     grid = torch.stack(torch.meshgrid(g, g.flip(0), indexing="xy"), -1).reshape(-1, 2)
-    tiles = vae2.decode(grid)
+    tiles = torch.nn.functional.pad(vae2.decode(grid).reshape(144, 8, 8), (0, 1, 0, 1), value=0.5)  # grey seams
 fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 5))
 sc = ax1.scatter(*codes.T.numpy(), c=digits.labels["test"].numpy(), cmap="tab10", s=8)
 fig.colorbar(sc, ax=ax1, label="digit")
 ax1.set_title("test digits in a 2-D latent space")
-ax2.imshow(tiles.reshape(12, 12, 8, 8).permute(0, 2, 1, 3).reshape(96, 96).numpy(), cmap="gray")
+ax2.imshow(tiles.reshape(12, 12, 9, 9).permute(0, 2, 1, 3).reshape(108, 108).numpy(), cmap="gray")
 ax2.set_title("decoded grid over [-2.5, 2.5]^2")
 ax2.axis("off")
 fig.savefig(OUT / "vae_latent_map.png", dpi=80, bbox_inches="tight")
