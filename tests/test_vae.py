@@ -253,6 +253,17 @@ def test_bad_options_and_labels_are_named():
         small_model("vae").loss((x, y))
 
 
+def test_any_vae_with_classes_trains_on_labelled_pairs():
+    m = VAE(latent_dim=2, hidden=(8,), classes=10, kl_warmup=0)
+    x, y = small_data("cvae", 32)
+    assert m.labelled and not VAE(latent_dim=2, hidden=(8,)).labelled
+    pyro.set_rng_seed(0)
+    fused = m.loss((x, y))
+    pyro.set_rng_seed(0)
+    assert torch.allclose(fused, m.pyro_loss((x, y)), rtol=1e-5)
+    assert m.sample(4, y=3).shape == (4, 1, 8, 8)
+
+
 def test_ssvae_keeps_a_balanced_tenth_of_the_labels_and_sums_out_the_rest():
     data = load("digits-binary")
     m = SSVAE(latent_dim=3, hidden=(16,), kl_warmup=0)

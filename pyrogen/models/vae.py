@@ -380,6 +380,7 @@ class VAE(LatentVariableModel):
         if not isinstance(classes, int) or isinstance(classes, bool) or classes < 0 or classes == 1:
             raise ValueError(f"classes must be 0 (unconditional) or an integer >= 2; got {classes!r}")
         self.classes = classes
+        self.labelled = classes > 0  # type: ignore[misc]  # conditioned on labels: trains on (examples, labels)
         self.data_dim = math.prod(self.event_shape)
         L = self.latent_dim
         self._flow_context = 2 * L if posterior_flow == "iaf" else 0
@@ -627,8 +628,7 @@ class VAE(LatentVariableModel):
         ``mean``."""
         z = self.sample_latent(n)
         labels = self._sample_labels(y, n)
-        d = self._likelihood(self._decoder_out(z, labels))
-        return self.decode(z, labels) if mean else d.sample()
+        return self.decode(z, labels) if mean else self._likelihood(self._decoder_out(z, labels)).sample()
 
     def _sample_labels(self, y: object, n: int) -> torch.Tensor | None:
         if not self.classes:
