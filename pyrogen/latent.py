@@ -68,13 +68,17 @@ def interpolate(model: Any, x1: torch.Tensor, x2: torch.Tensor, steps: int = 8, 
         ``(steps,) + event_shape`` mean images.
 
     Raises:
-        ValueError: an unknown ``method`` or ``steps < 2``.
+        ValueError: an unknown ``method``, ``steps < 2``, or ``x1``/``x2`` not one example.
     """
     if method not in INTERPOLATIONS:
         raise ValueError(f"method must be one of {INTERPOLATIONS}; got {method!r}")
     if not isinstance(steps, int) or isinstance(steps, bool) or steps < 2:
         raise ValueError(f"steps must be an integer >= 2; got {steps!r}")
     shape = tuple(model.event_shape)
+    for name, v in (("x1", x1), ("x2", x2)):
+        if not isinstance(v, torch.Tensor) or v.shape not in (torch.Size(shape), torch.Size((1, *shape))):
+            got = tuple(v.shape) if isinstance(v, torch.Tensor) else type(v).__name__
+            raise ValueError(f"{name} must be one example of shape {shape}; got {got}")
     pair = torch.stack([x1.reshape(shape), x2.reshape(shape)])
     a, b = _code(model, pair)
     t = torch.linspace(0, 1, steps, dtype=a.dtype, device=a.device)
@@ -88,8 +92,11 @@ def class_means(model: Any, x: torch.Tensor, labels: torch.Tensor, classes: int 
     Raises:
         ValueError: a class without examples, or labels of the wrong length.
     """
-    if len(labels) != len(x):
-        raise ValueError(f"labels has {len(labels)} entries for {len(x)} examples")
+    if labels.dim() != 1 or labels.dtype.is_floating_point or len(labels) != len(x):
+        raise ValueError(
+            f"labels must be a 1-D integer tensor with one entry per example ({len(x)}); "
+            f"got shape {tuple(labels.shape)} {labels.dtype}"
+        )
     codes = _code(model, x)
     k = classes or int(labels.max()) + 1
     counts = torch.bincount(labels, minlength=k)

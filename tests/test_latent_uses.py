@@ -41,6 +41,8 @@ def test_interpolation_ends_at_the_reconstructions():
         interpolate(m, x[0], x[1], method="cubic")
     with pytest.raises(ValueError, match="steps must be an integer >= 2; got 1"):
         interpolate(m, x[0], x[1], steps=1)
+    with pytest.raises(ValueError, match=r"x2 must be one example of shape \(1, 8, 8\); got \(2, 1, 8, 8\)"):
+        interpolate(m, x[0], x)
 
 
 def test_class_means_and_arithmetic_match_a_brute_force():
@@ -55,6 +57,8 @@ def test_class_means_and_arithmetic_match_a_brute_force():
         assert torch.allclose(moved, m.decode(codes[:4] + 0.5 * (means[2] - means[0])))
     with pytest.raises(ValueError, match=r"classes \[3\] have no examples"):
         class_means(m, x, y, classes=4)
+    with pytest.raises(ValueError, match="labels must be a 1-D integer tensor with one entry per example"):
+        class_means(m, x, y[:10])
 
 
 def test_auroc_equals_the_pairwise_count():
