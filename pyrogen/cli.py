@@ -195,6 +195,11 @@ def evaluate_run(
             out["bits_per_char"] = res.nll_nats / (math.prod(data.event_shape) * math.log(2))
     else:
         out["n"] = len(x)
+    predict = getattr(model, "predict", None)
+    if callable(predict) and split in data.labels:  # a model that also classifies (the semi-supervised VAE)
+        labels = data.labels[split].to(x.device)
+        with torch.no_grad():
+            out["accuracy"] = float((predict(x) == labels).float().mean())
     return out
 
 

@@ -93,6 +93,12 @@ def test_model_arguments_and_labelled_models_through_the_cli(tmp_path):
     assert np.load(tmp_path / "threes.npz")["samples"].shape == (5, 1, 8, 8)
     assert main(["sample", str(run), "-n", "5", "--label", "12", "--out", str(tmp_path / "bad.npz")]) == 2
     assert main(["sample", str(tmp_path / "cat"), "--label", "3", "--out", str(tmp_path / "x.npz")]) == 2
+    run = tmp_path / "ssvae"
+    assert main(["train", "ssvae", "--set", "hidden=[16]", "--steps", "5", "--out", str(run), "-q"]) == 0
+    m = json.loads((run / "metrics.json").read_text())
+    assert 0.0 <= m["accuracy"] <= 1.0 and "accuracy" not in json.loads(
+        (tmp_path / "cvae" / "metrics.json").read_text()
+    )
 
 
 @pytest.mark.parametrize(
