@@ -29,7 +29,7 @@ from _common import train_and_score
 
 from pyrogen.data import load
 from pyrogen.inference import TrainConfig, amortization_gap, fit
-from pyrogen.latent import class_means, latent_arithmetic
+from pyrogen.latent import class_means, impute, latent_arithmetic
 from pyrogen.metrics import auroc, linear_probe, outlier_scores
 from pyrogen.models import SSVAE, VAE
 from pyrogen.nn import MLP
@@ -230,6 +230,15 @@ def uses(steps: int | None) -> dict[str, Any]:
         hits += int((torch.as_tensor(clf.predict(moved.flatten(1).float().numpy())) == b).sum())
         total += len(xa)
     out["arithmetic_to_next_class_rate"] = hits / total
+    # imputation: the bottom half of every test digit from its top half (pseudo-Gibbs), pixel accuracy
+    top = torch.zeros(1, 8, 8, dtype=torch.bool)
+    top[:, :4] = True
+    torch.manual_seed(0)
+    _, mean = impute(model, data.test, top, steps=200, burn_in=50)
+    bottom = data.test[:, :, 4:]
+    out["impute_bottom_half_pixel_accuracy"] = float(((mean[:, :, 4:] > 0.5).float() == bottom).float().mean())
+    marginal = (data.train[:, :, 4:].mean(0) > 0.5).float()  # the best guess that ignores the top half
+    out["impute_pixel_marginal_accuracy"] = float((marginal.expand_as(bottom) == bottom).float().mean())
     return {k: round(v, 4) if isinstance(v, float) else v for k, v in out.items()}
 
 
@@ -314,6 +323,10 @@ def _print(out: dict[str, Any]) -> None:
         )
         rate = u["arithmetic_to_next_class_rate"]
         print(f"latent arithmetic a -> a+1: a pixel classifier reads the new class {rate:.3f}")
+        print(
+            f"imputing the bottom half from the top half: pixel accuracy {u['impute_bottom_half_pixel_accuracy']:.3f}"
+            f" (per-pixel majority of the training digits {u['impute_pixel_marginal_accuracy']:.3f})"
+        )
     if "gap" in out:
         g = out["gap"]
         print(

@@ -1,4 +1,4 @@
-r"""Uses of a learned latent space: interpolation, latent arithmetic, class means.
+r"""Uses of a learned latent space: interpolation, latent arithmetic, class means, imputation.
 
 These work with any model that has ``encode(x) -> (loc, scale)`` and
 ``decode(z) -> mean image`` (every :class:`~pyrogen.models.VAE`). Latent
@@ -19,7 +19,7 @@ from typing import Any
 
 import torch
 
-__all__ = ["INTERPOLATIONS", "class_means", "interpolate", "latent_arithmetic", "lerp", "slerp"]
+__all__ = ["INTERPOLATIONS", "class_means", "impute", "interpolate", "latent_arithmetic", "lerp", "slerp"]
 
 #: The paths :func:`interpolate` draws between two codes.
 INTERPOLATIONS = ("linear", "spherical")
@@ -119,3 +119,58 @@ def latent_arithmetic(
         Mean images, shape ``x.shape``.
     """
     return model.decode(_code(model, x) + strength * (target - source))
+
+
+@torch.no_grad()
+def impute(
+    model: Any, x: torch.Tensor, observed: torch.Tensor, steps: int = 200, burn_in: int = 50
+) -> tuple[torch.Tensor, torch.Tensor]:
+    r"""Fill in the unobserved entries of ``x`` by pseudo-Gibbs sampling through the encoder and decoder.
+
+    Repeats :math:`z \sim q(z \mid \hat x)`, :math:`\hat x_{\text{miss}} \sim p(x_{\text{miss}} \mid z)`
+    with the observed entries held fixed (Rezende, Mohamed and Wierstra, 2014, appendix F). When :math:`q` is the
+    exact posterior this is a Gibbs sampler of :math:`p(z, x_{\text{miss}} \mid x_{\text{obs}})`; with an
+    amortized :math:`q` it is the usual approximation.
+
+    Args:
+        model: an unconditional model with ``encode`` and ``likelihood`` (a :class:`~pyrogen.models.VAE`).
+        x: examples, ``(n,) + event_shape``; the values at unobserved entries are ignored.
+        observed: boolean mask broadcastable to ``x``, ``True`` where the entry is known.
+        steps: sweeps of the chain; burn_in: sweeps left out of the running mean.
+
+    Returns:
+        ``(draw, mean)``: the chain's last state (a completed example, observed entries unchanged) and the average
+        of :math:`\mathbb E[x \mid z]` over the sweeps after ``burn_in`` (observed entries unchanged), an estimate
+        of :math:`\mathbb E[x_{\text{miss}} \mid x_{\text{obs}}]`.
+
+    Raises:
+        ValueError: ``observed`` not boolean or not broadcastable, or ``burn_in >= steps``.
+    """
+    if not isinstance(observed, torch.Tensor) or observed.dtype != torch.bool:
+        raise ValueError(f"observed must be a boolean tensor; got {getattr(observed, 'dtype', type(observed))}")
+    try:
+        observed = observed.to(x.device).expand_as(x)
+    except RuntimeError:
+        raise ValueError(
+            f"observed of shape {tuple(observed.shape)} does not broadcast to x {tuple(x.shape)}"
+        ) from None
+    for name, v in (("steps", steps), ("burn_in", burn_in)):
+        if not isinstance(v, int) or isinstance(v, bool) or v < 0:
+            raise ValueError(f"{name} must be a non-negative integer; got {v!r}")
+    if burn_in >= steps:
+        raise ValueError(f"burn_in ({burn_in}) must be smaller than steps ({steps})")
+    x = model.validate(x)
+    start = model.likelihood(model.sample_latent(len(x))).sample()  # unobserved entries start at a draw of p(x)
+    current = torch.where(observed, x, start.to(x.dtype))
+    total = torch.zeros(x.shape, dtype=torch.float64, device=x.device)
+    for t in range(steps):
+        loc, scale = model.encode(current)
+        z = loc + torch.randn_like(loc) * scale
+        d = model.likelihood(z)
+        current = torch.where(observed, x, d.sample().to(x.dtype))
+        if t >= burn_in:
+            total += model.decode(z).double()
+    mean = torch.where(observed, x.double(), total / (steps - burn_in)).to(
+        x.dtype if x.is_floating_point() else torch.float64
+    )
+    return current, mean

@@ -9,7 +9,7 @@ from test_vae import _ppca
 
 from pyrogen import diagnostics
 from pyrogen.inference import amortization_gap, latent_nuts, optimize_local_posterior
-from pyrogen.latent import class_means, interpolate, latent_arithmetic, lerp, slerp
+from pyrogen.latent import class_means, impute, interpolate, latent_arithmetic, lerp, slerp
 from pyrogen.metrics import auroc, linear_probe, log_likelihoods, outlier_scores
 
 
@@ -123,3 +123,31 @@ def test_amortization_gap_rejects_models_it_does_not_cover():
         optimize_local_posterior(small_model("hvae"), small_data("hvae", 2))
     with pytest.raises(ValueError, match="steps must be a positive integer; got 0"):
         optimize_local_posterior(small_model("vae"), small_data("vae", 2), steps=0)
+
+
+def test_imputation_with_the_exact_posterior_is_the_gaussian_conditional():
+    """On PPCA with the exact encoder the pseudo-Gibbs chain is a Gibbs sampler: its mean is E[x_miss | x_obs]."""
+    m, x, _, _, _ = _ppca()
+    W, b = m.decoder[0].weight.detach(), m.decoder[0].bias.detach()
+    cov = W @ W.T + 0.25 * torch.eye(5, dtype=torch.float64)
+    obs = torch.tensor([True, True, False, True, False])
+    o, u = obs.nonzero().flatten(), (~obs).nonzero().flatten()
+    expected = b[u] + (x[:, o] - b[o]) @ torch.linalg.solve(cov[o][:, o], cov[o][:, u])
+    torch.manual_seed(0)
+    draw, mean = impute(m, x, obs, steps=6000, burn_in=100)
+    assert torch.equal(draw[:, o], x[:, o]) and torch.equal(mean[:, o], x[:, o])
+    assert torch.allclose(mean[:, u], expected, atol=0.06), (mean[:, u], expected)
+    with pytest.raises(ValueError, match="observed must be a boolean tensor"):
+        impute(m, x, obs.float())
+    with pytest.raises(ValueError, match=r"burn_in \(10\) must be smaller than steps \(10\)"):
+        impute(m, x, obs, steps=10, burn_in=10)
+
+
+def test_imputation_of_binary_digits_keeps_the_observed_pixels():
+    m = small_model("vae")
+    x = small_data("vae", 6)
+    top = torch.zeros(1, 8, 8, dtype=torch.bool)
+    top[:, :4] = True
+    draw, mean = impute(m, x, top, steps=5, burn_in=1)
+    assert torch.equal(draw[:, :, :4], x[:, :, :4]) and set(draw.unique().tolist()) <= {0.0, 1.0}
+    assert ((mean[:, :, 4:] > 0) & (mean[:, :, 4:] < 1)).all()
