@@ -139,6 +139,8 @@ def distillation(steps: int | None) -> dict[str, Any]:
         "kl_stderr": round(res.kl_stderr, 3),
         "teacher_nll_of_student_samples": round(res.teacher_nll_of_student, 3),
         "teacher_nll_of_own_samples": round(res.teacher_nll_of_teacher, 3),
+        "teacher_nll_of_student_samples_median": round(res.teacher_nll_of_student_median, 3),
+        "teacher_nll_of_own_samples_median": round(res.teacher_nll_of_teacher_median, 3),
         "student_sample_ms": round(res.student_sample_ms, 2),
         "teacher_sample_ms": round(res.teacher_sample_ms, 2),
         "sampling_speedup": round(res.speedup, 1),
@@ -197,7 +199,8 @@ def _print(out: dict[str, Any]) -> None:
             f"(teacher MAF {d['teacher_bits_per_dim']}); "
             f"KL(student || teacher) {d['kl_nats']} ± {d['kl_stderr']} nats; "
             f"teacher NLL of student samples {d['teacher_nll_of_student_samples']} "
-            f"(of its own {d['teacher_nll_of_own_samples']}); sampling {d['sampling_speedup']}x faster "
+            f"(of its own {d['teacher_nll_of_own_samples']}; medians {d['teacher_nll_of_student_samples_median']} and "
+            f"{d['teacher_nll_of_own_samples_median']}); sampling {d['sampling_speedup']}x faster "
             f"({d['teacher_sample_ms']} -> {d['student_sample_ms']} ms for 1024 samples)"
         )
 

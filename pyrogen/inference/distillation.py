@@ -47,6 +47,8 @@ class DistillResult:
         kl_stderr: its Monte Carlo standard error.
         teacher_nll_of_student: :math:`-\\mathbb E_{x\\sim s} \\log t(x)`.
         teacher_nll_of_teacher: :math:`-\\mathbb E_{x\\sim t} \\log t(x)` (the teacher's entropy), for reference.
+        teacher_nll_of_student_median, teacher_nll_of_teacher_median: the medians of the same two scores; a few
+            far-tail samples dominate the means of a flow's self-scores, the medians compare the bulk.
         student_sample_ms, teacher_sample_ms: wall time to draw ``timing_n`` samples.
         speedup: ``teacher_sample_ms / student_sample_ms``.
         history: ``{"step", "kl"}`` every ``log_every`` steps.
@@ -56,6 +58,8 @@ class DistillResult:
     kl_stderr: float
     teacher_nll_of_student: float
     teacher_nll_of_teacher: float
+    teacher_nll_of_student_median: float
+    teacher_nll_of_teacher_median: float
     student_sample_ms: float
     teacher_sample_ms: float
     speedup: float
@@ -145,6 +149,8 @@ def distill(
         kl_stderr=float(diff.std() / math.sqrt(len(diff))),
         teacher_nll_of_student=float(-log_t.double().mean()),
         teacher_nll_of_teacher=float(-own.mean()),
+        teacher_nll_of_student_median=float(-log_t.double().median()),
+        teacher_nll_of_teacher_median=float(-own.median()),
         student_sample_ms=s_ms,
         teacher_sample_ms=t_ms,
         speedup=t_ms / s_ms,
