@@ -230,7 +230,7 @@ def test_image_flows_with_logit_equal_pyros_transformed_distribution(name):
         assert fd.log_prob(x).shape == (5,) and float(-fd.log_prob(x).mean()) < 1e3
 
 
-@pytest.mark.parametrize("cls", [MAF, RealNVP])
+@pytest.mark.parametrize("cls", [MAF, RealNVP, NICE])
 def test_class_conditional_flows_are_normalized_per_class_and_train_on_labelled_data(cls):
     from pyrogen.inference import fit
 
@@ -258,7 +258,7 @@ def test_class_conditional_flows_are_normalized_per_class_and_train_on_labelled_
     from pyrogen.data import load
 
     with pytest.raises(ValueError, match="no class-conditional variant"):
-        NICE.from_dataset(load("digits"), conditional=True)
+        Glow.from_dataset(load("digits"), conditional=True)
     with pytest.raises(ValueError, match="has no labels"):
         cls.from_dataset(load("moons"), conditional=True)
     assert cls.from_dataset(load("digits"), conditional=True).context_classes == 10

@@ -26,6 +26,7 @@ from pyrogen.distributions import FlowDistribution, forward_and_log_det, inverse
 from pyrogen.distributions.transforms import (
     ActNorm,
     AdditiveCoupling,
+    ConditionalAdditiveCoupling,
     ConditionalMaskedAutoregressive,
     DiagonalScale,
     InvertibleConv1x1,
@@ -387,7 +388,9 @@ class NICE(_CouplingFlow):
         event_shape: ``(D,)``, ``D >= 2`` (images are flattened).
         num_layers: additive couplings (4 in the paper).
         hidden: hidden sizes of each coupling's MLP.
-        **kwargs: ``preprocess``, ``alpha``, ``dequantize``: see :class:`FlowModel`.
+        **kwargs: ``preprocess``, ``alpha``, ``dequantize``: see :class:`FlowModel`;
+            ``context_classes``: every coupling's network also reads a one-hot label
+            (:class:`~pyrogen.distributions.transforms.ConditionalAdditiveCoupling`; the scaling stays shared).
 
     References: Dinh, Krueger and Bengio, 2015, arXiv:1410.8516.
 
@@ -407,11 +410,15 @@ class NICE(_CouplingFlow):
         super().__init__(event_shape, num_layers, hidden, **kwargs)
         self.scale = DiagonalScale((self.dim,))
 
+    conditional_ok = True
+
     def _coupling(self, split: int) -> nn.Module:
-        return AdditiveCoupling(split, MLP(split, self.hidden, self.dim - split))
+        k = self.context_classes
+        net = MLP(split, self.hidden, self.dim - split, context=k)
+        return ConditionalAdditiveCoupling(split, net) if k else AdditiveCoupling(split, net)
 
     def layers(self, context: torch.Tensor | None = None) -> list[Any]:
-        return [*super().layers(), self.scale]
+        return [*super().layers(context), self.scale]
 
 
 class _AutoregressiveFlow(FlowModel):
