@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import argparse
+import json
 import math
 import time
+from collections.abc import Callable, Sequence
 from typing import Any
 
+import pyro
 import torch
 
 from pyrogen.data import load
@@ -51,3 +55,22 @@ def train_and_score(
     if data.kind == "text":
         row["bits_per_char"] = round(nll.nll_nats / (data.event_shape[0] * math.log(2)), 4)
     return model, row
+
+
+def section_parser(doc: str | None, sections: Sequence[str]) -> argparse.ArgumentParser:
+    """The options every family benchmark takes: ``--json``, ``--quick`` and ``--only SECTION ...``."""
+    p = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--json", action="store_true")
+    p.add_argument("--quick", action="store_true", help="30 training steps per model (a smoke run)")
+    p.add_argument("--only", nargs="+", choices=list(sections), help="run only these sections")
+    return p
+
+
+def report(out: dict[str, Any], as_json: bool, printer: Callable[[dict[str, Any]], None]) -> int:
+    """Print the results as JSON or as the benchmark's table, with the versions that produced them."""
+    if as_json:
+        print(json.dumps(out, indent=1))
+    else:
+        printer(out)
+        print(f"torch {torch.__version__}, pyro {pyro.__version__}, {torch.get_num_threads()} threads")
+    return 0

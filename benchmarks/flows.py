@@ -12,16 +12,13 @@ validation part, best parameters restored) and scored on the test part.
 
 from __future__ import annotations
 
-import argparse
-import json
 import statistics
 import sys
 import time
 from typing import Any
 
-import pyro
 import torch
-from _common import train_and_score
+from _common import report, section_parser, train_and_score
 from pyro.distributions.transforms import AffineAutoregressive
 from pyro.nn import AutoRegressiveNN
 
@@ -206,21 +203,13 @@ def _print(out: dict[str, Any]) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--json", action="store_true")
-    p.add_argument("--quick", action="store_true", help="30 training steps per model (a smoke run)")
-    p.add_argument("--only", nargs="+", choices=SECTIONS, help="run only these sections")
+    p = section_parser(__doc__, SECTIONS)
     p.add_argument(
         "--flows", nargs="+", choices=sorted({*TOY_FLOWS, *DIGIT_FLOWS}), help="toys and digits: only these flows"
     )
     args = p.parse_args(argv)
     out = run(args.quick, args.only, args.flows)
-    if args.json:
-        print(json.dumps(out, indent=1))
-    else:
-        _print(out)
-        print(f"torch {torch.__version__}, pyro {pyro.__version__}, {torch.get_num_threads()} threads")
-    return 0
+    return report(out, args.json, _print)
 
 
 if __name__ == "__main__":

@@ -15,8 +15,6 @@ IWAE (k = 1000).
 
 from __future__ import annotations
 
-import argparse
-import json
 import math
 import statistics
 import sys
@@ -25,7 +23,7 @@ from typing import Any
 
 import pyro
 import torch
-from _common import train_and_score
+from _common import report, section_parser, train_and_score
 
 from pyrogen.data import load
 from pyrogen.inference import TrainConfig, amortization_gap, fit
@@ -343,10 +341,7 @@ def _print(out: dict[str, Any]) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--json", action="store_true")
-    p.add_argument("--quick", action="store_true", help="30 training steps per model (a smoke run)")
-    p.add_argument("--only", nargs="+", choices=SECTIONS, help="run only these sections")
+    p = section_parser(__doc__, SECTIONS)
     p.add_argument(
         "--models", nargs="+", choices=sorted({r for _, r, _ in NLL_MODELS}), help="nll: only rows of these models"
     )
@@ -355,12 +350,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.seeds < 1:
         p.error(f"--seeds must be a positive integer; got {args.seeds}")
     out = run(args.quick, args.only, args.models, args.seeds)
-    if args.json:
-        print(json.dumps(out, indent=1))
-    else:
-        _print(out)
-        print(f"torch {torch.__version__}, pyro {pyro.__version__}, {torch.get_num_threads()} threads")
-    return 0
+    return report(out, args.json, _print)
 
 
 if __name__ == "__main__":

@@ -49,8 +49,8 @@ def slerp(a: torch.Tensor, b: torch.Tensor, t: torch.Tensor, eps: float = 1e-7) 
     return (torch.sin((1 - t) * omega) * a + torch.sin(t * omega) * b) / omega.sin()
 
 
-def _code(model: Any, x: torch.Tensor, y: object = None) -> torch.Tensor:
-    loc, _ = model.encode(x, y) if y is not None else model.encode(x)
+def _code(model: Any, x: torch.Tensor) -> torch.Tensor:
+    loc, _ = model.encode(x)
     return loc
 
 

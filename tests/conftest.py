@@ -85,3 +85,19 @@ def small_data(name: str, n: int = 256):
         return data.train[:n]
     x, y = registry.create(name, **SMALL[name]).training_data(data, "train")
     return x[:n], y[:n]
+
+
+def assert_fused_equals_pyro(m, batch, seed: int = 5) -> None:
+    """``m.loss`` equals ``m.pyro_loss`` on the same seed, in value and in every parameter's gradient."""
+    pyro.set_rng_seed(seed)
+    fused = m.loss(batch)
+    pyro.set_rng_seed(seed)
+    ref = m.pyro_loss(batch)
+    assert torch.allclose(fused, ref, rtol=1e-5, atol=1e-5), (fused, ref)
+    fused.backward()
+    grads = [p.grad.clone() for p in m.parameters()]
+    m.zero_grad()
+    pyro.set_rng_seed(seed)
+    m.pyro_loss(batch).backward()
+    for g, p in zip(grads, m.parameters(), strict=True):
+        assert torch.allclose(g, p.grad, rtol=1e-4, atol=1e-5)

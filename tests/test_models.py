@@ -3,7 +3,7 @@
 import pyro
 import pytest
 import torch
-from conftest import SMALL, small_data, small_model
+from conftest import SMALL, assert_fused_equals_pyro, small_data, small_model
 
 from pyrogen.cli import load_run
 from pyrogen.inference import DENSITY_KINDS, GenerativeModelProtocol, TrainableProtocol, fit
@@ -98,20 +98,7 @@ def test_bad_input_raises_naming_the_argument(name):
 @pytest.mark.parametrize("name", NAMES)
 def test_pyro_program_matches_the_fast_loss(name):
     """The fused loss equals Pyro's ELBO on model and guide (same seed, same value)."""
-    m = small_model(name)
-    x = small_data(name, 64)
-    pyro.set_rng_seed(5)
-    fused = m.loss(x)
-    pyro.set_rng_seed(5)
-    ref = m.pyro_loss(x)
-    assert torch.allclose(fused, ref, rtol=1e-5, atol=1e-5), (fused, ref)
-    fused.backward()
-    g1 = [p.grad.clone() for p in m.parameters()]
-    m.zero_grad()
-    pyro.set_rng_seed(5)
-    m.pyro_loss(x).backward()
-    for a, p in zip(g1, m.parameters(), strict=True):
-        assert torch.allclose(a, p.grad, rtol=1e-4, atol=1e-5)
+    assert_fused_equals_pyro(small_model(name), small_data(name, 64))
 
 
 @pytest.mark.parametrize("name", NAMES)

@@ -6,7 +6,7 @@ import pyro
 import pyro.distributions as dist
 import pytest
 import torch
-from conftest import small_data, small_model
+from conftest import assert_fused_equals_pyro, small_data, small_model
 from pyro.infer import RenyiELBO, Trace_ELBO
 
 from pyrogen.data import load
@@ -75,8 +75,9 @@ def test_ppca_iwae_increases_with_k_towards_log_px():
     with torch.no_grad():
         for k in (1, 5, 50, 500):
             gap[k] = float((log_px - torch.stack([m.iwae(x, k=k, chunk=500) for _ in range(50)]).mean(0)).mean())
+    print("log p(x) - IWAE_k, k = 1, 5, 50, 500:", {k: round(v, 3) for k, v in gap.items()})
     assert gap[1] > gap[5] > gap[50] > gap[500] > -1e-3, gap
-    assert gap[500] < 0.05 * gap[1], gap  # measured: 1.46, 0.65, 0.17, 0.046 nats
+    assert gap[500] < 0.05 * gap[1], gap  # pytest -s prints them
 
 
 # -- Pyro is the reference ------------------------------------------------------------------------------------------
@@ -98,19 +99,7 @@ def test_fused_loss_equals_pyro_on_every_option(name):
     m = VAE(event_shape=(1, 8, 8), **kwargs)
     m.train()
     m.set_step(4)
-    x = load(DATA[kwargs.get("likelihood", "bernoulli")]).train[:32]
-    pyro.set_rng_seed(3)
-    fused = m.loss(x)
-    pyro.set_rng_seed(3)
-    ref = m.pyro_loss(x)
-    assert torch.allclose(fused, ref, rtol=1e-5, atol=1e-5), (fused, ref)
-    fused.backward()
-    grads = [p.grad.clone() for p in m.parameters()]
-    m.zero_grad()
-    pyro.set_rng_seed(3)
-    m.pyro_loss(x).backward()
-    for g, p in zip(grads, m.parameters(), strict=True):
-        assert torch.allclose(g, p.grad, rtol=1e-4, atol=1e-5)
+    assert_fused_equals_pyro(m, load(DATA[kwargs.get("likelihood", "bernoulli")]).train[:32], seed=3)
 
 
 def test_iwae_bound_equals_renyi_elbo_alpha_zero():

@@ -264,10 +264,6 @@ class LatentVariableModel(GenerativeModel):
             parts.append(rec + log_r)
         return log_mean_exp(torch.cat(parts), dim=0)
 
-    def log_likelihood(self, x: Any, k: int | None = None) -> torch.Tensor:
-        """The IWAE-``k`` estimate of :math:`\\log p(x)` (``k = 1000`` by default), per example."""
-        return self.iwae(x, k=k or 1000)
-
     def _device(self) -> torch.device:
         return next(self.parameters()).device
 
@@ -457,10 +453,6 @@ class VAE(LatentVariableModel):
         if needed is not None and needed != data.support and not (needed == "real" and data.support == "unit_interval"):
             raise ValueError(f"a {likelihood} decoder models {needed} data; dataset {data.name!r} is {data.support}")
         return cls(event_shape=tuple(data.event_shape), **kwargs)
-
-    @classmethod
-    def train_defaults_for(cls, data: Dataset) -> dict[str, Any]:
-        return dict(cls.train_defaults)
 
     @property
     def levels(self) -> int | None:
@@ -793,10 +785,11 @@ class SSVAE(VAE):
         if isinstance(x, (tuple, list)):
             x, y = x
         x = self.validate(x)
-        with torch.no_grad():
-            guess = self.class_log_probs(x).argmax(-1)
-        labels = guess if y is None else self._check_labels(y, len(x), missing_ok=True)
-        labels = torch.where(labels >= 0, labels, guess)
+        labels = torch.full((len(x),), -1, device=x.device) if y is None else self._check_labels(y, len(x), True)
+        missing = labels < 0
+        if missing.any():  # classify only the examples without a label
+            with torch.no_grad():
+                labels = labels.masked_scatter(missing, self.class_log_probs(x[missing]).argmax(-1))
         loc, scale, _ = self._encode(x, labels)
         return loc, scale
 
