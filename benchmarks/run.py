@@ -7,7 +7,10 @@ of the same model and loss with ``torch.optim.Adam``'s defaults, (c) pyrogen's
 step with ``TrainConfig(fused=False)`` (the same for-loop Adam as the reference,
 so its ratio is the trainer's own overhead), and (d) where the model is an ELBO model, Pyro's
 default ``SVI(model, guide, Adam, Trace_ELBO())``, and (e) for MAF, zuko's MAF of
-the same size when zuko is installed (``pip install zuko``). It reports medians over
+the same size when zuko is installed (``pip install zuko``). The two-group row
+(``wgan-gp-2d-b256``) trains a 2-D WGAN-GP (five critic updates per generator
+update, two Adam optimizers, an EMA of the generator; ``benchmarks/two_group.py``)
+against the same networks and losses in a hand-written loop. It reports medians over
 rounds and the ratio pyrogen / reference.
 
     python benchmarks/run.py            # a table
@@ -23,6 +26,7 @@ import statistics
 import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import pyro
 import torch
@@ -34,14 +38,23 @@ from pyrogen.inference import TrainConfig
 from pyrogen.inference.trainer import _Batches, make_optimizers, training_step
 from pyrogen.models import MAF, VAE, RealNVP
 
-TARGETS = {"vae-784-400-20-b128": 1.10, "vae-digits-b128": 1.10, "realnvp-2d-b512": 1.0, "maf-64d-b128": 1.0}
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from two_group import TinyWGANGP, plain_loop  # noqa: E402
+
+TARGETS = {
+    "vae-784-400-20-b128": 1.10,
+    "vae-digits-b128": 1.10,
+    "realnvp-2d-b512": 1.0,
+    "maf-64d-b128": 1.0,
+    "wgan-gp-2d-b256": 1.10,
+}
 
 
 def _pyrogen_step(
     model: nn.Module, data: torch.Tensor, batch_size: int, lr: float, fused: bool = True
 ) -> Callable[[int], None]:
     cfg = TrainConfig(batch_size=batch_size, lr=lr, steps=10**9, fused=fused)
-    groups, opts = make_optimizers(model, cfg)
+    groups = make_optimizers(model, cfg)
     batches = _Batches(len(data), batch_size, 0, 1, 0, data.device)
     running = torch.zeros(())
     model.train()
@@ -49,7 +62,8 @@ def _pyrogen_step(
     def step(i: int) -> None:
         nonlocal running
         batch = data.index_select(0, batches(i))
-        running += training_step(model, model.forward, batch, i, opts, groups, cfg)
+        for loss in training_step(model, model.forward, batch, i, groups, cfg).values():
+            running += loss
 
     return step
 
@@ -281,6 +295,15 @@ def run(rounds: int, steps: int) -> list[dict[str, float | str]]:
     if zuko is not None:
         contenders["zuko"] = _torch_loop(zuko[0], zuko[1], vectors, 128, 1e-3)
     rows.append(measure("maf-64d-b128", contenders, rounds, steps))
+    torch.manual_seed(0)
+    points = torch.randn(30000, 2)
+    gan, gan_unfused, plain_gan = TinyWGANGP(), TinyWGANGP(), TinyWGANGP()
+    contenders = {
+        "pyrogen": _pyrogen_step(gan, points, 256, 1e-4),
+        "pyrogen_unfused": _pyrogen_step(gan_unfused, points, 256, 1e-4, fused=False),
+        "reference": plain_loop(plain_gan, points, 256),
+    }
+    rows.append(measure("wgan-gp-2d-b256", contenders, rounds, steps))
     return rows
 
 

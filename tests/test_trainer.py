@@ -179,8 +179,9 @@ def test_fused_adam_falls_back_where_the_kernel_is_missing(monkeypatch):
     from pyrogen.inference.trainer import _adam
 
     p = [nn.Parameter(torch.zeros(3))]
-    assert _adam(p, TrainConfig()).defaults["fused"] is True
-    assert not _adam(p, TrainConfig(fused=False)).defaults["fused"]
+    settings = {"lr": 1e-3, "betas": (0.9, 0.999), "weight_decay": 0.0}
+    assert _adam(p, settings, True).defaults["fused"] is True
+    assert not _adam(p, settings, False).defaults["fused"]
     adam = torch.optim.Adam
 
     def no_kernel(params, fused=None, **kw):  # what a device without the kernel (or an old torch) does
@@ -189,4 +190,4 @@ def test_fused_adam_falls_back_where_the_kernel_is_missing(monkeypatch):
         return adam(params, **kw)
 
     monkeypatch.setattr(torch.optim, "Adam", no_kernel)
-    assert not _adam(p, TrainConfig()).defaults["fused"]
+    assert not _adam(p, settings, True).defaults["fused"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pyrogen.inference.amortization import LocalPosterior, amortization_gap, latent_nuts, optimize_local_posterior
 from pyrogen.inference.distillation import DistillResult, distill
 from pyrogen.inference.guides import FLOW_GUIDE_KINDS, flow_guide, flow_transform
+from pyrogen.inference.hooks import EMA, ReplayBuffer, TrainingHook
 from pyrogen.inference.mcmc import nuts, run_chains
 from pyrogen.inference.objectives import gaussian_kl, iwae_bound, log_mean_exp
 from pyrogen.inference.protocol import (
@@ -13,18 +14,22 @@ from pyrogen.inference.protocol import (
     GenerativeModelProtocol,
     TrainableProtocol,
 )
-from pyrogen.inference.trainer import FitResult, TrainConfig, fit, latest_checkpoint
+from pyrogen.inference.trainer import FitResult, TrainConfig, TrainingDiverged, fit, latest_checkpoint
 
 __all__ = [
     "DENSITY_KINDS",
     "FLOW_GUIDE_KINDS",
     "Density",
     "DistillResult",
+    "EMA",
     "FitResult",
     "LocalPosterior",
     "GenerativeModelProtocol",
+    "ReplayBuffer",
     "TrainConfig",
     "TrainableProtocol",
+    "TrainingDiverged",
+    "TrainingHook",
     "amortization_gap",
     "distill",
     "fit",

@@ -49,7 +49,12 @@ class TrainableProtocol(Protocol):
     A maximum-likelihood or ELBO family has the single group ``"model"``; an
     adversarial family has e.g. ``"critic"`` and ``"generator"`` and a schedule
     such as five critic updates per generator update; all without a change to
-    the trainer.
+    the trainer. While one group trains, the others' parameters collect no
+    gradient. Optional members the trainer reads when present:
+    ``optimizer_settings()`` (per-group ``lr``, ``betas``, ``weight_decay``,
+    ``grad_clip``), ``monitor`` (``None``: no validation) and
+    ``validation_needs_grad``; and any :class:`~pyrogen.inference.hooks.TrainingHook`
+    child module (an EMA, a replay buffer) is called after every step.
     """
 
     def param_groups(self) -> Mapping[str, Sequence[nn.Parameter]]: ...

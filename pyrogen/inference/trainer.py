@@ -30,11 +30,14 @@ import torch.distributed as tdist
 from torch import nn
 from torch.utils.data import DistributedSampler
 
+from pyrogen.inference.hooks import TrainingHook
 from pyrogen.io import CheckpointError, load_checkpoint, save_checkpoint
 
 __all__ = [
     "FitResult",
     "TrainConfig",
+    "TrainingDiverged",
+    "group_settings",
     "fit",
     "latest_checkpoint",
     "make_optimizers",
@@ -73,6 +76,11 @@ class TrainConfig:
             where the parameters' device and dtype allow it; it gives the same
             update as the for-loop Adam, faster (``benchmarks/run.py`` shows
             both). ``False``: the for-loop Adam.
+        groups: per-parameter-group optimizer settings that override the
+            model's ``optimizer_settings()``, e.g. ``{"critic": {"lr": 1e-4,
+            "betas": (0.0, 0.9)}}`` (keys ``lr``, ``betas``, ``weight_decay``,
+            ``grad_clip``; see :func:`group_settings`). The learning-rate
+            schedule scales every group's ``lr`` alike.
     """
 
     steps: int = 1000
@@ -91,6 +99,7 @@ class TrainConfig:
     objective: str = "loss"
     log_every: int = 50
     fused: bool = True
+    groups: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def validate(self) -> None:
         def positive(name: str, allow_zero: bool = False) -> None:
@@ -146,55 +155,143 @@ class FitResult:
     world_size: int = 1
 
 
+#: The optimizer settings a parameter group may set (the :class:`TrainConfig` values are the defaults).
+GROUP_KEYS = ("lr", "betas", "weight_decay", "grad_clip")
+
+
+def group_settings(model: nn.Module, cfg: TrainConfig) -> dict[str, dict[str, Any]]:
+    """Each parameter group's optimizer settings: ``TrainConfig`` defaults < the model's < ``cfg.groups``.
+
+    A model declares its own in ``optimizer_settings()`` (e.g. a GAN's critic
+    ``{"lr": 1e-4, "betas": (0.0, 0.9)}``); ``cfg.groups`` overrides both.
+    The result is JSON-serialisable and saved in every checkpoint.
+
+    Raises:
+        ValueError: a setting for a group the model does not have, an unknown
+            key, or a bad value.
+    """
+    names = list(model.param_groups())  # type: ignore[operator]
+    declared = getattr(model, "optimizer_settings", None)
+    layers = [declared() if callable(declared) else {}, cfg.groups or {}]
+    out: dict[str, dict[str, Any]] = {}
+    for g in names:
+        s: dict[str, Any] = {
+            "lr": cfg.lr,
+            "betas": [0.9, 0.999],
+            "weight_decay": cfg.weight_decay,
+            "grad_clip": cfg.grad_clip,
+        }
+        for layer in layers:
+            s.update(layer.get(g, {}))
+        out[g] = s
+    for layer, where in zip(layers, ("optimizer_settings()", "groups"), strict=True):
+        for g, d in layer.items():
+            if g not in names:
+                raise ValueError(f"{where} names parameter group {g!r}; the model has {names}")
+            bad = set(d) - set(GROUP_KEYS)
+            if bad:
+                raise ValueError(f"{where}[{g!r}] has unknown settings {sorted(bad)}; allowed: {list(GROUP_KEYS)}")
+    for g, s in out.items():
+        _check_group(g, s)
+        s["betas"] = [float(b) for b in s["betas"]]
+    return out
+
+
+def _check_group(g: str, s: Mapping[str, Any]) -> None:
+    lr, wd, clip, betas = s["lr"], s["weight_decay"], s["grad_clip"], s["betas"]
+    if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not (math.isfinite(lr) and lr > 0):
+        raise ValueError(f"lr of group {g!r} must be a positive finite number; got {lr!r}")
+    if isinstance(wd, bool) or not isinstance(wd, (int, float)) or not (math.isfinite(wd) and wd >= 0):
+        raise ValueError(f"weight_decay of group {g!r} must be a non-negative number; got {wd!r}")
+    if clip is not None and (isinstance(clip, bool) or not isinstance(clip, (int, float)) or not clip > 0):
+        raise ValueError(f"grad_clip of group {g!r} must be positive or None; got {clip!r}")
+    ok = isinstance(betas, (list, tuple)) and len(betas) == 2
+    if not ok or not all(isinstance(b, (int, float)) and not isinstance(b, bool) and 0 <= b < 1 for b in betas):
+        raise ValueError(f"betas of group {g!r} must be two numbers in [0, 1); got {betas!r}")
+
+
+class _Groups:
+    """The parameter groups, their optimizers and settings, and the parameters to freeze while each trains."""
+
+    def __init__(self, model: nn.Module, cfg: TrainConfig) -> None:
+        self.params: dict[str, list[torch.Tensor]] = {
+            g: list(ps)
+            for g, ps in model.param_groups().items()  # type: ignore[operator]
+        }
+        self.settings = group_settings(model, cfg)
+        self.opts = {g: _adam(ps, self.settings[g], cfg.fused) for g, ps in self.params.items()}
+        ids = {g: {id(p) for p in ps} for g, ps in self.params.items()}
+        everything = [p for ps in self.params.values() for p in ps]
+        # while group g trains, every other group's parameters collect no gradient (and cost no backward work)
+        self.frozen = {
+            g: [p for p in everything if id(p) not in ids[g]] if len(self.params) > 1 else [] for g in self.params
+        }
+
+
 def training_step(
     model: nn.Module,
     wrapped: Callable[..., torch.Tensor],
     batch: Data,
     step: int,
-    opts: Mapping[str, torch.optim.Optimizer],
-    groups: Mapping[str, Any],
+    groups: _Groups,
     cfg: TrainConfig,
-) -> torch.Tensor:
+) -> dict[str, torch.Tensor]:
     """One optimisation step of :func:`fit`: every group of ``update_schedule(step)`` in turn.
 
     ``wrapped`` computes a group's loss: ``model.forward`` on one process, or the
     DDP wrapper. (Going through ``PyroModule.__call__`` would issue a
     ``pyro.module`` statement for every child network on every step, about
-    0.15 ms; the trainer needs no Pyro effects there.) Returns the detached loss
-    of the last group updated.
+    0.15 ms; the trainer needs no Pyro effects there.) While a group trains,
+    the parameters of every other group have ``requires_grad`` off: their
+    ``.grad`` stays as it was and autograd does no work for them.
+    Returns the detached loss of each group updated (the last, where a group
+    is updated several times).
     """
-    lr = cfg.lr_at(step)
+    factor = cfg.lr_at(step) / cfg.lr
     model.set_step(step)  # type: ignore[operator]
     schedule = model.update_schedule(step)  # type: ignore[operator]
     if not schedule:
         raise ValueError(f"update_schedule({step}) returned no parameter group")
+    losses: dict[str, torch.Tensor] = {}
     for gname in schedule:
-        opt = opts[gname]
+        opt, settings, frozen = groups.opts[gname], groups.settings[gname], groups.frozen[gname]
         for pg in opt.param_groups:
-            pg["lr"] = lr
+            pg["lr"] = settings["lr"] * factor
         opt.zero_grad(set_to_none=True)
-        loss = wrapped(batch, group=gname, objective=cfg.objective)
-        loss.backward()
-        if cfg.grad_clip is not None:
-            torch.nn.utils.clip_grad_norm_(groups[gname], cfg.grad_clip)
-        opt.step()
-    return loss.detach()
-
-
-def make_optimizers(model: nn.Module, cfg: TrainConfig) -> tuple[dict[str, Any], dict[str, torch.optim.Optimizer]]:
-    """One Adam optimizer per parameter group of ``model``."""
-    groups: dict[str, Any] = dict(model.param_groups())  # type: ignore[operator]
-    opts = {g: _adam(list(ps), cfg) for g, ps in groups.items()}
-    return groups, opts
-
-
-def _adam(params: list[torch.Tensor], cfg: TrainConfig) -> torch.optim.Optimizer:
-    if cfg.fused:
+        for p in frozen:
+            p.requires_grad_(False)
         try:
-            return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay, fused=True)
+            loss = wrapped(batch, group=gname, objective=cfg.objective)
+            loss.backward()
+        finally:
+            for p in frozen:
+                p.requires_grad_(True)
+        if settings["grad_clip"] is not None:
+            torch.nn.utils.clip_grad_norm_(groups.params[gname], settings["grad_clip"])
+        opt.step()
+        losses[gname] = loss.detach()
+    for hook in _hooks(model):
+        hook.after_step(step)
+    return losses
+
+
+def _hooks(model: nn.Module) -> list[TrainingHook]:
+    return [m for m in model.modules() if isinstance(m, TrainingHook)]
+
+
+def make_optimizers(model: nn.Module, cfg: TrainConfig) -> _Groups:
+    """The parameter groups of ``model`` with one Adam optimizer each (see :func:`group_settings`)."""
+    return _Groups(model, cfg)
+
+
+def _adam(params: list[torch.Tensor], settings: Mapping[str, Any], fused: bool) -> torch.optim.Optimizer:
+    kw = {"lr": settings["lr"], "betas": tuple(settings["betas"]), "weight_decay": settings["weight_decay"]}
+    if fused:
+        try:
+            return torch.optim.Adam(params, fused=True, **kw)
         except (RuntimeError, TypeError):  # a device/dtype (or a torch) without the fused kernel
             pass
-    return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    return torch.optim.Adam(params, **kw)
 
 
 def latest_checkpoint(run_dir: str | os.PathLike[str]) -> Path | None:
@@ -374,12 +471,21 @@ def fit(
         run_metadata: extra JSON saved in every checkpoint (the CLI stores the
             model and dataset names there).
 
+    The model chooses what validation watches: ``validation_loss`` (its loss
+    by default; a score-matching loss or a sample-quality distance such as
+    MMD to ``val`` where the family has no likelihood), computed with input
+    gradients when the model sets ``validation_needs_grad``; a model whose
+    ``monitor`` is ``None`` (a GAN's losses say nothing about its samples)
+    is not validated and so never stops early.
+
     Returns:
         A :class:`FitResult`.
 
     Raises:
         ValueError: a bad setting, bad data, or ``resume``/``checkpoint_every``
             without ``out``.
+        TrainingDiverged: the training loss became NaN or infinite (no
+            checkpoint of the diverged parameters is written).
         pyrogen.io.CheckpointError: ``resume`` found checkpoints but none is readable.
 
     Example:
@@ -391,6 +497,56 @@ def fit(
         >>> result.step, len([h for h in result.history if "val" in h])
         (20, 2)
     """
+    cfg = _config(model, config, overrides, out, resume)
+    dev = _device(model, device)
+    _maybe_init_distributed(dev)
+    rank, world = _dist_info()
+    if world > 1 and dev.type == "cuda":
+        dev = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+    train = _to(_check_data(train, "train", model), dev)
+    if val is not None:
+        val = _to(_check_data(val, "val", model), dev)
+        if getattr(model, "monitor", "loss") is None:
+            log.info("%s has no validation monitor; training without validation", type(model).__name__)
+            val = None
+    model.to(dev)
+    st = _State(
+        model=model,
+        cfg=cfg,
+        dev=dev,
+        rank=rank,
+        world=world,
+        groups=_Groups(model, cfg),
+        batches=_Batches(_len(train), cfg.batch_size, rank, world, cfg.seed, dev),
+        run_dir=Path(out) if out is not None else None,
+        run_metadata=dict(run_metadata or {}),
+    )
+    torch.manual_seed(cfg.seed + rank)
+    if dev.type == "cuda":
+        torch.cuda.manual_seed(cfg.seed + rank)
+    if resume:
+        _resume(st)
+    _loop(st, train, val, progress)
+    if world > 1:
+        _check_replicas(model)
+    if cfg.restore_best and st.best_state is not None:
+        model.load_state_dict(st.best_state)
+    model.set_step(st.result.step)  # type: ignore[operator]
+    model.eval()
+    return st.result
+
+
+class TrainingDiverged(FloatingPointError):
+    """The training loss became NaN or infinite; nothing of the diverged run is checkpointed."""
+
+
+def _config(
+    model: nn.Module,
+    config: TrainConfig | None,
+    overrides: Mapping[str, Any],
+    out: object,
+    resume: bool,
+) -> TrainConfig:
     cfg = copy.deepcopy(config) if config is not None else TrainConfig()
     for k, v in overrides.items():
         if not hasattr(cfg, k):
@@ -402,200 +558,230 @@ def fit(
     for name in ("param_groups", "update_schedule", "set_step", "validation_loss"):
         if not callable(getattr(model, name, None)):
             raise TypeError(f"model must implement {name}() (see TrainableProtocol)")
+    return cfg
 
+
+def _device(model: nn.Module, device: str | torch.device | None) -> torch.device:
     if device is None:
         p = next(model.parameters(), None)
-        dev = p.device if p is not None else torch.device("cpu")
-    else:
-        dev = torch.device(device)
-        if dev.type == "cuda" and not torch.cuda.is_available():
-            raise ValueError(f"device={str(device)!r} was asked for but CUDA is not available")
-    _maybe_init_distributed(dev)
-    rank, world = _dist_info()
-    if world > 1 and dev.type == "cuda":
-        dev = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
-    train = _to(_check_data(train, "train", model), dev)
-    if val is not None:
-        val = _to(_check_data(val, "val", model), dev)
-    model.to(dev)
-    run_dir = Path(out) if out is not None else None
+        return p.device if p is not None else torch.device("cpu")
+    dev = torch.device(device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device={str(device)!r} was asked for but CUDA is not available")
+    return dev
 
-    groups, opts = make_optimizers(model, cfg)
-    batches = _Batches(_len(train), cfg.batch_size, rank, world, cfg.seed, dev)
-    torch.manual_seed(cfg.seed + rank)
-    if dev.type == "cuda":
-        torch.cuda.manual_seed(cfg.seed + rank)
 
-    result = FitResult(step=0, world_size=world)
-    running = torch.zeros((), device=dev)  # sum of the training losses since the last record
-    n_running = 0
+@dataclass
+class _State:
+    """Everything :func:`fit` carries from step to step (and into checkpoints)."""
+
+    model: nn.Module
+    cfg: TrainConfig
+    dev: torch.device
+    rank: int
+    world: int
+    groups: _Groups
+    batches: _Batches
+    run_dir: Path | None
+    run_metadata: dict[str, Any]
+    result: FitResult = field(default_factory=lambda: FitResult(step=0))
     best_state: dict[str, torch.Tensor] | None = None
-    bad_vals = 0
+    bad_vals: int = 0
+    running: dict[str, torch.Tensor] = field(default_factory=dict)  # loss sums since the last record, per group
+    n_running: int = 0
 
-    if resume:
-        assert run_dir is not None
-        loaded = _load_latest(run_dir, dev)
-        if loaded is not None:
-            tensors, meta = loaded
-            model.load_state_dict(_strip(tensors, "model."))
-            _load_optimizers(opts, tensors, meta["optim"])
-            _set_rng(tensors, dev, rank)
-            st = meta["trainer"]
-            result.step, result.history = st["step"], st["history"]
-            result.best_val, result.best_step, bad_vals = (
-                st["best_val"],
-                st["best_step"],
-                st["bad_vals"],
-            )
-            result.stopped_early = st["stopped_early"]
-            running = tensors["trainer.running_loss"].to(dev).clone()
-            n_running = int(tensors["trainer.running_count"])
-            best = _strip(tensors, "best.")
-            best_state = best or None
-            log.info("resumed from step %d", result.step)
+    def __post_init__(self) -> None:
+        self.result.world_size = self.world
 
+
+def _loop(st: _State, train: Data, val: Data | None, progress: bool) -> None:
+    cfg, model = st.cfg, st.model
     wrapped: Callable[..., torch.Tensor] = model.forward
-    if world > 1:
+    if st.world > 1:
         from torch.nn.parallel import DistributedDataParallel as DDP
 
-        wrapped = DDP(model, find_unused_parameters=len(groups) > 1)
-
+        # DDP calls the wrapper, not PyroModule.__call__ (no pyro.module statements in the training step)
+        wrapped = DDP(_Forward(model), find_unused_parameters=len(st.groups.params) > 1)
     bar = None
-    if progress and rank == 0:
+    if progress and st.rank == 0:
         from tqdm.auto import tqdm
 
-        bar = tqdm(total=cfg.steps, initial=result.step, desc="train", mininterval=0.5, dynamic_ncols=True)
-
+        bar = tqdm(total=cfg.steps, initial=st.result.step, desc="train", mininterval=0.5, dynamic_ncols=True)
     model.train()
-    step = result.step
-    while step < cfg.steps and not result.stopped_early:
-        idx = batches(step)
-        batch = _rows(train, idx)
-        loss = training_step(model, wrapped, batch, step, opts, groups, cfg)
-        running += loss
-        n_running += 1
+    step = st.result.step
+    check_each_step = st.dev.type != "cuda"  # free on the CPU; on a GPU the running sums are checked instead
+    while step < cfg.steps and not st.result.stopped_early:
+        losses = training_step(model, wrapped, _rows(train, st.batches(step)), step, st.groups, cfg)
+        for g, v in losses.items():
+            st.running[g] = st.running[g] + v if g in st.running else v.clone()
+        st.n_running += 1
         step += 1
+        st.result.step = step
+        if check_each_step:
+            _check_finite(st, {g: float(v) for g, v in losses.items()}, step)
         if step % cfg.log_every == 0 or step == cfg.steps:
-            mean_loss = float(running) / n_running
-            if not math.isfinite(mean_loss):
-                raise FloatingPointError(f"training loss became {mean_loss} at step {step}; lower lr or clip gradients")
-            result.history.append({"step": step, "loss": mean_loss})
-            running.zero_()
-            n_running = 0
-            if bar is not None:
-                bar.set_postfix(loss=f"{mean_loss:.4f}", refresh=False)
+            _record(st, step, bar)
         if val is not None and cfg.val_every and (step % cfg.val_every == 0 or step == cfg.steps):
-            v = _validate(model, val, cfg.seed, dev)
-            result.history.append({"step": step, "val": v})
-            if result.best_val is None or v < result.best_val:
-                result.best_val, result.best_step, bad_vals = v, step, 0
-                best_state = {k: t.detach().clone() for k, t in model.state_dict().items()}
-            else:
-                bad_vals += 1
-                if cfg.patience is not None and bad_vals >= cfg.patience:
-                    result.stopped_early = True
-            model.train()
-        result.step = step
-        if (
-            run_dir is not None
-            and cfg.checkpoint_every
-            and (step % cfg.checkpoint_every == 0 or step == cfg.steps or result.stopped_early)
-        ):
-            running_state = {
-                "trainer.running_loss": running,
-                "trainer.running_count": torch.tensor(n_running),
-            }
-            _save(
-                run_dir,
-                model,
-                opts,
-                result,
-                best_state,
-                bad_vals,
-                cfg,
-                dev,
-                rank,
-                world,
-                run_metadata,
-                running_state,
-            )
+            _validation_point(st, val, step)
+        due = cfg.checkpoint_every and (step % cfg.checkpoint_every == 0 or step == cfg.steps)
+        if st.run_dir is not None and (due or (cfg.checkpoint_every and st.result.stopped_early)):
+            _check_finite(st, {g: float(v) for g, v in st.running.items()}, step)
+            _save(st)
         if bar is not None:
             bar.update(1)
     if bar is not None:
         bar.close()
 
-    if world > 1:
-        _check_replicas(model)
-    if cfg.restore_best and best_state is not None:
-        model.load_state_dict(best_state)
-    model.set_step(step)  # type: ignore[operator]
-    model.eval()
-    return result
+
+class _Forward(nn.Module):
+    """``model.forward`` as a plain module, for DDP to wrap."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, *args: Any, **kwargs: Any) -> torch.Tensor:
+        return self.model.forward(*args, **kwargs)
 
 
-@torch.no_grad()
+def _check_finite(st: _State, values: Mapping[str, float], step: int) -> None:
+    for g, v in values.items():
+        if not math.isfinite(v):
+            where = f" of group {g!r}" if len(st.groups.params) > 1 else ""
+            last = latest_checkpoint(st.run_dir) if st.run_dir is not None else None
+            keep = f"; the last good checkpoint is {last}" if last is not None else ""
+            raise TrainingDiverged(f"training loss{where} became {v} by step {step}: lower lr or set grad_clip{keep}")
+
+
+def _record(st: _State, step: int, bar: Any) -> None:
+    """Append the mean training loss of each group since the last record to the history."""
+    means = {g: float(st.running[g]) / st.n_running for g in st.groups.params if g in st.running}
+    _check_finite(st, means, step)
+    # "loss": the last group's (the only one's, for a single-group model; a GAN's generator)
+    rec: dict[str, float] = {"step": step, "loss": means[next(reversed(means))]}
+    if len(st.groups.params) > 1:
+        rec.update({f"loss.{g}": v for g, v in means.items()})
+    st.result.history.append(rec)
+    st.running, st.n_running = {}, 0
+    if bar is not None:
+        shown = {k.removeprefix("loss."): f"{v:.4f}" for k, v in rec.items() if k.startswith("loss.")}
+        bar.set_postfix(shown or {"loss": f"{rec['loss']:.4f}"}, refresh=False)
+
+
+def _validation_point(st: _State, val: Data, step: int) -> None:
+    v = _validate(st.model, val, st.cfg.seed, st.dev)
+    if not math.isfinite(v):
+        raise TrainingDiverged(f"validation loss became {v} at step {step}: lower lr or set grad_clip")
+    st.result.history.append({"step": step, "val": v})
+    if st.result.best_val is None or v < st.result.best_val:
+        st.result.best_val, st.result.best_step, st.bad_vals = v, step, 0
+        st.best_state = {k: t.detach().clone() for k, t in st.model.state_dict().items()}
+    else:
+        st.bad_vals += 1
+        if st.cfg.patience is not None and st.bad_vals >= st.cfg.patience:
+            st.result.stopped_early = True
+    st.model.train()
+
+
 def _validate(model: nn.Module, val: Data, seed: int, dev: torch.device) -> float:
-    """Validation loss with common random numbers that leave the training RNG untouched."""
+    """Validation score with common random numbers that leave the training RNG untouched.
+
+    Computed without gradients unless the model sets ``validation_needs_grad``
+    (a score-matching monitor differentiates with respect to the input).
+    """
     model.eval()
     devices = [dev] if dev.type == "cuda" else []
-    with torch.random.fork_rng(devices=devices):
+    with torch.random.fork_rng(devices=devices), torch.set_grad_enabled(getattr(model, "validation_needs_grad", False)):
         torch.manual_seed(seed + 7919)
         total = 0.0
         n = _len(val)
         for start in range(0, n, 1024):
             chunk = _rows(val, torch.arange(start, min(start + 1024, n), device=dev))
-            total += float(model.validation_loss(chunk)) * _len(chunk)  # type: ignore[operator]
+            total += float(model.validation_loss(chunk).detach()) * _len(chunk)  # type: ignore[operator]
     return total / n
 
 
-def _save(
-    run_dir: Path,
-    model: nn.Module,
-    opts: Mapping[str, torch.optim.Optimizer],
-    result: FitResult,
-    best_state: Mapping[str, torch.Tensor] | None,
-    bad_vals: int,
-    cfg: TrainConfig,
-    dev: torch.device,
-    rank: int,
-    world: int,
-    run_metadata: Mapping[str, Any] | None,
-    extra: Mapping[str, torch.Tensor],
-) -> None:
-    rng = _rng_tensors(dev, rank)
-    if world > 1:  # every rank's RNG state travels to rank 0
-        gathered: list[dict[str, torch.Tensor] | None] = [None] * world
+def _resume(st: _State) -> None:
+    assert st.run_dir is not None
+    loaded = _load_latest(st.run_dir, st.dev)
+    if loaded is None:
+        return
+    tensors, meta = loaded
+    try:
+        saved_groups = meta["groups"]
+        st.model.load_state_dict(_strip(tensors, "model."))
+        _load_optimizers(st.groups.opts, tensors, meta["optim"])
+        _set_rng(tensors, st.dev, st.rank)
+        tr = meta["trainer"]
+        st.result.step, st.result.history = tr["step"], tr["history"]
+        st.result.best_val, st.result.best_step, st.bad_vals = tr["best_val"], tr["best_step"], tr["bad_vals"]
+        st.result.stopped_early = tr["stopped_early"]
+        st.n_running = int(tensors["trainer.running_count"])
+        st.running = {
+            k.removeprefix("trainer.running_loss."): v.to(st.dev).clone()
+            for k, v in tensors.items()
+            if k.startswith("trainer.running_loss.")
+        }
+    except (KeyError, TypeError, ValueError, RuntimeError) as e:
+        raise CheckpointError(f"the checkpoint in {st.run_dir} does not fit this model or trainer: {e}") from None
+    if saved_groups != st.groups.settings:
+        raise CheckpointError(
+            f"the run in {st.run_dir} was trained with group settings {saved_groups}; "
+            f"resuming with {st.groups.settings} would not continue it"
+        )
+    best = _strip(tensors, "best.")
+    st.best_state = best or None
+    log.info("resumed from step %d", st.result.step)
+
+
+def _save(st: _State) -> None:
+    assert st.run_dir is not None
+    rng = _rng_tensors(st.dev, st.rank)
+    if st.world > 1:  # every rank's RNG state travels to rank 0
+        gathered: list[dict[str, torch.Tensor] | None] = [None] * st.world
         tdist.all_gather_object(gathered, {k: v.cpu() for k, v in rng.items()})
         rng = {k: v for g in gathered if g is not None for k, v in g.items()}
-    if rank == 0:
+    if st.rank == 0:
+        model = st.model
         tensors = _state_tensors(model, "model.")
-        opt_tensors, opt_meta = _optimizer_tensors(opts)
+        opt_tensors, opt_meta = _optimizer_tensors(st.groups.opts)
         tensors.update(opt_tensors)
         tensors.update(rng)
-        tensors.update(extra)
-        if best_state is not None:
-            tensors.update({"best." + k: v for k, v in best_state.items()})
+        tensors.update({f"trainer.running_loss.{g}": v for g, v in st.running.items()})
+        tensors["trainer.running_count"] = torch.tensor(st.n_running)
+        if st.best_state is not None:
+            tensors.update({"best." + k: v for k, v in st.best_state.items()})
+        bad = [
+            k for k, t in tensors.items() if k.startswith("model.") and t.is_floating_point() and not t.isfinite().all()
+        ]
+        if bad:
+            raise TrainingDiverged(
+                f"parameters {bad[:3]} became non-finite by step {st.result.step}: lower lr or set grad_clip"
+            )
+        res = st.result
         meta = {
             "trainer": {
-                "step": result.step,
-                "history": result.history,
-                "best_val": result.best_val,
-                "best_step": result.best_step,
-                "bad_vals": bad_vals,
-                "stopped_early": result.stopped_early,
-                "world_size": world,
+                "step": res.step,
+                "history": res.history,
+                "best_val": res.best_val,
+                "best_step": res.best_step,
+                "bad_vals": st.bad_vals,
+                "stopped_early": res.stopped_early,
+                "world_size": st.world,
             },
-            "train_config": asdict(cfg),
+            "train_config": asdict(st.cfg),
+            "groups": st.groups.settings,
+            "model_name": getattr(model, "name", "") or "",
             "model_config": model.config() if callable(getattr(model, "config", None)) else {},  # type: ignore[operator]
             "optim": opt_meta,
-            "run": dict(run_metadata or {}),
+            "run": st.run_metadata,
         }
-        path = run_dir / f"{CKPT_PREFIX}{result.step:09d}.safetensors"
+        path = st.run_dir / f"{CKPT_PREFIX}{res.step:09d}.safetensors"
         save_checkpoint(path, tensors, meta)
-        old = sorted(run_dir.glob(f"{CKPT_PREFIX}*.safetensors"))[: -cfg.keep_checkpoints]
+        old = sorted(st.run_dir.glob(f"{CKPT_PREFIX}*.safetensors"))[: -st.cfg.keep_checkpoints]
         for f in old:
             f.unlink()
-    if world > 1:
+    if st.world > 1:
         tdist.barrier()
 
 

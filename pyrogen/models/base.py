@@ -57,6 +57,12 @@ class GenerativeModel(PyroModule):
     default_data: ClassVar[str] = ""
     #: Whether the model trains on ``(examples, labels)`` pairs (see :meth:`training_data`).
     labelled: ClassVar[bool] = False
+    #: What validation (early stopping, ``restore_best``) watches: ``"loss"`` (:meth:`validation_loss`,
+    #: the model's loss unless a family overrides it), another monitor a family names and computes in
+    #: :meth:`validation_loss` (e.g. ``"mmd"``), or ``None``: no meaningful monitor, no validation.
+    monitor: ClassVar[str | None] = "loss"
+    #: Whether :meth:`validation_loss` needs gradients (a score-matching monitor differentiates in ``x``).
+    validation_needs_grad: ClassVar[bool] = False
 
     def __init__(self, event_shape: Sequence[int]) -> None:
         super().__init__()
@@ -161,6 +167,15 @@ class GenerativeModel(PyroModule):
 
     def update_schedule(self, step: int) -> tuple[str, ...]:
         return ("model",)
+
+    def optimizer_settings(self) -> dict[str, dict[str, Any]]:
+        """Per-group optimizer settings (``lr``, ``betas``, ``weight_decay``, ``grad_clip``).
+
+        Groups and keys left out take the :class:`~pyrogen.inference.TrainConfig`
+        values; ``TrainConfig.groups`` overrides these (see
+        :func:`pyrogen.inference.trainer.group_settings`).
+        """
+        return {}
 
     def set_step(self, step: int) -> None:
         """Tell the model the current training step (for annealing schedules)."""

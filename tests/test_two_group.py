@@ -1,0 +1,184 @@
+"""The trainer with several parameter groups: per-group optimizers, no cross-gradients, hooks, exact resume."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from pyrogen.inference import TrainConfig, TrainingDiverged, fit, latest_checkpoint
+from pyrogen.inference.trainer import make_optimizers, training_step
+from pyrogen.io import CheckpointError, load_checkpoint
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+from two_group import TinyWGANGP  # noqa: E402
+
+DATA = torch.randn(512, 2) * torch.tensor([1.0, 0.3]) + torch.tensor([2.0, -1.0])
+
+
+def _state(m):
+    return {k: v.clone() for k, v in m.state_dict().items()}
+
+
+def test_a_generator_update_leaves_the_critic_without_gradient():
+    torch.manual_seed(0)
+    m = TinyWGANGP(n_critic=1)
+    groups = make_optimizers(m, TrainConfig(lr=1e-3))
+    m.update_schedule = lambda step: ("generator",)
+    critic_before = _state(m.critic)
+    losses = training_step(m, m.forward, DATA[:64], 0, groups, TrainConfig(lr=1e-3))
+    assert set(losses) == {"generator"}
+    assert all(p.grad is None for p in m.critic.parameters())
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in m.generator.parameters())
+    assert all(p.requires_grad for p in m.parameters())  # switched back on
+    for k, v in m.critic.state_dict().items():
+        assert torch.equal(v, critic_before[k]), k
+    m.update_schedule = lambda step: ("critic",)
+    for p in m.generator.parameters():
+        p.grad = None
+    training_step(m, m.forward, DATA[:64], 1, groups, TrainConfig(lr=1e-3))
+    assert all(p.grad is None for p in m.generator.parameters())
+
+
+def test_group_settings_come_from_the_model_and_the_config(tmp_path):
+    m = TinyWGANGP(n_critic=2)
+    cfg = TrainConfig(steps=4, batch_size=64, checkpoint_every=2, groups={"generator": {"lr": 3e-4}})
+    fit(m, DATA, None, cfg, out=tmp_path)
+    groups = make_optimizers(m, cfg)
+    assert groups.opts["critic"].param_groups[0]["betas"] == (0.0, 0.9)
+    assert groups.opts["critic"].param_groups[0]["lr"] == 1e-4
+    assert groups.opts["generator"].param_groups[0]["lr"] == 3e-4
+    _, meta = load_checkpoint(latest_checkpoint(tmp_path))
+    assert meta["groups"]["critic"] == {"lr": 1e-4, "betas": [0.0, 0.9], "weight_decay": 0.0, "grad_clip": None}
+    assert meta["groups"]["generator"]["lr"] == 3e-4
+    with pytest.raises(CheckpointError, match="group settings"):  # resuming with other settings is refused
+        fit(TinyWGANGP(n_critic=2), DATA, None, cfg, out=tmp_path, resume=True, groups={})
+
+
+@pytest.mark.parametrize(
+    ("groups", "match"),
+    [
+        ({"discriminator": {"lr": 1.0}}, "names parameter group 'discriminator'"),
+        ({"critic": {"momentum": 0.9}}, "unknown settings \\['momentum'\\]"),
+        ({"critic": {"lr": -1.0}}, "lr of group 'critic' must be a positive finite number; got -1.0"),
+        ({"critic": {"betas": (0.9,)}}, "betas of group 'critic' must be two numbers"),
+    ],
+)
+def test_bad_group_settings_raise(groups, match):
+    with pytest.raises(ValueError, match=match):
+        fit(TinyWGANGP(), DATA, None, steps=1, groups=groups)
+
+
+def test_history_shows_every_groups_loss_and_no_validation_without_a_monitor():
+    m = TinyWGANGP(n_critic=3)
+    r = fit(m, DATA, DATA[:64], steps=20, batch_size=64, log_every=10, val_every=5, patience=1)
+    assert [h["step"] for h in r.history] == [10, 20]  # monitor None: no validation records, no early stop
+    assert all({"loss", "loss.critic", "loss.generator"} <= set(h) for h in r.history)
+    assert r.best_val is None and not r.stopped_early
+
+
+def test_ema_tracks_the_generator_and_is_used_for_sampling():
+    torch.manual_seed(0)
+    m = TinyWGANGP(n_critic=1, ema=0.9)
+    fit(m, DATA, None, steps=30, batch_size=64, lr=1e-3)
+    shadows = m.ema._shadows()
+    params = list(m.generator.parameters())
+    assert int(m.ema.num_updates) == 30
+    assert not torch.equal(shadows[0], params[0])
+    torch.manual_seed(1)
+    s = m.sample(5)
+    torch.manual_seed(1)
+    with torch.no_grad():  # the same draw by hand with the averaged weights
+        z = torch.randn(5, m.latent)
+        idx = 0
+        h = z
+        for layer in m.generator:
+            if isinstance(layer, torch.nn.Linear):
+                h = torch.nn.functional.linear(h, shadows[idx], shadows[idx + 1])
+                idx += 2
+            else:
+                h = layer(h)
+    torch.testing.assert_close(s, h)
+    assert torch.equal(list(m.generator.parameters())[0], params[0])  # the training weights are back
+
+
+def _two_group_cfg():
+    return TrainConfig(steps=24, batch_size=64, checkpoint_every=8, val_every=0, seed=2, schedule="cosine")
+
+
+def test_two_groups_with_ema_and_replay_buffer_resume_bit_for_bit(tmp_path):
+    cfg = _two_group_cfg()
+    torch.manual_seed(0)
+    full = TinyWGANGP(n_critic=2, ema=0.95, replay=100)
+    r_full = fit(full, DATA, None, cfg, out=tmp_path / "full")
+    assert int(full.replay.size) == 100  # the buffer filled and wrapped around
+    torch.manual_seed(0)
+    part = TinyWGANGP(n_critic=2, ema=0.95, replay=100)
+
+    def crash(step, _orig=part.set_step):
+        if step == 16:
+            raise KeyboardInterrupt
+        _orig(step)
+
+    part.set_step = crash
+    with pytest.raises(KeyboardInterrupt):
+        fit(part, DATA, None, cfg, out=tmp_path / "part")
+    torch.manual_seed(999)
+    resumed = TinyWGANGP(n_critic=2, ema=0.95, replay=100)
+    r_res = fit(resumed, DATA, None, cfg, out=tmp_path / "part", resume=True)
+    assert r_res.history == r_full.history
+    for k, v in _state(full).items():
+        assert torch.equal(v, resumed.state_dict()[k]), k
+    assert any(k.startswith("ema.shadow_") for k in full.state_dict())
+    assert "replay.states" in full.state_dict()
+
+
+@pytest.mark.xdist_group("ddp")
+def test_two_groups_resume_bit_for_bit_under_torchrun(tmp_path):
+    script = Path(__file__).with_name("ddp_two_group.py")
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", str(script)]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    for mode in ("full", "crash", "resume"):
+        r = subprocess.run([*torchrun, str(tmp_path), mode], capture_output=True, text=True, timeout=600, env=env)
+        if mode == "crash":  # the ranks die at step 16 (whichever exit torchrun reports); the step-16 checkpoint stays
+            assert latest_checkpoint(tmp_path / "crash").name.endswith("000000016.safetensors"), r.stderr[-3000:]
+        else:
+            assert r.returncode == 0, r.stderr[-3000:]
+    full, _ = load_checkpoint(latest_checkpoint(tmp_path / "full"))
+    resumed, _ = load_checkpoint(latest_checkpoint(tmp_path / "crash"))
+    assert full.keys() == resumed.keys()
+    for k, v in full.items():
+        if k.startswith(("model.", "optim.")):
+            assert torch.equal(v, resumed[k]), k
+
+
+def test_validation_can_use_input_gradients():
+    class ScoreMonitor(TinyWGANGP):
+        monitor = "critic-gradient"
+        validation_needs_grad = True
+
+        def validation_loss(self, batch):
+            x = batch.clone().requires_grad_(True)
+            (g,) = torch.autograd.grad(self.critic(x).sum(), x)
+            return g.norm(dim=1).mean()
+
+    m = ScoreMonitor(n_critic=1, ema=None)
+    r = fit(m, DATA, DATA[:100], steps=4, batch_size=64, val_every=2)
+    assert [h["step"] for h in r.history if "val" in h] == [2, 4]
+
+
+def test_a_diverging_run_stops_and_writes_no_bad_checkpoint(tmp_path):
+    m = TinyWGANGP(n_critic=1, ema=None)
+
+    def nan_after(batch, group="critic", objective="loss", _orig=m.forward):
+        loss = _orig(batch, group)
+        return loss * float("nan") if m._train_step >= 5 else loss
+
+    m.forward = nan_after
+    with pytest.raises(TrainingDiverged, match="became nan by step 6.*last good checkpoint is .*000000004"):
+        fit(m, DATA, None, steps=20, batch_size=64, checkpoint_every=2, out=tmp_path)
+    assert latest_checkpoint(tmp_path).name.endswith("000000004.safetensors")
