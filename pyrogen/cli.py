@@ -1,10 +1,9 @@
 """The ``pyrogen`` command: list, train, sample, evaluate, demo.
 
-A run directory (``train --out RUN``) holds ``run.json`` (model, dataset and
-settings), rolling checkpoints ``ckpt-*.safetensors`` (for ``--resume``), the
-final parameters ``model.safetensors`` (the best validation point) and
-``metrics.json``. A user error prints one line on stderr and exits with
-status 2.
+It only parses arguments and prints; the work is done by the run layer
+(:mod:`pyrogen.runs`), which describes a run directory. A user error prints
+one line on stderr and exits with status 2; nothing is created by a command
+that fails its checks.
 """
 
 from __future__ import annotations
@@ -15,198 +14,21 @@ import logging
 import math
 import sys
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any, NoReturn
 
-import torch
-
 from pyrogen import __version__
-from pyrogen.data import DATASETS, Dataset, load
-from pyrogen.inference.trainer import TrainConfig, fit, latest_checkpoint
-from pyrogen.io import CheckpointError, load_checkpoint, save_checkpoint
-from pyrogen.metrics import evaluate_nll
-from pyrogen.models import GenerativeModel, registry
+from pyrogen.data import DATASETS
+from pyrogen.models import registry
+from pyrogen.runs import USER_ERRORS, RunError, evaluate_run, sample_run, train_run
 
-__all__ = ["evaluate_run", "load_run", "main", "train_run"]
+__all__ = ["build_parser", "main"]
 
 log = logging.getLogger("pyrogen")
-
-
-class UserError(Exception):
-    """An error caused by the command line; printed as one line."""
 
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
         self.exit(2, f"{self.prog}: error: {message}\n")
-
-
-# -- run directories ----------------------------------------------------------
-
-
-def train_run(
-    model_name: str,
-    data_name: str | None,
-    out: str | Path,
-    *,
-    steps: int | None = None,
-    seed: int = 0,
-    device: str | None = None,
-    resume: bool = False,
-    progress: bool = False,
-    model_kwargs: dict[str, Any] | None = None,
-    **train_overrides: Any,
-) -> tuple[GenerativeModel, Dataset, dict[str, Any]]:
-    """Train a registered model on a bundled dataset into the run directory ``out``.
-
-    Returns:
-        ``(model, dataset, metrics)`` where ``metrics`` is what ``evaluate`` prints.
-    """
-    cls = registry.get(model_name)
-    data = load(data_name or cls.default_data, seed=seed)
-    out = Path(out)
-    run_file = out / "run.json"
-    if resume and run_file.is_file():
-        run = json.loads(run_file.read_text())
-        if run["model"] != model_name or run["data"] != data.name:
-            raise UserError(f"{out} holds a run of {run['model']} on {run['data']}, not {model_name} on {data.name}")
-        model_kwargs = None
-        config = run["model_config"]
-    elif not resume and latest_checkpoint(out) is not None:
-        raise UserError(f"{out} already holds a run; pass --resume to continue it or choose another --out")
-    torch.manual_seed(seed)
-    model = cls(**config) if resume and run_file.is_file() else cls.from_dataset(data, **(model_kwargs or {}))
-    settings = {**cls.train_defaults_for(data), **{k: v for k, v in train_overrides.items() if v is not None}}
-    if steps is not None:
-        settings["steps"] = steps
-    settings.setdefault("checkpoint_every", max(1, settings.get("steps", 1000) // 10))
-    cfg = TrainConfig(seed=seed, **settings)
-    out.mkdir(parents=True, exist_ok=True)
-    run = {
-        "model": model_name,
-        "model_config": model.config(),
-        "data": data.name,
-        "seed": seed,
-        "train_config": cfg.__dict__,
-        "pyrogen_version": __version__,
-    }
-    _write_json(run_file, run)
-    result = fit(
-        model,
-        model.training_data(data, "train"),
-        model.training_data(data, "val"),
-        cfg,
-        out=out,
-        resume=resume,
-        device=device,
-        progress=progress,
-        run_metadata={"model": model_name, "data": data.name},
-    )
-    import torch.distributed as tdist
-
-    if tdist.is_initialized() and tdist.get_rank() != 0:
-        return model, data, {}
-    save_checkpoint(
-        out / "model.safetensors",
-        model.state_dict(),
-        {
-            **run,
-            "result": {
-                "step": result.step,
-                "best_step": result.best_step,
-                "best_val": result.best_val,
-                "stopped_early": result.stopped_early,
-                "world_size": result.world_size,
-            },
-        },
-    )
-    _write_json(out / "history.json", result.history)
-    metrics = evaluate_run(out, model=model, data=data)
-    _write_json(out / "metrics.json", metrics)
-    from pyrogen.figures import loss_curves
-
-    loss_curves({model_name: result.history}, out / "loss.png")
-    return model, data, metrics
-
-
-def load_run(run_dir: str | Path, device: str | None = None) -> tuple[GenerativeModel, dict[str, Any]]:
-    """Rebuild the model of a run directory with its final (or latest checkpointed) parameters."""
-    run_dir = Path(run_dir)
-    run_file = run_dir / "run.json"
-    if not run_file.is_file():
-        raise UserError(f"{run_dir} is not a run directory (no run.json)")
-    run = json.loads(run_file.read_text())
-    model = registry.create(run["model"], **run["model_config"])
-    final = run_dir / "model.safetensors"
-    if final.is_file():
-        tensors, _ = load_checkpoint(final)
-    else:
-        ckpt = latest_checkpoint(run_dir)
-        if ckpt is None:
-            raise UserError(f"{run_dir} holds no trained parameters yet")
-        all_tensors, _ = load_checkpoint(ckpt)
-        tensors = {k[6:]: v for k, v in all_tensors.items() if k.startswith("model.")}
-    model.load_state_dict(tensors)
-    if device is not None:
-        model.to(device)
-    model.eval()
-    return model, run
-
-
-def evaluate_run(
-    run_dir: str | Path,
-    *,
-    data_name: str | None = None,
-    split: str = "test",
-    k: int = 1000,
-    model: GenerativeModel | None = None,
-    data: Dataset | None = None,
-    device: str | None = None,
-) -> dict[str, Any]:
-    """The metrics ``pyrogen evaluate`` prints, as a dict."""
-    if model is None:
-        model, run = load_run(run_dir, device=device)
-    else:
-        run = json.loads((Path(run_dir) / "run.json").read_text())
-    if data is None or (data_name is not None and data_name != data.name):
-        data = load(data_name or run["data"], seed=run.get("seed", 0))
-    examples = model.training_data(data, split)
-    p = next(model.parameters(), None)
-    if p is not None:
-        examples = tuple(t.to(p.device) for t in examples) if isinstance(examples, tuple) else examples.to(p.device)
-    x = examples[0] if isinstance(examples, tuple) else examples
-    model.validate(x, name=f"{data.name} {split} data")
-    out: dict[str, Any] = {
-        "model": run["model"],
-        "data": data.name,
-        "split": split,
-        "density": model.density,
-    }
-    if model.density in ("exact", "lower_bound"):
-        res = evaluate_nll(
-            model,
-            examples,
-            k=k,
-            levels=data.levels if data.dequantized else None,
-            image=data.kind == "image",
-        )
-        out.update(res.as_dict())
-        if data.kind == "text":  # nats per example of T characters -> bits per character
-            out["bits_per_char"] = res.nll_nats / (math.prod(data.event_shape) * math.log(2))
-    else:
-        out["n"] = len(x)
-    predict = getattr(model, "predict", None)
-    if callable(predict) and split in data.labels:  # a model that also classifies (the semi-supervised VAE)
-        labels = data.labels[split].to(x.device)
-        with torch.no_grad():
-            out["accuracy"] = float((predict(x) == labels).float().mean())
-    return out
-
-
-def _write_json(path: Path, obj: Any) -> None:
-    from pyrogen.io import atomic_write_bytes
-
-    atomic_write_bytes(path, (json.dumps(obj, indent=2) + "\n").encode())
 
 
 # -- commands -----------------------------------------------------------------
@@ -227,7 +49,7 @@ def _model_options(pairs: list[str] | None) -> dict[str, Any]:
     for pair in pairs or []:
         key, sep, value = pair.partition("=")
         if not sep or not key.isidentifier():
-            raise UserError(f"--set takes KEY=VALUE with KEY a model argument; got {pair!r}")
+            raise RunError(f"--set takes KEY=VALUE with KEY a model argument; got {pair!r}")
         try:
             out[key] = json.loads(value)
         except json.JSONDecodeError:
@@ -252,6 +74,9 @@ def _cmd_train(args: argparse.Namespace) -> None:
             progress=not args.quiet,
             batch_size=args.batch_size,
             lr=args.lr,
+            checkpoint_every=args.checkpoint_every,
+            val_every=args.val_every,
+            patience=args.patience,
             model_kwargs=_model_options(args.set),
         )
         if tdist.is_initialized():
@@ -264,49 +89,28 @@ def _cmd_train(args: argparse.Namespace) -> None:
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> None:
-    m = evaluate_run(args.run_dir, data_name=args.data, split=args.split, k=args.iwae_k, device=args.device)
+    m = evaluate_run(
+        args.run_dir,
+        data_name=args.data,
+        split=args.split,
+        k=args.iwae_k,
+        samples=args.samples,
+        seed=args.seed,
+        device=args.device,
+    )
     if args.json:
         print(json.dumps(m))
         return
     for key, v in m.items():
-        print(f"{key:>14}: {v:.4f}" if isinstance(v, float) else f"{key:>14}: {v}")
+        if isinstance(v, dict) and "value" in v:
+            lo, hi = v.get("ci", [math.nan, math.nan])
+            print(f"{key:>16}: {v['value']:.4f}  [{lo:.4f}, {hi:.4f}]")
+        else:
+            print(f"{key:>16}: {v:.4f}" if isinstance(v, float) else f"{key:>16}: {v}")
 
 
 def _cmd_sample(args: argparse.Namespace) -> None:
-    model, run = load_run(args.run_dir, device=args.device)
-    if args.n < 1:
-        raise UserError(f"-n must be a positive integer; got {args.n}")
-    torch.manual_seed(args.seed)
-    if args.label is None:
-        x = model.sample(args.n).cpu()
-    elif not (getattr(model, "classes", 0) or getattr(model, "context_classes", 0)):
-        raise UserError(f"--label needs a class-conditional model; {run['model']} is unconditional")
-    else:
-        x = model.sample(args.n, y=args.label).cpu()  # type: ignore[call-arg]
-    out = Path(args.out)
-    suffix = out.suffix.lower()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    if suffix == ".npz":
-        import numpy as np
-
-        np.savez(out, samples=x.numpy())
-    elif suffix == ".txt":
-        vocab = load(run["data"]).vocab
-        if not vocab:
-            raise UserError(f"only models of the text dataset write .txt samples; this run is on {run['data']!r}")
-        text = "\n\n".join("".join(vocab[i] for i in row.tolist()) for row in x)
-        out.write_text(text + "\n", encoding="utf-8")
-    elif suffix == ".png":
-        from pyrogen.figures import image_grid, scatter_2d
-
-        if x.dim() == 4:
-            image_grid(x.float(), out, title=f"{run['model']} samples")
-        elif x.dim() == 2 and x.shape[1] == 2:
-            scatter_2d(x, out, title=f"{run['model']} samples")
-        else:
-            raise UserError(f"cannot draw samples of shape {tuple(x.shape[1:])} as PNG; use an .npz file")
-    else:
-        raise UserError(f"--out must end in .png, .npz or .txt; got {str(out)!r}")
+    out = sample_run(args.run_dir, args.n, args.out, label=args.label, seed=args.seed, device=args.device)
     print(f"wrote {args.n} samples to {out}")
 
 
@@ -335,6 +139,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--device", help="cpu, cuda or cuda:N (default: cpu)")
     s.add_argument("--batch-size", type=int)
     s.add_argument("--lr", type=float)
+    s.add_argument("--checkpoint-every", type=int, help="steps between checkpoints (default: steps / 10)")
+    s.add_argument("--val-every", type=int, help="steps between validations (0: never; default: the model's)")
+    s.add_argument("--patience", type=int, help="stop after this many validations without improvement")
     s.add_argument(
         "--set",
         action="append",
@@ -353,11 +160,13 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--device")
     s.set_defaults(func=_cmd_sample)
 
-    s = sub.add_parser("evaluate", help="test log-likelihood of a trained run")
+    s = sub.add_parser("evaluate", help="test log-likelihood and sample quality of a trained run")
     s.add_argument("run_dir")
     s.add_argument("--data", choices=DATASETS, help="dataset (default: the run's)")
     s.add_argument("--split", choices=("train", "val", "test"), default="test")
     s.add_argument("--iwae-k", type=int, default=1000, help="importance samples for latent models")
+    s.add_argument("--samples", type=int, help="samples for the sample-quality metrics (default: the split's size)")
+    s.add_argument("--seed", type=int, default=0, help="seeds the estimates (the same seed gives the same numbers)")
     s.add_argument("--json", action="store_true", help="print one JSON object")
     s.add_argument("--device")
     s.set_defaults(func=_cmd_evaluate)
@@ -378,14 +187,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(message)s")
     try:
         args.func(args)
-    except (
-        UserError,
-        ValueError,
-        TypeError,
-        NotImplementedError,
-        CheckpointError,
-        FileNotFoundError,
-    ) as e:
+    except (RunError, *USER_ERRORS, ValueError, TypeError, NotImplementedError, OSError) as e:
         msg = str(e).splitlines()[0] if str(e) else type(e).__name__
         print(f"pyrogen: error: {msg}", file=sys.stderr)
         return 2

@@ -22,11 +22,11 @@ from typing import Any
 
 import torch
 
-from pyrogen.cli import train_run
 from pyrogen.data import TOY_ENTROPY
 from pyrogen.figures import image_grid, loss_curves, scatter_2d
 from pyrogen.inference.mcmc import nuts, run_chains
 from pyrogen.models import VAE
+from pyrogen.runs import train_run
 
 __all__ = ["DIGIT_FLOORS", "run_demo"]
 

@@ -12,8 +12,8 @@ import sys
 import pytest
 import torch
 
-from pyrogen.cli import load_run
 from pyrogen.io import load_checkpoint
+from pyrogen.runs import load_run
 
 
 def _train(out, *launcher):

@@ -5,10 +5,10 @@ import pytest
 import torch
 from conftest import SMALL, assert_fused_equals_pyro, small_data, small_model
 
-from pyrogen.cli import load_run
 from pyrogen.inference import DENSITY_KINDS, GenerativeModelProtocol, TrainableProtocol, fit
 from pyrogen.io import load_checkpoint, save_checkpoint
 from pyrogen.models import registry
+from pyrogen.runs import load_run
 
 NAMES = registry.names()
 
@@ -128,7 +128,7 @@ def test_from_dataset_checks_the_support():
 
 
 def test_load_run_rejects_a_non_run(tmp_path):
-    from pyrogen.cli import UserError
+    from pyrogen.runs import RunError
 
-    with pytest.raises(UserError, match="not a run directory"):
+    with pytest.raises(RunError, match="not a run directory"):
         load_run(tmp_path)
