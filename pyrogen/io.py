@@ -3,8 +3,8 @@
 A checkpoint is one ``.safetensors`` file. Its tensors are the model's
 ``state_dict`` plus any other tensor state (optimizer moments, RNG states);
 its header metadata holds one JSON document with the configuration and the
-non-tensor trainer state, and a SHA-256 digest of all tensor bytes so that a
-corrupt file is detected on load. Nothing is ever unpickled: safetensors
+non-tensor trainer state, and a SHA-256 digest of that document and of all
+tensor bytes, so that a corrupt or edited file is detected on load. Nothing is ever unpickled: safetensors
 holds raw bytes and JSON only.
 
 Files are written to a temporary file in the same directory, flushed,
@@ -38,7 +38,7 @@ from safetensors.torch import save as st_save
 
 __all__ = ["CheckpointError", "atomic_write_bytes", "load_checkpoint", "save_checkpoint"]
 
-FORMAT = "pyrogen-checkpoint-1"
+FORMAT = "pyrogen-checkpoint-2"
 
 
 class CheckpointError(ValueError):
@@ -72,8 +72,10 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
         os.close(dfd)
 
 
-def _digest(tensors: Mapping[str, torch.Tensor]) -> str:
+def _digest(tensors: Mapping[str, torch.Tensor], doc: str) -> str:
+    """SHA-256 of the JSON document and every tensor's name, dtype, shape and bytes: of all that is read back."""
     h = hashlib.sha256()
+    h.update(doc.encode())
     for name in sorted(tensors):
         t = tensors[name]
         h.update(name.encode())
@@ -101,7 +103,7 @@ def save_checkpoint(
         doc = json.dumps(dict(metadata), sort_keys=True, allow_nan=False)
     except (TypeError, ValueError) as e:
         raise TypeError(f"metadata must be JSON-serialisable: {e}") from e
-    header = {"format": FORMAT, "json": doc, "sha256": _digest(clean)}
+    header = {"format": FORMAT, "json": doc, "sha256": _digest(clean, doc)}
     atomic_write_bytes(path, st_save(clean, metadata=header))
 
 
@@ -126,10 +128,12 @@ def load_checkpoint(
         header = _read_header(blob)
     except (SafetensorError, ValueError, OverflowError, UnicodeDecodeError) as e:
         raise CheckpointError(f"checkpoint {str(path)!r} is truncated or corrupt: {e}") from None
+    if header.get("format") == "pyrogen-checkpoint-1":
+        raise CheckpointError(f"{str(path)!r} was written by an older pyrogen (format 1); retrain the run")
     if header.get("format") != FORMAT:
         raise CheckpointError(f"{str(path)!r} is not a pyrogen checkpoint (format {header.get('format')!r})")
-    if _digest(tensors) != header.get("sha256"):
-        raise CheckpointError(f"checkpoint {str(path)!r} is corrupt: its tensor data fail the SHA-256 check")
+    if _digest(tensors, str(header.get("json", ""))) != header.get("sha256"):
+        raise CheckpointError(f"checkpoint {str(path)!r} is corrupt: its tensors or metadata fail the SHA-256 check")
     try:
         meta = json.loads(header["json"])
     except (KeyError, json.JSONDecodeError) as e:

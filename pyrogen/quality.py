@@ -552,17 +552,17 @@ def _feature_scale(net: DigitFeatures) -> float:
         from pyrogen.data import load
 
         with torch.no_grad():
-            f = net.features(to_unit_grey(load("digits-int").train, "integer"))
+            f = net.features(to_unit_grey(load("digits-int").train, "integer").float()).double()
         _SCALE = float(f.pow(2).mean().sqrt())
     return _SCALE
 
 
 def image_features(x: torch.Tensor, support: str) -> tuple[torch.Tensor, torch.Tensor]:
     """The scaled penultimate features ``(n, 64)`` and class probabilities ``(n, 10)`` of digit images."""
-    net = digit_features().double()
+    net = digit_features()
     with torch.no_grad():
-        f = net.features(to_unit_grey(x, support))
-        return f / _feature_scale(net), torch.softmax(net.head(f), -1)
+        f = net.features(to_unit_grey(x, support).float())
+        return f.double() / _feature_scale(net), torch.softmax(net.head(f).double(), -1)
 
 
 def _image_metrics(real: torch.Tensor, fake: torch.Tensor, support: str, seed: int) -> dict[str, Any]:

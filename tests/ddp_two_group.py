@@ -32,6 +32,8 @@ def main(out: Path, mode: str) -> None:
         model.set_step = crash  # type: ignore[method-assign]
     try:
         fit(model, data, None, cfg, out=run, resume=mode == "resume")
+        if tdist.is_initialized():
+            tdist.barrier()
     finally:
         if tdist.is_initialized():
             tdist.destroy_process_group()

@@ -4,6 +4,7 @@ import sys
 
 import numpy as np
 import pytest
+import torch
 
 from pyrogen.cli import main
 
@@ -150,3 +151,126 @@ def test_character_model_reports_bits_per_character(tmp_path, capsys):
     assert len(text) == 2 * 128 + 3 and set(text) <= set(load("text").vocab) | {"\n"}  # two samples, a blank line
     assert main(["train", "fvsbn", "--data", "text", "--steps", "2", "--out", str(tmp_path / "x"), "-q"]) == 2
     assert "fvsbn offers bernoulli conditionals; dataset 'text' is integer" in capsys.readouterr().err
+
+
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory):
+    run = tmp_path_factory.mktemp("runs") / "flow"
+    assert main(["train", "realnvp", "--data", "moons", "--steps", "10", "--out", str(run), "-q"]) == 0
+    return run
+
+
+def _bad_invocations(run, tmp):
+    (tmp / "a-file").write_text("x")
+    (tmp / "a-dir").mkdir()
+    for name, content in (("badjson", "{not json"), ("alist", "[1, 2]"), ("nokey", '{"model": "realnvp"}')):
+        (tmp / name).mkdir()
+        (tmp / name / "run.json").write_text(content)
+    r, new = str(run), str(tmp / "new")
+    return [
+        (["train", "realnvp", "--out", str(tmp / "a-file")], "is an existing file"),
+        (["train", "realnvp", "--out", new, "--device", "tpu"], "--device must be cpu, cuda or cuda:N"),
+        (["train", "realnvp", "--out", new, "--device", "meta"], "--device must be cpu, cuda or cuda:N"),
+        (["train", "realnvp", "--out", new, "--device", "cuda:7"], "--device 'cuda:7'"),
+        (["train", "realnvp", "--out", new, "--steps", "0"], "steps must be a positive integer; got 0"),
+        (["train", "realnvp", "--out", new, "--lr", "-1"], "lr must be a positive finite number; got -1.0"),
+        (["train", "realnvp", "--out", new, "--checkpoint-every", "-2"], "checkpoint_every must be a non-negative"),
+        (["train", "realnvp", "--out", new, "--patience", "0"], "patience must be a positive integer"),
+        (["train", "realnvp", "--out", new, "--set", "hidden=[true]"], "hidden must be a sequence of positive"),
+        (["train", "realnvp", "--out", new, "--set", "hidden=[100000,100000]"], "more than the limit"),
+        (["train", "realnvp", "--data", "moons", "--out", r], "already holds a run; pass --resume"),
+        (["train", "realnvp", "--data", "moons", "--out", r, "--resume", "--seed", "3"], "--seed 3 (the run's is 0)"),
+        (["train", "realnvp", "--out", r, "--resume", "--set", "num_layers=3"], "--set num_layers=3"),
+        (["train", "realnvp", "--out", r, "--resume", "--data", "rings"], "--data 'rings' (the run's is 'moons')"),
+        (["train", "maf", "--out", r, "--resume"], "model 'maf' (the run's is 'realnvp')"),
+        (["evaluate", r, "--iwae-k", "0"], "--iwae-k must be a positive integer; got 0"),
+        (["evaluate", r, "--samples", "1"], "--samples must be an integer of at least 2"),
+        (["evaluate", r, "--device", "cuda:7"], "--device 'cuda:7'"),
+        (["evaluate", r, "--device", "tpu"], "--device must be cpu"),
+        (["evaluate", str(tmp / "badjson")], "run.json is not valid JSON"),
+        (["evaluate", str(tmp / "alist")], "run.json must hold a JSON object; got list"),
+        (["evaluate", str(tmp / "nokey")], "run.json lacks the key 'model_config'"),
+        (["evaluate", str(tmp / "nothing")], "is not a run directory"),
+        (["sample", r, "--out", "s.jpg"], "--out must end in .png, .npz or .txt"),
+        (["sample", r, "--out", "sub/dir/x.jpg"], "--out must end in .png, .npz or .txt"),
+        (["sample", r, "--out", str(tmp / "a-dir")], "must end in .png"),
+        (["sample", r, "--out", str(tmp / "b.npz"), "-n", "0"], "-n must be a positive integer; got 0"),
+        (["sample", r, "--out", str(tmp / "b.npz"), "--device", "tpu"], "--device must be cpu"),
+        (["sample", r, "--out", str(tmp / "b.txt")], "only models of the text dataset write .txt"),
+        (["sample", r, "--out", str(tmp / "b.npz"), "--label", "1"], "--label needs a class-conditional model"),
+        (["demo", "--out", str(tmp / "a-file"), "--fast"], "a-file"),
+    ]
+
+
+def _tree(root):
+    return sorted(str(p.relative_to(root)) for p in root.rglob("*"))
+
+
+def test_every_bad_invocation_is_one_line_and_creates_nothing(trained_run, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    cases = _bad_invocations(trained_run, tmp_path)
+    before, run_before = _tree(tmp_path), _tree(trained_run)
+    for args, message in cases:
+        code = main(args)
+        err = capsys.readouterr().err.strip().splitlines()
+        assert code == 2, (args, err)
+        assert len(err) == 1 and message in err[0] and "Traceback" not in err[0], (args, err)
+        assert _tree(tmp_path) == before, args
+        assert _tree(trained_run) == run_before, args
+
+
+def test_sample_writes_exactly_the_named_file_and_evaluation_is_repeatable(trained_run, tmp_path, capsys):
+    assert main(["sample", str(trained_run), "-n", "7", "--out", str(tmp_path / "s.NPZ")]) == 0
+    assert [p.name for p in tmp_path.iterdir()] == ["s.NPZ"]
+    assert np.load(tmp_path / "s.NPZ")["samples"].shape == (7, 2)
+    capsys.readouterr()
+    outs = []
+    for _ in range(2):
+        assert main(["evaluate", str(trained_run), "--json", "--samples", "300"]) == 0
+        outs.append(json.loads(capsys.readouterr().out))
+    assert outs[0] == outs[1] and {"mmd", "c2st"} <= set(outs[0])
+    assert outs[0]["mmd"]["ci"][0] <= outs[0]["mmd"]["value"] <= outs[0]["mmd"]["ci"][1]
+
+
+def test_a_crafted_checkpoint_header_is_detected(trained_run, tmp_path):
+    """The digest covers the JSON metadata too: a checkpoint whose recorded step was edited fails to load."""
+    import shutil
+
+    from pyrogen.inference import latest_checkpoint
+    from pyrogen.io import CheckpointError, load_checkpoint
+
+    run = tmp_path / "copy"
+    shutil.copytree(trained_run, run)
+    ckpt = latest_checkpoint(run)
+    blob = ckpt.read_bytes()
+    assert b'\\"step\\": 10' in blob
+    ckpt.write_bytes(blob.replace(b'\\"step\\": 10', b'\\"step\\": 7 '))
+    with pytest.raises(CheckpointError, match="SHA-256"):
+        load_checkpoint(ckpt)
+
+
+def test_a_diverged_run_is_one_line_and_leaves_no_nan_checkpoint(tmp_path, capsys):
+    run = tmp_path / "div"
+    code = main(["train", "realnvp", "--data", "moons", "--steps", "200", "--lr", "1e6", "--out", str(run), "-q"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and "lower lr" in err[0], err
+    from pyrogen.runs import load_run
+
+    if (run / "run.json").is_file():  # a good checkpoint was written before it diverged: it loads and is finite
+        model, _ = load_run(run)
+        assert all(torch.isfinite(p).all() for p in model.parameters())
+
+
+def test_a_run_written_by_fit_alone_opens_with_the_best_parameters(tmp_path):
+    from conftest import small_data, small_model
+
+    from pyrogen.inference import fit
+    from pyrogen.runs import load_run
+
+    m = small_model("realnvp")
+    x = small_data("realnvp", 300)
+    fit(m, x[:256], x[256:], steps=40, batch_size=64, val_every=10, checkpoint_every=40, out=tmp_path)
+    loaded, run = load_run(tmp_path)
+    assert run["model"] == "realnvp"
+    for k, v in m.state_dict().items():  # what fit returned (restore_best), not the last step's
+        assert torch.equal(v, loaded.state_dict()[k]), k

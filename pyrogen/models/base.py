@@ -198,7 +198,9 @@ def check_positive_int(name: str, value: object) -> int:
 
 
 def check_hidden(value: object) -> tuple[int, ...]:
-    if not isinstance(value, (list, tuple)) or not all(isinstance(h, int) and h > 0 for h in value):
+    if not isinstance(value, (list, tuple)) or not all(
+        isinstance(h, int) and not isinstance(h, bool) and h > 0 for h in value
+    ):
         raise ValueError(f"hidden must be a sequence of positive integers; got {value!r}")
     return tuple(value)
 
