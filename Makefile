@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: setup demo test lint bench clean
+.PHONY: setup demo test lint bench gpu-check clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -27,6 +27,11 @@ test: lint
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/run.py
+
+# On a machine with CUDA: every model a few steps on the GPU, the GPU test suite, one JSON report.
+gpu-check: $(STAMP)
+	$(BIN)/python -m pytest -q -x --device cuda tests/test_two_group.py tests/test_trainer.py
+	$(BIN)/python benchmarks/gpu_check.py --device cuda
 
 clean:
 	rm -rf $(VENV) demo-output .pytest_cache .mypy_cache .ruff_cache

@@ -53,6 +53,7 @@ DIGIT_FLOWS: dict[str, dict[str, Any]] = {
     "glow": {"scales": 2, "steps": 4, "hidden": 64},
     "glow-permute": {"scales": 2, "steps": 4, "hidden": 64, "mixing": "permute"},
     "planar": {"num_layers": 16},
+    "mintnet": {"num_layers": 6, "hidden": 32},
 }
 # IAF scores external data in D = 64 network passes per layer, so maximum likelihood on the digits is
 # its slow direction; its digits row is the student distilled from the MAF (section "distill").

@@ -158,6 +158,7 @@ def train_run(
     resume: bool = False,
     progress: bool = False,
     model_kwargs: Mapping[str, Any] | None = None,
+    evaluate: bool = True,
     **train_overrides: Any,
 ) -> tuple[GenerativeModel, Dataset, dict[str, Any]]:
     """Train a registered model on a bundled dataset into the run directory ``out``.
@@ -171,6 +172,7 @@ def train_run(
         seed: seeds the data (toys), the model's initialisation and training.
         resume: continue the run in ``out``; ``model_kwargs``, ``seed`` and the
             dataset must agree with the run's.
+        evaluate: score the trained model (``metrics.json``); ``False``: return ``{}``.
 
     Returns:
         ``(model, dataset, metrics)`` where ``metrics`` is what ``evaluate`` prints.
@@ -231,10 +233,12 @@ def train_run(
 
     if tdist.is_initialized() and tdist.get_rank() != 0:
         return model, data, {}
-    return model, data, _finish(out, model, data, run, result)
+    return model, data, _finish(out, model, data, run, result, evaluate)
 
 
-def _finish(out: Path, model: GenerativeModel, data: Dataset, run: dict[str, Any], result: Any) -> dict[str, Any]:
+def _finish(
+    out: Path, model: GenerativeModel, data: Dataset, run: dict[str, Any], result: Any, evaluate: bool
+) -> dict[str, Any]:
     summary = {
         "step": result.step,
         "best_step": result.best_step,
@@ -244,11 +248,13 @@ def _finish(out: Path, model: GenerativeModel, data: Dataset, run: dict[str, Any
     }
     save_checkpoint(out / "model.safetensors", model.state_dict(), {**run, "result": summary})
     _write_json(out / "history.json", result.history)
-    metrics = evaluate_run(out, model=model, data=data)
-    _write_json(out / "metrics.json", metrics)
     from pyrogen.figures import loss_curves
 
     loss_curves({run["model"]: result.history}, out / "loss.png")
+    if not evaluate:
+        return {}
+    metrics = evaluate_run(out, model=model, data=data)
+    _write_json(out / "metrics.json", metrics)
     return metrics
 
 

@@ -20,6 +20,7 @@ SMALL = {
     "planar": {"event_shape": (2,), "num_layers": 4},
     "gaussianization": {"event_shape": (2,), "num_layers": 2, "components": 4},
     "glow": {"event_shape": (1, 8, 8), "scales": 2, "steps": 1, "hidden": 8},
+    "mintnet": {"event_shape": (1, 8, 8), "num_layers": 2, "hidden": 8},
     "vae": {"event_shape": (1, 8, 8), "latent_dim": 4, "hidden": (32,), "kl_warmup": 0},
     "beta-vae": {"event_shape": (1, 8, 8), "latent_dim": 4, "hidden": (32,), "kl_warmup": 0, "beta": 2.0},
     "iwae": {"event_shape": (1, 8, 8), "latent_dim": 4, "hidden": (32,), "kl_warmup": 0, "k": 4},

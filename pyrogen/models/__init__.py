@@ -19,7 +19,17 @@ from pyrogen.models.autoregressive import (
     Transformer,
 )
 from pyrogen.models.base import GenerativeModel
-from pyrogen.models.flows import IAF, MAF, NICE, FlowModel, GaussianizationFlow, Glow, PlanarFlow, RealNVP
+from pyrogen.models.flows import (
+    IAF,
+    MAF,
+    NICE,
+    FlowModel,
+    GaussianizationFlow,
+    Glow,
+    MintNet,
+    PlanarFlow,
+    RealNVP,
+)
 from pyrogen.models.vae import (
     CVAE,
     IWAE,
@@ -41,6 +51,7 @@ __all__ = [
     "FlowVAE",
     "HierarchicalVAE",
     "LatentVariableModel",
+    "MintNet",
     "MixturePriorVAE",
     "IAF",
     "MAF",
