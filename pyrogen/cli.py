@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from typing import Any, NoReturn
 
 from pyrogen import __version__
-from pyrogen.data import DATASETS
+from pyrogen.data import DATASETS, FILE_SUFFIXES
 from pyrogen.models import registry
 from pyrogen.runs import USER_ERRORS, RunError, evaluate_run, sample_run, train_run
 
@@ -131,7 +131,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("train", help="train a model on a bundled dataset")
     s.add_argument("model", help="registered model name (see `pyrogen list`)")
-    s.add_argument("--data", choices=DATASETS, help="dataset (default: the model's default)")
+    s.add_argument(
+        "--data",
+        metavar="DATA",
+        help=f"a bundled dataset ({', '.join(DATASETS)}) or a file ({', '.join(FILE_SUFFIXES)}); default: the model's",
+    )
     s.add_argument("--steps", type=int, help="training steps (default: the model's default)")
     s.add_argument("--out", default="runs/latest", help="run directory (default: runs/latest)")
     s.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
@@ -162,7 +166,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("evaluate", help="test log-likelihood and sample quality of a trained run")
     s.add_argument("run_dir")
-    s.add_argument("--data", choices=DATASETS, help="dataset (default: the run's)")
+    s.add_argument("--data", metavar="DATA", help="a bundled dataset or a data file (default: the run's)")
     s.add_argument("--split", choices=("train", "val", "test"), default="test")
     s.add_argument("--iwae-k", type=int, default=1000, help="importance samples for latent models")
     s.add_argument("--samples", type=int, help="samples for the sample-quality metrics (default: the split's size)")

@@ -587,14 +587,14 @@ def _vector_metrics(real: torch.Tensor, fake: torch.Tensor, data_name: str, seed
 
 
 def compare(real: torch.Tensor, fake: torch.Tensor, kind: str, support: str, data_name: str, seed: int = 0) -> dict:
-    """The sample-quality metrics of ``fake`` against ``real`` for data of ``kind`` (``"toy2d"`` or ``"image"``).
+    """The sample-quality metrics of ``fake`` against ``real`` for ``kind`` ``"toy2d"``, ``"vector"`` or ``"image"``.
 
     Raises:
         ValueError: a kind without sample-quality metrics.
     """
     if kind == "image":
         return _image_metrics(real, fake, support, seed)
-    if kind == "toy2d":
+    if kind in ("toy2d", "vector"):
         return _vector_metrics(real, fake, data_name, seed)
     raise ValueError(f"no sample-quality metric for {kind!r} data")
 
@@ -605,12 +605,14 @@ def sample_quality(model: Any, data: Any, split: str = "test", n: int | None = N
     ``n`` samples are drawn (default: as many as the split holds, at most 1000 for vectors and 2000 for
     images). Returns ``{}`` for text, and for a model that cannot sample.
     """
-    if data.kind not in ("image", "toy2d"):
+    if data.kind not in ("image", "toy2d", "vector"):
         return {}
+    if data.kind == "image" and tuple(data.event_shape[-2:]) != (8, 8):
+        return {}  # the feature network reads 8x8 digits
     real = data.split(split)
-    cap = 1000 if data.kind == "toy2d" else 2000
-    n = n or min(len(real), cap)
-    real = real[:n] if data.kind == "toy2d" else real
+    vectors = data.kind != "image"
+    n = n or min(len(real), 1000 if vectors else 2000)
+    real = real[:n] if vectors else real
     try:
         with torch.no_grad():
             fake = model.sample(n)

@@ -57,6 +57,16 @@ def pytest_configure(config: pytest.Config) -> None:
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption("--float64", action="store_true", help="run with float64 as the default dtype")
+    parser.addoption("--device", default="cpu", help="where the device-sensitive tests train (cpu, cuda, cuda:N)")
+
+
+@pytest.fixture
+def device(request: pytest.FixtureRequest) -> str:
+    """The ``--device`` the device-sensitive tests (training, resume, hooks) run on."""
+    dev = request.config.getoption("--device")
+    if dev.startswith("cuda") and not torch.cuda.is_available():
+        pytest.fail(f"--device {dev} was asked for but CUDA is not available")
+    return dev
 
 
 @pytest.fixture(autouse=True)

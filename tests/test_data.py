@@ -158,3 +158,76 @@ def test_every_dataset_loads():
 def test_bad_data_raise_naming_the_problem(x, kwargs, error, match):
     with pytest.raises(error, match=match):
         validate(x, **kwargs)
+
+
+def test_from_array_splits_by_the_seed_and_infers_the_support():
+    from pyrogen.data import from_array
+
+    x = torch.randn(200, 3)
+    a, b, c = from_array(x, seed=1), from_array(x, seed=1), from_array(x, seed=2)
+    assert torch.equal(a.train, b.train) and not torch.equal(a.train, c.train)
+    assert sorted(torch.cat([a.train, a.val, a.test]).flatten().tolist()) == sorted(x.flatten().tolist())
+    assert (len(a.train), len(a.val), len(a.test), a.support, a.kind) == (160, 20, 20, "real", "vector")
+    binary = from_array(torch.bernoulli(torch.full((50, 1, 4, 4), 0.5)), labels=torch.arange(50) % 3)
+    assert (binary.support, binary.kind, binary.levels) == ("binary", "image", 2)
+    assert binary.labels["train"].dtype == torch.long and len(binary.labels["test"]) == 5
+    ints = from_array(np.arange(30).reshape(10, 3) % 7)
+    assert (ints.support, ints.levels, ints.train.dtype) == ("integer", 7, torch.long)
+
+
+@pytest.mark.parametrize(
+    ("x", "labels", "match"),
+    [
+        (torch.full((10, 2), float("nan")), None, "must be finite"),
+        (torch.zeros(2, 2), None, "n >= 3"),
+        (torch.zeros(10), None, "must be \\(n, D\\) vectors"),
+        (np.array([[object()]] * 5), None, "object array"),
+        ([[1.0, 2.0]], None, "tensor or a NumPy array"),
+        (torch.zeros(10, 2), torch.zeros(9, dtype=torch.long), "labels must be 10 non-negative integers"),
+    ],
+)
+def test_from_array_refuses_bad_data(x, labels, match):
+    from pyrogen.data import from_array
+
+    with pytest.raises((ValueError, TypeError), match=match):
+        from_array(x, labels)
+
+
+def test_every_file_type_loads_the_same_examples(tmp_path):
+    from safetensors.numpy import save_file
+
+    from pyrogen.data import load
+
+    x = np.random.RandomState(0).randn(40, 2).astype(np.float32)
+    y = np.arange(40) % 2
+    np.save(tmp_path / "a.npy", x)
+    np.savez(tmp_path / "b.npz", x=x, y=y)
+    np.savetxt(tmp_path / "c.csv", x, delimiter=",", header="u,v", comments="")
+    save_file({"x": x, "y": y}, str(tmp_path / "d.safetensors"))
+    sets = [load(str(tmp_path / f), seed=3) for f in ("a.npy", "b.npz", "c.csv", "d.safetensors")]
+    for ds in sets[1:]:
+        torch.testing.assert_close(ds.train, sets[0].train)
+    assert not sets[0].labels and torch.equal(sets[1].labels["train"], sets[3].labels["train"])
+    np.save(tmp_path / "p.npy", np.array([{"a": 1}] * 3, dtype=object), allow_pickle=True)
+    with pytest.raises(ValueError, match="cannot be read"):  # a pickle is never loaded
+        load(str(tmp_path / "p.npy"))
+    (tmp_path / "e.csv").write_text("1,2\n3,x\n")
+    with pytest.raises(ValueError, match="e.csv' cannot be read"):
+        load(str(tmp_path / "e.csv"))
+
+
+def test_the_cli_trains_and_evaluates_on_a_users_file(tmp_path, capsys):
+    import json
+
+    from pyrogen.cli import main
+
+    g = np.random.RandomState(0)
+    angle = g.uniform(0, 2 * np.pi, 3000)
+    ring = np.c_[2 * np.cos(angle), 2 * np.sin(angle)] + 0.1 * g.randn(3000, 2)
+    np.save(tmp_path / "ring.npy", ring.astype(np.float32))
+    run = tmp_path / "run"
+    args = ["train", "realnvp", "--data", str(tmp_path / "ring.npy"), "--steps", "30", "--out", str(run), "-q"]
+    assert main(args) == 0
+    m = json.loads(capsys.readouterr().out)
+    assert m["data"] == str((tmp_path / "ring.npy").resolve()) and m["n"] == 300
+    assert {"nll_nats", "mmd", "c2st"} <= set(m)

@@ -13,7 +13,7 @@ def _params(m):
 
 
 @pytest.mark.parametrize("name", ["realnvp", "vae"])
-def test_resumed_run_equals_uninterrupted_run(tmp_path, name):
+def test_resumed_run_equals_uninterrupted_run(tmp_path, name, device):
     """Interrupted at step N and resumed to 2N == an uninterrupted 2N-step run, bit for bit."""
     x, v = small_data(name, 300), small_data(name, 364)[300:]
     cfg = TrainConfig(
@@ -26,7 +26,7 @@ def test_resumed_run_equals_uninterrupted_run(tmp_path, name):
         patience=100,
     )
     full = small_model(name)
-    r_full = fit(full, x, v, cfg, out=tmp_path / "full")
+    r_full = fit(full, x, v, cfg, out=tmp_path / "full", device=device)
 
     part = small_model(name)
 
@@ -37,11 +37,11 @@ def test_resumed_run_equals_uninterrupted_run(tmp_path, name):
 
     part.set_step = crash
     with pytest.raises(KeyboardInterrupt):
-        fit(part, x, v, cfg, out=tmp_path / "part")
+        fit(part, x, v, cfg, out=tmp_path / "part", device=device)
     assert latest_checkpoint(tmp_path / "part").name.endswith("000000020.safetensors")
     torch.manual_seed(12345)  # whatever happens between the two processes
     resumed = small_model(name)  # a fresh process builds the model anew
-    r_res = fit(resumed, x, v, cfg, out=tmp_path / "part", resume=True)
+    r_res = fit(resumed, x, v, cfg, out=tmp_path / "part", resume=True, device=device)
     assert r_res.step == r_full.step == 40
     assert r_res.history == r_full.history
     for k, t in _params(full).items():
@@ -191,3 +191,30 @@ def test_fused_adam_falls_back_where_the_kernel_is_missing(monkeypatch):
 
     monkeypatch.setattr(torch.optim, "Adam", no_kernel)
     assert not _adam(p, settings, True).defaults["fused"]
+
+
+def test_an_exploding_loss_is_reported(caplog):
+    """The loss leaves its own scale (item 14 of the hardening issue): fit says so and returns normally."""
+    m = small_model("realnvp")
+    x = small_data("realnvp", 256)
+    orig = m.loss
+
+    def exploding(batch):
+        loss = orig(batch)
+        return loss * 1e6 if m._train_step >= 40 else loss
+
+    m.loss = exploding
+    r = fit(m, x, None, steps=60, batch_size=64, log_every=20)
+    assert len(r.warnings) == 1 and "exploded at step 60" in r.warnings[0]
+    assert "exploded" in caplog.text
+    m2 = small_model("realnvp")
+    assert fit(m2, x, None, steps=60, batch_size=64, log_every=20).warnings == []
+
+
+def test_no_readable_checkpoint_says_what_to_do(tmp_path):
+    x = small_data("realnvp", 256)
+    fit(small_model("realnvp"), x, None, steps=10, batch_size=64, checkpoint_every=5, out=tmp_path)
+    for f in tmp_path.glob("ckpt-*.safetensors"):
+        f.write_bytes(b"garbage")
+    with pytest.raises(CheckpointError, match="delete the checkpoints .* or train into another --out"):
+        fit(small_model("realnvp"), x, None, steps=10, batch_size=64, out=tmp_path, resume=True)

@@ -81,10 +81,11 @@ def test_history_shows_every_groups_loss_and_no_validation_without_a_monitor():
     assert r.best_val is None and not r.stopped_early
 
 
-def test_ema_tracks_the_generator_and_is_used_for_sampling():
+def test_ema_tracks_the_generator_and_is_used_for_sampling(device):
     torch.manual_seed(0)
     m = TinyWGANGP(n_critic=1, ema=0.9)
-    fit(m, DATA, None, steps=30, batch_size=64, lr=1e-3)
+    fit(m, DATA, None, steps=30, batch_size=64, lr=1e-3, device=device)
+    m.cpu()
     shadows = m.ema._shadows()
     params = list(m.generator.parameters())
     assert int(m.ema.num_updates) == 30
@@ -110,11 +111,11 @@ def _two_group_cfg():
     return TrainConfig(steps=24, batch_size=64, checkpoint_every=8, val_every=0, seed=2, schedule="cosine")
 
 
-def test_two_groups_with_ema_and_replay_buffer_resume_bit_for_bit(tmp_path):
+def test_two_groups_with_ema_and_replay_buffer_resume_bit_for_bit(tmp_path, device):
     cfg = _two_group_cfg()
     torch.manual_seed(0)
     full = TinyWGANGP(n_critic=2, ema=0.95, replay=100)
-    r_full = fit(full, DATA, None, cfg, out=tmp_path / "full")
+    r_full = fit(full, DATA, None, cfg, out=tmp_path / "full", device=device)
     assert int(full.replay.size) == 100  # the buffer filled and wrapped around
     torch.manual_seed(0)
     part = TinyWGANGP(n_critic=2, ema=0.95, replay=100)
@@ -126,10 +127,10 @@ def test_two_groups_with_ema_and_replay_buffer_resume_bit_for_bit(tmp_path):
 
     part.set_step = crash
     with pytest.raises(KeyboardInterrupt):
-        fit(part, DATA, None, cfg, out=tmp_path / "part")
+        fit(part, DATA, None, cfg, out=tmp_path / "part", device=device)
     torch.manual_seed(999)
     resumed = TinyWGANGP(n_critic=2, ema=0.95, replay=100)
-    r_res = fit(resumed, DATA, None, cfg, out=tmp_path / "part", resume=True)
+    r_res = fit(resumed, DATA, None, cfg, out=tmp_path / "part", resume=True, device=device)
     assert r_res.history == r_full.history
     for k, v in _state(full).items():
         assert torch.equal(v, resumed.state_dict()[k]), k

@@ -14,8 +14,11 @@ Example:
 from __future__ import annotations
 
 import gzip
+import os
 from dataclasses import dataclass, field
 from importlib import resources
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -28,8 +31,11 @@ __all__ = [
     "SUPPORTS",
     "TOYS",
     "TOY_ENTROPY",
+    "FILE_SUFFIXES",
     "Dataset",
+    "from_array",
     "load",
+    "load_file",
     "load_corpus",
     "toy_sample",
     "validate",
@@ -53,7 +59,7 @@ class Dataset:
 
     Attributes:
         name: the name it was loaded by.
-        kind: ``"toy2d"``, ``"image"`` or ``"text"``.
+        kind: ``"toy2d"``, ``"image"``, ``"text"``, or ``"vector"`` (user vectors of other dimensions).
         train, val, test: tensors of shape ``(n,) + event_shape``.
         support: the support of one value (see :data:`SUPPORTS`).
         levels: number of discrete levels behind the data: 2 for binary,
@@ -154,11 +160,153 @@ def _text() -> Dataset:
     )
 
 
-def load(name: str, seed: int = 0) -> Dataset:
-    """Load the bundled dataset ``name`` (one of :data:`DATASETS`).
+#: File types :func:`load_file` reads (never a pickle).
+FILE_SUFFIXES = (".npy", ".npz", ".csv", ".safetensors")
+
+
+def from_array(
+    x: object,
+    labels: object = None,
+    *,
+    name: str = "array",
+    support: str | None = None,
+    seed: int = 0,
+    val_fraction: float = 0.1,
+    test_fraction: float = 0.1,
+) -> Dataset:
+    """A :class:`Dataset` from your own examples, split into train / validation / test parts by ``seed``.
 
     Args:
-        name: the dataset name, e.g. ``"moons"`` or ``"digits-binary"``.
+        x: examples ``(n, ...)`` as a tensor or NumPy array: vectors ``(n, D)`` or images ``(n, C, H, W)``.
+        labels: optional integer class labels ``(n,)``.
+        name: what the dataset is called in runs and messages.
+        support: one of :data:`SUPPORTS`; by default integers are ``"integer"`` (levels: the largest
+            value + 1), floats holding only 0 and 1 ``"binary"``, other floats ``"real"``.
+        seed: seeds the split (a random permutation).
+        val_fraction, test_fraction: shares of the examples held out (at least one example each).
+
+    Raises:
+        TypeError: ``x`` is not an array of numbers.
+        ValueError: fewer than three examples, a bad shape, non-finite values, values outside
+            ``support``, labels of another length, or bad fractions.
+
+    Example:
+        >>> ds = from_array(torch.randn(100, 3), name="mine")
+        >>> len(ds.train), len(ds.val), len(ds.test), ds.support, ds.kind
+        (80, 10, 10, 'real', 'vector')
+    """
+    if isinstance(x, np.ndarray):
+        if x.dtype == object:
+            raise TypeError(f"{name}: examples must be numbers; got an object array")
+        x = torch.from_numpy(np.ascontiguousarray(x))
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"{name}: examples must be a tensor or a NumPy array; got {type(x).__name__}")
+    if x.dim() not in (2, 4) or len(x) < 3:
+        raise ValueError(
+            f"{name}: examples must be (n, D) vectors or (n, C, H, W) images, n >= 3; got {tuple(x.shape)}"
+        )
+    for frac, arg in ((val_fraction, "val_fraction"), (test_fraction, "test_fraction")):
+        if not isinstance(frac, (int, float)) or not 0 < frac < 0.5:
+            raise ValueError(f"{arg} must be a number in (0, 0.5); got {frac!r}")
+    if x.dtype == torch.bool:
+        x = x.float()
+    if support is None:
+        if not x.dtype.is_floating_point:
+            support = "integer"
+        elif bool(((x == 0) | (x == 1)).all()):
+            support = "binary"
+        else:
+            support = "real"
+    if x.dtype.is_floating_point:
+        x = x.float()
+    elif support != "integer":
+        x = x.float()
+    else:
+        x = x.long()
+    levels = int(x.max()) + 1 if support == "integer" else (2 if support == "binary" else None)
+    validate(x, support=support, levels=levels, name=name)
+    y = None
+    if labels is not None:
+        y = torch.as_tensor(np.asarray(labels) if not isinstance(labels, torch.Tensor) else labels)
+        if y.dtype.is_floating_point or y.shape != (len(x),) or bool((y < 0).any()):
+            raise ValueError(f"{name}: labels must be {len(x)} non-negative integers; got {tuple(y.shape)} {y.dtype}")
+        y = y.long()
+    n = len(x)
+    n_test, n_val = max(1, round(n * test_fraction)), max(1, round(n * val_fraction))
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
+    idx = {"test": order[:n_test], "val": order[n_test : n_test + n_val], "train": order[n_test + n_val :]}
+    parts = {k: x[v] for k, v in idx.items()}
+    kind = "image" if x.dim() == 4 else ("toy2d" if x.shape[1] == 2 else "vector")
+    return Dataset(
+        name,
+        kind,
+        parts["train"],
+        parts["val"],
+        parts["test"],
+        support,
+        levels,
+        labels={k: y[v] for k, v in idx.items()} if y is not None else {},
+    )
+
+
+def load_file(path: str | os.PathLike[str], seed: int = 0) -> Dataset:
+    """A :class:`Dataset` from a file of examples (see :func:`from_array`); never unpickles.
+
+    ``.npy`` (one array), ``.npz`` and ``.safetensors`` (the array ``x``, or the only one, and optional
+    labels ``y``), ``.csv`` (numbers separated by commas, one example per row; a header row is skipped).
+
+    Raises:
+        ValueError: a missing or unreadable file, another suffix, or data :func:`from_array` refuses.
+    """
+    p = Path(path)
+    suffix = p.suffix.lower()
+    if suffix not in FILE_SUFFIXES:
+        raise ValueError(f"data file {str(p)!r} must end in {', '.join(FILE_SUFFIXES)}")
+    if not p.is_file():
+        raise ValueError(f"data file {str(p)!r} does not exist")
+    try:
+        x, y = _read_arrays(p, suffix)
+    except (OSError, ValueError, KeyError, EOFError) as e:
+        raise ValueError(f"data file {str(p)!r} cannot be read: {str(e).splitlines()[0] if str(e) else e!r}") from None
+    return from_array(x, y, name=str(p.resolve()), seed=seed)
+
+
+def _read_arrays(p: Path, suffix: str) -> tuple[Any, Any]:
+    if suffix == ".npy":
+        return np.load(p, allow_pickle=False), None
+    if suffix == ".csv":
+        with open(p, encoding="utf-8") as f:
+            first = f.readline()
+        skip = 0 if all(_is_number(v) for v in first.strip().split(",")) else 1
+        return np.loadtxt(p, delimiter=",", skiprows=skip, ndmin=2), None
+    if suffix == ".npz":
+        with np.load(p, allow_pickle=False) as z:
+            arrays = {k: z[k] for k in z.files}
+    else:
+        from safetensors.numpy import load_file as st_load_file
+
+        arrays = st_load_file(str(p))
+    if "x" in arrays:
+        return arrays["x"], arrays.get("y")
+    if len(arrays) == 1:
+        return next(iter(arrays.values())), None
+    raise ValueError(f"holds arrays {sorted(arrays)}; name the examples 'x' (and the labels 'y')")
+
+
+def _is_number(v: str) -> bool:
+    try:
+        float(v)
+    except ValueError:
+        return False
+    return True
+
+
+def load(name: str, seed: int = 0) -> Dataset:
+    """Load the bundled dataset ``name`` (one of :data:`DATASETS`), or a data file (see :func:`load_file`).
+
+    Args:
+        name: the dataset name, e.g. ``"moons"`` or ``"digits-binary"``, or a path ending in one of
+            :data:`FILE_SUFFIXES`.
         seed: seeds the generated toys, the dequantization noise and the
             colours of ``digits-rgb``; the digits split itself is always
             ``train_test_split(test_size=0.2, random_state=0)`` with 10% of
@@ -167,8 +315,11 @@ def load(name: str, seed: int = 0) -> Dataset:
     Raises:
         ValueError: an unknown name.
     """
+    if isinstance(name, (str, os.PathLike)) and str(name).lower().endswith(FILE_SUFFIXES):
+        return load_file(name, seed=seed)
     if not isinstance(name, str) or name not in DATASETS:
-        raise ValueError(f"unknown dataset {name!r}; choose one of {', '.join(DATASETS)}")
+        files = ", ".join(FILE_SUFFIXES)
+        raise ValueError(f"unknown dataset {name!r}; choose one of {', '.join(DATASETS)}, or a file ending in {files}")
     if name in TOYS:
         parts = {k: toy_sample(name, n, seed=seed * 3 + i) for i, (k, n) in enumerate(TOY_SIZES.items())}
         return Dataset(name, "toy2d", parts["train"], parts["val"], parts["test"], "real")

@@ -145,6 +145,8 @@ class FitResult:
         best_step: the step it was reached at.
         stopped_early: whether patience ran out.
         world_size: the number of DDP ranks.
+        warnings: what went wrong without stopping the run, e.g. a training
+            loss that exploded far above its best value (also logged).
     """
 
     step: int
@@ -153,6 +155,7 @@ class FitResult:
     best_step: int | None = None
     stopped_early: bool = False
     world_size: int = 1
+    warnings: list[str] = field(default_factory=list)
 
 
 #: The optimizer settings a parameter group may set (the :class:`TrainConfig` values are the defaults).
@@ -661,11 +664,36 @@ def _record(st: _State, step: int, bar: Any) -> None:
     rec: dict[str, float] = {"step": step, "loss": means[next(reversed(means))]}
     if len(st.groups.params) > 1:
         rec.update({f"loss.{g}": v for g, v in means.items()})
+    _check_explosion(st, means, step)
     st.result.history.append(rec)
     st.running, st.n_running = {}, 0
     if bar is not None:
         shown = {k.removeprefix("loss."): f"{v:.4f}" for k, v in rec.items() if k.startswith("loss.")}
         bar.set_postfix(shown or {"loss": f"{rec['loss']:.4f}"}, refresh=False)
+
+
+#: A logged loss this many times its best scale above its best value counts as an explosion.
+EXPLOSION_FACTOR = 100.0
+
+
+def _check_explosion(st: _State, means: Mapping[str, float], step: int) -> None:
+    """Warn (once per group) when a group's logged loss leaves its own running scale: it rose above its best
+    logged value by ``EXPLOSION_FACTOR`` times ``max(1, |best|)`` (a learning rate too high, a density the
+    defaults were not tuned for)."""
+    earlier = [h for h in st.result.history if "val" not in h]
+    for g, v in means.items():
+        key = f"loss.{g}" if len(st.groups.params) > 1 else "loss"
+        seen = [h[key] for h in earlier if key in h]
+        if not seen or any(g in w for w in st.result.warnings):
+            continue
+        best = min(seen)
+        if v > best + EXPLOSION_FACTOR * max(1.0, abs(best)):
+            msg = (
+                f"training loss of group {g!r} exploded at step {step}: {v:.4g}, against a best of {best:.4g}; "
+                "lower lr or set grad_clip"
+            )
+            st.result.warnings.append(msg)
+            log.warning("%s", msg)
 
 
 def _validation_point(st: _State, val: Data, step: int) -> None:
@@ -716,6 +744,7 @@ def _resume(st: _State) -> None:
         st.result.step, st.result.history = tr["step"], tr["history"]
         st.result.best_val, st.result.best_step, st.bad_vals = tr["best_val"], tr["best_step"], tr["bad_vals"]
         st.result.stopped_early = tr["stopped_early"]
+        st.result.warnings = list(tr.get("warnings", []))
         st.n_running = int(tensors["trainer.running_count"])
         st.running = {
             k.removeprefix("trainer.running_loss."): v.to(st.dev).clone()
@@ -768,6 +797,7 @@ def _save(st: _State) -> None:
                 "bad_vals": st.bad_vals,
                 "stopped_early": res.stopped_early,
                 "world_size": st.world,
+                "warnings": res.warnings,
             },
             "train_config": asdict(st.cfg),
             "groups": st.groups.settings,
@@ -795,7 +825,10 @@ def _load_latest(run_dir: Path, dev: torch.device) -> tuple[dict[str, torch.Tens
             log.warning("skipping unreadable checkpoint: %s", e)
             errors.append(str(e))
     if errors:
-        raise CheckpointError("no readable checkpoint to resume from: " + "; ".join(errors))
+        raise CheckpointError(
+            f"no readable checkpoint in {run_dir} to resume from ({'; '.join(errors)}); delete the "
+            "checkpoints (or the directory) to start afresh, or train into another --out"
+        )
     return None
 
 
