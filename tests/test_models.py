@@ -183,3 +183,24 @@ def test_a_group_update_leaves_the_other_groups_without_gradient(name):
         training_step(m, m.forward, small_data(name, 32), 0, groups, TrainConfig())
         others = [p for h, ps in groups.params.items() if h != g for p in ps]
         assert all(p.grad is None for p in others), g
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_data_of_another_float_dtype_is_cast_at_the_boundary(name):
+    """float64 data into a float32 model (hardening item 15): fit and the likelihood accept it."""
+    m = small_model(name)
+    x = small_data(name, 64)
+    xs = x[0] if isinstance(x, tuple) else x
+    if not xs.is_floating_point():
+        pytest.skip("integer data")
+    wide = (xs.double(), x[1]) if isinstance(x, tuple) else xs.double()
+    fit(m, wide, None, steps=2, batch_size=32)
+    assert all(p.dtype == torch.float32 for p in m.parameters())
+    assert m.validate(xs[:4].double()).dtype == torch.float32
+    if CAPS[name] & {"exact", "lower_bound"} and not isinstance(x, tuple):
+        m.eval()
+        pyro.set_rng_seed(0)
+        a = m.log_likelihood(xs[:4].double(), k=2)
+        pyro.set_rng_seed(0)
+        b = m.log_likelihood(xs[:4], k=2)
+        torch.testing.assert_close(a, b)

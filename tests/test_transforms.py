@@ -315,9 +315,10 @@ def test_mintnet_fixed_point_inverse_converges_well_before_the_worst_case():
 def _flow_models():
     from pyrogen.models import registry
 
-    shapes = {"glow": (1, 4, 4)}
+    shapes = {"glow": (1, 4, 4), "mintnet": (1, 3, 3)}
     small = {
         "glow": {"scales": 2, "steps": 1, "hidden": 4},
+        "mintnet": {"num_layers": 2, "hidden": 4},
         "planar": {"num_layers": 3},
         "gaussianization": {"num_layers": 2, "components": 3},
     }

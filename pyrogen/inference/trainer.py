@@ -423,8 +423,10 @@ def _check_data(data: Data, name: str, model: nn.Module) -> Data:
     if any(len(p) != len(parts[0]) for p in parts):
         raise ValueError(f"{name}: examples and context differ in length: {[len(p) for p in parts]}")
     validate = getattr(model, "validate", None)
-    if callable(validate):
-        validate(parts[0], name=name)
+    if callable(validate):  # the model's check, which also casts floating data to its parameters' dtype
+        x = validate(parts[0], name=name)
+        if isinstance(x, torch.Tensor) and x is not parts[0]:
+            return (x, *parts[1:]) if isinstance(data, tuple) else x
     return data
 
 

@@ -115,8 +115,17 @@ class GenerativeModel(PyroModule):
         return 2 if self.support == "binary" else None
 
     def validate(self, x: object, name: str = "x") -> torch.Tensor:
-        """Check data against the model's event shape and support (see :func:`pyrogen.data.validate`)."""
-        return validate(x, event_shape=self.event_shape, support=self.support, levels=self.levels, name=name)
+        """Check data against the model's event shape and support (see :func:`pyrogen.data.validate`).
+
+        Returns the data, floating data cast to the parameters' floating dtype (float64 data into a
+        float32 model, and the reverse), the same way in every family.
+        """
+        x = validate(x, event_shape=self.event_shape, support=self.support, levels=self.levels, name=name)
+        if x.dtype.is_floating_point:
+            ref = next((t for t in (*self.parameters(), *self.buffers()) if t.dtype.is_floating_point), None)
+            if ref is not None and ref.dtype != x.dtype:
+                x = x.to(ref.dtype)
+        return x
 
     # -- the Pyro program ----------------------------------------------------
     def model(self, x: torch.Tensor | None = None, *args: Any, **kwargs: Any) -> Any:
