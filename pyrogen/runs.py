@@ -423,10 +423,9 @@ def evaluate_run(
         raise RunError(f"--samples must be an integer of at least 2; got {samples!r}")
     if split not in ("train", "val", "test"):
         raise RunError(f"--split must be train, val or test; got {split!r}")
-    run = read_run(run_dir) if model is None or not (Path(run_dir) / "run.json").is_file() else None
     if model is None:
         model, run = load_run(run_dir, device=device)
-    if run is None:
+    else:
         run = read_run(run_dir)
     if data is None or (data_name is not None and data_name != data.name):
         data = _load_data(data_name or run["data"], int(run.get("seed", 0)))

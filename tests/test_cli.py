@@ -274,5 +274,30 @@ def test_a_run_written_by_fit_alone_opens_with_the_best_parameters(tmp_path):
     fit(m, x[:256], x[256:], steps=40, batch_size=64, val_every=10, checkpoint_every=40, out=tmp_path)
     loaded, run = load_run(tmp_path)
     assert run["model"] == "realnvp"
+    from pyrogen.runs import evaluate_run
+
+    assert evaluate_run(tmp_path, data_name="moons", samples=100)["model"] == "realnvp"
     for k, v in m.state_dict().items():  # what fit returned (restore_best), not the last step's
         assert torch.equal(v, loaded.state_dict()[k]), k
+
+
+def test_a_valid_checkpoint_of_another_model_is_one_line(trained_run, tmp_path, capsys):
+    """A checksum-valid checkpoint of another model (hardening item 5) is refused with one line, on resume and load."""
+    import shutil
+
+    other = tmp_path / "maf"
+    assert main(["train", "maf", "--data", "moons", "--steps", "10", "--out", str(other), "-q"]) == 0
+    run = tmp_path / "copy"
+    shutil.copytree(trained_run, run)
+    for f in run.glob("ckpt-*.safetensors"):
+        f.unlink()
+    for f in other.glob("ckpt-*.safetensors"):
+        shutil.copy(f, run / f.name)
+    shutil.copy(other / "model.safetensors", run / "model.safetensors")
+    capsys.readouterr()
+    code = main(["train", "realnvp", "--data", "moons", "--steps", "20", "--out", str(run), "--resume", "-q"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and "does not fit this model" in err[0], err
+    code = main(["evaluate", str(run)])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and "does not hold parameters of realnvp" in err[0], err

@@ -204,3 +204,55 @@ def test_data_of_another_float_dtype_is_cast_at_the_boundary(name):
         pyro.set_rng_seed(0)
         b = m.log_likelihood(xs[:4], k=2)
         torch.testing.assert_close(a, b)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_loss_validates_its_batch_like_log_prob(name):
+    """Hardening item 16: ``loss`` refuses NaN, empty, wrongly shaped and out-of-support batches by name."""
+    m = small_model(name)
+    good = small_data(name, 8)
+    x = good[0] if isinstance(good, tuple) else good
+
+    def with_x(v):
+        return (v, good[1][: len(v)]) if isinstance(good, tuple) else v
+
+    shape = tuple(m.event_shape)
+    with pytest.raises(ValueError, match="batch is empty"):
+        m.loss(with_x(x[:0]))
+    with pytest.raises(ValueError, match="batch must have shape"):
+        m.loss(with_x(x.reshape(len(x), -1)[:, :-1]))
+    if m.support == "integer":
+        with pytest.raises(TypeError, match="batch must have an integer dtype"):
+            m.loss(with_x(x.float()))
+    else:
+        with pytest.raises(ValueError, match="batch must be finite"):
+            m.loss(with_x(torch.full((4, *shape), float("nan"))))
+    if m.support == "binary":
+        with pytest.raises(ValueError, match="batch must hold only 0 and 1"):
+            m.loss(with_x(torch.full((4, *shape), 0.5)))
+    assert torch.isfinite(m.loss(good))
+
+
+@pytest.mark.parametrize("name", having("exact"))
+def test_as_distribution_honours_expand(name):
+    """Hardening item 17: ``expand(batch_shape)`` broadcasts ``log_prob`` (the torch.distributions contract),
+    so Pyro's vectorized particles see the right shape and value."""
+    m = small_model(name).eval()
+    try:
+        d = m.as_distribution()
+    except (NotImplementedError, ValueError):
+        pytest.skip("no unconditional distribution")
+    x = small_data(name, 5)
+    x = x[0] if isinstance(x, tuple) else x
+    with torch.no_grad():
+        lp = d.log_prob(x)
+        wide = d.expand((3, 5)).log_prob(x)
+    assert wide.shape == (3, 5) and d.expand((3, 5)).batch_shape == (3, 5)
+    torch.testing.assert_close(wide, lp.expand(3, 5))
+
+    def model(obs):
+        with pyro.plate("data", len(obs)):
+            pyro.sample("x", m.as_distribution(), obs=obs)
+
+    loss = pyro.infer.Trace_ELBO(num_particles=3, vectorize_particles=True).loss(model, lambda obs: None, x)
+    assert loss == pytest.approx(-float(lp.sum()), rel=1e-5)

@@ -183,7 +183,9 @@ class AutoregressiveDistribution(TorchDistribution):
         k = len(self.event_shape)
         lead = value.shape[: value.dim() - k]
         flat = value.reshape((-1, *self.event_shape))
-        return self.model._log_prob(flat).view(lead)
+        lp = self.model._log_prob(flat).view(lead)
+        # the torch.distributions contract: the result has the broadcast of the value's and the batch shape
+        return lp.expand(torch.broadcast_shapes(lead, self.batch_shape))
 
     def sample(self, sample_shape: Sequence[int] = ()) -> torch.Tensor:
         shape = torch.Size(sample_shape) + self.batch_shape

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
@@ -63,6 +64,31 @@ class GenerativeModel(PyroModule):
     monitor: ClassVar[str | None] = "loss"
     #: Whether :meth:`validation_loss` needs gradients (a score-matching monitor differentiates in ``x``).
     validation_needs_grad: ClassVar[bool] = False
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        """Every family's public :meth:`loss` validates its batch like :meth:`log_prob` does (the trainer,
+        which validated the data once on entry, calls the unchecked loss through :meth:`forward`)."""
+        super().__init_subclass__(**kwargs)
+        raw = cls.__dict__.get("loss")
+        if raw is None or getattr(raw, "_raw_loss", None) is not None:
+            return
+
+        @functools.wraps(raw)
+        def loss(self: GenerativeModel, batch: Any, *args: Any, **kw: Any) -> torch.Tensor:
+            return raw(self, self._checked_batch(batch), *args, **kw)
+
+        loss._raw_loss = raw  # type: ignore[attr-defined]
+        cls.loss = loss  # type: ignore[method-assign]
+
+    def _checked_batch(self, batch: Any) -> Any:
+        if isinstance(batch, tuple) and batch and isinstance(batch[0], torch.Tensor):
+            x = self.validate(batch[0], name="batch")
+            return batch if x is batch[0] else (x, *batch[1:])
+        return self.validate(batch, name="batch")
+
+    def _unchecked_loss(self, batch: Any) -> torch.Tensor:
+        fn = type(self).loss
+        return getattr(fn, "_raw_loss", fn)(self, batch)
 
     def __init__(self, event_shape: Sequence[int]) -> None:
         super().__init__()
@@ -194,7 +220,7 @@ class GenerativeModel(PyroModule):
         """The loss of parameter group ``group``; the trainer calls this (through DDP)."""
         if group != "model":
             raise ValueError(f"{type(self).__name__} has only the parameter group 'model'; got {group!r}")
-        return self.pyro_loss(batch) if objective == "pyro" else self.loss(batch)
+        return self.pyro_loss(batch) if objective == "pyro" else self._unchecked_loss(batch)
 
     def extra_repr(self) -> str:
         return f"event_shape={tuple(self.event_shape)}"
