@@ -278,3 +278,30 @@ def test_flows_train_on_images_with_image_settings():
     assert MAF.train_defaults_for(load("digits"))["batch_size"] == 128
     assert MAF.train_defaults_for(load("moons")) == MAF.train_defaults
     assert Glow.train_defaults_for(load("digits"))["val_every"] == 50
+
+
+def test_as_distribution_inside_a_users_program_trains_under_svi():
+    """Hardening item 18: a flow's distribution in a user's model is trained by SVI without pyro.module."""
+    import pyro
+
+    from pyrogen.data import load
+    from pyrogen.models import RealNVP
+
+    pyro.clear_param_store()
+    flow = RealNVP(event_shape=(2,), num_layers=2, hidden=(16,))
+    x = load("moons").train[:256]
+
+    def model(obs):
+        with pyro.plate("data", len(obs)):
+            pyro.sample("x", flow.as_distribution(), obs=obs)
+
+    before = {k: v.clone() for k, v in flow.state_dict().items()}
+    svi = pyro.infer.SVI(model, lambda obs: None, pyro.optim.Adam({"lr": 1e-2}), pyro.infer.Trace_ELBO())
+    losses = [svi.step(x) for _ in range(30)]
+    assert losses[-1] < losses[0]
+    changed = [k for k, v in flow.state_dict().items() if not torch.equal(v, before[k])]
+    assert changed, "the flow's parameters stayed at their initial values"
+    with torch.no_grad():  # outside a Pyro program nothing is registered
+        pyro.clear_param_store()
+        flow.as_distribution()
+        assert not list(pyro.get_param_store().keys())

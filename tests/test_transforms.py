@@ -129,8 +129,12 @@ def _jacobian_logdet(f, x: torch.Tensor) -> torch.Tensor:
 
 
 def _inputs(shape: tuple[int, ...], n: int = 3) -> torch.Tensor:
+    """Standard normal draws, the last one scaled by 3: inputs far in the tails (|x| up to about 8) too,
+    where a clamped CDF (hardening item 23) stops being one-to-one."""
     torch.manual_seed(1)
-    return torch.randn((n, *shape), dtype=torch.double)
+    x = torch.randn((n, *shape), dtype=torch.double)
+    x[-1] *= 3.0
+    return x
 
 
 @pytest.mark.parametrize("name", LAYERS)
@@ -361,3 +365,66 @@ def test_linear_change_of_variables():
     y = torch.randn(5, 3, dtype=torch.double)
     closed = torch.distributions.MultivariateNormal(b, a @ a.T).log_prob(y)
     torch.testing.assert_close(flow.log_prob(y), closed)
+
+
+def test_gaussianization_is_one_to_one_far_in_the_tails():
+    """Hardening item 23: the clamped CDF made the map constant beyond |x| = 4.75 (inv(f(5)) = inv(f(6)) = 4.7534)."""
+    from pyrogen.distributions.transforms import MixtureCDFGaussianization
+
+    torch.manual_seed(0)
+    t = MixtureCDFGaussianization(2, 4).double()
+    for s in (5.0, 6.0, 10.0, 20.0):
+        x = torch.tensor([[s, -s]], dtype=torch.double)
+        y = t(x)
+        torch.testing.assert_close(t.inv(y), x, atol=1e-9, rtol=1e-9)
+        torch.testing.assert_close(t.log_abs_det_jacobian(x, y), _jacobian_logdet(t, x), atol=1e-8, rtol=1e-8)
+    y = torch.tensor([[15.0, -15.0]], dtype=torch.double)  # data far out: scored, not saturated
+    assert torch.isfinite(t.inv.log_abs_det_jacobian(y, t.inv(y))).all()
+    assert t.inv(y)[0, 0] > t.inv(torch.tensor([[12.0, 0.0]], dtype=torch.double))[0, 0]
+
+
+def test_planar_keeps_the_shape_of_an_unbatched_input():
+    """Hardening item 20: one point of shape (D,) gives a log-det of shape () and an inverse of shape (D,)."""
+    from pyrogen.distributions.transforms import Planar
+
+    torch.manual_seed(0)
+    t = Planar(3)
+    x = torch.randn(3)
+    y = t(x)
+    assert y.shape == (3,) and t.log_abs_det_jacobian(x, y).shape == () and t.inv(y).shape == (3,)
+    torch.testing.assert_close(t.log_abs_det_jacobian(x, y), t.log_abs_det_jacobian(x[None], y[None])[0])
+    flow = FlowDistribution(torch.distributions.Independent(torch.distributions.Normal(torch.zeros(3), 1.0), 1), [t])
+    assert flow.log_prob(y).shape == ()
+
+
+def test_logit_transform_with_scalar_events_and_cdf():
+    """Hardening item 21: LogitTransform(event_dim=0) scores and gives a TransformedDistribution a cdf."""
+    from pyrogen.distributions.transforms import LogitTransform
+
+    t = LogitTransform(0.05, event_dim=0)
+    x = torch.tensor([-1.0, 0.0, 2.0], dtype=torch.double)
+    y = t(x)
+    jac = torch.autograd.functional.jacobian(t, x).diagonal()
+    torch.testing.assert_close(t.log_abs_det_jacobian(x, y), jac.log())
+    d = torch.distributions.TransformedDistribution(torch.distributions.Normal(torch.tensor(0.0).double(), 1.0), [t])
+    torch.testing.assert_close(d.cdf(y), torch.distributions.Normal(0.0, 1.0).cdf(x))
+    with pytest.raises(ValueError, match="event_dim must be a non-negative integer; got -1"):
+        LogitTransform(event_dim=-1)
+
+
+def test_every_pyrogen_layer_accepts_a_cache():
+    """Hardening item 22: with_cache(1) on layers built uncached (ComposeTransform(cache_size=1),
+    UnitJacobianReparam) returns a layer with the same results."""
+    from pyro.infer.reparam import UnitJacobianReparam
+
+    from pyrogen.distributions.transforms import LogitTransform, additive_coupling
+
+    for name in ("additive-coupling", "diagonal-scale", "actnorm", "partial-vector", "gaussianization", "mintnet"):
+        t, shape = _layer(name)
+        x = _inputs(shape)
+        cached = T.ComposeTransform([t], cache_size=1)
+        torch.testing.assert_close(cached(x), t(x))
+        torch.testing.assert_close(t.with_cache(1)(x), t(x))
+    UnitJacobianReparam(additive_coupling(4))
+    logit = LogitTransform(0.05)
+    assert logit.with_cache(1) is logit

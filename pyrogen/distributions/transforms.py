@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -70,11 +71,21 @@ class _RealEvents:
         return _real(self._ndim)
 
 
+class _Uncached:
+    """Layers that recompute on every call: asking for a cache (``ComposeTransform(..., cache_size=1)``,
+    ``UnitJacobianReparam``) returns the layer itself, whose results equal a cached one's."""
+
+    def with_cache(self, cache_size: int = 1) -> Any:
+        if cache_size not in (0, 1):
+            raise ValueError(f"cache_size must be 0 or 1; got {cache_size!r}")
+        return self
+
+
 def _batch_zeros(x: torch.Tensor, event_dim: int) -> torch.Tensor:
     return x.new_zeros(x.shape[: x.dim() - event_dim])
 
 
-class AdditiveCoupling(_RealEvents, TransformModule):
+class AdditiveCoupling(_Uncached, _RealEvents, TransformModule):
     r"""NICE's additive coupling layer: volume preserving, :math:`\log|\det J| = 0` exactly.
 
     .. math:: y_{1:d} = x_{1:d},\qquad y_{d+1:D} = x_{d+1:D} + m(x_{1:d})
@@ -178,7 +189,7 @@ def additive_coupling(
     return AdditiveCoupling(split, MLP(split, hidden, input_dim - split))
 
 
-class DiagonalScale(_RealEvents, TransformModule):
+class DiagonalScale(_Uncached, _RealEvents, TransformModule):
     r"""An elementwise learnable scaling :math:`y = x \odot e^{s}`, NICE's last layer.
 
     :math:`\log|\det J| = \sum_j s_j` (times the positions sharing a scale).
@@ -348,7 +359,7 @@ class Unsqueeze(Squeeze):
         return super().forward_shape(shape)
 
 
-class Partial(_RealEvents, TransformModule):
+class Partial(_Uncached, _RealEvents, TransformModule):
     r"""Apply ``transforms`` to the first ``size`` coordinates (or channels) and pass the rest through.
 
     This is the multi-scale split of RealNVP and Glow: after a level, half the
@@ -414,7 +425,7 @@ class Partial(_RealEvents, TransformModule):
         return self._forward_and_log_det(x)[1]
 
 
-class MixtureCDFGaussianization(TransformModule):
+class MixtureCDFGaussianization(_Uncached, TransformModule):
     r"""A learnable per-dimension Gaussianization: a mixture CDF followed by the inverse normal CDF.
 
     On the data-to-base path (``_inverse``, the density direction)
@@ -448,12 +459,23 @@ class MixtureCDFGaussianization(TransformModule):
         self.log_scale = nn.Parameter(torch.full((dim, components), math.log(1.0)))
         self.logits = nn.Parameter(torch.zeros(dim, components))
 
-    _EPS = 1e-6
-
-    def _cdf(self, y: torch.Tensor) -> torch.Tensor:
-        z = (y.unsqueeze(-1) - self.loc) * torch.exp(-self.log_scale)
-        w = torch.softmax(self.logits, -1)
-        return (w * torch.special.ndtr(z)).sum(-1)
+    def _gaussianize(self, y: torch.Tensor) -> torch.Tensor:
+        r""":math:`\Phi^{-1}(F(y))` computed on the nearer tail in float64 from ``log_ndtr``: one-to-one out to
+        about 37 standard deviations of the base (where float64 ends), not clamped near 4.75."""
+        z = ((y.unsqueeze(-1) - self.loc) * torch.exp(-self.log_scale)).double()
+        log_w = torch.log_softmax(self.logits.double(), -1)
+        tiny = torch.finfo(torch.float64).tiny
+        # log F(y) and log(1 - F(y)) from log_ndtr: torch's ndtr itself underflows to 0 below -8.3
+        lower = torch.logsumexp(log_w + torch.special.log_ndtr(z), -1)
+        upper = torch.logsumexp(log_w + torch.special.log_ndtr(-z), -1)
+        low_side = lower <= upper
+        half = torch.full_like(lower, -math.log(2))  # the branch not taken sees 1/2: no infinite gradient to mask
+        x = torch.where(
+            low_side,
+            torch.special.ndtri(torch.where(low_side, lower, half).exp().clamp_min(tiny)),
+            -torch.special.ndtri(torch.where(low_side, half, upper).exp().clamp_min(tiny)),
+        )
+        return x.to(y.dtype)
 
     def _log_pdf(self, y: torch.Tensor) -> torch.Tensor:
         z = (y.unsqueeze(-1) - self.loc) * torch.exp(-self.log_scale)
@@ -461,19 +483,19 @@ class MixtureCDFGaussianization(TransformModule):
         return torch.logsumexp(torch.log_softmax(self.logits, -1) + logn, -1)
 
     def _inverse(self, y: torch.Tensor) -> torch.Tensor:
-        u = self._cdf(y).clamp(self._EPS, 1 - self._EPS)
-        return torch.special.ndtri(u)
+        return self._gaussianize(y)
 
     def _call(self, x: torch.Tensor) -> torch.Tensor:
-        target = torch.special.ndtr(x).clamp(self._EPS, 1 - self._EPS)
         with torch.no_grad():
             spread = (self.loc.abs() + 40 * self.log_scale.exp()).amax(-1).expand_as(x)
-        y = _bisect(lambda v: self._cdf(v) - target.detach(), -spread, spread, self.bisection_steps)
+        y = _bisect(lambda v: self._gaussianize(v) - x.detach(), -spread, spread, self.bisection_steps)
         # one Newton step through autograd: the value stays, the gradient is the implicit one
-        return y + (target - self._cdf(y)) / self._log_pdf(y).exp().detach()
+        g = self._gaussianize(y)
+        slope = torch.exp(self._log_pdf(y) + 0.5 * g.pow(2) + 0.5 * math.log(2 * math.pi)).detach()
+        return y + (x - g) / slope
 
     def log_abs_det_jacobian(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        x = self._inverse(y)  # the clamped value the density path uses
+        x = self._inverse(y)  # the value the density path uses
         log_normal = -0.5 * x.pow(2) - 0.5 * math.log(2 * math.pi)
         return (log_normal - self._log_pdf(y)).sum(-1)
 
@@ -519,6 +541,14 @@ class Planar(_PyroPlanar):
     def __init__(self, input_dim: int) -> None:
         super().__init__(input_dim)
         self._cache_size = 0  # no stale cache: every call recomputes
+
+    def _params(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        bias, u, w = super()._params()
+        return bias.reshape(()), u, w  # a scalar bias: an unbatched input keeps its shape
+
+    def _call(self, x: torch.Tensor) -> torch.Tensor:
+        bias, u, w = self._params()
+        return x + self.u_hat(u, w) * torch.tanh(x @ w + bias).unsqueeze(-1)
 
     def _inverse(self, y: torch.Tensor) -> torch.Tensor:
         bias, u, w = self._params()
@@ -657,7 +687,7 @@ class ConditionalMaskedAutoregressive(ConditionalTransformModule):
         return ConditionedMaskedAutoregressive(self.net, context, self.log_scale_min_clip, self.log_scale_max_clip)
 
 
-class LogitTransform(Transform):
+class LogitTransform(_Uncached, Transform):
     r"""Logit pre-processing: the base side is :math:`\mathbb R^D`, the data side the unit interval.
 
     .. math:: y = \frac{\sigma(x) - \alpha}{1 - 2\alpha},\qquad x = \operatorname{logit}(\alpha + (1 - 2\alpha) y)
@@ -687,7 +717,14 @@ class LogitTransform(Transform):
         super().__init__(cache_size=0)
         if not 0 <= alpha < 0.5:
             raise ValueError(f"alpha must be in [0, 0.5); got {alpha!r}")
+        if isinstance(event_dim, bool) or not isinstance(event_dim, int) or event_dim < 0:
+            raise ValueError(f"event_dim must be a non-negative integer; got {event_dim!r}")
         self.alpha, self._ndim = float(alpha), event_dim
+
+    @property
+    def sign(self) -> int:
+        """+1: the map is increasing in every coordinate (``TransformedDistribution.cdf`` uses it)."""
+        return 1
 
     @property
     def domain(self) -> constraints.Constraint:  # type: ignore[override]
@@ -724,10 +761,10 @@ class LogitTransform(Transform):
 
     def log_abs_det_jacobian(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         ld = -F.softplus(-x) - F.softplus(x) - math.log(1 - 2 * self.alpha)
-        return ld.flatten(ld.dim() - self._ndim).sum(-1)
+        return ld.flatten(ld.dim() - self._ndim).sum(-1) if self._ndim else ld
 
 
-class MintNetLayer(TransformModule):
+class MintNetLayer(_Uncached, TransformModule):
     r"""A masked-convolution invertible layer in the manner of MintNet: triangular Jacobian, fixed-point inverse.
 
     .. math:: y = e^{s} \odot x + g(x)

@@ -40,7 +40,9 @@ class GenerativeModel(PyroModule):
       raise :class:`NotImplementedError` naming the metric to use instead;
     - :meth:`sample` returns ``(n,) + event_shape``;
     - :meth:`as_distribution` returns a Pyro distribution where the family
-      defines one.
+      defines one; called inside a Pyro program it registers the model's
+      parameters with ``pyro.module``, so ``SVI`` trains them (no separate
+      ``pyro.module`` call is needed).
 
     Adversarial and energy-based families override :meth:`param_groups`,
     :meth:`update_schedule` and :meth:`forward` (see
@@ -69,6 +71,17 @@ class GenerativeModel(PyroModule):
         """Every family's public :meth:`loss` validates its batch like :meth:`log_prob` does (the trainer,
         which validated the data once on entry, calls the unchecked loss through :meth:`forward`)."""
         super().__init_subclass__(**kwargs)
+        as_dist = cls.__dict__.get("as_distribution")
+        if as_dist is not None and not getattr(as_dist, "_registers", False):
+
+            @functools.wraps(as_dist)
+            def as_distribution(self: GenerativeModel, *args: Any, **kw: Any) -> Any:
+                if pyro.poutine.runtime.am_i_wrapped():  # inside a Pyro program: its parameters are Pyro's too
+                    pyro.module(self.name or type(self).__name__, self)
+                return as_dist(self, *args, **kw)
+
+            as_distribution._registers = True  # type: ignore[attr-defined]
+            cls.as_distribution = as_distribution  # type: ignore[method-assign]
         raw = cls.__dict__.get("loss")
         if raw is None or getattr(raw, "_raw_loss", None) is not None:
             return
