@@ -100,6 +100,9 @@ class GenerativeModel(PyroModule):
         return self.validate(batch, name="batch")
 
     def _unchecked_loss(self, batch: Any) -> torch.Tensor:
+        own = self.__dict__.get("loss")
+        if own is not None:  # a loss set on the instance (a wrapper, a test's patch) is the one to train
+            return own(batch)
         fn = type(self).loss
         return getattr(fn, "_raw_loss", fn)(self, batch)
 
