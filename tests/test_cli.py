@@ -201,6 +201,7 @@ def _bad_invocations(run, tmp):
         (["sample", r, "--out", str(tmp / "b.txt")], "only models of the text dataset write .txt"),
         (["sample", r, "--out", str(tmp / "b.npz"), "--label", "1"], "--label needs a class-conditional model"),
         (["demo", "--out", str(tmp / "a-file"), "--fast"], "a-file"),
+        (["--threads", "0", "list"], "--threads must be a positive integer; got 0"),
     ]
 
 
