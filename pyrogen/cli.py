@@ -19,11 +19,9 @@ from typing import Any, NoReturn
 from pyrogen import __version__
 from pyrogen.data import DATASETS, FILE_SUFFIXES
 from pyrogen.models import registry
-from pyrogen.runs import USER_ERRORS, RunError, evaluate_run, sample_run, train_run
+from pyrogen.runs import RunError, evaluate_run, sample_run, train_run
 
 __all__ = ["build_parser", "main"]
-
-log = logging.getLogger("pyrogen")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -203,7 +201,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         torch.set_num_threads(args.threads)
     try:
         args.func(args)
-    except (RunError, *USER_ERRORS, ValueError, TypeError, NotImplementedError, OSError) as e:
+    # RunError and CheckpointError are ValueErrors; TrainingDiverged is a FloatingPointError
+    except (ValueError, TypeError, NotImplementedError, OSError, FloatingPointError) as e:
         msg = str(e).splitlines()[0] if str(e) else type(e).__name__
         print(f"pyrogen: error: {msg}", file=sys.stderr)
         return 2

@@ -89,11 +89,14 @@ def bootstrap_ci(
         >>> lo < 49.5 < hi
         True
     """
+    return _interval(_bootstrap(stat, *samples, n_boot=n_boot, seed=seed))
+
+
+def _bootstrap(stat: Callable[..., float], *samples: torch.Tensor, n_boot: int, seed: int) -> np.ndarray:
+    """``stat`` on ``n_boot`` resamples (each sample resampled with replacement)."""
     g = torch.Generator().manual_seed(seed)
-    out = []
-    for _ in range(n_boot):
-        out.append(stat(*[s[torch.randint(0, len(s), (len(s),), generator=g)] for s in samples]))
-    return _interval(out)
+    draws = [stat(*[s[torch.randint(0, len(s), (len(s),), generator=g)] for s in samples]) for _ in range(n_boot)]
+    return np.asarray(draws, dtype=float)
 
 
 def _proportion(indicator: torch.Tensor, seed: int, n_boot: int = 1000) -> dict[str, Any]:
@@ -318,16 +321,7 @@ def fid(real: torch.Tensor, fake: torch.Tensor, n_boot: int = 100, seed: int = 0
         return frechet_distance(*_cov(a), *_cov(b))
 
     value = stat(real, fake)
-    g = torch.Generator().manual_seed(seed)
-    boots = np.asarray(
-        [
-            stat(
-                real[torch.randint(0, len(real), (len(real),), generator=g)],
-                fake[torch.randint(0, len(fake), (len(fake),), generator=g)],
-            )
-            for _ in range(n_boot)
-        ]
-    )
+    boots = _bootstrap(stat, real, fake, n_boot=n_boot, seed=seed)
     # resampling with replacement shrinks the covariances and inflates FID: shift the interval by that bias
     lo, hi = _interval(boots - (boots.mean() - value))
     return {"value": value, "ci": [lo, hi]}

@@ -29,7 +29,7 @@ import torch
 
 from pyrogen import __version__
 from pyrogen.data import Dataset, load
-from pyrogen.inference.trainer import TrainConfig, TrainingDiverged, fit, latest_checkpoint
+from pyrogen.inference.trainer import TrainConfig, fit, latest_checkpoint
 from pyrogen.io import CheckpointError, atomic_write_bytes, load_checkpoint, save_checkpoint
 from pyrogen.metrics import evaluate_nll
 from pyrogen.models import GenerativeModel, registry
@@ -186,7 +186,7 @@ def train_run(
     _check_out_dir(out)
     dev = resolve_device(device)
     run = _resumable(out, model_name, data_name, seed, model_kwargs) if resume else None
-    if run is None and latest_checkpoint(out) is not None and not resume:
+    if not resume and latest_checkpoint(out) is not None:
         raise RunError(
             f"{str(out)!r} already holds a run; pass --resume to continue it, or choose another --out "
             "(or delete the directory to start afresh)"
@@ -532,7 +532,3 @@ def _write_samples(out: Path, suffix: str, x: torch.Tensor, vocab: str, name: st
 
 def _write_json(path: Path, obj: Any) -> None:
     atomic_write_bytes(path, (json.dumps(obj, indent=2) + "\n").encode())
-
-
-# re-exported for the CLI: the errors a user can cause
-USER_ERRORS = (RunError, CheckpointError, TrainingDiverged)

@@ -80,13 +80,14 @@ class EMA(TrainingHook):
         if not params:
             raise ValueError(f"target {type(target).__name__} has no trainable parameter to average")
         self.__dict__["_target"] = target  # not a child: its parameters stay where they are
+        self.__dict__["_averaged"] = params  # the same Parameter objects through .to() and load_state_dict
         self.decay = float(decay)
         for i, p in enumerate(params):
             self.register_buffer(f"shadow_{i}", p.detach().clone())
         self.register_buffer("num_updates", torch.zeros((), dtype=torch.long))
 
     def _params(self) -> list[torch.Tensor]:
-        return [p for p in self._target.parameters() if p.requires_grad]
+        return self.__dict__["_averaged"]
 
     def _shadows(self) -> list[torch.Tensor]:
         return [getattr(self, f"shadow_{i}") for i in range(len(self._params()))]

@@ -123,14 +123,15 @@ class TrainConfig:
         if self.grad_clip is not None and not self.grad_clip > 0:
             raise ValueError(f"grad_clip must be positive or None; got {self.grad_clip!r}")
 
-    def lr_at(self, step: int) -> float:
-        """The learning rate used for the update at ``step`` (0-based)."""
+    def lr_at(self, step: int, base: float | None = None) -> float:
+        """The learning rate used for the update at ``step`` (0-based), for peak rate ``base`` (default ``lr``)."""
+        lr = self.lr if base is None else base
         if step < self.warmup_steps:
-            return self.lr * (step + 1) / self.warmup_steps
+            return lr * (step + 1) / self.warmup_steps
         if self.schedule == "constant":
-            return self.lr
+            return lr
         span = max(1, self.steps - self.warmup_steps)
-        return 0.5 * self.lr * (1 + math.cos(math.pi * min(1.0, (step - self.warmup_steps) / span)))
+        return 0.5 * lr * (1 + math.cos(math.pi * min(1.0, (step - self.warmup_steps) / span)))
 
 
 @dataclass
@@ -229,6 +230,8 @@ class _Groups:
         self.frozen = {
             g: [p for p in everything if id(p) not in ids[g]] if len(self.params) > 1 else [] for g in self.params
         }
+        #: the model's training hooks (EMA, replay buffers), found once
+        self.hooks = [m for m in model.modules() if isinstance(m, TrainingHook)]
 
 
 def training_step(
@@ -250,7 +253,6 @@ def training_step(
     Returns the detached loss of each group updated (the last, where a group
     is updated several times).
     """
-    factor = cfg.lr_at(step) / cfg.lr
     model.set_step(step)  # type: ignore[operator]
     schedule = model.update_schedule(step)  # type: ignore[operator]
     if not schedule:
@@ -259,7 +261,7 @@ def training_step(
     for gname in schedule:
         opt, settings, frozen = groups.opts[gname], groups.settings[gname], groups.frozen[gname]
         for pg in opt.param_groups:
-            pg["lr"] = settings["lr"] * factor
+            pg["lr"] = cfg.lr_at(step, settings["lr"])
         opt.zero_grad(set_to_none=True)
         for p in frozen:
             p.requires_grad_(False)
@@ -273,13 +275,9 @@ def training_step(
             torch.nn.utils.clip_grad_norm_(groups.params[gname], settings["grad_clip"])
         opt.step()
         losses[gname] = loss.detach()
-    for hook in _hooks(model):
+    for hook in groups.hooks:
         hook.after_step(step)
     return losses
-
-
-def _hooks(model: nn.Module) -> list[TrainingHook]:
-    return [m for m in model.modules() if isinstance(m, TrainingHook)]
 
 
 def make_optimizers(model: nn.Module, cfg: TrainConfig) -> _Groups:
@@ -686,7 +684,7 @@ def _check_explosion(st: _State, means: Mapping[str, float], step: int) -> None:
     for g, v in means.items():
         key = f"loss.{g}" if len(st.groups.params) > 1 else "loss"
         seen = [h[key] for h in earlier if key in h]
-        if not seen or any(g in w for w in st.result.warnings):
+        if not seen or any(f"group {g!r}" in w for w in st.result.warnings):
             continue
         best = min(seen)
         if v > best + EXPLOSION_FACTOR * max(1.0, abs(best)):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import itertools
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
@@ -164,7 +165,8 @@ class GenerativeModel(PyroModule):
         """
         x = validate(x, event_shape=self.event_shape, support=self.support, levels=self.levels, name=name)
         if x.dtype.is_floating_point:
-            ref = next((t for t in (*self.parameters(), *self.buffers()) if t.dtype.is_floating_point), None)
+            tensors = itertools.chain(self.parameters(), self.buffers())
+            ref = next((t for t in tensors if t.dtype.is_floating_point), None)
             if ref is not None and ref.dtype != x.dtype:
                 x = x.to(ref.dtype)
         return x
