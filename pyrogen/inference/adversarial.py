@@ -1,28 +1,166 @@
-"""Adversarial objectives: functions of critic scores and networks, shared by every adversarial family.
+r"""Adversarial objectives: functions of critic scores and networks, shared by every adversarial family.
 
 Each returns a scalar to *minimise*. ``real`` and ``fake`` are critic outputs
-of shape ``(n,)`` or ``(n, 1)`` on data and on generated samples.
+of shape ``(n,)`` or ``(n, 1)`` on data and on generated samples. For the
+classifier-based losses they are *logits* :math:`l`, with
+:math:`D = \sigma(l)`; written in logits every loss is a ``softplus``, exact
+where :math:`D` saturates.
+
+The theory the tests check numerically (seed 000 §6): for a fixed generator
+:math:`q`, the optimal discriminator is :math:`D^* = p/(p + q)` (its logit
+:math:`\log p/q`); then :math:`V(G, D^*) = 2\,\mathrm{JSD}(p, q) - \log 4`, and
+the KL-based generator loss (minimax + non-saturating) equals
+:math:`\mathrm{KL}(q \,\|\, p)`. For every :class:`FDivergence`,
+:math:`\mathbb E_p[T] - \mathbb E_q[f^*(T)] \le D_f(P \,\|\, Q)` with equality at
+:math:`T^* = f'(p/q)` (Nowozin, Cseke and Tomioka, 2016, arXiv:1606.00709).
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
+from torch import nn
 
-__all__ = ["gradient_penalty", "wgan_critic_loss", "wgan_generator_loss"]
+__all__ = [
+    "F_DIVERGENCES",
+    "FDivergence",
+    "clip_weights_",
+    "discriminator_loss",
+    "f_divergence",
+    "fgan_critic_loss",
+    "fgan_generator_loss",
+    "gradient_penalty",
+    "hinge_discriminator_loss",
+    "hinge_generator_loss",
+    "kl_generator_loss",
+    "lambert_w",
+    "least_squares_discriminator_loss",
+    "least_squares_generator_loss",
+    "minimax_generator_loss",
+    "nonsaturating_generator_loss",
+    "wgan_critic_loss",
+    "wgan_generator_loss",
+]
 
 
+def _flat(s: torch.Tensor, name: str) -> torch.Tensor:
+    if s.dim() == 2 and s.shape[1] == 1:
+        s = s.squeeze(1)
+    if s.dim() != 1:
+        raise ValueError(f"{name} must be critic scores of shape (n,) or (n, 1); got {tuple(s.shape)}")
+    return s
+
+
+# -- the classifier GAN (Goodfellow et al., 2014) ---------------------------------------------------------------
+def discriminator_loss(real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
+    r"""The discriminator's loss :math:`-\mathbb E_p[\log D(x)] - \mathbb E_q[\log(1 - D(\tilde x))]`, on logits.
+
+    Equal to :math:`-V(G, D)`; at the optimum :math:`D^* = p/(p+q)` it is :math:`\log 4 - 2\,\mathrm{JSD}(p, q)`.
+
+    Example:
+        >>> round(float(discriminator_loss(torch.zeros(3), torch.zeros(3))), 4)  # D = 1/2 everywhere: log 4
+        1.3863
+    """
+    return F.softplus(-_flat(real, "real")).mean() + F.softplus(_flat(fake, "fake")).mean()
+
+
+def minimax_generator_loss(fake: torch.Tensor) -> torch.Tensor:
+    r"""The minimax generator loss :math:`\mathbb E_q[\log(1 - D(G(z)))] = -\mathbb E_q[\operatorname{softplus}(l)]`.
+
+    Its gradient in the logit is :math:`-\sigma(l) \to 0` as :math:`D(G(z)) \to 0`: it saturates early in
+    training, when the discriminator rejects every sample (seed 000 §6.11).
+
+    Example:
+        >>> round(float(minimax_generator_loss(torch.zeros(2))), 4)  # log(1/2)
+        -0.6931
+    """
+    return -F.softplus(_flat(fake, "fake")).mean()
+
+
+def nonsaturating_generator_loss(fake: torch.Tensor) -> torch.Tensor:
+    r"""The non-saturating generator loss :math:`-\mathbb E_q[\log D(G(z))] = \mathbb E_q[\operatorname{softplus}(-l)]`.
+
+    Its gradient in the logit is :math:`-\sigma(-l) \to -1` as :math:`D(G(z)) \to 0` (seed 000 §6.12).
+
+    Example:
+        >>> round(float(nonsaturating_generator_loss(torch.zeros(2))), 4)
+        0.6931
+    """
+    return F.softplus(-_flat(fake, "fake")).mean()
+
+
+def kl_generator_loss(fake: torch.Tensor) -> torch.Tensor:
+    r"""The KL-based generator loss (minimax + non-saturating) :math:`\mathbb E_q[\log\frac{1-D}{D}] = -\mathbb E_q[l]`.
+
+    At the optimal discriminator, whose logit is :math:`\log p/q`, it equals :math:`\mathrm{KL}(q \,\|\, p)`
+    (seed 000 §6.7; Huszár, 2016).
+
+    Example:
+        >>> float(kl_generator_loss(torch.tensor([1.0, 3.0])))
+        -2.0
+    """
+    return -_flat(fake, "fake").mean()
+
+
+def least_squares_discriminator_loss(real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
+    r"""LSGAN's discriminator loss :math:`\tfrac12\mathbb E_p[(D - 1)^2] + \tfrac12\mathbb E_q[D^2]` (Mao et al., 2017).
+
+    CycleGAN's adversarial terms (Zhu et al., 2017) use it.
+
+    Example:
+        >>> float(least_squares_discriminator_loss(torch.ones(2), torch.zeros(2)))
+        0.0
+    """
+    return 0.5 * ((_flat(real, "real") - 1) ** 2).mean() + 0.5 * (_flat(fake, "fake") ** 2).mean()
+
+
+def least_squares_generator_loss(fake: torch.Tensor) -> torch.Tensor:
+    r"""LSGAN's generator loss :math:`\tfrac12\mathbb E_q[(D(G(z)) - 1)^2]`.
+
+    Example:
+        >>> float(least_squares_generator_loss(torch.ones(2)))
+        0.0
+    """
+    return 0.5 * ((_flat(fake, "fake") - 1) ** 2).mean()
+
+
+# -- the hinge loss of the projection discriminator (Miyato and Koyama, 2018) -------------------------------------
+def hinge_discriminator_loss(real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
+    r"""The hinge loss :math:`\mathbb E_p[\max(0, 1 - D(x))] + \mathbb E_q[\max(0, 1 + D(\tilde x))]`.
+
+    Example:
+        >>> float(hinge_discriminator_loss(torch.tensor([2.0, 0.0]), torch.tensor([-1.0, 1.0])))
+        1.5
+    """
+    return F.relu(1 - _flat(real, "real")).mean() + F.relu(1 + _flat(fake, "fake")).mean()
+
+
+def hinge_generator_loss(fake: torch.Tensor) -> torch.Tensor:
+    r"""The generator's side of the hinge loss, :math:`-\mathbb E_q[D(G(z))]`.
+
+    Example:
+        >>> float(hinge_generator_loss(torch.tensor([1.0, 3.0])))
+        -2.0
+    """
+    return -_flat(fake, "fake").mean()
+
+
+# -- Wasserstein GANs -----------------------------------------------------------------------------------------------
 def wgan_critic_loss(real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
     r"""The Wasserstein critic loss :math:`\mathbb{E}_q[D(\tilde x)] - \mathbb{E}_p[D(x)]` (Arjovsky et al., 2017).
 
-    Its negative estimates the Wasserstein-1 distance when :math:`D` is 1-Lipschitz.
+    Its negative estimates the Wasserstein-1 distance when :math:`D` is 1-Lipschitz; without a constraint
+    (clipping, a gradient penalty) it is unbounded below.
 
     Example:
         >>> float(wgan_critic_loss(torch.tensor([2.0, 4.0]), torch.tensor([1.0])))
         -2.0
     """
-    return fake.mean() - real.mean()
+    return _flat(fake, "fake").mean() - _flat(real, "real").mean()
 
 
 def wgan_generator_loss(fake: torch.Tensor) -> torch.Tensor:
@@ -32,7 +170,27 @@ def wgan_generator_loss(fake: torch.Tensor) -> torch.Tensor:
         >>> float(wgan_generator_loss(torch.tensor([1.0, 3.0])))
         -2.0
     """
-    return -fake.mean()
+    return -_flat(fake, "fake").mean()
+
+
+@torch.no_grad()
+def clip_weights_(module: nn.Module, clip: float) -> None:
+    r"""WGAN's Lipschitz constraint: clamp every parameter of ``module`` to :math:`[-c, c]` in place.
+
+    Raises:
+        ValueError: ``clip`` not a positive number.
+
+    Example:
+        >>> lin = nn.Linear(2, 1)
+        >>> _ = lin.weight.data.fill_(3.0)
+        >>> clip_weights_(lin, 0.01)
+        >>> round(lin.weight.max().item(), 6)
+        0.01
+    """
+    if isinstance(clip, bool) or not isinstance(clip, (int, float)) or not clip > 0:
+        raise ValueError(f"clip must be a positive number; got {clip!r}")
+    for p in module.parameters():
+        p.clamp_(-clip, clip)
 
 
 def gradient_penalty(
@@ -66,3 +224,255 @@ def gradient_penalty(
     x_hat = (eps * real + (1 - eps) * fake.detach()).requires_grad_(True)
     (grad,) = torch.autograd.grad(critic(x_hat).sum(), x_hat, create_graph=True)
     return weight * ((grad.flatten(1).norm(dim=1) - 1) ** 2).mean()
+
+
+# -- f-GAN (Nowozin, Cseke and Tomioka, 2016) -------------------------------------------------------------------------
+def lambert_w(x: torch.Tensor) -> torch.Tensor:
+    r"""The principal branch :math:`W_0` of the Lambert W function, :math:`W(x)\,e^{W(x)} = x`, for :math:`x > 0`.
+
+    Newton's method on :math:`u = \log W`, i.e. :math:`e^u + u = \log x` (convex and increasing in :math:`u`,
+    so it converges from any start); written in logs it holds for :math:`x` from ``1e-300`` to ``1e300``.
+
+    Example:
+        >>> round(float(lambert_w(torch.tensor(math.e))), 6)
+        1.0
+    """
+    return _lambert_w_exp(torch.log(x))
+
+
+def _lambert_w_exp(s: torch.Tensor) -> torch.Tensor:
+    """:math:`W(e^s)`, by Newton's method on :math:`e^u + u = s` with :math:`u = \\log W`."""
+    u = torch.where(s > 1, torch.log(s.clamp_min(1.0)), s)
+    for _ in range(40):
+        eu = torch.exp(u)
+        u = u - (eu + u - s) / (eu + 1)
+    return torch.exp(u)
+
+
+@dataclass(frozen=True)
+class FDivergence:
+    r"""An f-divergence :math:`D_f(P \,\|\, Q) = \mathbb E_Q[f(p/q)]` with what f-GAN needs of it.
+
+    Attributes:
+        name: the name users type (see :data:`F_DIVERGENCES`).
+        f: the generator function, convex with :math:`f(1) = 0`, on ratios :math:`u > 0`.
+        f_prime: :math:`f'`; the optimal critic is :math:`T^*(x) = f'(p(x)/q(x))`.
+        f_star: the convex conjugate :math:`f^*(t) = \sup_u\, t u - f(u)` on its domain.
+        activation: the output activation :math:`g_f`, from the critic's unbounded output :math:`v` into the
+            domain of :math:`f^*` (Nowozin et al., 2016, table 2): :math:`T = g_f(v)`.
+        conjugate: :math:`f^*(g_f(v))`, written so it stays finite where :math:`g_f(v)` nears the domain's edge.
+    """
+
+    name: str
+    f: Callable[[torch.Tensor], torch.Tensor]
+    f_prime: Callable[[torch.Tensor], torch.Tensor]
+    f_star: Callable[[torch.Tensor], torch.Tensor]
+    activation: Callable[[torch.Tensor], torch.Tensor]
+    conjugate: Callable[[torch.Tensor], torch.Tensor]
+
+
+_LOG2 = math.log(2.0)
+
+
+def _alpha(alpha: float) -> FDivergence:
+    a = float(alpha)
+    if not math.isfinite(a) or a in (0.0, 1.0):
+        raise ValueError(f"alpha must be a finite number other than 0 and 1; got {alpha!r}")
+    e = a / (a - 1)
+
+    def act(v: torch.Tensor) -> torch.Tensor:
+        return F.softplus(v) - 1 / (a - 1) if a > 1 else 1 / (1 - a) - F.softplus(-v)
+
+    def base(v: torch.Tensor) -> torch.Tensor:  # 1 + (a - 1) g_f(v), positive by construction
+        return (a - 1) * F.softplus(v) if a > 1 else (1 - a) * F.softplus(-v)
+
+    return FDivergence(
+        name="alpha",
+        f=lambda u: (u**a - 1 - a * (u - 1)) / (a * (a - 1)),
+        f_prime=lambda u: (u ** (a - 1) - 1) / (a - 1),
+        f_star=lambda t: ((1 + (a - 1) * t) ** e - 1) / a,
+        activation=act,
+        conjugate=lambda v: (base(v) ** e - 1) / a,
+    )
+
+
+def _weighted_js(pi: float) -> FDivergence:
+    p = float(pi)
+    if not 0 < p < 1:
+        raise ValueError(f"pi must be a number in (0, 1); got {pi!r}")
+    edge = -p * math.log(p)  # the domain of f* is t < -pi log pi
+    return FDivergence(
+        name="weighted-jensen-shannon",
+        f=lambda u: p * u * torch.log(u) - (1 - p + p * u) * torch.log(1 - p + p * u),
+        f_prime=lambda u: p * torch.log(u / (1 - p + p * u)),
+        f_star=lambda t: (1 - p) * (math.log(1 - p) - torch.log1p(-p * torch.exp(t / p))),
+        activation=lambda v: edge - F.softplus(-v),
+        conjugate=lambda v: (1 - p) * (math.log(1 - p) - torch.log(-torch.expm1(F.logsigmoid(v) / p))),
+    )
+
+
+def _table() -> dict[str, Callable[..., FDivergence]]:
+    def tv() -> FDivergence:
+        return FDivergence(
+            "total-variation",
+            f=lambda u: 0.5 * (u - 1).abs(),
+            f_prime=lambda u: 0.5 * torch.sign(u - 1),
+            f_star=lambda t: t,
+            activation=lambda v: 0.5 * torch.tanh(v),
+            conjugate=lambda v: 0.5 * torch.tanh(v),
+        )
+
+    def kl() -> FDivergence:
+        return FDivergence(
+            "kl",
+            f=lambda u: u * torch.log(u),
+            f_prime=lambda u: 1 + torch.log(u),
+            f_star=lambda t: torch.exp(t - 1),
+            activation=lambda v: v,
+            conjugate=lambda v: torch.exp(v - 1),
+        )
+
+    def reverse_kl() -> FDivergence:
+        return FDivergence(
+            "reverse-kl",
+            f=lambda u: -torch.log(u),
+            f_prime=lambda u: -1 / u,
+            f_star=lambda t: -1 - torch.log(-t),
+            activation=lambda v: -torch.exp(-v),
+            conjugate=lambda v: v - 1,
+        )
+
+    def pearson() -> FDivergence:
+        return FDivergence(
+            "pearson",
+            f=lambda u: (u - 1) ** 2,
+            f_prime=lambda u: 2 * (u - 1),
+            f_star=lambda t: t**2 / 4 + t,
+            activation=lambda v: v,
+            conjugate=lambda v: v**2 / 4 + v,
+        )
+
+    def neyman() -> FDivergence:
+        return FDivergence(
+            "neyman",
+            f=lambda u: (1 - u) ** 2 / u,
+            f_prime=lambda u: 1 - u**-2,
+            f_star=lambda t: 2 - 2 * torch.sqrt(1 - t),
+            activation=lambda v: -torch.expm1(-v),
+            conjugate=lambda v: 2 - 2 * torch.exp(-v / 2),
+        )
+
+    def hellinger() -> FDivergence:
+        return FDivergence(
+            "hellinger",
+            f=lambda u: (torch.sqrt(u) - 1) ** 2,
+            f_prime=lambda u: 1 - u**-0.5,
+            f_star=lambda t: t / (1 - t),
+            activation=lambda v: -torch.expm1(-v),
+            conjugate=lambda v: torch.expm1(v),
+        )
+
+    def jeffrey() -> FDivergence:
+        def f_star(t: torch.Tensor) -> torch.Tensor:
+            w = _lambert_w_exp(1 - t)
+            return w + 1 / w + t - 2
+
+        return FDivergence(
+            "jeffrey",
+            f=lambda u: (u - 1) * torch.log(u),
+            f_prime=lambda u: torch.log(u) + 1 - 1 / u,
+            f_star=f_star,
+            activation=lambda v: v,
+            conjugate=f_star,
+        )
+
+    def js() -> FDivergence:
+        return FDivergence(
+            "jensen-shannon",
+            f=lambda u: u * torch.log(u) - (u + 1) * torch.log((1 + u) / 2),
+            f_prime=lambda u: torch.log(2 * u / (1 + u)),
+            f_star=lambda t: -torch.log(2 - torch.exp(t)),
+            activation=lambda v: _LOG2 - F.softplus(-v),
+            conjugate=lambda v: F.softplus(v) - _LOG2,
+        )
+
+    def gan() -> FDivergence:
+        return FDivergence(
+            "gan",
+            f=lambda u: u * torch.log(u) - (u + 1) * torch.log(1 + u),
+            f_prime=lambda u: torch.log(u / (1 + u)),
+            f_star=lambda t: -torch.log(-torch.expm1(t)),
+            activation=lambda v: -F.softplus(-v),
+            conjugate=lambda v: F.softplus(v),
+        )
+
+    return {
+        "total-variation": tv,
+        "kl": kl,
+        "reverse-kl": reverse_kl,
+        "pearson": pearson,
+        "neyman": neyman,
+        "hellinger": hellinger,
+        "jeffrey": jeffrey,
+        "jensen-shannon": js,
+        "weighted-jensen-shannon": _weighted_js,
+        "gan": gan,
+        "alpha": _alpha,
+    }
+
+
+_F_TABLE = _table()
+#: The divergences of :func:`f_divergence`: total variation, KL, reverse KL, Pearson and Neyman :math:`\chi^2`,
+#: squared Hellinger, Jeffrey, Jensen-Shannon (Nowozin's :math:`f`, so :math:`D_f = 2\,\mathrm{JSD}`), weighted
+#: Jensen-Shannon (parameter ``pi``), the GAN divergence (:math:`D_f = 2\,\mathrm{JSD} - \log 4`) and the
+#: :math:`\alpha`-divergences (parameter ``alpha``).
+F_DIVERGENCES: tuple[str, ...] = tuple(_F_TABLE)
+
+
+def f_divergence(name: str, alpha: float = 2.0, pi: float = 0.5) -> FDivergence:
+    r"""The f-divergence ``name`` of :data:`F_DIVERGENCES`, with ``alpha`` or ``pi`` where it has one.
+
+    Raises:
+        ValueError: an unknown name, ``alpha`` in {0, 1}, ``pi`` outside (0, 1).
+
+    Example:
+        >>> d = f_divergence("kl")
+        >>> float(d.f(torch.tensor(1.0)))  # f(1) = 0 for every f-divergence
+        0.0
+    """
+    if name not in _F_TABLE:
+        raise ValueError(f"unknown f-divergence {name!r}; choose one of {', '.join(F_DIVERGENCES)}")
+    if name == "alpha":
+        return _alpha(alpha)
+    if name == "weighted-jensen-shannon":
+        return _weighted_js(pi)
+    return _F_TABLE[name]()
+
+
+def fgan_critic_loss(real: torch.Tensor, fake: torch.Tensor, divergence: FDivergence) -> torch.Tensor:
+    r"""The f-GAN critic loss, the negated variational bound :math:`-(\mathbb E_p[g_f(v)] - \mathbb E_q[f^*(g_f(v))])`.
+
+    ``real`` and ``fake`` are the critic's raw outputs :math:`v`; the bound is at most
+    :math:`D_f(P \,\|\, Q)`, reached at :math:`g_f(v) = f'(p/q)`.
+
+    Example:
+        >>> d = f_divergence("kl")
+        >>> float(fgan_critic_loss(torch.ones(2), torch.ones(2), d))  # -(1 - e^0)
+        0.0
+    """
+    return divergence.conjugate(_flat(fake, "fake")).mean() - divergence.activation(_flat(real, "real")).mean()
+
+
+def fgan_generator_loss(fake: torch.Tensor, divergence: FDivergence, trick: bool = True) -> torch.Tensor:
+    r"""The f-GAN generator loss.
+
+    ``trick=False``: the saddle point's own, :math:`-\mathbb E_q[f^*(g_f(v))]` (the generator minimises the
+    bound). ``trick=True`` (the default, as Nowozin et al. train): :math:`-\mathbb E_q[g_f(v)]`, which has the
+    same fixed point and does not saturate early, as the non-saturating GAN loss.
+
+    Example:
+        >>> float(fgan_generator_loss(torch.zeros(2), f_divergence("kl"), trick=True))
+        -0.0
+    """
+    v = _flat(fake, "fake")
+    return -(divergence.activation(v) if trick else divergence.conjugate(v)).mean()
