@@ -44,6 +44,21 @@ SMALL = {
     "gated-pixelcnn": {"event_shape": (1, 8, 8), "features": 8, "layers": 2, "dropout": 0.0},
     "char-rnn": {"event_shape": (128,), "levels": 160, "embed": 8, "hidden": 16},
     "transformer": {"event_shape": (1, 8, 8), "dim": 16, "heads": 2, "layers": 1, "dropout": 0.0},
+    **{
+        name: {"event_shape": (1, 8, 8), "latent_dim": 4, "arch": "dcgan", "features": 8, "support": "unit_interval"}
+        for name in ("gan", "ns-gan", "kl-gan", "wgan", "bigan")
+    },
+    "wgan-gp": {"event_shape": (1, 8, 8), "latent_dim": 4, "arch": "dcgan", "features": 8, "support": "unit_interval"},
+    "fgan": {
+        "event_shape": (1, 8, 8),
+        "latent_dim": 4,
+        "arch": "dcgan",
+        "features": 8,
+        "support": "unit_interval",
+        "divergence": "hellinger",
+    },
+    "cgan": {"event_shape": (1, 8, 8), "latent_dim": 4, "arch": "dcgan", "features": 8, "support": "unit_interval"},
+    "cyclegan": {"event_shape": (1, 8, 8), "features": 8},
 }
 
 

@@ -17,6 +17,7 @@ from pyrogen.distributions.autoregressive import (
     make_conditionals,
 )
 from pyrogen.distributions.flow import FlowDistribution, forward_and_log_det, inverse_and_log_det
+from pyrogen.distributions.implicit import ImplicitDistribution
 
 __all__ = [
     "AutoregressiveDistribution",
@@ -24,6 +25,7 @@ __all__ = [
     "CategoricalConditionals",
     "FlowDistribution",
     "GaussianMixtureConditionals",
+    "ImplicitDistribution",
     "forward_and_log_det",
     "inverse_and_log_det",
     "make_conditionals",

@@ -30,6 +30,18 @@ from pyrogen.models.flows import (
     PlanarFlow,
     RealNVP,
 )
+from pyrogen.models.gan import (
+    CGAN,
+    FGAN,
+    GAN,
+    KLGAN,
+    NSGAN,
+    WGAN,
+    WGANGP,
+    AdversarialModel,
+    BiGAN,
+    CycleGAN,
+)
 from pyrogen.models.vae import (
     CVAE,
     IWAE,
@@ -43,6 +55,16 @@ from pyrogen.models.vae import (
 )
 
 __all__ = [
+    "CGAN",
+    "FGAN",
+    "GAN",
+    "KLGAN",
+    "NSGAN",
+    "WGAN",
+    "WGANGP",
+    "AdversarialModel",
+    "BiGAN",
+    "CycleGAN",
     "CVAE",
     "FVSBN",
     "IWAE",

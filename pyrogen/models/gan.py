@@ -1,0 +1,652 @@
+r"""Generative adversarial networks as implicit Pyro distributions.
+
+A GAN's generator :math:`G` defines :math:`x = G(z)`, :math:`z \sim \mathcal N(0, I)`: it samples and has no
+density (``density = "none"``). Each model here is trained by pyrogen's common trainer through two parameter
+groups, ``"critic"`` and ``"generator"`` (``n_critic`` critic updates per generator update), with the losses
+of :mod:`pyrogen.inference.adversarial`; :meth:`AdversarialModel.as_distribution` is an
+:class:`~pyrogen.distributions.ImplicitDistribution` to put in a Pyro program, and
+:func:`pyrogen.latent.generator_posterior` conditions through :math:`G` with Pyro's NUTS or SVI.
+
+Registered: ``gan`` (minimax), ``ns-gan`` (non-saturating), ``kl-gan`` (minimax + non-saturating, seed 000
+§6.7), ``fgan`` (any divergence of :data:`~pyrogen.inference.adversarial.F_DIVERGENCES`), ``wgan`` (weight
+clipping), ``wgan-gp`` (gradient penalty), ``cgan`` (projection discriminator, hinge loss, on labels),
+``bigan`` (encoder, generator, joint discriminator) and ``cyclegan`` (two unpaired image domains).
+
+Validation (``monitor = "mmd"``) scores the generator's samples against the validation data by the unbiased
+MMD² (Gaussian kernel, median bandwidth; :func:`pyrogen.quality.mmd2`), so early stopping and
+``restore_best`` keep the generator whose samples are closest to held-out data, not the last one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator, Sequence
+from typing import Any, ClassVar
+
+import torch
+from torch import nn
+from torch.distributions import constraints
+from torch.func import functional_call
+
+from pyrogen.data import Dataset
+from pyrogen.distributions.implicit import ImplicitDistribution
+from pyrogen.inference import adversarial as adv
+from pyrogen.inference.hooks import EMA
+from pyrogen.models.base import GenerativeModel, check_hidden, check_positive_int
+from pyrogen.models.registry import register
+from pyrogen.nn.adversarial import ARCHS, Critic, Encoder, Generator, Translator
+
+__all__ = ["BiGAN", "CGAN", "CycleGAN", "FGAN", "GAN", "KLGAN", "NSGAN", "WGAN", "WGANGP", "AdversarialModel"]
+
+#: The generator/critic objectives of :class:`AdversarialModel` (``loss``).
+LOSSES = ("minimax", "ns", "kl", "f", "wgan", "hinge")
+
+
+@contextlib.contextmanager
+def _eval_mode(module: nn.Module) -> Iterator[None]:
+    was = module.training
+    module.eval()
+    try:
+        yield
+    finally:
+        module.train(was)
+
+
+def _positive_number(name: str, v: object, allow_none: bool = True) -> float | None:
+    if v is None and allow_none:
+        return None
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not v > 0 or v != v or v == float("inf"):
+        raise ValueError(f"{name} must be a positive number{' or None' if allow_none else ''}; got {v!r}")
+    return float(v)
+
+
+class AdversarialModel(GenerativeModel):
+    r"""A generator and a critic trained against each other; the base of every unconditional GAN here.
+
+    Args:
+        event_shape: shape of one example.
+        latent_dim: size of :math:`z \sim \mathcal N(0, I)`.
+        arch: ``"mlp"`` (vectors) or ``"dcgan"`` (images whose sides divide by 4); see :mod:`pyrogen.nn.adversarial`.
+        hidden: MLP layer sizes of generator and critic; features: DCGAN width.
+        support: ``"real"`` (linear output) or ``"unit_interval"`` (sigmoid output).
+        n_critic: critic updates per generator update.
+        clip: WGAN's weight clipping :math:`c` (the critic's parameters clamped to :math:`[-c, c]` before every
+            use), or ``None``.
+        gp_weight: the gradient penalty :math:`\lambda` on interpolates (0: none).
+        spectral_norm: spectrally normalize every critic layer.
+        ema: decay of an exponential moving average of the generator, used by :meth:`sample` and
+            :meth:`as_distribution` (``None``: the generator itself).
+        critic_lr, generator_lr: each group's learning rate (``None``: the run's ``lr``).
+        betas: Adam's betas of both groups.
+        divergence, alpha, pi: the f-divergence of ``fgan``
+            (:func:`~pyrogen.inference.adversarial.f_divergence`).
+        trick: f-GAN's generator maximises :math:`\mathbb E_q[g_f(v)]` instead of the saddle point's
+            :math:`\mathbb E_q[f^*(g_f(v))]`.
+    """
+
+    family: ClassVar[str] = "gan"
+    density: ClassVar[str] = "none"
+    support = "real"
+    monitor: ClassVar[str | None] = "mmd"
+    default_data: ClassVar[str] = "digits"
+    #: The loss of the registered name, and its defaults (``None`` arguments take these).
+    LOSS: ClassVar[str] = "minimax"
+    DEFAULTS: ClassVar[dict[str, Any]] = {"n_critic": 1, "betas": (0.5, 0.999)}
+
+    def __init__(
+        self,
+        event_shape: Sequence[int],
+        latent_dim: int = 16,
+        arch: str = "mlp",
+        hidden: Sequence[int] = (128, 128),
+        features: int = 32,
+        support: str = "real",
+        n_critic: int | None = None,
+        clip: float | None = None,
+        gp_weight: float | None = None,
+        spectral_norm: bool | None = None,
+        ema: float | None = None,
+        critic_lr: float | None = None,
+        generator_lr: float | None = None,
+        betas: Sequence[float] | None = None,
+        divergence: str = "jensen-shannon",
+        alpha: float = 2.0,
+        pi: float = 0.5,
+        trick: bool = True,
+    ) -> None:
+        super().__init__(event_shape)
+        d = self.DEFAULTS
+        self.latent_dim = check_positive_int("latent_dim", latent_dim)
+        if arch not in ARCHS:
+            raise ValueError(f"arch must be one of {', '.join(ARCHS)}; got {arch!r}")
+        self.arch, self.hidden = arch, check_hidden(hidden)
+        self.features = check_positive_int("features", features)
+        if support not in ("real", "unit_interval"):
+            raise ValueError(f"support must be 'real' or 'unit_interval'; got {support!r}")
+        self.support = support  # type: ignore[misc]
+        self.n_critic = check_positive_int("n_critic", d.get("n_critic", 1) if n_critic is None else n_critic)
+        self.clip = _positive_number("clip", d.get("clip") if clip is None else clip)
+        gp = d.get("gp_weight", 0.0) if gp_weight is None else gp_weight
+        if isinstance(gp, bool) or not isinstance(gp, (int, float)) or not 0 <= gp < float("inf"):
+            raise ValueError(f"gp_weight must be a non-negative number; got {gp!r}")
+        self.gp_weight = float(gp)
+        sn = d.get("spectral_norm", False) if spectral_norm is None else spectral_norm
+        if not isinstance(sn, bool):
+            raise ValueError(f"spectral_norm must be true or false; got {sn!r}")
+        self.spectral_norm = sn
+        self.critic_lr = _positive_number("critic_lr", critic_lr)
+        self.generator_lr = _positive_number("generator_lr", generator_lr)
+        b = d.get("betas", (0.5, 0.999)) if betas is None else betas
+        if (
+            not isinstance(b, (list, tuple))
+            or len(b) != 2
+            or not all(isinstance(v, (int, float)) and not isinstance(v, bool) and 0 <= v < 1 for v in b)
+        ):
+            raise ValueError(f"betas must be two numbers in [0, 1); got {betas!r}")
+        self.betas = (float(b[0]), float(b[1]))
+        self.loss_name = self.LOSS
+        self.divergence_name, self.alpha, self.pi, self.trick = divergence, float(alpha), float(pi), bool(trick)
+        self.divergence = adv.f_divergence(divergence, alpha=alpha, pi=pi) if self.LOSS == "f" else None
+        self._build()
+        if ema is not None and (isinstance(ema, bool) or not isinstance(ema, (int, float)) or not 0 <= ema < 1):
+            raise ValueError(f"ema must be a decay in [0, 1) or None; got {ema!r}")
+        self.ema_decay = None if ema is None else float(ema)
+        self.ema = EMA(self.generator, self.ema_decay) if self.ema_decay is not None else None
+
+    # -- construction -----------------------------------------------------------------------------------------
+    def _output(self) -> str:
+        return "sigmoid" if self.support == "unit_interval" else "linear"
+
+    def _build(self) -> None:
+        kw = {"arch": self.arch, "hidden": self.hidden, "features": self.features}
+        self.generator = Generator(self.latent_dim, self.event_shape, output=self._output(), **kw)
+        self.critic = Critic(self.event_shape, spectral_norm=self.spectral_norm, bias=self._critic_bias(), **kw)
+
+    def _critic_bias(self) -> bool:
+        """A Wasserstein or hinge critic has no output bias: it cancels out of (or at the start, out of) its loss."""
+        return self.LOSS not in ("wgan", "hinge")
+
+    def config(self) -> dict[str, Any]:
+        cfg = {
+            **super().config(),
+            "latent_dim": self.latent_dim,
+            "arch": self.arch,
+            "hidden": list(self.hidden),
+            "features": self.features,
+            "support": self.support,
+            "n_critic": self.n_critic,
+            "clip": self.clip,
+            "gp_weight": self.gp_weight,
+            "spectral_norm": self.spectral_norm,
+            "ema": self.ema_decay,
+            "critic_lr": self.critic_lr,
+            "generator_lr": self.generator_lr,
+            "betas": list(self.betas),
+        }
+        if self.LOSS == "f":
+            cfg.update(divergence=self.divergence_name, alpha=self.alpha, pi=self.pi, trick=self.trick)
+        return cfg
+
+    @classmethod
+    def from_dataset(cls, data: Dataset, **kwargs: Any) -> GenerativeModel:
+        """The GAN for ``data``: ``dcgan`` for images, ``mlp`` otherwise; a sigmoid output for unit-interval data.
+
+        Raises:
+            ValueError: discrete data (a generator's output is continuous; use the grey ``digits``).
+        """
+        if data.support not in ("real", "unit_interval"):
+            raise ValueError(
+                f"{cls.name or cls.__name__} generates continuous data; dataset {data.name!r} is {data.support} "
+                "(use the grey-level 'digits')"
+            )
+        kwargs.setdefault("support", data.support)
+        kwargs.setdefault("arch", "dcgan" if data.kind == "image" else "mlp")
+        if data.kind != "image":
+            kwargs.setdefault("latent_dim", 2)
+        return cls(event_shape=tuple(data.event_shape), **kwargs)
+
+    @classmethod
+    def train_defaults_for(cls, data: Dataset) -> dict[str, Any]:
+        base = {"lr": 2e-4, "batch_size": 64, "val_every": 250}
+        if data.kind == "image":
+            return {**base, "steps": 4000, **cls.train_defaults}
+        return {**base, "steps": 3000, "batch_size": 256, "lr": 1e-3, **cls.train_defaults}
+
+    # -- the step protocol -------------------------------------------------------------------------------------
+    def param_groups(self) -> dict[str, list[nn.Parameter]]:
+        return {"critic": list(self.critic.parameters()), "generator": list(self.generator.parameters())}
+
+    def update_schedule(self, step: int) -> tuple[str, ...]:
+        return ("critic",) * self.n_critic + ("generator",)
+
+    def optimizer_settings(self) -> dict[str, dict[str, Any]]:
+        out: dict[str, dict[str, Any]] = {"critic": {"betas": self.betas}, "generator": {"betas": self.betas}}
+        if self.critic_lr is not None:
+            out["critic"]["lr"] = self.critic_lr
+        if self.generator_lr is not None:
+            out["generator"]["lr"] = self.generator_lr
+        return out
+
+    def forward(self, batch: Any, group: str = "critic", objective: str = "loss") -> torch.Tensor:
+        if group not in ("critic", "generator"):
+            raise ValueError(f"{type(self).__name__} has parameter groups 'critic' and 'generator'; got {group!r}")
+        x, y = self._split(batch)
+        if self.clip is not None:
+            adv.clip_weights_(self.critic, self.clip)
+        fake = self._generate(self._noise(len(x), x), y)
+        if group == "generator":
+            return self._generator_loss(self._score(fake, y))
+        return self._critic_loss(x, fake, y)
+
+    def loss(self, batch: Any) -> torch.Tensor:
+        r"""The critic's loss on ``batch`` against as many generated samples (what the critic minimises).
+
+        For ``gan`` at the optimal critic it is :math:`\log 4 - 2\,\mathrm{JSD}`; for ``wgan``/``wgan-gp`` its
+        negative (penalty aside) estimates the Wasserstein-1 distance; for ``fgan`` its negative is the
+        variational lower bound on :math:`D_f`.
+        """
+        return self.forward(batch, "critic")
+
+    def _split(self, batch: Any) -> tuple[torch.Tensor, torch.Tensor | None]:
+        if isinstance(batch, (tuple, list)):
+            raise ValueError(f"{type(self).__name__} is unconditional; give examples, not (examples, labels)")
+        return batch, None
+
+    def _critic_loss(self, x: torch.Tensor, fake: torch.Tensor, y: torch.Tensor | None) -> torch.Tensor:
+        real_s, fake_s = self._score(x, y), self._score(fake, y)
+        name = self.loss_name
+        if name == "wgan":
+            loss = adv.wgan_critic_loss(real_s, fake_s)
+        elif name == "hinge":
+            loss = adv.hinge_discriminator_loss(real_s, fake_s)
+        elif name == "f":
+            assert self.divergence is not None
+            loss = adv.fgan_critic_loss(real_s, fake_s, self.divergence)
+        else:
+            loss = adv.discriminator_loss(real_s, fake_s)
+        if self.gp_weight:
+            loss = loss + adv.gradient_penalty(lambda v: self._score(v, y), x, fake, self.gp_weight)
+        return loss
+
+    def _generator_loss(self, fake_s: torch.Tensor) -> torch.Tensor:
+        name = self.loss_name
+        if name == "minimax":
+            return adv.minimax_generator_loss(fake_s)
+        if name == "ns":
+            return adv.nonsaturating_generator_loss(fake_s)
+        if name == "kl":
+            return adv.kl_generator_loss(fake_s)
+        if name == "f":
+            assert self.divergence is not None
+            return adv.fgan_generator_loss(fake_s, self.divergence, trick=self.trick)
+        if name == "hinge":
+            return adv.hinge_generator_loss(fake_s)
+        return adv.wgan_generator_loss(fake_s)
+
+    def _score(self, x: torch.Tensor, y: torch.Tensor | None) -> torch.Tensor:
+        return self.critic(x)
+
+    # -- sampling ---------------------------------------------------------------------------------------------
+    def _ref(self) -> torch.Tensor:
+        return next(self.generator.parameters())
+
+    def _noise(self, n: int, like: torch.Tensor | None = None) -> torch.Tensor:
+        ref = self._ref() if like is None or not like.is_floating_point() else like
+        return torch.randn(n, self.latent_dim, dtype=ref.dtype, device=ref.device)
+
+    def _generate(self, z: torch.Tensor, y: torch.Tensor | None = None, averaged: bool = False) -> torch.Tensor:
+        """:math:`G(z)` with the generator's own weights, or with the EMA's average (``averaged``)."""
+        args = (z,) if y is None else (z, y)
+        if not averaged or self.ema is None:
+            return self.generator(*args)
+        names = [n for n, _ in self.generator.named_parameters()]
+        shadows = dict(zip(names, self.ema._shadows(), strict=True))
+        return functional_call(self.generator, shadows, args, strict=False)
+
+    def generate(self, z: torch.Tensor, y: object = None) -> torch.Tensor:
+        r""":math:`G(z)` for given codes ``z`` of shape ``(n, latent_dim)`` (the EMA generator where there is one),
+        in eval mode, differentiable in ``z`` — what a Pyro model over :math:`z` calls."""
+        if not isinstance(z, torch.Tensor) or z.dim() != 2 or z.shape[1] != self.latent_dim:
+            raise ValueError(f"z must have shape (n, {self.latent_dim}); got {tuple(getattr(z, 'shape', ()))}")
+        with _eval_mode(self.generator):
+            return self._generate(z.to(self._ref().dtype), self._labels(y, len(z)), averaged=True)
+
+    def _labels(self, y: object, n: int) -> torch.Tensor | None:
+        if y is not None:
+            raise ValueError(f"{type(self).__name__} is unconditional; got labels y")
+        return None
+
+    @torch.no_grad()
+    def sample(self, n: int, y: object = None) -> torch.Tensor:
+        """``n`` draws of :math:`G(z)`, shape ``(n,) + event_shape`` (the generator in eval mode, its EMA where
+        there is one)."""
+        check_positive_int("n", n)
+        return self.generate(self._noise(n), y)
+
+    def as_distribution(self, y: object = None) -> ImplicitDistribution:
+        """The implicit distribution of :math:`G(z)` for a Pyro program (``rsample`` differentiable; no
+        ``log_prob``)."""
+        support = constraints.unit_interval if self.support == "unit_interval" else constraints.real
+        return ImplicitDistribution(lambda n: self.generate(self._noise(n), y), self.event_shape, support=support)
+
+    # -- validation --------------------------------------------------------------------------------------------
+    def validation_loss(self, batch: Any) -> torch.Tensor:
+        """The unbiased MMD² between ``len(batch)`` samples and the batch (median bandwidth)."""
+        from pyrogen.quality import mmd2
+
+        x, y = self._split(batch)
+        fake = self.generate(self._noise(len(x), x), y if y is None else y)
+        return torch.tensor(mmd2(fake.detach().flatten(1).double(), x.flatten(1).double()))
+
+
+@register("gan")
+class GAN(AdversarialModel):
+    r"""The minimax GAN (Goodfellow et al., 2014): the generator minimises :math:`\mathbb E_q[\log(1 - D(G(z)))]`.
+
+    Saturates when the discriminator wins early (see ``ns-gan``). Defaults: Adam betas (0.5, 0.999)
+    (Radford et al., 2016), one critic update per generator update.
+    """
+
+    LOSS = "minimax"
+
+
+@register("ns-gan")
+class NSGAN(AdversarialModel):
+    r"""The non-saturating GAN: the generator minimises :math:`-\mathbb E_q[\log D(G(z))]`."""
+
+    LOSS = "ns"
+
+
+@register("kl-gan")
+class KLGAN(AdversarialModel):
+    r"""The KL-based GAN: the generator minimises minimax + non-saturating, :math:`\mathrm{KL}(q \,\|\, p)` at
+    the optimal discriminator (seed 000 §6.7)."""
+
+    LOSS = "kl"
+
+
+@register("fgan")
+class FGAN(AdversarialModel):
+    r"""f-GAN (Nowozin, Cseke and Tomioka, 2016): the variational bound on any f-divergence, chosen by name
+    (``divergence``, with ``alpha`` or ``pi`` where it has one)."""
+
+    LOSS = "f"
+
+
+@register("wgan")
+class WGAN(AdversarialModel):
+    r"""The Wasserstein GAN with weight clipping (Arjovsky, Chintala and Bottou, 2017): clip 0.01, five critic
+    updates per generator update, Adam with :math:`\beta_1 = 0` (momentum destabilises clipping; the paper used
+    RMSProp, which Adam with :math:`\beta_1 = 0` resembles)."""
+
+    LOSS = "wgan"
+    DEFAULTS: ClassVar[dict[str, Any]] = {"n_critic": 5, "clip": 0.01, "betas": (0.0, 0.999)}
+
+
+@register("wgan-gp")
+class WGANGP(AdversarialModel):
+    r"""WGAN-GP (Gulrajani et al., 2017): the gradient penalty :math:`\lambda = 10` on interpolates, five critic
+    updates per generator update, Adam betas (0, 0.9)."""
+
+    LOSS = "wgan"
+    DEFAULTS: ClassVar[dict[str, Any]] = {"n_critic": 5, "gp_weight": 10.0, "betas": (0.0, 0.9)}
+
+
+@register("cgan")
+class CGAN(AdversarialModel):
+    r"""A class-conditional GAN with a projection discriminator (Miyato and Koyama, 2018) and the hinge loss.
+
+    The generator reads a one-hot label with :math:`z`; the critic is
+    :math:`D(x, y) = \psi(\phi(x)) + e_y^\top\phi(x)`, spectrally normalized by default. Trains on
+    ``(examples, labels)``; :meth:`sample` draws the labels ``y`` given (one or ``n``), uniform ones otherwise.
+
+    Args:
+        classes: number of labels (``from_dataset`` reads it from the data).
+    """
+
+    LOSS = "hinge"
+    DEFAULTS: ClassVar[dict[str, Any]] = {"n_critic": 1, "spectral_norm": True, "betas": (0.5, 0.999)}
+    labelled = True
+
+    def __init__(self, event_shape: Sequence[int], classes: int = 10, **kwargs: Any) -> None:
+        self.classes = check_positive_int("classes", classes)
+        super().__init__(event_shape, **kwargs)
+
+    def _build(self) -> None:
+        kw = {"arch": self.arch, "hidden": self.hidden, "features": self.features}
+        self.generator = Generator(self.latent_dim, self.event_shape, output=self._output(), classes=self.classes, **kw)
+        self.critic = Critic(
+            self.event_shape, spectral_norm=self.spectral_norm, classes=self.classes, bias=self._critic_bias(), **kw
+        )
+
+    def config(self) -> dict[str, Any]:
+        return {**super().config(), "classes": self.classes}
+
+    @classmethod
+    def from_dataset(cls, data: Dataset, **kwargs: Any) -> GenerativeModel:
+        if not data.labels:
+            raise ValueError(f"cgan needs labelled data; dataset {data.name!r} has no labels")
+        kwargs.setdefault("classes", int(data.labels["train"].max()) + 1)
+        return super().from_dataset(data, **kwargs)
+
+    def _split(self, batch: Any) -> tuple[torch.Tensor, torch.Tensor | None]:
+        if not isinstance(batch, (tuple, list)) or len(batch) != 2:
+            raise ValueError("cgan is class-conditional: give (examples, labels)")
+        x, y = batch
+        return x, self._check_labels(y, len(x))
+
+    def _check_labels(self, y: object, n: int) -> torch.Tensor:
+        labels = torch.as_tensor(y, device=self._ref().device)
+        if labels.dim() == 0:
+            labels = labels.expand(n)
+        if labels.dtype.is_floating_point or labels.dtype == torch.bool or labels.shape != (n,):
+            raise ValueError(f"y must hold {n} integer labels; got shape {tuple(labels.shape)} {labels.dtype}")
+        if len(labels) and (int(labels.min()) < 0 or int(labels.max()) >= self.classes):
+            raise ValueError(f"labels y must be in 0..{self.classes - 1}; got {labels.unique().tolist()[:12]}")
+        return labels.long()
+
+    def _labels(self, y: object, n: int) -> torch.Tensor | None:
+        if y is None:
+            return torch.randint(self.classes, (n,), device=self._ref().device)
+        return self._check_labels(y, n)
+
+    def _score(self, x: torch.Tensor, y: torch.Tensor | None) -> torch.Tensor:
+        return self.critic(x, y=y)
+
+    def validation_loss(self, batch: Any) -> torch.Tensor:
+        """The unbiased MMD² between samples with the batch's labels and the batch."""
+        from pyrogen.quality import mmd2
+
+        x, y = self._split(batch)
+        fake = self.generate(self._noise(len(x), x), y)
+        return torch.tensor(mmd2(fake.flatten(1).double(), x.flatten(1).double()))
+
+
+@register("bigan")
+class BiGAN(AdversarialModel):
+    r"""BiGAN / ALI (Donahue et al., 2017; Dumoulin et al., 2017): an encoder :math:`E` learnt with the generator.
+
+    The discriminator tells data pairs :math:`(x, E(x))` from generated pairs :math:`(G(z), z)`; generator and
+    encoder (the ``"generator"`` group) fool it with the non-saturating loss on both sides. At the optimum
+    :math:`E = G^{-1}`; :meth:`encode` gives the representation (a linear probe reads the labels from it).
+    """
+
+    LOSS = "ns"
+
+    def _build(self) -> None:
+        kw = {"arch": self.arch, "hidden": self.hidden, "features": self.features}
+        self.generator = Generator(self.latent_dim, self.event_shape, output=self._output(), **kw)
+        self.encoder = Encoder(self.event_shape, self.latent_dim, **kw)
+        self.critic = Critic(self.event_shape, spectral_norm=self.spectral_norm, joint=self.latent_dim, **kw)
+
+    def param_groups(self) -> dict[str, list[nn.Parameter]]:
+        gen = [*self.generator.parameters(), *self.encoder.parameters()]
+        return {"critic": list(self.critic.parameters()), "generator": gen}
+
+    def forward(self, batch: Any, group: str = "critic", objective: str = "loss") -> torch.Tensor:
+        if group not in ("critic", "generator"):
+            raise ValueError(f"BiGAN has parameter groups 'critic' and 'generator'; got {group!r}")
+        x, _ = self._split(batch)
+        z = self._noise(len(x), x)
+        real = self.critic(x, z=self.encoder(x))
+        fake = self.critic(self.generator(z), z=z)
+        if group == "generator":  # labels swapped: data pairs should look generated and generated pairs real
+            return adv.discriminator_loss(fake, real)
+        return adv.discriminator_loss(real, fake)
+
+    @torch.no_grad()
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        """:math:`E(x)`, shape ``(n, latent_dim)`` (eval mode)."""
+        x = self.validate(x)
+        with _eval_mode(self.encoder):
+            return self.encoder(x)
+
+
+#: The second image domain of :class:`CycleGAN`, made from the first.
+DOMAINS = ("transpose", "flip", "invert")
+
+
+def _to_domain_b(x: torch.Tensor, domain: str) -> torch.Tensor:
+    if domain == "transpose":
+        return x.transpose(-1, -2)
+    if domain == "flip":
+        return x.flip(-2)
+    return 1 - x
+
+
+@register("cyclegan")
+class CycleGAN(AdversarialModel):
+    r"""CycleGAN (Zhu et al., 2017): translation between two unpaired image domains.
+
+    Domain A is the data; domain B the same kind of images changed by ``domain_b`` (``"transpose"``,
+    ``"flip"`` upside down, or ``"invert"``), drawn from a *different* shuffle of each batch so that no pair
+    is ever seen. Generators :math:`G: A \to B` and :math:`F: B \to A` (``"generator"`` group), critics
+    :math:`D_A, D_B` (``"critic"``), least-squares adversarial terms and the cycle-consistency term
+    :math:`\lambda\,(\lVert F(G(a)) - a\rVert_1 + \lVert G(F(b)) - b\rVert_1)`, and optionally the identity
+    term. :meth:`translate` maps A to B, :meth:`translate_back` B to A. It does not sample from noise.
+
+    Args:
+        domain_b: how domain B is made from the data.
+        cycle_weight: :math:`\lambda` (10 in the paper); identity_weight: weight of
+            :math:`\lVert G(b) - b\rVert_1 + \lVert F(a) - a\rVert_1` (0: none).
+    """
+
+    LOSS = "least-squares"
+    monitor: ClassVar[str | None] = "cycle"
+    can_sample = False
+
+    def __init__(
+        self,
+        event_shape: Sequence[int],
+        domain_b: str = "transpose",
+        cycle_weight: float = 10.0,
+        identity_weight: float = 0.0,
+        **kwargs: Any,
+    ) -> None:
+        if domain_b not in DOMAINS:
+            raise ValueError(f"domain_b must be one of {', '.join(DOMAINS)}; got {domain_b!r}")
+        self.domain_b = domain_b
+        self.cycle_weight = _positive_number("cycle_weight", cycle_weight, allow_none=False)
+        if isinstance(identity_weight, bool) or not isinstance(identity_weight, (int, float)) or identity_weight < 0:
+            raise ValueError(f"identity_weight must be a non-negative number; got {identity_weight!r}")
+        self.identity_weight = float(identity_weight)
+        kwargs.setdefault("arch", "dcgan")
+        kwargs.setdefault("support", "unit_interval")
+        super().__init__(event_shape, **kwargs)
+
+    def _build(self) -> None:
+        if self.arch != "dcgan" or self.support != "unit_interval":
+            raise ValueError("cyclegan translates images in the unit interval: arch='dcgan', support='unit_interval'")
+        f = self.features
+        self.generator = Translator(self.event_shape, f)  # G: A -> B
+        self.generator_ba = Translator(self.event_shape, f)  # F: B -> A
+        self.critic = Critic(self.event_shape, "dcgan", features=f, spectral_norm=self.spectral_norm)  # D_B
+        self.critic_a = Critic(self.event_shape, "dcgan", features=f, spectral_norm=self.spectral_norm)
+
+    def config(self) -> dict[str, Any]:
+        cfg = super().config()
+        del cfg["latent_dim"], cfg["hidden"]
+        return {
+            **cfg,
+            "domain_b": self.domain_b,
+            "cycle_weight": self.cycle_weight,
+            "identity_weight": self.identity_weight,
+        }
+
+    @classmethod
+    def from_dataset(cls, data: Dataset, **kwargs: Any) -> GenerativeModel:
+        if data.kind != "image" or data.support != "unit_interval":
+            raise ValueError(
+                f"cyclegan translates images in the unit interval; dataset {data.name!r} is not (use 'digits')"
+            )
+        return cls(event_shape=tuple(data.event_shape), **kwargs)
+
+    def param_groups(self) -> dict[str, list[nn.Parameter]]:
+        return {
+            "critic": [*self.critic.parameters(), *self.critic_a.parameters()],
+            "generator": [*self.generator.parameters(), *self.generator_ba.parameters()],
+        }
+
+    def _domains(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Domain A: the batch; domain B: another shuffle of it, changed (so no pair is seen)."""
+        perm = torch.randperm(len(x), device=x.device)
+        return x, _to_domain_b(x[perm], self.domain_b)
+
+    def forward(self, batch: Any, group: str = "critic", objective: str = "loss") -> torch.Tensor:
+        if group not in ("critic", "generator"):
+            raise ValueError(f"CycleGAN has parameter groups 'critic' and 'generator'; got {group!r}")
+        x, _ = self._split(batch)
+        a, b = self._domains(x)
+        fake_b, fake_a = self.generator(a), self.generator_ba(b)
+        if group == "critic":
+            return adv.least_squares_discriminator_loss(
+                self.critic(b), self.critic(fake_b)
+            ) + adv.least_squares_discriminator_loss(self.critic_a(a), self.critic_a(fake_a))
+        loss = adv.least_squares_generator_loss(self.critic(fake_b)) + adv.least_squares_generator_loss(
+            self.critic_a(fake_a)
+        )
+        cycle = (self.generator_ba(fake_b) - a).abs().mean() + (self.generator(fake_a) - b).abs().mean()
+        loss = loss + self.cycle_weight * cycle
+        if self.identity_weight:
+            ident = (self.generator(b) - b).abs().mean() + (self.generator_ba(a) - a).abs().mean()
+            loss = loss + self.identity_weight * ident
+        return loss
+
+    def loss(self, batch: Any) -> torch.Tensor:
+        """Both critics' least-squares losses on the batch's two domains."""
+        return self.forward(batch, "critic")
+
+    def _translate(self, net: nn.Module, x: torch.Tensor) -> torch.Tensor:
+        x = self.validate(x)
+        with torch.no_grad(), _eval_mode(net):
+            return net(x)
+
+    def translate(self, a: torch.Tensor) -> torch.Tensor:
+        """:math:`G(a)`: domain A images to domain B."""
+        return self._translate(self.generator, a)
+
+    def translate_back(self, b: torch.Tensor) -> torch.Tensor:
+        """:math:`F(b)`: domain B images to domain A."""
+        return self._translate(self.generator_ba, b)
+
+    def to_domain_b(self, x: torch.Tensor) -> torch.Tensor:
+        """The data changed into domain B (``domain_b``): the ground truth a translation is judged against."""
+        return _to_domain_b(self.validate(x), self.domain_b)
+
+    def sample(self, n: int, y: object = None) -> torch.Tensor:
+        check_positive_int("n", n)
+        raise NotImplementedError(
+            "cyclegan translates images and does not sample: use translate(x) or translate_back(x)"
+        )
+
+    def as_distribution(self, y: object = None) -> ImplicitDistribution:
+        raise NotImplementedError("cyclegan translates images and defines no distribution: use translate(x)")
+
+    def validation_loss(self, batch: Any) -> torch.Tensor:
+        r"""The cycle-consistency error :math:`\lVert F(G(a)) - a\rVert_1 + \lVert G(F(b)) - b\rVert_1` (per pixel)."""
+        x, _ = self._split(batch)
+        a, b = self._domains(x)
+        with _eval_mode(self):
+            return (self.generator_ba(self.generator(a)) - a).abs().mean() + (
+                self.generator(self.generator_ba(b)) - b
+            ).abs().mean()
