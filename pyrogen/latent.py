@@ -1,4 +1,5 @@
-r"""Uses of a learned latent space: interpolation, latent arithmetic, class means, imputation.
+r"""Uses of a learned latent space: interpolation, latent arithmetic, class means, imputation, and
+conditioning through a generator (:func:`generator_posterior`).
 
 These work with any model that has ``encode(x) -> (loc, scale)`` and
 ``decode(z) -> mean image`` (every :class:`~pyrogen.models.VAE`). Latent
@@ -15,11 +16,23 @@ Example:
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 
-__all__ = ["INTERPOLATIONS", "class_means", "impute", "interpolate", "latent_arithmetic", "lerp", "slerp"]
+__all__ = [
+    "INTERPOLATIONS",
+    "GeneratorPosterior",
+    "class_means",
+    "generator_posterior",
+    "generator_program",
+    "impute",
+    "interpolate",
+    "latent_arithmetic",
+    "lerp",
+    "slerp",
+]
 
 #: The paths :func:`interpolate` draws between two codes.
 INTERPOLATIONS = ("linear", "spherical")
@@ -174,3 +187,135 @@ def impute(
         x.dtype if x.is_floating_point() else torch.float64
     )
     return current, mean
+
+
+# -- conditioning through a generator -------------------------------------------------------------------------------
+def _mask(observed: object, x: torch.Tensor) -> torch.Tensor:
+    if not isinstance(observed, torch.Tensor) or observed.dtype != torch.bool:
+        raise ValueError(f"observed must be a boolean tensor; got {getattr(observed, 'dtype', type(observed))}")
+    try:
+        return observed.to(x.device).expand_as(x)
+    except RuntimeError:
+        raise ValueError(
+            f"observed of shape {tuple(observed.shape)} does not broadcast to x {tuple(x.shape)}"
+        ) from None
+
+
+def generator_program(model: Any, likelihood: str = "bernoulli", scale: float = 0.1) -> Any:
+    r"""The Pyro model :math:`z \sim \mathcal N(0, I)`, :math:`x_{\text{obs}} \sim p(x_{\text{obs}} \mid G(z))`.
+
+    ``program(x, observed)``: one latent code per example (a ``pyro.plate``), the entries of ``x`` where the
+    boolean mask ``observed`` holds scored under ``Bernoulli(G(z))`` (``likelihood="bernoulli"``, for binary
+    pixels; the generator's grey levels as probabilities) or ``Normal(G(z), scale)`` (``"normal"``). Any
+    generator with ``generate(z)`` and ``latent_dim`` (every GAN of :mod:`pyrogen.models.gan`) will do; its
+    weights stay fixed (they are not Pyro parameters).
+
+    Raises:
+        ValueError: an unknown likelihood or a non-positive scale.
+    """
+    import pyro
+    import pyro.distributions as dist
+
+    if likelihood not in ("bernoulli", "normal"):
+        raise ValueError(f"likelihood must be 'bernoulli' or 'normal'; got {likelihood!r}")
+    if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not scale > 0:
+        raise ValueError(f"scale must be a positive number; got {scale!r}")
+
+    def program(x: torch.Tensor, observed: torch.Tensor) -> None:
+        ref = x if x.is_floating_point() else torch.zeros((), dtype=torch.get_default_dtype(), device=x.device)
+        loc = torch.zeros(model.latent_dim, dtype=ref.dtype, device=x.device)
+        with pyro.plate("examples", len(x)):
+            z = pyro.sample("z", dist.Normal(loc, torch.ones_like(loc)).to_event(1))
+            out = model.generate(z.reshape(-1, model.latent_dim)).reshape(*z.shape[:-1], *x.shape[1:])
+            if likelihood == "bernoulli":
+                d = dist.Bernoulli(probs=out.clamp(1e-4, 1 - 1e-4))
+            else:
+                d = dist.Normal(out, scale)
+            pyro.sample("x", d.mask(observed).to_event(x.dim() - 1), obs=x.to(out.dtype))
+
+    return program
+
+
+@dataclass
+class GeneratorPosterior:
+    r"""What :func:`generator_posterior` returns.
+
+    Attributes:
+        mean: :math:`\mathbb E[G(z) \mid x_{\text{obs}}]` with the observed entries put back, ``x``'s shape.
+        z: posterior draws of the codes, ``(draws, n, latent_dim)``.
+        idata: ArviZ ``InferenceData`` of the NUTS chains (``None`` for SVI).
+        losses: SVI's ELBO losses per step (empty for NUTS).
+    """
+
+    mean: torch.Tensor
+    z: torch.Tensor
+    idata: Any
+    losses: list[float]
+
+
+def generator_posterior(
+    model: Any,
+    x: torch.Tensor,
+    observed: torch.Tensor,
+    method: str = "nuts",
+    likelihood: str = "bernoulli",
+    scale: float = 0.1,
+    num_chains: int = 2,
+    num_samples: int = 200,
+    warmup_steps: int = 200,
+    svi_steps: int = 1000,
+    lr: float = 0.05,
+    seed: int = 0,
+) -> GeneratorPosterior:
+    r"""Complete ``x`` from its ``observed`` entries through a trained generator: the posterior over :math:`z`.
+
+    Runs Pyro's NUTS (``method="nuts"``: ``num_chains`` chains, one after another, joined into ArviZ
+    ``InferenceData`` with divergences, so ``az.summary`` gives R-hat and ESS) or SVI with an ``AutoNormal``
+    guide (``"svi"``) on :func:`generator_program`; the completion is the posterior mean of :math:`G(z)`.
+    An implicit model cannot be conditioned by its density, which it lacks; its latent code can.
+
+    Raises:
+        ValueError: a model without ``generate``, an unknown method or likelihood, a bad mask.
+    """
+    import pyro
+    from pyro.infer import NUTS, SVI, Trace_ELBO
+    from pyro.infer.autoguide import AutoNormal
+
+    from pyrogen import diagnostics
+    from pyrogen.inference.mcmc import run_chains
+
+    if not callable(getattr(model, "generate", None)) or not hasattr(model, "latent_dim"):
+        raise ValueError(f"{type(model).__name__} has no generator generate(z) to condition through")
+    if method not in ("nuts", "svi"):
+        raise ValueError(f"method must be 'nuts' or 'svi'; got {method!r}")
+    x = model.validate(x)
+    observed = _mask(observed, x)
+    program = generator_program(model, likelihood, scale)
+    idata, losses = None, []
+    if method == "nuts":
+        runs = run_chains(
+            lambda: NUTS(program, target_accept_prob=0.8),
+            num_chains=num_chains,
+            num_samples=num_samples,
+            warmup_steps=warmup_steps,
+            seed=seed,
+            model_args=(x, observed),
+        )
+        idata = diagnostics.from_pyro(runs)
+        z = torch.cat([r.get_samples()["z"] for r in runs])
+    else:
+        if not isinstance(svi_steps, int) or isinstance(svi_steps, bool) or svi_steps < 1:
+            raise ValueError(f"svi_steps must be a positive integer; got {svi_steps!r}")
+        pyro.set_rng_seed(seed)
+        with pyro.get_param_store().scope():  # the guide's parameters live in a store of their own
+            guide = AutoNormal(program)
+            optim = pyro.optim.ClippedAdam({"lr": lr, "lrd": 0.1 ** (1 / svi_steps)})
+            svi = SVI(program, guide, optim, Trace_ELBO())
+            for _ in range(svi_steps):
+                losses.append(float(svi.step(x, observed)))
+            with torch.no_grad():
+                z = torch.stack([guide(x, observed)["z"] for _ in range(num_samples)])
+    with torch.no_grad():
+        out = torch.stack([model.generate(zi) for zi in z]).mean(0)
+    mean = torch.where(observed, x.to(out.dtype), out)
+    return GeneratorPosterior(mean=mean, z=z.detach(), idata=idata, losses=losses)
