@@ -266,6 +266,7 @@ def generator_posterior(
     svi_steps: int = 1000,
     lr: float = 0.05,
     seed: int = 0,
+    max_tree_depth: int = 10,
 ) -> GeneratorPosterior:
     r"""Complete ``x`` from its ``observed`` entries through a trained generator: the posterior over :math:`z`.
 
@@ -294,7 +295,7 @@ def generator_posterior(
     idata, losses = None, []
     if method == "nuts":
         runs = run_chains(
-            lambda: NUTS(program, target_accept_prob=0.8),
+            lambda: NUTS(program, target_accept_prob=0.8, max_tree_depth=max_tree_depth),
             num_chains=num_chains,
             num_samples=num_samples,
             warmup_steps=warmup_steps,

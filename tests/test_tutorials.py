@@ -14,6 +14,7 @@ RUN = [
     "04_vae.py",
     "05_semi_supervised.py",
     "06_mcmc_over_latents.py",
+    "07_gan.py",
 ]
 
 

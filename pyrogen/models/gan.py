@@ -74,8 +74,9 @@ class AdversarialModel(GenerativeModel):
             use), or ``None``.
         gp_weight: the gradient penalty :math:`\lambda` on interpolates (0: none).
         spectral_norm: spectrally normalize every critic layer.
-        ema: decay of an exponential moving average of the generator, used by :meth:`sample` and
-            :meth:`as_distribution` (``None``: the generator itself).
+        ema: decay of an exponential moving average of the generator, used by :meth:`sample`,
+            :meth:`generate` and :meth:`as_distribution` (``None``: the generator itself). The average's
+            samples are better (FID 0.73 against 1.23 for ``ns-gan`` on the digits, ``benchmarks/gan.py``).
         critic_lr, generator_lr: each group's learning rate (``None``: the run's ``lr``).
         betas: Adam's betas of both groups.
         divergence, alpha, pi: the f-divergence of ``fgan``
@@ -105,7 +106,7 @@ class AdversarialModel(GenerativeModel):
         clip: float | None = None,
         gp_weight: float | None = None,
         spectral_norm: bool | None = None,
-        ema: float | None = None,
+        ema: float | None = 0.999,
         critic_lr: float | None = None,
         generator_lr: float | None = None,
         betas: Sequence[float] | None = None,
