@@ -459,6 +459,11 @@ def _metrics(
         labels = data.labels[split].to(x.device)
         with torch.no_grad():
             out["accuracy"] = float((predict(x) == labels).float().mean())
+    own = getattr(model, "evaluation_metrics", None)
+    if callable(own):  # what a family measures of itself (a translator's cycle error, say)
+        with torch.random.fork_rng(devices=[x.device] if x.device.type == "cuda" else []):
+            torch.manual_seed(seed)
+            out.update(own(x))
     from pyrogen.quality import sample_quality
 
     out.update(sample_quality(model, data, split=split, n=samples, seed=seed))

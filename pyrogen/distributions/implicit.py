@@ -55,7 +55,7 @@ class ImplicitDistribution(dist.TorchDistribution):
         super().__init__(torch.Size(batch_shape), torch.Size(event_shape), validate_args=validate_args)
 
     @constraints.dependent_property
-    def support(self) -> constraints.Constraint:  # type: ignore[override]
+    def support(self) -> constraints.Constraint:
         return constraints.independent(self._support, len(self.event_shape))
 
     def expand(self, batch_shape: Sequence[int], _instance: ImplicitDistribution | None = None) -> ImplicitDistribution:

@@ -30,7 +30,7 @@ def _image(event_shape: Sequence[int], what: str) -> tuple[int, int, int]:
     shape = tuple(event_shape)
     if len(shape) != 3 or shape[1] % 4 or shape[2] % 4:
         raise ValueError(f"the dcgan {what} needs images (C, H, W) with H and W divisible by 4; got {shape}")
-    return shape  # type: ignore[return-value]
+    return shape
 
 
 def _check_arch(arch: str, event_shape: Sequence[int]) -> None:
