@@ -197,7 +197,8 @@ def train_run(
         model = _build(cls, lambda: cls(**run["model_config"]), f"model_config in {out / 'run.json'}")
     else:
         kwargs = dict(model_kwargs or {})
-        model = _build(cls, lambda: cls.from_dataset(data, **kwargs), "--set " + _show(kwargs))
+        where = f"--set {_show(kwargs)}" if kwargs else f"model for --data {data.name}"
+        model = _build(cls, lambda: cls.from_dataset(data, **kwargs), where)
     cfg = _train_config(cls, data, seed, steps, train_overrides)
     created = not out.exists()
     out.mkdir(parents=True, exist_ok=True)
@@ -273,7 +274,7 @@ def _load_data(name: str, seed: int) -> Dataset:
 
 
 def _show(kwargs: Mapping[str, Any]) -> str:
-    return " ".join(f"{k}={json.dumps(v)}" for k, v in kwargs.items()) or "(none)"
+    return " ".join(f"{k}={json.dumps(v)}" for k, v in kwargs.items())
 
 
 def _train_config(
