@@ -311,12 +311,13 @@ def run(rounds: int, steps: int) -> list[dict[str, float | str]]:
 
 def _plain_registered_gan(model: nn.Module, data: torch.Tensor, batch_size: int, lr: float) -> Callable[[int], None]:
     """A registered GAN's networks trained by hand: ``n_critic`` critic steps (WGAN loss, gradient penalty),
-    a generator step, two Adam optimizers with the model's betas."""
+    a generator step, two Adam optimizers with the model's betas, an EMA of the generator."""
     from pyrogen.inference.adversarial import gradient_penalty
 
     g, d = model.generator, model.critic
     opt_d = torch.optim.Adam(d.parameters(), lr=lr, betas=model.betas)
     opt_g = torch.optim.Adam(g.parameters(), lr=lr, betas=model.betas)
+    shadow = [p.detach().clone() for p in g.parameters()]  # the EMA of the generator, as the model keeps one
     perm = torch.randperm(len(data))
     per_epoch = len(data) // batch_size
     g.train()
@@ -335,6 +336,9 @@ def _plain_registered_gan(model: nn.Module, data: torch.Tensor, batch_size: int,
         opt_g.zero_grad(set_to_none=True)
         loss_g.backward()
         opt_g.step()
+        with torch.no_grad():
+            beta = min(0.999, (1 + i) / (10 + i))
+            torch._foreach_lerp_(shadow, list(g.parameters()), 1.0 - beta)
 
     return step
 
