@@ -196,16 +196,38 @@ def mmd_test(
     ix, iy = torch.arange(m), torch.arange(m, m + n)
     value = _mmd2_from_kernel(k, ix, iy)
     g = torch.Generator().manual_seed(seed)
-    perm_stats = []
-    for _ in range(permutations):
-        p = torch.randperm(m + n, generator=g)
-        perm_stats.append(_mmd2_from_kernel(k, p[:m], p[m:]))
-    boots = [
-        _mmd2_from_kernel(k, ix[torch.randint(0, m, (m,), generator=g)], iy[torch.randint(0, n, (n,), generator=g)])
-        for _ in range(n_boot)
+    perms = [torch.randperm(m + n, generator=g) for _ in range(permutations)]
+    draws = [
+        (ix[torch.randint(0, m, (m,), generator=g)], iy[torch.randint(0, n, (n,), generator=g)]) for _ in range(n_boot)
     ]
+    perm_stats = _mmd2_batched(k, [p[:m] for p in perms], [p[m:] for p in perms])
+    boots = _mmd2_batched(k, [a for a, _ in draws], [b for _, b in draws])
     p_value = (1 + sum(s >= value for s in perm_stats)) / (1 + permutations)
     return {"value": value, "ci": _interval(boots), "p_value": p_value, "bandwidths": bws}
+
+
+def _mmd2_batched(k: torch.Tensor, xs: Sequence[torch.Tensor], ys: Sequence[torch.Tensor]) -> list[float]:
+    r""":func:`_mmd2_from_kernel` for many index sets at once, through their count vectors :math:`c`:
+    :math:`\sum_{a \ne b,\, i_a \ne i_b} K_{i_a i_b} = c^\top K c - \sum_i c_i^2 K_{ii}` over
+    :math:`\lVert c\rVert_1^2 - \lVert c\rVert_2^2` pairs (a permutation's counts are 0/1, a bootstrap's any)."""
+    if not xs:
+        return []
+    size = len(k)
+
+    def counts(sets: Sequence[torch.Tensor]) -> torch.Tensor:
+        c = torch.zeros(len(sets), size, dtype=k.dtype)
+        for row, idx in zip(c, sets, strict=True):
+            row.index_add_(0, idx, torch.ones(len(idx), dtype=k.dtype))
+        return c
+
+    cx, cy = counts(xs), counts(ys)
+    diag = k.diagonal()
+
+    def within(c: torch.Tensor) -> torch.Tensor:
+        return (((c @ k) * c).sum(1) - (c * c) @ diag) / (c.sum(1) ** 2 - (c * c).sum(1))
+
+    cross = ((cx @ k) * cy).sum(1) / (cx.sum(1) * cy.sum(1))
+    return (within(cx) + within(cy) - 2 * cross).tolist()
 
 
 def c2st(x: torch.Tensor, y: torch.Tensor, folds: int = 5, neighbours: int | None = None, seed: int = 0) -> dict:
