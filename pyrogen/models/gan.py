@@ -76,7 +76,7 @@ class AdversarialModel(GenerativeModel):
         spectral_norm: spectrally normalize every critic layer.
         ema: decay of an exponential moving average of the generator, used by :meth:`sample`,
             :meth:`generate` and :meth:`as_distribution` (``None``: the generator itself). The average's
-            samples are better (FID 0.73 against 1.23 for ``ns-gan`` on the digits, ``benchmarks/gan.py``).
+            samples are better (FID 0.33 against 0.48 for ``ns-gan`` on the digits, ``benchmarks/gan.py``).
         critic_lr, generator_lr: each group's learning rate (``None``: the run's ``lr``).
         betas: Adam's betas of both groups.
         divergence, alpha, pi: the f-divergence of ``fgan``
