@@ -105,7 +105,7 @@ def test_model_arguments_and_labelled_models_through_the_cli(tmp_path):
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["train", "gan", "--data", "moons"], "unknown model 'gan'"),
+        (["train", "gann", "--data", "moons"], "unknown model 'gann'"),
         (["train", "fvsbn", "--data", "moons"], "bernoulli conditionals; dataset 'moons' is real"),
         (["train", "vae", "--data", "moons", "--set", "likelihood=bernoulli"], "models binary data; dataset 'moons'"),
         (["train", "vae", "--set", "bogus=1"], "unexpected keyword argument 'bogus'"),
