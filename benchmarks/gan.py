@@ -170,12 +170,12 @@ def _completion_use(steps: int | None, quick: bool) -> dict[str, Any]:
     binary = load("digits-binary")
     top = torch.zeros(1, 8, 8, dtype=torch.bool)
     top[:, :4] = True
-    n = 10 if quick else 100
+    n = 10 if quick else 20
     x = binary.test[:n]
     out: dict[str, Any] = {"completion_digits_nuts": n}
     t = time.perf_counter()
     nuts = generator_posterior(
-        model, x, top, "nuts", num_chains=2, num_samples=20 if quick else 200, warmup_steps=20 if quick else 200
+        model, x, top, "nuts", num_chains=2, num_samples=20 if quick else 150, warmup_steps=20 if quick else 150
     )
     out["completion_nuts_s"] = round(time.perf_counter() - t, 1)
     table = diagnostics.summary(nuts.idata)
@@ -194,8 +194,21 @@ def _completion_use(steps: int | None, quick: bool) -> dict[str, Any]:
     return out
 
 
-def uses(steps: int | None, quick: bool) -> dict[str, Any]:
-    return {**_cgan_use(steps), **_bigan_use(steps), **_cyclegan_use(steps), **_completion_use(steps, quick)}
+USES = ("cgan", "bigan", "cyclegan", "completion")
+
+
+def uses(steps: int | None, quick: bool, which: list[str] | None = None) -> dict[str, Any]:
+    parts = {
+        "cgan": lambda: _cgan_use(steps),
+        "bigan": lambda: _bigan_use(steps),
+        "cyclegan": lambda: _cyclegan_use(steps),
+        "completion": lambda: _completion_use(steps, quick),
+    }
+    out: dict[str, Any] = {}
+    for name in which or USES:
+        out.update(parts[name]())
+        print(f"{name}: {out}", file=sys.stderr, flush=True)  # progress, as each part finishes
+    return out
 
 
 def speed(rounds: int, steps: int) -> dict[str, Any]:
@@ -235,6 +248,7 @@ def main(argv: list[str] | None = None) -> int:
     p = section_parser(__doc__, SECTIONS)
     p.add_argument("--steps", type=int, help="training steps per model (default: the registered defaults)")
     p.add_argument("--jobs", type=int, default=2, help="models trained at once (one thread each)")
+    p.add_argument("--uses", nargs="+", choices=USES, help="only these parts of the uses section")
     args = p.parse_args(argv)
     steps = 30 if args.quick else args.steps
     only = args.only or list(SECTIONS)
@@ -244,7 +258,7 @@ def main(argv: list[str] | None = None) -> int:
     if "digits" in only:
         out["digits"] = digits(steps, args.jobs)
     if "uses" in only:
-        out["uses"] = uses(steps, args.quick)
+        out["uses"] = uses(steps, args.quick, args.uses)
     if "speed" in only:
         out["speed"] = speed(3 if args.quick else 15, 5 if args.quick else 20)
     return report(out, args.json, _print)
