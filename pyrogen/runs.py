@@ -202,7 +202,11 @@ def train_run(
     cfg = _train_config(cls, data, seed, steps, train_overrides)
     created = not out.exists()
     out.mkdir(parents=True, exist_ok=True)
-    _remove_stale_temporaries(out)
+    # under torchrun the ranks start together (before fit joins them): rank 0 alone writes the run's files,
+    # or one rank's clean-up removes the other's temporary file mid-write
+    first = int(os.environ.get("RANK", "0")) == 0
+    if first:
+        _remove_stale_temporaries(out)
     run = {
         "model": model_name,
         "model_config": model.config(),
@@ -211,7 +215,8 @@ def train_run(
         "train_config": cfg.__dict__,
         "pyrogen_version": __version__,
     }
-    _write_json(out / "run.json", run)
+    if first:
+        _write_json(out / "run.json", run)
     try:
         result = fit(
             model,
@@ -225,7 +230,7 @@ def train_run(
             run_metadata={"model": model_name, "data": data.name},
         )
     except BaseException:
-        if latest_checkpoint(out) is None:  # nothing trained: leave nothing behind
+        if first and latest_checkpoint(out) is None:  # nothing trained: leave nothing behind
             (out / "run.json").unlink(missing_ok=True)
             if created and not any(out.iterdir()):
                 out.rmdir()
