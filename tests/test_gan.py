@@ -84,6 +84,15 @@ def test_generate_uses_the_ema_average():
     assert m.generator.training  # generate leaves the mode as it was
 
 
+def test_generate_checks_its_codes():
+    m = small("ns-gan")
+    with pytest.raises(ValueError, match=r"z must have shape \(n, 4\); got \(3, 5\)"):
+        m.generate(torch.zeros(3, 5))
+    with pytest.raises(ValueError, match="z must hold finite"):
+        m.generate(torch.full((2, 4), float("nan")))
+    assert m.generate(torch.zeros(2, 4, dtype=torch.float64)).dtype == torch.float32
+
+
 def test_wgan_critic_is_clipped_when_used():
     m = small("wgan")
     x = load("digits").train[:32]

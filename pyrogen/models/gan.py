@@ -313,6 +313,10 @@ class AdversarialModel(GenerativeModel):
         in eval mode, differentiable in ``z`` — what a Pyro model over :math:`z` calls."""
         if not isinstance(z, torch.Tensor) or z.dim() != 2 or z.shape[1] != self.latent_dim:
             raise ValueError(f"z must have shape (n, {self.latent_dim}); got {tuple(getattr(z, 'shape', ()))}")
+        if not z.is_floating_point():
+            raise ValueError(f"z must be a floating-point tensor; got {z.dtype}")
+        if not bool(torch.isfinite(z).all()):
+            raise ValueError("z must hold finite numbers; got NaN or infinity")
         with _eval_mode(self.generator):
             return self._generate(z.to(self._ref().dtype), self._labels(y, len(z)), averaged=True)
 
