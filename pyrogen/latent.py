@@ -159,14 +159,7 @@ def impute(
     Raises:
         ValueError: ``observed`` not boolean or not broadcastable, or ``burn_in >= steps``.
     """
-    if not isinstance(observed, torch.Tensor) or observed.dtype != torch.bool:
-        raise ValueError(f"observed must be a boolean tensor; got {getattr(observed, 'dtype', type(observed))}")
-    try:
-        observed = observed.to(x.device).expand_as(x)
-    except RuntimeError:
-        raise ValueError(
-            f"observed of shape {tuple(observed.shape)} does not broadcast to x {tuple(x.shape)}"
-        ) from None
+    observed = _mask(observed, x)
     for name, v in (("steps", steps), ("burn_in", burn_in)):
         if not isinstance(v, int) or isinstance(v, bool) or v < 0:
             raise ValueError(f"{name} must be a non-negative integer; got {v!r}")

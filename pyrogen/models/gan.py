@@ -340,11 +340,12 @@ class AdversarialModel(GenerativeModel):
 
     # -- validation --------------------------------------------------------------------------------------------
     def validation_loss(self, batch: Any) -> torch.Tensor:
-        """The unbiased MMD² between ``len(batch)`` samples and the batch (median bandwidth)."""
+        """The unbiased MMD² between ``len(batch)`` samples (with the batch's labels, for ``cgan``) and the batch
+        (median bandwidth)."""
         from pyrogen.quality import mmd2
 
         x, y = self._split(batch)
-        fake = self.generate(self._noise(len(x), x), y if y is None else y)
+        fake = self.generate(self._noise(len(x), x), y)
         return torch.tensor(mmd2(fake.detach().flatten(1).double(), x.flatten(1).double()))
 
 
@@ -461,14 +462,6 @@ class CGAN(AdversarialModel):
 
     def _score(self, x: torch.Tensor, y: torch.Tensor | None) -> torch.Tensor:
         return self.critic(x, y=y)
-
-    def validation_loss(self, batch: Any) -> torch.Tensor:
-        """The unbiased MMD² between samples with the batch's labels and the batch."""
-        from pyrogen.quality import mmd2
-
-        x, y = self._split(batch)
-        fake = self.generate(self._noise(len(x), x), y)
-        return torch.tensor(mmd2(fake.flatten(1).double(), x.flatten(1).double()))
 
 
 @register("bigan")

@@ -33,7 +33,7 @@ def _image(event_shape: Sequence[int], what: str) -> tuple[int, int, int]:
     return shape
 
 
-def _check_arch(arch: str, event_shape: Sequence[int]) -> None:
+def _check_arch(arch: str) -> None:
     if arch not in ARCHS:
         raise ValueError(f"arch must be one of {', '.join(ARCHS)}; got {arch!r}")
 
@@ -83,7 +83,7 @@ class Generator(nn.Module):
         classes: int = 0,
     ) -> None:
         super().__init__()
-        _check_arch(arch, event_shape)
+        _check_arch(arch)
         if output not in ("linear", "sigmoid"):
             raise ValueError(f"output must be 'linear' or 'sigmoid'; got {output!r}")
         self.event_shape, self.classes, self.output = torch.Size(event_shape), classes, output
@@ -117,7 +117,7 @@ class _Features(nn.Module):
 
     def __init__(self, event_shape: Sequence[int], arch: str, hidden: Sequence[int], features: int) -> None:
         super().__init__()
-        _check_arch(arch, event_shape)
+        _check_arch(arch)
         if arch == "mlp":
             if not hidden:
                 raise ValueError("an mlp critic or encoder needs at least one hidden layer")
