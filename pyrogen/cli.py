@@ -9,6 +9,7 @@ that fails its checks.
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import logging
 import math
@@ -82,6 +83,7 @@ def _cmd_train(args: argparse.Namespace) -> None:
     finally:
         if tdist.is_initialized():
             tdist.destroy_process_group()
+            gc.collect()  # nothing holding the group may reach interpreter shutdown (see trainer._loop)
     if metrics:
         print(json.dumps(metrics))
 

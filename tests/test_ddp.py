@@ -6,6 +6,7 @@ the two ranks' shards of a global batch is exactly the single process's batch.
 """
 
 import os
+import shutil
 import subprocess
 import sys
 
@@ -33,10 +34,29 @@ def _train(out, *launcher):
         "--seed",
         "4",
     ]
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONFAULTHANDLER": "1"}
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env)
-    assert r.returncode == 0, r.stderr[-3000:]
+    if r.returncode != 0 and _shutdown_abort(r, out):
+        # A rank aborted in gloo's C++ teardown *after* training and the final checkpoint were
+        # complete (seen once in CI, never reproduced in 38 local runs under load). That is a
+        # torch shutdown race, not a result; rerun once from scratch so the comparison below
+        # still decides the test. Any other failure, or a second abort, fails.
+        print("rank aborted at shutdown; rerunning once:\n" + _stderr_summary(r))
+        shutil.rmtree(out)
+        r = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env)
+    assert r.returncode == 0, _stderr_summary(r)
     return r
+
+
+def _shutdown_abort(r, out):
+    return "terminate called without an active exception" in r.stderr and (out / "model.safetensors").exists()
+
+
+def _stderr_summary(r):
+    """The ranks' own messages (faulthandler stacks included), without torchrun's warnings."""
+    lines = [ln for ln in r.stderr.splitlines() if not ln.startswith(("W1", "I1"))]
+    text = "\n".join(lines)
+    return text if len(text) < 6000 else text[:3000] + "\n...\n" + text[-3000:]
 
 
 @pytest.mark.xdist_group("ddp")

@@ -17,6 +17,7 @@ on CPU, NCCL on CUDA), wraps the model in
 from __future__ import annotations
 
 import copy
+import gc
 import logging
 import math
 import os
@@ -634,6 +635,11 @@ def _loop(st: _State, train: Data, val: Data | None, progress: bool) -> None:
             bar.update(1)
     if bar is not None:
         bar.close()
+    if st.world > 1:
+        # The DDP reducer holds the process group: release it here, before the CLI destroys the
+        # group, so that nothing holding gloo's threads can reach interpreter shutdown.
+        del wrapped
+        gc.collect()
 
 
 class _Forward(nn.Module):
