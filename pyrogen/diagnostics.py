@@ -98,7 +98,11 @@ def from_chains(samples: Mapping[str, Any], sample_stats: Mapping[str, Any] | No
     stats = None
     if sample_stats is not None:
         stats = {k: np.asarray(v.detach().cpu() if hasattr(v, "detach") else v) for k, v in sample_stats.items()}
-    return az.from_dict(posterior=post, sample_stats=stats)
+    with warnings.catch_warnings():
+        # the layout is (chains, draws) by contract; many short chains (an EBM's, a reverse
+        # diffusion's) are normal here, so ArviZ's guess that the axes are swapped is not
+        warnings.filterwarnings("ignore", message="More chains", category=UserWarning)
+        return az.from_dict(posterior=post, sample_stats=stats)
 
 
 def summary(data: Any, **kwargs: Any) -> Any:

@@ -14,9 +14,29 @@ from pyrogen.inference.protocol import (
     GenerativeModelProtocol,
     TrainableProtocol,
 )
+from pyrogen.inference.samplers import (
+    HMC,
+    MALA,
+    AnnealedLangevin,
+    Chains,
+    ChainState,
+    Langevin,
+    PyroKernel,
+    RandomWalkMH,
+    sample_chains,
+)
 from pyrogen.inference.trainer import FitResult, TrainConfig, TrainingDiverged, fit, latest_checkpoint
 
 __all__ = [
+    "AnnealedLangevin",
+    "ChainState",
+    "Chains",
+    "HMC",
+    "Langevin",
+    "MALA",
+    "PyroKernel",
+    "RandomWalkMH",
+    "sample_chains",
     "DENSITY_KINDS",
     "FLOW_GUIDE_KINDS",
     "Density",

@@ -1,0 +1,730 @@
+r"""MCMC kernels for many chains held in one tensor, and their adapter to Pyro's ``MCMC``.
+
+Pyro's HMC and NUTS run one chain on a dictionary of sites; an energy-based model or a
+score network wants hundreds of short chains advanced together, in plain tensor code, on
+the GPU. The kernels here do that, on one contract in the manner of NumPyro's
+``init``/``sample`` kernels: the state of every chain is explicit (:class:`ChainState`:
+position, log density, its gradient, step size, the last transition's acceptance
+probability), :meth:`Kernel.init` builds it from starting points and :meth:`Kernel.step`
+advances all chains by one transition. :func:`sample_chains` runs warm-up with per-chain
+step-size adaptation (dual averaging, Hoffman and Gelman, 2014) to a target acceptance
+probability and records per-draw statistics; :meth:`Chains.to_inference_data` hands the
+draws to ArviZ with ``lp``, ``acceptance_rate``, ``step_size``, ``energy`` and ``diverging``
+in ``sample_stats`` (ArviZ's names), so that its energy plot, BFMI, R-hat and ESS work.
+
+Kernels (the target is an unnormalized log density ``log_prob(x) -> (chains,)``):
+
+- :class:`Langevin` -- unadjusted Langevin,
+  :math:`x' = x + \epsilon \nabla \log p(x) + \sqrt{2\epsilon}\,\xi` (or a fixed noise scale,
+  as in EBM training); biased for any :math:`\epsilon > 0`, no accept step, takes a score
+  function instead of a density if that is all there is;
+- :class:`MALA` -- the same proposal with a Metropolis-Hastings correction (exact);
+- :class:`RandomWalkMH` -- Gaussian random-walk Metropolis-Hastings;
+- :class:`HMC` -- Hamiltonian Monte Carlo with unit mass and a fixed number of leapfrog steps;
+- :class:`AnnealedLangevin` -- Langevin dynamics over a decreasing sequence of noise levels
+  with a noise-conditional score (Song and Ermon, 2019), the sampler of NCSN.
+
+:class:`PyroKernel` makes any of the first four a Pyro
+:class:`~pyro.infer.mcmc.mcmc_kernel.MCMCKernel`, so that ``pyro.infer.MCMC`` runs it on a
+Pyro model (sites in unconstrained space, through Pyro's own ``initialize_model``) or on a
+``potential_fn``, and ``arviz.from_pyro`` accepts the run.
+
+Example:
+    >>> import torch
+    >>> from pyrogen.inference.samplers import MALA, sample_chains
+    >>> log_prob = lambda x: -0.5 * (x**2).sum(-1)
+    >>> chains = sample_chains(MALA(log_prob, step_size=0.5), torch.zeros(4, 2), 200, warmup_steps=100)
+    >>> chains.samples.shape
+    torch.Size([4, 200, 2])
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import torch
+from pyro.infer.mcmc.mcmc_kernel import MCMCKernel
+from pyro.ops.dual_averaging import DualAveraging
+
+__all__ = [
+    "ChainState",
+    "Chains",
+    "Kernel",
+    "Langevin",
+    "MALA",
+    "RandomWalkMH",
+    "HMC",
+    "AnnealedLangevin",
+    "sample_chains",
+    "PyroKernel",
+]
+
+LogProb = Callable[[torch.Tensor], torch.Tensor]
+Score = Callable[[torch.Tensor], torch.Tensor]
+
+#: a transition whose energy error exceeds this is a divergence (Pyro's and Stan's threshold)
+MAX_DELTA_ENERGY = 1000.0
+
+
+@dataclass(frozen=True)
+class ChainState:
+    """The state of a batch of chains; every tensor has the chains as its first dimension.
+
+    Attributes:
+        position: ``(chains, *event_shape)``.
+        log_prob: ``(chains,)``, the unnormalized log density at ``position`` (NaN when the
+            kernel only has a score function).
+        grad: ``(chains, *event_shape)``, :math:`\\nabla \\log p` at ``position`` (``None`` for
+            kernels that do not use it).
+        step_size: ``(chains,)``.
+        accept_prob: ``(chains,)``, the last transition's acceptance probability (1 for
+            unadjusted kernels).
+        accepted: ``(chains,)`` bool, whether the last proposal was taken.
+        energy: ``(chains,)``, the Hamiltonian of the current point for HMC, ``-log_prob`` otherwise.
+        diverging: ``(chains,)`` bool, whether the last transition diverged (an energy error
+            above :data:`MAX_DELTA_ENERGY` or a non-finite proposal).
+    """
+
+    position: torch.Tensor
+    log_prob: torch.Tensor
+    grad: torch.Tensor | None
+    step_size: torch.Tensor
+    accept_prob: torch.Tensor
+    accepted: torch.Tensor
+    energy: torch.Tensor
+    diverging: torch.Tensor
+
+
+def _positive(name: str, v: Any) -> float:
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v <= 0:
+        raise ValueError(f"{name} must be a positive finite number; got {v!r}")
+    return float(v)
+
+
+def _check_position(x: Any) -> torch.Tensor:
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(
+            f"the initial position must be a tensor of shape (chains, *event_shape); got {type(x).__name__}"
+        )
+    if not x.is_floating_point():
+        raise ValueError(f"the initial position must be floating point; got dtype {x.dtype}")
+    if x.dim() < 2 or x.shape[0] == 0 or x[0].numel() == 0:
+        raise ValueError(
+            f"the initial position must have shape (chains, *event_shape), both non-empty; got {tuple(x.shape)}"
+        )
+    if not torch.isfinite(x).all():
+        raise ValueError("the initial position holds NaN or infinite values")
+    return x.detach()
+
+
+def _sum_event(t: torch.Tensor) -> torch.Tensor:
+    return t.flatten(1).sum(-1)
+
+
+def _where(mask: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Per chain: ``a`` where ``mask`` else ``b``."""
+    return torch.where(mask.view(-1, *([1] * (a.dim() - 1))), a, b)
+
+
+def _per_chain(step: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    return step.view(-1, *([1] * (like.dim() - 1)))
+
+
+class Kernel:
+    r"""The contract every batched kernel keeps.
+
+    Args:
+        log_prob: ``x -> (chains,)`` unnormalized log density of a batch of positions
+            ``(chains, *event_shape)``, differentiable in ``x`` (by autograd) for the
+            gradient-based kernels.
+        step_size: the initial step size, the same for every chain.
+        target_accept: the acceptance probability warm-up adapts each chain's step size to.
+        adapt_step_size: whether :func:`sample_chains` adapts the step size during warm-up.
+    """
+
+    #: whether :meth:`step` needs :math:`\nabla \log p`
+    uses_grad: bool = True
+    #: whether the kernel has a Metropolis-Hastings test (and so an acceptance rate to adapt to)
+    adjusted: bool = True
+    default_target_accept: float = 0.8
+
+    def __init__(
+        self,
+        log_prob: LogProb,
+        step_size: float = 0.1,
+        *,
+        target_accept: float | None = None,
+        adapt_step_size: bool = True,
+    ) -> None:
+        if not callable(log_prob):
+            raise TypeError(f"log_prob must be a callable x -> (chains,); got {type(log_prob).__name__}")
+        self.log_prob_fn = log_prob
+        self.step_size = _positive("step_size", step_size)
+        ta = self.default_target_accept if target_accept is None else target_accept
+        if isinstance(ta, bool) or not isinstance(ta, (int, float)) or not 0 < ta < 1:
+            raise ValueError(f"target_accept must be in (0, 1); got {target_accept!r}")
+        self.target_accept = float(ta)
+        self.adapt_step_size = bool(adapt_step_size) and self.adjusted
+
+    # -- the target --------------------------------------------------------------------------
+    def _log_prob(self, x: torch.Tensor) -> torch.Tensor:
+        lp = self.log_prob_fn(x)
+        if not isinstance(lp, torch.Tensor) or lp.shape != x.shape[:1]:
+            got = tuple(lp.shape) if isinstance(lp, torch.Tensor) else type(lp).__name__
+            raise ValueError(f"log_prob must return one value per chain, shape ({x.shape[0]},); got {got}")
+        return lp
+
+    def _log_prob_and_grad(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        with torch.enable_grad():
+            x = x.detach().requires_grad_(True)
+            lp = self._log_prob(x)
+            (g,) = torch.autograd.grad(lp.sum(), x)
+        return lp.detach(), g.detach()
+
+    def _evaluate(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        if self.uses_grad:
+            return self._log_prob_and_grad(x)
+        with torch.no_grad():
+            return self._log_prob(x), None
+
+    # -- the contract ------------------------------------------------------------------------
+    def init(self, position: torch.Tensor, step_size: torch.Tensor | float | None = None) -> ChainState:
+        """The state of chains starting at ``position`` ``(chains, *event_shape)``."""
+        x = _check_position(position)
+        lp, g = self._evaluate(x)
+        n = x.shape[0]
+        if step_size is None:
+            step = torch.full((n,), self.step_size, dtype=x.dtype, device=x.device)
+        else:
+            step = torch.as_tensor(step_size, dtype=x.dtype, device=x.device).expand(n).clone()
+        return ChainState(
+            position=x,
+            log_prob=lp,
+            grad=g,
+            step_size=step,
+            accept_prob=torch.ones(n, dtype=x.dtype, device=x.device),
+            accepted=torch.ones(n, dtype=torch.bool, device=x.device),
+            energy=-lp,
+            diverging=torch.zeros(n, dtype=torch.bool, device=x.device),
+        )
+
+    def step(self, state: ChainState) -> ChainState:
+        """One transition of every chain (no adaptation: :func:`sample_chains` does that)."""
+        raise NotImplementedError
+
+    def _mh(
+        self, state: ChainState, proposal: torch.Tensor, log_ratio_extra: Callable[..., torch.Tensor]
+    ) -> ChainState:
+        """Metropolis-Hastings on ``proposal``; ``log_ratio_extra(lp_new, g_new)`` adds the proposal's
+        asymmetry :math:`\\log q(x \\mid x') - \\log q(x' \\mid x)`."""
+        lp_new, g_new = self._evaluate(proposal)
+        log_alpha = lp_new - state.log_prob + log_ratio_extra(lp_new, g_new)
+        log_alpha = torch.nan_to_num(log_alpha, nan=-math.inf)
+        diverging = ~torch.isfinite(lp_new) | (log_alpha < -MAX_DELTA_ENERGY)
+        accept_prob = log_alpha.clamp(max=0).exp()
+        u = torch.rand_like(accept_prob)
+        accepted = (u < accept_prob) & ~diverging
+        lp = torch.where(accepted, lp_new, state.log_prob)
+        return replace(
+            state,
+            position=_where(accepted, proposal, state.position),
+            log_prob=lp,
+            grad=None if g_new is None else _where(accepted, g_new, state.grad),  # type: ignore[arg-type]
+            accept_prob=accept_prob,
+            accepted=accepted,
+            energy=-lp,
+            diverging=diverging,
+        )
+
+
+class Langevin(Kernel):
+    r"""Unadjusted Langevin: :math:`x' = x + \epsilon\,\nabla \log p(x) + \sigma \xi`, :math:`\xi \sim N(0, I)`.
+
+    With ``noise=None``, :math:`\sigma = \sqrt{2\epsilon}` (the discretized Langevin diffusion,
+    whose stationary law tends to :math:`p` as :math:`\epsilon \to 0`; for a Gaussian
+    :math:`N(0, s^2)` it is :math:`N(0, s^2 / (1 - \epsilon / 2s^2))`); a fixed ``noise`` decouples
+    the two, as EBM training does (Du and Mordatch, 2019). Every proposal is taken, so there is
+    no acceptance rate to adapt to.
+
+    Args:
+        log_prob: the unnormalized log density; or give ``score`` instead.
+        score: ``x -> grad log p(x)`` (same shape as ``x``), when there is no density.
+        step_size: :math:`\epsilon`.
+        noise: the standard deviation of the injected noise (``None``: :math:`\sqrt{2\epsilon}`).
+        grad_clip: clamp each coordinate of the gradient to ``[-grad_clip, grad_clip]``
+            (``None``: no clamp), the usual guard in short-run EBM sampling.
+    """
+
+    adjusted = False
+
+    def __init__(
+        self,
+        log_prob: LogProb | None = None,
+        step_size: float = 0.01,
+        *,
+        score: Score | None = None,
+        noise: float | None = None,
+        grad_clip: float | None = None,
+    ) -> None:
+        if (log_prob is None) == (score is None):
+            raise ValueError("give exactly one of log_prob and score")
+        if score is not None and not callable(score):
+            raise TypeError(f"score must be a callable x -> grad log p(x); got {type(score).__name__}")
+        super().__init__(log_prob if log_prob is not None else _no_density, step_size, adapt_step_size=False)
+        self.score_fn = score
+        self.noise = None if noise is None else _positive("noise", noise)
+        self.grad_clip = None if grad_clip is None else _positive("grad_clip", grad_clip)
+
+    def _evaluate(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        if self.score_fn is None:
+            lp, g = self._log_prob_and_grad(x)
+        else:
+            with torch.no_grad():
+                g = self.score_fn(x)
+            if not isinstance(g, torch.Tensor) or g.shape != x.shape:
+                got = tuple(g.shape) if isinstance(g, torch.Tensor) else type(g).__name__
+                raise ValueError(f"score must return a tensor shaped like x, {tuple(x.shape)}; got {got}")
+            lp = torch.full(x.shape[:1], math.nan, dtype=x.dtype, device=x.device)
+        if self.grad_clip is not None:
+            g = g.clamp(-self.grad_clip, self.grad_clip)
+        return lp, g
+
+    def step(self, state: ChainState) -> ChainState:
+        x, eps = state.position, _per_chain(state.step_size, state.position)
+        sigma = (2 * eps).sqrt() if self.noise is None else self.noise
+        assert state.grad is not None
+        x_new = x + eps * state.grad + sigma * torch.randn_like(x)
+        lp, g = self._evaluate(x_new)
+        n = x.shape[0]
+        return replace(
+            state,
+            position=x_new.detach(),
+            log_prob=lp,
+            grad=g,
+            accept_prob=torch.ones(n, dtype=x.dtype, device=x.device),
+            accepted=torch.ones(n, dtype=torch.bool, device=x.device),
+            energy=-lp,
+            diverging=~torch.isfinite(x_new.flatten(1)).all(-1),
+        )
+
+
+def _no_density(x: torch.Tensor) -> torch.Tensor:  # pragma: no cover - never called
+    raise AssertionError("a score-only Langevin kernel has no density")
+
+
+class MALA(Kernel):
+    r"""Metropolis-adjusted Langevin (Roberts and Tweedie, 1996): the Langevin proposal
+    :math:`x' \sim N(x + \epsilon \nabla \log p(x), 2\epsilon I)` accepted with probability
+    :math:`\min\{1, p(x') q(x \mid x') / p(x) q(x' \mid x)\}`, so that :math:`p` is stationary
+    for every :math:`\epsilon`. Warm-up adapts :math:`\epsilon` to ``target_accept``
+    (0.574, the optimal rate of Roberts and Rosenthal, 1998)."""
+
+    default_target_accept = 0.574
+
+    def step(self, state: ChainState) -> ChainState:
+        x, g, eps = state.position, state.grad, _per_chain(state.step_size, state.position)
+        assert g is not None
+        proposal = x + eps * g + (2 * eps).sqrt() * torch.randn_like(x)
+
+        def asymmetry(lp_new: torch.Tensor, g_new: torch.Tensor) -> torch.Tensor:
+            fwd = _sum_event((proposal - x - eps * g) ** 2)
+            bwd = _sum_event((x - proposal - eps * g_new) ** 2)
+            return (fwd - bwd) / (4 * state.step_size)
+
+        return self._mh(state, proposal.detach(), asymmetry)
+
+
+class RandomWalkMH(Kernel):
+    r"""Random-walk Metropolis-Hastings: :math:`x' \sim N(x, \epsilon^2 I)`, accepted with
+    probability :math:`\min\{1, p(x')/p(x)\}`; needs no gradient. Warm-up adapts
+    :math:`\epsilon` to ``target_accept`` (0.234, Roberts, Gelman and Gilks, 1997)."""
+
+    uses_grad = False
+    default_target_accept = 0.234
+
+    def step(self, state: ChainState) -> ChainState:
+        x = state.position
+        proposal = x + _per_chain(state.step_size, x) * torch.randn_like(x)
+        return self._mh(state, proposal, lambda lp, g: torch.zeros_like(lp))
+
+
+class HMC(Kernel):
+    r"""Hamiltonian Monte Carlo (Duane et al., 1987; Neal, 2011) with an identity mass matrix:
+    a fresh momentum :math:`r \sim N(0, I)`, ``num_steps`` leapfrog steps of size
+    :math:`\epsilon` on :math:`H(x, r) = -\log p(x) + \lVert r\rVert^2 / 2`, accepted with
+    probability :math:`\min\{1, e^{-\Delta H}\}`. ``energy`` is :math:`H` at the kept point (what
+    ArviZ's energy plot and BFMI read). ``num_steps=1`` is MALA with step :math:`\epsilon^2/2`.
+
+    Args:
+        num_steps: leapfrog steps per transition.
+    """
+
+    default_target_accept = 0.8
+
+    def __init__(self, log_prob: LogProb, step_size: float = 0.1, num_steps: int = 10, **kwargs: Any) -> None:
+        super().__init__(log_prob, step_size, **kwargs)
+        if isinstance(num_steps, bool) or not isinstance(num_steps, int) or num_steps < 1:
+            raise ValueError(f"num_steps must be a positive integer; got {num_steps!r}")
+        self.num_steps = num_steps
+
+    def leapfrog(
+        self, x: torch.Tensor, r: torch.Tensor, grad: torch.Tensor, step_size: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``num_steps`` leapfrog steps from ``(x, r)``; returns ``(x, r, log_prob, grad)`` at the end."""
+        eps = _per_chain(step_size, x)
+        lp = torch.empty(0)
+        r = r + 0.5 * eps * grad
+        for i in range(self.num_steps):
+            x = x + eps * r
+            lp, grad = self._log_prob_and_grad(x)
+            r = r + (eps if i < self.num_steps - 1 else 0.5 * eps) * grad
+        return x, r, lp, grad
+
+    def step(self, state: ChainState) -> ChainState:
+        assert state.grad is not None
+        r0 = torch.randn_like(state.position)
+        h0 = -state.log_prob + 0.5 * _sum_event(r0**2)
+        x, r, lp, g = self.leapfrog(state.position, r0, state.grad, state.step_size)
+        h = -lp + 0.5 * _sum_event(r**2)
+        delta = torch.nan_to_num(h - h0, nan=math.inf)
+        diverging = ~torch.isfinite(lp) | (delta > MAX_DELTA_ENERGY)
+        accept_prob = (-delta).clamp(max=0).exp()
+        accepted = (torch.rand_like(accept_prob) < accept_prob) & ~diverging
+        return replace(
+            state,
+            position=_where(accepted, x, state.position),
+            log_prob=torch.where(accepted, lp, state.log_prob),
+            grad=_where(accepted, g, state.grad),
+            accept_prob=accept_prob,
+            accepted=accepted,
+            energy=torch.where(accepted, h, h0),
+            diverging=diverging,
+        )
+
+
+# -- running chains -----------------------------------------------------------------------------
+
+
+@dataclass
+class Chains:
+    """Draws of a batch of chains and their per-draw statistics.
+
+    Attributes:
+        samples: ``(chains, draws, *event_shape)``.
+        stats: ``(chains, draws)`` tensors: ``lp``, ``acceptance_rate``, ``step_size``, ``energy``,
+            ``diverging`` (and ``accepted``).
+        state: the last state (to continue the chains with ``sample_chains(kernel, state, ...)``).
+    """
+
+    samples: torch.Tensor
+    stats: dict[str, torch.Tensor]
+    state: ChainState | None = None
+
+    def to_inference_data(self, name: str = "x") -> Any:
+        """ArviZ ``InferenceData``: the draws under ``name`` and the statistics in ``sample_stats``
+        (statistics that are unknown, such as ``lp`` of a score-only kernel, are left out)."""
+        from pyrogen.diagnostics import from_chains
+
+        stats = {k: v for k, v in self.stats.items() if v.dtype == torch.bool or torch.isfinite(v).all()}
+        return from_chains({name: self.samples}, stats)
+
+    @property
+    def acceptance_rate(self) -> torch.Tensor:
+        """Per chain: the mean acceptance probability over the draws."""
+        return self.stats["acceptance_rate"].mean(-1)
+
+
+def _check_count(name: str, v: Any, lo: int) -> int:
+    if isinstance(v, bool) or not isinstance(v, int) or v < lo:
+        raise ValueError(f"{name} must be an integer >= {lo}; got {v!r}")
+    return v
+
+
+def sample_chains(
+    kernel: Kernel,
+    initial: torch.Tensor | ChainState,
+    num_samples: int,
+    *,
+    warmup_steps: int = 0,
+    thin: int = 1,
+    progress: bool = False,
+) -> Chains:
+    """Run every chain through ``warmup_steps`` transitions (adapting the step size where the
+    kernel has an acceptance test and ``adapt_step_size``), then keep ``num_samples`` draws,
+    one every ``thin`` transitions.
+
+    Args:
+        kernel: a :class:`Kernel`.
+        initial: starting positions ``(chains, *event_shape)``, or a :class:`ChainState` to go on from.
+        num_samples: draws kept per chain (at least 1).
+        warmup_steps: transitions before the first draw, discarded.
+        thin: keep one transition in ``thin``.
+
+    Returns:
+        :class:`Chains` with ``samples`` of shape ``(chains, num_samples, *event_shape)``.
+    """
+    _check_count("num_samples", num_samples, 1)
+    _check_count("warmup_steps", warmup_steps, 0)
+    _check_count("thin", thin, 1)
+    state = initial if isinstance(initial, ChainState) else kernel.init(initial)
+    adapt = None
+    if kernel.adapt_step_size and warmup_steps > 0:
+        adapt = DualAveraging(prox_center=torch.log(10 * state.step_size))
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=warmup_steps + num_samples * thin, desc=type(kernel).__name__)
+    for t in range(warmup_steps):
+        state = kernel.step(state)
+        if adapt is not None:
+            adapt.step(kernel.target_accept - state.accept_prob)
+            log_step, log_avg = adapt.get_state()
+            final = t == warmup_steps - 1
+            state = replace(state, step_size=torch.exp(log_avg if final else log_step).to(state.step_size))
+        if bar is not None:
+            bar.update(1)
+    draws: list[torch.Tensor] = []
+    recs: dict[str, list[torch.Tensor]] = {
+        k: [] for k in ("lp", "acceptance_rate", "step_size", "energy", "diverging", "accepted")
+    }
+    for t in range(num_samples * thin):
+        state = kernel.step(state)
+        if (t + 1) % thin == 0:
+            draws.append(state.position)
+            for k, v in (
+                ("lp", state.log_prob),
+                ("acceptance_rate", state.accept_prob),
+                ("step_size", state.step_size),
+                ("energy", state.energy),
+                ("diverging", state.diverging),
+                ("accepted", state.accepted),
+            ):
+                recs[k].append(v)
+        if bar is not None:
+            bar.update(1)
+    if bar is not None:
+        bar.close()
+    return Chains(samples=torch.stack(draws, 1), stats={k: torch.stack(v, 1) for k, v in recs.items()}, state=state)
+
+
+# -- annealed Langevin --------------------------------------------------------------------------
+
+
+@dataclass
+class AnnealedLangevin:
+    r"""Annealed Langevin dynamics (Song and Ermon, 2019, Algorithm 1).
+
+    For each noise level :math:`\sigma_1 > \dots > \sigma_L`, ``steps_per_level`` unadjusted Langevin
+    steps on the score :math:`s(x, \sigma_i)` of the data perturbed by :math:`N(0, \sigma_i^2 I)`, with
+    step :math:`\alpha_i = \epsilon\, \sigma_i^2 / \sigma_L^2`; optionally a last denoising step
+    :math:`x + \sigma_L^2 s(x, \sigma_L)` (Tweedie's formula, Song and Ermon, 2020). The large levels
+    move mass between modes, which Langevin on the data score alone cannot, and so the modes'
+    weights come out right.
+
+    Args:
+        score: ``(x, sigma) -> grad_x log p_sigma(x)``, ``sigma`` a tensor of shape ``(chains,)``.
+        sigmas: the noise levels, strictly decreasing, positive.
+        steps_per_level: Langevin steps at each level (``T`` in the paper).
+        eps: :math:`\epsilon`, the step at the smallest level.
+        denoise: whether to end with the Tweedie denoising step.
+    """
+
+    score: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+    sigmas: Sequence[float] | torch.Tensor
+    steps_per_level: int = 100
+    eps: float = 2e-5
+    denoise: bool = True
+    _sigmas: torch.Tensor = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if not callable(self.score):
+            raise TypeError(
+                f"score must be a callable (x, sigma) -> grad log p_sigma(x); got {type(self.score).__name__}"
+            )
+        s = torch.as_tensor(self.sigmas, dtype=torch.float64).flatten()
+        if s.numel() == 0 or not torch.isfinite(s).all() or (s <= 0).any() or (s[1:] >= s[:-1]).any():
+            raise ValueError(f"sigmas must be positive, finite and strictly decreasing; got {self.sigmas!r}")
+        self._sigmas = s
+        _check_count("steps_per_level", self.steps_per_level, 1)
+        self.eps = _positive("eps", self.eps)
+
+    def run(self, initial: torch.Tensor, *, record_every: int = 0) -> Chains:
+        """Run every chain from ``initial`` ``(chains, *event_shape)`` through all levels.
+
+        Returns :class:`Chains` whose draws are the positions at the end of each level (or every
+        ``record_every`` steps), the last one the final sample; ``stats`` has per-draw
+        ``step_size``, ``sigma`` and ``grad_norm`` (the score's mean norm, :math:`\\approx \\sqrt{D}/\\sigma`
+        when the chains are at equilibrium).
+        """
+        x = _check_position(initial)
+        n = x.shape[0]
+        if record_every:
+            _check_count("record_every", record_every, 1)
+        draws: list[torch.Tensor] = []
+        recs: dict[str, list[torch.Tensor]] = {"step_size": [], "sigma": [], "grad_norm": []}
+        last = float(self._sigmas[-1])
+
+        def call(x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+            with torch.no_grad():
+                g = self.score(x, sigma)
+            if not isinstance(g, torch.Tensor) or g.shape != x.shape:
+                got = tuple(g.shape) if isinstance(g, torch.Tensor) else type(g).__name__
+                raise ValueError(f"score must return a tensor shaped like x, {tuple(x.shape)}; got {got}")
+            return g
+
+        def record(x: torch.Tensor, alpha: float, sigma: float, g: torch.Tensor) -> None:
+            draws.append(x)
+            recs["step_size"].append(torch.full((n,), alpha, dtype=x.dtype, device=x.device))
+            recs["sigma"].append(torch.full((n,), sigma, dtype=x.dtype, device=x.device))
+            recs["grad_norm"].append(g.flatten(1).norm(dim=-1))
+
+        step = 0
+        g = x
+        for level in self._sigmas.tolist():
+            sigma = torch.full((n,), level, dtype=x.dtype, device=x.device)
+            alpha = self.eps * level**2 / last**2
+            for _ in range(self.steps_per_level):
+                g = call(x, sigma)
+                x = x + alpha * g + math.sqrt(2 * alpha) * torch.randn_like(x)
+                step += 1
+                if record_every and step % record_every == 0:
+                    record(x, alpha, level, g)
+            if not record_every:
+                record(x, alpha, level, g)
+        if self.denoise:
+            sigma = torch.full((n,), last, dtype=x.dtype, device=x.device)
+            g = call(x, sigma)
+            x = x + last**2 * g
+            record(x, 0.0, last, g)
+        return Chains(samples=torch.stack(draws, 1), stats={k: torch.stack(v, 1) for k, v in recs.items()})
+
+
+# -- Pyro's MCMC --------------------------------------------------------------------------------
+
+
+class PyroKernel(MCMCKernel):
+    r"""One of the batched kernels as a Pyro :class:`~pyro.infer.mcmc.mcmc_kernel.MCMCKernel`.
+
+    ``pyro.infer.MCMC(PyroKernel(MALA, model=model), num_samples, warmup_steps).run(...)`` samples the
+    model's latent sites in unconstrained space (Pyro's ``initialize_model`` gives the potential and
+    the transforms, exactly as for Pyro's own HMC), adapts the step size during warm-up by dual
+    averaging, and records divergences and the acceptance rate where ``arviz.from_pyro`` and
+    :func:`pyrogen.diagnostics.from_pyro` look for them.
+
+    Args:
+        kernel: a :class:`Kernel` subclass (:class:`MALA`, :class:`HMC`, :class:`RandomWalkMH`,
+            :class:`Langevin`).
+        model: a Pyro model; or give ``potential_fn`` (a function of a dict of unconstrained sites,
+            the negative log density) and pass ``initial_params`` to ``MCMC``.
+        transforms: with ``potential_fn``, the transforms to constrained space (default none).
+        **kernel_kwargs: the kernel's own arguments (``step_size``, ``num_steps``, ``target_accept``...).
+    """
+
+    def __init__(
+        self,
+        kernel: type[Kernel],
+        model: Callable[..., Any] | None = None,
+        potential_fn: Callable[[dict[str, torch.Tensor]], torch.Tensor] | None = None,
+        *,
+        transforms: Mapping[str, Any] | None = None,
+        **kernel_kwargs: Any,
+    ) -> None:
+        if not (isinstance(kernel, type) and issubclass(kernel, Kernel)):
+            raise TypeError(f"kernel must be a pyrogen Kernel class (MALA, HMC, ...); got {kernel!r}")
+        if (model is None) == (potential_fn is None):
+            raise ValueError("give exactly one of model and potential_fn")
+        self.kernel_cls = kernel
+        self.kernel_kwargs = kernel_kwargs
+        self.model = model
+        self.potential_fn = potential_fn
+        self.transforms = dict(transforms) if transforms is not None else ({} if model is None else None)
+        self._initial_params: dict[str, torch.Tensor] | None = None
+        self._kernel: Kernel | None = None
+        self._state: ChainState | None = None
+        self._layout: list[tuple[str, torch.Size]] = []
+
+    # -- flat <-> dict
+    def _flatten(self, params: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        return torch.cat([params[k].reshape(-1) for k, _ in self._layout]).unsqueeze(0)
+
+    def _unflatten(self, flat: torch.Tensor) -> dict[str, torch.Tensor]:
+        out, i = {}, 0
+        for k, shape in self._layout:
+            n = shape.numel()
+            out[k] = flat[i : i + n].reshape(shape)
+            i += n
+        return out
+
+    def setup(self, warmup_steps: int, *args: Any, **kwargs: Any) -> None:
+        from pyro.infer.mcmc.util import initialize_model
+
+        self._warmup_steps = warmup_steps
+        self._t = 0
+        self._accept_sum = 0.0
+        self._divergences: list[int] = []
+        if self.model is not None:
+            init, potential_fn, transforms, _ = initialize_model(
+                self.model, model_args=args, model_kwargs=kwargs, initial_params=self._initial_params
+            )
+            self.potential_fn = potential_fn
+            self.transforms = transforms
+            if self._initial_params is None:
+                self._initial_params = init
+        if self._initial_params is None:
+            raise ValueError("with potential_fn, give MCMC(..., initial_params={site: tensor})")
+        self._layout = [(k, v.shape) for k, v in sorted(self._initial_params.items())]
+        potential = self.potential_fn
+        assert potential is not None
+
+        def log_prob(x: torch.Tensor) -> torch.Tensor:
+            return torch.stack([-potential(self._unflatten(row)) for row in x])
+
+        self._kernel = self.kernel_cls(log_prob, **self.kernel_kwargs)
+        self._state = self._kernel.init(self._flatten(self._initial_params).detach())
+        self._adapt = None
+        if self._kernel.adapt_step_size and warmup_steps > 0:
+            self._adapt = DualAveraging(prox_center=math.log(10 * self._kernel.step_size))
+
+    @property
+    def initial_params(self) -> dict[str, torch.Tensor] | None:
+        return self._initial_params
+
+    @initial_params.setter
+    def initial_params(self, params: dict[str, torch.Tensor]) -> None:
+        self._initial_params = params
+
+    def sample(self, params: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        assert self._kernel is not None and self._state is not None
+        flat = self._flatten(params).detach()
+        if not torch.equal(flat, self._state.position):  # moved from outside: start from there
+            self._state = self._kernel.init(flat, self._state.step_size)
+        state = self._kernel.step(self._state)
+        if self._t < self._warmup_steps:
+            if self._adapt is not None:
+                self._adapt.step(self._kernel.target_accept - float(state.accept_prob[0]))
+                log_step, log_avg = self._adapt.get_state()
+                final = self._t == self._warmup_steps - 1
+                state = replace(
+                    state, step_size=torch.full_like(state.step_size, math.exp(log_avg if final else log_step))
+                )
+        else:
+            self._accept_sum += float(state.accept_prob[0])
+            if bool(state.diverging[0]):
+                self._divergences.append(self._t - self._warmup_steps)
+        self._t += 1
+        self._state = state
+        return self._unflatten(state.position[0])
+
+    def logging(self) -> dict[str, str]:
+        s = self._state
+        if s is None:
+            return {}
+        return {"step size": f"{float(s.step_size[0]):.2e}", "acc. prob": f"{float(s.accept_prob[0]):.3f}"}
+
+    def diagnostics(self) -> dict[str, Any]:
+        n = max(self._t - self._warmup_steps, 1)
+        return {"divergences": list(self._divergences), "acceptance rate": self._accept_sum / n}

@@ -1,0 +1,282 @@
+"""The batched MCMC kernels against closed forms, against each other, and inside Pyro's MCMC."""
+
+import math
+
+import arviz as az
+import numpy as np
+import pyro
+import pyro.distributions as dist
+import pytest
+import torch
+from pyro.infer import MCMC
+
+from pyrogen import diagnostics
+from pyrogen.inference import samplers as S
+from pyrogen.inference.mcmc import run_chains
+
+
+def gauss(scale=1.0):
+    return lambda x: -0.5 * (x**2).sum(-1) / scale**2
+
+
+COV = torch.tensor([[1.0, 0.8], [0.8, 1.0]], dtype=torch.float64)
+PREC = torch.linalg.inv(COV)
+
+
+def correlated(x):
+    return -0.5 * torch.einsum("ci,ij,cj->c", x, PREC.to(x), x)
+
+
+def _moments(samples):
+    flat = samples.flatten(0, 1)
+    return flat.mean(0), torch.cov(flat.T)
+
+
+def test_unadjusted_langevin_has_its_known_bias():
+    # ULA on N(0, 1) with step eps is the AR(1) chain x' = (1 - eps) x + sqrt(2 eps) xi, whose
+    # stationary variance is 1 / (1 - eps / 2): biased, and exactly so
+    torch.manual_seed(0)
+    eps = 0.2
+    ch = S.sample_chains(S.Langevin(gauss(), eps), torch.zeros(4000, 1, dtype=torch.float64), 50, warmup_steps=100)
+    var = float(ch.samples.pow(2).mean())
+    assert abs(var - 1 / (1 - eps / 2)) < 0.03
+    assert var > 1.06  # the bias is there: MALA below removes it
+
+
+def test_langevin_score_only_equals_density_version():
+    score = lambda x: -x  # noqa: E731
+    a = S.Langevin(gauss(), 0.1)
+    b = S.Langevin(score=score, step_size=0.1)
+    torch.manual_seed(1)
+    ca = S.sample_chains(a, torch.ones(8, 3), 20)
+    torch.manual_seed(1)
+    cb = S.sample_chains(b, torch.ones(8, 3), 20)
+    torch.testing.assert_close(ca.samples, cb.samples)
+    assert torch.isnan(cb.stats["lp"]).all() and "lp" not in cb.to_inference_data().sample_stats
+
+
+@pytest.mark.parametrize(
+    "kernel",
+    [
+        lambda: S.MALA(correlated, 0.3),
+        lambda: S.RandomWalkMH(correlated, 0.8),
+        lambda: S.HMC(correlated, 0.3, num_steps=5),
+    ],
+    ids=["mala", "rwmh", "hmc"],
+)
+def test_adjusted_kernels_are_exact_on_a_correlated_gaussian(kernel):
+    torch.manual_seed(2)
+    ch = S.sample_chains(kernel(), torch.randn(500, 2, dtype=torch.float64) * 3, 100, warmup_steps=200)
+    mean, cov = _moments(ch.samples)
+    assert mean.abs().max() < 0.06
+    torch.testing.assert_close(cov, COV, atol=0.06, rtol=0)
+
+
+def test_mala_removes_the_langevin_bias_at_a_large_step():
+    torch.manual_seed(3)
+    k = S.MALA(gauss(), 0.9, adapt_step_size=False)
+    ch = S.sample_chains(k, torch.zeros(4000, 1, dtype=torch.float64), 50, warmup_steps=100)
+    assert abs(float(ch.samples.pow(2).mean()) - 1.0) < 0.03  # ULA at 0.9 would give 1.82
+
+
+def test_hmc_with_one_leapfrog_step_is_mala():
+    # one leapfrog step of size eps with r ~ N(0, I) proposes x + eps^2/2 grad + eps r: MALA's proposal
+    # with step eps^2/2. HMC accepts by the energy error, MALA by the proposal densities: two different
+    # computations of the same Metropolis-Hastings ratio, so with the same random numbers the chains agree.
+    def lp(x):
+        return -(x**4).sum(-1) / 4 - (x**2).sum(-1)  # not Gaussian, so the ratio is not trivially 1
+
+    eps = 0.7
+    torch.manual_seed(4)
+    h = S.sample_chains(S.HMC(lp, eps, num_steps=1), torch.randn(64, 3, dtype=torch.float64), 30)
+    torch.manual_seed(4)
+    m = S.sample_chains(S.MALA(lp, eps**2 / 2), torch.randn(64, 3, dtype=torch.float64), 30)
+    torch.testing.assert_close(h.samples, m.samples)
+    torch.testing.assert_close(h.stats["acceptance_rate"], m.stats["acceptance_rate"])
+    assert 0.2 < float(m.acceptance_rate.mean()) < 0.99  # some proposals are rejected: the test has teeth
+
+
+def test_leapfrog_is_reversible_and_second_order():
+    k = S.HMC(correlated, 0.1, num_steps=20)
+    torch.manual_seed(5)
+    x0, r0 = torch.randn(16, 2, dtype=torch.float64), torch.randn(16, 2, dtype=torch.float64)
+    _, g0 = k._log_prob_and_grad(x0)
+    step = torch.full((16,), 0.1, dtype=torch.float64)
+    x1, r1, _, g1 = k.leapfrog(x0, r0, g0, step)
+    x2, r2, _, _ = k.leapfrog(x1, -r1, g1, step)
+    torch.testing.assert_close(x2, x0)
+    torch.testing.assert_close(-r2, r0)
+
+    def energy_error(eps, steps):
+        kk = S.HMC(correlated, eps, num_steps=steps)
+        x, r, lp, _ = kk.leapfrog(x0, r0, g0, torch.full((16,), eps, dtype=torch.float64))
+        h0 = -correlated(x0) + 0.5 * (r0**2).sum(-1)
+        return (-lp + 0.5 * (r**2).sum(-1) - h0).abs().max()
+
+    ratio = float(energy_error(0.1, 10) / energy_error(0.05, 20))  # same trajectory length
+    assert 3.0 < ratio < 5.0  # O(eps^2)
+
+
+@pytest.mark.parametrize("cls,target", [(S.MALA, 0.574), (S.RandomWalkMH, 0.234), (S.HMC, 0.8)])
+def test_warmup_adapts_each_chain_to_the_target_acceptance(cls, target):
+    torch.manual_seed(6)
+    d = 10
+    k = cls(gauss(), 5.0)  # far too large a start
+    ch = S.sample_chains(k, torch.randn(16, d), 300, warmup_steps=500)
+    assert abs(float(ch.acceptance_rate.mean()) - target) < 0.1  # unadapted, a step of 5 accepts ~nothing
+    steps = ch.stats["step_size"][:, 0]
+    assert (steps < 5.0).all() and steps.unique().numel() > 1  # each chain has its own step
+
+
+def test_chains_as_inference_data_give_bfmi_rhat_and_energy():
+    torch.manual_seed(7)
+    ch = S.sample_chains(
+        S.HMC(correlated, 0.3, num_steps=5), torch.randn(4, 2, dtype=torch.float64), 400, warmup_steps=200
+    )
+    idata = ch.to_inference_data("theta")
+    for key in ("lp", "acceptance_rate", "step_size", "energy", "diverging"):
+        assert key in idata.sample_stats
+    assert idata.posterior["theta"].shape == (4, 400, 2)
+    assert float(az.rhat(idata)["theta"].max()) < 1.05
+    bfmi = az.bfmi(idata)
+    assert bfmi.shape == (4,) and (bfmi > 0.3).all()
+    # HMC's energy is the Hamiltonian: never below the potential of the kept point
+    assert (ch.stats["energy"] >= -ch.stats["lp"] - 1e-9).all()
+    assert not bool(ch.stats["diverging"].any())
+
+
+def test_divergences_are_flagged():
+    def lp(x):  # a funnel-like wall: the leapfrog blows up at any large step
+        return -(x**2).sum(-1) - 1e4 * (x**4).sum(-1)
+
+    torch.manual_seed(8)
+    ch = S.sample_chains(S.HMC(lp, 1.0, num_steps=10, adapt_step_size=False), torch.full((8, 2), 0.5), 5)
+    assert ch.stats["diverging"].all()
+    assert torch.equal(ch.samples[:, -1], torch.full((8, 2), 0.5))  # a diverging proposal is never taken
+
+
+def test_annealed_langevin_gets_the_mode_weights_right():
+    # Song and Ermon (2019), Fig. 3: on 0.8 N(-4, 1) + 0.2 N(4, 1), Langevin with the data score keeps
+    # whatever weights the start had; annealing over noise levels recovers 0.8 / 0.2.
+    w, mu = torch.tensor([0.8, 0.2], dtype=torch.float64), torch.tensor([-4.0, 4.0], dtype=torch.float64)
+
+    def score(x, sigma):
+        var = 1 + sigma[:, None] ** 2  # the mixture convolved with N(0, sigma^2)
+        logits = w.log() - 0.5 * (x - mu) ** 2 / var - 0.5 * var.log()
+        r = torch.softmax(logits, -1)
+        return (r * (mu - x) / var).sum(-1, keepdim=True)
+
+    torch.manual_seed(9)
+    x0 = torch.rand(4000, 1, dtype=torch.float64) * 16 - 8
+    sigmas = torch.logspace(math.log10(20), math.log10(0.1), 10)
+    ann = S.AnnealedLangevin(score, sigmas, steps_per_level=100, eps=1e-3).run(x0)
+    assert ann.samples.shape == (4000, 11, 1)  # one draw per level, then the denoised one
+    right = float((ann.samples[:, -1] > 0).double().mean())
+    assert abs(right - 0.2) < 0.03
+    plain = S.sample_chains(
+        S.Langevin(score=lambda x: score(x, torch.full((len(x),), 0.1)), step_size=1e-2), x0, 1, warmup_steps=1000
+    )
+    assert abs(float((plain.samples[:, -1] > 0).double().mean()) - 0.5) < 0.05  # stuck at the start's 0.5
+    idata = ann.to_inference_data()
+    assert "sigma" in idata.sample_stats
+
+
+def _conjugate_model(data):
+    mu = pyro.sample("mu", dist.Normal(0.0, 1.0))
+    pyro.sample("s", dist.LogNormal(0.0, 0.5))  # constrained and a priori only: sampled in log space
+    with pyro.plate("n", len(data)):
+        pyro.sample("obs", dist.Normal(mu, 1.0), obs=data)
+
+
+@pytest.mark.parametrize("cls,kwargs", [(S.MALA, {"step_size": 0.3}), (S.HMC, {"step_size": 0.3, "num_steps": 4})])
+def test_pyro_mcmc_runs_the_kernels_on_a_model(cls, kwargs):
+    data = torch.tensor([0.5, 1.2, -0.3, 2.0, 0.9, 1.1, 0.4, 1.6, 0.2, 1.0])
+    runs = run_chains(
+        lambda: S.PyroKernel(cls, model=_conjugate_model, **kwargs),
+        num_chains=2,
+        num_samples=800,
+        warmup_steps=300,
+        model_args=(data,),
+        seed=0,
+    )
+    mu = torch.cat([r.get_samples()["mu"] for r in runs])
+    s = torch.cat([r.get_samples()["s"] for r in runs])
+    n = len(data)
+    assert abs(float(mu.mean()) - float(data.sum()) / (n + 1)) < 0.05  # posterior N(sum / (n + 1), 1 / (n + 1))
+    assert abs(float(mu.var()) - 1 / (n + 1)) < 0.025
+    assert (s > 0).all() and abs(float(s.log().mean())) < 0.1  # back in constrained space
+    idata = diagnostics.from_pyro(runs)
+    assert float(az.rhat(idata)["mu"]) < 1.05
+    assert "diverging" in idata.sample_stats
+    single = az.from_pyro(runs[0])  # ArviZ's own converter accepts the run
+    assert "diverging" in single.sample_stats
+    assert 0.3 < runs[0].diagnostics()["acceptance rate"]["chain 0"] < 1.0
+
+
+def test_pyro_mcmc_on_a_potential_fn():
+    def potential(p):
+        return 0.5 * (p["z"] ** 2).sum()
+
+    pyro.set_rng_seed(0)
+    mcmc = MCMC(
+        S.PyroKernel(S.RandomWalkMH, potential_fn=potential, step_size=1.0),
+        2000,
+        warmup_steps=500,
+        initial_params={"z": torch.zeros(3)},
+        disable_progbar=True,
+    )
+    mcmc.run()
+    z = mcmc.get_samples()["z"]
+    assert z.shape == (2000, 3)
+    assert abs(float(z.var(0).mean()) - 1.0) < 0.15
+
+
+def test_bad_arguments_are_named():
+    with pytest.raises(ValueError, match="step_size"):
+        S.MALA(gauss(), 0.0)
+    with pytest.raises(ValueError, match="step_size"):
+        S.MALA(gauss(), float("nan"))
+    with pytest.raises(ValueError, match="target_accept"):
+        S.HMC(gauss(), 0.1, target_accept=1.0)
+    with pytest.raises(ValueError, match="num_steps"):
+        S.HMC(gauss(), 0.1, num_steps=0)
+    with pytest.raises(ValueError, match="exactly one of log_prob and score"):
+        S.Langevin()
+    with pytest.raises(TypeError, match="log_prob"):
+        S.MALA("not callable")  # type: ignore[arg-type]
+    k = S.MALA(gauss(), 0.1)
+    with pytest.raises(ValueError, match="NaN"):
+        k.init(torch.tensor([[float("nan"), 0.0]]))
+    with pytest.raises(ValueError, match="floating point"):
+        k.init(torch.zeros(2, 2, dtype=torch.long))
+    with pytest.raises(ValueError, match="chains"):
+        k.init(torch.zeros(3))
+    with pytest.raises(ValueError, match="chains"):
+        k.init(torch.zeros(0, 3))
+    with pytest.raises(ValueError, match="one value per chain"):
+        S.MALA(lambda x: x.sum(), 0.1).init(torch.zeros(4, 2))
+    with pytest.raises(ValueError, match="num_samples"):
+        S.sample_chains(k, torch.zeros(2, 2), 0)
+    with pytest.raises(ValueError, match="strictly decreasing"):
+        S.AnnealedLangevin(lambda x, s: x, [0.1, 1.0])
+    with pytest.raises(ValueError, match="shaped like x"):
+        S.AnnealedLangevin(lambda x, s: x.sum(-1), [1.0, 0.1]).run(torch.zeros(4, 2))
+    with pytest.raises(ValueError, match="exactly one of model and potential_fn"):
+        S.PyroKernel(S.MALA)
+    with pytest.raises(TypeError, match="Kernel class"):
+        S.PyroKernel(object, model=_conjugate_model)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="initial_params"):
+        MCMC(S.PyroKernel(S.MALA, potential_fn=lambda p: p["z"].sum()), 5, disable_progbar=True).run()
+
+
+def test_float32_and_float64_keep_their_dtype():
+    for dt in (torch.float32, torch.float64):
+        ch = S.sample_chains(S.MALA(gauss(), 0.2), torch.zeros(3, 2, dtype=dt), 4)
+        assert ch.samples.dtype == dt and ch.stats["step_size"].dtype == dt
+
+
+def test_inference_data_of_unknown_stats_leaves_them_out():
+    ch = S.sample_chains(S.Langevin(score=lambda x: -x, step_size=0.1), torch.zeros(2, 2), 5)
+    stats = ch.to_inference_data().sample_stats
+    assert "energy" not in stats and "acceptance_rate" in stats
+    assert np.all(stats["acceptance_rate"].values == 1)
