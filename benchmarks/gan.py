@@ -7,7 +7,7 @@ Sections (``--only``):
 - ``digits``: every variant and cGAN on the grey digits (DCGAN networks): FID, KID, precision, recall, IS on
   the shipped feature network, 360 samples against the 360 test digits — the units of ``benchmarks/quality.py``.
 - ``uses``: cGAN samples judged by the feature network's classifier (does a sample carry its label?); the
-  BiGAN encoder as a representation (linear probe, next to the pixels); CycleGAN digits -> transposed digits
+  BiGAN encoder as a representation (linear probe, next to the pixels); CycleGAN digits -> negatives and -> transposes
   (does a classifier of the target domain read the source label; how well does F(G(x)) reconstruct x); the
   bottom half of test digits completed through a trained generator by NUTS (two chains, R-hat) and by SVI.
 - ``speed``: one WGAN-GP training step (five critic steps and a generator step, DCGAN networks, batch 64)
@@ -138,10 +138,10 @@ def _bigan_use(steps: int | None) -> dict[str, Any]:
     }
 
 
-def _cyclegan_use(steps: int | None) -> dict[str, Any]:
+def _cyclegan_use(steps: int | None, domain_b: str = "invert") -> dict[str, Any]:
     from sklearn.linear_model import LogisticRegression
 
-    model, _ = train("cyclegan", "digits", {}, steps)
+    model, _ = train("cyclegan", "digits", {"domain_b": domain_b}, steps)
     data = load("digits")
     ytr, yte = data.labels["train"].numpy(), data.labels["test"].numpy()
     target = LogisticRegression(max_iter=5000).fit(model.to_domain_b(data.train).flatten(1).numpy(), ytr)
@@ -151,15 +151,21 @@ def _cyclegan_use(steps: int | None) -> dict[str, Any]:
 
     translated = model.translate(data.test)
     back = model.translate_back(translated)
+    key = f"cyclegan_{domain_b}"
     return {
-        "cyclegan_target_classifier_on_translations": acc(translated),
-        "cyclegan_target_classifier_on_true_transposes": acc(model.to_domain_b(data.test)),
-        "cyclegan_target_classifier_on_untranslated": acc(data.test),
-        "cyclegan_cycle_l1": round(float((back - data.test).abs().mean()), 4),
-        "cyclegan_translation_l1_to_true_transpose": round(
+        f"{key}_target_classifier_on_translations": acc(translated),
+        f"{key}_target_classifier_on_true_domain_b": acc(model.to_domain_b(data.test)),
+        f"{key}_target_classifier_on_untranslated": acc(data.test),
+        f"{key}_cycle_l1": round(float((back - data.test).abs().mean()), 4),
+        f"{key}_translation_l1_to_true_domain_b": round(
             float((translated - model.to_domain_b(data.test)).abs().mean()), 4
         ),
     }
+
+
+def _cyclegan_uses(steps: int | None) -> dict[str, Any]:
+    """Digits to negatives (the default, an appearance change) and to transposes (a geometric one)."""
+    return {**_cyclegan_use(steps, "invert"), **_cyclegan_use(steps, "transpose")}
 
 
 def _completion_use(steps: int | None, quick: bool) -> dict[str, Any]:
@@ -201,7 +207,7 @@ def uses(steps: int | None, quick: bool, which: list[str] | None = None) -> dict
     parts = {
         "cgan": lambda: _cgan_use(steps),
         "bigan": lambda: _bigan_use(steps),
-        "cyclegan": lambda: _cyclegan_use(steps),
+        "cyclegan": lambda: _cyclegan_uses(steps),
         "completion": lambda: _completion_use(steps, quick),
     }
     out: dict[str, Any] = {}

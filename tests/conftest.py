@@ -59,6 +59,9 @@ SMALL = {
     },
     "cgan": {"event_shape": (1, 8, 8), "latent_dim": 4, "arch": "dcgan", "features": 8, "support": "unit_interval"},
     "cyclegan": {"event_shape": (1, 8, 8), "features": 8},
+    "ebm": {"event_shape": (2,), "hidden": (32, 32), "chain_steps": 10, "buffer_size": 256, "sample_steps": 20},
+    "ebm-sm": {"event_shape": (2,), "hidden": (32, 32), "sample_steps": 20},
+    "ebm-nce": {"event_shape": (2,), "hidden": (32, 32), "sample_steps": 20},
 }
 
 

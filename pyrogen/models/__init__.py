@@ -19,6 +19,7 @@ from pyrogen.models.autoregressive import (
     Transformer,
 )
 from pyrogen.models.base import GenerativeModel
+from pyrogen.models.ebm import EBM, NCEEBM, EnergyModel, ScoreMatchingEBM
 from pyrogen.models.flows import (
     IAF,
     MAF,
@@ -55,6 +56,10 @@ from pyrogen.models.vae import (
 )
 
 __all__ = [
+    "EBM",
+    "NCEEBM",
+    "EnergyModel",
+    "ScoreMatchingEBM",
     "CGAN",
     "FGAN",
     "GAN",

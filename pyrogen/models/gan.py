@@ -505,7 +505,7 @@ class BiGAN(AdversarialModel):
 
 
 #: The second image domain of :class:`CycleGAN`, made from the first.
-DOMAINS = ("transpose", "flip", "invert")
+DOMAINS = ("invert", "transpose", "flip")
 
 
 def _to_domain_b(x: torch.Tensor, domain: str) -> torch.Tensor:
@@ -520,9 +520,13 @@ def _to_domain_b(x: torch.Tensor, domain: str) -> torch.Tensor:
 class CycleGAN(AdversarialModel):
     r"""CycleGAN (Zhu et al., 2017): translation between two unpaired image domains.
 
-    Domain A is the data; domain B the same kind of images changed by ``domain_b`` (``"transpose"``,
-    ``"flip"`` upside down, or ``"invert"``), drawn from a *different* shuffle of each batch so that no pair
-    is ever seen. Generators :math:`G: A \to B` and :math:`F: B \to A` (``"generator"`` group), critics
+    Domain A is the data; domain B the same kind of images changed by ``domain_b`` (``"invert"``, the
+    negatives, by default; ``"transpose"`` or ``"flip"`` upside down), drawn from a *different* shuffle of
+    each batch so that no pair is ever seen. The translators are fully convolutional
+    (:class:`~pyrogen.nn.adversarial.Translator`): they change appearance, the task CycleGAN is made for,
+    and keep the digit; the geometric changes (``transpose``, ``flip``) are beyond a local map, and
+    unpaired training then relabels the digits (the limitation Zhu et al. report for geometric changes).
+    Generators :math:`G: A \to B` and :math:`F: B \to A` (``"generator"`` group), critics
     :math:`D_A, D_B` (``"critic"``), least-squares adversarial terms and the cycle-consistency term
     :math:`\lambda\,(\lVert F(G(a)) - a\rVert_1 + \lVert G(F(b)) - b\rVert_1)`, and optionally the identity
     term. :meth:`translate` maps A to B, :meth:`translate_back` B to A. It does not sample from noise.
@@ -540,7 +544,7 @@ class CycleGAN(AdversarialModel):
     def __init__(
         self,
         event_shape: Sequence[int],
-        domain_b: str = "transpose",
+        domain_b: str = "invert",
         cycle_weight: float = 10.0,
         identity_weight: float = 0.0,
         **kwargs: Any,

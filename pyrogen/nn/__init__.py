@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from pyrogen.nn.attention import CausalSelfAttention, CausalTransformer
 from pyrogen.nn.conv import ConvDecoder, ConvEncoder
+from pyrogen.nn.energy import ENERGY_ARCHS, EnergyNet
 from pyrogen.nn.masked import (
     MADENet,
     MaskedConv2d,
@@ -20,6 +21,8 @@ from pyrogen.nn.mlp import MLP
 from pyrogen.nn.pixelcnn import GatedPixelCNNNet, PixelCNNNet
 
 __all__ = [
+    "ENERGY_ARCHS",
+    "EnergyNet",
     "MLP",
     "CausalSelfAttention",
     "CausalTransformer",

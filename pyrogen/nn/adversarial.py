@@ -227,9 +227,12 @@ class Encoder(nn.Module):
 class Translator(nn.Module):
     r"""An image-to-image generator (CycleGAN's), ``(n, C, H, W) -> (n, C, H, W)`` in the unit interval.
 
-    Two strided convolutions down to a quarter of the size, a fully connected bottleneck (so that a map
-    that moves pixels across the whole image, a transpose, is within reach), two transposed convolutions
-    back up, batch norm and ReLU between, a sigmoid out.
+    Fully convolutional, as in Zhu et al. (2017): three 3x3 convolutions at full resolution (LeakyReLU,
+    batch norm in the middle), a sigmoid out. Each output pixel sees a 7x7 neighbourhood of its input
+    pixel, and that locality is what makes unpaired translation keep the content: a network that can
+    move pixels anywhere (an earlier version had a fully connected bottleneck, to reach a transpose)
+    satisfies the cycle term just as well by mapping each digit to *another* class (2.8% label
+    agreement against 96% for this one on digits to negatives, ``benchmarks/gan.py --uses cyclegan``).
 
     Example:
         >>> Translator((1, 8, 8), features=8)(torch.zeros(2, 1, 8, 8)).shape
@@ -238,22 +241,15 @@ class Translator(nn.Module):
 
     def __init__(self, event_shape: Sequence[int], features: int = 32) -> None:
         super().__init__()
-        c, h, w = _image(event_shape, "translator")
+        c, _, _ = _image(event_shape, "translator")
         f = features
-        inner = 2 * f * (h // 4) * (w // 4)
         self.net = nn.Sequential(
-            nn.Conv2d(c, f, 4, stride=2, padding=1),
+            nn.Conv2d(c, f, 3, padding=1),
             nn.LeakyReLU(0.2),
-            nn.Conv2d(f, 2 * f, 4, stride=2, padding=1),
-            nn.LeakyReLU(0.2),
-            nn.Flatten(),
-            nn.Linear(inner, inner),
-            nn.ReLU(),
-            nn.Unflatten(1, (2 * f, h // 4, w // 4)),
-            nn.ConvTranspose2d(2 * f, f, 4, stride=2, padding=1),
+            nn.Conv2d(f, f, 3, padding=1),
             nn.BatchNorm2d(f),
-            nn.ReLU(),
-            nn.ConvTranspose2d(f, c, 4, stride=2, padding=1),
+            nn.LeakyReLU(0.2),
+            nn.Conv2d(f, c, 3, padding=1),
             nn.Sigmoid(),
         )
 

@@ -1,0 +1,262 @@
+"""Energy-based models: the objectives against closed forms, the EBMs as Pyro citizens, trained EBMs on a toy."""
+
+import math
+
+import pyro
+import pyro.distributions as dist
+import pytest
+import torch
+from torch import nn
+
+from pyrogen import quality
+from pyrogen.data import load
+from pyrogen.distributions import EnergyDistribution
+from pyrogen.inference import energy as E
+from pyrogen.inference import fit
+from pyrogen.inference.mcmc import run_chains
+from pyrogen.inference.samplers import MALA, sample_chains
+from pyrogen.models import registry
+
+A = torch.tensor([[2.0, 0.5], [0.5, 1.0]], dtype=torch.float64)
+
+
+def quadratic(x):  # f(x) = -x'Ax/2: grad = -Ax, Hessian = -A
+    return -0.5 * torch.einsum("ni,ij,nj->n", x, A, x)
+
+
+def test_exact_score_matching_is_the_closed_form():
+    x = torch.randn(7, 2, dtype=torch.float64)
+    got = E.score_matching(quadratic, x, "exact")
+    want = -torch.trace(A) + 0.5 * (x @ A).pow(2).sum(-1)
+    torch.testing.assert_close(got, want)
+
+
+def test_exact_score_matching_of_a_network_uses_the_true_hessian_trace():
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(3, 16), nn.SiLU(), nn.Linear(16, 1))
+    x = torch.randn(5, 3, dtype=torch.float64)
+    net = net.double()
+
+    def f(x):
+        return net(x).squeeze(-1)
+
+    got = E.score_matching(f, x, "exact")
+    for i in range(5):
+        h = torch.autograd.functional.hessian(lambda v: f(v[None])[0], x[i])
+        g = torch.autograd.functional.jacobian(lambda v: f(v[None])[0], x[i])
+        torch.testing.assert_close(got[i], torch.trace(h) + 0.5 * g.pow(2).sum())
+
+
+@pytest.mark.parametrize("method", ["sliced", "sliced-vr"])
+def test_sliced_score_matching_is_unbiased_for_the_exact_one(method):
+    x = torch.randn(4, 2, dtype=torch.float64)
+    exact = E.score_matching(quadratic, x, "exact")
+    g = torch.Generator().manual_seed(1)
+    draws = E.score_matching(quadratic, x.repeat(20000, 1), method, generator=g).view(20000, 4)
+    se = draws.std(0) / 20000**0.5
+    assert ((draws.mean(0) - exact).abs() < 4 * se).all()
+    assert (se < 0.1).all()  # the comparison is sharp enough to fail
+
+
+def test_score_matching_is_the_fisher_divergence_up_to_a_constant():
+    # E_data[SM(f)] - 1/2 E_data ||grad f - grad log p_data||^2 does not depend on f
+    torch.manual_seed(2)
+    x = torch.randn(200000, 2, dtype=torch.float64)  # data N(0, I): grad log p = -x
+
+    def diff(scale):
+        def f(v):
+            return scale * quadratic(v)
+
+        sm = E.score_matching(f, x, "exact").mean()
+        fisher = 0.5 * (E.score(f, x)[1] + x).pow(2).sum(-1).mean()
+        return (sm - fisher).item()
+
+    d1, d2 = diff(1.0), diff(0.3)
+    assert abs(d1 - d2) < 0.02
+    assert abs(d1 - (-1.0)) < 0.02  # the constant: -1/2 E||grad log p_data||^2 = -D/2 = -1
+
+
+def test_denoising_score_matching_fits_the_blurred_data():
+    # data N(0, 1), model f = -x^2 / (2v): the DSM optimum is v = 1 + sigma^2, the blurred data's variance
+    torch.manual_seed(3)
+    x = torch.randn(200000, 1, dtype=torch.float64)
+    sigma = 0.5
+    grid = torch.linspace(0.8, 1.8, 51, dtype=torch.float64)
+    g = torch.Generator().manual_seed(0)
+    losses = []
+    for v in grid:
+        g.manual_seed(0)  # common random numbers across the grid
+        loss = E.score_matching(lambda u, v=v: -0.5 * u.pow(2).sum(-1) / v, x, "denoising", sigma=sigma, generator=g)
+        losses.append(loss.mean().item())
+    best = float(grid[int(torch.tensor(losses).argmin())])
+    assert abs(best - (1 + sigma**2)) < 0.04
+
+
+def test_denoising_target_is_minus_z_over_sigma():
+    # for a model whose score is exactly -z / sigma the per-example loss is zero
+    x = torch.zeros(3, 2, dtype=torch.float64)
+    sigma = 0.3
+    g = torch.Generator().manual_seed(0)
+    z = torch.randn(x.shape, generator=torch.Generator().manual_seed(0), dtype=x.dtype)
+
+    def f(u):  # grad f(x + sigma z) = -(u - x) / sigma^2 = -z / sigma
+        return -0.5 * (u - x).pow(2).sum(-1) / sigma**2
+
+    torch.testing.assert_close(
+        E.score_matching(f, x, "denoising", sigma=sigma, generator=g), torch.zeros(3, dtype=x.dtype)
+    )
+    assert z.abs().sum() > 0
+
+
+def test_noise_contrastive_estimation_recovers_variance_and_normalizer():
+    # data N(0, 1); model f = -x^2 / (2v) with a free log Z; noise N(0, 2^2). NCE's optimum: v = 1 and
+    # log Z = log sqrt(2 pi v), the true normalizer
+    torch.manual_seed(4)
+    log_v = torch.zeros((), dtype=torch.float64, requires_grad=True)
+    log_z = torch.zeros((), dtype=torch.float64, requires_grad=True)
+    opt = torch.optim.Adam([log_v, log_z], lr=0.05)
+    noise = dist.Normal(torch.tensor(0.0, dtype=torch.float64), 2.0)
+    for _ in range(600):
+        x = torch.randn(4096, dtype=torch.float64)
+        y = noise.sample((4096,))
+
+        def log_model(u):
+            return -0.5 * u**2 / log_v.exp() - log_z
+
+        loss = E.noise_contrastive(log_model(x), noise.log_prob(x), log_model(y), noise.log_prob(y)).mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert abs(log_v.exp().item() - 1.0) < 0.05
+    assert abs(log_z.item() - 0.5 * math.log(2 * math.pi)) < 0.05
+
+
+def test_contrastive_divergence_with_exact_negatives_is_maximum_likelihood():
+    # with negatives drawn exactly from the model N(0, v), CD's gradient is the log-likelihood's: v -> data variance
+    torch.manual_seed(5)
+    log_v = torch.zeros((), dtype=torch.float64, requires_grad=True)
+    opt = torch.optim.Adam([log_v], lr=0.05)
+    for _ in range(400):
+        x = 1.5 * torch.randn(4096, dtype=torch.float64)
+        neg = (log_v.detach().exp().sqrt() * torch.randn(4096, dtype=torch.float64)).detach()
+
+        def f(u):
+            return -0.5 * u**2 / log_v.exp()
+
+        loss = E.contrastive_divergence(f(x), f(neg)).mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert abs(log_v.exp().item() - 2.25) < 0.1
+
+
+def test_objectives_refuse_bad_arguments():
+    x = torch.zeros(3, 2)
+    with pytest.raises(ValueError, match="method must be one of exact, sliced, sliced-vr, denoising; got 'ssm'"):
+        E.score_matching(quadratic, x, "ssm")
+    with pytest.raises(ValueError, match="projections"):
+        E.score_matching(lambda u: -u.pow(2).sum(-1), x, "sliced", projections=0)
+    with pytest.raises(ValueError, match="same shape"):
+        E.contrastive_divergence(torch.zeros(3), torch.zeros(4))
+    with pytest.raises(ValueError, match="whole multiple"):
+        E.noise_contrastive(torch.zeros(3), torch.zeros(3), torch.zeros(4), torch.zeros(4))
+
+
+# -- as Pyro citizens -----------------------------------------------------------------------------------------
+
+
+def test_energy_distribution_as_a_latent_prior_under_nuts():
+    # x ~ p(x) ∝ exp(-x^2 / 2) (unnormalized), y ~ N(x, 1) observed: the posterior is N(y / 2, 1 / 2)
+    prior = EnergyDistribution(lambda x: -0.5 * x.pow(2).sum(-1), lambda n: torch.randn(n, 1), (1,))
+
+    def model(y):
+        x = pyro.sample("x", prior)
+        pyro.sample("y", dist.Normal(x, 1.0).to_event(1), obs=y)
+
+    y = torch.tensor([1.6])
+    runs = run_chains(lambda: pyro.infer.NUTS(model), num_chains=2, num_samples=600, warmup_steps=300, model_args=(y,))
+    xs = torch.cat([r.get_samples()["x"] for r in runs])
+    assert abs(float(xs.mean()) - 0.8) < 0.08
+    assert abs(float(xs.var()) - 0.5) < 0.08
+
+
+def test_energy_distribution_shapes_and_expand():
+    d = EnergyDistribution(lambda x: -x.pow(2).sum(-1), lambda n: torch.zeros(n, 3), (3,))
+    assert d.sample((4, 2)).shape == (4, 2, 3)
+    e = d.expand((5,))
+    assert e.batch_shape == (5,) and e.sample().shape == (5, 3)
+    assert e.log_prob(torch.ones(5, 3)).shape == (5,)
+    assert e.log_prob(torch.ones(3)).shape == (5,)
+    with pytest.raises(ValueError, match="event_shape"):
+        d.log_prob(torch.ones(4, 2))
+
+
+@pytest.fixture(scope="module")
+def trained_sm():
+    torch.manual_seed(0)
+    pyro.set_rng_seed(0)
+    data = load("8gaussians")
+    m = registry.get("ebm-sm").from_dataset(data)
+    fit(m, data.train, data.val, steps=500, batch_size=256, lr=1e-3, val_every=250)
+    m.eval()
+    return m, data
+
+
+def test_score_matching_ebm_covers_the_eight_modes(trained_sm):
+    m, data = trained_sm
+    torch.manual_seed(1)
+    q = quality.sample_quality(m, data)
+    assert q["modes"]["value"] == 8
+    assert q["high_quality"]["value"] > 0.9
+
+
+def test_trained_ebm_potential_under_nuts_and_mala_agree(trained_sm):
+    m, _ = trained_sm
+    torch.manual_seed(2)
+    x0 = {"x": torch.tensor([2.8, 0.1])}  # near the mode at (2.83, 0): local sampling around it
+    runs = run_chains(
+        lambda: pyro.infer.NUTS(potential_fn=m.potential_fn),
+        num_chains=2,
+        num_samples=300,
+        warmup_steps=200,
+        initial_params=x0,
+    )
+    nuts = torch.cat([r.get_samples()["x"] for r in runs])
+    mala = sample_chains(MALA(m.net, 0.01), x0["x"].repeat(64, 1), 50, warmup_steps=200).samples.flatten(0, 1)
+    # both wander over the eight modes, each at its own pace: compare what does not depend on which
+    # modes a chain visits, the distance from the centre (the modes sit on a circle)
+    rn, rm = nuts.norm(dim=-1), mala.norm(dim=-1)
+    assert abs(float(rn.mean() - rm.mean())) < 0.1
+    assert abs(float(rn.std() - rm.std())) < 0.1
+
+
+def test_nce_learns_a_normalized_density():
+    torch.manual_seed(0)
+    data = load("8gaussians")
+    m = registry.get("ebm-nce").from_dataset(data)
+    fit(m, data.train, None, steps=1500, batch_size=256, lr=1e-3)
+    m.eval()
+    s = torch.linspace(-7, 7, 281)
+    grid = torch.stack(torch.meshgrid(s, s, indexing="ij"), -1).reshape(-1, 2)
+    with torch.no_grad():
+        mass = float(m.normalized_log_prob(grid).exp().sum() * (s[1] - s[0]) ** 2)
+    assert abs(mass - 1.0) < 0.1  # the learned log Z normalizes f by quadrature
+
+
+def test_ebm_api_refuses_bad_arguments():
+    m = registry.create("ebm", event_shape=(2,), hidden=(8,), chain_steps=2, buffer_size=8)
+    with pytest.raises(ValueError, match="kernel must be 'langevin' or 'mala'; got 'hmc'"):
+        m.sample(3, kernel="hmc")
+    with pytest.raises(ValueError, match="steps must be a positive integer"):
+        m.sample(3, steps=0)
+    with pytest.raises(ValueError, match="potential_fn reads the site 'x'"):
+        m.potential_fn({"z": torch.zeros(2)})
+    with pytest.raises(ValueError, match="x must be finite"):
+        m.energy(torch.full((2, 2), float("nan")))
+    with pytest.raises(ValueError, match="method must be one of"):
+        registry.create("ebm-sm", event_shape=(2,), method="fast")
+    with pytest.raises(ValueError, match="reg must be a finite number >= 0"):
+        registry.create("ebm", event_shape=(2,), reg=-1.0)
+    with pytest.raises(ValueError, match="models continuous data"):
+        registry.get("ebm").from_dataset(load("digits-binary"))
+    assert m.sample(5).shape == (5, 2) and m.as_distribution().sample((2,)).shape == (2, 2)
