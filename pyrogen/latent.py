@@ -1,5 +1,6 @@
 r"""Uses of a learned latent space: interpolation, latent arithmetic, class means, imputation, and
-conditioning through a generator (:func:`generator_posterior`).
+conditioning through a generator (:func:`generator_posterior`) or under an energy-based prior
+(:func:`energy_posterior`).
 
 These work with any model that has ``encode(x) -> (loc, scale)`` and
 ``decode(z) -> mean image`` (every :class:`~pyrogen.models.VAE`). Latent
@@ -23,8 +24,11 @@ import torch
 
 __all__ = [
     "INTERPOLATIONS",
+    "EnergyPosterior",
     "GeneratorPosterior",
     "class_means",
+    "energy_posterior",
+    "energy_program",
     "generator_posterior",
     "generator_program",
     "impute",
@@ -313,3 +317,111 @@ def generator_posterior(
         out = torch.stack([model.generate(zi) for zi in z]).mean(0)
     mean = torch.where(observed, x.to(out.dtype), out)
     return GeneratorPosterior(mean=mean, z=z.detach(), idata=idata, losses=losses)
+
+
+def energy_program(model: Any, scale: float = 0.05) -> Any:
+    r"""The Pyro model with a trained EBM as the prior over a whole example and the observed entries as noisy
+    readings of it:
+
+    .. math:: x \sim p_\theta(x) \propto e^{f_\theta(x)},\qquad y_{\text{obs}} \sim N(x_{\text{obs}}, s^2),
+
+    ``program(y, observed)``: one ``x`` per example (a ``pyro.plate``), uniform on the unit cube (images) or
+    a Gaussian ten times wider than the data's range (real data) as the base measure, the EBM's
+    :math:`f_\theta` added by ``pyro.factor``
+    (its unknown :math:`\log Z` is a constant, which MCMC ignores). A small ``scale`` completes the
+    unobserved entries; a larger one also denoises the observed ones. The EBM's weights stay fixed.
+
+    Raises:
+        ValueError: a model without an energy network, or a non-positive scale.
+    """
+    import pyro
+    import pyro.distributions as dist
+
+    if not all(callable(getattr(model, a, None)) for a in ("unnormalized_log_prob", "f")):
+        raise ValueError(f"{type(model).__name__} is not an energy-based model (no unnormalized_log_prob)")
+    if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not scale > 0:
+        raise ValueError(f"scale must be a positive number; got {scale!r}")
+    event = tuple(model.event_shape)
+
+    def program(y: torch.Tensor, observed: torch.Tensor) -> None:
+        with pyro.plate("examples", len(y)):
+            zeros = torch.zeros(event, dtype=y.dtype, device=y.device)
+            if model.support == "unit_interval":
+                base = dist.Uniform(zeros, zeros + 1)
+            else:  # practically flat over the data's range (an improper prior gives MCMC no initial point)
+                base = dist.Normal(zeros, 10 * float(getattr(model, "init_scale", 10.0)))
+            x = pyro.sample("x", base.to_event(len(event)))
+            pyro.factor("energy", model.f(x))
+            lik = dist.Normal(x, scale).mask(observed).to_event(len(event))
+            pyro.sample("y", lik, obs=y)
+
+    return program
+
+
+@dataclass
+class EnergyPosterior:
+    r"""What :func:`energy_posterior` returns.
+
+    Attributes:
+        mean: :math:`\mathbb E[x \mid y_{\text{obs}}]`, ``y``'s shape.
+        x: posterior draws, ``(draws, n, *event_shape)``.
+        idata: ArviZ ``InferenceData`` of the chains (R-hat, ESS, divergences).
+    """
+
+    mean: torch.Tensor
+    x: torch.Tensor
+    idata: Any
+
+
+def energy_posterior(
+    model: Any,
+    y: torch.Tensor,
+    observed: torch.Tensor,
+    method: str = "mala",
+    scale: float = 0.05,
+    num_chains: int = 2,
+    num_samples: int = 200,
+    warmup_steps: int = 200,
+    seed: int = 0,
+    step_size: float = 0.01,
+) -> EnergyPosterior:
+    r"""Complete (or denoise) ``y`` from its ``observed`` entries with a trained EBM as the prior: the
+    posterior over the whole example under :func:`energy_program`, sampled by Pyro's ``MCMC`` with
+    pyrogen's MALA kernel (``method="mala"``, :class:`~pyrogen.inference.samplers.PyroKernel`, step size
+    adapted in warm-up) or with Pyro's NUTS (``"nuts"``), ``num_chains`` chains joined into ArviZ.
+
+    Raises:
+        ValueError: a model that is not an EBM, an unknown method, a bad mask.
+    """
+    from pyro.infer import NUTS
+
+    from pyrogen import diagnostics
+    from pyrogen.inference.mcmc import run_chains
+    from pyrogen.inference.samplers import MALA, PyroKernel
+
+    if method not in ("mala", "nuts"):
+        raise ValueError(f"method must be 'mala' or 'nuts'; got {method!r}")
+    program = energy_program(model, scale)
+    y = model.validate(y)
+    observed = _mask(observed, y)
+
+    def kernel() -> Any:
+        if method == "mala":
+            return PyroKernel(MALA, model=program, step_size=step_size)
+        return NUTS(program, target_accept_prob=0.8)
+
+    was = model.training
+    model.eval()
+    try:
+        runs = run_chains(
+            kernel,
+            num_chains=num_chains,
+            num_samples=num_samples,
+            warmup_steps=warmup_steps,
+            seed=seed,
+            model_args=(y, observed),
+        )
+    finally:
+        model.train(was)
+    xs = torch.cat([r.get_samples()["x"] for r in runs]).detach()
+    return EnergyPosterior(mean=xs.mean(0), x=xs, idata=diagnostics.from_pyro(runs))

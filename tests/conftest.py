@@ -62,6 +62,10 @@ SMALL = {
     "ebm": {"event_shape": (2,), "hidden": (32, 32), "chain_steps": 10, "buffer_size": 256, "sample_steps": 20},
     "ebm-sm": {"event_shape": (2,), "hidden": (32, 32), "sample_steps": 20},
     "ebm-nce": {"event_shape": (2,), "hidden": (32, 32), "sample_steps": 20},
+    **{
+        name: {"event_shape": (2,), "hidden": (32, 32), "sample_steps": 20, "flow_layers": 2, "flow_hidden": (16,)}
+        for name in ("ebm-fce", "ebm-adv")
+    },
 }
 
 

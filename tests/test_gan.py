@@ -266,3 +266,19 @@ def test_bigan_encoder_inverts_the_generator_better_than_chance():
     rec = m.encode(m.generate(z))
     mse, shuffled = float(((rec - z) ** 2).mean()), float(((rec - z[torch.randperm(1000)]) ** 2).mean())
     assert mse < 0.5 * shuffled  # measured 0.33 against 1.57
+
+
+def test_cyclegan_keeps_the_digit_when_it_changes_its_look():
+    from sklearn.linear_model import LogisticRegression
+
+    digits = load("digits")
+    torch.manual_seed(0)
+    m = registry.create("cyclegan", event_shape=(1, 8, 8), features=16)
+    fit(m, digits.train, None, steps=400, batch_size=64, lr=5e-4)
+    m.eval()
+    target = LogisticRegression(max_iter=2000).fit(
+        m.to_domain_b(digits.train).flatten(1).numpy(), digits.labels["train"]
+    )
+    kept = (target.predict(m.translate(digits.test).flatten(1).numpy()) == digits.labels["test"].numpy()).mean()
+    assert kept > 0.8  # a relabelling translator (or an untrained one, which does not invert) scores near 0.1
+    assert float((m.translate_back(m.translate(digits.test)) - digits.test).abs().mean()) < 0.1

@@ -19,7 +19,7 @@ from pyrogen.models.autoregressive import (
     Transformer,
 )
 from pyrogen.models.base import GenerativeModel
-from pyrogen.models.ebm import EBM, NCEEBM, EnergyModel, ScoreMatchingEBM
+from pyrogen.models.ebm import EBM, NCEEBM, AdversarialEBM, EnergyModel, FlowContrastiveEBM, ScoreMatchingEBM
 from pyrogen.models.flows import (
     IAF,
     MAF,
@@ -57,6 +57,8 @@ from pyrogen.models.vae import (
 
 __all__ = [
     "EBM",
+    "AdversarialEBM",
+    "FlowContrastiveEBM",
     "NCEEBM",
     "EnergyModel",
     "ScoreMatchingEBM",

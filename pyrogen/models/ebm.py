@@ -35,7 +35,7 @@ from pyrogen.models.base import GenerativeModel, check_hidden, check_positive_in
 from pyrogen.models.registry import register
 from pyrogen.nn.energy import ENERGY_ARCHS, EnergyNet
 
-__all__ = ["EBM", "EnergyModel", "NCEEBM", "ScoreMatchingEBM"]
+__all__ = ["EBM", "AdversarialEBM", "EnergyModel", "FlowContrastiveEBM", "NCEEBM", "ScoreMatchingEBM"]
 
 #: exact score matching's cost grows with the dimension (one backward pass each): above this, sliced
 EXACT_MAX_DIM = 16
@@ -55,6 +55,7 @@ class EnergyModel(GenerativeModel):
         event_shape: the shape of one example.
         arch: ``"mlp"`` (vectors) or ``"conv"`` (images); hidden, features: its sizes.
         support: ``"real"`` or ``"unit_interval"`` (images: chains are clamped to [0, 1] when sampled).
+        tether: :math:`\tau` of an optional Gaussian base measure, :meth:`f` (``None``: none).
         init_scale: chains start uniform in :math:`[-s, s]^D` (real data; set from the data by
             :meth:`from_dataset`), or in :math:`[0, 1]^D` (unit interval).
         sample_steps, sample_step_size: the Langevin chains :meth:`sample` runs from those starts
@@ -77,8 +78,10 @@ class EnergyModel(GenerativeModel):
         init_scale: float = 4.0,
         sample_steps: int = 500,
         sample_step_size: float = 0.01,
+        tether: float | None = None,
     ) -> None:
         super().__init__(event_shape)
+        self.tether = None if tether is None else _number("tether", tether)
         if arch not in ENERGY_ARCHS:
             raise ValueError(f"arch must be one of {', '.join(ENERGY_ARCHS)}; got {arch!r}")
         if support not in ("real", "unit_interval"):
@@ -100,6 +103,7 @@ class EnergyModel(GenerativeModel):
             "init_scale": self.init_scale,
             "sample_steps": self.sample_steps,
             "sample_step_size": self.sample_step_size,
+            "tether": self.tether,
         }
 
     @classmethod
@@ -130,9 +134,18 @@ class EnergyModel(GenerativeModel):
         return {"lr": 1e-3, "batch_size": 256, "steps": 3000, "val_every": 250, **cls.train_defaults}
 
     # -- the density ------------------------------------------------------------------------------------------
+    def f(self, x: torch.Tensor) -> torch.Tensor:
+        r""":math:`f_\theta(x)` without input checks (what the objectives and kernels call): the network, minus
+        :math:`\lVert x\rVert^2 / 2\tau^2` with a ``tether`` :math:`\tau` (a Gaussian base measure that keeps
+        the density normalizable and chains from running off)."""
+        out = self.net(x)
+        if self.tether is not None:
+            out = out - 0.5 * x.flatten(1).pow(2).sum(-1) / self.tether**2
+        return out
+
     def unnormalized_log_prob(self, x: torch.Tensor) -> torch.Tensor:
         r""":math:`f_\theta(x)`, ``(n, *event_shape) -> (n,)``: the log density up to :math:`-\log Z_\theta`."""
-        return self.net(self.validate(x))
+        return self.f(self.validate(x))
 
     def energy(self, x: torch.Tensor) -> torch.Tensor:
         r""":math:`E_\theta(x) = -f_\theta(x)`, per example."""
@@ -140,7 +153,7 @@ class EnergyModel(GenerativeModel):
 
     def score(self, x: torch.Tensor) -> torch.Tensor:
         r""":math:`\nabla_x \log p_\theta(x) = \nabla_x f_\theta(x)` (no normalizer needed)."""
-        return E.score(self.net, self.validate(x))[1]
+        return E.score(self.f, self.validate(x))[1]
 
     def potential_fn(self, params: dict[str, torch.Tensor]) -> torch.Tensor:
         """``E(x)`` summed, for ``NUTS(potential_fn=model.potential_fn)`` over a site ``"x"`` of shape
@@ -148,7 +161,7 @@ class EnergyModel(GenerativeModel):
         if "x" not in params:
             raise ValueError(f"potential_fn reads the site 'x'; got sites {sorted(params)}")
         x = params["x"].reshape(-1, *self.event_shape)
-        return -self.net(x).sum()
+        return -self.f(x).sum()
 
     # -- sampling ---------------------------------------------------------------------------------------------
     def _ref(self) -> torch.Tensor:
@@ -179,10 +192,10 @@ class EnergyModel(GenerativeModel):
         try:
             x0 = self.init_chains(n)
             if kernel == "langevin":
-                chains = sample_chains(Langevin(self.net, eps), x0, 1, warmup_steps=steps - 1)
+                chains = sample_chains(Langevin(self.f, eps), x0, 1, warmup_steps=steps - 1)
             else:
                 warm = max(steps // 2, 1)
-                chains = sample_chains(MALA(self.net, eps), x0, 1, warmup_steps=warm, thin=max(steps - warm, 1))
+                chains = sample_chains(MALA(self.f, eps), x0, 1, warmup_steps=warm, thin=max(steps - warm, 1))
         finally:
             self.train(was)
         return self._clamp(chains.samples[:, -1]).detach()
@@ -193,7 +206,7 @@ class EnergyModel(GenerativeModel):
         from torch.distributions import constraints
 
         support = constraints.unit_interval if self.support == "unit_interval" else constraints.real
-        return EnergyDistribution(self.net, self.sample, self.event_shape, support=support)
+        return EnergyDistribution(self.f, self.sample, self.event_shape, support=support)
 
     def model(self, x: torch.Tensor | None = None, *args: Any, **kwargs: Any) -> Any:
         """A Pyro program: ``x`` observed under the energy distribution (its ``log_prob`` unnormalized)."""
@@ -210,7 +223,7 @@ class EnergyModel(GenerativeModel):
         dim = math.prod(self.event_shape)
         method = "exact" if dim <= EXACT_MAX_DIM else "sliced-vr"
         g = torch.Generator(device=x.device).manual_seed(0)
-        return E.score_matching(self.net, x, method, generator=g).mean().detach()
+        return E.score_matching(self.f, x, method, generator=g).mean().detach()
 
 
 @register("ebm")
@@ -257,7 +270,7 @@ class EBM(EnergyModel):
     def negatives(self, n: int) -> torch.Tensor:
         """``n`` short-run chain ends from buffer starts (handed back to the buffer)."""
         x0 = self.buffer.sample(n, self.init_chains)
-        k = Langevin(self.net, self.chain_step_size)
+        k = Langevin(self.f, self.chain_step_size)
         x = self._clamp(sample_chains(k, x0, 1, warmup_steps=self.chain_steps - 1).samples[:, -1])
         self.buffer.push(x)
         return x.detach()
@@ -265,7 +278,7 @@ class EBM(EnergyModel):
     def loss(self, batch: torch.Tensor) -> torch.Tensor:
         """Contrastive divergence between the batch and as many short-run chain ends."""
         neg = self.negatives(len(batch))
-        return E.contrastive_divergence(self.net(batch), self.net(neg), self.reg).mean()
+        return E.contrastive_divergence(self.f(batch), self.f(neg), self.reg).mean()
 
 
 @register("ebm-sm")
@@ -292,7 +305,7 @@ class ScoreMatchingEBM(EnergyModel):
 
     def loss(self, batch: torch.Tensor) -> torch.Tensor:
         """The mean score-matching objective of ``method`` on the batch."""
-        return E.score_matching(self.net, batch, self.method, sigma=self.sigma).mean()
+        return E.score_matching(self.f, batch, self.method, sigma=self.sigma).mean()
 
 
 @register("ebm-nce")
@@ -346,5 +359,149 @@ class NCEEBM(EnergyModel):
         """NCE's logistic loss, per data example, with ``nu`` noise draws each."""
         y, log_q_y = self._noise(self.nu * len(batch))
         return E.noise_contrastive(
-            self.net(batch) - self.log_z, self._log_noise(batch), self.net(y) - self.log_z, log_q_y, self.nu
+            self.f(batch) - self.log_z, self._log_noise(batch), self.f(y) - self.log_z, log_q_y, self.nu
         ).mean()
+
+
+class _FlowPairedEBM(EnergyModel):
+    """An EBM trained jointly with a RealNVP flow (``flow_layers`` couplings of ``flow_hidden`` MLPs), in two
+    parameter groups: ``"energy"`` (the network, and ``log_z`` where there is one) and ``"flow"``. Chains that
+    sample the EBM start from the flow's samples, already close to the data."""
+
+    def __init__(
+        self,
+        event_shape: Sequence[int],
+        flow_layers: int = 6,
+        flow_hidden: Sequence[int] = (64, 64),
+        reg: float = 0.0,
+        flow_steps: int = 1,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(event_shape, **kwargs)
+        self.flow_steps = check_positive_int("flow_steps", flow_steps)
+        from pyrogen.models.flows import RealNVP
+
+        if self.support != "real" or len(self.event_shape) != 1:
+            raise ValueError(f"{type(self).__name__} models real vectors (a RealNVP partner); got {self.support} data")
+        self.flow_layers = check_positive_int("flow_layers", flow_layers)
+        self.flow_hidden = check_hidden(flow_hidden)
+        self.reg = _number("reg", reg, strict=False)
+        self.flow = RealNVP(self.event_shape, num_layers=self.flow_layers, hidden=self.flow_hidden)
+
+    def config(self) -> dict[str, Any]:
+        return {
+            **super().config(),
+            "flow_layers": self.flow_layers,
+            "flow_hidden": self.flow_hidden,
+            "reg": self.reg,
+            "flow_steps": self.flow_steps,
+        }
+
+    def _energy_params(self) -> list[nn.Parameter]:
+        return list(self.net.parameters())
+
+    def param_groups(self) -> dict[str, list[nn.Parameter]]:
+        return {"energy": self._energy_params(), "flow": list(self.flow.parameters())}
+
+    def update_schedule(self, step: int) -> tuple[str, ...]:
+        return ("energy",) + ("flow",) * self.flow_steps
+
+    def init_chains(self, n: int) -> torch.Tensor:
+        with torch.no_grad():
+            return self.flow.sample(n)
+
+    def forward(self, batch: Any, group: str = "energy", objective: str = "loss") -> torch.Tensor:
+        if group not in ("energy", "flow"):
+            raise ValueError(f"{type(self).__name__} has parameter groups 'energy' and 'flow'; got {group!r}")
+        return self._group_loss(batch, group)
+
+    def _group_loss(self, x: torch.Tensor, group: str) -> torch.Tensor:
+        raise NotImplementedError
+
+    def loss(self, batch: torch.Tensor) -> torch.Tensor:
+        """The energy group's loss on the batch (what the EBM minimizes)."""
+        return self._group_loss(batch, "energy")
+
+
+@register("ebm-fce")
+class FlowContrastiveEBM(_FlowPairedEBM):
+    r"""Flow contrastive estimation (Gao et al., 2020): NCE with a RealNVP flow :math:`q_\alpha` as the noise,
+    trained jointly and adversarially on the value
+    :math:`V = \mathbb E_{p_{data}}[\log D(x)] + \mathbb E_{q_\alpha}[\log(1 - D(y))]`,
+    :math:`D = p_\theta / (p_\theta + q_\alpha)`, :math:`p_\theta = e^{f_\theta - \log Z}`: the EBM (with its
+    learned :math:`\log Z`) maximizes :math:`V`, the flow minimizes it (reparameterized samples), so the noise
+    keeps up with the model and the logistic regression stays informative. At the optimum both equal the
+    data density, and :math:`f_\theta - \log Z` is normalized."""
+
+    def __init__(self, event_shape: Sequence[int], **kwargs: Any) -> None:
+        super().__init__(event_shape, **kwargs)
+        self.log_z = nn.Parameter(torch.zeros(()))
+
+    def _energy_params(self) -> list[nn.Parameter]:
+        return [*self.net.parameters(), self.log_z]
+
+    def normalized_log_prob(self, x: torch.Tensor) -> torch.Tensor:
+        r""":math:`f_\theta(x) - \log Z`, with FCE's estimate of :math:`\log Z`."""
+        return self.unnormalized_log_prob(x) - self.log_z
+
+    def _group_loss(self, x: torch.Tensor, group: str) -> torch.Tensor:
+        # the trainer freezes the other group while one trains: nothing needs detaching here
+        y, log_q_y = self.flow.rsample(len(x))
+        log_q_x = self.flow._log_prob(x)
+        nce = E.noise_contrastive(self.f(x) - self.log_z, log_q_x, self.f(y) - self.log_z, log_q_y)
+        return nce.mean() if group == "energy" else -nce.mean()
+
+
+@register("ebm-adv")
+class AdversarialEBM(_FlowPairedEBM):
+    r"""An EBM trained adversarially against a sampler of exact entropy (seed 001 §7.6; Kim and Bengio, 2016;
+    Grathwohl et al., 2021): for any :math:`q`, :math:`\log Z_\theta \ge \mathbb E_q[f_\theta] + H(q)`, so
+
+    .. math:: \mathbb E_{p_{data}}[\log p_\theta] \le \mathbb E_{p_{data}}[f_\theta] - \mathbb E_q[f_\theta] - H(q),
+
+    with equality at :math:`q = p_\theta`. The flow :math:`q_\alpha` maximizes
+    :math:`\mathbb E_q[f_\theta] + H(q)` (a reparameterized, exact-entropy estimate: minimizes
+    :math:`\mathrm{KL}(q \,\|\, p_\theta)`); the EBM minimizes
+    :math:`\mathbb E_q[f_\theta] - \mathbb E_{p_{data}}[f_\theta]` (+ ``reg`` times the squared log
+    densities), a contrastive-divergence step with the flow's samples as negatives -- no MCMC in training.
+
+    The bound is tight only where the flow keeps up with the EBM; where it does not, the EBM raises
+    :math:`f_\theta` where the flow never goes, the flow chases it and training diverges (the trainer stops
+    it: "loss exploded"). The ``tether`` (:meth:`EnergyModel.f`), set by :meth:`from_dataset` to the chains'
+    box, prevents that; ``gp`` adds :math:`\gamma \lVert \nabla_x f_\theta\rVert^2` on the data and
+    ``flow_steps`` gives the flow more updates per EBM update (neither needed on the toys).
+    """
+
+    @classmethod
+    def from_dataset(cls, data: Dataset, **kwargs: Any) -> GenerativeModel:
+        model = super().from_dataset(data, **kwargs)
+        if "tether" not in kwargs:
+            assert isinstance(model, EnergyModel)
+            model.tether = model.init_scale
+        return model
+
+    def __init__(
+        self, event_shape: Sequence[int], reg: float = 0.1, flow_steps: int = 1, gp: float = 0.0, **kwargs: Any
+    ) -> None:
+        super().__init__(event_shape, reg=reg, flow_steps=flow_steps, **kwargs)
+        self.gp = _number("gp", gp, strict=False)
+
+    def config(self) -> dict[str, Any]:
+        return {**super().config(), "gp": self.gp}
+
+    def _group_loss(self, x: torch.Tensor, group: str) -> torch.Tensor:
+        y, log_q_y = self.flow.rsample(len(x))
+        if group == "energy":
+            if not self.gp:
+                return E.contrastive_divergence(self.f(x), self.f(y), self.reg).mean()
+            f_x, g_x = E.score(self.f, x, create_graph=True)
+            penalty = self.gp * g_x.flatten(1).pow(2).sum(-1)
+            return (E.contrastive_divergence(f_x, self.f(y), self.reg) + penalty).mean()
+        return -(self.f(y) - log_q_y).mean()  # -(E_q f + H(q))
+
+    def log_z_bound(self, n: int = 10000) -> torch.Tensor:
+        r"""The variational bound :math:`\mathbb E_q[f_\theta] + H(q) \le \log Z_\theta`, by ``n`` flow samples."""
+        check_positive_int("n", n)
+        with torch.no_grad():
+            y, log_q = self.flow.rsample(n)
+            return (self.f(y) - log_q).mean()

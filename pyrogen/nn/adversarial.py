@@ -231,8 +231,8 @@ class Translator(nn.Module):
     batch norm in the middle), a sigmoid out. Each output pixel sees a 7x7 neighbourhood of its input
     pixel, and that locality is what makes unpaired translation keep the content: a network that can
     move pixels anywhere (an earlier version had a fully connected bottleneck, to reach a transpose)
-    satisfies the cycle term just as well by mapping each digit to *another* class (2.8% label
-    agreement against 96% for this one on digits to negatives, ``benchmarks/gan.py --uses cyclegan``).
+    satisfies the cycle term just as well by mapping each digit to *another* class (the uses table of the
+    README, from ``benchmarks/gan.py --uses cyclegan``).
 
     Example:
         >>> Translator((1, 8, 8), features=8)(torch.zeros(2, 1, 8, 8)).shape
