@@ -4,8 +4,9 @@ under an EBM prior.
 Sections (``--only``):
 
 - ``toys``: ebm (contrastive divergence), ebm-sm (exact, sliced-vr, denoising), ebm-nce, ebm-fce and ebm-adv on
-  8gaussians, 2spirals and moons from their registered defaults, sampled by 500 Langevin steps from the
-  model's chain starts: MMD², C2ST and, on 8gaussians, modes covered and the high-quality rate (the GANs'
+  8gaussians, 2spirals and moons from their registered defaults: the test NLL with log Z by quadrature, next
+  to the best possible value (minus the entropy, DESIGN.md); and of samples drawn by 500 Langevin steps from
+  the model's chain starts, MMD², C2ST and, on 8gaussians, modes covered and the high-quality rate (the GANs'
   protocol, ``benchmarks/gan.py``).
 - ``normalization``: the models with a learned log Z (ebm-nce, ebm-fce): the mass of
   exp(f - log Z) on a grid (1 when log Z is right), on 8gaussians.
@@ -47,6 +48,8 @@ VARIANTS: list[tuple[str, str, dict[str, Any]]] = [
     ("ebm-adv", "ebm-adv", {}),
 ]
 TOYS = ("8gaussians", "2spirals", "moons")
+#: minus the entropy of each toy density, the best possible test NLL (DESIGN.md)
+BEST_NLL = {"8gaussians": 2.838, "2spirals": 2.644, "moons": 2.391}
 
 
 def _quality_job(label: str, name: str, options: dict[str, Any], data_name: str, steps: int | None) -> dict:
@@ -56,8 +59,18 @@ def _quality_job(label: str, name: str, options: dict[str, Any], data_name: str,
     except Exception as e:  # a diverged run is a result, not a crash of the table
         return {"variant": label, "data": data_name, "error": str(e)[:200]}
     pyro.set_rng_seed(0)
-    q = quality.sample_quality(model, load(data_name))
-    return {"variant": label, "data": data_name, **row, **_round(q)}
+    data = load(data_name)
+    q = quality.sample_quality(model, data)
+    nll = model.evaluation_metrics(data.test)  # log Z by quadrature
+    return {
+        "variant": label,
+        "data": data_name,
+        **row,
+        "nll_nats": round(nll["nll_nats"], 4),
+        "nll_stderr": round(nll["nll_stderr"], 4),
+        "best_nll": BEST_NLL[data_name],
+        **_round(q),
+    }
 
 
 def _pool(jobs: int, tasks: list[tuple]) -> list[dict]:
@@ -119,15 +132,18 @@ def uses(steps: int | None, quick: bool) -> dict[str, Any]:
 
 def _print(out: dict[str, Any]) -> None:
     if "toys" in out:
-        print("| variant | data | modes | high quality | MMD² | C2ST | train s |")
-        print("|---|---|---|---|---|---|---|")
+        head = "| variant | data | test NLL (quadrature) | best possible | modes | high quality | MMD² | C2ST"
+        print(head + " | train s |")
+        print("|---|---|---|---|---|---|---|---|---|")
         for r in out["toys"]:
             if "error" in r:
-                print(f"| `{r['variant']}` | {r['data']} | diverged: {r['error']} | | | | |")
+                print(f"| `{r['variant']}` | {r['data']} | diverged: {r['error']} | | | | | | |")
                 continue
             modes = f"{r['modes']:.0f}" if "modes" in r else "—"
             hq = f"{r['high_quality']:.3f}" if "high_quality" in r else "—"
-            cells = [f"`{r['variant']}`", r["data"], modes, hq, f"{r['mmd']:.4f}", f"{r['c2st']:.3f}", r["train_s"]]
+            nll = f"{r['nll_nats']:.3f} ± {r['nll_stderr']:.3f}"
+            cells = [f"`{r['variant']}`", r["data"], nll, r["best_nll"], modes, hq]
+            cells += [f"{r['mmd']:.4f}", f"{r['c2st']:.3f}", r["train_s"]]
             print("| " + " | ".join(str(c) for c in cells) + " |")
     if "normalization" in out:
         print()

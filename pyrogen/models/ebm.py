@@ -163,6 +163,42 @@ class EnergyModel(GenerativeModel):
         x = params["x"].reshape(-1, *self.event_shape)
         return -self.f(x).sum()
 
+    def log_normalizer(self, points: int | None = None, width: float | None = None) -> torch.Tensor:
+        r""":math:`\log Z_\theta = \log \int e^{f_\theta}` by quadrature (the midpoint rule) on a grid over
+        :math:`[-w, w]^D`, for real data of one or two dimensions; ``width`` :math:`w` defaults to twice the
+        chains' box (``init_scale``), ``points`` per axis to 4001 (1-D) or 401 (2-D).
+
+        Raises:
+            ValueError: more than two dimensions, or unit-interval data (use a sample-quality metric).
+        """
+        d = math.prod(self.event_shape)
+        if d > 2 or self.support != "real":
+            raise ValueError(f"log Z by quadrature needs real data of at most 2 dimensions; this model has {d}")
+        w = 2 * self.init_scale if width is None else _number("width", width)
+        k = (4001 if d == 1 else 401) if points is None else check_positive_int("points", points)
+        ref = self._ref()
+        h = 2 * w / k
+        axis = -w + h * (torch.arange(k, dtype=ref.dtype, device=ref.device) + 0.5)
+        grid = axis[:, None] if d == 1 else torch.stack(torch.meshgrid(axis, axis, indexing="ij"), -1).reshape(-1, 2)
+        with torch.no_grad():
+            f = torch.cat([self.f(c.reshape(-1, *self.event_shape)) for c in grid.split(65536)])
+        return torch.logsumexp(f, 0) + d * math.log(h)
+
+    def evaluation_metrics(self, x: torch.Tensor) -> dict[str, Any]:
+        r"""What ``pyrogen evaluate`` adds for an EBM: on real data of at most two dimensions, the test NLL in nats
+        with :math:`\log Z` by quadrature (``nll_nats``, ``nll_stderr``, ``nll_method``, ``log_z``)."""
+        if math.prod(self.event_shape) > 2 or self.support != "real":
+            return {}
+        log_z = self.log_normalizer()
+        with torch.no_grad():
+            nll = -(self.f(self.validate(x)) - log_z)
+        return {
+            "nll_nats": float(nll.mean()),
+            "nll_stderr": float(nll.std() / math.sqrt(len(nll))) if len(nll) > 1 else float("nan"),
+            "nll_method": "quadrature",
+            "log_z": float(log_z),
+        }
+
     # -- sampling ---------------------------------------------------------------------------------------------
     def _ref(self) -> torch.Tensor:
         return next(self.net.parameters())
