@@ -384,11 +384,13 @@ def energy_posterior(
     warmup_steps: int = 200,
     seed: int = 0,
     step_size: float = 0.01,
+    max_tree_depth: int = 10,
 ) -> EnergyPosterior:
     r"""Complete (or denoise) ``y`` from its ``observed`` entries with a trained EBM as the prior: the
     posterior over the whole example under :func:`energy_program`, sampled by Pyro's ``MCMC`` with
     pyrogen's MALA kernel (``method="mala"``, :class:`~pyrogen.inference.samplers.PyroKernel`, step size
-    adapted in warm-up) or with Pyro's NUTS (``"nuts"``), ``num_chains`` chains joined into ArviZ.
+    adapted in warm-up) or with Pyro's NUTS (``"nuts"``, trees of depth at most ``max_tree_depth``),
+    ``num_chains`` chains joined into ArviZ.
 
     Raises:
         ValueError: a model that is not an EBM, an unknown method, a bad mask.
@@ -408,7 +410,7 @@ def energy_posterior(
     def kernel() -> Any:
         if method == "mala":
             return PyroKernel(MALA, model=program, step_size=step_size)
-        return NUTS(program, target_accept_prob=0.8)
+        return NUTS(program, target_accept_prob=0.8, max_tree_depth=max_tree_depth)
 
     was = model.training
     model.eval()

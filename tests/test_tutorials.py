@@ -15,6 +15,7 @@ RUN = [
     "05_semi_supervised.py",
     "06_mcmc_over_latents.py",
     "07_gan.py",
+    "08_ebm.py",
 ]
 
 
