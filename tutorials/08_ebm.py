@@ -97,6 +97,5 @@ for method in ("mala", "nuts"):
     post = energy_posterior(
         models["ebm-sm"], y, observed, method, 0.1, num_samples=n, warmup_steps=n, max_tree_depth=depth
     )
-    print(
-        f"{method}: E|x1| = {float(post.x[:, 0, 1].abs().mean()):.2f}, R-hat {float(az.rhat(post.idata)['x'].max()):.3f}"
-    )
+    rhat = float(az.rhat(post.idata)["x"].max())
+    print(f"{method}: E|x1| = {float(post.x[:, 0, 1].abs().mean()):.2f}, R-hat {rhat:.3f}")
