@@ -10,7 +10,9 @@ Sections (``--only``):
   protocol, ``benchmarks/gan.py``).
 - ``normalization``: the models with a learned log Z (ebm-nce, ebm-fce): the mass of
   exp(f - log Z) on a grid (1 when log Z is right), on 8gaussians.
-- ``uses``: ebm-sm trained on the grey digits (conv energy, sliced score matching); the bottom half of 20 test
+- ``uses``: ebm-sm trained on the grey digits (conv energy, sliced score matching): outlier AUROC of its energy
+  (upside-down digits, uniform noise, 10% of pixels replaced), the sample quality of its Langevin samples
+  (FID, KID, precision, recall); the bottom half of 20 test
   digits completed under it as the prior (top half observed with noise 0.05), by MALA through Pyro's MCMC
   (``PyroKernel``) and by NUTS, two chains each: pixel accuracy against the binarized digits, next to the VAE
   imputation's 0.839, and the largest R-hat.
@@ -116,6 +118,18 @@ def uses(steps: int | None, quick: bool) -> dict[str, Any]:
     observed[:, :, :4] = True
     truth = binary.test[:n]
     out: dict[str, Any] = {"train": row}
+    from pyrogen.metrics import auroc, outlier_scores
+
+    g = torch.Generator().manual_seed(0)
+    inliers = outlier_scores(model, grey.test)
+    noise = torch.rand(grey.test.shape, generator=g)  # uniform grey levels
+    mask = torch.rand(grey.test.shape, generator=g) < 0.1
+    corrupted = torch.where(mask, torch.rand(grey.test.shape, generator=g), grey.test)  # 10% of pixels replaced
+    for key, xo in (("upside_down", grey.test.flip(-2)), ("uniform_noise", noise), ("corrupted_10pct", corrupted)):
+        out[f"outlier_auroc_{key}"] = round(auroc(inliers, outlier_scores(model, xo)), 4)
+    pyro.set_rng_seed(0)
+    q = quality.sample_quality(model, grey)  # Langevin samples of the digits
+    out.update({f"langevin_samples_{k}": v for k, v in _round(q).items()})
     for method in ("mala", "nuts"):
         t = time.perf_counter()
         kw = {"num_samples": 20, "warmup_steps": 20} if quick else {"num_samples": 300, "warmup_steps": 300}

@@ -166,11 +166,16 @@ def evaluate_nll(
 
 
 def outlier_scores(model: GenerativeModelProtocol, x: Any, k: int = 1000, batch_size: int = 256) -> torch.Tensor:
-    """Negative log-likelihood per example (IWAE-``k`` for latent models): higher means more atypical.
+    r"""Negative log-likelihood per example (IWAE-``k`` for latent models; the energy :math:`-f(x)` for an EBM,
+    the NLL up to the constant :math:`\log Z`, which does not change a ranking): higher means more atypical.
 
     Raises:
         NotImplementedError: the model has no (estimable) likelihood.
     """
+    if model.density == "unnormalized":
+        energy = model.energy  # type: ignore[attr-defined]
+        with torch.no_grad():
+            return torch.cat([energy(b) for b in torch.as_tensor(x).split(batch_size)])
     if model.density not in ("exact", "lower_bound"):
         raise NotImplementedError(f"a model with density {model.density!r} has no likelihood to score outliers with")
     return -log_likelihoods(model, x, k=k if model.density == "lower_bound" else None, batch_size=batch_size)

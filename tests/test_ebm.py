@@ -352,3 +352,14 @@ def test_mala_on_a_mixture_passes_ks_and_rhat_over_four_chains():
         return 0.3 * stats.norm.cdf(v, -1.0) + 0.7 * stats.norm.cdf(v, 1.5)
 
     assert stats.kstest(draws, cdf).pvalue > 0.01
+
+
+def test_energy_scores_outliers(trained_sm):
+    from pyrogen.metrics import auroc, outlier_scores
+
+    m, data = trained_sm
+    torch.manual_seed(0)
+    between = 2.83 * torch.randn(1000, 2).sign() * torch.tensor([[0.38, 0.92]])  # between the modes, radius ~2.8
+    inliers = outlier_scores(m, data.test[:1000])
+    torch.testing.assert_close(inliers, m.energy(data.test[:1000]))
+    assert auroc(inliers, outlier_scores(m, between)) > 0.9
