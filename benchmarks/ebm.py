@@ -93,7 +93,7 @@ def _mass_job(name: str, steps: int | None) -> dict:
     grid = torch.stack(torch.meshgrid(s, s, indexing="ij"), -1).reshape(-1, 2)
     with torch.no_grad():
         mass = float(model.normalized_log_prob(grid).exp().sum() * (s[1] - s[0]) ** 2)
-    return {"model": name, "mass": round(mass, 4), "log_z": round(float(model.log_z), 4), **row}
+    return {"model": name, "mass": round(mass, 4), "log_z": round(model.log_z.item(), 4), **row}
 
 
 def normalization(steps: int | None, jobs: int) -> list[dict]:
