@@ -10,7 +10,7 @@ Sections (``--only``):
   protocol, ``benchmarks/gan.py``).
 - ``normalization``: the models with a learned log Z (ebm-nce, ebm-fce): the mass of
   exp(f - log Z) on a grid (1 when log Z is right), on 8gaussians.
-- ``uses``: ebm-sm trained on the grey digits (conv energy, sliced score matching): outlier AUROC of its energy
+- ``uses``: ebm-sm trained on the grey digits (conv energy, denoising score matching): outlier AUROC of its energy
   (upside-down digits, uniform noise, 10% of pixels replaced), the sample quality of its Langevin samples
   (FID, KID, precision, recall); the bottom half of 20 test
   digits completed under it as the prior (top half observed with noise 0.05), by MALA through Pyro's MCMC
