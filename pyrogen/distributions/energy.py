@@ -31,8 +31,8 @@ class EnergyDistribution(dist.TorchDistribution):
 
     Example:
         >>> d = EnergyDistribution(lambda x: -0.5 * (x**2).sum(-1), lambda n: torch.randn(n, 2), (2,))
-        >>> d.log_prob(torch.zeros(3, 2)), d.sample((4,)).shape
-        (tensor([0., 0., 0.]), torch.Size([4, 2]))
+        >>> d.log_prob(torch.ones(3, 2)), d.sample((4,)).shape
+        (tensor([-1., -1., -1.]), torch.Size([4, 2]))
     """
 
     arg_constraints: dict = {}
