@@ -280,3 +280,66 @@ def test_inference_data_of_unknown_stats_leaves_them_out():
     stats = ch.to_inference_data().sample_stats
     assert "energy" not in stats and "acceptance_rate" in stats
     assert np.all(stats["acceptance_rate"].values == 1)
+
+
+@pytest.mark.parametrize("cls", [S.MALA, S.RandomWalkMH])
+def test_detailed_balance_on_a_grid(cls):
+    # p(x) K(x -> y) = p(y) K(y -> x) for every pair of a small grid, K the kernel's transition density off
+    # the diagonal (proposal density times acceptance probability, the functions step() accepts by)
+    def lp(x):  # skewed and non-Gaussian
+        return -(x**4).sum(-1) / 4 + torch.sin(3 * x[:, 0]) - 0.5 * (x[:, 1] - 0.3 * x[:, 0]) ** 2
+
+    axis = torch.linspace(-1.5, 1.5, 6, dtype=torch.float64)
+    grid = torch.stack(torch.meshgrid(axis, axis, indexing="ij"), -1).reshape(-1, 2)
+    n = len(grid)
+    x, y = grid.repeat_interleave(n, 0), grid.repeat(n, 1)
+    off = ~torch.eye(n, dtype=torch.bool).flatten()
+    x, y = x[off], y[off]
+    k = cls(lp, 0.4)
+    step = torch.full((len(x),), 0.4, dtype=torch.float64)
+    forward = lp(x) + k.transition_log_density(x, y, step)
+    backward = lp(y) + k.transition_log_density(y, x, step)
+    torch.testing.assert_close(forward, backward)
+    assert (
+        k.transition_log_density(x, y, step)
+        < k.proposal_log_density(x, None if cls is S.RandomWalkMH else k._log_prob_and_grad(x)[1], y, step) - 1e-3
+    ).any()  # some moves are damped by the test
+
+
+@pytest.mark.parametrize("cls", [S.MALA, S.RandomWalkMH])
+def test_the_proposal_density_is_the_proposal_step_draws(cls):
+    # detailed balance above holds for *any* q plugged into the ratio: what makes it the kernel's is that q
+    # is the law step() draws from. step's accepted moves are x + mean shift + scale * xi with its own xi,
+    # and q integrates to one with that mean and covariance.
+    eps = 0.3
+    k = cls(correlated, eps, adapt_step_size=False)
+    state = k.init(torch.tensor([[0.5, -0.2]], dtype=torch.float64).repeat(64, 1))
+    torch.manual_seed(11)
+    xi = torch.randn_like(state.position)
+    torch.manual_seed(11)
+    moved = k.step(state)
+    if cls is S.MALA:
+        shift, scale, cov = eps * state.grad, math.sqrt(2 * eps), 2 * eps
+    else:
+        shift, scale, cov = 0.0, eps, eps**2
+    drawn = state.position + shift + scale * xi
+    assert moved.accepted.any()
+    torch.testing.assert_close(moved.position[moved.accepted], drawn[moved.accepted])
+    axis = torch.linspace(-4, 4, 321, dtype=torch.float64)
+    grid = torch.stack(torch.meshgrid(axis, axis, indexing="ij"), -1).reshape(-1, 2)
+    x = state.position[:1].expand(len(grid), 2)
+    g = None if state.grad is None else state.grad[:1].expand(len(grid), 2)
+    w = (
+        k.proposal_log_density(x, g, grid, torch.full((len(grid),), eps, dtype=torch.float64)).exp()
+        * (axis[1] - axis[0]) ** 2
+    )
+    assert abs(float(w.sum()) - 1) < 1e-3
+    mean = (w[:, None] * grid).sum(0)
+    torch.testing.assert_close(mean, (state.position + shift)[0], atol=1e-4, rtol=0)
+    centred = grid - mean
+    torch.testing.assert_close(
+        (w[:, None, None] * centred[:, :, None] * centred[:, None, :]).sum(0),
+        cov * torch.eye(2, dtype=torch.float64),
+        atol=1e-3,
+        rtol=0,
+    )

@@ -215,14 +215,39 @@ class Kernel:
         """One transition of every chain (no adaptation: :func:`sample_chains` does that)."""
         raise NotImplementedError
 
-    def _mh(
-        self, state: ChainState, proposal: torch.Tensor, log_ratio_extra: Callable[..., torch.Tensor]
-    ) -> ChainState:
-        """Metropolis-Hastings on ``proposal``; ``log_ratio_extra(lp_new, g_new)`` adds the proposal's
-        asymmetry :math:`\\log q(x \\mid x') - \\log q(x' \\mid x)`."""
-        lp_new, g_new = self._evaluate(proposal)
-        log_alpha = lp_new - state.log_prob + log_ratio_extra(lp_new, g_new)
-        log_alpha = torch.nan_to_num(log_alpha, nan=-math.inf)
+    def proposal_log_density(
+        self, x: torch.Tensor, grad_x: torch.Tensor | None, y: torch.Tensor, step_size: torch.Tensor
+    ) -> torch.Tensor:
+        r""":math:`\log q(y \mid x)` per chain, for the kernels with a Metropolis-Hastings test (the same
+        function their acceptance ratio is computed from)."""
+        raise NotImplementedError(f"{type(self).__name__} has no proposal density")
+
+    def log_acceptance(
+        self, x: torch.Tensor, lp_x: torch.Tensor, g_x: torch.Tensor | None, y: torch.Tensor, step_size: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """``(log alpha(x -> y), log p(y), grad log p(y))``: the Metropolis-Hastings log acceptance
+        probability (not clamped at 0), what :meth:`step` accepts by."""
+        lp_y, g_y = self._evaluate(y)
+        log_alpha = (
+            lp_y
+            - lp_x
+            + self.proposal_log_density(y, g_y, x, step_size)
+            - self.proposal_log_density(x, g_x, y, step_size)
+        )
+        return torch.nan_to_num(log_alpha, nan=-math.inf), lp_y, g_y
+
+    def transition_log_density(self, x: torch.Tensor, y: torch.Tensor, step_size: torch.Tensor) -> torch.Tensor:
+        r""":math:`\log K(x \to y) = \log q(y \mid x) + \min(0, \log \alpha(x \to y))` for :math:`y \ne x`, per
+        chain: detailed balance is :math:`p(x) K(x \to y) = p(y) K(y \to x)`."""
+        lp_x, g_x = self._evaluate(x)
+        log_alpha, _, _ = self.log_acceptance(x, lp_x, g_x, y, step_size)
+        return self.proposal_log_density(x, g_x, y, step_size) + log_alpha.clamp(max=0)
+
+    def _mh(self, state: ChainState, proposal: torch.Tensor) -> ChainState:
+        """Metropolis-Hastings on ``proposal`` (one per chain)."""
+        log_alpha, lp_new, g_new = self.log_acceptance(
+            state.position, state.log_prob, state.grad, proposal, state.step_size
+        )
         diverging = ~torch.isfinite(lp_new) | (log_alpha < -MAX_DELTA_ENERGY)
         accept_prob = log_alpha.clamp(max=0).exp()
         u = torch.rand_like(accept_prob)
@@ -324,17 +349,20 @@ class MALA(Kernel):
 
     default_target_accept = 0.574
 
+    def proposal_log_density(
+        self, x: torch.Tensor, grad_x: torch.Tensor | None, y: torch.Tensor, step_size: torch.Tensor
+    ) -> torch.Tensor:
+        assert grad_x is not None
+        eps = _per_chain(step_size, x)
+        d = x[0].numel()
+        sq = _sum_event((y - x - eps * grad_x) ** 2)
+        return -sq / (4 * step_size) - 0.5 * d * torch.log(4 * math.pi * step_size)
+
     def step(self, state: ChainState) -> ChainState:
         x, g, eps = state.position, state.grad, _per_chain(state.step_size, state.position)
         assert g is not None
         proposal = x + eps * g + (2 * eps).sqrt() * torch.randn_like(x)
-
-        def asymmetry(lp_new: torch.Tensor, g_new: torch.Tensor) -> torch.Tensor:
-            fwd = _sum_event((proposal - x - eps * g) ** 2)
-            bwd = _sum_event((x - proposal - eps * g_new) ** 2)
-            return (fwd - bwd) / (4 * state.step_size)
-
-        return self._mh(state, proposal.detach(), asymmetry)
+        return self._mh(state, proposal.detach())
 
 
 class RandomWalkMH(Kernel):
@@ -345,10 +373,18 @@ class RandomWalkMH(Kernel):
     uses_grad = False
     default_target_accept = 0.234
 
+    def proposal_log_density(
+        self, x: torch.Tensor, grad_x: torch.Tensor | None, y: torch.Tensor, step_size: torch.Tensor
+    ) -> torch.Tensor:
+        d = x[0].numel()
+        return (
+            -0.5 * _sum_event((y - x) ** 2) / step_size**2 - d * torch.log(step_size) - 0.5 * d * math.log(2 * math.pi)
+        )
+
     def step(self, state: ChainState) -> ChainState:
         x = state.position
         proposal = x + _per_chain(state.step_size, x) * torch.randn_like(x)
-        return self._mh(state, proposal, lambda lp, g: torch.zeros_like(lp))
+        return self._mh(state, proposal)
 
 
 class HMC(Kernel):
