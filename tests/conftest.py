@@ -59,6 +59,7 @@ SMALL = {
     },
     "cgan": {"event_shape": (1, 8, 8), "latent_dim": 4, "arch": "dcgan", "features": 8, "support": "unit_interval"},
     "cyclegan": {"event_shape": (1, 8, 8), "features": 8},
+    "implicit-vae": {"event_shape": (1, 8, 8), "latent_dim": 4, "noise_dim": 4, "hidden": (32,), "score_hidden": (32,)},
     "ebm": {"event_shape": (2,), "hidden": (32, 32), "chain_steps": 10, "buffer_size": 256, "sample_steps": 20},
     "ebm-sm": {"event_shape": (2,), "hidden": (32, 32), "sample_steps": 20},
     "ebm-nce": {"event_shape": (2,), "hidden": (32, 32), "sample_steps": 20},

@@ -43,6 +43,7 @@ from pyrogen.models.gan import (
     BiGAN,
     CycleGAN,
 )
+from pyrogen.models.implicit_vae import ImplicitVAE
 from pyrogen.models.vae import (
     CVAE,
     IWAE,
@@ -57,6 +58,7 @@ from pyrogen.models.vae import (
 
 __all__ = [
     "EBM",
+    "ImplicitVAE",
     "AdversarialEBM",
     "FlowContrastiveEBM",
     "NCEEBM",
