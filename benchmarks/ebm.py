@@ -10,7 +10,8 @@ Sections (``--only``):
   protocol, ``benchmarks/gan.py``).
 - ``normalization``: the models with a learned log Z (ebm-nce, ebm-fce): the mass of
   exp(f - log Z) on a grid (1 when log Z is right), on 8gaussians.
-- ``uses``: ebm-sm trained on the grey digits (conv energy, denoising score matching): outlier AUROC of its energy
+- ``uses``: ebm-sm trained on the grey digits (conv energy, denoising score matching): its test NLL with log Z by
+  annealed importance sampling from the unit cube (and the estimate's standard error); outlier AUROC of its energy
   (upside-down digits, uniform noise, 10% of pixels replaced), the sample quality of its Langevin samples
   (FID, KID, precision, recall); the bottom half of 20 test
   digits completed under it as the prior (top half observed with noise 0.05), by MALA through Pyro's MCMC
@@ -136,6 +137,9 @@ def uses(steps: int | None, quick: bool) -> dict[str, Any]:
     corrupted = torch.where(mask, torch.rand(grey.test.shape, generator=g), grey.test)  # 10% of pixels replaced
     for key, xo in (("upside_down", grey.test.flip(-2)), ("uniform_noise", noise), ("corrupted_10pct", corrupted)):
         out[f"outlier_auroc_{key}"] = round(auroc(inliers, outlier_scores(model, xo)), 4)
+    torch.manual_seed(0)
+    nll = model.evaluation_metrics(grey.test)  # log Z by AIS from the unit cube
+    out.update({f"test_{k}": (round(v, 4) if isinstance(v, float) else v) for k, v in nll.items()})
     pyro.set_rng_seed(0)
     q = quality.sample_quality(model, grey)  # Langevin samples of the digits
     out.update({f"langevin_samples_{k}": v for k, v in _round(q).items()})

@@ -48,6 +48,12 @@ def _number(name: str, v: object, *, lo: float = 0.0, strict: bool = True) -> fl
     return float(v)  # type: ignore[arg-type]
 
 
+def _log_unit_cube(x: torch.Tensor) -> torch.Tensor:
+    inside = ((x >= 0) & (x <= 1)).flatten(1).all(-1)
+    zero = torch.zeros(inside.shape, dtype=x.dtype, device=x.device)
+    return torch.where(inside, zero, zero - math.inf)
+
+
 class EnergyModel(GenerativeModel):
     r"""The shared part of the EBMs: the energy network, sampling, the Pyro program and the monitor.
 
@@ -184,19 +190,45 @@ class EnergyModel(GenerativeModel):
             f = torch.cat([self.f(c.reshape(-1, *self.event_shape)) for c in grid.split(65536)])
         return torch.logsumexp(f, 0) + d * math.log(h)
 
+    def log_normalizer_ais(self, chains: int = 256, num_temps: int = 500, step_size: float = 0.002) -> Any:
+        r""":math:`\log Z_\theta` by annealed importance sampling from the uniform distribution on the unit cube
+        (unit-interval data), MALA transitions; returns the :class:`~pyrogen.inference.samplers.AISResult`
+        (``log_z`` and its ``stderr``)."""
+        from pyrogen.inference.samplers import annealed_importance_sampling
+
+        if self.support != "unit_interval":
+            raise ValueError("log Z by AIS starts from the unit cube: unit-interval data only (2-D: quadrature)")
+        was = self.training
+        self.eval()
+        try:
+            x0 = self.init_chains(check_positive_int("chains", chains))
+            return annealed_importance_sampling(self.f, x0, _log_unit_cube, num_temps=num_temps, step_size=step_size)
+        finally:
+            self.train(was)
+
     def evaluation_metrics(self, x: torch.Tensor) -> dict[str, Any]:
-        r"""What ``pyrogen evaluate`` adds for an EBM: on real data of at most two dimensions, the test NLL in nats
-        with :math:`\log Z` by quadrature (``nll_nats``, ``nll_stderr``, ``nll_method``, ``log_z``)."""
-        if math.prod(self.event_shape) > 2 or self.support != "real":
+        r"""What ``pyrogen evaluate`` adds for an EBM: the test NLL in nats (``nll_nats``, ``nll_stderr``,
+        ``nll_method``, ``log_z``), with :math:`\log Z` by quadrature on real data of at most two dimensions and
+        by AIS on unit-interval data (then also ``log_z_stderr``, the AIS estimate's standard error, which the
+        NLL inherits in full, and ``ais_acceptance``)."""
+        x = self.validate(x)
+        extra: dict[str, Any] = {}
+        if math.prod(self.event_shape) <= 2 and self.support == "real":
+            log_z, method = self.log_normalizer(), "quadrature"
+        elif self.support == "unit_interval":
+            ais = self.log_normalizer_ais()
+            log_z, method = torch.tensor(ais.log_z), "ais"
+            extra = {"log_z_stderr": ais.stderr, "ais_acceptance": ais.acceptance_rate}
+        else:
             return {}
-        log_z = self.log_normalizer()
         with torch.no_grad():
-            nll = -(self.f(self.validate(x)) - log_z)
+            nll = -(self.f(x) - log_z.to(x))
         return {
             "nll_nats": float(nll.mean()),
             "nll_stderr": float(nll.std() / math.sqrt(len(nll))) if len(nll) > 1 else float("nan"),
-            "nll_method": "quadrature",
+            "nll_method": method,
             "log_z": float(log_z),
+            **extra,
         }
 
     # -- sampling ---------------------------------------------------------------------------------------------
