@@ -397,3 +397,23 @@ def test_ais_on_the_unit_cube_matches_a_closed_form():
         step_size=0.01,
     )
     assert abs(res.log_z - d * math.log(one_dim)) < max(3 * res.stderr, 0.03)
+
+
+def test_denoising_score_matching_is_exact_score_matching_of_the_blurred_data_in_expectation():
+    # E[DSM] / sigma^2 = E_blurred[tr H + |g|^2 / 2] + const (Stein's identity on the Gaussian noise), so the
+    # difference does not depend on the model
+    torch.manual_seed(6)
+    x = torch.randn(400000, 1, dtype=torch.float64)
+    sigma = 0.5
+    blurred = x + sigma * torch.randn_like(x)
+
+    def diff(v, shift):
+        def f(u):
+            return -0.5 * (u - shift).pow(2).sum(-1) / v
+
+        g = torch.Generator().manual_seed(0)
+        dsm = E.score_matching(f, x, "denoising", sigma=sigma, generator=g).mean() / sigma**2
+        return (dsm - E.score_matching(f, blurred, "exact").mean()).item()
+
+    d = [diff(1.0, 0.0), diff(2.0, 0.3), diff(0.7, -0.2)]
+    assert max(d) - min(d) < 0.03
