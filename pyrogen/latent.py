@@ -390,7 +390,9 @@ def energy_posterior(
     posterior over the whole example under :func:`energy_program`, sampled by Pyro's ``MCMC`` with
     pyrogen's MALA kernel (``method="mala"``, :class:`~pyrogen.inference.samplers.PyroKernel`, step size
     adapted in warm-up) or with Pyro's NUTS (``"nuts"``, trees of depth at most ``max_tree_depth``),
-    ``num_chains`` chains joined into ArviZ.
+    ``num_chains`` chains joined into ArviZ. ``"batched-mala"`` runs the same posterior (in the same
+    unconstrained space: logits for images) with pyrogen's batched MALA, one chain per example and chain
+    index, each with its own step size: Pyro's MCMC sees all examples as one chain with one step size.
 
     Raises:
         ValueError: a model that is not an EBM, an unknown method, a bad mask.
@@ -401,11 +403,15 @@ def energy_posterior(
     from pyrogen.inference.mcmc import run_chains
     from pyrogen.inference.samplers import MALA, PyroKernel
 
-    if method not in ("mala", "nuts"):
-        raise ValueError(f"method must be 'mala' or 'nuts'; got {method!r}")
+    if method not in ("mala", "nuts", "batched-mala"):
+        raise ValueError(f"method must be 'mala', 'nuts' or 'batched-mala'; got {method!r}")
     program = energy_program(model, scale)
     y = model.validate(y)
     observed = _mask(observed, y)
+    if method == "batched-mala":
+        return _batched_mala_posterior(
+            model, y, observed, scale, num_chains, num_samples, warmup_steps, seed, step_size
+        )
 
     def kernel() -> Any:
         if method == "mala":
@@ -427,3 +433,52 @@ def energy_posterior(
         model.train(was)
     xs = torch.cat([r.get_samples()["x"] for r in runs]).detach()
     return EnergyPosterior(mean=xs.mean(0), x=xs, idata=diagnostics.from_pyro(runs))
+
+
+def _batched_mala_posterior(
+    model: Any,
+    y: torch.Tensor,
+    observed: torch.Tensor,
+    scale: float,
+    num_chains: int,
+    num_samples: int,
+    warmup_steps: int,
+    seed: int,
+    step_size: float,
+) -> EnergyPosterior:
+    import pyro.distributions as dist
+
+    from pyrogen import diagnostics
+    from pyrogen.inference.samplers import MALA, sample_chains
+
+    n, event = len(y), tuple(y.shape[1:])
+    unit = model.support == "unit_interval"
+    width = 10 * float(getattr(model, "init_scale", 10.0))
+    ys, mask = y.repeat(num_chains, *([1] * len(event))), observed.repeat(num_chains, *([1] * len(event)))
+
+    def to_x(u: torch.Tensor) -> torch.Tensor:
+        return torch.sigmoid(u) if unit else u
+
+    def log_target(u: torch.Tensor) -> torch.Tensor:
+        x = to_x(u)
+        lik = (dist.Normal(x, scale).log_prob(ys) * mask).flatten(1).sum(-1)
+        if unit:  # the uniform base on the cube, in logit coordinates: log |dx/du|
+            base = (torch.nn.functional.logsigmoid(u) + torch.nn.functional.logsigmoid(-u)).flatten(1).sum(-1)
+        else:
+            base = dist.Normal(0.0, width).log_prob(u).flatten(1).sum(-1)
+        return model.f(x) + lik + base
+
+    torch.manual_seed(seed)
+    u0 = torch.rand_like(ys) * 4 - 2  # Pyro's init_to_uniform: uniform in (-2, 2), unconstrained
+    was = model.training
+    model.eval()
+    try:
+        ch = sample_chains(MALA(log_target, step_size), u0, num_samples, warmup_steps=warmup_steps)
+    finally:
+        model.train(was)
+    x = to_x(ch.samples).detach().reshape(num_chains, n, num_samples, *event).transpose(1, 2)  # (C, draws, n, ...)
+    stats = {k: v.reshape(num_chains, n, num_samples).mean(1) for k, v in ch.stats.items() if v.dtype != torch.bool}
+    stats["diverging"] = ch.stats["diverging"].reshape(num_chains, n, num_samples).any(1)
+    idata = diagnostics.from_chains({"x": x}, stats)
+    draws = x.reshape(num_chains * num_samples, n, *event)
+    return EnergyPosterior(mean=draws.mean(0), x=draws, idata=idata)

@@ -262,7 +262,7 @@ def test_ebm_api_refuses_bad_arguments():
     assert m.sample(5).shape == (5, 2) and m.as_distribution().sample((2,)).shape == (2, 2)
 
 
-@pytest.mark.parametrize("method", ["mala", "nuts"])
+@pytest.mark.parametrize("method", ["mala", "nuts", "batched-mala"])
 def test_energy_prior_completes_a_point_like_quadrature(trained_sm, method):
     from pyrogen.latent import energy_posterior
 
