@@ -36,7 +36,6 @@ from __future__ import annotations
 
 import sys
 import time
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -45,7 +44,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import report, section_parser  # noqa: E402
-from gan import _round, train  # noqa: E402
+from gan import _pool, _round, train  # noqa: E402
 
 from pyrogen import quality  # noqa: E402
 from pyrogen.data import load  # noqa: E402
@@ -86,15 +85,8 @@ def _quality_job(label: str, name: str, options: dict[str, Any], data_name: str,
     }
 
 
-def _pool(jobs: int, tasks: list[tuple]) -> list[dict]:
-    if jobs <= 1:
-        return [_quality_job(*t) for t in tasks]
-    with ProcessPoolExecutor(max_workers=jobs) as ex:
-        return list(ex.map(_quality_job, *zip(*tasks, strict=True)))
-
-
 def toys(steps: int | None, jobs: int) -> list[dict]:
-    return _pool(jobs, [(label, name, opts, d, steps) for d in TOYS for label, name, opts in VARIANTS])
+    return _pool(jobs, [(label, name, opts, d, steps) for d in TOYS for label, name, opts in VARIANTS], _quality_job)
 
 
 def _mass_job(name: str, steps: int | None) -> dict:
@@ -108,11 +100,7 @@ def _mass_job(name: str, steps: int | None) -> dict:
 
 
 def normalization(steps: int | None, jobs: int) -> list[dict]:
-    names = ["ebm-nce", "ebm-fce"]
-    if jobs <= 1:
-        return [_mass_job(n, steps) for n in names]
-    with ProcessPoolExecutor(max_workers=jobs) as ex:
-        return list(ex.map(_mass_job, names, [steps] * len(names)))
+    return _pool(jobs, [(name, steps) for name in ("ebm-nce", "ebm-fce")], _mass_job)
 
 
 def uses(steps: int | None, quick: bool) -> dict[str, Any]:

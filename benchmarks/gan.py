@@ -87,11 +87,13 @@ def _quality_job(label: str, name: str, options: dict[str, Any], data_name: str,
     return {"variant": label, "data": data_name, **row, **_round(q)}
 
 
-def _pool(jobs: int, tasks: list[tuple]) -> list[dict]:
+def _pool(jobs: int, tasks: list[tuple], job: Any = None) -> list[dict]:
+    """``job(*task)`` for every task (default: the quality job here), ``jobs`` processes at once."""
+    job = job or _quality_job
     if jobs <= 1:
-        return [_quality_job(*t) for t in tasks]
+        return [job(*t) for t in tasks]
     with ProcessPoolExecutor(max_workers=jobs) as ex:
-        return list(ex.map(_quality_job, *zip(*tasks, strict=True)))
+        return list(ex.map(job, *zip(*tasks, strict=True)))
 
 
 def toys(steps: int | None, jobs: int) -> list[dict]:

@@ -2,12 +2,13 @@ r"""Unnormalized (energy) distributions: :math:`p(x) \propto e^{f(x)}`, sampled 
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Sequence
 
 import pyro.distributions as dist
 import torch
 from torch.distributions import constraints
+
+from pyrogen.distributions.implicit import draw
 
 __all__ = ["EnergyDistribution"]
 
@@ -60,16 +61,7 @@ class EnergyDistribution(dist.TorchDistribution):
         return EnergyDistribution(self._log_density, self._sampler, self.event_shape, batch_shape, self._support)
 
     def sample(self, sample_shape: Sequence[int] = torch.Size()) -> torch.Tensor:
-        shape = torch.Size(sample_shape) + self.batch_shape
-        n = math.prod(shape)
-        if n == 0:
-            raise ValueError(
-                f"sample_shape {tuple(sample_shape)} and batch_shape {tuple(self.batch_shape)} hold no draw"
-            )
-        x = self._sampler(n)
-        if x.shape != (n, *self.event_shape):
-            raise ValueError(f"the sampler returned shape {tuple(x.shape)}; expected {(n, *self.event_shape)}")
-        return x.detach().reshape(*shape, *self.event_shape)
+        return draw(self._sampler, sample_shape, self.batch_shape, self.event_shape).detach()
 
     def log_prob(self, value: torch.Tensor) -> torch.Tensor:
         """:math:`f(x)`: the log density up to the unknown :math:`-\\log Z` (see the class docstring)."""

@@ -18,6 +18,23 @@ _HINT = (
 )
 
 
+def draw(
+    sampler: Callable[[int], torch.Tensor],
+    sample_shape: Sequence[int],
+    batch_shape: torch.Size,
+    event_shape: torch.Size,
+) -> torch.Tensor:
+    """``sampler(n)`` for the ``n`` draws that ``sample_shape + batch_shape`` holds, checked and reshaped."""
+    shape = torch.Size(sample_shape) + batch_shape
+    n = math.prod(shape)
+    if n == 0:
+        raise ValueError(f"sample_shape {tuple(sample_shape)} and batch_shape {tuple(batch_shape)} hold no draw")
+    x = sampler(n)
+    if x.shape != (n, *event_shape):
+        raise ValueError(f"the sampler returned shape {tuple(x.shape)}; expected {(n, *event_shape)}")
+    return x.reshape(*shape, *event_shape)
+
+
 class ImplicitDistribution(dist.TorchDistribution):
     r"""The distribution of :math:`G(z)`, :math:`z \sim p(z)`, for a generator :math:`G` (a GAN's).
 
@@ -62,16 +79,7 @@ class ImplicitDistribution(dist.TorchDistribution):
         return ImplicitDistribution(self._sampler, self.event_shape, batch_shape, self._support)
 
     def rsample(self, sample_shape: Sequence[int] = torch.Size()) -> torch.Tensor:
-        shape = torch.Size(sample_shape) + self.batch_shape
-        n = math.prod(shape)
-        if n == 0:
-            raise ValueError(
-                f"sample_shape {tuple(sample_shape)} and batch_shape {tuple(self.batch_shape)} hold no draw"
-            )
-        x = self._sampler(n)
-        if x.shape != (n, *self.event_shape):
-            raise ValueError(f"the sampler returned shape {tuple(x.shape)}; expected {(n, *self.event_shape)}")
-        return x.reshape(*shape, *self.event_shape)
+        return draw(self._sampler, sample_shape, self.batch_shape, self.event_shape)
 
     def sample(self, sample_shape: Sequence[int] = torch.Size()) -> torch.Tensor:
         with torch.no_grad():
