@@ -388,7 +388,7 @@ class NCEEBM(EnergyModel):
     distribution on the unit cube. At the optimum :math:`f_\theta - \log Z` is the normalized data
     log density, so :meth:`normalized_log_prob` is an estimate of :math:`\log p` (good where the noise
     covers the data). The estimator's variance falls as ``nu`` grows (Gutmann and Hyvärinen, 2012): the
-    default 4 normalizes a trained 8gaussians model to within 10% by quadrature, 1 does not
+    default 4 normalizes a model trained 1500 steps on 8gaussians to within 10% by quadrature
     (``tests/test_ebm.py``)."""
 
     def __init__(self, event_shape: Sequence[int], noise_scale: float = 2.5, nu: int = 4, **kwargs: Any) -> None:
