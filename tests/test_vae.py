@@ -324,3 +324,20 @@ def test_implicit_vae_entropy_gradient_matches_the_exact_one_for_a_gaussian_q():
     g_mu, g_ls = torch.autograd.grad(entropy_gradient_surrogate(z, net(z)).mean(), [mu, log_sigma])
     assert (g_mu.abs() < 0.1).all()
     assert ((g_ls - 1).abs() < 0.1).all()
+
+
+def test_implicit_vae_bounds_are_ordered_and_checked():
+    from pyrogen.models import registry
+
+    torch.manual_seed(0)
+    m = registry.create("implicit-vae", event_shape=(1, 8, 8), latent_dim=4, noise_dim=4, hidden=(32,))
+    x = load("digits-binary").test[:16]
+    elbo, iwae = m.elbo(x, k=200), m.iwae(x, k=200)
+    assert elbo.shape == iwae.shape == (16,)
+    assert (iwae >= elbo).all()  # Jensen: the log of the mean weight is at least the mean log weight
+    with pytest.raises(ValueError, match="k must be a positive integer"):
+        m.iwae(x, k=0)
+    with pytest.raises(ValueError, match="only 0 and 1"):
+        m.iwae(torch.full((2, 1, 8, 8), 0.5))
+    with pytest.raises(ValueError, match="score_method must be 'sliced-vr' or 'denoising'; got 'exact'"):
+        registry.create("implicit-vae", event_shape=(1, 8, 8), score_method="exact")

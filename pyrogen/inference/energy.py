@@ -54,6 +54,8 @@ def contrastive_divergence(f_data: torch.Tensor, f_model: torch.Tensor, reg: flo
         f_model: :math:`f(x^-)` on model samples, ``(n,)`` (the same ``n``).
         reg: :math:`\alpha \ge 0`.
     """
+    if isinstance(reg, bool) or not isinstance(reg, (int, float)) or not reg >= 0:
+        raise ValueError(f"reg must be a non-negative number; got {reg!r}")
     if f_data.shape != f_model.shape:
         raise ValueError(
             f"f_data and f_model must have the same shape; got {tuple(f_data.shape)}, {tuple(f_model.shape)}"
@@ -150,7 +152,6 @@ def noise_contrastive(
     g_data = log_model_data - log_noise_data - log_nu
     g_noise = log_model_noise - log_noise_noise - log_nu
     n = len(g_data)
-    noise_term = F.softplus(g_noise).reshape(-1, n).sum(0) if g_noise.numel() % n == 0 else None
-    if noise_term is None:
+    if g_noise.numel() % n:
         raise ValueError(f"the noise terms ({g_noise.numel()}) must be a whole multiple of the data ({n})")
-    return F.softplus(-g_data) + noise_term
+    return F.softplus(-g_data) + F.softplus(g_noise).reshape(-1, n).sum(0)

@@ -1,18 +1,20 @@
 r"""Energy-based models :math:`p_\theta(x) = e^{f_\theta(x)} / Z_\theta`, trained without :math:`Z_\theta`.
 
-One network :math:`f_\theta` (:class:`~pyrogen.nn.EnergyNet`), three ways to fit it:
+One network :math:`f_\theta` (:class:`~pyrogen.nn.EnergyNet`), five ways to fit it:
 
 - ``ebm`` -- contrastive divergence: the model's own samples, short-run Langevin chains restarted from
   a replay buffer of persistent states (Du and Mordatch, 2019), stand in for :math:`\nabla \log Z`;
 - ``ebm-sm`` -- score matching: exact (the Hessian trace by autograd), sliced, or denoising;
 - ``ebm-nce`` -- noise-contrastive estimation against a Gaussian (or uniform) noise, with a learned
-  :math:`\log Z`.
+  :math:`\log Z`;
+- ``ebm-fce`` -- flow contrastive estimation: NCE against a RealNVP trained jointly;
+- ``ebm-adv`` -- adversarial training against a RealNVP sampler of exact entropy.
 
 Each is a Pyro citizen: :meth:`EnergyModel.as_distribution` is an
 :class:`~pyrogen.distributions.EnergyDistribution` (``log_prob`` = :math:`f`, documented as
 unnormalized; ``sample`` by Langevin chains), :meth:`EnergyModel.potential_fn` plugs into
 ``NUTS(potential_fn=...)`` and the batched kernels of :mod:`pyrogen.inference.samplers` sample it.
-What validation watches is the same for all three: the score-matching objective on held-out data
+What validation watches is the same for all five: the score-matching objective on held-out data
 (the Fisher divergence to the data up to a constant, which needs no :math:`Z`).
 """
 

@@ -206,7 +206,9 @@ class ImplicitVAE(GenerativeModel):
             pyro.sample("z", dist.Delta(z, log_density=surrogate, event_dim=1))
 
     # -- likelihood bounds -------------------------------------------------------------------------------------
-    def _iwae(self, x: torch.Tensor, k: int, chunk: int = 100) -> torch.Tensor:
+    def _log_weights(self, x: torch.Tensor, k: int, chunk: int = 100) -> torch.Tensor:
+        r"""``(k, n)`` log importance weights :math:`\log p(x, z) - \log r(z \mid x)` under the proposal fitted to
+        32 posterior draws per example."""
         with torch.no_grad():
             draws = torch.stack([self.encode(x) for _ in range(32)])  # (32, n, L)
             loc, scale = draws.mean(0), draws.std(0) * self.proposal_scale + 1e-3
@@ -214,23 +216,22 @@ class ImplicitVAE(GenerativeModel):
             parts = []
             for i in range(0, k, chunk):
                 z = proposal.sample((min(chunk, k - i),))  # (c, n, L)
-                xs = x.expand(len(z), *x.shape)
-                logits = self.decoder(z)
-                lw = dist.Bernoulli(logits=logits).log_prob(xs).sum(-1)
-                lw = lw + dist.Normal(0.0, 1.0).log_prob(z).sum(-1) - proposal.log_prob(z)
-                parts.append(lw)
-            lw = torch.cat(parts)
-            return torch.logsumexp(lw, 0) - math.log(k)
+                lw = dist.Bernoulli(logits=self.decoder(z)).log_prob(x.expand(len(z), *x.shape)).sum(-1)
+                parts.append(lw + dist.Normal(0.0, 1.0).log_prob(z).sum(-1) - proposal.log_prob(z))
+            return torch.cat(parts)
+
+    def _iwae(self, x: torch.Tensor, k: int) -> torch.Tensor:
+        return torch.logsumexp(self._log_weights(x, k), 0) - math.log(k)
 
     def iwae(self, x: torch.Tensor, k: int = 1000) -> torch.Tensor:
-        """The importance-weighted lower bound on :math:`\\log p(x)` per example, ``k`` draws of the fitted proposal."""
+        r"""The importance-weighted lower bound on :math:`\log p(x)` per example, ``k`` draws of the fitted proposal."""
         check_positive_int("k", k)
         return self._iwae(self._flat(self.validate(x)), k)
 
-    def elbo(self, x: torch.Tensor) -> torch.Tensor:
-        """The ELBO under the fitted proposal (``iwae`` with one draw, averaged over 100): a lower bound."""
-        x = self._flat(self.validate(x))
-        return torch.stack([self._iwae(x, 1) for _ in range(100)]).mean(0)
+    def elbo(self, x: torch.Tensor, k: int = 100) -> torch.Tensor:
+        """The ELBO under the fitted proposal (the mean log weight over ``k`` draws): a lower bound."""
+        check_positive_int("k", k)
+        return self._log_weights(self._flat(self.validate(x)), k).mean(0)
 
     def sample(self, n: int) -> torch.Tensor:
         check_positive_int("n", n)
