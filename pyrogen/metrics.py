@@ -145,10 +145,13 @@ def evaluate_nll(
     if model.density not in ("exact", "lower_bound"):
         raise NotImplementedError(f"a model with density {model.density!r} has no likelihood to evaluate")
     latent = model.density == "lower_bound"
-    ll = log_likelihoods(model, data, k=k if latent else None, batch_size=batch_size)
+    bound_only = latent and getattr(model, "bound_only", False)  # a bound reported as it is (DDPM's)
+    ll = log_likelihoods(model, data, k=k if latent and not bound_only else None, batch_size=batch_size)
     nll, se = _mean_stderr(-ll)
     res = NLLResult(nll_nats=nll, nll_stderr=se, n=len(ll))
-    if latent:
+    if bound_only:
+        res.elbo_nats = -nll
+    elif latent:
         res.k = k
         with torch.no_grad():
             labelled = getattr(model, "labelled", False)

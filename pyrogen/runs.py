@@ -484,11 +484,15 @@ def sample_run(
     label: int | None = None,
     seed: int = 0,
     device: str | None = None,
+    options: Mapping[str, Any] | None = None,
 ) -> Path:
     """Draw ``n`` samples of a run and write them to ``out`` (``.png``, ``.npz`` or ``.txt``); returns the path.
 
+    ``options``: the sampler's keywords a diffusion model takes (``sampler``, ``steps``, ``eta``, ``guidance``;
+    see each model's ``sample_options``).
+
     Raises:
-        RunError: a bad ``n``, ``label`` or ``out`` (checked before anything is drawn or created).
+        RunError: a bad ``n``, ``label``, option or ``out`` (checked before anything is drawn or created).
     """
     out = Path(out)
     suffix = out.suffix.lower()
@@ -507,12 +511,26 @@ def sample_run(
         raise RunError(f"--label needs a class-conditional model; {run['model']} is unconditional")
     if label is not None and not 0 <= label < conditional:
         raise RunError(f"--label must be a class in 0..{conditional - 1}; got {label}")
+    options = dict(options or {})
+    allowed = getattr(model, "sample_options", ())
+    wrong = sorted(set(options) - set(allowed))
+    if wrong:
+        flags = ", ".join("--" + w for w in wrong)
+        takes = ", ".join("--" + a for a in allowed) or "none"
+        raise RunError(f"{flags}: {run['model']} takes no such sampler option (it takes: {takes})")
+    if "guidance" in options and label is None:
+        raise RunError("--guidance needs --label (guidance steers samples toward a class)")
     vocab = _load_data(run["data"], run["seed"]).vocab if suffix == ".txt" else ""
     if suffix == ".txt" and not vocab:
         raise RunError(f"only models of the text dataset write .txt samples; this run is on {run['data']!r}")
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        x = (model.sample(n) if label is None else model.sample(n, y=label)).cpu()  # type: ignore[call-arg]
+        try:
+            x = (model.sample(n, **options) if label is None else model.sample(n, y=label, **options)).cpu()  # type: ignore[call-arg]
+        except ValueError as e:
+            if not options:
+                raise
+            raise RunError(f"{', '.join('--' + k for k in options)}: {e}") from None
     if suffix == ".png" and not (x.dim() == 4 or (x.dim() == 2 and x.shape[1] == 2)):
         raise RunError(f"cannot draw samples of shape {tuple(x.shape[1:])} as PNG; use an .npz file")
     out.parent.mkdir(parents=True, exist_ok=True)

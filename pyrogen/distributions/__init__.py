@@ -16,11 +16,14 @@ from pyrogen.distributions.autoregressive import (
     GaussianMixtureConditionals,
     make_conditionals,
 )
-from pyrogen.distributions.energy import EnergyDistribution
+from pyrogen.distributions.discretized import DiscretizedNormal
+from pyrogen.distributions.energy import EnergyDistribution, NumericalDensity
 from pyrogen.distributions.flow import FlowDistribution, forward_and_log_det, inverse_and_log_det
 from pyrogen.distributions.implicit import ImplicitDistribution
 
 __all__ = [
+    "DiscretizedNormal",
+    "NumericalDensity",
     "AutoregressiveDistribution",
     "BernoulliConditionals",
     "EnergyDistribution",

@@ -10,7 +10,7 @@ from torch.distributions import constraints
 
 from pyrogen.distributions.implicit import draw
 
-__all__ = ["EnergyDistribution"]
+__all__ = ["EnergyDistribution", "NumericalDensity"]
 
 
 class EnergyDistribution(dist.TorchDistribution):
@@ -74,3 +74,23 @@ class EnergyDistribution(dist.TorchDistribution):
         flat = value.reshape(-1, *self.event_shape)
         f = self._log_density(flat).reshape(lead)
         return f.expand(torch.broadcast_shapes(lead, self.batch_shape))
+
+
+class NumericalDensity(EnergyDistribution):
+    r"""A distribution whose ``log_prob`` is a *normalized* log density computed numerically -- the
+    probability-flow ODE's of a score SDE (:class:`~pyrogen.models.ScoreSDE`) -- and whose ``sample`` calls a
+    sampler. The interface of :class:`EnergyDistribution`, without its missing constant.
+
+    Example:
+        >>> log_n = lambda x: -0.5 * (x**2).sum(-1) - 1.8378770664093453
+        >>> d = NumericalDensity(log_n, lambda n: torch.randn(n, 2), (2,))
+        >>> round(float(d.log_prob(torch.zeros(1, 2))), 4)
+        -1.8379
+    """
+
+    def expand(self, batch_shape: Sequence[int], _instance: EnergyDistribution | None = None) -> NumericalDensity:
+        return NumericalDensity(self._log_density, self._sampler, self.event_shape, batch_shape, self._support)
+
+    def log_prob(self, value: torch.Tensor) -> torch.Tensor:
+        """The log density (normalized)."""
+        return super().log_prob(value)

@@ -19,6 +19,7 @@ from pyrogen.models.autoregressive import (
     Transformer,
 )
 from pyrogen.models.base import GenerativeModel
+from pyrogen.models.diffusion import DDPM, NCSN, DiffusionModel, ScoreSDE
 from pyrogen.models.ebm import EBM, NCEEBM, AdversarialEBM, EnergyModel, FlowContrastiveEBM, ScoreMatchingEBM
 from pyrogen.models.flows import (
     IAF,
@@ -57,6 +58,10 @@ from pyrogen.models.vae import (
 )
 
 __all__ = [
+    "DDPM",
+    "NCSN",
+    "DiffusionModel",
+    "ScoreSDE",
     "EBM",
     "ImplicitVAE",
     "AdversarialEBM",

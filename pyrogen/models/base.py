@@ -211,6 +211,12 @@ class GenerativeModel(PyroModule):
         """Pyro's ``Trace_ELBO`` loss on :meth:`model` and :meth:`guide`, per example."""
         return Trace_ELBO().differentiable_loss(self.model, self.guide, batch) / len(batch)
 
+    def fused_pyro_loss(self, batch: Any) -> torch.Tensor:
+        """The plain-tensor computation of :meth:`pyro_loss` (the same value and gradients on the same seed):
+        :meth:`loss` where the training loss is that fast path; a family whose loss is another objective (DDPM's
+        reweighted denoising loss) overrides it."""
+        return self.loss(batch)
+
     def validation_loss(self, batch: torch.Tensor) -> torch.Tensor:
         """The mean score early stopping watches (lower is better)."""
         return self.loss(batch)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from pyrogen.nn.attention import CausalSelfAttention, CausalTransformer
 from pyrogen.nn.conv import ConvDecoder, ConvEncoder
+from pyrogen.nn.diffusion import DENOISER_ARCHS, DenoisingMLP, DenoisingUNet, sinusoidal_embedding
 from pyrogen.nn.energy import ENERGY_ARCHS, EnergyNet
 from pyrogen.nn.masked import (
     MADENet,
@@ -21,6 +22,10 @@ from pyrogen.nn.mlp import MLP
 from pyrogen.nn.pixelcnn import GatedPixelCNNNet, PixelCNNNet
 
 __all__ = [
+    "DENOISER_ARCHS",
+    "DenoisingMLP",
+    "DenoisingUNet",
+    "sinusoidal_embedding",
     "ENERGY_ARCHS",
     "EnergyNet",
     "MLP",

@@ -1,0 +1,859 @@
+r"""Diffusion and score models: DDPM (with DDIM sampling), NCSN and score SDEs.
+
+- ``ddpm`` -- a Markovian hierarchical latent-variable model whose encoder is fixed (seed 004; Ho et al., 2020):
+  the guide is the forward chain :math:`q(x_{1:T} \mid x_0)` (in its posterior factorization
+  :math:`q(x_T \mid x_0)\prod_t q(x_{t-1} \mid x_t, x_0)`), the model the learned reverse chain
+  :math:`p(x_T)\prod_t p_\theta(x_{t-1} \mid x_t)` with a decoder :math:`p_\theta(x_0 \mid x_1)` (a Gaussian
+  discretized to the data's bins for dequantized images). ``TraceMeanField_ELBO`` on the pair is the
+  closed-form bound -- the prior-matching, consistency and reconstruction terms; the :math:`\epsilon`-loss
+  is its reweighted fast path. Sampled by the ancestral chain or by DDIM with any number of steps.
+- ``ncsn`` -- a noise-conditional score network :math:`s_\theta(x, \sigma)` trained by denoising score matching
+  over geometric noise levels, sampled by annealed Langevin dynamics (Song and Ermon, 2019).
+- ``score-sde`` -- the continuous-time score model of a VP, sub-VP or VE SDE (Song et al., 2021), sampled by
+  Euler-Maruyama, predictor-corrector or the probability-flow ODE, with the exact log-likelihood through
+  that ODE (``density == "exact"``).
+
+All three share :class:`DiffusionModel`: the denoising network of :mod:`pyrogen.nn.diffusion` (an MLP for
+vectors, a U-Net for images), an affine map of the data to a standardized space (images to
+:math:`[-1, 1]`), an exponential moving average of the weights for sampling and evaluation, and optional class
+conditioning with classifier-free guidance (``classes``, ``p_uncond``; ``sample(n, y=..., guidance=w)``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from collections.abc import Iterator, Sequence
+from typing import Any, ClassVar
+
+import pyro
+import pyro.distributions as dist
+import torch
+from pyro.infer import TraceMeanField_ELBO
+from torch import nn
+from torch.func import functional_call
+
+from pyrogen.data import Dataset
+from pyrogen.distributions.discretized import DiscretizedNormal
+from pyrogen.distributions.energy import NumericalDensity
+from pyrogen.inference import diffusion as D
+from pyrogen.inference.hooks import EMA
+from pyrogen.inference.samplers import AnnealedLangevin, Chains
+from pyrogen.inference.schedules import PARAMETRIZATIONS, SCHEDULES, SDES, NoiseSchedule, geometric_sigmas, make_sde
+from pyrogen.models.base import GenerativeModel, check_dropout, check_hidden, check_positive_int
+from pyrogen.models.registry import register
+from pyrogen.nn.diffusion import DENOISER_ARCHS, DenoisingMLP, DenoisingUNet
+
+__all__ = ["DDPM", "NCSN", "DiffusionModel", "ScoreSDE"]
+
+
+def _number(name: str, v: object, lo: float = 0.0, strict: bool = True) -> float:
+    ok = isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+    if not ok or (v <= lo if strict else v < lo):  # type: ignore[operator]
+        raise ValueError(f"{name} must be a finite number {'>' if strict else '>='} {lo:g}; got {v!r}")
+    return float(v)  # type: ignore[arg-type]
+
+
+def _choice(name: str, v: object, options: Sequence[str]) -> str:
+    if v not in options:
+        raise ValueError(f"{name} must be one of {', '.join(options)}; got {v!r}")
+    return v  # type: ignore[return-value]
+
+
+class DiffusionModel(GenerativeModel):
+    r"""What the diffusion family shares: the denoising network, the data map, the EMA and the conditioning.
+
+    Args:
+        event_shape: the shape of one example.
+        arch: ``"mlp"`` (vectors) or ``"unet"`` (images; the default for 3-D events).
+        hidden: the MLP's widths; features: the U-Net's channels; emb_dim: the embedding's width.
+        support: ``"real"`` or ``"unit_interval"``.
+        shift, scale: the data map :math:`x \mapsto (x - \text{shift}) / \text{scale}` into the space the
+            diffusion runs in (set from the data by :meth:`from_dataset`: images to :math:`[-1, 1]`, vectors
+            to unit variance).
+        classes: labels to condition on (0: unconditional); then the training data are
+            ``(examples, labels)`` and a label is dropped with probability ``p_uncond`` (classifier-free
+            guidance, Ho and Salimans, 2021).
+        ema: decay of the weights' moving average used to sample and evaluate (``None``: the raw weights).
+    """
+
+    family: ClassVar[str] = "diffusion"
+    default_data: ClassVar[str] = "8gaussians"
+    #: what :meth:`sample` keywords the CLI's ``pyrogen sample`` may pass
+    sample_options: ClassVar[tuple[str, ...]] = ()
+
+    def __init__(
+        self,
+        event_shape: Sequence[int],
+        arch: str | None = None,
+        hidden: Sequence[int] = (128, 128, 128),
+        features: int = 32,
+        emb_dim: int = 64,
+        support: str = "real",
+        shift: float = 0.0,
+        scale: float = 1.0,
+        classes: int = 0,
+        p_uncond: float = 0.1,
+        ema: float | None = 0.999,
+    ) -> None:
+        super().__init__(event_shape)
+        arch = ("unet" if len(self.event_shape) == 3 else "mlp") if arch is None else arch
+        self.arch = _choice("arch", arch, DENOISER_ARCHS)
+        self.support = _choice("support", support, ("real", "unit_interval"))  # type: ignore[misc]
+        self.hidden, self.features = check_hidden(hidden), check_positive_int("features", features)
+        self.emb_dim = check_positive_int("emb_dim", emb_dim)
+        if self.emb_dim % 2:
+            raise ValueError(f"emb_dim must be even; got {emb_dim!r}")
+        self.shift, self.scale = _number("shift", shift, -math.inf), _number("scale", scale)
+        if isinstance(classes, bool) or not isinstance(classes, int) or classes < 0 or classes == 1:
+            raise ValueError(f"classes must be 0 (unconditional) or an integer >= 2; got {classes!r}")
+        self.classes = classes
+        self.labelled = classes > 0  # type: ignore[misc]
+        self.p_uncond = check_dropout(p_uncond, "p_uncond")
+        if ema is not None and (isinstance(ema, bool) or not isinstance(ema, (int, float)) or not 0 <= ema < 1):
+            raise ValueError(f"ema must be a decay in [0, 1) or None; got {ema!r}")
+        self.ema_decay = None if ema is None else float(ema)
+        d = math.prod(self.event_shape)
+        if self.arch == "unet":
+            self.net: nn.Module = DenoisingUNet(self.event_shape, self.features, self.emb_dim, classes)
+        else:
+            self.net = DenoisingMLP(d, self.hidden, self.emb_dim, classes)
+        self.ema = EMA(self.net, self.ema_decay) if self.ema_decay is not None else None
+
+    def config(self) -> dict[str, Any]:
+        return {
+            "event_shape": tuple(self.event_shape),
+            "arch": self.arch,
+            "hidden": self.hidden,
+            "features": self.features,
+            "emb_dim": self.emb_dim,
+            "support": self.support,
+            "shift": self.shift,
+            "scale": self.scale,
+            "classes": self.classes,
+            "p_uncond": self.p_uncond,
+            "ema": self.ema_decay,
+        }
+
+    @classmethod
+    def from_dataset(cls, data: Dataset, **kwargs: Any) -> GenerativeModel:
+        """A model for ``data``: a U-Net mapping images to :math:`[-1, 1]`, an MLP for vectors standardized by
+        the training data's standard deviation.
+
+        Raises:
+            ValueError: discrete data (use the dequantized ``digits``).
+        """
+        if data.support not in ("real", "unit_interval"):
+            raise ValueError(
+                f"{cls.name or cls.__name__} models continuous data; dataset {data.name!r} is {data.support} "
+                "(use the dequantized 'digits')"
+            )
+        kwargs.setdefault("support", data.support)
+        if data.kind == "image":
+            kwargs.setdefault("shift", 0.5)
+            kwargs.setdefault("scale", 0.5)
+        else:
+            kwargs.setdefault("shift", 0.0)
+            kwargs.setdefault("scale", round(float(data.train.std()), 4))
+        return cls(event_shape=tuple(data.event_shape), **kwargs)
+
+    @classmethod
+    def train_defaults_for(cls, data: Dataset) -> dict[str, Any]:
+        """Vectors: 10000 steps of batch 256 at lr 1e-3; images: 20000 steps of batch 128 at lr 2e-4; validation
+        every 1000 steps on a fixed draw of noise (the best EMA weights kept)."""
+        if data.kind == "image":
+            return {"lr": 2e-4, "batch_size": 128, "steps": 20000, "val_every": 1000, **cls.train_defaults}
+        return {"lr": 1e-3, "batch_size": 256, "steps": 10000, "val_every": 1000, **cls.train_defaults}
+
+    # -- the data map and the network -----------------------------------------------------------------------
+    def _ref(self) -> torch.Tensor:
+        return next(self.net.parameters())
+
+    def to_latent_space(self, x: torch.Tensor) -> torch.Tensor:
+        r"""The data in the diffusion's space, :math:`(x - \text{shift}) / \text{scale}`."""
+        return (x - self.shift) / self.scale
+
+    def to_data_space(self, z: torch.Tensor) -> torch.Tensor:
+        return self.shift + self.scale * z
+
+    def _split(self, batch: Any) -> tuple[torch.Tensor, torch.Tensor | None]:
+        if isinstance(batch, tuple):
+            x, y = batch
+            if not self.classes:
+                raise ValueError(f"{type(self).__name__} is unconditional; got labels")
+            return x, y.to(x.device).long()
+        if self.classes:
+            raise ValueError(f"{type(self).__name__} has classes={self.classes}: give (examples, labels)")
+        return batch, None
+
+    def _labels(self, y: object, n: int) -> torch.Tensor | None:
+        if y is None:
+            return None
+        if not self.classes:
+            raise ValueError(f"{type(self).__name__} is unconditional; got labels y")
+        ref = self._ref()
+        if isinstance(y, int) and not isinstance(y, bool):
+            y = torch.full((n,), y, dtype=torch.long, device=ref.device)
+        if not isinstance(y, torch.Tensor) or y.shape != (n,) or y.is_floating_point():
+            raise ValueError(f"y must be a label or an integer tensor of shape ({n},); got {y!r}")
+        if ((y < 0) | (y >= self.classes)).any():
+            raise ValueError(f"y must hold classes in 0..{self.classes - 1}; got {y.tolist()}")
+        return y.to(ref.device).long()
+
+    def _drop_labels(self, y: torch.Tensor | None) -> torch.Tensor | None:
+        if y is None or not self.p_uncond or not self.training:
+            return y
+        drop = torch.rand(len(y), device=y.device) < self.p_uncond
+        return torch.where(drop, torch.full_like(y, self.classes), y)
+
+    def _net(self, z: torch.Tensor, c: torch.Tensor, y: torch.Tensor | None, averaged: bool = False) -> torch.Tensor:
+        if not averaged or self.ema is None:
+            return self.net(z, c, y)
+        names = [n for n, _ in self.net.named_parameters()]
+        shadows = dict(zip(names, self.ema._shadows(), strict=True))
+        return functional_call(self.net, shadows, (z, c, y), strict=False)
+
+    def _guided(
+        self, z: torch.Tensor, c: torch.Tensor, y: torch.Tensor | None, guidance: float, averaged: bool = True
+    ) -> torch.Tensor:
+        r"""The network's output with classifier-free guidance :math:`(1 + w)\,o(z, y) - w\,o(z, \varnothing)`."""
+        out = self._net(z, c, y, averaged)
+        if y is None or not guidance:
+            return out
+        return (1 + guidance) * out - guidance * self._net(z, c, None, averaged)
+
+    @contextlib.contextmanager
+    def _evaluating(self) -> Iterator[None]:
+        was = self.training
+        self.eval()
+        try:
+            yield
+        finally:
+            self.train(was)
+
+    def _finish(self, z: torch.Tensor) -> torch.Tensor:
+        x = self.to_data_space(z)
+        return x.clamp(0, 1) if self.support == "unit_interval" else x
+
+    def validation_loss(self, batch: Any) -> torch.Tensor:
+        """The training loss on a fixed draw of times and noise (seed 0, the global RNG untouched), with the
+        EMA weights where there are any: comparable from one validation to the next."""
+        with torch.random.fork_rng(devices=[self._ref().device] if self._ref().is_cuda else []):
+            torch.manual_seed(0)
+            with torch.no_grad(), self._evaluating():
+                return self._loss(self._checked_batch(batch), averaged=True).mean()
+
+    def loss(self, batch: Any) -> torch.Tensor:
+        """The mean denoising loss per example (see the family's :meth:`_loss`)."""
+        return self._loss(batch).mean()
+
+    def _loss(self, batch: Any, averaged: bool = False) -> torch.Tensor:
+        raise NotImplementedError
+
+    def _start(self, n: int, std: float = 1.0) -> torch.Tensor:
+        ref = self._ref()
+        return torch.randn(n, *self.event_shape, dtype=ref.dtype, device=ref.device) * std
+
+    def _check_guidance(self, guidance: object) -> float:
+        g = _number("guidance", guidance, 0.0, strict=False)
+        if g and not self.classes:
+            raise ValueError(f"guidance needs a class-conditional model; {type(self).__name__} has classes=0")
+        return g
+
+
+@register("ddpm")
+class DDPM(DiffusionModel):
+    r"""Denoising diffusion probabilistic model (Ho et al., 2020) as a Pyro model/guide pair.
+
+    Args:
+        timesteps: :math:`T`.
+        schedule: the :math:`\beta` schedule, ``"linear"`` or ``"cosine"``.
+        parametrization: what the network predicts: ``"eps"``, ``"x0"`` or ``"v"``.
+        objective: ``"simple"`` -- the mean squared error of the prediction at a uniform :math:`t`
+            (Ho et al.'s :math:`L_{simple}` for ``eps``) -- or ``"vlb"`` -- an unbiased one-step estimate of
+            the negative variational bound in nats, :math:`T\,L_{t-1}` at a uniform :math:`t` plus :math:`L_T`.
+        sampler: the default of :meth:`sample`, ``"ancestral"`` or ``"ddim"``; sample_steps, eta: DDIM's.
+        levels: the bins of dequantized data (the decoder is then a discretized Gaussian); ``None``: a
+            Gaussian decoder on real data.
+        clip: clip :math:`\hat x_0` to :math:`[-c, c]` while sampling (images: 1, the data space's edge).
+    """
+
+    density: ClassVar[str] = "lower_bound"
+    #: the likelihood reported is the variational bound itself (no importance sampling over chains)
+    bound_only: ClassVar[bool] = True
+    sample_options = ("sampler", "steps", "eta", "guidance")
+
+    def __init__(
+        self,
+        event_shape: Sequence[int],
+        timesteps: int = 1000,
+        schedule: str = "linear",
+        parametrization: str = "eps",
+        objective: str = "simple",
+        sampler: str = "ancestral",
+        sample_steps: int = 50,
+        eta: float = 0.0,
+        levels: int | None = None,
+        clip: float | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(event_shape, **kwargs)
+        self.timesteps = check_positive_int("timesteps", timesteps)
+        self.schedule_name = _choice("schedule", schedule, SCHEDULES)
+        self.schedule = NoiseSchedule.make(schedule, timesteps)
+        self.parametrization = _choice(
+            "parametrization", parametrization, [p for p in PARAMETRIZATIONS if p != "score"]
+        )
+        self.objective = _choice("objective", objective, ("simple", "vlb"))
+        self.sampler = _choice("sampler", sampler, ("ancestral", "ddim"))
+        self.sample_steps = check_positive_int("sample_steps", sample_steps)
+        self.eta = _number("eta", eta, strict=False)
+        if levels is not None:
+            check_positive_int("levels", levels)
+            if levels < 2 or self.support != "unit_interval":
+                raise ValueError(f"levels (a discretized decoder) needs unit-interval data and >= 2; got {levels!r}")
+        self.levels_ = levels
+        self.clip = None if clip is None else _number("clip", clip)
+
+    def config(self) -> dict[str, Any]:
+        return {
+            **super().config(),
+            "timesteps": self.timesteps,
+            "schedule": self.schedule_name,
+            "parametrization": self.parametrization,
+            "objective": self.objective,
+            "sampler": self.sampler,
+            "sample_steps": self.sample_steps,
+            "eta": self.eta,
+            "levels": self.levels_,
+            "clip": self.clip,
+        }
+
+    @classmethod
+    def from_dataset(cls, data: Dataset, **kwargs: Any) -> GenerativeModel:
+        """As :meth:`DiffusionModel.from_dataset`; dequantized images get the discretized decoder of their
+        levels and :math:`\\hat x_0` clipped to the data's range while sampling."""
+        if data.kind == "image" and data.support == "unit_interval":
+            if data.dequantized:
+                kwargs.setdefault("levels", data.levels)
+            kwargs.setdefault("clip", 1.0)
+        return super().from_dataset(data, **kwargs)
+
+    # -- the reverse chain --------------------------------------------------------------------------------------
+    def _c(self, t: torch.Tensor) -> torch.Tensor:
+        return t.to(self._ref().dtype) * (1000.0 / self.timesteps)
+
+    def eps(
+        self,
+        z: torch.Tensor,
+        t: torch.Tensor,
+        y: torch.Tensor | None = None,
+        guidance: float = 0.0,
+        averaged: bool = True,
+    ) -> torch.Tensor:
+        r""":math:`\hat\epsilon_\theta(z_t, t)` in the diffusion's space, whatever the network predicts."""
+        out = self._guided(z, self._c(t), y, guidance, averaged)
+        return self.schedule.to_eps(out, z, t, self.parametrization)
+
+    def _x0(self, z: torch.Tensor, t: torch.Tensor, y: torch.Tensor | None, averaged: bool) -> torch.Tensor:
+        return self.schedule.eps_to_x0(self.eps(z, t, y, averaged=averaged), z, t)
+
+    def _decoder(self, x0_hat: torch.Tensor) -> dist.TorchDistribution:
+        """:math:`p_\\theta(x_0 \\mid x_1)` in data space: :math:`N(\\hat x_0, \\beta_1)` mapped to the data,
+        discretized to the bins when there are ``levels``."""
+        loc = self.to_data_space(x0_hat)
+        scale = self.scale * math.sqrt(float(self.schedule.betas[1]))
+        d = len(self.event_shape)
+        if self.levels_ is not None:
+            return DiscretizedNormal(loc, torch.full_like(loc, scale), self.levels_, event_dim=d)
+        return dist.Normal(loc, scale).to_event(d)
+
+    def _step_var(self, t: int | torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+        return self.schedule.posterior_variance(torch.as_tensor(t), like)
+
+    def _term(
+        self,
+        x: torch.Tensor,
+        z0: torch.Tensor,
+        zt: torch.Tensor,
+        t: torch.Tensor,
+        y: torch.Tensor | None,
+        averaged: bool,
+    ) -> torch.Tensor:
+        r"""Per example: :math:`L_{t-1} = \mathrm{KL}(q(x_{t-1} \mid x_t, x_0) \,\|\, p_\theta(x_{t-1} \mid x_t))`
+        where :math:`t \ge 2` and :math:`L_0 = -\log p_\theta(x_0 \mid x_1)` where :math:`t = 1`."""
+        x0_hat = self._x0(zt, t, y, averaged)
+        first = t == 1
+        out = torch.zeros(len(x), dtype=zt.dtype, device=zt.device)
+        if first.any():
+            out = torch.where(first, -self._decoder(x0_hat).log_prob(x), out)
+        if (~first).any():
+            tt = t.clamp_min(2)
+            mean_q, var = self.schedule.posterior(z0, zt, tt)
+            mean_p, _ = self.schedule.posterior(x0_hat, zt, tt)
+            kl = ((mean_q - mean_p) ** 2 / (2 * var)).flatten(1).sum(-1)
+            out = torch.where(first, out, kl)
+        return out
+
+    def prior_kl(self, z0: torch.Tensor) -> torch.Tensor:
+        r""":math:`L_T = \mathrm{KL}(q(x_T \mid x_0) \,\|\, N(0, I))` per example (no parameter)."""
+        t = torch.full((len(z0),), self.timesteps, dtype=torch.long, device=z0.device)
+        mean, std = self.schedule.q_moments(z0, t)
+        var = std**2
+        return 0.5 * (var + mean**2 - 1 - var.log()).flatten(1).sum(-1)
+
+    def _loss(self, batch: Any, averaged: bool = False) -> torch.Tensor:
+        x, y = self._split(batch)
+        y = self._drop_labels(y)
+        z0 = self.to_latent_space(x)
+        t = torch.randint(1, self.timesteps + 1, (len(x),), device=x.device)
+        eps = torch.randn_like(z0)
+        zt = self.schedule.q_sample(z0, t, eps)
+        if self.objective == "vlb":
+            return self.timesteps * self._term(x, z0, zt, t, y, averaged) + self.prior_kl(z0)
+        out = self._net(zt, self._c(t), y, averaged)
+        target = self.schedule.from_eps(eps, zt, t, self.parametrization)
+        return (out - target).pow(2).flatten(1).mean(-1)
+
+    # -- the bound ---------------------------------------------------------------------------------------------
+    def elbo(self, x: torch.Tensor, y: object = None) -> torch.Tensor:
+        r"""The variational bound on :math:`\log p(x)` in nats, per example, with every term in closed form:
+        :math:`-L_T - \sum_{t \ge 2} L_{t-1} - L_0`, each :math:`L_{t-1}` at its own draw of
+        :math:`x_t \sim q(x_t \mid x_0)` (Ho et al., 2020, Appendix), EMA weights. :math:`T` network evaluations
+        per example."""
+        if isinstance(x, tuple):  # (examples, labels) of a conditional model
+            x, y = x
+        x = self.validate(x)
+        labels = self._labels(y, len(x))
+        z0 = self.to_latent_space(x)
+        with torch.no_grad(), self._evaluating():
+            total = -self.prior_kl(z0)
+            for step in range(1, self.timesteps + 1):
+                t = torch.full((len(x),), step, dtype=torch.long, device=x.device)
+                zt = self.schedule.q_sample(z0, t)
+                total = total - self._term(x, z0, zt, t, labels, averaged=True)
+        return total
+
+    def log_likelihood(self, x: torch.Tensor, k: int | None = None) -> torch.Tensor:
+        """The variational bound (:meth:`elbo`; ``k`` is not used: DDPM's bound is reported as it is)."""
+        return self.elbo(x)
+
+    def iwae(self, x: torch.Tensor, k: int = 1) -> torch.Tensor:
+        """Not estimated: importance sampling over whole chains of :math:`T` steps is out of reach."""
+        raise NotImplementedError("DDPM reports its variational bound: use elbo(x)")
+
+    # -- the Pyro program -------------------------------------------------------------------------------------
+    def model(self, x: torch.Tensor | None = None, y: torch.Tensor | None = None) -> torch.Tensor:
+        r"""The reverse chain: :math:`x_T \sim N(0, I)`, :math:`x_{t-1} \sim N(\mu_\theta(x_t, t), \tilde\beta_t I)`
+        for :math:`t = T, \dots, 2` (sites ``x_T``, ..., ``x_1``, in the diffusion's space), and the decoder
+        ``x_0`` observed at ``x`` in data space."""
+        pyro.module(self.name or "ddpm", self)
+        n = 1 if x is None else len(x)
+        ref = self._ref()
+        d = len(self.event_shape)
+        with pyro.plate("data", n):
+            z = pyro.sample(
+                f"x_{self.timesteps}",
+                dist.Normal(torch.zeros(n, *self.event_shape, dtype=ref.dtype, device=ref.device), 1.0).to_event(d),
+            )
+            for step in range(self.timesteps, 1, -1):
+                t = torch.full((n,), step, dtype=torch.long, device=ref.device)
+                mean, var = self.schedule.posterior(self._x0(z, t, y, False), z, t)
+                z = pyro.sample(f"x_{step - 1}", dist.Normal(mean, var.sqrt()).to_event(d))
+            t1 = torch.ones(n, dtype=torch.long, device=ref.device)
+            return pyro.sample("x_0", self._decoder(self._x0(z, t1, y, False)), obs=x)
+
+    def guide(self, x: torch.Tensor | None = None, y: torch.Tensor | None = None) -> None:
+        r"""The fixed forward chain in its posterior factorization: :math:`x_T \sim q(x_T \mid x_0)`, then
+        :math:`x_{t-1} \sim q(x_{t-1} \mid x_t, x_0)` -- no parameters."""
+        if x is None:
+            raise ValueError("the guide conditions on the data: give x")
+        z0 = self.to_latent_space(x)
+        d = len(self.event_shape)
+        with pyro.plate("data", len(x)):
+            t = torch.full((len(x),), self.timesteps, dtype=torch.long, device=x.device)
+            mean, std = self.schedule.q_moments(z0, t)
+            z = pyro.sample(f"x_{self.timesteps}", dist.Normal(mean, std.expand_as(mean)).to_event(d))
+            for step in range(self.timesteps, 1, -1):
+                t = torch.full((len(x),), step, dtype=torch.long, device=x.device)
+                mean, var = self.schedule.posterior(z0, z, t)
+                z = pyro.sample(f"x_{step - 1}", dist.Normal(mean, var.sqrt().expand_as(mean)).to_event(d))
+
+    def pyro_loss(self, batch: Any) -> torch.Tensor:
+        """Pyro's ``TraceMeanField_ELBO`` (each KL in closed form, on one draw of the chain) per example."""
+        x, y = self._split(batch)
+        return TraceMeanField_ELBO().differentiable_loss(self.model, self.guide, x, y) / len(x)
+
+    def fused_pyro_loss(self, batch: Any) -> torch.Tensor:
+        """What :meth:`pyro_loss` computes, in plain tensors: one chain drawn backwards from
+        :math:`q(x_T \\mid x_0)` through the posteriors, the negative bound on it (the same draws on the same
+        seed)."""
+        x, y = self._split(self._checked_batch(batch))
+        z0 = self.to_latent_space(x)
+        t = torch.full((len(x),), self.timesteps, dtype=torch.long, device=x.device)
+        mean, std = self.schedule.q_moments(z0, t)
+        z = dist.Normal(mean, std.expand_as(mean)).rsample()
+        total = self.prior_kl(z0)
+        for step in range(self.timesteps, 1, -1):
+            t = torch.full((len(x),), step, dtype=torch.long, device=x.device)
+            total = total + self._term(x, z0, z, t, y, False)
+            mean, var = self.schedule.posterior(z0, z, t)
+            z = dist.Normal(mean, var.sqrt().expand_as(mean)).rsample()
+        t1 = torch.ones(len(x), dtype=torch.long, device=x.device)
+        return (total + self._term(x, z0, z, t1, y, False)).mean()
+
+    # -- sampling -------------------------------------------------------------------------------------------
+    def reverse_chain(
+        self,
+        n: int,
+        y: object = None,
+        sampler: str | None = None,
+        steps: int | None = None,
+        eta: float | None = None,
+        guidance: float = 0.0,
+        record_every: int = 0,
+    ) -> Chains:
+        """The reverse chains of :meth:`sample` (in the diffusion's space), their positions recorded every
+        ``record_every`` steps and at the end, for ``chains.to_inference_data()``."""
+        check_positive_int("n", n)
+        sampler = _choice("sampler", self.sampler if sampler is None else sampler, ("ancestral", "ddim"))
+        labels = self._labels(y, n)
+        g = self._check_guidance(guidance)
+
+        def eps_fn(z: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+            return self.eps(z, t, labels, g)
+
+        with torch.no_grad(), self._evaluating():
+            start = self._start(n)
+            if sampler == "ancestral":
+                if steps is not None and steps != self.timesteps:
+                    raise ValueError(f"the ancestral sampler takes all {self.timesteps} steps; got steps={steps}")
+                return D.ancestral(eps_fn, self.schedule, start, clip=self.clip, record_every=record_every)
+            return D.ddim(
+                eps_fn,
+                self.schedule,
+                start,
+                steps=self.sample_steps if steps is None else steps,
+                eta=self.eta if eta is None else eta,
+                clip=self.clip,
+                record_every=record_every,
+            )
+
+    def sample(
+        self,
+        n: int,
+        y: object = None,
+        sampler: str | None = None,
+        steps: int | None = None,
+        eta: float | None = None,
+        guidance: float = 0.0,
+    ) -> torch.Tensor:
+        """``n`` draws in data space: the ancestral chain (all :math:`T` steps) or DDIM (``steps``, ``eta``);
+        ``y`` a label for a conditional model, ``guidance`` :math:`w` of classifier-free guidance."""
+        chains = self.reverse_chain(n, y, sampler, steps, eta, guidance)
+        return self._finish(chains.samples[:, -1])
+
+    def inpaint(
+        self, x: torch.Tensor, known: torch.Tensor, method: str = "repaint", resample: int = 5, y: object = None
+    ) -> torch.Tensor:
+        r"""Fill in the unknown part of ``x`` (``known`` a boolean mask broadcastable to ``x``, True where
+        observed) by the reverse chain with the known part replaced, at every step, by a draw of
+        :math:`q(x_{t-1} \mid x_0)` (``method="replace"``), and also going back and forth ``resample`` times
+        per step (one forward step :math:`q(x_t \mid x_{t-1})` after each reverse one; ``"repaint"``, Lugmayr
+        et al., 2022), which lets the generated part agree with the known one."""
+        x = self.validate(x)
+        method = _choice("method", method, ("replace", "repaint"))
+        rounds = 1 if method == "replace" else check_positive_int("resample", resample)
+        if not isinstance(known, torch.Tensor) or known.dtype != torch.bool:
+            raise ValueError("known must be a boolean tensor, True where x is observed")
+        known = torch.broadcast_to(known.to(x.device), x.shape)
+        labels = self._labels(y, len(x))
+        z0 = self.to_latent_space(x)
+        sch = self.schedule
+        with torch.no_grad(), self._evaluating():
+            z = self._start(len(x))
+            for step in range(self.timesteps, 0, -1):
+                t = torch.full((len(x),), step, dtype=torch.long, device=x.device)
+                for r in range(rounds):
+                    x0_hat = sch.eps_to_x0(self.eps(z, t, labels), z, t)
+                    if self.clip is not None:
+                        x0_hat = x0_hat.clamp(-self.clip, self.clip)
+                    mean, var = sch.posterior(x0_hat, z, t)
+                    prev = mean + var.sqrt() * torch.randn_like(z) if step > 1 else mean
+                    known_prev = sch.q_sample(z0, t - 1) if step > 1 else z0
+                    prev = torch.where(known, known_prev, prev)
+                    if r < rounds - 1 and step > 1:
+                        z = sch.q_step(prev, t)
+                    else:
+                        z = prev
+        return torch.where(known, x, self._finish(z))
+
+
+@register("ncsn")
+class NCSN(DiffusionModel):
+    r"""Noise-conditional score network (Song and Ermon, 2019, 2020): :math:`s_\theta(x, \sigma) = o(x, \log\sigma)
+    / \sigma` trained by denoising score matching over ``num_scales`` geometric noise levels from
+    ``sigma_max`` (set from the data by :meth:`from_dataset`: the largest distance between training examples,
+    Song and Ermon 2020's technique 1) to ``sigma_min``, weighted by :math:`\sigma^2`:
+    :math:`\tfrac12\lVert \sigma s_\theta(x + \sigma z, \sigma) + z\rVert^2`; sampled by annealed Langevin
+    dynamics (``steps_per_level`` steps of size :math:`\epsilon\,\sigma_i^2/\sigma_L^2`, ``step_eps``
+    :math:`\epsilon`) with a last denoising step."""
+
+    density: ClassVar[str] = "none"
+    sample_options = ("steps",)
+
+    def __init__(
+        self,
+        event_shape: Sequence[int],
+        sigma_max: float = 4.0,
+        sigma_min: float = 0.01,
+        num_scales: int = 20,
+        steps_per_level: int = 100,
+        step_eps: float = 2e-5,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(event_shape, **kwargs)
+        self.sigmas = geometric_sigmas(sigma_max, sigma_min, num_scales)
+        self.sigma_max, self.sigma_min, self.num_scales = float(sigma_max), float(sigma_min), num_scales
+        self.steps_per_level = check_positive_int("steps_per_level", steps_per_level)
+        self.step_eps = _number("step_eps", step_eps)
+
+    def config(self) -> dict[str, Any]:
+        return {
+            **super().config(),
+            "sigma_max": self.sigma_max,
+            "sigma_min": self.sigma_min,
+            "num_scales": self.num_scales,
+            "steps_per_level": self.steps_per_level,
+            "step_eps": self.step_eps,
+        }
+
+    @classmethod
+    def from_dataset(cls, data: Dataset, **kwargs: Any) -> GenerativeModel:
+        if "sigma_max" not in kwargs and data.support in ("real", "unit_interval"):
+            scale = 0.5 if data.kind == "image" else float(data.train.std())
+            x = data.train[:2000].flatten(1) / scale
+            kwargs["sigma_max"] = round(float(torch.cdist(x, x).max()), 2)
+        return super().from_dataset(data, **kwargs)
+
+    def score(
+        self, z: torch.Tensor, sigma: torch.Tensor, y: torch.Tensor | None = None, guidance: float = 0.0
+    ) -> torch.Tensor:
+        r""":math:`s_\theta(z, \sigma)` in the diffusion's space (EMA weights), ``sigma`` ``(n,)``."""
+        s = sigma.to(z).reshape(-1, *([1] * (z.dim() - 1)))
+        return self._guided(z, sigma.to(z).log(), y, guidance) / s
+
+    def _loss(self, batch: Any, averaged: bool = False) -> torch.Tensor:
+        x, y = self._split(batch)
+        y = self._drop_labels(y)
+        z0 = self.to_latent_space(x)
+        idx = torch.randint(0, self.num_scales, (len(x),))
+        sigma = self.sigmas[idx].to(z0)
+        s = sigma.reshape(-1, *([1] * (z0.dim() - 1)))
+        noise = torch.randn_like(z0)
+        out = self._net(z0 + s * noise, sigma.log(), y, averaged)  # = sigma * score
+        return 0.5 * (out + noise).pow(2).flatten(1).sum(-1) / math.prod(self.event_shape)
+
+    def reverse_chain(
+        self, n: int, y: object = None, steps: int | None = None, guidance: float = 0.0, record_every: int = 0
+    ) -> Chains:
+        """Annealed Langevin chains from :math:`N(0, \\sigma_{max}^2 I)`; ``steps`` per noise level."""
+        check_positive_int("n", n)
+        labels = self._labels(y, n)
+        g = self._check_guidance(guidance)
+        per_level = self.steps_per_level if steps is None else check_positive_int("steps", steps)
+        sampler = AnnealedLangevin(
+            lambda z, sigma: self.score(z, sigma, labels, g), self.sigmas, per_level, self.step_eps, denoise=True
+        )
+        with torch.no_grad(), self._evaluating():
+            return sampler.run(self._start(n, self.sigma_max), record_every=record_every)
+
+    def sample(self, n: int, y: object = None, steps: int | None = None, guidance: float = 0.0) -> torch.Tensor:
+        """``n`` draws in data space by annealed Langevin dynamics (``steps`` per level)."""
+        return self._finish(self.reverse_chain(n, y, steps, guidance).samples[:, -1])
+
+
+@register("score-sde")
+class ScoreSDE(DiffusionModel):
+    r"""A score model of a forward SDE (Song et al., 2021): ``sde`` ``"vp"`` (DDPM's limit), ``"subvp"`` or
+    ``"ve"`` (NCSN's limit). The network predicts the noise, :math:`s_\theta(x, t) = -o(x, t) / \sigma(t)`,
+    trained by denoising score matching with :math:`\lambda(t) = \sigma(t)^2` at :math:`t \sim U(10^{-5}, 1)`.
+
+    The probability-flow ODE makes it a density: :meth:`log_prob` is the exact log-likelihood through the ODE
+    (adaptive ``dopri5`` at tolerance ``ode_tol``), its divergence exact up to ``exact_trace_max`` dimensions and
+    Hutchinson's estimator above (unbiased; the estimator's variance is in the reported standard error).
+
+    Args:
+        sde: ``"vp"``, ``"subvp"`` or ``"ve"``; beta_min, beta_max (VP), sigma_min, sigma_max (VE).
+        sampler: the default of :meth:`sample`: ``"ode"``, ``"em"`` (Euler-Maruyama) or ``"pc"``
+            (predictor-corrector); sample_steps: the SDE samplers' steps.
+        ode_tol: the ODE solver's relative and absolute tolerance.
+        exact_trace_max: the largest dimension for which the divergence is exact.
+    """
+
+    density: ClassVar[str] = "exact"
+    sample_options = ("sampler", "steps", "guidance")
+    T_MIN_TRAIN: ClassVar[float] = 1e-5
+    T_MIN_SAMPLE: ClassVar[float] = 1e-3
+
+    def __init__(
+        self,
+        event_shape: Sequence[int],
+        sde: str = "vp",
+        beta_min: float = 0.1,
+        beta_max: float = 20.0,
+        sigma_min: float = 0.01,
+        sigma_max: float = 4.0,
+        sampler: str = "ode",
+        sample_steps: int = 500,
+        ode_tol: float = 1e-5,
+        exact_trace_max: int = 16,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(event_shape, **kwargs)
+        self.sde_name = _choice("sde", sde, SDES)
+        params = (
+            {"beta_min": beta_min, "beta_max": beta_max}
+            if sde != "ve"
+            else {"sigma_min": sigma_min, "sigma_max": sigma_max}
+        )
+        self.sde = make_sde(sde, **params)
+        self.beta_min, self.beta_max, self.sigma_min, self.sigma_max = beta_min, beta_max, sigma_min, sigma_max
+        self.sampler = _choice("sampler", sampler, ("ode", "em", "pc"))
+        self.sample_steps = check_positive_int("sample_steps", sample_steps)
+        self.ode_tol = _number("ode_tol", ode_tol)
+        self.exact_trace_max = check_positive_int("exact_trace_max", exact_trace_max)
+
+    def config(self) -> dict[str, Any]:
+        return {
+            **super().config(),
+            "sde": self.sde_name,
+            "beta_min": self.beta_min,
+            "beta_max": self.beta_max,
+            "sigma_min": self.sigma_min,
+            "sigma_max": self.sigma_max,
+            "sampler": self.sampler,
+            "sample_steps": self.sample_steps,
+            "ode_tol": self.ode_tol,
+            "exact_trace_max": self.exact_trace_max,
+        }
+
+    @classmethod
+    def from_dataset(cls, data: Dataset, **kwargs: Any) -> GenerativeModel:
+        if kwargs.get("sde") == "ve" and "sigma_max" not in kwargs:
+            scale = 0.5 if data.kind == "image" else float(data.train.std())
+            x = data.train[:2000].flatten(1) / scale
+            kwargs["sigma_max"] = round(float(torch.cdist(x, x).max()), 2)
+        return super().from_dataset(data, **kwargs)
+
+    def score(
+        self,
+        z: torch.Tensor,
+        t: torch.Tensor,
+        y: torch.Tensor | None = None,
+        guidance: float = 0.0,
+        averaged: bool = True,
+    ) -> torch.Tensor:
+        r""":math:`s_\theta(z, t) = -o(z, t)/\sigma(t)` in the diffusion's space, ``t`` ``(n,)`` in :math:`(0, 1]`."""
+        _, std = self.sde.marginal(t.to(z))
+        out = self._guided(z, 999.0 * t.to(z), y, guidance, averaged)
+        return -out / std.reshape(-1, *([1] * (z.dim() - 1))).clamp_min(1e-5)
+
+    def _loss(self, batch: Any, averaged: bool = False) -> torch.Tensor:
+        x, y = self._split(batch)
+        y = self._drop_labels(y)
+        z0 = self.to_latent_space(x)
+        t = self.T_MIN_TRAIN + (1 - self.T_MIN_TRAIN) * torch.rand(len(x), dtype=z0.dtype, device=z0.device)
+        noise = torch.randn_like(z0)
+        out = self._net(self.sde.perturb(z0, t, noise), 999.0 * t, y, averaged)
+        return (out - noise).pow(2).flatten(1).mean(-1)
+
+    def log_prob(
+        self, x: torch.Tensor, trace: str | None = None, probes: int = 1, differentiable: bool = False
+    ) -> torch.Tensor:
+        r""":math:`\log p_\theta(x)` in nats through the probability-flow ODE (the density of the data at
+        :math:`t = 10^{-5}`); ``trace`` ``"exact"`` or ``"hutchinson"`` (default: exact up to
+        ``exact_trace_max`` dimensions). The EMA weights; with ``differentiable``, the raw weights and the graph
+        through the solver (gradients in the parameters)."""
+        return self._log_prob(self.validate(x), trace, probes, differentiable)
+
+    def _log_prob(self, x: torch.Tensor, trace: str | None, probes: int, differentiable: bool) -> torch.Tensor:
+        d = math.prod(self.event_shape)
+        trace = ("exact" if d <= self.exact_trace_max else "hutchinson") if trace is None else trace
+        with self._evaluating():
+            lp, _ = D.probability_flow_log_prob(
+                lambda z, t: self.score(z, t, averaged=not differentiable),
+                self.sde,
+                self.to_latent_space(x),
+                t_min=self.T_MIN_TRAIN,
+                trace=trace,
+                probes=probes,
+                rtol=self.ode_tol,
+                atol=self.ode_tol,
+                differentiable=differentiable,
+            )
+        lp = lp if differentiable else lp.detach()
+        return lp - d * math.log(self.scale)
+
+    def as_distribution(self) -> NumericalDensity:
+        """:class:`~pyrogen.distributions.NumericalDensity`: ``log_prob`` through the probability-flow ODE
+        (differentiable in the parameters, the raw weights), ``sample`` by :meth:`sample`."""
+        from torch.distributions import constraints
+
+        support = constraints.unit_interval if self.support == "unit_interval" else constraints.real
+        return NumericalDensity(
+            lambda x: self._log_prob(x, None, 1, True), self.sample, self.event_shape, support=support
+        )
+
+    def model(self, x: torch.Tensor | None = None, *args: Any, **kwargs: Any) -> Any:
+        """A Pyro program: ``x`` observed under :meth:`as_distribution`."""
+        n = 1 if x is None else len(x)
+        with pyro.plate("data", n):
+            return pyro.sample("x", self.as_distribution(), obs=x)
+
+    def pyro_loss(self, batch: Any) -> torch.Tensor:
+        """Minus the probability-flow log-likelihood per example, from Pyro's ``Trace_ELBO`` on :meth:`model`
+        (maximum likelihood through the ODE; the training loss is denoising score matching)."""
+        x, _ = self._split(batch)
+        return super().pyro_loss(x)
+
+    def fused_pyro_loss(self, batch: Any) -> torch.Tensor:
+        """:meth:`pyro_loss` in plain tensors: ``-log_prob(x, differentiable=True).mean()``."""
+        x, _ = self._split(self._checked_batch(batch))
+        return -self._log_prob(x, None, 1, True).mean()
+
+    def reverse_chain(
+        self,
+        n: int,
+        y: object = None,
+        sampler: str | None = None,
+        steps: int | None = None,
+        guidance: float = 0.0,
+        record_every: int = 0,
+    ) -> Chains:
+        """The reverse-time chains of :meth:`sample` in the diffusion's space (the ODE's: its end point only)."""
+        check_positive_int("n", n)
+        sampler = _choice("sampler", self.sampler if sampler is None else sampler, ("ode", "em", "pc"))
+        labels = self._labels(y, n)
+        g = self._check_guidance(guidance)
+
+        def score_fn(z: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+            return self.score(z, t, labels, g)
+
+        k = self.sample_steps if steps is None else check_positive_int("steps", steps)
+        with torch.no_grad(), self._evaluating():
+            start = self._start(n, self.sde.prior_std)
+            if sampler == "ode":
+                z, nfe = D.probability_flow(
+                    score_fn, self.sde, start, t_min=self.T_MIN_SAMPLE, rtol=self.ode_tol, atol=self.ode_tol
+                )
+                nan = torch.full((n, 1), float("nan"), dtype=z.dtype, device=z.device)
+                return Chains(z[:, None], {"t": nan.fill_(self.T_MIN_SAMPLE), "nfe": torch.full_like(nan, nfe)})
+            run = D.euler_maruyama if sampler == "em" else D.predictor_corrector
+            return run(score_fn, self.sde, start, steps=k, t_min=self.T_MIN_SAMPLE, record_every=record_every)
+
+    def sample(
+        self, n: int, y: object = None, sampler: str | None = None, steps: int | None = None, guidance: float = 0.0
+    ) -> torch.Tensor:
+        """``n`` draws in data space by the probability-flow ODE, Euler-Maruyama or predictor-corrector."""
+        return self._finish(self.reverse_chain(n, y, sampler, steps, guidance).samples[:, -1])
