@@ -62,6 +62,17 @@ SMALL = {
     "implicit-vae": {"event_shape": (1, 8, 8), "latent_dim": 4, "noise_dim": 4, "hidden": (32,), "score_hidden": (32,)},
     "ebm": {"event_shape": (2,), "hidden": (32, 32), "chain_steps": 10, "buffer_size": 256, "sample_steps": 20},
     "ebm-sm": {"event_shape": (2,), "hidden": (32, 32), "sample_steps": 20},
+    "latent-diffusion": {
+        "event_shape": (1, 8, 8),
+        "latent_dim": 4,
+        "hidden": (32,),
+        "vae_hidden": (32,),
+        "emb_dim": 16,
+        "timesteps": 10,
+        "vae_steps": 50,
+        "support": "unit_interval",
+        "ema": 0.9,
+    },
     "ddpm": {"event_shape": (2,), "hidden": (32, 32), "emb_dim": 16, "timesteps": 20, "ema": 0.9},
     "ncsn": {
         "event_shape": (2,),

@@ -19,7 +19,7 @@ from pyrogen.models.autoregressive import (
     Transformer,
 )
 from pyrogen.models.base import GenerativeModel
-from pyrogen.models.diffusion import DDPM, NCSN, DiffusionModel, ScoreSDE
+from pyrogen.models.diffusion import DDPM, NCSN, DiffusionModel, LatentDiffusion, ScoreSDE
 from pyrogen.models.ebm import EBM, NCEEBM, AdversarialEBM, EnergyModel, FlowContrastiveEBM, ScoreMatchingEBM
 from pyrogen.models.flows import (
     IAF,
@@ -61,6 +61,7 @@ __all__ = [
     "DDPM",
     "NCSN",
     "DiffusionModel",
+    "LatentDiffusion",
     "ScoreSDE",
     "EBM",
     "ImplicitVAE",

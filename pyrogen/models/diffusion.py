@@ -44,7 +44,7 @@ from pyrogen.models.base import GenerativeModel, check_dropout, check_hidden, ch
 from pyrogen.models.registry import register
 from pyrogen.nn.diffusion import DENOISER_ARCHS, DenoisingMLP, DenoisingUNet
 
-__all__ = ["DDPM", "NCSN", "DiffusionModel", "ScoreSDE"]
+__all__ = ["DDPM", "NCSN", "DiffusionModel", "LatentDiffusion", "ScoreSDE"]
 
 
 def _number(name: str, v: object, lo: float = 0.0, strict: bool = True) -> float:
@@ -95,9 +95,12 @@ class DiffusionModel(GenerativeModel):
         classes: int = 0,
         p_uncond: float = 0.1,
         ema: float | None = 0.999,
+        _space: Sequence[int] | None = None,
     ) -> None:
         super().__init__(event_shape)
-        arch = ("unet" if len(self.event_shape) == 3 else "mlp") if arch is None else arch
+        #: the shape the diffusion runs in: the data's, or a latent code's (latent diffusion)
+        self.space_shape = torch.Size(self.event_shape if _space is None else _space)
+        arch = ("unet" if len(self.space_shape) == 3 else "mlp") if arch is None else arch
         self.arch = _choice("arch", arch, DENOISER_ARCHS)
         self.support = _choice("support", support, ("real", "unit_interval"))  # type: ignore[misc]
         self.hidden, self.features = check_hidden(hidden), check_positive_int("features", features)
@@ -113,9 +116,9 @@ class DiffusionModel(GenerativeModel):
         if ema is not None and (isinstance(ema, bool) or not isinstance(ema, (int, float)) or not 0 <= ema < 1):
             raise ValueError(f"ema must be a decay in [0, 1) or None; got {ema!r}")
         self.ema_decay = None if ema is None else float(ema)
-        d = math.prod(self.event_shape)
+        d = math.prod(self.space_shape)
         if self.arch == "unet":
-            self.net: nn.Module = DenoisingUNet(self.event_shape, self.features, self.emb_dim, classes)
+            self.net: nn.Module = DenoisingUNet(self.space_shape, self.features, self.emb_dim, classes)
         else:
             self.net = DenoisingMLP(d, self.hidden, self.emb_dim, classes)
         self.ema = EMA(self.net, self.ema_decay) if self.ema_decay is not None else None
@@ -262,7 +265,7 @@ class DiffusionModel(GenerativeModel):
 
     def _start(self, n: int, std: float = 1.0) -> torch.Tensor:
         ref = self._ref()
-        return torch.randn(n, *self.event_shape, dtype=ref.dtype, device=ref.device) * std
+        return torch.randn(n, *self.space_shape, dtype=ref.dtype, device=ref.device) * std
 
     def _check_guidance(self, guidance: object) -> float:
         g = _number("guidance", guidance, 0.0, strict=False)
@@ -291,7 +294,7 @@ class DDPM(DiffusionModel):
     density: ClassVar[str] = "lower_bound"
     #: the likelihood reported is the variational bound itself (no importance sampling over chains)
     bound_only: ClassVar[bool] = True
-    sample_options = ("sampler", "steps", "eta", "guidance")
+    sample_options: ClassVar[tuple[str, ...]] = ("sampler", "steps", "eta", "guidance")
 
     def __init__(
         self,
@@ -460,11 +463,11 @@ class DDPM(DiffusionModel):
         pyro.module(self.name or "ddpm", self)
         n = 1 if x is None else len(x)
         ref = self._ref()
-        d = len(self.event_shape)
+        d = len(self.space_shape)
         with pyro.plate("data", n):
             z = pyro.sample(
                 f"x_{self.timesteps}",
-                dist.Normal(torch.zeros(n, *self.event_shape, dtype=ref.dtype, device=ref.device), 1.0).to_event(d),
+                dist.Normal(torch.zeros(n, *self.space_shape, dtype=ref.dtype, device=ref.device), 1.0).to_event(d),
             )
             for step in range(self.timesteps, 1, -1):
                 t = torch.full((n,), step, dtype=torch.long, device=ref.device)
@@ -479,7 +482,7 @@ class DDPM(DiffusionModel):
         if x is None:
             raise ValueError("the guide conditions on the data: give x")
         z0 = self.to_latent_space(x)
-        d = len(self.event_shape)
+        d = len(self.space_shape)
         with pyro.plate("data", len(x)):
             t = torch.full((len(x),), self.timesteps, dtype=torch.long, device=x.device)
             mean, std = self.schedule.q_moments(z0, t)
@@ -610,7 +613,7 @@ class NCSN(DiffusionModel):
     :math:`\epsilon`) with a last denoising step."""
 
     density: ClassVar[str] = "none"
-    sample_options = ("steps",)
+    sample_options: ClassVar[tuple[str, ...]] = ("steps",)
 
     def __init__(
         self,
@@ -711,7 +714,7 @@ class ScoreSDE(DiffusionModel):
     """
 
     density: ClassVar[str] = "exact"
-    sample_options = ("sampler", "steps", "guidance")
+    sample_options: ClassVar[tuple[str, ...]] = ("sampler", "steps", "guidance")
     T_MIN_TRAIN: ClassVar[float] = 1e-5
     T_MIN_SAMPLE: ClassVar[float] = 1e-3
 
@@ -876,3 +879,127 @@ class ScoreSDE(DiffusionModel):
     ) -> torch.Tensor:
         """``n`` draws in data space by the probability-flow ODE, Euler-Maruyama or predictor-corrector."""
         return self._finish(self.reverse_chain(n, y, sampler, steps, guidance).samples[:, -1])
+
+
+@register("latent-diffusion")
+class LatentDiffusion(DDPM):
+    r"""Latent diffusion (Rombach et al., 2022, at small scale): a DDPM over the codes :math:`z = \mu_\phi(x)` of a
+    pyrogen :class:`~pyrogen.models.VAE` (divided by their standard deviation, measured once when the diffusion
+    starts training), decoded by the VAE's decoder. One run trains both, in two parameter groups: ``"vae"`` for
+    the first ``vae_steps`` steps (the VAE's own ELBO), then ``"diffusion"`` (the VAE frozen);
+    :meth:`from_vae` starts from a VAE already trained.
+
+    The pair is a Pyro program like DDPM's -- the reverse chain over codes, the VAE's decoder
+    :math:`p(x \mid \hat z_0(z_1))` observed at ``x``; the guide the forward chain from the encoder's code -- and
+    its ELBO is a bound on this model's :math:`\log p(x)` (:meth:`elbo`).
+
+    Args:
+        latent_dim, vae_hidden, vae_likelihood: the VAE's (see :class:`~pyrogen.models.VAE`).
+        vae_steps: steps of the VAE phase.
+    """
+
+    monitor: ClassVar[str | None] = None  # the two phases' losses are not one comparable monitor
+    default_data: ClassVar[str] = "digits"
+    sample_options: ClassVar[tuple[str, ...]] = ("sampler", "steps", "eta")
+
+    def __init__(
+        self,
+        event_shape: Sequence[int],
+        latent_dim: int = 8,
+        vae_hidden: Sequence[int] = (256, 256),
+        vae_likelihood: str = "gaussian",
+        vae_steps: int = 3000,
+        **kwargs: Any,
+    ) -> None:
+        from pyrogen.models.vae import VAE
+
+        self.latent_dim = check_positive_int("latent_dim", latent_dim)
+        if kwargs.get("objective", "simple") != "simple" or kwargs.get("levels") is not None:
+            raise ValueError("latent-diffusion trains with objective='simple' and has no levels")
+        kwargs.setdefault("hidden", (256, 256, 256))
+        super().__init__(event_shape, _space=(self.latent_dim,), **kwargs)
+        if isinstance(vae_steps, bool) or not isinstance(vae_steps, int) or vae_steps < 0:
+            raise ValueError(f"vae_steps must be a non-negative integer; got {vae_steps!r}")
+        self.vae_steps = vae_steps
+        self.vae_hidden = check_hidden(vae_hidden)
+        self.vae_likelihood = vae_likelihood
+        self.vae = VAE(self.event_shape, latent_dim, self.vae_hidden, likelihood=vae_likelihood)
+        self.register_buffer("code_scale", torch.ones(()))
+        self.register_buffer("code_fitted", torch.zeros((), dtype=torch.bool))
+
+    def config(self) -> dict[str, Any]:
+        cfg = super().config()
+        for k in ("levels", "clip", "objective", "shift", "scale"):
+            cfg.pop(k)
+        return {
+            **cfg,
+            "latent_dim": self.latent_dim,
+            "vae_hidden": self.vae_hidden,
+            "vae_likelihood": self.vae_likelihood,
+            "vae_steps": self.vae_steps,
+        }
+
+    @classmethod
+    def from_dataset(cls, data: Dataset, **kwargs: Any) -> GenerativeModel:
+        if data.support not in ("real", "unit_interval"):
+            raise ValueError(f"latent-diffusion models continuous data; dataset {data.name!r} is {data.support}")
+        kwargs.setdefault("support", data.support)
+        return cls(event_shape=tuple(data.event_shape), **kwargs)
+
+    @classmethod
+    def from_vae(cls, vae: GenerativeModel, **kwargs: Any) -> LatentDiffusion:
+        """A latent diffusion over the codes of the trained ``vae`` (copied; ``vae_steps=0``)."""
+        cfg = vae.config()
+        model = cls(
+            cfg["event_shape"],
+            latent_dim=cfg["latent_dim"],
+            vae_hidden=cfg["hidden"],
+            vae_likelihood=cfg["likelihood"],
+            vae_steps=0,
+            support=kwargs.pop("support", "unit_interval" if vae.support != "real" else "real"),
+            **kwargs,
+        )
+        model.vae.load_state_dict(vae.state_dict())
+        return model
+
+    def to_latent_space(self, x: torch.Tensor) -> torch.Tensor:
+        r"""The encoder's code :math:`\mu_\phi(x)` divided by the codes' standard deviation (no gradient)."""
+        with torch.no_grad():
+            return self.vae.encode(x)[0] / self.code_scale
+
+    def to_data_space(self, z: torch.Tensor) -> torch.Tensor:
+        return self.vae.decode(z * self.code_scale)
+
+    def _decoder(self, x0_hat: torch.Tensor) -> dist.TorchDistribution:
+        return self.vae.likelihood(x0_hat * self.code_scale)
+
+    def param_groups(self) -> dict[str, list[nn.Parameter]]:
+        return {"vae": list(self.vae.parameters()), "diffusion": list(self.net.parameters())}
+
+    def update_schedule(self, step: int) -> tuple[str, ...]:
+        return ("vae",) if step < self.vae_steps else ("diffusion",)
+
+    def forward(self, batch: Any, group: str = "diffusion", objective: str = "loss") -> torch.Tensor:
+        if group == "vae":
+            return self.vae._unchecked_loss(batch)
+        if group != "diffusion":
+            raise ValueError(f"latent-diffusion has parameter groups 'vae' and 'diffusion'; got {group!r}")
+        if not bool(self.code_fitted):
+            with torch.no_grad():
+                self.code_scale.copy_(self.vae.encode(batch)[0].std().clamp_min(1e-3))
+                self.code_fitted.fill_(True)
+        return self._loss(batch).mean()
+
+    def loss(self, batch: Any) -> torch.Tensor:
+        """The VAE's negative ELBO plus the diffusion's denoising loss on its (detached) codes: what the two
+        phases minimize, one after the other."""
+        return self.vae._unchecked_loss(batch) + self._loss(batch).mean()
+
+    def validation_loss(self, batch: Any) -> torch.Tensor:
+        """The VAE's negative ELBO plus the diffusion's denoising loss on its codes (fixed noise)."""
+        x = self._checked_batch(batch)
+        with torch.no_grad():
+            return self.vae.validation_loss(x) + super().validation_loss(x)
+
+    def inpaint(self, *args: Any, **kwargs: Any) -> torch.Tensor:
+        raise NotImplementedError("latent-diffusion cannot replace pixels in code space; use ddpm.inpaint")
