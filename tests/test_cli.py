@@ -302,3 +302,32 @@ def test_a_valid_checkpoint_of_another_model_is_one_line(trained_run, tmp_path, 
     code = main(["evaluate", str(run)])
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1 and "does not hold parameters of realnvp" in err[0], err
+
+
+def test_diffusion_models_through_the_cli(tmp_path, capsys):
+    """Train DDPM on the digits, evaluate its bound in bits/dim, sample it by DDIM with a chosen number of steps;
+    sampler options that a model does not take are one line naming the flag."""
+    run = tmp_path / "ddpm"
+    args = ["train", "ddpm", "--data", "digits", "--steps", "20", "--out", str(run), "-q", "--set", "timesteps=20"]
+    assert main(args) == 0
+    capsys.readouterr()
+    assert main(["evaluate", str(run), "--json", "--samples", "50"]) == 0
+    m = json.loads(capsys.readouterr().out)
+    assert m["density"] == "lower_bound" and "k" not in m and m["elbo_nats"] == -m["nll_nats"]
+    assert m["bits_per_dim"] > 0 and {"fid", "kid", "precision", "recall"} <= set(m)
+    out = tmp_path / "s.npz"
+    assert main(["sample", str(run), "-n", "6", "--out", str(out), "--sampler", "ddim", "--steps", "5"]) == 0
+    x = np.load(out)["samples"]
+    assert x.shape == (6, 1, 8, 8) and x.min() >= 0 and x.max() <= 1
+    for extra, message in (
+        (["--sampler", "ode"], "--sampler: sampler must be one of ancestral, ddim; got 'ode'"),
+        (["--steps", "21", "--sampler", "ddim"], "steps must be at most the model's 20 timesteps; got 21"),
+        (["--guidance", "2"], "--guidance needs --label"),
+    ):
+        r = _run("sample", str(run), "-n", "2", "--out", str(tmp_path / "t.npz"), *extra)
+        assert r.returncode != 0 and message in r.stderr and "Traceback" not in r.stderr, r.stderr
+    flow = tmp_path / "flow"
+    assert main(["train", "realnvp", "--data", "moons", "--steps", "5", "--out", str(flow), "-q"]) == 0
+    r = _run("sample", str(flow), "-n", "2", "--out", str(tmp_path / "f.npz"), "--sampler", "ddim")
+    assert r.returncode != 0 and "--sampler: realnvp takes no such sampler option (it takes: none)" in r.stderr
+    assert not (tmp_path / "t.npz").exists() and not (tmp_path / "f.npz").exists()

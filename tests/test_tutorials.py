@@ -16,6 +16,7 @@ RUN = [
     "06_mcmc_over_latents.py",
     "07_gan.py",
     "08_ebm.py",
+    "09_diffusion.py",
 ]
 
 
