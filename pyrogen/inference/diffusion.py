@@ -115,16 +115,21 @@ def ancestral(
     if variance not in ("posterior", "beta"):
         raise ValueError(f"variance must be 'posterior' or 'beta'; got {variance!r}")
     rec = _Recorder(schedule.T, record_every)
+    # the per-step coefficients as Python floats: the loop's arithmetic is then on x alone
+    ab, a, b = schedule.alpha_bars.tolist(), schedule.alphas.tolist(), schedule.betas.tolist()
     for i, step in enumerate(range(schedule.T, 0, -1)):
         t = torch.full((len(x),), step, dtype=torch.long, device=x.device)
         eps = _call(eps_fn, x, t)
-        x0 = schedule.eps_to_x0(eps, x, t)
+        x0 = (x - math.sqrt(1 - ab[step]) * eps) / math.sqrt(ab[step])
         if clip is not None:
             x0 = x0.clamp(-clip, clip)
-        mean, post_var = schedule.posterior(x0, x, t)
-        var = post_var if variance == "posterior" else _bcast(schedule.betas[step].expand(len(x)), x)
-        x = mean + var.sqrt() * torch.randn_like(x) if step > 1 else mean
-        rec(i, x, step, math.sqrt(1 - float(schedule.alpha_bars[step - 1])), eps)
+        # the posterior mean of q(x_{t-1} | x_t, x_0) at x_0 = x0 (NoiseSchedule.posterior, in scalars)
+        c0 = math.sqrt(ab[step - 1]) * b[step] / (1 - ab[step])
+        c1 = math.sqrt(a[step]) * (1 - ab[step - 1]) / (1 - ab[step])
+        mean = c0 * x0 + c1 * x
+        var = (1 - ab[step - 1]) / (1 - ab[step]) * b[step] if variance == "posterior" else b[step]
+        x = mean + math.sqrt(var) * torch.randn_like(x) if step > 1 else mean
+        rec(i, x, step, math.sqrt(1 - ab[step - 1]), eps)
     return rec.chains()
 
 
@@ -161,17 +166,17 @@ def ddim(
     x = _check_start(x_T)
     eta = _number("eta", eta, 0.0)
     seq = ddim_timesteps(schedule.T, steps)
-    ab = schedule.alpha_bars
+    ab = schedule.alpha_bars.tolist()
     rec = _Recorder(len(seq), record_every)
     for i, step in enumerate(seq):
         prev = seq[i + 1] if i + 1 < len(seq) else 0
         t = torch.full((len(x),), step, dtype=torch.long, device=x.device)
         eps = _call(eps_fn, x, t)
-        x0 = schedule.eps_to_x0(eps, x, t)
+        a_t, a_prev = ab[step], ab[prev]
+        x0 = (x - math.sqrt(1 - a_t) * eps) / math.sqrt(a_t)
         if clip is not None:
             x0 = x0.clamp(-clip, clip)
-            eps = (x - math.sqrt(float(ab[step])) * x0) / math.sqrt(1 - float(ab[step]))
-        a_t, a_prev = float(ab[step]), float(ab[prev])
+            eps = (x - math.sqrt(a_t) * x0) / math.sqrt(1 - a_t)
         sigma = eta * math.sqrt((1 - a_prev) / (1 - a_t) * (1 - a_t / a_prev))
         x = math.sqrt(a_prev) * x0 + math.sqrt(max(1 - a_prev - sigma**2, 0.0)) * eps
         if sigma > 0 and prev > 0:

@@ -169,9 +169,9 @@ class NoiseSchedule:
         :math:`x_t`: :math:`x_0 \mapsto (x_t - \sqrt{\bar\alpha}x_0)/\sqrt{1-\bar\alpha}`,
         :math:`v \mapsto \sqrt{\bar\alpha}\,v + \sqrt{1-\bar\alpha}\,x_t`,
         score :math:`s \mapsto -\sqrt{1-\bar\alpha}\, s`."""
-        ab = self._at(self.alpha_bars, t, xt)
         if parametrization == "eps":
             return out
+        ab = self._at(self.alpha_bars, t, xt)
         if parametrization == "x0":
             return (xt - ab.sqrt() * out) / (1 - ab).sqrt()
         if parametrization == "v":
@@ -182,9 +182,9 @@ class NoiseSchedule:
 
     def from_eps(self, eps: torch.Tensor, xt: torch.Tensor, t: torch.Tensor, parametrization: str) -> torch.Tensor:
         """The inverse of :meth:`to_eps`: what a network of ``parametrization`` outputs for this :math:`\\epsilon`."""
-        ab = self._at(self.alpha_bars, t, xt)
         if parametrization == "eps":
             return eps
+        ab = self._at(self.alpha_bars, t, xt)
         if parametrization == "x0":
             return self.eps_to_x0(eps, xt, t)
         if parametrization == "v":
