@@ -369,6 +369,14 @@ def test_ddpm_inpainting_with_the_exact_score_approaches_the_gaussian_conditiona
     assert abs(float(filled[:, 1].std()) - math.sqrt(1 - rho**2)) < 0.05, float(filled[:, 1].std())
     replaced = m.inpaint(x, known, method="replace")[:, 1]
     assert abs(float(replaced.mean()) - rho * 1.5) > 3 * err
+    with pytest.raises(ValueError, match=r"known must broadcast to x's shape \(4000, 2\); got \(3,\)"):
+        m.inpaint(x, torch.tensor([True, False, True]))
+    with pytest.raises(ValueError, match="known must be a boolean tensor"):
+        m.inpaint(x, torch.tensor([1.0, 0.0]))
+    with pytest.raises(ValueError, match="method must be one of replace, repaint; got 'paint'"):
+        m.inpaint(x, known, method="paint")
+    with pytest.raises(ValueError, match="x must be finite"):
+        m.inpaint(torch.full((2, 2), float("nan")), known)
 
 
 def test_classifier_free_guidance_combines_the_two_predictions():

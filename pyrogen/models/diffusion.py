@@ -579,7 +579,10 @@ class DDPM(DiffusionModel):
         rounds = 1 if method == "replace" else check_positive_int("resample", resample)
         if not isinstance(known, torch.Tensor) or known.dtype != torch.bool:
             raise ValueError("known must be a boolean tensor, True where x is observed")
-        known = torch.broadcast_to(known.to(x.device), x.shape)
+        try:
+            known = torch.broadcast_to(known.to(x.device), x.shape)
+        except RuntimeError:
+            raise ValueError(f"known must broadcast to x's shape {tuple(x.shape)}; got {tuple(known.shape)}") from None
         labels = self._labels(y, len(x))
         z0 = self.to_latent_space(x)
         sch = self.schedule
