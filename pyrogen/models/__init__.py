@@ -19,6 +19,7 @@ from pyrogen.models.autoregressive import (
     Transformer,
 )
 from pyrogen.models.base import GenerativeModel
+from pyrogen.models.boltzmann import RBM
 from pyrogen.models.diffusion import DDPM, NCSN, DiffusionModel, LatentDiffusion, ScoreSDE
 from pyrogen.models.ebm import EBM, NCEEBM, AdversarialEBM, EnergyModel, FlowContrastiveEBM, ScoreMatchingEBM
 from pyrogen.models.flows import (
@@ -58,6 +59,7 @@ from pyrogen.models.vae import (
 )
 
 __all__ = [
+    "RBM",
     "DDPM",
     "NCSN",
     "DiffusionModel",

@@ -1,0 +1,100 @@
+"""The classical models: Boltzmann machines against brute-force sums and transition matrices."""
+
+import itertools
+import math
+
+import pyro
+import pytest
+import torch
+
+from pyrogen.models import RBM
+from pyrogen.models.boltzmann import rbm_ais
+
+
+def tiny_rbm(d=4, h=3, scale=1.0, seed=0):
+    pyro.set_rng_seed(seed)
+    m = RBM((d,), hidden=h, chains=8)
+    with torch.no_grad():
+        m.W.normal_(0, scale)
+        m.b.normal_(0, scale)
+        m.c.normal_(0, scale)
+    return m.double()
+
+
+def all_bits(n):
+    return torch.tensor(list(itertools.product([0.0, 1.0], repeat=n)), dtype=torch.float64)
+
+
+def test_rbm_log_z_by_enumeration_equals_the_brute_force_sum_over_v_and_h():
+    m = tiny_rbm()
+    V, H = all_bits(4), all_bits(3)
+    vv, hh = V.repeat_interleave(len(H), 0), H.repeat(len(V), 1)
+    brute = torch.logsumexp(-m.energy(vv, hh), 0)
+    torch.testing.assert_close(m.log_normalizer_exact(), brute)
+    # the free energy sums out h: exp(-F(v)) = sum_h exp(-E(v, h))
+    by_h = torch.logsumexp(-m.energy(vv, hh).reshape(len(V), len(H)), 1)
+    torch.testing.assert_close(-m.free_energy(V), by_h)
+    # and p(v) sums to one
+    torch.testing.assert_close(m.log_prob(V).exp().sum(), torch.tensor(1.0, dtype=torch.float64))
+
+
+def test_rbm_ais_approaches_the_exact_log_z_as_temperatures_grow():
+    m = tiny_rbm(d=20, h=12, scale=0.5)
+    exact = m.log_normalizer_exact().item()
+    errors = {}
+    for temps in (10, 1000):
+        g = torch.Generator().manual_seed(0)
+        res = rbm_ais(m, num_temps=temps, chains=500, generator=g)
+        errors[temps] = abs(res.log_z - exact)
+        if temps == 1000:
+            assert errors[temps] < 4 * res.stderr + 0.02, (res.log_z, exact, res.stderr)
+    assert errors[1000] < errors[10]
+
+
+def test_block_gibbs_leaves_the_exact_distribution_invariant():
+    """On a tiny RBM, the Gibbs sweep's transition matrix T[v, v'] = sum_h p(h | v) p(v' | h) has the exact p(v)
+    as its stationary distribution: p T = p."""
+    m = tiny_rbm(d=3, h=2)
+    V, H = all_bits(3), all_bits(2)
+    ph = m.hidden_probs(V)  # (8, 2)
+    p_h_given_v = (ph[:, None, :] ** H[None] * (1 - ph[:, None, :]) ** (1 - H[None])).prod(-1)  # (8 v, 4 h)
+    pv = m.visible_probs(H)  # (4, 3)
+    p_v_given_h = (pv[:, None, :] ** V[None] * (1 - pv[:, None, :]) ** (1 - V[None])).prod(-1)  # (4 h, 8 v')
+    T = p_h_given_v @ p_v_given_h
+    torch.testing.assert_close(T.sum(1), torch.ones(8, dtype=torch.float64))
+    p = m.log_prob(V).exp()
+    torch.testing.assert_close(p @ T, p)
+    # and a long sampled chain's visit frequencies agree with p (chi-square-sized tolerance)
+    pyro.set_rng_seed(0)
+    x = m.gibbs_chains(4000, steps=60, record_every=60).samples[:, -1]
+    idx = (x * torch.tensor([4.0, 2.0, 1.0])).sum(-1).long()
+    freq = torch.bincount(idx, minlength=8).double() / len(idx)
+    assert (freq - p).abs().max() < 4 * math.sqrt(0.25 / len(idx)), (freq, p)
+
+
+def test_rbm_training_objectives_and_bad_arguments():
+    from pyrogen.data import load
+    from pyrogen.inference import fit
+
+    data = load("digits-binary")
+    m = RBM.from_dataset(data, hidden=8)
+    torch.testing.assert_close(torch.sigmoid(m.b), data.train.flatten(1).mean(0).clamp(0.01, 0.99))
+    before = float(m.validation_loss(data.val))
+    fit(m, data.train, None, steps=300, batch_size=64, lr=0.01)
+    assert float(m.validation_loss(data.val)) < before - 3
+    with pytest.raises(ValueError, match="objective must be one of cd, pcd, exact; got 'ml'"):
+        RBM(hidden=4, objective="ml")
+    with pytest.raises(ValueError, match="objective 'exact' enumerates 2\\*\\*hidden states: hidden must be <= 20"):
+        RBM(hidden=32, objective="exact")
+    with pytest.raises(ValueError, match="log Z by enumeration needs hidden <= 20; this RBM has 32"):
+        RBM(hidden=32).log_normalizer_exact()
+    with pytest.raises(ValueError, match="x must hold only 0 and 1"):
+        m.log_prob(torch.full((2, 1, 8, 8), 0.5))
+
+
+def test_gibbs_chains_become_inference_data():
+    m = tiny_rbm(d=6, h=4)
+    chains = m.gibbs_chains(4, steps=100, record_every=10)
+    assert chains.samples.shape == (4, 10, 6)
+    idata = chains.to_inference_data()
+    assert "energy" in idata.sample_stats
