@@ -98,3 +98,96 @@ def test_gibbs_chains_become_inference_data():
     assert chains.samples.shape == (4, 10, 6)
     idata = chains.to_inference_data()
     assert "energy" in idata.sample_stats
+
+
+# -- Gaussian mixtures ------------------------------------------------------------------------------------------------
+def known_mixture(n=600, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    locs = torch.tensor([[-3.0, 0.0], [2.0, 2.0], [2.0, -3.0]])
+    scales = torch.tensor([[0.5, 1.0], [1.0, 0.4], [0.7, 0.7]])
+    z = torch.multinomial(torch.tensor([0.5, 0.3, 0.2]), n, replacement=True, generator=g)
+    return locs[z] + scales[z] * torch.randn(n, 2, generator=g), locs, scales
+
+
+@pytest.mark.parametrize("covariance", ["full", "diag"])
+def test_em_log_likelihood_never_decreases_and_matches_scikit_learn(covariance):
+    from sklearn.mixture import GaussianMixture as SkGMM
+
+    from pyrogen.models import GaussianMixture
+
+    x, _, _ = known_mixture()
+    pyro.set_rng_seed(0)
+    m = GaussianMixture((2,), components=3, covariance=covariance).double()
+    with torch.no_grad():
+        m.locs.copy_(x[:3].double())
+    history = m.fit_em(x.double(), iters=200, tol=1e-10)
+    assert all(b >= a - 1e-9 for a, b in zip(history, history[1:], strict=False)), history
+    sk = SkGMM(3, covariance_type=covariance, means_init=x[:3].numpy(), tol=1e-10, max_iter=200, reg_covar=1e-6)
+    sk.fit(x.numpy())
+    assert abs(history[-1] - sk.score(x.numpy())) < 1e-4, (history[-1], sk.score(x.numpy()))
+
+
+def test_svi_with_the_assignment_enumerated_recovers_a_known_mixture():
+    """Pyro's TraceEnum_ELBO (z summed out) is the exact marginal likelihood; SVI on it finds the mixture."""
+    from pyro.infer import SVI, TraceEnum_ELBO
+
+    from pyrogen.models import GaussianMixture
+
+    x, locs, _ = known_mixture(1000)
+    pyro.set_rng_seed(1)
+    m = GaussianMixture((2,), components=3, covariance="diag")
+    with torch.no_grad():
+        m.locs.copy_(torch.tensor([[-1.0, 0.0], [1.0, 1.0], [1.0, -1.0]]))
+    # the ELBO with z enumerated equals the log-likelihood computed by hand
+    elbo = TraceEnum_ELBO(max_plate_nesting=1)
+    torch.testing.assert_close(
+        -elbo.loss(m.model, m.guide, x) / len(x), m.log_prob(x).mean().item(), rtol=1e-5, atol=1e-4
+    )
+    svi = SVI(m.model, m.guide, pyro.optim.Adam({"lr": 0.1}), elbo)
+    for _ in range(250):
+        svi.step(x)
+    found = m.locs.detach()[m.locs.detach()[:, 0].argsort()]
+    truth = locs[locs[:, 0].argsort()]
+    # the two components at x=2 sort by their second coordinate
+    found = torch.cat([found[:1], found[1:][found[1:, 1].argsort()]])
+    truth = torch.cat([truth[:1], truth[1:][truth[1:, 1].argsort()]])
+    assert (found - truth).abs().max() < 0.2, (found, truth)
+    torch.testing.assert_close(m.weights().sort().values, torch.tensor([0.2, 0.3, 0.5]), atol=0.05, rtol=0)
+
+
+def test_nuts_on_the_mixture_parameters_recovers_them_with_labels_sorted():
+    from pyrogen.models import GaussianMixture
+
+    g = torch.Generator().manual_seed(0)
+    z = torch.rand(300, generator=g) < 0.4
+    x = torch.where(z[:, None], torch.tensor([-2.0, 1.0]), torch.tensor([2.0, -1.0])) + 0.5 * torch.randn(
+        300, 2, generator=g
+    )
+    m = GaussianMixture((2,), components=2, covariance="diag")
+    idata = m.nuts(x, num_samples=150, warmup_steps=150, num_chains=2)
+    locs = idata.posterior["locs"].values  # (chains, draws, K, D), relabelled by the first coordinate
+    assert locs.shape == (2, 150, 2, 2)
+    mean = torch.tensor(locs.mean((0, 1)))
+    torch.testing.assert_close(mean, torch.tensor([[-2.0, 1.0], [2.0, -1.0]]), atol=0.15, rtol=0)
+    import arviz as az
+
+    assert float(az.rhat(idata)["locs"].max()) < 1.1  # no label switching between the chains after relabelling
+    w = torch.tensor(idata.posterior["weights"].values.mean((0, 1)))
+    torch.testing.assert_close(
+        w, torch.tensor([float(z.float().mean()), 1 - float(z.float().mean())]), atol=0.05, rtol=0
+    )
+    assert "diverging" in idata.sample_stats
+
+
+def test_gmm_bad_arguments_are_named():
+    from pyrogen.data import load
+    from pyrogen.models import GaussianMixture
+
+    with pytest.raises(ValueError, match="covariance must be one of full, diag; got 'tied'"):
+        GaussianMixture(covariance="tied")
+    with pytest.raises(ValueError, match="components must be a positive integer; got 0"):
+        GaussianMixture(components=0)
+    with pytest.raises(ValueError, match="gmm models continuous data; dataset 'digits-binary' is binary"):
+        GaussianMixture.from_dataset(load("digits-binary"))
+    with pytest.raises(ValueError, match="x must have shape"):
+        GaussianMixture().fit_em(torch.zeros(4, 3))

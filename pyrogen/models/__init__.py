@@ -46,6 +46,7 @@ from pyrogen.models.gan import (
     CycleGAN,
 )
 from pyrogen.models.implicit_vae import ImplicitVAE
+from pyrogen.models.mixture import GaussianMixture
 from pyrogen.models.vae import (
     CVAE,
     IWAE,
@@ -59,6 +60,7 @@ from pyrogen.models.vae import (
 )
 
 __all__ = [
+    "GaussianMixture",
     "RBM",
     "DDPM",
     "NCSN",

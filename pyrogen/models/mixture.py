@@ -1,0 +1,274 @@
+r"""The Gaussian mixture ``gmm``, fit three ways: EM, SVI with the assignment enumerated, and NUTS.
+
+:math:`p(x) = \sum_k \pi_k N(x; \mu_k, \Sigma_k)` with full or diagonal covariances. As a Pyro program the
+assignment :math:`z` is a discrete site enumerated in parallel, so ``TraceEnum_ELBO`` on the model and an empty
+guide is exactly :math:`-\log p(x)` (:meth:`GaussianMixture.pyro_loss`): gradient training of the
+marginal likelihood is SVI. :meth:`GaussianMixture.fit_em` is expectation-maximization (Dempster et al.,
+1977), whose log-likelihood never decreases. :meth:`GaussianMixture.nuts` samples the parameters of a
+Bayesian mixture (Dirichlet weights, normal means, log-normal scales, diagonal covariances) with the
+assignment summed out by enumeration inside Pyro's NUTS; the components are relabelled in every draw by
+sorting their means along the first coordinate, the usual remedy for label switching (Stephens, 2000,
+discusses when an ordering is not enough: components whose means tie along that coordinate).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any, ClassVar
+
+import pyro
+import pyro.distributions as dist
+import torch
+import torch.nn.functional as F
+from pyro.infer import TraceEnum_ELBO, config_enumerate
+from torch import nn
+
+from pyrogen.data import Dataset
+from pyrogen.models.base import GenerativeModel, check_positive_int
+from pyrogen.models.registry import register
+
+__all__ = ["COVARIANCES", "GaussianMixture"]
+
+#: the covariance structures of :class:`GaussianMixture`
+COVARIANCES = ("full", "diag")
+
+
+@register("gmm")
+class GaussianMixture(GenerativeModel):
+    r"""A mixture of ``components`` Gaussians over flattened examples.
+
+    Args:
+        event_shape: the shape of one example (flattened to :math:`D`).
+        components: :math:`K`.
+        covariance: ``"full"`` (a Cholesky factor per component) or ``"diag"``.
+        support: ``"real"`` or ``"unit_interval"`` (dequantized images: a density on :math:`[0, 1)^D` only up to
+            the mass outside, as every unconstrained density there).
+        reg: added to the covariances' diagonal in EM (scikit-learn's ``reg_covar``) and the floor of the
+            scales in gradient training.
+    """
+
+    family: ClassVar[str] = "mixture"
+    density: ClassVar[str] = "exact"
+    default_data: ClassVar[str] = "8gaussians"
+
+    def __init__(
+        self,
+        event_shape: Sequence[int] = (2,),
+        components: int = 8,
+        covariance: str = "full",
+        support: str = "real",
+        reg: float = 1e-6,
+    ) -> None:
+        super().__init__(event_shape)
+        self.components = check_positive_int("components", components)
+        if covariance not in COVARIANCES:
+            raise ValueError(f"covariance must be one of {', '.join(COVARIANCES)}; got {covariance!r}")
+        if support not in ("real", "unit_interval"):
+            raise ValueError(f"support must be 'real' or 'unit_interval'; got {support!r}")
+        if isinstance(reg, bool) or not isinstance(reg, (int, float)) or not 0 < reg < 1:
+            raise ValueError(f"reg must be a number in (0, 1); got {reg!r}")
+        self.covariance, self.reg = covariance, float(reg)
+        self.support = support  # type: ignore[misc]
+        d = self.dim = math.prod(self.event_shape)
+        k = self.components
+        self.logits = nn.Parameter(torch.zeros(k))
+        self.locs = nn.Parameter(torch.randn(k, d))
+        # the scales' inverse softplus on the diagonal; the strict lower triangle free (full)
+        self.raw_diag = nn.Parameter(torch.zeros(k, d))
+        self.raw_lower = nn.Parameter(torch.zeros(k, d, d)) if covariance == "full" else None
+
+    def config(self) -> dict[str, Any]:
+        return {
+            "event_shape": tuple(self.event_shape),
+            "components": self.components,
+            "covariance": self.covariance,
+            "support": self.support,
+            "reg": self.reg,
+        }
+
+    @classmethod
+    def from_dataset(cls, data: Dataset, **kwargs: Any) -> GenerativeModel:
+        """A mixture for continuous ``data``, its means at ``components`` training examples drawn at random and
+        its scales at the data's standard deviation.
+
+        Raises:
+            ValueError: discrete data.
+        """
+        if data.support not in ("real", "unit_interval"):
+            raise ValueError(f"gmm models continuous data; dataset {data.name!r} is {data.support}")
+        kwargs.setdefault("support", data.support)
+        model = cls(event_shape=tuple(data.event_shape), **kwargs)
+        assert isinstance(model, GaussianMixture)
+        x = data.train.flatten(1).to(model.locs.dtype)
+        idx = torch.randperm(len(x))[: model.components]
+        with torch.no_grad():
+            model.locs.copy_(x[idx])
+            std = x.std(0).clamp_min(1e-3)
+            model.raw_diag.copy_(torch.log(torch.expm1(std)).expand_as(model.raw_diag))
+        return model
+
+    @classmethod
+    def train_defaults_for(cls, data: Dataset) -> dict[str, Any]:
+        """3000 steps of batch 256 at lr 0.01, validation every 250 steps."""
+        return {"lr": 0.01, "batch_size": 256, "steps": 3000, "val_every": 250, **cls.train_defaults}
+
+    # -- the parameters ----------------------------------------------------------------------------------------
+    def scale_tril(self) -> torch.Tensor:
+        """The components' Cholesky factors, ``(K, D, D)``."""
+        diag = F.softplus(self.raw_diag) + math.sqrt(self.reg)
+        out = torch.diag_embed(diag)
+        if self.raw_lower is not None:
+            out = out + torch.tril(self.raw_lower, diagonal=-1)
+        return out
+
+    def weights(self) -> torch.Tensor:
+        return torch.softmax(self.logits, -1)
+
+    def _components(self) -> dist.TorchDistribution:
+        if self.covariance == "diag":
+            return dist.Normal(self.locs, F.softplus(self.raw_diag) + math.sqrt(self.reg)).to_event(1)
+        return dist.MultivariateNormal(self.locs, scale_tril=self.scale_tril())
+
+    def as_distribution(self) -> dist.TorchDistribution:
+        """Pyro's ``MixtureSameFamily`` of the components, over flattened examples (shape ``(D,)``)."""
+        return dist.MixtureSameFamily(dist.Categorical(logits=self.logits), self._components())
+
+    # -- densities and samples -----------------------------------------------------------------------------------
+    def _flat(self, x: torch.Tensor) -> torch.Tensor:
+        return x.reshape(len(x), -1)
+
+    def component_log_probs(self, x: torch.Tensor) -> torch.Tensor:
+        r""":math:`\log \pi_k + \log N(x; \mu_k, \Sigma_k)`, ``(n, K)``."""
+        v = self._flat(self.validate(x))
+        return torch.log_softmax(self.logits, -1) + self._components().log_prob(v[:, None, :])
+
+    def log_prob(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.logsumexp(self.component_log_probs(x), -1)
+
+    def responsibilities(self, x: torch.Tensor) -> torch.Tensor:
+        """:math:`p(z = k \\mid x)`, ``(n, K)``."""
+        return torch.softmax(self.component_log_probs(x), -1)
+
+    def sample(self, n: int) -> torch.Tensor:
+        check_positive_int("n", n)
+        with torch.no_grad():
+            return self.as_distribution().sample((n,)).reshape(n, *self.event_shape)
+
+    def loss(self, batch: torch.Tensor) -> torch.Tensor:
+        """:math:`-\\log p(x)` per example (the exact marginal likelihood)."""
+        return -torch.logsumexp(
+            torch.log_softmax(self.logits, -1) + self._components().log_prob(self._flat(batch)[:, None, :]), -1
+        ).mean()
+
+    # -- the Pyro program ----------------------------------------------------------------------------------------
+    @config_enumerate
+    def model(self, x: torch.Tensor | None = None, *args: Any, **kwargs: Any) -> Any:
+        """``z ~ Categorical(pi)`` (enumerated), ``x ~ N(mu_z, Sigma_z)`` over flattened examples."""
+        pyro.module(self.name or "gmm", self)
+        n = 1 if x is None else len(x)
+        comps = self._components()
+        with pyro.plate("data", n):
+            z = pyro.sample("z", dist.Categorical(logits=self.logits))
+            if self.covariance == "diag":
+                d = dist.Normal(self.locs[z], comps.base_dist.scale[z]).to_event(1)
+            else:
+                d = dist.MultivariateNormal(self.locs[z], scale_tril=self.scale_tril()[z])
+            return pyro.sample("x", d, obs=None if x is None else self._flat(x))
+
+    def pyro_loss(self, batch: Any) -> torch.Tensor:
+        """``TraceEnum_ELBO`` with ``z`` enumerated and an empty guide: exactly :math:`-\\log p(x)` per example."""
+        x = self._checked_batch(batch)
+        return TraceEnum_ELBO(max_plate_nesting=1).differentiable_loss(self.model, self.guide, x) / len(x)
+
+    # -- EM --------------------------------------------------------------------------------------------------------
+    @torch.no_grad()
+    def fit_em(self, x: torch.Tensor, iters: int = 100, tol: float = 1e-6) -> list[float]:
+        """Expectation-maximization from the current parameters; stops when the mean log-likelihood gains less
+        than ``tol``. Returns the mean log-likelihood before each M step and after the last (non-decreasing)."""
+        v = self._flat(self.validate(x)).to(self.locs.dtype)
+        check_positive_int("iters", iters)
+        n, d = v.shape
+        history: list[float] = []
+        for _ in range(iters):
+            lp = torch.log_softmax(self.logits, -1) + self._components().log_prob(v[:, None, :])
+            ll = torch.logsumexp(lp, -1)
+            history.append(float(ll.mean()))
+            if len(history) > 1 and history[-1] - history[-2] < tol:
+                break
+            r = (lp - ll[:, None]).exp()  # (n, K)
+            nk = r.sum(0) + 10 * torch.finfo(v.dtype).eps
+            locs = (r.T @ v) / nk[:, None]
+            diff = v[None] - locs[:, None]  # (K, n, D)
+            if self.covariance == "diag":
+                var = (r.T[:, :, None] * diff**2).sum(1) / nk[:, None] + self.reg
+                self.raw_diag.copy_(_inv_softplus(var.sqrt() - math.sqrt(self.reg)))
+            else:
+                cov = torch.einsum("kn,kni,knj->kij", r.T, diff, diff) / nk[:, None, None]
+                cov = cov + self.reg * torch.eye(d, dtype=v.dtype, device=v.device)
+                L = torch.linalg.cholesky(cov)
+                diag = torch.diagonal(L, dim1=-2, dim2=-1)
+                self.raw_diag.copy_(_inv_softplus((diag - math.sqrt(self.reg)).clamp_min(1e-12)))
+                assert self.raw_lower is not None
+                self.raw_lower.copy_(torch.tril(L, diagonal=-1))
+            self.locs.copy_(locs)
+            self.logits.copy_((nk / n).log())
+        else:
+            history.append(float(self.log_prob(x).mean()))
+        return history
+
+    # -- NUTS ------------------------------------------------------------------------------------------------------
+    def bayesian_model(self, x: torch.Tensor) -> None:
+        r"""The Bayesian mixture NUTS samples: :math:`\pi \sim \mathrm{Dir}(1)`, :math:`\mu_k \sim N(m, (2s)^2)`,
+        :math:`\sigma_{kd} \sim \mathrm{LogNormal}(\log s, 1)` (``m``, ``s`` the data's mean and standard
+        deviation per coordinate), diagonal covariances, :math:`z` enumerated."""
+        v = self._flat(x)
+        m, s = v.mean(0), v.std(0).clamp_min(1e-3)
+        k = self.components
+        weights = pyro.sample("weights", dist.Dirichlet(torch.ones(k, dtype=v.dtype, device=v.device)))
+        with pyro.plate("components", k):
+            locs = pyro.sample("locs", dist.Normal(m, 2 * s).to_event(1))
+            scales = pyro.sample("scales", dist.LogNormal(s.log(), torch.ones_like(s)).to_event(1))
+        with pyro.plate("data", len(v)):
+            z = pyro.sample("z", dist.Categorical(weights), infer={"enumerate": "parallel"})
+            pyro.sample("x", dist.Normal(locs[z], scales[z]).to_event(1), obs=v)
+
+    def nuts(
+        self, x: torch.Tensor, num_samples: int = 500, warmup_steps: int = 500, num_chains: int = 2, seed: int = 0
+    ) -> Any:
+        """NUTS on :meth:`bayesian_model` (the assignment summed out), ``num_chains`` chains one after another;
+        returns ArviZ ``InferenceData`` with the components relabelled in every draw by their means' first
+        coordinate (``posterior`` ``weights``, ``locs``, ``scales``; divergences in ``sample_stats``)."""
+        import arviz as az
+        from pyro.infer import NUTS
+
+        from pyrogen.inference.mcmc import run_chains
+
+        v = self._flat(self.validate(x)).detach()
+        runs = run_chains(
+            lambda: NUTS(self.bayesian_model, max_plate_nesting=1),
+            num_chains=num_chains,
+            num_samples=num_samples,
+            warmup_steps=warmup_steps,
+            seed=seed,
+            model_args=(v,),
+        )
+        draws = {k: torch.stack([r.get_samples()[k] for r in runs]) for k in ("weights", "locs", "scales")}
+        order = draws["locs"][..., 0].argsort(-1)  # (chains, draws, K): relabel by the first coordinate
+        post = {
+            "weights": draws["weights"].gather(-1, order),
+            "locs": draws["locs"].gather(-2, order[..., None].expand_as(draws["locs"])),
+            "scales": draws["scales"].gather(-2, order[..., None].expand_as(draws["scales"])),
+        }
+        diverging = torch.zeros(num_chains, num_samples, dtype=torch.bool)
+        for c, r in enumerate(runs):
+            idx = torch.as_tensor(r.diagnostics()["divergences"]["chain 0"], dtype=torch.long)
+            diverging[c, idx] = True
+        return az.from_dict(
+            posterior={k: t.detach().cpu().numpy() for k, t in post.items()},
+            sample_stats={"diverging": diverging.numpy()},
+        )
+
+
+def _inv_softplus(y: torch.Tensor) -> torch.Tensor:
+    return y + torch.log(-torch.expm1(-y))
