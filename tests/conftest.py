@@ -62,6 +62,7 @@ SMALL = {
     "implicit-vae": {"event_shape": (1, 8, 8), "latent_dim": 4, "noise_dim": 4, "hidden": (32,), "score_hidden": (32,)},
     "ebm": {"event_shape": (2,), "hidden": (32, 32), "chain_steps": 10, "buffer_size": 256, "sample_steps": 20},
     "ebm-sm": {"event_shape": (2,), "hidden": (32, 32), "sample_steps": 20},
+    "naive-bayes": {"event_shape": (1, 8, 8), "classes": 10},
     "gmm": {"event_shape": (2,), "components": 4},
     "rbm": {"event_shape": (1, 8, 8), "hidden": 8, "chains": 64, "sample_steps": 20},
     "latent-diffusion": {

@@ -191,3 +191,66 @@ def test_gmm_bad_arguments_are_named():
         GaussianMixture.from_dataset(load("digits-binary"))
     with pytest.raises(ValueError, match="x must have shape"):
         GaussianMixture().fit_em(torch.zeros(4, 3))
+
+
+# -- naive Bayes ------------------------------------------------------------------------------------------------------
+def tiny_nb(seed=0, d=5, c=3):
+    from pyrogen.models import NaiveBayes
+
+    pyro.set_rng_seed(seed)
+    m = NaiveBayes((d,), classes=c).double()
+    with torch.no_grad():
+        m.class_logits.normal_()
+        m.feature_logits.normal_(0, 2)
+    return m
+
+
+def test_naive_bayes_posterior_equals_the_formula_by_brute_force():
+    m = tiny_nb()
+    x = all_bits(5)
+    pi = torch.softmax(m.class_logits, -1)
+    theta = torch.sigmoid(m.feature_logits)  # (C, D)
+    like = (theta[None] ** x[:, None] * (1 - theta[None]) ** (1 - x[:, None])).prod(-1)  # (n, C)
+    post = pi * like / (pi * like).sum(-1, keepdim=True)
+    torch.testing.assert_close(m.class_log_probs(x).exp(), post)
+    torch.testing.assert_close(m.log_prob(x).exp(), (pi * like).sum(-1))
+    torch.testing.assert_close(m.log_prob(x).exp().sum(), torch.tensor(1.0, dtype=torch.float64))
+    # the Pyro program with y enumerated: TraceEnum_ELBO is -log p(x)
+    from pyro.infer import TraceEnum_ELBO
+
+    loss = TraceEnum_ELBO(max_plate_nesting=1).loss(m.model, m.guide, x)
+    assert abs(loss + m.log_prob(x).sum().item()) < 1e-6
+
+
+def test_a_missing_feature_is_summed_out_exactly():
+    m = tiny_nb()
+    x = torch.tensor([[1.0, 0.0, 1.0, 1.0, 0.0]], dtype=torch.float64)
+    observed = torch.tensor([True, False, True, False, True])
+    by_model = m.class_log_probs(x, observed).exp()
+    # by hand: sum p(y, x) over the four completions of features 1 and 3
+    total = torch.zeros(3, dtype=torch.float64)
+    for a, b in itertools.product([0.0, 1.0], repeat=2):
+        full = x.clone()
+        full[0, 1], full[0, 3] = a, b
+        total += m.joint_log_probs(full)[0].exp()
+    torch.testing.assert_close(by_model[0], total / total.sum())
+    with pytest.raises(ValueError, match="observed must broadcast to x's shape \\(1, 5\\); got \\(3,\\)"):
+        m.predict(x, torch.tensor([True, False, True]))
+
+
+def test_naive_bayes_counts_are_the_maximum_likelihood_and_recover_the_generating_tables():
+    m = tiny_nb(seed=1, d=6, c=2)
+    pyro.set_rng_seed(2)
+    y = torch.multinomial(torch.softmax(m.class_logits, -1), 20000, replacement=True)
+    x = m.sample(20000, y=y)
+    from pyrogen.models import NaiveBayes
+
+    fit = NaiveBayes((6,), classes=2, alpha=0.0).double().fit_counts(x, y)
+    theta, theta_hat = torch.sigmoid(m.feature_logits), torch.sigmoid(fit.feature_logits)
+    n_y = torch.bincount(y, minlength=2).double()
+    se = (theta * (1 - theta) / n_y[:, None]).sqrt()
+    assert ((theta_hat - theta).abs() < 4 * se + 1e-6).all()
+    # and the counts maximize the joint likelihood: a gradient step from them does not improve it
+    loss = fit.loss((x, y))
+    loss.backward()
+    assert fit.feature_logits.grad.abs().max() < 1e-6 and fit.class_logits.grad.abs().max() < 1e-6

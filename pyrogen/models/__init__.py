@@ -45,6 +45,7 @@ from pyrogen.models.gan import (
     BiGAN,
     CycleGAN,
 )
+from pyrogen.models.graphical import NaiveBayes
 from pyrogen.models.implicit_vae import ImplicitVAE
 from pyrogen.models.mixture import GaussianMixture
 from pyrogen.models.vae import (
@@ -60,6 +61,7 @@ from pyrogen.models.vae import (
 )
 
 __all__ = [
+    "NaiveBayes",
     "GaussianMixture",
     "RBM",
     "DDPM",
