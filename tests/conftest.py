@@ -8,10 +8,11 @@ import pyro
 import pytest
 import torch
 
-from pyrogen.models import registry
-
 #: Small configurations of every registered model, for the generic harness.
 #: ``test_every_model_has_a_small_config`` fails when a model is missing here.
+from pyrogen.data.networks import STUDENT  # noqa: E402
+from pyrogen.models import registry
+
 SMALL = {
     "realnvp": {"event_shape": (2,), "num_layers": 2, "hidden": (16,)},
     "nice": {"event_shape": (2,), "num_layers": 2, "hidden": (16,)},
@@ -62,6 +63,7 @@ SMALL = {
     "implicit-vae": {"event_shape": (1, 8, 8), "latent_dim": 4, "noise_dim": 4, "hidden": (32,), "score_hidden": (32,)},
     "ebm": {"event_shape": (2,), "hidden": (32, 32), "chain_steps": 10, "buffer_size": 256, "sample_steps": 20},
     "ebm-sm": {"event_shape": (2,), "hidden": (32, 32), "sample_steps": 20},
+    "bayes-net": {"event_shape": (5,), "nodes": [{**nd, "table": None} for nd in STUDENT]},
     "naive-bayes": {"event_shape": (1, 8, 8), "classes": 10},
     "gmm": {"event_shape": (2,), "components": 4},
     "rbm": {"event_shape": (1, 8, 8), "hidden": 8, "chains": 64, "sample_steps": 20},

@@ -95,7 +95,7 @@ def test_bad_input_raises_naming_the_argument(name):
     if m.support == "integer":
         with pytest.raises(TypeError, match="x must have an integer dtype"):
             m.log_prob(torch.full((3, *shape), float("nan")))
-        with pytest.raises(ValueError, match=f"x must hold integers in 0..{m.levels - 1}; found {m.levels}"):
+        with pytest.raises(ValueError, match=rf"x must hold integers in 0\.\.\d+; found {m.levels}"):
             m.log_prob(torch.full((3, *shape), m.levels))
     else:
         with pytest.raises(ValueError, match="x must be finite"):
@@ -167,7 +167,7 @@ def test_every_sampler_gets_the_sample_quality_metrics_of_its_data(name):
     m = small_model(name).eval()
     data = load(registry.get(name).default_data)
     if data.kind not in ("image", "toy2d"):
-        pytest.skip("no sample-quality metric for text")
+        pytest.skip("no sample-quality metric for text or tables")
     pyro.set_rng_seed(0)
     res = quality.sample_quality(m, data, n=200)
     keys = {"fid", "kid", "precision", "recall"} if data.kind == "image" else {"mmd", "c2st"}

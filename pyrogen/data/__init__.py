@@ -42,7 +42,7 @@ __all__ = [
 ]
 
 #: Every name :func:`load` accepts.
-DATASETS = TOYS + ("digits", "digits-int", "digits-binary", "digits-rgb", "text")
+DATASETS = TOYS + ("digits", "digits-int", "digits-binary", "digits-rgb", "text", "student")
 
 #: The seven colours of ``digits-rgb``: every non-black on/off combination of (R, G, B).
 RGB_COLOURS = torch.tensor([[1, 0, 0], [0, 1, 0], [0, 0, 1], [1, 1, 0], [1, 0, 1], [0, 1, 1], [1, 1, 1]])
@@ -59,7 +59,8 @@ class Dataset:
 
     Attributes:
         name: the name it was loaded by.
-        kind: ``"toy2d"``, ``"image"``, ``"text"``, or ``"vector"`` (user vectors of other dimensions).
+        kind: ``"toy2d"``, ``"image"``, ``"text"``, ``"table"`` (discrete variables, ``student``) or ``"vector"``
+            (user vectors of other dimensions).
         train, val, test: tensors of shape ``(n,) + event_shape``.
         support: the support of one value (see :data:`SUPPORTS`).
         levels: number of discrete levels behind the data: 2 for binary,
@@ -325,4 +326,16 @@ def load(name: str, seed: int = 0) -> Dataset:
         return Dataset(name, "toy2d", parts["train"], parts["val"], parts["test"], "real")
     if name == "text":
         return _text()
+    if name == "student":
+        return _student(seed)
     return _digits(name, seed)
+
+
+def _student(seed: int) -> Dataset:
+    """Joint draws of the bundled student network (:mod:`pyrogen.data.networks`): 2000 / 500 / 500 rows of
+    (difficulty, intelligence, grade, sat, letter), integers."""
+    from pyrogen.data.networks import STUDENT, ancestral_sample
+
+    g = torch.Generator().manual_seed(seed)
+    parts = [ancestral_sample(STUDENT, n, generator=g) for n in (2000, 500, 500)]
+    return Dataset("student", "table", parts[0], parts[1], parts[2], "integer", levels=3)

@@ -45,7 +45,7 @@ from pyrogen.models.gan import (
     BiGAN,
     CycleGAN,
 )
-from pyrogen.models.graphical import NaiveBayes
+from pyrogen.models.graphical import BayesNet, NaiveBayes
 from pyrogen.models.implicit_vae import ImplicitVAE
 from pyrogen.models.mixture import GaussianMixture
 from pyrogen.models.vae import (
@@ -62,6 +62,7 @@ from pyrogen.models.vae import (
 
 __all__ = [
     "NaiveBayes",
+    "BayesNet",
     "GaussianMixture",
     "RBM",
     "DDPM",

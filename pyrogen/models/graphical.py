@@ -1,4 +1,5 @@
-r"""Directed graphical models over discrete variables: naive Bayes (``naive-bayes``).
+r"""Directed graphical models over discrete variables: Bayesian networks (``bayes-net``) and naive Bayes
+(``naive-bayes``).
 
 Naive Bayes (seed 001 §2.2) is the generative classifier :math:`p(y) \prod_i p(x_i \mid y)` over binary
 features; its posterior
@@ -28,7 +29,7 @@ from pyrogen.data import Dataset
 from pyrogen.models.base import GenerativeModel, check_positive_int
 from pyrogen.models.registry import register
 
-__all__ = ["NaiveBayes"]
+__all__ = ["BayesNet", "NaiveBayes"]
 
 
 @register("naive-bayes")
@@ -185,3 +186,307 @@ class NaiveBayes(GenerativeModel):
         from pyro.infer import Trace_ELBO
 
         return Trace_ELBO().differentiable_loss(self.model, self.guide, x, y) / len(x)
+
+
+def _topological(nodes: Sequence[dict[str, Any]]) -> list[int]:
+    """A topological order of ``nodes`` (indices), or a ValueError naming a node on a cycle."""
+    names = [nd["name"] for nd in nodes]
+    index = {n: i for i, n in enumerate(names)}
+    state = [0] * len(nodes)  # 0 new, 1 on the stack, 2 done
+    order: list[int] = []
+
+    def visit(i: int) -> None:
+        if state[i] == 2:
+            return
+        if state[i] == 1:
+            raise ValueError(f"the network has a cycle through node {names[i]!r}")
+        state[i] = 1
+        for p in nodes[i]["parents"]:
+            visit(index[p])
+        state[i] = 2
+        order.append(i)
+
+    for i in range(len(nodes)):
+        visit(i)
+    return order
+
+
+def _check_nodes(nodes: object) -> list[dict[str, Any]]:
+    if not isinstance(nodes, (list, tuple)) or not nodes:
+        raise ValueError("nodes must be a non-empty list of {'name', 'states', 'parents', 'table'} dicts")
+    out, seen = [], set()
+    for nd in nodes:
+        if not isinstance(nd, dict) or not isinstance(nd.get("name"), str) or not nd["name"]:
+            raise ValueError(f"every node is a dict with a non-empty 'name'; got {nd!r}")
+        name = nd["name"]
+        if name in seen:
+            raise ValueError(f"node {name!r} appears twice")
+        seen.add(name)
+        states = nd.get("states")
+        if isinstance(states, bool) or not isinstance(states, int) or states < 2:
+            raise ValueError(f"node {name!r}: states must be an integer >= 2; got {states!r}")
+        parents = list(nd.get("parents", []))
+        out.append({"name": name, "states": states, "parents": parents, "table": nd.get("table")})
+    names = {nd["name"] for nd in out}
+    for nd in out:
+        for p in nd["parents"]:
+            if p not in names:
+                raise ValueError(f"node {nd['name']!r}: parent {p!r} is not a node")
+            if p == nd["name"]:
+                raise ValueError(f"the network has a cycle through node {p!r}")
+    states = {nd["name"]: nd["states"] for nd in out}
+    for nd in out:
+        if nd["table"] is None:
+            continue
+        shape = tuple(states[p] for p in nd["parents"]) + (nd["states"],)
+        try:
+            t = torch.as_tensor(nd["table"], dtype=torch.float64)
+        except (TypeError, ValueError):
+            raise ValueError(
+                f"node {nd['name']!r}: the table must be nested lists of numbers of shape {shape}"
+            ) from None
+        if tuple(t.shape) != shape:
+            raise ValueError(
+                f"node {nd['name']!r}: the table must have shape {shape} (parents, then states); got {tuple(t.shape)}"
+            )
+        if (t < 0).any() or not torch.allclose(t.sum(-1), torch.ones((), dtype=t.dtype), atol=1e-6):
+            raise ValueError(f"node {nd['name']!r}: every row of the table must be non-negative and sum to 1")
+    _topological(out)
+    return out
+
+
+@register("bayes-net")
+class BayesNet(GenerativeModel):
+    r"""A discrete Bayesian network :math:`p(x) = \prod_v p(x_v \mid x_{\mathrm{pa}(v)})` from a DAG and its
+    conditional probability tables.
+
+    The data are integer rows ``(n, V)``, column :math:`v` the value of node :math:`v` (in the order of
+    ``nodes``), ``-1`` where a value is missing (then summed out in :meth:`log_prob` and in training, which
+    is EM's objective: the marginal likelihood of what was observed). Exact queries by enumeration:
+    :meth:`query` (Pyro's ``TraceEnum_ELBO.compute_marginals``), :meth:`map_assignment` (``infer_discrete``
+    at temperature 0); :meth:`fit_counts` learns the tables from complete data (counts plus a Dirichlet
+    pseudo-count).
+
+    Args:
+        event_shape: ``(V,)``.
+        nodes: a list of dicts ``{"name", "states", "parents", "table"}`` (the table may be ``None``:
+            uniform); default the student network (:data:`pyrogen.data.networks.STUDENT`).
+        alpha: the Dirichlet pseudo-count of :meth:`fit_counts`.
+
+    Raises:
+        ValueError: a cycle, an unknown parent, a table of the wrong shape or that does not sum to 1 --
+            naming the node.
+    """
+
+    family: ClassVar[str] = "graphical"
+    density: ClassVar[str] = "exact"
+    support: ClassVar[str] = "integer"
+    default_data: ClassVar[str] = "student"
+
+    def __init__(
+        self,
+        event_shape: Sequence[int] | None = None,
+        nodes: Sequence[dict[str, Any]] | None = None,
+        alpha: float = 1.0,
+    ) -> None:
+        from pyrogen.data.networks import STUDENT
+
+        self.nodes = _check_nodes(STUDENT if nodes is None else list(nodes))
+        super().__init__((len(self.nodes),) if event_shape is None else event_shape)
+        if tuple(self.event_shape) != (len(self.nodes),):
+            raise ValueError(
+                f"event_shape must be ({len(self.nodes)},), one column per node; got {tuple(self.event_shape)}"
+            )
+        if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or alpha < 0:
+            raise ValueError(f"alpha must be a number >= 0; got {alpha!r}")
+        self.alpha = float(alpha)
+        self.order = _topological(self.nodes)
+        self.index = {nd["name"]: i for i, nd in enumerate(self.nodes)}
+        states = {nd["name"]: nd["states"] for nd in self.nodes}
+        self.logits = nn.ParameterList()
+        for nd in self.nodes:
+            shape = tuple(states[p] for p in nd["parents"]) + (nd["states"],)
+            t = torch.full(shape, 1.0 / nd["states"]) if nd["table"] is None else torch.as_tensor(nd["table"])
+            self.logits.append(nn.Parameter(t.to(torch.get_default_dtype()).clamp_min(1e-12).log()))
+
+    def config(self) -> dict[str, Any]:
+        tables = [t.tolist() for t in self.tables()]
+        nodes = [{**nd, "table": tab} for nd, tab in zip(self.nodes, tables, strict=True)]
+        return {"event_shape": tuple(self.event_shape), "nodes": nodes, "alpha": self.alpha}
+
+    @property
+    def levels(self) -> int | None:
+        return max(nd["states"] for nd in self.nodes)
+
+    def tables(self) -> list[torch.Tensor]:
+        """The conditional probability tables, each ``(*parent states, states)``."""
+        return [torch.softmax(t.detach(), -1) for t in self.logits]
+
+    @classmethod
+    def from_dataset(cls, data: Dataset, **kwargs: Any) -> GenerativeModel:
+        """The student network's structure (uniform tables) for the ``student`` data, or ``nodes`` given."""
+        if data.support != "integer" or len(data.event_shape) != 1:
+            raise ValueError(f"bayes-net models rows of integers; dataset {data.name!r} is {data.support}")
+        if "nodes" not in kwargs:
+            from pyrogen.data.networks import STUDENT
+
+            kwargs["nodes"] = [{**nd, "table": None} for nd in STUDENT]
+        return cls(event_shape=tuple(data.event_shape), **kwargs)
+
+    @classmethod
+    def train_defaults_for(cls, data: Dataset) -> dict[str, Any]:
+        """500 steps of batch 500 at lr 0.05 (:meth:`fit_counts` is the closed form for complete data)."""
+        return {"lr": 0.05, "batch_size": 500, "steps": 500, "val_every": 100, **cls.train_defaults}
+
+    # -- data ------------------------------------------------------------------------------------------------------
+    def validate(self, x: object, name: str = "x") -> torch.Tensor:
+        """Integer rows ``(n, V)``; values in ``0..states-1`` of their node, or ``-1`` (missing)."""
+        if not isinstance(x, torch.Tensor):
+            raise TypeError(f"{name} must be a tensor; got {type(x).__name__}")
+        if x.is_floating_point() or x.dtype == torch.bool:
+            raise TypeError(f"{name} must have an integer dtype; got {x.dtype}")
+        if x.dim() != 2 or x.shape[1] != len(self.nodes):
+            raise ValueError(f"{name} must have shape (n, {len(self.nodes)}); got {tuple(x.shape)}")
+        if len(x) == 0:
+            raise ValueError(f"{name} is empty")
+        for v, nd in enumerate(self.nodes):
+            col = x[:, v]
+            bad = (col < -1) | (col >= nd["states"])
+            if bad.any():
+                k = nd["states"] - 1
+                raise ValueError(
+                    f"{name} must hold integers in 0..{k}; found {int(col[bad][0])} (node {nd['name']!r}; -1: missing)"
+                )
+        return x.long()
+
+    # -- densities -------------------------------------------------------------------------------------------------
+    def _log_tables(self) -> list[torch.Tensor]:
+        return [torch.log_softmax(t, -1) for t in self.logits]
+
+    def _log_joint_complete(self, x: torch.Tensor) -> torch.Tensor:
+        tabs = self._log_tables()
+        total = torch.zeros(len(x), dtype=tabs[0].dtype, device=x.device)
+        for v, nd in enumerate(self.nodes):
+            idx = tuple(x[:, self.index[p]] for p in nd["parents"]) + (x[:, v],)
+            total = total + tabs[v][idx]
+        return total
+
+    def all_assignments(self) -> torch.Tensor:
+        """Every joint assignment, ``(prod states, V)``."""
+        grids = torch.meshgrid(*[torch.arange(nd["states"]) for nd in self.nodes], indexing="ij")
+        return torch.stack([g.flatten() for g in grids], -1)
+
+    def log_prob(self, x: torch.Tensor) -> torch.Tensor:
+        """:math:`\\log p(x_{\\mathrm{observed}})` per row: the product of the tables for complete rows, the
+        missing values (``-1``) summed out by enumerating their joint states."""
+        x = self.validate(x)
+        missing = x < 0
+        if not missing.any():
+            return self._log_joint_complete(x)
+        space = self.all_assignments().to(x.device)  # (S, V)
+        log_joint = self._log_joint_complete(space)  # (S,)
+        consistent = ((space[None] == x[:, None]) | missing[:, None]).all(-1)  # (n, S)
+        return torch.logsumexp(torch.where(consistent, log_joint[None], -math.inf), -1)
+
+    def loss(self, batch: torch.Tensor) -> torch.Tensor:
+        """:math:`-\\log p(x_{\\mathrm{observed}})` per row (EM's objective when values are missing)."""
+        return -self.log_prob(batch).mean()
+
+    @torch.no_grad()
+    def fit_counts(self, x: torch.Tensor) -> BayesNet:
+        r"""The tables from complete rows: :math:`(n_{\mathrm{pa}, v} + \alpha) / (n_{\mathrm{pa}} + K\alpha)`.
+        Returns the model.
+
+        Raises:
+            ValueError: a missing value (use gradient training, the marginal likelihood, instead).
+        """
+        x = self.validate(x)
+        if (x < 0).any():
+            raise ValueError(
+                "fit_counts needs complete rows; with missing values train on the marginal likelihood (loss)"
+            )
+        for v, nd in enumerate(self.nodes):
+            shape = self.logits[v].shape
+            counts = torch.zeros(shape, dtype=self.logits[v].dtype)
+            idx = tuple(x[:, self.index[p]] for p in nd["parents"]) + (x[:, v],)
+            counts.index_put_(idx, torch.ones(len(x), dtype=counts.dtype), accumulate=True)
+            probs = (counts + self.alpha) / (counts + self.alpha).sum(-1, keepdim=True).clamp_min(1e-300)
+            self.logits[v].copy_(probs.clamp_min(1e-12).log())
+        return self
+
+    def sample(self, n: int) -> torch.Tensor:
+        """``n`` rows by ancestral sampling."""
+        check_positive_int("n", n)
+        out = torch.zeros(n, len(self.nodes), dtype=torch.long)
+        tabs = self.tables()
+        for v in self.order:
+            nd = self.nodes[v]
+            probs = (
+                tabs[v][tuple(out[:, self.index[p]] for p in nd["parents"])] if nd["parents"] else tabs[v].expand(n, -1)
+            )
+            out[:, v] = torch.multinomial(probs, 1)[:, 0]
+        return out
+
+    # -- the Pyro program and queries ---------------------------------------------------------------------------
+    def model(self, x: torch.Tensor | None = None, *args: Any, **kwargs: Any) -> dict[str, torch.Tensor]:
+        """Each node a ``Categorical`` site named after it, in topological order, observed where ``x`` has a value
+        (``-1`` or no ``x``: latent, enumerated in parallel)."""
+        pyro.module(self.name or "bayes-net", self)
+        n = 1 if x is None else len(x)
+        tabs = self._log_tables()
+        values: dict[str, torch.Tensor] = {}
+        with pyro.plate("data", n, dim=-1):
+            for v in self.order:
+                nd = self.nodes[v]
+                logits = tabs[v][tuple(values[p] for p in nd["parents"])] if nd["parents"] else tabs[v]
+                obs = None
+                if x is not None:
+                    col = x[:, v]
+                    if (col < 0).any():
+                        if not (col < 0).all():
+                            raise ValueError(
+                                f"node {nd['name']!r} is missing in some rows only: query rows one pattern at a time"
+                            )
+                    else:
+                        obs = col
+                d = dist.Categorical(logits=logits)
+                # every site carries the data plate in its batch shape (compute_marginals needs it explicit)
+                d = d.expand(torch.broadcast_shapes(d.batch_shape, (n,)))
+                values[nd["name"]] = pyro.sample(nd["name"], d, obs=obs, infer={"enumerate": "parallel"})
+        return values
+
+    def _evidence_rows(self, evidence: dict[str, int]) -> torch.Tensor:
+        row = torch.full((1, len(self.nodes)), -1, dtype=torch.long)
+        for k, val in evidence.items():
+            if k not in self.index:
+                raise ValueError(f"evidence names an unknown node {k!r}; nodes are {', '.join(self.index)}")
+            states = self.nodes[self.index[k]]["states"]
+            if isinstance(val, bool) or not isinstance(val, int) or not 0 <= val < states:
+                raise ValueError(f"evidence {k}={val!r}: node {k!r} takes 0..{states - 1}")
+            row[0, self.index[k]] = val
+        return row
+
+    def query(self, target: str, evidence: dict[str, int] | None = None) -> torch.Tensor:
+        """:math:`p(\\mathrm{target} \\mid \\mathrm{evidence})`, a probability vector, by Pyro's exact enumeration
+        (``TraceEnum_ELBO.compute_marginals``)."""
+        from pyro.infer import TraceEnum_ELBO
+
+        if target not in self.index:
+            raise ValueError(f"unknown node {target!r}; nodes are {', '.join(self.index)}")
+        evidence = dict(evidence or {})
+        if target in evidence:
+            raise ValueError(f"node {target!r} is both the target and evidence")
+        # two copies of the row: Pyro 1.9's compute_marginals fails on a plate of size 1 (KeyError in its ring)
+        row = self._evidence_rows(evidence).expand(2, -1)
+        marginals = TraceEnum_ELBO(max_plate_nesting=1).compute_marginals(self.model, self.guide, row)
+        d = marginals[target]
+        return torch.softmax(d.logits.detach().reshape(-1, self.nodes[self.index[target]]["states"])[0], -1)
+
+    def map_assignment(self, evidence: dict[str, int] | None = None) -> dict[str, int]:
+        """The most probable joint assignment of the unobserved nodes given ``evidence`` (``infer_discrete`` at
+        temperature 0, i.e. max-product), with the evidence."""
+        from pyro.infer import infer_discrete
+
+        row = self._evidence_rows(dict(evidence or {}))
+        values = infer_discrete(self.model, first_available_dim=-2, temperature=0)(row)
+        return {k: int(v.reshape(-1)[0]) for k, v in values.items()}
