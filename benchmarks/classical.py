@@ -1,0 +1,255 @@
+"""The classical models' numbers: RBMs on the binarized digits, naive Bayes against logistic regression, Gaussian
+mixtures by EM, SVI and NUTS, and the student network's tables learned back.
+
+Sections (``--only``):
+
+- ``rbm``: test NLL (nats) on the binarized digits of RBMs from the registered defaults (6000 steps, early
+  stopping on the validation NLL / pseudo-likelihood): 16 hidden units with log Z by enumeration, trained by CD-1
+  and by PCD-1, next to DESIGN.md's 21.12; 64 hidden units (CD-1) with log Z by AIS (2000 temperatures, 200
+  chains) and its standard error.
+- ``naive-bayes``: test accuracy of Bernoulli naive Bayes (counts, Laplace smoothing) and of logistic regression
+  (scikit-learn, L2, C = 1) on the binarized digits -- all ten classes, and the two-class 3-against-8 subset --
+  against the number of training examples (Ng and Jordan, 2002); and on all ten classes with a random fraction
+  of each test digit's pixels missing: naive Bayes sums them out, logistic regression sees them imputed by the
+  training mean.
+- ``gmm``: Gaussian mixtures fit by EM (``fit_em``), by gradient on the exact likelihood (SVI with the assignment
+  enumerated; the trainer's defaults) and, on the toy, by NUTS (diagonal covariances, 1000 points, the posterior
+  mean's test log-likelihood): on 8gaussians (8 components), on the dequantized digits (10 components, full
+  covariance, bits/dim next to DESIGN.md's 2.90) and on scikit-learn's wine data (13 standardized features,
+  3 components, a 70/30 split): test log-likelihood and seconds to fit.
+- ``bayes-net``: the student network's tables learned from the 2000 ``student`` rows by counts, and with a
+  third of the grades missing by the marginal likelihood: the largest error against the generating tables.
+
+    python benchmarks/classical.py --json        # everything (about 10 minutes on 2 cores)
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pyro
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import report, section_parser  # noqa: E402
+from gan import train  # noqa: E402
+
+from pyrogen.data import load  # noqa: E402
+from pyrogen.metrics import evaluate_nll  # noqa: E402
+
+SECTIONS = ("rbm", "naive-bayes", "gmm", "bayes-net")
+
+
+def rbm(steps: int | None) -> list[dict[str, Any]]:
+    data = load("digits-binary")
+    rows = []
+    for label, opts in (
+        ("rbm 16 hidden, CD-1 (exact log Z)", {"hidden": 16, "objective": "cd"}),
+        ("rbm 16 hidden, PCD-1 (exact log Z)", {"hidden": 16, "objective": "pcd"}),
+        ("rbm 64 hidden, CD-1 (log Z by AIS)", {"hidden": 64, "objective": "cd"}),
+    ):
+        model, row = train("rbm", "digits-binary", opts, steps)
+        pyro.set_rng_seed(0)
+        t = time.perf_counter()
+        nll = evaluate_nll(model, data.test)
+        extra = model.evaluation_metrics(data.test)
+        rows.append(
+            {
+                "variant": label,
+                **row,
+                "nll_nats": round(nll.nll_nats, 3),
+                "nll_stderr": round(nll.nll_stderr, 3),
+                **{k: (round(v, 3) if isinstance(v, float) else v) for k, v in extra.items()},
+                "eval_s": round(time.perf_counter() - t, 1),
+            }
+        )
+    return rows
+
+
+def naive_bayes() -> dict[str, Any]:
+    import numpy as np
+    from sklearn.linear_model import LogisticRegression
+
+    from pyrogen.models import NaiveBayes
+
+    data = load("digits-binary")
+    xtr, ytr = data.train.flatten(1), data.labels["train"]
+    xte, yte = data.test.flatten(1), data.labels["test"]
+
+    def both(x, y, xt, yt, classes):
+        nb = NaiveBayes((64,), classes=classes).fit_counts(x, y)
+        nb_acc = float((nb.predict(xt) == yt).float().mean())
+        lr = LogisticRegression(max_iter=5000).fit(x.numpy(), y.numpy())
+        return nb_acc, float(lr.score(xt.numpy(), yt.numpy()))
+
+    out: dict[str, Any] = {"by_training_size": [], "by_missing_fraction": []}
+    g = torch.Generator().manual_seed(0)
+    two = ((ytr == 3) | (ytr == 8)), ((yte == 3) | (yte == 8))
+    for task, (x, y, xt, yt, k) in (
+        ("ten classes", (xtr, ytr, xte, yte, 10)),
+        ("3 against 8", (xtr[two[0]], (ytr[two[0]] == 8).long(), xte[two[1]], (yte[two[1]] == 8).long(), 2)),
+    ):
+        for n in (20, 50, 100, 200, 500, len(x)):
+            n = min(n, len(x))
+            accs = []
+            for _rep in range(5):  # five random training subsets each (every class present)
+                while True:
+                    idx = torch.randperm(len(x), generator=g)[:n]
+                    if len(torch.unique(y[idx])) == k:
+                        break
+                accs.append(both(x[idx], y[idx], xt, yt, k))
+            nb_m, lr_m = np.mean([a[0] for a in accs]), np.mean([a[1] for a in accs])
+            out["by_training_size"].append(
+                {
+                    "task": task,
+                    "n_train": n,
+                    "naive_bayes": round(float(nb_m), 4),
+                    "logistic_regression": round(float(lr_m), 4),
+                }
+            )
+    nb = NaiveBayes((64,), classes=10).fit_counts(xtr, ytr)
+    lr = LogisticRegression(max_iter=5000).fit(xtr.numpy(), ytr.numpy())
+    mean = xtr.mean(0)
+    for frac in (0.0, 0.25, 0.5, 0.75, 0.9):
+        observed = torch.rand(xte.shape, generator=g) >= frac
+        nb_acc = float((nb.predict(xte, observed) == yte).float().mean())
+        imputed = torch.where(observed, xte, mean)
+        out["by_missing_fraction"].append(
+            {
+                "missing": frac,
+                "naive_bayes_marginalized": round(nb_acc, 4),
+                "logistic_regression_mean_imputed": round(float(lr.score(imputed.numpy(), yte.numpy())), 4),
+            }
+        )
+    return out
+
+
+def gmm(steps: int | None, quick: bool) -> list[dict[str, Any]]:
+    from sklearn.datasets import load_wine
+    from sklearn.model_selection import train_test_split
+
+    from pyrogen.data import Dataset
+    from pyrogen.inference import TrainConfig, fit
+    from pyrogen.models import GaussianMixture
+
+    x, _ = load_wine(return_X_y=True)
+    xtr, xte = train_test_split(x, test_size=0.3, random_state=0)
+    mu, sd = xtr.mean(0), xtr.std(0)
+    wine = Dataset(
+        "wine",
+        "vector",
+        torch.tensor((xtr - mu) / sd, dtype=torch.float32),
+        torch.tensor((xte - mu) / sd, dtype=torch.float32),
+        torch.tensor((xte - mu) / sd, dtype=torch.float32),
+        "real",
+    )
+    rows = []
+    for data, k, cov in ((load("8gaussians"), 8, "full"), (load("digits"), 10, "full"), (wine, 3, "full")):
+        d = math.prod(data.event_shape)
+        for method in ("em", "svi") + (("nuts",) if data.name == "8gaussians" else ()):
+            torch.manual_seed(0)
+            pyro.set_rng_seed(0)
+            model = GaussianMixture.from_dataset(data, components=k, covariance=cov if method != "nuts" else "diag")
+            t = time.perf_counter()
+            if method == "em":
+                model.fit_em(data.train, iters=5 if quick else 300, tol=1e-7)
+            elif method == "svi":
+                cfg = {**GaussianMixture.train_defaults_for(data), "seed": 0}
+                if steps is not None:
+                    cfg["steps"] = steps
+                fit(model, data.train, data.val, TrainConfig(**cfg))
+            else:
+                n = 200 if quick else 1000
+                idata = model.nuts(data.train[:n], num_samples=20 if quick else 200, warmup_steps=20 if quick else 200)
+                post = idata.posterior
+                with torch.no_grad():
+                    w = torch.tensor(post["weights"].values.mean((0, 1)), dtype=torch.float32)
+                    model.logits.copy_(w.log())
+                    model.locs.copy_(torch.tensor(post["locs"].values.mean((0, 1)), dtype=torch.float32))
+                    scales = torch.tensor(post["scales"].values.mean((0, 1)), dtype=torch.float32)
+                    model.raw_diag.copy_(scales + torch.log(-torch.expm1(-scales)))
+            seconds = time.perf_counter() - t
+            with torch.no_grad():
+                ll = float(model.log_prob(data.test).mean())
+            row = {
+                "data": data.name,
+                "components": k,
+                "method": method,
+                "test_loglik_nats": round(ll, 3),
+                "fit_s": round(seconds, 1),
+            }
+            if data.name == "digits":
+                row["bits_per_dim"] = round(-ll / (d * math.log(2)) + math.log2(17), 4)
+            rows.append(row)
+    return rows
+
+
+def bayes_net(steps: int | None) -> dict[str, Any]:
+    from pyrogen.data.networks import STUDENT
+    from pyrogen.inference import fit
+    from pyrogen.models import BayesNet
+
+    data = load("student")
+    truth = [torch.tensor(nd["table"]) for nd in STUDENT]
+    counts = BayesNet.from_dataset(data).fit_counts(data.train)
+    x = data.train.clone()
+    g = torch.Generator().manual_seed(0)
+    x[torch.rand(len(x), generator=g) < 1 / 3, 2] = -1
+    pyro.set_rng_seed(0)
+    incomplete = BayesNet.from_dataset(data)
+    fit(incomplete, x, None, steps=steps or 400, batch_size=500, lr=0.05)
+
+    def err(m: Any) -> float:
+        return round(max(float((a - b).abs().max()) for a, b in zip(m.tables(), truth, strict=True)), 4)
+
+    with torch.no_grad():
+        ll = float(counts.log_prob(data.test).mean())
+    return {
+        "counts_max_table_error": err(counts),
+        "missing_grades_max_table_error": err(incomplete),
+        "test_loglik_nats": round(ll, 4),
+        "intelligence_given_bad_grade": round(float(counts.query("intelligence", {"grade": 2})[1]), 4),
+    }
+
+
+def _print(out: dict[str, Any]) -> None:
+    for r in out.get("rbm", []):
+        z = f"log Z {r.get('log_z')} ({r.get('log_z_method')})"
+        print(f"{r['variant']:<36} NLL {r['nll_nats']} ± {r['nll_stderr']}  {z}")
+    nb = out.get("naive-bayes")
+    if nb:
+        for r in nb["by_training_size"]:
+            print(f"{r['task']:<12} n={r['n_train']:<5} NB {r['naive_bayes']:.3f}  LR {r['logistic_regression']:.3f}")
+        for r in nb["by_missing_fraction"]:
+            nb_acc, lr_acc = r["naive_bayes_marginalized"], r["logistic_regression_mean_imputed"]
+            print(f"missing {r['missing']:.2f}: NB {nb_acc:.3f}  LR {lr_acc:.3f}")
+    for r in out.get("gmm", []):
+        print(r)
+    if "bayes-net" in out:
+        print(out["bayes-net"])
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = section_parser(__doc__, SECTIONS)
+    args = p.parse_args(argv)
+    steps = 30 if args.quick else None
+    only = set(args.only or SECTIONS)
+    torch.set_num_threads(1)
+    out: dict[str, Any] = {}
+    if "rbm" in only:
+        out["rbm"] = rbm(steps)
+    if "naive-bayes" in only:
+        out["naive-bayes"] = naive_bayes()
+    if "gmm" in only:
+        out["gmm"] = gmm(steps, args.quick)
+    if "bayes-net" in only:
+        out["bayes-net"] = bayes_net(steps)
+    return report(out, args.json, _print)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
