@@ -17,6 +17,7 @@ RUN = [
     "07_gan.py",
     "08_ebm.py",
     "09_diffusion.py",
+    "10_classical.py",
 ]
 
 

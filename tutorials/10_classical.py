@@ -1,0 +1,113 @@
+"""Tutorial 10 — the models generative modelling grew from: a Bayesian network queried by enumeration, naive Bayes
+against logistic regression with features missing, a Gaussian mixture by EM, SVI and NUTS, and an RBM's samples
+and filters.
+
+Run it as a script (``python tutorials/10_classical.py``); with ``PYROGEN_FAST=1`` it runs for a few steps only
+(the test suite runs it that way). Figures go to ``tutorial-output/`` (or ``$PYROGEN_OUT``). The numbers of the
+full run are in the README, measured by ``benchmarks/classical.py``.
+"""
+
+# %% [markdown]
+# ## 1. The student network, queried by Pyro's enumeration
+# A DAG and its tables make a Pyro program whose sites are the nodes; exact marginals come from
+# ``TraceEnum_ELBO.compute_marginals`` and the most probable explanation from ``infer_discrete``.
+
+# %%
+import os
+from pathlib import Path
+
+import arviz as az
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+import pyro
+import torch
+from pyro.infer import SVI, TraceEnum_ELBO
+from sklearn.linear_model import LogisticRegression
+
+from pyrogen.data import load
+from pyrogen.inference import fit
+from pyrogen.models import RBM, BayesNet, GaussianMixture, NaiveBayes
+
+FAST = os.environ.get("PYROGEN_FAST") == "1"
+OUT = Path(os.environ.get("PYROGEN_OUT", "tutorial-output"))
+OUT.mkdir(parents=True, exist_ok=True)
+
+net = BayesNet()  # the student network of Koller and Friedman
+print("P(intelligent)                      ", round(float(net.query("intelligence")[1]), 3))
+print("P(intelligent | grade C)            ", round(float(net.query("intelligence", {"grade": 2})[1]), 3))
+print(
+    "P(intelligent | grade C, hard exam) ", round(float(net.query("intelligence", {"grade": 2, "difficulty": 1})[1]), 3)
+)
+print("most probable explanation of a weak letter:", net.map_assignment({"letter": 0}))
+
+# its tables learned back from 2000 rows, and with a third of the grades missing (summed out)
+student = load("student")
+learned = BayesNet.from_dataset(student).fit_counts(student.train)
+print(
+    "largest table error from counts:",
+    round(max(float((a - b).abs().max()) for a, b in zip(learned.tables(), net.tables(), strict=True)), 3),
+)
+
+# %% [markdown]
+# ## 2. Naive Bayes against logistic regression, and features that are missing
+# The same log-linear classifier, fit generatively (counts) or discriminatively. Naive Bayes sums a missing
+# pixel out; logistic regression has to be given a value for it.
+
+# %%
+digits = load("digits-binary")
+xtr, ytr, xte, yte = digits.train.flatten(1), digits.labels["train"], digits.test.flatten(1), digits.labels["test"]
+nb = NaiveBayes((64,), classes=10).fit_counts(xtr, ytr)
+lr = LogisticRegression(max_iter=2000).fit(xtr.numpy(), ytr.numpy())
+g = torch.Generator().manual_seed(0)
+for frac in (0.0, 0.5, 0.8):
+    observed = torch.rand(xte.shape, generator=g) >= frac
+    nb_acc = float((nb.predict(xte, observed) == yte).float().mean())
+    lr_acc = lr.score(torch.where(observed, xte, xtr.mean(0)).numpy(), yte.numpy())
+    print(f"{frac:.0%} of pixels missing: naive Bayes {nb_acc:.3f}, logistic regression (mean-imputed) {lr_acc:.3f}")
+
+# %% [markdown]
+# ## 3. A Gaussian mixture three ways
+# EM's log-likelihood never decreases; SVI on ``TraceEnum_ELBO`` (the assignment enumerated) maximizes the same
+# likelihood by gradient; NUTS samples a Bayesian mixture with the assignment summed out, and ArviZ
+# diagnoses it after the components are relabelled by their means.
+
+# %%
+toy = load("8gaussians")
+torch.manual_seed(0)
+em = GaussianMixture.from_dataset(toy, components=8)
+history = em.fit_em(toy.train, iters=5 if FAST else 200)
+print(f"EM: {len(history)} iterations, log-likelihood {history[0]:.3f} -> {history[-1]:.3f}")
+torch.manual_seed(0)
+svi_model = GaussianMixture.from_dataset(toy, components=8)
+svi = SVI(svi_model.model, svi_model.guide, pyro.optim.Adam({"lr": 0.01}), TraceEnum_ELBO(max_plate_nesting=1))
+for _ in range(5 if FAST else 1000):
+    svi.step(toy.train[:2048])
+with torch.no_grad():
+    svi_ll, em_ll = float(svi_model.log_prob(toy.test).mean()), float(em.log_prob(toy.test).mean())
+print(f"SVI: test log-likelihood {svi_ll:.3f} (EM {em_ll:.3f})")
+bayes = GaussianMixture.from_dataset(toy, components=8, covariance="diag")
+n = 5 if FAST else 100
+idata = bayes.nuts(toy.train[: 40 if FAST else 300], num_samples=n, warmup_steps=n)
+print(az.summary(idata, var_names=["weights"]).loc[:, ["mean", "sd", "r_hat"]].head(3))
+
+# %% [markdown]
+# ## 4. An RBM: samples by block Gibbs and its filters
+# With 16 hidden units log Z is exact by enumeration; the Gibbs chain is diagnosed like any other.
+
+# %%
+pyro.set_rng_seed(0)
+rbm = RBM.from_dataset(digits, hidden=16)
+fit(rbm, digits.train, digits.val, steps=30 if FAST else 6000, batch_size=64, lr=0.01, val_every=500, progress=False)
+print(f"RBM test NLL {-rbm.log_prob(digits.test).mean().item():.2f} nats (exact log Z)")
+chains = rbm.gibbs_chains(16, steps=20 if FAST else 1000, record_every=10 if FAST else 100)
+print("free energy along the chains:", chains.stats["energy"].mean(0)[-3:].tolist())
+fig, axes = plt.subplots(2, 8, figsize=(8, 2))
+for i in range(8):
+    axes[0, i].imshow(chains.samples[i, -1].reshape(8, 8).numpy(), cmap="gray")
+    axes[1, i].imshow(rbm.W.detach()[:, i].reshape(8, 8).numpy(), cmap="RdBu")
+    axes[0, i].axis("off")
+    axes[1, i].axis("off")
+fig.savefig(OUT / "10_rbm.png", dpi=120)
+plt.close(fig)
