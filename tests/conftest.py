@@ -66,6 +66,7 @@ SMALL = {
     "bayes-net": {"event_shape": (5,), "nodes": [{**nd, "table": None} for nd in STUDENT]},
     "naive-bayes": {"event_shape": (1, 8, 8), "classes": 10},
     "gmm": {"event_shape": (2,), "components": 4},
+    "bm": {"event_shape": (1, 8, 8), "chains": 64, "sample_steps": 5, "ais_temps": 20, "ais_chains": 20},
     "rbm": {"event_shape": (1, 8, 8), "hidden": 8, "chains": 64, "sample_steps": 20},
     "latent-diffusion": {
         "event_shape": (1, 8, 8),

@@ -1,4 +1,5 @@
-r"""Boltzmann machines over binary vectors: the restricted Boltzmann machine ``rbm``.
+r"""Boltzmann machines over binary vectors: the restricted Boltzmann machine ``rbm`` and the fully visible
+``bm``.
 
 An RBM (Smolensky, 1986; Hinton, 2002) has visible units :math:`v \in \{0,1\}^D`, hidden units
 :math:`h \in \{0,1\}^H` and the energy :math:`E(v, h) = -b^\top v - c^\top h - v^\top W h`. Summing out
@@ -32,7 +33,7 @@ from pyrogen.inference.samplers import AISResult, Chains
 from pyrogen.models.base import GenerativeModel, check_positive_int
 from pyrogen.models.registry import register
 
-__all__ = ["RBM", "rbm_ais"]
+__all__ = ["RBM", "BoltzmannMachine", "rbm_ais"]
 
 #: the RBM training objectives
 OBJECTIVES = ("cd", "pcd", "exact")
@@ -173,7 +174,7 @@ class RBM(GenerativeModel):
         """:math:`\\log Z` and its standard error: exact (0) up to ``exact_max`` hidden units, by AIS above."""
         if self.hidden <= self.exact_max:
             return self.log_normalizer_exact(), 0.0
-        res = rbm_ais(self, self.ais_temps, self.ais_chains)
+        res = rbm_ais(self, self.ais_temps, self.ais_chains, generator=torch.Generator().manual_seed(0))
         return torch.tensor(res.log_z, dtype=self.W.dtype, device=self.W.device), res.stderr
 
     def log_prob(self, x: torch.Tensor) -> torch.Tensor:
@@ -303,3 +304,175 @@ def rbm_ais(rbm: RBM, num_temps: int = 2000, chains: int = 200, generator: torch
         samples=v.reshape(chains, *rbm.event_shape),
         acceptance_rate=1.0,  # Gibbs transitions always move
     )
+
+
+@register("bm")
+class BoltzmannMachine(GenerativeModel):
+    r"""A fully visible Boltzmann machine: :math:`p(v) \propto \exp(b^\top v + \tfrac12 v^\top W v)` with
+    :math:`W` symmetric and zero on the diagonal (an Ising model with learned couplings; Ackley, Hinton and
+    Sejnowski, 1985). Sampled by single-site Gibbs sweeps (:math:`p(v_i = 1 \mid v_{-i}) = \sigma(b_i + W_i v)`);
+    trained by CD-k or persistent CD; :math:`\log Z` by enumerating the :math:`2^D` states up to ``exact_max``
+    units, by AIS (Gibbs transitions) above.
+
+    Args:
+        event_shape: the shape of one example (flattened to :math:`D` units).
+        objective: ``"cd"`` or ``"pcd"``; k: Gibbs sweeps per update; chains: the persistent chains.
+        sample_steps: sweeps of :meth:`sample`; exact_max, ais_temps, ais_chains: as :class:`RBM`.
+    """
+
+    family: ClassVar[str] = "boltzmann"
+    density: ClassVar[str] = "exact"
+    support: ClassVar[str] = "binary"
+    default_data: ClassVar[str] = "digits-binary"
+
+    def __init__(
+        self,
+        event_shape: Sequence[int] = (1, 8, 8),
+        objective: str = "cd",
+        k: int = 1,
+        chains: int = 128,
+        sample_steps: int = 200,
+        exact_max: int = 20,
+        ais_temps: int = 500,
+        ais_chains: int = 200,
+    ) -> None:
+        super().__init__(event_shape)
+        if objective not in ("cd", "pcd"):
+            raise ValueError(f"objective must be 'cd' or 'pcd'; got {objective!r}")
+        self.objective = objective
+        self.k = check_positive_int("k", k)
+        self.sample_steps = check_positive_int("sample_steps", sample_steps)
+        self.exact_max = check_positive_int("exact_max", exact_max)
+        self.ais_temps = check_positive_int("ais_temps", ais_temps)
+        self.ais_chains = check_positive_int("ais_chains", ais_chains)
+        d = math.prod(self.event_shape)
+        self.raw_W = nn.Parameter(0.01 * torch.randn(d, d))
+        self.b = nn.Parameter(torch.zeros(d))
+        self.register_buffer("persistent", torch.bernoulli(torch.full((check_positive_int("chains", chains), d), 0.5)))
+
+    def config(self) -> dict[str, Any]:
+        return {
+            "event_shape": tuple(self.event_shape),
+            "objective": self.objective,
+            "k": self.k,
+            "chains": len(self.persistent),
+            "sample_steps": self.sample_steps,
+            "exact_max": self.exact_max,
+            "ais_temps": self.ais_temps,
+            "ais_chains": self.ais_chains,
+        }
+
+    @classmethod
+    def from_dataset(cls, data: Dataset, **kwargs: Any) -> GenerativeModel:
+        """A BM for binary ``data``, its biases at the training data's log-odds."""
+        model = super().from_dataset(data, **kwargs)
+        p = data.train.flatten(1).float().mean(0).clamp(0.01, 0.99)
+        with torch.no_grad():
+            model.b.copy_(torch.log(p / (1 - p)))
+        return model
+
+    @classmethod
+    def train_defaults_for(cls, data: Dataset) -> dict[str, Any]:
+        """3000 steps of batch 64 at lr 0.01, validation (the pseudo-log-likelihood or exact NLL) every 500."""
+        return {"lr": 0.01, "batch_size": 64, "steps": 3000, "val_every": 500, **cls.train_defaults}
+
+    def W(self) -> torch.Tensor:
+        """The couplings: symmetric, zero diagonal."""
+        w = self.raw_W + self.raw_W.T
+        return w - torch.diag_embed(torch.diagonal(w))
+
+    def _flat(self, x: torch.Tensor) -> torch.Tensor:
+        return x.reshape(len(x), -1).to(self.b.dtype)
+
+    def unnormalized_log_prob(self, v: torch.Tensor) -> torch.Tensor:
+        r""":math:`b^\top v + \tfrac12 v^\top W v` for flat ``v`` ``(n, D)``."""
+        return v @ self.b + 0.5 * ((v @ self.W()) * v).sum(-1)
+
+    def gibbs(self, v: torch.Tensor, sweeps: int = 1, beta: float = 1.0) -> torch.Tensor:
+        """``sweeps`` single-site Gibbs sweeps (sites in order) at inverse temperature ``beta``."""
+        W = self.W().detach()
+        b = self.b.detach()
+        v = v.clone()
+        with torch.no_grad():
+            for _ in range(sweeps):
+                for i in range(v.shape[1]):
+                    v[:, i] = torch.bernoulli(torch.sigmoid(beta * (b[i] + v @ W[:, i])))
+        return v
+
+    def log_normalizer(self) -> tuple[torch.Tensor, float]:
+        """:math:`\\log Z` (differentiable) by enumeration up to ``exact_max`` units, or by AIS with its stderr
+        (seeded: the same parameters give the same estimate)."""
+        d = math.prod(self.event_shape)
+        if d <= self.exact_max:
+            parts = [
+                torch.logsumexp(self.unnormalized_log_prob(v), 0)
+                for v in _enumerate_bits(d, self.b.dtype, self.b.device).split(65536)
+            ]
+            return torch.logsumexp(torch.stack(parts), 0), 0.0
+        betas = torch.linspace(0, 1, self.ais_temps + 1).tolist()
+        # seeded (the global RNG left as it was): the same parameters give the same estimate
+        with torch.random.fork_rng(devices=[self.b.device] if self.b.is_cuda else []), torch.no_grad():
+            torch.manual_seed(0)
+            v = torch.bernoulli(torch.full((self.ais_chains, d), 0.5, dtype=self.b.dtype, device=self.b.device))
+            log_w = torch.zeros(self.ais_chains, dtype=torch.float64, device=v.device)
+            for k in range(1, len(betas)):
+                log_w += ((betas[k] - betas[k - 1]) * self.unnormalized_log_prob(v)).double()
+                v = self.gibbs(v, 1, betas[k])
+        log_mean = float(torch.logsumexp(log_w, 0) - math.log(len(log_w)))
+        w = (log_w - log_w.max()).exp()
+        se = float(w.std() / (w.mean() * math.sqrt(len(w))))
+        return torch.tensor(d * math.log(2) + log_mean, dtype=self.b.dtype, device=self.b.device), se
+
+    def log_prob(self, x: torch.Tensor) -> torch.Tensor:
+        return self.unnormalized_log_prob(self._flat(self.validate(x))) - self.log_normalizer()[0]
+
+    def pseudo_log_likelihood(self, x: torch.Tensor) -> torch.Tensor:
+        r""":math:`\sum_i \log p(v_i \mid v_{-i})` per example (no :math:`Z`)."""
+        v = self._flat(self.validate(x))
+        logits = self.b + v @ self.W()
+        return -F.binary_cross_entropy_with_logits(logits, v, reduction="none").sum(-1)
+
+    def evaluation_metrics(self, x: torch.Tensor) -> dict[str, Any]:
+        with torch.no_grad():
+            log_z, se = self.log_normalizer()
+        method = "enumeration" if math.prod(self.event_shape) <= self.exact_max else "ais"
+        return {"log_z": float(log_z), "log_z_method": method, **({"log_z_stderr": se} if method == "ais" else {})}
+
+    def loss(self, batch: torch.Tensor) -> torch.Tensor:
+        r""":math:`\log \tilde p(v^-) - \log \tilde p(v^+)` averaged: the CD / PCD estimate of the NLL's gradient."""
+        v = self._flat(batch)
+        start = v if self.objective == "cd" else self.persistent[: len(v)]
+        neg = self.gibbs(start, self.k)
+        if self.objective == "pcd":
+            with torch.no_grad():
+                self.persistent[: len(neg)] = neg
+        return self.unnormalized_log_prob(neg).mean() - self.unnormalized_log_prob(v).mean()
+
+    def fused_pyro_loss(self, batch: Any) -> torch.Tensor:
+        v = self._flat(self._checked_batch(batch))
+        return -(self.unnormalized_log_prob(v) - self.log_normalizer()[0]).mean()
+
+    def validation_loss(self, batch: Any) -> torch.Tensor:
+        """The exact NLL up to ``exact_max`` units; the negative pseudo-log-likelihood above."""
+        with torch.no_grad():
+            if math.prod(self.event_shape) <= self.exact_max:
+                return -self.log_prob(batch).mean()
+            return -self.pseudo_log_likelihood(batch).mean()
+
+    def sample(self, n: int, steps: int | None = None) -> torch.Tensor:
+        """``n`` draws after ``steps`` Gibbs sweeps from uniform random states."""
+        check_positive_int("n", n)
+        steps = self.sample_steps if steps is None else check_positive_int("steps", steps)
+        v = torch.bernoulli(torch.full((n, math.prod(self.event_shape)), 0.5, dtype=self.b.dtype, device=self.b.device))
+        return self.gibbs(v, steps).reshape(n, *self.event_shape)
+
+    def as_distribution(self) -> NumericalDensity:
+        def log_p(x: torch.Tensor) -> torch.Tensor:
+            return self.unnormalized_log_prob(self._flat(x)) - self.log_normalizer()[0]
+
+        return NumericalDensity(log_p, self.sample, self.event_shape, support=constraints.boolean)
+
+    def model(self, x: torch.Tensor | None = None, *args: Any, **kwargs: Any) -> Any:
+        n = 1 if x is None else len(x)
+        with pyro.plate("data", n):
+            return pyro.sample("x", self.as_distribution(), obs=x)
