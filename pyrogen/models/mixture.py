@@ -6,9 +6,12 @@ guide is exactly :math:`-\log p(x)` (:meth:`GaussianMixture.pyro_loss`): gradien
 marginal likelihood is SVI. :meth:`GaussianMixture.fit_em` is expectation-maximization (Dempster et al.,
 1977), whose log-likelihood never decreases. :meth:`GaussianMixture.nuts` samples the parameters of a
 Bayesian mixture (Dirichlet weights, normal means, log-normal scales, diagonal covariances) with the
-assignment summed out by enumeration inside Pyro's NUTS; the components are relabelled in every draw by
-sorting their means along the first coordinate, the usual remedy for label switching (Stephens, 2000,
-discusses when an ordering is not enough: components whose means tie along that coordinate).
+assignment summed out by enumeration inside Pyro's NUTS. Label switching (the posterior is symmetric under
+permutations of the components, so chains and draws visit relabelled copies) is handled by relabelling every
+draw to match a reference draw: the permutation that minimizes the squared distance between its means and the
+reference's, by the Hungarian algorithm (:func:`relabel`; a simple case of Stephens's 2000 relabelling
+algorithms -- an ordering constraint on one coordinate fails when components tie along it, as on the ring
+of 8gaussians). The posterior predictive density, averaged over draws, needs no relabelling.
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ from pyrogen.data import Dataset
 from pyrogen.models.base import GenerativeModel, check_positive_int
 from pyrogen.models.registry import register
 
-__all__ = ["COVARIANCES", "GaussianMixture"]
+__all__ = ["COVARIANCES", "GaussianMixture", "posterior_predictive_log_prob", "relabel"]
 
 #: the covariance structures of :class:`GaussianMixture`
 COVARIANCES = ("full", "diag")
@@ -237,8 +240,8 @@ class GaussianMixture(GenerativeModel):
         self, x: torch.Tensor, num_samples: int = 500, warmup_steps: int = 500, num_chains: int = 2, seed: int = 0
     ) -> Any:
         """NUTS on :meth:`bayesian_model` (the assignment summed out), ``num_chains`` chains one after another;
-        returns ArviZ ``InferenceData`` with the components relabelled in every draw by their means' first
-        coordinate (``posterior`` ``weights``, ``locs``, ``scales``; divergences in ``sample_stats``)."""
+        returns ArviZ ``InferenceData`` with the components relabelled in every draw (:func:`relabel`;
+        ``posterior`` ``weights``, ``locs``, ``scales``; divergences in ``sample_stats``)."""
         import arviz as az
         from pyro.infer import NUTS
 
@@ -254,7 +257,7 @@ class GaussianMixture(GenerativeModel):
             model_args=(v,),
         )
         draws = {k: torch.stack([r.get_samples()[k] for r in runs]) for k in ("weights", "locs", "scales")}
-        order = draws["locs"][..., 0].argsort(-1)  # (chains, draws, K): relabel by the first coordinate
+        order = relabel(draws["locs"])  # (chains, draws, K)
         post = {
             "weights": draws["weights"].gather(-1, order),
             "locs": draws["locs"].gather(-2, order[..., None].expand_as(draws["locs"])),
@@ -268,6 +271,34 @@ class GaussianMixture(GenerativeModel):
             posterior={k: t.detach().cpu().numpy() for k, t in post.items()},
             sample_stats={"diverging": diverging.numpy()},
         )
+
+
+def relabel(locs: torch.Tensor) -> torch.Tensor:
+    """For draws of component means ``(chains, draws, K, D)``, the permutation of each draw ``(chains, draws, K)``
+    that matches it to the reference (the first chain's last draw): minimal total squared distance, by
+    ``scipy.optimize.linear_sum_assignment``."""
+    from scipy.optimize import linear_sum_assignment
+
+    ref = locs[0, -1]
+    flat = locs.reshape(-1, *locs.shape[-2:])
+    perms = []
+    for draw in flat:
+        cost = torch.cdist(ref[None].double(), draw[None].double())[0] ** 2  # (K ref, K draw)
+        _, cols = linear_sum_assignment(cost.numpy())
+        perms.append(torch.as_tensor(cols, dtype=torch.long))
+    return torch.stack(perms).reshape(locs.shape[:-1])
+
+
+def posterior_predictive_log_prob(idata: Any, x: torch.Tensor) -> torch.Tensor:
+    r""":math:`\log \frac1S \sum_s p(x \mid \theta_s)` per example over the draws of :meth:`GaussianMixture.nuts`
+    (diagonal components): the Bayesian test log-likelihood, invariant to the labelling."""
+    post = idata.posterior
+    w = torch.tensor(post["weights"].values).flatten(0, 1).double()  # (S, K)
+    mu = torch.tensor(post["locs"].values).flatten(0, 1).double()  # (S, K, D)
+    sd = torch.tensor(post["scales"].values).flatten(0, 1).double()
+    v = x.reshape(len(x), -1).double()[:, None, None, :]  # (n, 1, 1, D)
+    comp = torch.distributions.Normal(mu, sd).log_prob(v).sum(-1) + w.log()  # (n, S, K)
+    return (torch.logsumexp(torch.logsumexp(comp, -1), -1) - math.log(w.shape[0])).float()
 
 
 def _inv_softplus(y: torch.Tensor) -> torch.Tensor:
