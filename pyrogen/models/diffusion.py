@@ -352,6 +352,15 @@ class DDPM(DiffusionModel):
             kwargs.setdefault("clip", 1.0)
         return super().from_dataset(data, **kwargs)
 
+    def to_latent_space(self, x: torch.Tensor) -> torch.Tensor:
+        r"""The data in the diffusion's space; with ``levels``, first the centre :math:`(k + 	frac12)/L` of each
+        value's bin: the chain then models the discrete data (as Ho et al.'s on 8-bit images), which the
+        discretized decoder scores. (Diffusing the dequantization noise itself would leave the finest noise levels
+        to model uniform noise inside the bins, and the bound pays for it at every small :math:`t`.)"""
+        if self.levels_ is not None:
+            x = ((x * self.levels_).floor().clamp(0, self.levels_ - 1) + 0.5) / self.levels_
+        return (x - self.shift) / self.scale
+
     # -- the reverse chain --------------------------------------------------------------------------------------
     def _c(self, t: torch.Tensor) -> torch.Tensor:
         return t.to(self._ref().dtype) * (1000.0 / self.timesteps)
