@@ -52,6 +52,7 @@ SECTIONS = ("toys", "digits", "guidance", "inpainting", "latent", "speed")
 CACHE = Path(__file__).resolve().parent / ".cache" / "diffusion"
 BEST_NLL = {"8gaussians": 2.838, "moons": 2.391}
 FRESH = False
+THREADS = 2
 
 
 def trained(name: str, data_name: str, options: dict[str, Any], steps: int | None) -> tuple[Any, dict]:
@@ -176,7 +177,7 @@ def digits(steps: int | None, jobs: int) -> list[dict]:
 
 
 def guidance(steps: int | None) -> list[dict]:
-    torch.set_num_threads(2)
+    torch.set_num_threads(THREADS)
     data = load("digits")
     model, row = trained("ddpm", "digits", {"classes": 10}, steps)
     rows = []
@@ -196,7 +197,7 @@ def guidance(steps: int | None) -> list[dict]:
 
 
 def inpainting(steps: int | None, quick: bool) -> dict[str, Any]:
-    torch.set_num_threads(2)
+    torch.set_num_threads(THREADS)
     grey, binary = load("digits"), load("digits-binary")
     model, _ = trained("ddpm", "digits", {}, steps)
     n = 8 if quick else 100
@@ -215,7 +216,7 @@ def inpainting(steps: int | None, quick: bool) -> dict[str, Any]:
 
 
 def latent(steps: int | None) -> dict[str, Any]:
-    torch.set_num_threads(2)
+    torch.set_num_threads(THREADS)
     data = load("digits")
     model, row = trained("latent-diffusion", "digits", {}, steps)
     pyro.set_rng_seed(0)
@@ -227,7 +228,7 @@ def latent(steps: int | None) -> dict[str, Any]:
 
 def speed(steps: int | None, quick: bool) -> list[dict[str, Any]]:
     """The same trained network through ``DDPM.sample`` and through a hand-written loop."""
-    torch.set_num_threads(2)
+    torch.set_num_threads(THREADS)
     model, _ = trained("ddpm", "digits", {}, steps)
     n = 16 if quick else 256
     sch = model.schedule
@@ -320,12 +321,13 @@ def _print(out: dict[str, Any]) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    global FRESH
+    global FRESH, THREADS
     p = section_parser(__doc__, SECTIONS)
     p.add_argument("--jobs", type=int, default=2, help="processes for the toys and digits sections")
     p.add_argument("--fresh", action="store_true", help="retrain instead of reading benchmarks/.cache/diffusion")
+    p.add_argument("--threads", type=int, default=2, help="intra-op threads of the one-process sections")
     args = p.parse_args(argv)
-    FRESH = args.fresh
+    FRESH, THREADS = args.fresh, args.threads
     steps = 30 if args.quick else None
     only = set(args.only or SECTIONS)
     out: dict[str, Any] = {}
