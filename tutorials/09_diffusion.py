@@ -120,7 +120,7 @@ sde = train("score-sde", toy, 40 if FAST else 10000, ode_tol=1e-3 if FAST else 1
 print(f"VP-SDE test NLL through the probability flow: {float(-sde.log_prob(toy.test[:200]).mean()):.3f} nats")
 
 # %% [markdown]
-# ## 5. Digits: classifier-free guidance, inpainting, latent diffusion
+# ## 5. Digits: samples, classifier-free guidance, inpainting, latent diffusion
 # A class-conditional DDPM (labels dropped 10% of the time) steers its samples toward a label with
 # guidance w; RePaint completes the bottom half of a digit; latent diffusion runs a DDPM over a VAE's codes.
 
@@ -135,6 +135,24 @@ for w in (0.0, 3.0):
     asked = torch.arange(10).repeat_interleave(4)
     agree = float((probs.argmax(-1) == asked).float().mean())
     print(f"guidance {w}: the classifier reads the asked-for label on {agree:.2f}")
+# the same network unconditionally (the "no label" token), by the ancestral chain and by DDIM, and NCSN's
+# annealed Langevin samples of the digits
+ncsn_digits = train("ncsn", digits, steps)
+pyro.set_rng_seed(0)
+grids = {
+    "ddpm ancestral": cond.sample(16),
+    "ddim 10 steps": cond.sample(16, sampler="ddim", steps=10),
+    "ncsn": ncsn_digits.sample(16, steps=5 if FAST else None),
+}
+fig, axes = plt.subplots(len(grids), 16, figsize=(12, 2.6))
+for row, (label, imgs) in enumerate(grids.items()):
+    for i in range(16):
+        axes[row, i].imshow(imgs[i, 0].numpy(), cmap="gray", vmin=0, vmax=1)
+        axes[row, i].axis("off")
+    axes[row, 0].set_title(label, fontsize=7, loc="left")
+fig.savefig(OUT / "09_digit_samples.png", dpi=120)
+plt.close(fig)
+
 known = torch.zeros(1, 8, 8, dtype=torch.bool)
 known[:, :4] = True
 filled = cond.inpaint(digits.test[:8], known, method="repaint", resample=2 if FAST else 5, y=digits.labels["test"][:8])
