@@ -390,9 +390,6 @@ class DDPM(DiffusionModel):
             return DiscretizedNormal(loc, torch.full_like(loc, scale), self.levels_, event_dim=d)
         return dist.Normal(loc, scale).to_event(d)
 
-    def _step_var(self, t: int | torch.Tensor, like: torch.Tensor) -> torch.Tensor:
-        return self.schedule.posterior_variance(torch.as_tensor(t), like)
-
     def _term(
         self,
         x: torch.Tensor,
