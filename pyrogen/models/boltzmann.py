@@ -45,8 +45,81 @@ def _enumerate_bits(n: int, dtype: torch.dtype, device: torch.device) -> torch.T
     return ((idx[:, None] >> torch.arange(n, device=device)) & 1).to(dtype)
 
 
+class _Boltzmann(GenerativeModel):
+    """What the Boltzmann machines share: binary data, biases started at the data's log-odds, :math:`\\log Z` by
+    enumeration where the states are few (:meth:`_enumerable`) and by AIS above, the exact NLL or the
+    pseudo-likelihood as the validation monitor, and the Pyro program."""
+
+    family: ClassVar[str] = "boltzmann"
+    density: ClassVar[str] = "exact"
+    support: ClassVar[str] = "binary"
+    default_data: ClassVar[str] = "digits-binary"
+    b: nn.Parameter
+
+    @classmethod
+    def from_dataset(cls, data: Dataset, **kwargs: Any) -> GenerativeModel:
+        """A machine for binary ``data``, its visible biases at the training data's log-odds (Hinton, 2010)."""
+        model = super().from_dataset(data, **kwargs)
+        p = data.train.flatten(1).float().mean(0).clamp(0.01, 0.99)
+        with torch.no_grad():
+            model.b.copy_(torch.log(p / (1 - p)))
+        return model
+
+    def _flat(self, x: torch.Tensor) -> torch.Tensor:
+        return x.reshape(len(x), -1).to(self.b.dtype)
+
+    def _enumerable(self) -> bool:
+        raise NotImplementedError
+
+    def _log_p(self, v: torch.Tensor) -> torch.Tensor:
+        """:math:`\\log p(v)` for flat ``v``, unchecked."""
+        raise NotImplementedError
+
+    def log_normalizer(self) -> tuple[torch.Tensor, float]:
+        raise NotImplementedError
+
+    def log_prob(self, x: torch.Tensor) -> torch.Tensor:
+        """:math:`\\log p(v)` per example (the AIS estimate's standard error, where it is used, is in
+        :meth:`evaluation_metrics`)."""
+        return self._log_p(self._flat(self.validate(x)))
+
+    def pseudo_log_likelihood(self, x: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def evaluation_metrics(self, x: torch.Tensor) -> dict[str, Any]:
+        """How ``pyrogen evaluate``'s NLL was had: ``log_z`` and ``log_z_method`` (and ``log_z_stderr`` by AIS)."""
+        with torch.no_grad():
+            log_z, se = self.log_normalizer()
+        method = "enumeration" if self._enumerable() else "ais"
+        return {"log_z": float(log_z), "log_z_method": method, **({"log_z_stderr": se} if method == "ais" else {})}
+
+    def fused_pyro_loss(self, batch: Any) -> torch.Tensor:
+        """The exact negative log-likelihood per example (what :meth:`pyro_loss` computes through Pyro)."""
+        return -self._log_p(self._flat(self._checked_batch(batch))).mean()
+
+    def validation_loss(self, batch: Any) -> torch.Tensor:
+        """The exact NLL where :math:`\\log Z` is enumerable; the negative pseudo-log-likelihood above."""
+        with torch.no_grad():
+            if self._enumerable():
+                return -self.log_prob(batch).mean()
+            return -self.pseudo_log_likelihood(batch).mean()
+
+    def as_distribution(self) -> NumericalDensity:
+        """:class:`~pyrogen.distributions.NumericalDensity` of :math:`p(v)`: ``log_prob`` with :math:`\\log Z`
+        enumerated or by AIS, ``sample`` by Gibbs chains."""
+        return NumericalDensity(
+            lambda x: self._log_p(self._flat(x)), self.sample, self.event_shape, support=constraints.boolean
+        )
+
+    def model(self, x: torch.Tensor | None = None, *args: Any, **kwargs: Any) -> Any:
+        """A Pyro program: ``x`` observed under :math:`p(v)` (hidden units summed out)."""
+        n = 1 if x is None else len(x)
+        with pyro.plate("data", n):
+            return pyro.sample("x", self.as_distribution(), obs=x)
+
+
 @register("rbm")
-class RBM(GenerativeModel):
+class RBM(_Boltzmann):
     r"""A restricted Boltzmann machine over binary vectors or images (flattened).
 
     Args:
@@ -61,11 +134,6 @@ class RBM(GenerativeModel):
         exact_max: the largest :math:`H` whose :math:`\log Z` is computed by enumeration.
         ais_temps, ais_chains: annealed importance sampling above ``exact_max``.
     """
-
-    family: ClassVar[str] = "boltzmann"
-    density: ClassVar[str] = "exact"
-    support: ClassVar[str] = "binary"
-    default_data: ClassVar[str] = "digits-binary"
 
     def __init__(
         self,
@@ -111,24 +179,12 @@ class RBM(GenerativeModel):
         }
 
     @classmethod
-    def from_dataset(cls, data: Dataset, **kwargs: Any) -> GenerativeModel:
-        """An RBM for binary ``data``, its visible biases at the training data's log-odds (Hinton, 2010)."""
-        model = super().from_dataset(data, **kwargs)
-        p = data.train.flatten(1).float().mean(0).clamp(0.01, 0.99)
-        with torch.no_grad():
-            model.b.copy_(torch.log(p / (1 - p)))
-        return model
-
-    @classmethod
     def train_defaults_for(cls, data: Dataset) -> dict[str, Any]:
         """6000 steps of batch 64 at lr 0.01, validation every 500 steps (the exact NLL or, above ``exact_max``
         hidden units, the pseudo-log-likelihood)."""
         return {"lr": 0.01, "batch_size": 64, "steps": 6000, "val_every": 500, **cls.train_defaults}
 
     # -- energies ------------------------------------------------------------------------------------------------
-    def _flat(self, x: torch.Tensor) -> torch.Tensor:
-        return x.reshape(len(x), -1).to(self.W.dtype)
-
     def free_energy(self, v: torch.Tensor) -> torch.Tensor:
         r""":math:`F(v) = -b^\top v - \sum_j \operatorname{softplus}(c_j + (v^\top W)_j)` per example, for ``v`` flat
         ``(n, D)``."""
@@ -177,13 +233,6 @@ class RBM(GenerativeModel):
         res = rbm_ais(self, self.ais_temps, self.ais_chains, generator=torch.Generator().manual_seed(0))
         return torch.tensor(res.log_z, dtype=self.W.dtype, device=self.W.device), res.stderr
 
-    def log_prob(self, x: torch.Tensor) -> torch.Tensor:
-        """:math:`-F(v) - \\log Z` per example (the estimate's standard error from AIS, where it is used, is in
-        :meth:`evaluation_metrics`)."""
-        v = self._flat(self.validate(x))
-        log_z, _ = self.log_normalizer()
-        return -self.free_energy(v) - log_z
-
     def pseudo_log_likelihood(self, x: torch.Tensor) -> torch.Tensor:
         r"""The pseudo-log-likelihood :math:`\sum_i \log p(v_i \mid v_{-i})` per example (Besag, 1975): no
         :math:`Z`, every site flipped in turn."""
@@ -195,13 +244,6 @@ class RBM(GenerativeModel):
             flipped[:, i] = 1 - flipped[:, i]
             total = total - F.softplus(fe - self.free_energy(flipped))
         return total
-
-    def evaluation_metrics(self, x: torch.Tensor) -> dict[str, Any]:
-        """How ``pyrogen evaluate``'s NLL was had: ``log_z`` and ``log_z_method`` (and ``log_z_stderr`` by AIS)."""
-        with torch.no_grad():
-            log_z, se = self.log_normalizer()
-        method = "enumeration" if self.hidden <= self.exact_max else "ais"
-        return {"log_z": float(log_z), "log_z_method": method, **({"log_z_stderr": se} if method == "ais" else {})}
 
     # -- training ------------------------------------------------------------------------------------------------
     def loss(self, batch: torch.Tensor) -> torch.Tensor:
@@ -218,18 +260,6 @@ class RBM(GenerativeModel):
             with torch.no_grad():
                 self.persistent[: len(neg)] = neg
         return self.free_energy(v).mean() - self.free_energy(neg).mean()
-
-    def fused_pyro_loss(self, batch: Any) -> torch.Tensor:
-        """The exact negative log-likelihood per example (what :meth:`pyro_loss` computes through Pyro)."""
-        v = self._flat(self._checked_batch(batch))
-        return -(-self.free_energy(v) - self.log_normalizer()[0]).mean()
-
-    def validation_loss(self, batch: Any) -> torch.Tensor:
-        """The exact NLL up to ``exact_max`` hidden units; the negative pseudo-log-likelihood above."""
-        with torch.no_grad():
-            if self.hidden <= self.exact_max:
-                return -self.log_prob(batch).mean()
-            return -self.pseudo_log_likelihood(batch).mean()
 
     # -- sampling and the Pyro program -----------------------------------------------------------------------------
     def gibbs_chains(self, n: int, steps: int | None = None, record_every: int = 10) -> Chains:
@@ -252,20 +282,11 @@ class RBM(GenerativeModel):
         """``n`` draws after ``steps`` (default ``sample_steps``) Gibbs sweeps from uniform random states."""
         return self.gibbs_chains(n, steps, record_every=10**9).samples[:, -1]
 
-    def as_distribution(self) -> NumericalDensity:
-        """:class:`~pyrogen.distributions.NumericalDensity` of :math:`p(v)`: ``log_prob`` :math:`-F(v) - \\log Z`
-        (enumerated or by AIS), ``sample`` by Gibbs chains."""
+    def _enumerable(self) -> bool:
+        return self.hidden <= self.exact_max
 
-        def log_p(x: torch.Tensor) -> torch.Tensor:
-            return -self.free_energy(self._flat(x)) - self.log_normalizer()[0]
-
-        return NumericalDensity(log_p, self.sample, self.event_shape, support=constraints.boolean)
-
-    def model(self, x: torch.Tensor | None = None, *args: Any, **kwargs: Any) -> Any:
-        """A Pyro program: ``x`` observed under :math:`p(v)` (the hidden units summed out)."""
-        n = 1 if x is None else len(x)
-        with pyro.plate("data", n):
-            return pyro.sample("x", self.as_distribution(), obs=x)
+    def _log_p(self, v: torch.Tensor) -> torch.Tensor:
+        return -self.free_energy(v) - self.log_normalizer()[0]
 
 
 def rbm_ais(rbm: RBM, num_temps: int = 2000, chains: int = 200, generator: torch.Generator | None = None) -> AISResult:
@@ -307,7 +328,7 @@ def rbm_ais(rbm: RBM, num_temps: int = 2000, chains: int = 200, generator: torch
 
 
 @register("bm")
-class BoltzmannMachine(GenerativeModel):
+class BoltzmannMachine(_Boltzmann):
     r"""A fully visible Boltzmann machine: :math:`p(v) \propto \exp(b^\top v + \tfrac12 v^\top W v)` with
     :math:`W` symmetric and zero on the diagonal (an Ising model with learned couplings; Ackley, Hinton and
     Sejnowski, 1985). Sampled by single-site Gibbs sweeps (:math:`p(v_i = 1 \mid v_{-i}) = \sigma(b_i + W_i v)`);
@@ -319,11 +340,6 @@ class BoltzmannMachine(GenerativeModel):
         objective: ``"cd"`` or ``"pcd"``; k: Gibbs sweeps per update; chains: the persistent chains.
         sample_steps: sweeps of :meth:`sample`; exact_max, ais_temps, ais_chains: as :class:`RBM`.
     """
-
-    family: ClassVar[str] = "boltzmann"
-    density: ClassVar[str] = "exact"
-    support: ClassVar[str] = "binary"
-    default_data: ClassVar[str] = "digits-binary"
 
     def __init__(
         self,
@@ -363,15 +379,6 @@ class BoltzmannMachine(GenerativeModel):
         }
 
     @classmethod
-    def from_dataset(cls, data: Dataset, **kwargs: Any) -> GenerativeModel:
-        """A BM for binary ``data``, its biases at the training data's log-odds."""
-        model = super().from_dataset(data, **kwargs)
-        p = data.train.flatten(1).float().mean(0).clamp(0.01, 0.99)
-        with torch.no_grad():
-            model.b.copy_(torch.log(p / (1 - p)))
-        return model
-
-    @classmethod
     def train_defaults_for(cls, data: Dataset) -> dict[str, Any]:
         """3000 steps of batch 64 at lr 0.01, validation (the pseudo-log-likelihood or exact NLL) every 500."""
         return {"lr": 0.01, "batch_size": 64, "steps": 3000, "val_every": 500, **cls.train_defaults}
@@ -380,9 +387,6 @@ class BoltzmannMachine(GenerativeModel):
         """The couplings: symmetric, zero diagonal."""
         w = self.raw_W + self.raw_W.T
         return w - torch.diag_embed(torch.diagonal(w))
-
-    def _flat(self, x: torch.Tensor) -> torch.Tensor:
-        return x.reshape(len(x), -1).to(self.b.dtype)
 
     def unnormalized_log_prob(self, v: torch.Tensor) -> torch.Tensor:
         r""":math:`b^\top v + \tfrac12 v^\top W v` for flat ``v`` ``(n, D)``."""
@@ -423,20 +427,11 @@ class BoltzmannMachine(GenerativeModel):
         se = float(w.std() / (w.mean() * math.sqrt(len(w))))
         return torch.tensor(d * math.log(2) + log_mean, dtype=self.b.dtype, device=self.b.device), se
 
-    def log_prob(self, x: torch.Tensor) -> torch.Tensor:
-        return self.unnormalized_log_prob(self._flat(self.validate(x))) - self.log_normalizer()[0]
-
     def pseudo_log_likelihood(self, x: torch.Tensor) -> torch.Tensor:
         r""":math:`\sum_i \log p(v_i \mid v_{-i})` per example (no :math:`Z`)."""
         v = self._flat(self.validate(x))
         logits = self.b + v @ self.W()
         return -F.binary_cross_entropy_with_logits(logits, v, reduction="none").sum(-1)
-
-    def evaluation_metrics(self, x: torch.Tensor) -> dict[str, Any]:
-        with torch.no_grad():
-            log_z, se = self.log_normalizer()
-        method = "enumeration" if math.prod(self.event_shape) <= self.exact_max else "ais"
-        return {"log_z": float(log_z), "log_z_method": method, **({"log_z_stderr": se} if method == "ais" else {})}
 
     def loss(self, batch: torch.Tensor) -> torch.Tensor:
         r""":math:`\log \tilde p(v^-) - \log \tilde p(v^+)` averaged: the CD / PCD estimate of the NLL's gradient."""
@@ -448,17 +443,6 @@ class BoltzmannMachine(GenerativeModel):
                 self.persistent[: len(neg)] = neg
         return self.unnormalized_log_prob(neg).mean() - self.unnormalized_log_prob(v).mean()
 
-    def fused_pyro_loss(self, batch: Any) -> torch.Tensor:
-        v = self._flat(self._checked_batch(batch))
-        return -(self.unnormalized_log_prob(v) - self.log_normalizer()[0]).mean()
-
-    def validation_loss(self, batch: Any) -> torch.Tensor:
-        """The exact NLL up to ``exact_max`` units; the negative pseudo-log-likelihood above."""
-        with torch.no_grad():
-            if math.prod(self.event_shape) <= self.exact_max:
-                return -self.log_prob(batch).mean()
-            return -self.pseudo_log_likelihood(batch).mean()
-
     def sample(self, n: int, steps: int | None = None) -> torch.Tensor:
         """``n`` draws after ``steps`` Gibbs sweeps from uniform random states."""
         check_positive_int("n", n)
@@ -466,13 +450,8 @@ class BoltzmannMachine(GenerativeModel):
         v = torch.bernoulli(torch.full((n, math.prod(self.event_shape)), 0.5, dtype=self.b.dtype, device=self.b.device))
         return self.gibbs(v, steps).reshape(n, *self.event_shape)
 
-    def as_distribution(self) -> NumericalDensity:
-        def log_p(x: torch.Tensor) -> torch.Tensor:
-            return self.unnormalized_log_prob(self._flat(x)) - self.log_normalizer()[0]
+    def _enumerable(self) -> bool:
+        return math.prod(self.event_shape) <= self.exact_max
 
-        return NumericalDensity(log_p, self.sample, self.event_shape, support=constraints.boolean)
-
-    def model(self, x: torch.Tensor | None = None, *args: Any, **kwargs: Any) -> Any:
-        n = 1 if x is None else len(x)
-        with pyro.plate("data", n):
-            return pyro.sample("x", self.as_distribution(), obs=x)
+    def _log_p(self, v: torch.Tensor) -> torch.Tensor:
+        return self.unnormalized_log_prob(v) - self.log_normalizer()[0]
