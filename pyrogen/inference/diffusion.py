@@ -191,6 +191,18 @@ def _times(sde: SDE, steps: int, t_min: float) -> torch.Tensor:
     return torch.linspace(1.0, t_min, steps + 1, dtype=torch.float64)
 
 
+def _reverse_step(
+    score_fn: ScoreFn, sde: SDE, x: torch.Tensor, t: torch.Tensor, dt: float, noise: bool
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """One Euler-Maruyama step of the reverse-time SDE from ``t`` to ``t - dt`` (the mean only without ``noise``);
+    returns the new position and the score it used."""
+    s = _call(score_fn, x, t)
+    x = x - sde.reverse_drift(x, t, s) * dt
+    if noise:
+        x = x + _bcast(sde.diffusion(t), x) * math.sqrt(dt) * torch.randn_like(x)
+    return x, s
+
+
 def euler_maruyama(
     score_fn: ScoreFn, sde: SDE, x_1: torch.Tensor, *, steps: int = 500, t_min: float = 1e-3, record_every: int = 0
 ) -> Chains:
@@ -201,11 +213,7 @@ def euler_maruyama(
     rec = _Recorder(steps, record_every)
     for i in range(steps):
         t = torch.full((len(x),), float(ts[i]), dtype=x.dtype, device=x.device)
-        dt = float(ts[i] - ts[i + 1])
-        s = _call(score_fn, x, t)
-        x = x - sde.reverse_drift(x, t, s) * dt
-        if i < steps - 1:
-            x = x + _bcast(sde.diffusion(t), x) * math.sqrt(dt) * torch.randn_like(x)
+        x, s = _reverse_step(score_fn, sde, x, t, float(ts[i] - ts[i + 1]), noise=i < steps - 1)
         rec(i, x, float(ts[i + 1]), float(sde.marginal(t[:1])[1]), s)
     return rec.chains()
 
@@ -245,11 +253,7 @@ def predictor_corrector(
             ratio = z.flatten(1).norm(dim=-1).mean() / s.flatten(1).norm(dim=-1).mean().clamp_min(1e-12)
             step = 2 * (r * ratio) ** 2 * alpha(t)
             x = x + step * s + (2 * step).sqrt() * z
-        dt = float(ts[i] - ts[i + 1])
-        s = _call(score_fn, x, t)
-        x = x - sde.reverse_drift(x, t, s) * dt
-        if i < steps - 1:
-            x = x + _bcast(sde.diffusion(t), x) * math.sqrt(dt) * torch.randn_like(x)
+        x, s = _reverse_step(score_fn, sde, x, t, float(ts[i] - ts[i + 1]), noise=i < steps - 1)
         rec(i, x, float(ts[i + 1]), float(sde.marginal(t[:1])[1]), s)
     return rec.chains()
 

@@ -60,6 +60,14 @@ def _choice(name: str, v: object, options: Sequence[str]) -> str:
     return v  # type: ignore[return-value]
 
 
+def _largest_distance(data: Dataset) -> float:
+    """The largest distance between (up to 2000) training examples in the diffusion's space (the data map of
+    :meth:`DiffusionModel.from_dataset`): the largest noise level (Song and Ermon, 2020, technique 1)."""
+    scale = 0.5 if data.kind == "image" else float(data.train.std())
+    x = data.train[:2000].flatten(1) / scale
+    return round(float(torch.cdist(x, x).max()), 2)
+
+
 class DiffusionModel(GenerativeModel):
     r"""What the diffusion family shares: the denoising network, the data map, the EMA and the conditioning.
 
@@ -653,9 +661,7 @@ class NCSN(DiffusionModel):
     @classmethod
     def from_dataset(cls, data: Dataset, **kwargs: Any) -> GenerativeModel:
         if "sigma_max" not in kwargs and data.support in ("real", "unit_interval"):
-            scale = 0.5 if data.kind == "image" else float(data.train.std())
-            x = data.train[:2000].flatten(1) / scale
-            kwargs["sigma_max"] = round(float(torch.cdist(x, x).max()), 2)
+            kwargs["sigma_max"] = _largest_distance(data)
         return super().from_dataset(data, **kwargs)
 
     def score(
@@ -772,9 +778,7 @@ class ScoreSDE(DiffusionModel):
     @classmethod
     def from_dataset(cls, data: Dataset, **kwargs: Any) -> GenerativeModel:
         if kwargs.get("sde") == "ve" and "sigma_max" not in kwargs:
-            scale = 0.5 if data.kind == "image" else float(data.train.std())
-            x = data.train[:2000].flatten(1) / scale
-            kwargs["sigma_max"] = round(float(torch.cdist(x, x).max()), 2)
+            kwargs["sigma_max"] = _largest_distance(data)
         return super().from_dataset(data, **kwargs)
 
     def score(
