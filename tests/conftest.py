@@ -68,6 +68,14 @@ SMALL = {
     "gmm": {"event_shape": (2,), "components": 4},
     "bm": {"event_shape": (1, 8, 8), "chains": 64, "sample_steps": 5, "ais_temps": 20, "ais_chains": 20},
     "rbm": {"event_shape": (1, 8, 8), "hidden": 8, "chains": 64, "sample_steps": 20},
+    "dbm": {
+        "event_shape": (1, 8, 8),
+        "hidden": (8, 4),
+        "pretrain_steps": 40,
+        "chains": 64,
+        "sample_steps": 20,
+        "joint_lr": None,
+    },
     "latent-diffusion": {
         "event_shape": (1, 8, 8),
         "latent_dim": 4,

@@ -397,3 +397,134 @@ def test_bm_ais_agrees_with_enumeration():
     log_z, se = approx.log_normalizer()
     assert abs(float(log_z) - exact.log_normalizer()[0].item()) < 4 * se + 0.02, (float(log_z), se)
     assert torch.equal(approx.log_normalizer()[0], log_z)  # seeded: the same parameters, the same estimate
+
+
+# -- the deep Boltzmann machine ---------------------------------------------------------------------------------------
+def tiny_dbm(d=3, h=(2, 2), scale=1.0, seed=0, **kw):
+    from pyrogen.models import DBM
+
+    pyro.set_rng_seed(seed)
+    m = DBM((d,), hidden=h, chains=8, **kw)
+    with torch.no_grad():
+        for p in m.parameters():
+            p.normal_(0, scale)
+    return m.double()
+
+
+def joint_states(d, h):
+    S = all_bits(d + h[0] + h[1])
+    return S, S[:, :d], S[:, d : d + h[0]], S[:, d + h[0] :]
+
+
+def test_dbm_log_z_and_log_p_star_equal_brute_force_sums_over_every_state():
+    m = tiny_dbm()
+    S, v, h1, h2 = joint_states(3, (2, 2))
+    neg_e = -m.energy(v, h1, h2)
+    torch.testing.assert_close(m.log_normalizer()[0], torch.logsumexp(neg_e, 0))
+    V = all_bits(3)
+    by_v = torch.stack([torch.logsumexp(neg_e[(v == x).all(1)], 0) for x in V])
+    torch.testing.assert_close(m.unnormalized_log_prob(V), by_v)
+    torch.testing.assert_close(m.log_prob(V).exp().sum(), torch.tensor(1.0, dtype=torch.float64))
+
+
+def test_dbm_mean_field_gap_is_the_kl_to_the_exact_posterior_and_each_update_raises_the_bound():
+    m = tiny_dbm(d=4, h=(3, 2), scale=1.5, seed=1)
+    S, v, h1, h2 = joint_states(4, (3, 2))
+    neg_e = -m.energy(v, h1, h2)
+    V = all_bits(4)
+    bounds = torch.stack([m.mean_field_bound(V, steps=s) for s in range(0, 8)])
+    assert torch.all(bounds[1:] >= bounds[:-1] - 1e-10)  # coordinate ascent never lowers the bound
+    exact = m.unnormalized_log_prob(V)
+    assert torch.all(bounds[-1] <= exact + 1e-10)
+    # gap = KL(q || p(h | v)), q the mean-field product, p by brute force over the 2^5 hidden states
+    mu1, mu2 = m.mean_field(V, steps=7)
+    for i, x in enumerate(V):
+        rows = (v == x).all(1)
+        log_post = neg_e[rows] - torch.logsumexp(neg_e[rows], 0)
+        hh1, hh2 = h1[rows], h2[rows]
+        log_q = (hh1 * mu1[i].log() + (1 - hh1) * (1 - mu1[i]).log()).sum(-1) + (
+            hh2 * mu2[i].log() + (1 - hh2) * (1 - mu2[i]).log()
+        ).sum(-1)
+        kl = (log_q.exp() * (log_q - log_post)).sum()
+        torch.testing.assert_close(exact[i] - bounds[-1, i], kl)
+
+
+def test_dbm_block_gibbs_leaves_the_exact_joint_invariant():
+    """The sweep h1 | (v, h2), then (v, h2) | h1, as a 128 x 128 transition matrix over every state, has the
+    exact joint distribution as its stationary distribution."""
+    m = tiny_dbm()
+    S, v, h1, h2 = joint_states(3, (2, 2))
+    neg_e = -m.energy(v, h1, h2)
+    p = (neg_e - torch.logsumexp(neg_e, 0)).exp()
+
+    def bern(prob, x):
+        return (prob**x * (1 - prob) ** (1 - x)).prod(-1)
+
+    p_h1 = torch.sigmoid(m.c1 + v @ m.W1 + h2 @ m.W2.T).detach()  # (128, 2): h1's conditional at each state
+    K1 = torch.where(
+        ((v[:, None] == v[None]).all(-1) & (h2[:, None] == h2[None]).all(-1)), bern(p_h1[:, None], h1[None]), 0
+    )
+    p_v = torch.sigmoid(m.b + h1 @ m.W1.T).detach()
+    p_h2 = torch.sigmoid(m.c2 + h1 @ m.W2).detach()
+    K2 = torch.where((h1[:, None] == h1[None]).all(-1), bern(p_v[:, None], v[None]) * bern(p_h2[:, None], h2[None]), 0)
+    T = K1 @ K2
+    torch.testing.assert_close(T.sum(1), torch.ones(128, dtype=torch.float64))
+    torch.testing.assert_close(p @ T, p.detach())
+    # and the sampler is that kernel: a long run's visit frequencies of v agree with the exact marginal
+    pyro.set_rng_seed(0)
+    x = m.gibbs_chains(4000, steps=40, record_every=40).samples[:, -1]
+    idx = (x * torch.tensor([4.0, 2.0, 1.0], dtype=torch.float64)).sum(-1).long()
+    freq = torch.bincount(idx, minlength=8).double() / len(idx)
+    pv = m.log_prob(all_bits(3)).exp().detach()
+    assert (freq - pv).abs().max() < 4 * math.sqrt(0.25 / len(idx)), (freq, pv)
+
+
+def test_dbm_ais_over_the_first_layer_agrees_with_enumeration():
+    exact = tiny_dbm(d=10, h=(12, 6), scale=0.4, seed=2)
+    approx = tiny_dbm(d=10, h=(12, 6), scale=0.4, seed=2, exact_max=8, ais_temps=1000, ais_chains=400)
+    log_z, se = approx.log_normalizer()
+    assert abs(float(log_z) - exact.log_normalizer()[0].item()) < 4 * se + 0.02, (float(log_z), se)
+    assert approx.evaluation_metrics(all_bits(10)[:4])["log_z_method"] == "ais"
+    # above exact_max for h2, log p*(v) is the mean-field bound, and evaluate says so
+    bound = tiny_dbm(d=10, h=(12, 6), scale=0.4, seed=2, exact_max=12)
+    bound.exact_max = 5
+    x = all_bits(10)[::97]
+    assert torch.all(bound.log_prob(x) <= exact.log_prob(x) + 1e-4)
+    assert bound.evaluation_metrics(x)["unnormalized_method"] == "mean-field bound"
+
+
+def test_dbm_pretraining_phases_train_their_layers_and_the_joint_phase_improves_on_them():
+    from pyrogen.data import load
+    from pyrogen.inference import TrainConfig
+    from pyrogen.inference.trainer import make_optimizers, training_step
+    from pyrogen.models import DBM
+
+    data = load("digits-binary")
+    pyro.set_rng_seed(0)
+    m = DBM.from_dataset(data, hidden=(16, 8), pretrain_steps=300)
+    assert [m.update_schedule(s) for s in (0, 299, 300, 599, 600)] == [("layer1",)] * 2 + [("layer2",)] * 2 + [("dbm",)]
+    cfg = TrainConfig(lr=0.01)
+    groups = make_optimizers(m, cfg)
+    x = data.train.flatten(1)
+    nll, moved = [float(m.validation_loss(data.val))], []
+    for phase in range(3):
+        before = {k: v.clone() for k, v in m.state_dict().items()}
+        for step in range(300 * phase, 300 * (phase + 1)):
+            training_step(m, m.forward, x[torch.randint(len(x), (64,))], step, groups, cfg)
+        moved.append(
+            {
+                k
+                for k, v in m.state_dict().items()
+                if not torch.equal(v, before[k]) and k not in ("persistent", "chains_started")
+            }
+        )
+        nll.append(float(m.validation_loss(data.val)))
+    assert moved == [{"W1", "b", "c1"}, {"W2", "c2"}, {"W1", "W2", "b", "c1", "c2"}], moved
+    # pre-training takes the DBM far from its start; the joint phase improves on it
+    assert nll[2] < nll[0] - 5 and nll[3] < nll[2], nll
+    with pytest.raises(ValueError, match=r"hidden must give the two hidden layers' sizes \(H1, H2\); got \(8,\)"):
+        DBM(hidden=(8,))
+    with pytest.raises(ValueError, match="pretrain_steps must be a non-negative integer; got -1"):
+        DBM(pretrain_steps=-1)
+    with pytest.raises(ValueError, match="dbm has parameter groups 'layer1', 'layer2', 'dbm'; got 'model'"):
+        m(x[:4], group="model")

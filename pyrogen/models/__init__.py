@@ -19,7 +19,7 @@ from pyrogen.models.autoregressive import (
     Transformer,
 )
 from pyrogen.models.base import GenerativeModel
-from pyrogen.models.boltzmann import RBM, BoltzmannMachine
+from pyrogen.models.boltzmann import DBM, RBM, BoltzmannMachine
 from pyrogen.models.diffusion import DDPM, NCSN, DiffusionModel, LatentDiffusion, ScoreSDE
 from pyrogen.models.ebm import EBM, NCEEBM, AdversarialEBM, EnergyModel, FlowContrastiveEBM, ScoreMatchingEBM
 from pyrogen.models.flows import (
@@ -64,6 +64,7 @@ __all__ = [
     "NaiveBayes",
     "BayesNet",
     "GaussianMixture",
+    "DBM",
     "RBM",
     "BoltzmannMachine",
     "DDPM",

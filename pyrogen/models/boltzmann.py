@@ -1,5 +1,5 @@
-r"""Boltzmann machines over binary vectors: the restricted Boltzmann machine ``rbm`` and the fully visible
-``bm``.
+r"""Boltzmann machines over binary vectors: the restricted Boltzmann machine ``rbm``, the fully visible ``bm`` and
+the two-layer deep Boltzmann machine ``dbm`` (:class:`DBM`).
 
 An RBM (Smolensky, 1986; Hinton, 2002) has visible units :math:`v \in \{0,1\}^D`, hidden units
 :math:`h \in \{0,1\}^H` and the energy :math:`E(v, h) = -b^\top v - c^\top h - v^\top W h`. Summing out
@@ -17,6 +17,7 @@ and both conditionals factorize, so block Gibbs sampling alternates :math:`h \si
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Sequence
 from typing import Any, ClassVar
@@ -30,10 +31,10 @@ from torch.distributions import constraints
 from pyrogen.data import Dataset
 from pyrogen.distributions.energy import NumericalDensity
 from pyrogen.inference.samplers import AISResult, Chains
-from pyrogen.models.base import GenerativeModel, check_positive_int
+from pyrogen.models.base import GenerativeModel, check_hidden, check_positive_int
 from pyrogen.models.registry import register
 
-__all__ = ["RBM", "BoltzmannMachine", "rbm_ais"]
+__all__ = ["DBM", "RBM", "BoltzmannMachine", "rbm_ais"]
 
 #: the RBM training objectives
 OBJECTIVES = ("cd", "pcd", "exact")
@@ -221,10 +222,7 @@ class RBM(_Boltzmann):
         """
         if self.hidden > self.exact_max:
             raise ValueError(f"log Z by enumeration needs hidden <= {self.exact_max}; this RBM has {self.hidden}")
-        parts = []
-        for h in _enumerate_bits(self.hidden, self.W.dtype, self.W.device).split(65536):
-            parts.append(torch.logsumexp(h @ self.c + F.softplus(self.b + h @ self.W.T).sum(-1), 0))
-        return torch.logsumexp(torch.stack(parts), 0)
+        return _bipartite_log_z(self.W, self.b, self.c)
 
     def log_normalizer(self) -> tuple[torch.Tensor, float]:
         """:math:`\\log Z` and its standard error: exact (0) up to ``exact_max`` hidden units, by AIS above."""
@@ -289,42 +287,62 @@ class RBM(_Boltzmann):
         return -self.free_energy(v) - self.log_normalizer()[0]
 
 
+def _bipartite_log_z(W: torch.Tensor, b: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+    r""":math:`\log \sum_{u,h} e^{b^\top u + c^\top h + u^\top W h}` over binary :math:`u` (``len(b)``) and
+    :math:`h` (``len(c)``), :math:`u` summed out in closed form and the :math:`2^H` states of :math:`h` enumerated
+    (differentiable)."""
+    parts = []
+    for h in _enumerate_bits(len(c), W.dtype, W.device).split(65536):
+        parts.append(torch.logsumexp(h @ c + F.softplus(b + h @ W.T).sum(-1), 0))
+    return torch.logsumexp(torch.stack(parts), 0)
+
+
+def _bipartite_ais(
+    W: torch.Tensor, b: torch.Tensor, c: torch.Tensor, num_temps: int, chains: int, generator: torch.Generator | None
+) -> tuple[AISResult, torch.Tensor]:
+    r"""AIS for the bipartite machine :math:`e^{b^\top u + c^\top h + u^\top W h}` (see :func:`rbm_ais`); also
+    returns the chains' final :math:`u`."""
+    check_positive_int("num_temps", num_temps)
+    check_positive_int("chains", chains)
+    W, b, c = W.detach(), b.detach(), c.detach()
+    d, h_dim = W.shape
+
+    def log_star(u: torch.Tensor, beta: float) -> torch.Tensor:
+        return beta * (u @ b) + F.softplus(beta * (c + u @ W)).sum(-1)
+
+    def bern(p: torch.Tensor) -> torch.Tensor:
+        return (torch.rand(p.shape, generator=generator, dtype=p.dtype, device="cpu").to(p.device) < p).to(p.dtype)
+
+    betas = torch.linspace(0, 1, num_temps + 1).tolist()
+    u = bern(torch.full((chains, d), 0.5, dtype=W.dtype, device=W.device))
+    log_w = torch.zeros(chains, dtype=torch.float64, device=W.device)
+    with torch.no_grad():
+        for k in range(1, num_temps + 1):
+            log_w += (log_star(u, betas[k]) - log_star(u, betas[k - 1])).double()
+            h = bern(torch.sigmoid(betas[k] * (c + u @ W)))
+            u = bern(torch.sigmoid(betas[k] * (b + h @ W.T)))
+    log_z0 = (d + h_dim) * math.log(2)
+    log_mean = float(torch.logsumexp(log_w, 0) - math.log(chains))
+    w = (log_w - log_w.max()).exp()
+    rel = float(w.std() / (w.mean() * math.sqrt(chains))) if chains > 1 else float("nan")
+    res = AISResult(
+        log_z=log_z0 + log_mean,
+        stderr=rel,
+        log_weights=log_w,
+        samples=u,
+        acceptance_rate=1.0,  # Gibbs transitions always move
+    )
+    return res, u
+
+
 def rbm_ais(rbm: RBM, num_temps: int = 2000, chains: int = 200, generator: torch.Generator | None = None) -> AISResult:
     r""":math:`\log Z` of an RBM by annealed importance sampling (Salakhutdinov and Murray, 2008): from the uniform
     distribution on :math:`(v, h)` (:math:`\log Z_0 = (D + H)\log 2`) along :math:`p_\beta \propto e^{-\beta E}`,
     :math:`\beta` linear in ``num_temps`` steps, block Gibbs transitions at each :math:`\beta`, the hidden units
     summed out of the weights. ``log_z`` is the log of the mean weight, ``stderr`` its delta-method standard
     error."""
-    check_positive_int("num_temps", num_temps)
-    check_positive_int("chains", chains)
-    W, b, c = rbm.W.detach(), rbm.b.detach(), rbm.c.detach()
-    d, h_dim = W.shape
-
-    def log_star(v: torch.Tensor, beta: float) -> torch.Tensor:
-        return beta * (v @ b) + F.softplus(beta * (c + v @ W)).sum(-1)
-
-    def bern(p: torch.Tensor) -> torch.Tensor:
-        return (torch.rand(p.shape, generator=generator, dtype=p.dtype, device="cpu").to(p.device) < p).to(p.dtype)
-
-    betas = torch.linspace(0, 1, num_temps + 1).tolist()
-    v = bern(torch.full((chains, d), 0.5, dtype=W.dtype, device=W.device))
-    log_w = torch.zeros(chains, dtype=torch.float64, device=W.device)
-    with torch.no_grad():
-        for k in range(1, num_temps + 1):
-            log_w += (log_star(v, betas[k]) - log_star(v, betas[k - 1])).double()
-            h = bern(torch.sigmoid(betas[k] * (c + v @ W)))
-            v = bern(torch.sigmoid(betas[k] * (b + h @ W.T)))
-    log_z0 = (d + h_dim) * math.log(2)
-    log_mean = float(torch.logsumexp(log_w, 0) - math.log(chains))
-    w = (log_w - log_w.max()).exp()
-    rel = float(w.std() / (w.mean() * math.sqrt(chains))) if chains > 1 else float("nan")
-    return AISResult(
-        log_z=log_z0 + log_mean,
-        stderr=rel,
-        log_weights=log_w,
-        samples=v.reshape(chains, *rbm.event_shape),
-        acceptance_rate=1.0,  # Gibbs transitions always move
-    )
+    res, v = _bipartite_ais(rbm.W, rbm.b, rbm.c, num_temps, chains, generator)
+    return dataclasses.replace(res, samples=v.reshape(chains, *rbm.event_shape))
 
 
 @register("bm")
@@ -455,3 +473,321 @@ class BoltzmannMachine(_Boltzmann):
 
     def _log_p(self, v: torch.Tensor) -> torch.Tensor:
         return self.unnormalized_log_prob(v) - self.log_normalizer()[0]
+
+
+#: the DBM's parameter groups, in the order they train
+DBM_PHASES = ("layer1", "layer2", "dbm")
+
+
+@register("dbm")
+class DBM(_Boltzmann):
+    r"""A deep Boltzmann machine with two hidden layers (Salakhutdinov and Hinton, 2009):
+
+    .. math:: E(v, h^1, h^2) = -b^\top v - c_1^\top h^1 - c_2^\top h^2 - v^\top W_1 h^1 - h^{1\top} W_2 h^2.
+
+    Given :math:`h^1`, the visible units and :math:`h^2` are independent, so the DBM is an RBM between
+    :math:`h^1` and :math:`u = (v, h^2)` with weights :math:`(W_1; W_2^\top)`: block Gibbs alternates
+    :math:`h^1 \mid (v, h^2)` and :math:`(v, h^2) \mid h^1`, and :math:`\log Z` sums :math:`v` and :math:`h^2` out
+    in closed form, enumerating the :math:`2^{H_1}` states of :math:`h^1` (up to ``exact_max`` units) or by AIS
+    over :math:`h^1` above. The unnormalized :math:`\log \tilde p(v)` sums :math:`h^1` out and enumerates
+    :math:`h^2` (up to ``exact_max`` units); above, :meth:`log_prob` is the mean-field lower bound, and
+    :meth:`evaluation_metrics` says which was used.
+
+    Training, in three phases of ``pretrain_steps``, ``pretrain_steps`` and the rest of the run (the parameter
+    groups ``"layer1"``, ``"layer2"``, ``"dbm"``):
+
+    1. **layer-wise pre-training** (Salakhutdinov and Hinton, 2009, §3.1): CD-``k`` on an RBM over :math:`v`
+       whose visible layer is doubled (two copies tied to :math:`W_1`, so :math:`p(h^1 \mid v) =
+       \sigma(c_1 + 2 v^\top W_1)`), then on an RBM over :math:`h^1 \sim p(h^1 \mid v)` whose hidden layer is
+       doubled (:math:`p(h^1 \mid h^2) = \sigma(c_1 + 2 W_2 h^2)`; :math:`c_1` kept from the first). The doubling
+       stands for the input :math:`h^1` receives from the other side once the two are joined;
+    2. **joint training**: the data term by **mean-field inference** (:meth:`mean_field`: fixed-point updates of
+       :math:`q(h^1) q(h^2)`, started by the doubled bottom-up pass), the model term by persistent chains
+       (``chains`` of them, started at training examples with their hidden units drawn from the mean field, ``k``
+       Gibbs sweeps per update; Tieleman, 2008).
+
+    Args:
+        event_shape: the shape of one example (flattened to :math:`D` units).
+        hidden: :math:`(H_1, H_2)`.
+        pretrain_steps: steps of each pre-training phase (0: train the DBM from its initialization).
+        k: Gibbs sweeps per update (CD-k in pre-training, PCD-k after).
+        chains: the persistent chains.
+        mean_field_steps: fixed-point updates of :meth:`mean_field`.
+        sample_steps: Gibbs sweeps of :meth:`sample` from uniform random states.
+        exact_max: the largest layer enumerated (:math:`H_1` for :math:`\log Z`, :math:`H_2` for
+            :math:`\tilde p(v)`).
+        ais_temps, ais_chains: annealed importance sampling of :math:`\log Z` above ``exact_max``.
+        joint_lr: the joint phase's learning rate (``None``: the run's ``lr``, which the pre-training phases use).
+    """
+
+    def __init__(
+        self,
+        event_shape: Sequence[int] = (1, 8, 8),
+        hidden: Sequence[int] = (64, 16),
+        pretrain_steps: int = 2000,
+        k: int = 1,
+        chains: int = 128,
+        mean_field_steps: int = 10,
+        sample_steps: int = 1000,
+        exact_max: int = 20,
+        ais_temps: int = 2000,
+        ais_chains: int = 200,
+        joint_lr: float | None = 1e-4,
+    ) -> None:
+        super().__init__(event_shape)
+        if joint_lr is not None and (
+            isinstance(joint_lr, bool) or not isinstance(joint_lr, (int, float)) or not 0 < joint_lr < math.inf
+        ):
+            raise ValueError(f"joint_lr must be a positive number or None; got {joint_lr!r}")
+        self.joint_lr = joint_lr
+        layers = check_hidden(hidden)
+        if len(layers) != 2:
+            raise ValueError(f"hidden must give the two hidden layers' sizes (H1, H2); got {hidden!r}")
+        self.hidden = layers
+        if isinstance(pretrain_steps, bool) or not isinstance(pretrain_steps, int) or pretrain_steps < 0:
+            raise ValueError(f"pretrain_steps must be a non-negative integer; got {pretrain_steps!r}")
+        self.pretrain_steps = pretrain_steps
+        self.k = check_positive_int("k", k)
+        self.mean_field_steps = check_positive_int("mean_field_steps", mean_field_steps)
+        self.sample_steps = check_positive_int("sample_steps", sample_steps)
+        self.exact_max = check_positive_int("exact_max", exact_max)
+        self.ais_temps = check_positive_int("ais_temps", ais_temps)
+        self.ais_chains = check_positive_int("ais_chains", ais_chains)
+        d = math.prod(self.event_shape)
+        h1, h2 = layers
+        self.W1 = nn.Parameter(0.01 * torch.randn(d, h1))
+        self.W2 = nn.Parameter(0.01 * torch.randn(h1, h2))
+        self.b = nn.Parameter(torch.zeros(d))
+        self.c1 = nn.Parameter(torch.zeros(h1))
+        self.c2 = nn.Parameter(torch.zeros(h2))
+        n = check_positive_int("chains", chains)
+        self.register_buffer("persistent", torch.bernoulli(torch.full((n, d + h1 + h2), 0.5)))
+        self.register_buffer("chains_started", torch.zeros((), dtype=torch.bool))
+
+    def config(self) -> dict[str, Any]:
+        return {
+            "event_shape": tuple(self.event_shape),
+            "hidden": self.hidden,
+            "pretrain_steps": self.pretrain_steps,
+            "k": self.k,
+            "chains": len(self.persistent),
+            "mean_field_steps": self.mean_field_steps,
+            "sample_steps": self.sample_steps,
+            "exact_max": self.exact_max,
+            "ais_temps": self.ais_temps,
+            "ais_chains": self.ais_chains,
+            "joint_lr": self.joint_lr,
+        }
+
+    def optimizer_settings(self) -> dict[str, dict[str, Any]]:
+        """The joint phase at ``joint_lr`` (PCD's gradient is noisier than pre-training's CD)."""
+        return {"dbm": {"lr": self.joint_lr}} if self.joint_lr is not None else {}
+
+    @classmethod
+    def train_defaults_for(cls, data: Dataset) -> dict[str, Any]:
+        """10000 steps of batch 64 at lr 0.005 (two pre-training phases of ``pretrain_steps``, then the joint
+        phase), validation every 500 steps on the DBM's NLL."""
+        return {"lr": 0.005, "batch_size": 64, "steps": 10000, "val_every": 500, **cls.train_defaults}
+
+    # -- the energy and its conditionals -----------------------------------------------------------------------
+    def _split(self, state: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        d, h1 = self.W1.shape
+        return state[:, :d], state[:, d : d + h1], state[:, d + h1 :]
+
+    def energy(self, v: torch.Tensor, h1: torch.Tensor, h2: torch.Tensor) -> torch.Tensor:
+        r""":math:`E(v, h^1, h^2)` per example (flat ``v`` ``(n, D)``; the same expression with means in place of
+        binary states is the mean-field expectation of the energy)."""
+        return (
+            -(v @ self.b)
+            - (h1 @ self.c1)
+            - (h2 @ self.c2)
+            - ((v @ self.W1) * h1).sum(-1)
+            - ((h1 @ self.W2) * h2).sum(-1)
+        )
+
+    def _bipartite(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The DBM as an RBM between :math:`u = (v, h^2)` and :math:`h^1`: its weights and biases."""
+        return torch.cat([self.W1, self.W2.T], 0), torch.cat([self.b, self.c2]), self.c1
+
+    def gibbs(self, state: torch.Tensor, steps: int = 1) -> torch.Tensor:
+        """``steps`` block Gibbs sweeps of the full state ``(n, D + H1 + H2)``: :math:`h^1 \\mid (v, h^2)`, then
+        :math:`v \\mid h^1` and :math:`h^2 \\mid h^1`."""
+        with torch.no_grad():
+            v, h1, h2 = self._split(state)
+            for _ in range(steps):
+                h1 = torch.bernoulli(torch.sigmoid(self.c1 + v @ self.W1 + h2 @ self.W2.T))
+                v = torch.bernoulli(torch.sigmoid(self.b + h1 @ self.W1.T))
+                h2 = torch.bernoulli(torch.sigmoid(self.c2 + h1 @ self.W2))
+            return torch.cat([v, h1, h2], 1)
+
+    def mean_field(self, v: torch.Tensor, steps: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        r"""The factorized :math:`q(h^1) q(h^2)` closest in KL to :math:`p(h^1, h^2 \mid v)`: the doubled bottom-up
+        pass :math:`\mu_1 = \sigma(c_1 + 2 v^\top W_1)`, :math:`\mu_2 = \sigma(c_2 + \mu_1^\top W_2)`, then ``steps``
+        (default ``mean_field_steps``) coordinate-ascent updates :math:`\mu_1 = \sigma(c_1 + v^\top W_1 +
+        W_2 \mu_2)`, :math:`\mu_2 = \sigma(c_2 + \mu_1^\top W_2)`, each of which raises :meth:`mean_field_bound`."""
+        steps = self.mean_field_steps if steps is None else steps
+        mu1 = torch.sigmoid(self.c1 + 2 * (v @ self.W1))
+        mu2 = torch.sigmoid(self.c2 + mu1 @ self.W2)
+        for _ in range(steps):
+            mu1 = torch.sigmoid(self.c1 + v @ self.W1 + mu2 @ self.W2.T)
+            mu2 = torch.sigmoid(self.c2 + mu1 @ self.W2)
+        return mu1, mu2
+
+    def mean_field_bound(self, x: torch.Tensor, steps: int | None = None) -> torch.Tensor:
+        r""":math:`\log \tilde p(v) \ge -\mathbb E_q[E(v, h^1, h^2)] + \mathcal H(q)` per example, at the
+        mean-field :math:`q` (:meth:`mean_field`); minus :math:`\log Z`, a lower bound on :math:`\log p(v)`."""
+        v = self._flat(self.validate(x))
+        mu1, mu2 = self.mean_field(v, steps)
+
+        def entropy(p: torch.Tensor) -> torch.Tensor:
+            return F.binary_cross_entropy(p, p, reduction="none").sum(-1)
+
+        return -self.energy(v, mu1, mu2) + entropy(mu1) + entropy(mu2)
+
+    # -- the normalizer and the likelihood ---------------------------------------------------------------------
+    def unnormalized_log_prob(self, v: torch.Tensor) -> torch.Tensor:
+        r""":math:`\log \tilde p(v) = b^\top v + \log \sum_{h^2} e^{c_2^\top h^2} \prod_j (1 + e^{c_{1j} +
+        (v^\top W_1)_j + (W_2 h^2)_j})` for flat ``v``, enumerating the :math:`2^{H_2}` states of :math:`h^2`
+        (differentiable).
+
+        Raises:
+            ValueError: :math:`H_2` above ``exact_max``.
+        """
+        h2_dim = self.hidden[1]
+        if h2_dim > self.exact_max:
+            raise ValueError(f"log p*(v) by enumeration needs hidden[1] <= {self.exact_max}; this DBM has {h2_dim}")
+        bottom = self.c1 + v @ self.W1  # (n, H1)
+        parts = []
+        for h2 in _enumerate_bits(h2_dim, v.dtype, v.device).split(max(1, 2**22 // max(1, len(v) * self.hidden[0]))):
+            top = h2 @ self.W2.T  # (S, H1)
+            parts.append(torch.logsumexp(h2 @ self.c2 + F.softplus(bottom[:, None] + top).sum(-1), 1))
+        return v @ self.b + torch.logsumexp(torch.stack(parts, 1), 1)
+
+    def log_normalizer(self) -> tuple[torch.Tensor, float]:
+        """:math:`\\log Z` and its standard error: :math:`v` and :math:`h^2` summed out, :math:`h^1` enumerated
+        (exact, differentiable, 0) up to ``exact_max`` units, by AIS over :math:`h^1` above (seeded: the same
+        parameters give the same estimate)."""
+        W, b, c = self._bipartite()
+        if self.hidden[0] <= self.exact_max:
+            return _bipartite_log_z(W, b, c), 0.0
+        res, _ = _bipartite_ais(W, b, c, self.ais_temps, self.ais_chains, torch.Generator().manual_seed(0))
+        return torch.tensor(res.log_z, dtype=W.dtype, device=W.device), res.stderr
+
+    def _enumerable(self) -> bool:
+        return self.hidden[0] <= self.exact_max
+
+    def _log_p(self, v: torch.Tensor) -> torch.Tensor:
+        if self.hidden[1] <= self.exact_max:
+            star = self.unnormalized_log_prob(v)
+        else:
+            star = self.mean_field_bound(v)
+        return star - self.log_normalizer()[0]
+
+    def evaluation_metrics(self, x: torch.Tensor) -> dict[str, Any]:
+        """As the other machines, plus ``unnormalized_method``: ``"enumeration"`` (exact) or ``"mean-field
+        bound"`` (:math:`H_2` above ``exact_max``: the NLL is an upper bound)."""
+        out = super().evaluation_metrics(x)
+        out["unnormalized_method"] = "enumeration" if self.hidden[1] <= self.exact_max else "mean-field bound"
+        return out
+
+    def validation_loss(self, batch: Any) -> torch.Tensor:
+        """The DBM's NLL (as :meth:`log_prob`), whatever the phase."""
+        with torch.no_grad():
+            return -self.log_prob(batch).mean()
+
+    def pseudo_log_likelihood(self, x: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError("the DBM's validation monitor is its NLL (log Z enumerated or by AIS)")
+
+    # -- training ----------------------------------------------------------------------------------------------
+    def param_groups(self) -> dict[str, list[nn.Parameter]]:
+        return {
+            "layer1": [self.W1, self.b, self.c1],
+            "layer2": [self.W2, self.c2],
+            "dbm": [self.W1, self.W2, self.b, self.c1, self.c2],
+        }
+
+    def update_schedule(self, step: int) -> tuple[str, ...]:
+        return (DBM_PHASES[min(step // self.pretrain_steps, 2)],) if self.pretrain_steps else ("dbm",)
+
+    def layer1_loss(self, v: torch.Tensor) -> torch.Tensor:
+        """CD-``k`` on the bottom RBM with the visible layer doubled (two copies tied to :math:`W_1`): its free
+        energy at the data minus at the ``k``-step reconstruction."""
+
+        def free(a: torch.Tensor, a2: torch.Tensor) -> torch.Tensor:
+            return -(a + a2) @ self.b - F.softplus(self.c1 + (a + a2) @ self.W1).sum(-1)
+
+        with torch.no_grad():
+            a, a2 = v, v
+            for _ in range(self.k):
+                h = torch.bernoulli(torch.sigmoid(self.c1 + (a + a2) @ self.W1))
+                p = torch.sigmoid(self.b + h @ self.W1.T)
+                a, a2 = torch.bernoulli(p), torch.bernoulli(p)
+        return free(v, v).mean() - free(a, a2).mean()
+
+    def layer2_loss(self, v: torch.Tensor) -> torch.Tensor:
+        """CD-``k`` on the top RBM over :math:`h^1 \\sim \\sigma(c_1 + 2 v^\\top W_1)` with the hidden layer doubled:
+        its free energy at those :math:`h^1` minus at the ``k``-step reconstruction."""
+
+        def free(h1: torch.Tensor) -> torch.Tensor:
+            return -(h1 @ self.c1) - 2 * F.softplus(self.c2 + h1 @ self.W2).sum(-1)
+
+        with torch.no_grad():
+            data = torch.bernoulli(torch.sigmoid(self.c1 + 2 * (v @ self.W1)))
+            h1 = data
+            for _ in range(self.k):
+                p = torch.sigmoid(self.c2 + h1 @ self.W2)
+                h2, h2b = torch.bernoulli(p), torch.bernoulli(p)
+                h1 = torch.bernoulli(torch.sigmoid(self.c1 + (h2 + h2b) @ self.W2.T))
+        return free(data).mean() - free(h1).mean()
+
+    def loss(self, batch: torch.Tensor) -> torch.Tensor:
+        r"""The joint phase: :math:`\mathbb E_q[E(v, h)]` at the data (mean field, held fixed) minus the mean
+        energy of the persistent chains after ``k`` sweeps; its gradient is the mean-field / PCD estimate of the
+        negative log-likelihood's (the variational bound's)."""
+        v = self._flat(batch)
+        with torch.no_grad():
+            mu1, mu2 = self.mean_field(v)
+            if not bool(self.chains_started):  # the joint phase starts its chains at the data, not at noise
+                rows = torch.arange(len(self.persistent), device=v.device) % len(v)
+                start = torch.cat([v[rows], torch.bernoulli(mu1[rows]), torch.bernoulli(mu2[rows])], 1)
+                self.persistent.copy_(start)
+                self.chains_started.fill_(True)
+            neg = self.gibbs(self.persistent, self.k)
+            self.persistent.copy_(neg)
+        nv, nh1, nh2 = self._split(neg)
+        return self.energy(v, mu1, mu2).mean() - self.energy(nv, nh1, nh2).mean()
+
+    def forward(self, batch: Any, group: str = "dbm", objective: str = "loss") -> torch.Tensor:
+        if group not in DBM_PHASES:
+            raise ValueError(f"dbm has parameter groups {', '.join(map(repr, DBM_PHASES))}; got {group!r}")
+        if objective == "pyro":
+            return self.pyro_loss(batch)
+        if group == "layer1":
+            return self.layer1_loss(self._flat(batch))
+        if group == "layer2":
+            return self.layer2_loss(self._flat(batch))
+        return self._unchecked_loss(batch)
+
+    # -- sampling ----------------------------------------------------------------------------------------------
+    def gibbs_chains(self, n: int, steps: int | None = None, record_every: int = 10) -> Chains:
+        """``n`` Gibbs chains of :math:`(v, h^1, h^2)` from uniform random states, the visible units recorded every
+        ``record_every`` sweeps with the joint energy as ``energy`` (for ArviZ)."""
+        check_positive_int("n", n)
+        steps = self.sample_steps if steps is None else check_positive_int("steps", steps)
+        every = check_positive_int("record_every", record_every)
+        state = torch.bernoulli(
+            torch.full((n, self.persistent.shape[1]), 0.5, dtype=self.b.dtype, device=self.b.device)
+        )
+        draws, energies = [], []
+        with torch.no_grad():
+            for i in range(steps):
+                state = self.gibbs(state)
+                if (i + 1) % every == 0 or i == steps - 1:
+                    v, h1, h2 = self._split(state)
+                    draws.append(v.reshape(n, *self.event_shape))
+                    energies.append(self.energy(v, h1, h2))
+        return Chains(torch.stack(draws, 1), {"energy": torch.stack(energies, 1)})
+
+    def sample(self, n: int, steps: int | None = None) -> torch.Tensor:
+        """``n`` draws of :math:`v` after ``steps`` (default ``sample_steps``) Gibbs sweeps from uniform states."""
+        return self.gibbs_chains(n, steps, record_every=10**9).samples[:, -1]
