@@ -57,10 +57,13 @@ def rbm(steps: int | None) -> list[dict[str, Any]]:
         ("rbm 16 hidden, PCD-1 (exact log Z)", {"hidden": 16, "objective": "pcd"}),
         ("rbm 64 hidden, CD-1 (log Z by AIS)", {"hidden": 64, "objective": "cd"}),
         ("bm fully visible, CD-1 (log Z by AIS)", {"name": "bm"}),
+        ("dbm 64-16, layer-wise pre-training only (4000 steps)", {"name": "dbm", "steps": 4000}),
         ("dbm 64-16, pre-trained, mean field + PCD-1 (log Z by AIS)", {"name": "dbm"}),
     ):
         opts = dict(opts)
-        model, row = train(opts.pop("name", "rbm"), "digits-binary", opts, steps)
+        run_steps = steps if steps is not None else opts.pop("steps", None)
+        opts.pop("steps", None)
+        model, row = train(opts.pop("name", "rbm"), "digits-binary", opts, run_steps)
         pyro.set_rng_seed(0)
         t = time.perf_counter()
         nll = evaluate_nll(model, data.test)

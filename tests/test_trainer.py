@@ -211,6 +211,57 @@ def test_an_exploding_loss_is_reported(caplog):
     assert fit(m2, x, None, steps=60, batch_size=64, log_every=20).warnings == []
 
 
+class _OverflowingGradient(torch.autograd.Function):
+    """The identity, whose backward pass overflows (a finite loss with an infinite gradient)."""
+
+    @staticmethod
+    def forward(ctx, x):
+        return x.clone()
+
+    @staticmethod
+    def backward(ctx, grad):
+        return grad * float("inf")
+
+
+def test_an_update_whose_gradient_overflows_is_skipped_not_written_as_nan(caplog):
+    """A batch far in the tails overflows the gradient: clipping an infinite norm would put NaN into every
+    parameter (the ring-plus-Student-t run of the hardening issue ended that way). With ``grad_clip`` set the
+    update is skipped and reported once; ``MAX_SKIPPED`` in a row stop the run naming the fix."""
+    from pyrogen.inference.trainer import MAX_SKIPPED, TrainingDiverged
+
+    x = small_data("realnvp", 256)
+
+    def overflow_at(m, steps):
+        orig, seen = m.loss, {}
+
+        def loss(batch):
+            if m._train_step in steps:
+                seen[m._train_step] = _params(m)
+                return _OverflowingGradient.apply(orig(batch))
+            return orig(batch)
+
+        m.loss = loss
+        return seen
+
+    m = small_model("realnvp")
+    seen = overflow_at(m, {10, 11})
+    r = fit(m, x, None, steps=30, batch_size=64, grad_clip=10.0)
+    assert all(torch.isfinite(p).all() for p in m.parameters())
+    assert len(r.warnings) == 1 and r.warnings[0].startswith("skipped: the gradient was not finite at step 11"), (
+        r.warnings
+    )
+    assert "not finite" in caplog.text
+    for k, v in seen[10].items():  # the skipped update left the parameters as they were
+        assert torch.equal(v, seen[11][k]), k
+
+    m2 = small_model("realnvp")
+    overflow_at(m2, set(range(5, 100)))
+    with pytest.raises(
+        TrainingDiverged, match=f"not finite for {MAX_SKIPPED} steps in a row by step {5 + MAX_SKIPPED}"
+    ):
+        fit(m2, x, None, steps=60, batch_size=64, grad_clip=10.0)
+
+
 def test_no_readable_checkpoint_says_what_to_do(tmp_path):
     x = small_data("realnvp", 256)
     fit(small_model("realnvp"), x, None, steps=10, batch_size=64, checkpoint_every=5, out=tmp_path)

@@ -233,6 +233,8 @@ class _Groups:
         }
         #: the model's training hooks (EMA, replay buffers), found once
         self.hooks = [m for m in model.modules() if isinstance(m, TrainingHook)]
+        #: per group, the updates skipped in a row because the clipped gradient was not finite
+        self.skipped: dict[str, int] = dict.fromkeys(self.params, 0)
 
 
 def training_step(
@@ -252,7 +254,9 @@ def training_step(
     the parameters of every other group have ``requires_grad`` off: their
     ``.grad`` stays as it was and autograd does no work for them.
     Returns the detached loss of each group updated (the last, where a group
-    is updated several times).
+    is updated several times). Where a group clips its gradient norm and that
+    norm is not finite, its update is skipped (``groups.skipped`` counts the
+    skips in a row).
     """
     model.set_step(step)  # type: ignore[operator]
     schedule = model.update_schedule(step)  # type: ignore[operator]
@@ -272,10 +276,17 @@ def training_step(
         finally:
             for p in frozen:
                 p.requires_grad_(True)
-        if settings["grad_clip"] is not None:
-            torch.nn.utils.clip_grad_norm_(groups.params[gname], settings["grad_clip"])
-        opt.step()
         losses[gname] = loss.detach()
+        if settings["grad_clip"] is not None:
+            norm = torch.nn.utils.clip_grad_norm_(groups.params[gname], settings["grad_clip"])
+            if not bool(torch.isfinite(norm)):
+                # the gradient overflowed (a batch far in the data's tails): this update is skipped, since
+                # clipping an infinite norm would write NaN into every parameter
+                opt.zero_grad(set_to_none=True)
+                groups.skipped[gname] += 1
+                continue
+            groups.skipped[gname] = 0
+        opt.step()
     for hook in groups.hooks:
         hook.after_step(step)
     return losses
@@ -623,6 +634,8 @@ def _loop(st: _State, train: Data, val: Data | None, progress: bool) -> None:
         st.result.step = step
         if check_each_step:
             _check_finite(st, {g: float(v) for g, v in losses.items()}, step)
+        if any(st.groups.skipped.values()):
+            _note_skipped(st, step)
         if step % cfg.log_every == 0 or step == cfg.steps:
             _record(st, step, bar)
         if val is not None and cfg.val_every and (step % cfg.val_every == 0 or step == cfg.steps):
@@ -660,6 +673,28 @@ def _check_finite(st: _State, values: Mapping[str, float], step: int) -> None:
             last = latest_checkpoint(st.run_dir) if st.run_dir is not None else None
             keep = f"; the last good checkpoint is {last}" if last is not None else ""
             raise TrainingDiverged(f"training loss{where} became {v} by step {step}: lower lr or set grad_clip{keep}")
+
+
+#: Updates skipped in a row (a non-finite gradient) after which a run counts as diverged.
+MAX_SKIPPED = 20
+
+
+def _note_skipped(st: _State, step: int) -> None:
+    """Warn (once per group) about an update skipped for a non-finite gradient; raise after ``MAX_SKIPPED`` in a
+    row."""
+    for g, n in st.groups.skipped.items():
+        if not n:
+            continue
+        where = f" of group {g!r}" if len(st.groups.params) > 1 else ""
+        if n >= MAX_SKIPPED:
+            raise TrainingDiverged(
+                f"the gradient{where} was not finite for {n} steps in a row by step {step}: lower lr"
+            )
+        tag = f"skipped: the gradient{where} was not finite"
+        if not any(w.startswith(tag) for w in st.result.warnings):
+            msg = f"{tag} at step {step} (a batch far in the data's tails?); later skips are not reported"
+            st.result.warnings.append(msg)
+            log.warning("%s", msg)
 
 
 def _record(st: _State, step: int, bar: Any) -> None:

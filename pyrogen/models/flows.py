@@ -19,7 +19,7 @@ import torch
 from pyro.distributions.transforms import AffineCoupling, ConditionalAffineCoupling, Householder, Permute
 from pyro.infer import Trace_ELBO
 from torch import nn
-from torch.distributions.transforms import ReshapeTransform
+from torch.distributions.transforms import AffineTransform, ReshapeTransform
 
 from pyrogen.data import Dataset
 from pyrogen.distributions import FlowDistribution, forward_and_log_det, inverse_and_log_det
@@ -43,9 +43,42 @@ from pyrogen.models.base import GenerativeModel, check_hidden, check_positive_in
 from pyrogen.models.registry import alias, register
 from pyrogen.nn import MLP, MADENet
 
-__all__ = ["IAF", "MAF", "NICE", "FlowModel", "GaussianizationFlow", "Glow", "MintNet", "PlanarFlow", "RealNVP"]
+__all__ = [
+    "IAF",
+    "MAF",
+    "NICE",
+    "FlowModel",
+    "GaussianizationFlow",
+    "Glow",
+    "MintNet",
+    "PlanarFlow",
+    "RealNVP",
+    "data_units",
+]
 
 _PREPROCESS = (None, "logit")
+
+
+def data_units(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    r"""Per coordinate of real-valued vectors ``x`` ``(n, D)``, the unit the flows' defaults see them in: the
+    scale :math:`10^{\operatorname{round}(\log_{10} s)}` for the robust spread :math:`s = \mathrm{IQR} / 1.349`
+    (the standard deviation of a normal), and the location the median rounded to that unit where it lies more
+    than three units from zero, else 0.
+
+    The defaults were tuned on data of unit scale (the toys): data in other units -- millimetres, thousands --
+    diverged or trained poorly with them (RealNVP on the moons times 1000 overflowed within 20 steps; times 0.001
+    ended at 3.28 nats against 2.40). A power of ten keeps data already at that scale exactly as they are (every
+    bundled toy: ``(0, 1)``) and keeps the rescaled units readable; the log-determinant of the rescaling is in
+    every density, so likelihoods stay in the data's own units.
+    """
+    x = x.reshape(len(x), -1).double()
+    q = torch.quantile(x, torch.tensor([0.25, 0.5, 0.75], dtype=x.dtype, device=x.device), dim=0)
+    spread = (q[2] - q[0]) / 1.349
+    spread = torch.where(spread > 0, spread, x.std(0)).clamp_min(1e-30)
+    scale = 10.0 ** torch.round(torch.log10(spread))
+    loc = torch.where(q[1].abs() > 3 * scale, torch.round(q[1] / scale) * scale, torch.zeros_like(scale))
+    return loc.float(), scale.float()
+
 
 #: Training settings for the dequantized digits (early stopping matters: 1,437 images).
 _DIGITS_DEFAULTS: dict[str, Any] = {"batch_size": 128, "lr": 1e-3, "steps": 5000, "val_every": 50, "patience": 20}
@@ -94,6 +127,8 @@ class FlowModel(GenerativeModel):
         alpha: float = 0.05,
         context_classes: int = 0,
         dequantize: int | None = None,
+        data_loc: Sequence[float] | None = None,
+        data_scale: Sequence[float] | None = None,
     ) -> None:
         super().__init__(event_shape)
         if dequantize is not None and (not isinstance(dequantize, int) or dequantize < 2):
@@ -114,6 +149,23 @@ class FlowModel(GenerativeModel):
             raise ValueError(f"{type(self).__name__} models images: event_shape=(C, H, W); got {tuple(event_shape)}")
         self.register_buffer("base_loc", torch.zeros(self._base_shape()))
         self.register_buffer("base_scale", torch.ones(self._base_shape()))
+        self.rescaled = data_loc is not None or data_scale is not None
+        if self.rescaled:
+            if preprocess is not None:
+                raise ValueError("data_loc/data_scale rescale real-valued data; they do not combine with preprocess")
+            loc = [0.0] * self.dim if data_loc is None else list(data_loc)
+            scale = [1.0] * self.dim if data_scale is None else list(data_scale)
+            for name, values in (("data_loc", loc), ("data_scale", scale)):
+                ok = len(values) == self.dim and all(
+                    isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in values
+                )
+                if not ok:
+                    raise ValueError(f"{name} must hold {self.dim} finite numbers; got {values!r}")
+            if not all(v > 0 for v in scale):
+                raise ValueError(f"data_scale must be positive; got {scale!r}")
+            self._data_units = ([float(v) for v in loc], [float(v) for v in scale])
+            self.register_buffer("data_loc", torch.tensor(loc, dtype=torch.float32))
+            self.register_buffer("data_scale", torch.tensor(scale, dtype=torch.float32))
 
     def _base_shape(self) -> tuple[int, ...]:
         return tuple(self.event_shape) if self.image_only else (self.dim,)
@@ -126,6 +178,8 @@ class FlowModel(GenerativeModel):
             cfg["context_classes"] = self.context_classes
         if self.dequantize:
             cfg["dequantize"] = self.dequantize
+        if self.rescaled:
+            cfg.update(data_loc=self._data_units[0], data_scale=self._data_units[1])
         return cfg
 
     def _context(self, y: object, n: int | None = None) -> torch.Tensor | None:
@@ -147,7 +201,8 @@ class FlowModel(GenerativeModel):
 
     @classmethod
     def from_dataset(cls, data: Dataset, **kwargs: Any) -> GenerativeModel:
-        """Build the flow for ``data``; data in the unit interval get logit pre-processing.
+        """Build the flow for ``data``; data in the unit interval get logit pre-processing, real-valued vectors
+        in other units than the defaults were tuned for are rescaled by powers of ten (:func:`data_units`).
 
         Raises:
             ValueError: discrete data (a flow needs continuous or dequantized values).
@@ -169,6 +224,10 @@ class FlowModel(GenerativeModel):
                 f"{cls.name or cls.__name__} models continuous data; dataset {data.name!r} is {data.support} "
                 "(use the dequantized 'digits')"
             )
+        elif data.kind != "image" and "data_loc" not in kwargs and "data_scale" not in kwargs:
+            loc, scale = data_units(data.train)
+            if bool((loc != 0).any() or (scale != 1).any()):
+                kwargs.update(data_loc=loc.tolist(), data_scale=scale.tolist())
         return cls(event_shape=tuple(data.event_shape), **kwargs)
 
     @classmethod
@@ -188,6 +247,9 @@ class FlowModel(GenerativeModel):
             ts.append(ReshapeTransform(torch.Size((self.dim,)), self.event_shape))
         if self.preprocess == "logit":
             ts.append(LogitTransform(self.alpha, event_dim=len(self.event_shape)))
+        if self.rescaled:
+            loc, scale = self.data_loc.reshape(self.event_shape), self.data_scale.reshape(self.event_shape)
+            ts.append(AffineTransform(loc, scale, event_dim=len(self.event_shape)))
         return ts
 
     def base_distribution(self) -> dist.TorchDistribution:
@@ -367,6 +429,8 @@ class RealNVP(_CouplingFlow):
         # object on every step (that Python overhead dominates at this size);
         # tests check both give the same numbers.
         y, log_det = x, torch.zeros((), dtype=x.dtype, device=x.device)
+        if self.rescaled:
+            y, log_det = (x - self.data_loc) / self.data_scale, self.data_scale.log().sum()
         reverse = self.reverse
         for coupling in reversed(self.couplings):
             y = y.index_select(-1, reverse)  # the reversal is its own inverse
