@@ -428,15 +428,15 @@ class RealNVP(_CouplingFlow):
         # The density of as_distribution(), without building the distribution
         # object on every step (that Python overhead dominates at this size);
         # tests check both give the same numbers.
-        y, log_det = x, torch.zeros((), dtype=x.dtype, device=x.device)
+        z, log_det = x, torch.zeros((), dtype=x.dtype, device=x.device)
         if self.rescaled:
-            y, log_det = (x - self.data_loc) / self.data_scale, self.data_scale.log().sum()
+            z, log_det = (x - self.data_loc) / self.data_scale, self.data_scale.log().sum()
         reverse = self.reverse
         for coupling in reversed(self.couplings):
-            y = y.index_select(-1, reverse)  # the reversal is its own inverse
-            y, ld = inverse_and_log_det(coupling, y)  # type: ignore[arg-type]
+            z = z.index_select(-1, reverse)  # the reversal is its own inverse
+            z, ld = inverse_and_log_det(coupling, z)  # type: ignore[arg-type]
             log_det = log_det + ld
-        base = -0.5 * y.pow(2).sum(-1) - 0.5 * y.shape[-1] * math.log(2 * math.pi)
+        base = -0.5 * z.pow(2).sum(-1) - 0.5 * z.shape[-1] * math.log(2 * math.pi)
         return base - log_det
 
 
