@@ -118,6 +118,7 @@ def pytest_configure(config: pytest.Config) -> None:
     # attention slowed down 30-50x).
     if os.environ.get("PYTEST_XDIST_WORKER"):
         torch.set_num_threads(1)
+        os.environ["OMP_NUM_THREADS"] = "1"  # and the CLI, in-process or in a subprocess, keeps to one
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

@@ -331,3 +331,19 @@ def test_diffusion_models_through_the_cli(tmp_path, capsys):
     r = _run("sample", str(flow), "-n", "2", "--out", str(tmp_path / "f.npz"), "--sampler", "ddim")
     assert r.returncode != 0 and "--sampler: realnvp takes no such sampler option (it takes: none)" in r.stderr
     assert not (tmp_path / "t.npz").exists() and not (tmp_path / "f.npz").exists()
+
+
+def test_the_default_thread_count_leaves_busy_cores_alone(monkeypatch):
+    """Hardening item 25: torch's default (every core) made a small VAE 6x slower on a busy 2-core machine."""
+    from pyrogen import cli
+
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.setattr(cli.os, "cpu_count", lambda: 2)
+    for load, threads in ((0.1, 2), (1.2, 1), (1.99, 1), (5.0, 1)):
+        monkeypatch.setattr(cli.os, "getloadavg", lambda load=load: (load, 0.0, 0.0))
+        assert cli.default_threads() == threads, load
+    monkeypatch.setattr(cli.os, "cpu_count", lambda: 16)
+    monkeypatch.setattr(cli.os, "getloadavg", lambda: (3.5, 0.0, 0.0))
+    assert cli.default_threads() == 13
+    monkeypatch.setenv("OMP_NUM_THREADS", "4")
+    assert cli.default_threads() is None  # the user's choice stands
