@@ -308,9 +308,9 @@ def test_as_distribution_inside_a_users_program_trains_under_svi():
 
 
 def test_data_in_other_units_are_rescaled_by_powers_of_ten_and_the_density_stays_in_their_units(tmp_path):
-    """Hardening items 14 and 24: the toy-tuned defaults overflowed on the moons in thousands (non-finite
-    gradients within 20 steps) and trained poorly on them in thousandths. ``from_dataset`` rescales such data by
-    powers of ten; every bundled toy is left exactly as it is (so the measured numbers stand)."""
+    """Hardening items 14 and 24: the toy-tuned defaults diverged on the moons in thousands and trained poorly on
+    them in thousandths. ``from_dataset`` rescales such data by powers of ten; every bundled toy is left exactly
+    as it is (so the measured numbers stand)."""
     from pyrogen.data import from_array, load
     from pyrogen.data.toys import TOYS
     from pyrogen.inference import TrainConfig, fit

@@ -66,10 +66,10 @@ def data_units(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     than three units from zero, else 0.
 
     The defaults were tuned on data of unit scale (the toys): data in other units -- millimetres, thousands --
-    diverged or trained poorly with them (RealNVP on the moons times 1000 overflowed within 20 steps; times 0.001
-    ended at 3.28 nats against 2.40). A power of ten keeps data already at that scale exactly as they are (every
-    bundled toy: ``(0, 1)``) and keeps the rescaled units readable; the log-determinant of the rescaling is in
-    every density, so likelihoods stay in the data's own units.
+    diverged or trained poorly with them (``benchmarks/robustness.py`` measures RealNVP on the moons in other
+    units). A power of ten keeps data already at that scale exactly as they are (every bundled toy: ``(0, 1)``)
+    and keeps the rescaled units readable; the log-determinant of the rescaling is in every density, so
+    likelihoods stay in the data's own units.
     """
     x = x.reshape(len(x), -1).double()
     q = torch.quantile(x, torch.tensor([0.25, 0.5, 0.75], dtype=x.dtype, device=x.device), dim=0)
