@@ -800,6 +800,7 @@ def annealed_importance_sampling(
     steps_per_temp: int = 1,
     step_size: float = 0.01,
     kernel: str = "mala",
+    target_accept: float | None = None,
 ) -> AISResult:
     r"""Annealed importance sampling (Neal, 2001) of :math:`Z = \int e^{f}` from a normalized base :math:`p_0`.
 
@@ -813,8 +814,17 @@ def annealed_importance_sampling(
         log_prob: ``x -> (chains,)``, the unnormalized target :math:`f`.
         initial: ``(chains, *event_shape)`` draws of the base.
         base_log_prob: ``x -> (chains,)``, the normalized base log density (``-inf`` off its support).
+        step_size: the transitions' step size (the start, with ``target_accept``).
+        target_accept: adapt each chain's step size along the path towards this acceptance probability (0.57
+            for MALA): after each transition :math:`\log \epsilon \mathrel{+}= \alpha - \text{target}`. A
+            fixed step that suits the base is far too large near :math:`\beta = 1` for a peaked target (MALA
+            then accepts almost nothing and the chains never reach it). Each chain's step depends only on its
+            own past, so every transition still leaves its :math:`\pi_\beta` invariant and the weights stay
+            unbiased.
     """
     _check_count("num_temps", num_temps, 1)
+    if target_accept is not None and not 0 < target_accept < 1:
+        raise ValueError(f"target_accept must be in (0, 1) or None; got {target_accept!r}")
     _check_count("steps_per_temp", steps_per_temp, 1)
     if kernel not in ("mala", "rwmh"):
         raise ValueError(f"kernel must be 'mala' or 'rwmh'; got {kernel!r}")
@@ -823,6 +833,7 @@ def annealed_importance_sampling(
     log_w = torch.zeros(len(x), dtype=torch.float64, device=x.device)
     accept: list[float] = []
     cls = MALA if kernel == "mala" else RandomWalkMH
+    steps = torch.full((len(x),), float(step_size), dtype=x.dtype, device=x.device)
     for b0, b1 in zip(betas[:-1], betas[1:], strict=True):
         with torch.no_grad():
             log_w = log_w + (b1 - b0) * (log_prob(x) - base_log_prob(x)).double()
@@ -834,10 +845,13 @@ def annealed_importance_sampling(
             return torch.where(torch.isfinite(lp0), (1 - b) * lp0 + b * f, lp0)
 
         k = cls(tempered, step_size, adapt_step_size=False)
-        state = k.init(x)
+        state = k.init(x, steps)
         for _ in range(steps_per_temp):
             state = k.step(state)
             accept.append(float(state.accept_prob.mean()))
+            if target_accept is not None:
+                steps = steps * torch.exp(state.accept_prob.detach().nan_to_num(0.0) - target_accept)
+                state = replace(state, step_size=steps)
         x = state.position
     log_z = torch.logsumexp(log_w, 0) - math.log(len(log_w))
     w = (log_w - log_w.max()).exp()

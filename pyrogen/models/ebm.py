@@ -192,10 +192,13 @@ class EnergyModel(GenerativeModel):
             f = torch.cat([self.f(c.reshape(-1, *self.event_shape)) for c in grid.split(65536)])
         return torch.logsumexp(f, 0) + d * math.log(h)
 
-    def log_normalizer_ais(self, chains: int = 256, num_temps: int = 500, step_size: float = 0.002) -> Any:
+    def log_normalizer_ais(
+        self, chains: int = 256, num_temps: int = 2000, step_size: float = 0.002, target_accept: float | None = 0.57
+    ) -> Any:
         r""":math:`\log Z_\theta` by annealed importance sampling from the uniform distribution on the unit cube
-        (unit-interval data), MALA transitions; returns the :class:`~pyrogen.inference.samplers.AISResult`
-        (``log_z`` and its ``stderr``)."""
+        (unit-interval data), MALA transitions whose step each chain adapts along the path towards
+        ``target_accept``; returns the :class:`~pyrogen.inference.samplers.AISResult` (``log_z`` and its
+        ``stderr``)."""
         from pyrogen.inference.samplers import annealed_importance_sampling
 
         if self.support != "unit_interval":
@@ -204,7 +207,9 @@ class EnergyModel(GenerativeModel):
         self.eval()
         try:
             x0 = self.init_chains(check_positive_int("chains", chains))
-            return annealed_importance_sampling(self.f, x0, _log_unit_cube, num_temps=num_temps, step_size=step_size)
+            return annealed_importance_sampling(
+                self.f, x0, _log_unit_cube, num_temps=num_temps, step_size=step_size, target_accept=target_accept
+            )
         finally:
             self.train(was)
 
