@@ -98,6 +98,12 @@ def test_gibbs_chains_become_inference_data():
     assert chains.samples.shape == (4, 10, 6)
     idata = chains.to_inference_data()
     assert "energy" in idata.sample_stats
+    # the DBM's chains too, with the joint energy E(v, h1, h2) of each recorded state
+    dbm = tiny_dbm(d=6, h=(4, 3))
+    pyro.set_rng_seed(0)
+    chains = dbm.gibbs_chains(4, steps=50, record_every=10)
+    assert chains.samples.shape == (4, 5, 6)
+    assert "energy" in chains.to_inference_data().sample_stats
 
 
 # -- Gaussian mixtures ------------------------------------------------------------------------------------------------
