@@ -421,7 +421,10 @@ def test_ais_step_adaptation_reaches_a_peaked_target_a_fixed_step_misses():
         )
     fixed, adapted = results[None], results[0.57]
     assert abs(adapted.log_z - truth) < 3 * adapted.stderr < 1.5, (adapted.log_z, truth, adapted.stderr)
-    assert adapted.acceptance_rate > 0.4 and fixed.acceptance_rate < 0.2, (adapted.acceptance_rate, fixed.acceptance_rate)
+    assert adapted.acceptance_rate > 0.4 and fixed.acceptance_rate < 0.2, (
+        adapted.acceptance_rate,
+        fixed.acceptance_rate,
+    )
     assert abs(fixed.log_z - truth) > 3 * abs(adapted.log_z - truth) + 0.1, (fixed.log_z, adapted.log_z, truth)
     with pytest.raises(ValueError, match="target_accept must be in"):
         annealed_importance_sampling(lambda x: -x.sum(-1), torch.rand(4, 2), _log_unit_cube, target_accept=1.5)
