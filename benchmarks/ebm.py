@@ -8,6 +8,8 @@ Sections (``--only``):
   to the best possible value (minus the entropy, DESIGN.md); and of samples drawn by 500 Langevin steps from
   the model's chain starts, MMD², C2ST and, on 8gaussians, modes covered and the high-quality rate (the GANs'
   protocol, ``benchmarks/gan.py``).
+- ``digits-cd``: ``ebm`` (contrastive divergence with the replay buffer) on the grey digits, 300 steps: log Z by AIS
+  at 200 and 1000 temperatures (does it move?), the test NLL, the sample quality of its Langevin samples.
 - ``normalization``: the models with a learned log Z (ebm-nce, ebm-fce): the mass of
   exp(f - log Z) on a grid (1 when log Z is right), on 8gaussians.
 - ``uses``: ebm-sm trained on the grey digits (conv energy, denoising score matching): its test NLL with log Z by
@@ -51,7 +53,7 @@ from gan import _pool, _round, train  # noqa: E402
 from pyrogen import quality  # noqa: E402
 from pyrogen.data import load  # noqa: E402
 
-SECTIONS = ("toys", "normalization", "uses", "speed", "implicit-vae")
+SECTIONS = ("toys", "normalization", "uses", "digits-cd", "speed", "implicit-vae")
 VARIANTS: list[tuple[str, str, dict[str, Any]]] = [
     ("ebm (CD, replay buffer)", "ebm", {}),
     ("ebm-sm exact", "ebm-sm", {"method": "exact"}),
@@ -155,6 +157,25 @@ def uses(steps: int | None, quick: bool) -> dict[str, Any]:
         out[f"completion_{method}_max_rhat"] = round(float(az.rhat(post.idata)["x"].max()), 3)
         out[f"completion_{method}_divergences"] = int(post.idata.sample_stats["diverging"].sum())
         out[f"completion_{method}_s"] = round(time.perf_counter() - t, 1)
+    return out
+
+
+def digits_cd(steps: int | None) -> dict[str, Any]:
+    """``ebm`` (contrastive divergence, replay buffer) on the grey digits for a short budget (300 steps): log Z by
+    AIS at 200 and 1000 temperatures, its test NLL, and its Langevin samples' quality."""
+    torch.set_num_threads(2)
+    model, row = train("ebm", "digits", {}, steps or 300)
+    grey = load("digits")
+    out: dict[str, Any] = {"train": row}
+    for temps in (200, 1000):
+        torch.manual_seed(0)
+        ais = model.log_normalizer_ais(num_temps=temps)
+        out[f"ais_{temps}_temperatures"] = {"log_z": round(ais.log_z, 3), "stderr": round(ais.stderr, 3)}
+    with torch.no_grad():
+        out["test_nll_nats"] = round(float(-(model.f(grey.test).mean() - ais.log_z)), 3)
+    pyro.set_rng_seed(0)
+    q = _round(quality.sample_quality(model, grey))
+    out.update({k: q[k] for k in ("fid", "precision", "recall")})
     return out
 
 
@@ -298,6 +319,8 @@ def _print(out: dict[str, Any]) -> None:
         print()
         for k, v in out["uses"].items():
             print(f"{k}: {v}")
+    if "digits-cd" in out:
+        print(f"\ndigits-cd: {out['digits-cd']}")
     if "implicit-vae" in out:
         print(f"\nimplicit-vae: {out['implicit-vae']}")
     if "speed" in out:
@@ -322,6 +345,8 @@ def main(argv: list[str] | None = None) -> int:
         out["normalization"] = normalization(steps, args.jobs)
     if "uses" in only:
         out["uses"] = uses(steps, args.quick)
+    if "digits-cd" in only:
+        out["digits-cd"] = digits_cd(steps)
     if "implicit-vae" in only:
         out["implicit-vae"] = implicit_vae(steps)
     if "speed" in only:
