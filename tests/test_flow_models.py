@@ -347,3 +347,43 @@ def test_data_in_other_units_are_rescaled_by_powers_of_ten_and_the_density_stays
         RealNVP((2,), data_scale=[1.0, 0.0])
     with pytest.raises(ValueError, match="data_loc must hold 2 finite numbers"):
         RealNVP((2,), data_loc=[1.0])
+
+
+def test_far_tail_inputs_no_longer_overflow_the_coupling_conditioners():
+    """Hardening item 14: on a ring plus a Student-t(2) blob the conditioners of RealNVP's couplings read
+    inputs in the hundreds, their outputs grew with them, and the gradient overflowed within 20 steps (every
+    update skipped, the run stopped). They now read their input through ``soft_clip`` at 20: the identity
+    within, logarithmic beyond (C1 at the level), so the toys see the same network and the tails a bounded
+    one."""
+    from pyrogen.models.flows import CONDITIONER_CLIP
+    from pyrogen.nn import soft_clip
+
+    x = torch.linspace(-300, 300, 60001, dtype=torch.float64, requires_grad=True)
+    y = soft_clip(x, CONDITIONER_CLIP)
+    inside = x.abs() <= CONDITIONER_CLIP
+    assert torch.equal(y[inside].detach(), x[inside].detach())  # exactly the identity where the toys live
+    (g,) = torch.autograd.grad(y.sum(), x)
+    assert torch.all(g > 0) and torch.all(g <= 1)  # increasing, never steeper than the identity
+    assert float(g[inside].min()) == 1.0
+    torch.testing.assert_close(
+        y[~inside].abs().detach(), CONDITIONER_CLIP + torch.log1p(x[~inside].abs().detach() - CONDITIONER_CLIP)
+    )
+    assert y.abs().max().item() < CONDITIONER_CLIP + math.log(300)
+
+    # every coupling conditioner of RealNVP reads its input through the clip (benchmarks/robustness.py --only
+    # tails: the run on that density now finishes instead of stopping on overflowing gradients)
+    pyro.set_rng_seed(0)
+    flow = RealNVP((2,))
+    assert all(c.nn.input_clip == CONDITIONER_CLIP for c in flow.couplings)
+    far = torch.tensor([[300.0], [-250.0], [0.5]])
+    for c in flow.couplings:  # the conditioner of a far input is the unclipped network at its clipped value
+        out = c.nn(far)
+        c.nn.input_clip = None
+        ref = c.nn(soft_clip(far, CONDITIONER_CLIP))
+        c.nn.input_clip = CONDITIONER_CLIP
+        for a, b in zip(out, ref, strict=True):
+            torch.testing.assert_close(a, b)
+    with pytest.raises(ValueError, match="input_clip must be positive"):
+        from pyrogen.nn import MLP
+
+        MLP(2, [4], 2, input_clip=0.0)

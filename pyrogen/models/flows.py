@@ -57,6 +57,9 @@ __all__ = [
 ]
 
 _PREPROCESS = (None, "logit")
+#: the level beyond which the coupling conditioners read their input logarithmically (:func:`pyrogen.nn.soft_clip`):
+#: twenty standard deviations of the base, far beyond every bundled toy
+CONDITIONER_CLIP = 20.0
 
 
 def data_units(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -419,7 +422,7 @@ class RealNVP(_CouplingFlow):
 
     def _coupling(self, split: int) -> nn.Module:
         k = self.context_classes
-        net = MLP(split, self.hidden, 2 * (self.dim - split), chunks=2, context=k)
+        net = MLP(split, self.hidden, 2 * (self.dim - split), chunks=2, context=k, input_clip=CONDITIONER_CLIP)
         return ConditionalAffineCoupling(split, net) if k else AffineCoupling(split, net)
 
     def _log_prob(self, x: torch.Tensor, y: object = None) -> torch.Tensor:

@@ -18,7 +18,7 @@ from pyrogen.nn.masked import (
     made_masks,
     pixel_mask,
 )
-from pyrogen.nn.mlp import MLP
+from pyrogen.nn.mlp import MLP, soft_clip
 from pyrogen.nn.pixelcnn import GatedPixelCNNNet, PixelCNNNet
 
 __all__ = [
@@ -29,6 +29,7 @@ __all__ = [
     "ENERGY_ARCHS",
     "EnergyNet",
     "MLP",
+    "soft_clip",
     "CausalSelfAttention",
     "CausalTransformer",
     "ConvDecoder",

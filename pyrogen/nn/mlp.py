@@ -11,6 +11,13 @@ from torch import nn
 __all__ = ["MLP"]
 
 
+def soft_clip(x: torch.Tensor, c: float) -> torch.Tensor:
+    r"""``x`` itself where :math:`|x| \le c`, :math:`\operatorname{sign}(x)(c + \log(1 + |x| - c))` beyond:
+    continuous with a continuous derivative, exactly the identity inside, logarithmic growth outside."""
+    a = x.abs()
+    return torch.where(a <= c, x, torch.sign(x) * (c + torch.log1p((a - c).clamp_min(0))))
+
+
 class MLP(nn.Sequential):
     r"""A multilayer perceptron :math:`x \mapsto W_L \sigma(\dots \sigma(W_1 x + b_1)) + b_L`.
 
@@ -24,6 +31,10 @@ class MLP(nn.Sequential):
             log-scale of an affine coupling, as Pyro's ``DenseNN`` does).
         context: size of a context vector concatenated to the input
             (``forward(x, context=c)``, as Pyro's ``ConditionalDenseNN``); 0 for none.
+        input_clip: pass the input through :func:`soft_clip` at this level first (``None``: as it is). A flow's
+            conditioner may read its input through any function without losing invertibility; this one leaves
+            inputs within the level untouched and keeps far-tail inputs from driving the outputs (and, through
+            the next layers, the gradient) to overflow.
 
     Raises:
         ValueError: a non-positive size, or ``out_features`` not divisible by ``chunks``.
@@ -45,7 +56,10 @@ class MLP(nn.Sequential):
         activation: type[nn.Module] = nn.ReLU,
         chunks: int = 1,
         context: int = 0,
+        input_clip: float | None = None,
     ) -> None:
+        if input_clip is not None and not input_clip > 0:
+            raise ValueError(f"input_clip must be positive or None; got {input_clip!r}")
         if not isinstance(chunks, int) or chunks < 1 or out_features % chunks:
             raise ValueError(f"chunks must be a positive divisor of out_features={out_features}; got {chunks!r}")
         sizes = [in_features + context, *hidden, out_features]
@@ -58,11 +72,13 @@ class MLP(nn.Sequential):
             if i < len(sizes) - 2:
                 layers.append(activation())
         super().__init__(*layers)
-        self.chunks, self.context = chunks, context
+        self.chunks, self.context, self.input_clip = chunks, context, input_clip
 
     def forward(self, x: torch.Tensor, context: torch.Tensor | None = None) -> Any:
         if (context is None) != (self.context == 0):
             raise ValueError(f"this network takes a context of size {self.context}; got {context!r:.60}")
+        if self.input_clip is not None:
+            x = soft_clip(x, self.input_clip)
         if context is not None:
             x = torch.cat([x, context.expand(*x.shape[:-1], context.shape[-1])], dim=-1)
         for layer in self:
