@@ -69,6 +69,46 @@ class _Boltzmann(GenerativeModel):
     def _flat(self, x: torch.Tensor) -> torch.Tensor:
         return x.reshape(len(x), -1).to(self.b.dtype)
 
+    def _chain_settings(self, k: int, sample_steps: int, exact_max: int, ais_temps: int, ais_chains: int) -> None:
+        """The settings every machine checks and keeps: Gibbs sweeps per update, sampling, enumeration, AIS."""
+        self.k = check_positive_int("k", k)
+        self.sample_steps = check_positive_int("sample_steps", sample_steps)
+        self.exact_max = check_positive_int("exact_max", exact_max)
+        self.ais_temps = check_positive_int("ais_temps", ais_temps)
+        self.ais_chains = check_positive_int("ais_chains", ais_chains)
+
+    # -- Gibbs chains (the machines with a block sweep: ``gibbs`` on a state of ``_state_size`` units) -------------
+    _state_size: int
+
+    def gibbs(self, state: torch.Tensor, steps: int = 1) -> torch.Tensor:
+        raise NotImplementedError
+
+    def _record(self, state: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The visible units of a chain state and the energy recorded with them."""
+        raise NotImplementedError
+
+    def gibbs_chains(self, n: int, steps: int | None = None, record_every: int = 10) -> Chains:
+        """``n`` Gibbs chains from uniform random states, the visible units recorded every ``record_every`` sweeps
+        with an energy per draw as ``energy`` (for ``chains.to_inference_data()`` and ArviZ)."""
+        check_positive_int("n", n)
+        steps = self.sample_steps if steps is None else check_positive_int("steps", steps)
+        every = check_positive_int("record_every", record_every)
+        state = torch.bernoulli(torch.full((n, self._state_size), 0.5, dtype=self.b.dtype, device=self.b.device))
+        draws, energies = [], []
+        with torch.no_grad():
+            for i in range(steps):
+                state = self.gibbs(state)
+                if (i + 1) % every == 0 or i == steps - 1:
+                    v, energy = self._record(state)
+                    draws.append(v.reshape(n, *self.event_shape))
+                    energies.append(energy)
+        return Chains(torch.stack(draws, 1), {"energy": torch.stack(energies, 1)})
+
+    def sample(self, n: int, steps: int | None = None) -> torch.Tensor:
+        """``n`` draws of the visible units after ``steps`` (default ``sample_steps``) Gibbs sweeps from uniform
+        random states."""
+        return self.gibbs_chains(n, steps, record_every=10**9).samples[:, -1]
+
     def _enumerable(self) -> bool:
         raise NotImplementedError
 
@@ -152,15 +192,11 @@ class RBM(_Boltzmann):
         self.hidden = check_positive_int("hidden", hidden)
         if objective not in OBJECTIVES:
             raise ValueError(f"objective must be one of {', '.join(OBJECTIVES)}; got {objective!r}")
-        self.exact_max = check_positive_int("exact_max", exact_max)
+        self._chain_settings(k, sample_steps, exact_max, ais_temps, ais_chains)
         if objective == "exact" and self.hidden > self.exact_max:
             raise ValueError(f"objective 'exact' enumerates 2**hidden states: hidden must be <= {self.exact_max}")
         self.objective = objective
-        self.k = check_positive_int("k", k)
-        self.sample_steps = check_positive_int("sample_steps", sample_steps)
-        self.ais_temps = check_positive_int("ais_temps", ais_temps)
-        self.ais_chains = check_positive_int("ais_chains", ais_chains)
-        d = math.prod(self.event_shape)
+        d = self._state_size = math.prod(self.event_shape)
         self.W = nn.Parameter(0.01 * torch.randn(d, self.hidden))
         self.b = nn.Parameter(torch.zeros(d))
         self.c = nn.Parameter(torch.zeros(self.hidden))
@@ -259,26 +295,8 @@ class RBM(_Boltzmann):
                 self.persistent[: len(neg)] = neg
         return self.free_energy(v).mean() - self.free_energy(neg).mean()
 
-    # -- sampling and the Pyro program -----------------------------------------------------------------------------
-    def gibbs_chains(self, n: int, steps: int | None = None, record_every: int = 10) -> Chains:
-        """``n`` Gibbs chains from uniform random states, recorded every ``record_every`` sweeps, with the free
-        energy per draw as ``energy`` (for ``chains.to_inference_data()`` and ArviZ)."""
-        check_positive_int("n", n)
-        steps = self.sample_steps if steps is None else check_positive_int("steps", steps)
-        every = check_positive_int("record_every", record_every)
-        v = torch.bernoulli(torch.full((n, math.prod(self.event_shape)), 0.5, dtype=self.W.dtype, device=self.W.device))
-        draws, energies = [], []
-        with torch.no_grad():
-            for i in range(steps):
-                v = self.gibbs(v)
-                if (i + 1) % every == 0 or i == steps - 1:
-                    draws.append(v.reshape(n, *self.event_shape))
-                    energies.append(self.free_energy(v))
-        return Chains(torch.stack(draws, 1), {"energy": torch.stack(energies, 1)})
-
-    def sample(self, n: int, steps: int | None = None) -> torch.Tensor:
-        """``n`` draws after ``steps`` (default ``sample_steps``) Gibbs sweeps from uniform random states."""
-        return self.gibbs_chains(n, steps, record_every=10**9).samples[:, -1]
+    def _record(self, state: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return state, self.free_energy(state)  # the free energy: h summed out
 
     def _enumerable(self) -> bool:
         return self.hidden <= self.exact_max
@@ -374,12 +392,8 @@ class BoltzmannMachine(_Boltzmann):
         if objective not in ("cd", "pcd"):
             raise ValueError(f"objective must be 'cd' or 'pcd'; got {objective!r}")
         self.objective = objective
-        self.k = check_positive_int("k", k)
-        self.sample_steps = check_positive_int("sample_steps", sample_steps)
-        self.exact_max = check_positive_int("exact_max", exact_max)
-        self.ais_temps = check_positive_int("ais_temps", ais_temps)
-        self.ais_chains = check_positive_int("ais_chains", ais_chains)
-        d = math.prod(self.event_shape)
+        self._chain_settings(k, sample_steps, exact_max, ais_temps, ais_chains)
+        d = self._state_size = math.prod(self.event_shape)
         self.raw_W = nn.Parameter(0.01 * torch.randn(d, d))
         self.b = nn.Parameter(torch.zeros(d))
         self.register_buffer("persistent", torch.bernoulli(torch.full((check_positive_int("chains", chains), d), 0.5)))
@@ -461,12 +475,8 @@ class BoltzmannMachine(_Boltzmann):
                 self.persistent[: len(neg)] = neg
         return self.unnormalized_log_prob(neg).mean() - self.unnormalized_log_prob(v).mean()
 
-    def sample(self, n: int, steps: int | None = None) -> torch.Tensor:
-        """``n`` draws after ``steps`` Gibbs sweeps from uniform random states."""
-        check_positive_int("n", n)
-        steps = self.sample_steps if steps is None else check_positive_int("steps", steps)
-        v = torch.bernoulli(torch.full((n, math.prod(self.event_shape)), 0.5, dtype=self.b.dtype, device=self.b.device))
-        return self.gibbs(v, steps).reshape(n, *self.event_shape)
+    def _record(self, state: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return state, -self.unnormalized_log_prob(state)  # the energy -b'v - v'Wv/2
 
     def _enumerable(self) -> bool:
         return math.prod(self.event_shape) <= self.exact_max
@@ -547,14 +557,11 @@ class DBM(_Boltzmann):
         if isinstance(pretrain_steps, bool) or not isinstance(pretrain_steps, int) or pretrain_steps < 0:
             raise ValueError(f"pretrain_steps must be a non-negative integer; got {pretrain_steps!r}")
         self.pretrain_steps = pretrain_steps
-        self.k = check_positive_int("k", k)
+        self._chain_settings(k, sample_steps, exact_max, ais_temps, ais_chains)
         self.mean_field_steps = check_positive_int("mean_field_steps", mean_field_steps)
-        self.sample_steps = check_positive_int("sample_steps", sample_steps)
-        self.exact_max = check_positive_int("exact_max", exact_max)
-        self.ais_temps = check_positive_int("ais_temps", ais_temps)
-        self.ais_chains = check_positive_int("ais_chains", ais_chains)
         d = math.prod(self.event_shape)
         h1, h2 = layers
+        self._state_size = d + h1 + h2
         self.W1 = nn.Parameter(0.01 * torch.randn(d, h1))
         self.W2 = nn.Parameter(0.01 * torch.randn(h1, h2))
         self.b = nn.Parameter(torch.zeros(d))
@@ -769,25 +776,6 @@ class DBM(_Boltzmann):
         return self._unchecked_loss(batch)
 
     # -- sampling ----------------------------------------------------------------------------------------------
-    def gibbs_chains(self, n: int, steps: int | None = None, record_every: int = 10) -> Chains:
-        """``n`` Gibbs chains of :math:`(v, h^1, h^2)` from uniform random states, the visible units recorded every
-        ``record_every`` sweeps with the joint energy as ``energy`` (for ArviZ)."""
-        check_positive_int("n", n)
-        steps = self.sample_steps if steps is None else check_positive_int("steps", steps)
-        every = check_positive_int("record_every", record_every)
-        state = torch.bernoulli(
-            torch.full((n, self.persistent.shape[1]), 0.5, dtype=self.b.dtype, device=self.b.device)
-        )
-        draws, energies = [], []
-        with torch.no_grad():
-            for i in range(steps):
-                state = self.gibbs(state)
-                if (i + 1) % every == 0 or i == steps - 1:
-                    v, h1, h2 = self._split(state)
-                    draws.append(v.reshape(n, *self.event_shape))
-                    energies.append(self.energy(v, h1, h2))
-        return Chains(torch.stack(draws, 1), {"energy": torch.stack(energies, 1)})
-
-    def sample(self, n: int, steps: int | None = None) -> torch.Tensor:
-        """``n`` draws of :math:`v` after ``steps`` (default ``sample_steps``) Gibbs sweeps from uniform states."""
-        return self.gibbs_chains(n, steps, record_every=10**9).samples[:, -1]
+    def _record(self, state: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        v, h1, h2 = self._split(state)
+        return v, self.energy(v, h1, h2)  # the joint energy of the recorded state
