@@ -465,7 +465,10 @@ class _FlowPairedEBM(EnergyModel):
         self.flow_layers = check_positive_int("flow_layers", flow_layers)
         self.flow_hidden = check_hidden(flow_hidden)
         self.reg = _number("reg", reg, strict=False)
-        self.flow = RealNVP(self.event_shape, num_layers=self.flow_layers, hidden=self.flow_hidden)
+        # unclipped conditioners: the flow models the EBM's own samples (its numbers were measured so)
+        self.flow = RealNVP(
+            self.event_shape, num_layers=self.flow_layers, hidden=self.flow_hidden, conditioner_clip=None
+        )
 
     def config(self) -> dict[str, Any]:
         return {

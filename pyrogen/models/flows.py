@@ -387,6 +387,8 @@ class RealNVP(_CouplingFlow):
         event_shape: ``(D,)`` with ``D >= 2`` (or an image shape, flattened).
         num_layers: number of coupling layers.
         hidden: hidden sizes of each coupling's conditioner MLP.
+        conditioner_clip: the conditioners read their input through :func:`pyrogen.nn.soft_clip` at this level
+            (``None``: unclipped): far-tail inputs then cannot overflow the gradient.
         **kwargs: ``preprocess``, ``alpha``, ``dequantize``: see :class:`FlowModel`.
         **kwargs: also ``context_classes``: condition every coupling on a one-hot
             label (Pyro's :class:`~pyro.distributions.transforms.ConditionalAffineCoupling`).
@@ -414,15 +416,30 @@ class RealNVP(_CouplingFlow):
         event_shape: Sequence[int] = (2,),
         num_layers: int = 8,
         hidden: Sequence[int] = (64, 64),
+        conditioner_clip: float | None = CONDITIONER_CLIP,
         **kwargs: Any,
     ) -> None:
+        if conditioner_clip is not None and (
+            isinstance(conditioner_clip, bool)
+            or not isinstance(conditioner_clip, (int, float))
+            or conditioner_clip <= 0
+        ):
+            raise ValueError(f"conditioner_clip must be a positive number or None; got {conditioner_clip!r}")
+        self.conditioner_clip = conditioner_clip
         super().__init__(event_shape, num_layers, hidden, **kwargs)
 
     conditional_ok = True
 
+    def config(self) -> dict[str, Any]:
+        cfg = super().config()
+        if self.conditioner_clip != CONDITIONER_CLIP:
+            cfg["conditioner_clip"] = self.conditioner_clip
+        return cfg
+
     def _coupling(self, split: int) -> nn.Module:
         k = self.context_classes
-        net = MLP(split, self.hidden, 2 * (self.dim - split), chunks=2, context=k, input_clip=CONDITIONER_CLIP)
+        clip = self.conditioner_clip
+        net = MLP(split, self.hidden, 2 * (self.dim - split), chunks=2, context=k, input_clip=clip)
         return ConditionalAffineCoupling(split, net) if k else AffineCoupling(split, net)
 
     def _log_prob(self, x: torch.Tensor, y: object = None) -> torch.Tensor:
