@@ -204,8 +204,8 @@ def default_threads() -> int | None:
     """The intra-op threads for a command run without ``--threads``: ``None`` (torch's choice) where
     ``OMP_NUM_THREADS`` says it, else the cores the 1-minute load average leaves idle, at least 1.
 
-    On a 2-core machine busy with other work, torch's two threads made a small VAE's step 6x slower than one
-    thread (952 ms against 150 ms); on an idle one they are faster (the demo: 65-75 s against 98 s).
+    Threads that compete with other work for the same cores slow small models several-fold
+    (``benchmarks/threads.py`` times the demo idle and with one core busy, both ways).
     """
     if os.environ.get("OMP_NUM_THREADS"):
         return None

@@ -702,9 +702,6 @@ class DBM(_Boltzmann):
         with torch.no_grad():
             return -self.log_prob(batch).mean()
 
-    def pseudo_log_likelihood(self, x: torch.Tensor) -> torch.Tensor:
-        raise NotImplementedError("the DBM's validation monitor is its NLL (log Z enumerated or by AIS)")
-
     # -- training ----------------------------------------------------------------------------------------------
     def param_groups(self) -> dict[str, list[nn.Parameter]]:
         return {

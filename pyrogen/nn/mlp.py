@@ -8,7 +8,7 @@ from typing import Any
 import torch
 from torch import nn
 
-__all__ = ["MLP"]
+__all__ = ["MLP", "soft_clip"]
 
 
 def soft_clip(x: torch.Tensor, c: float) -> torch.Tensor:
