@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import save_file
 
-from pyrogen.quality import FEATURES_FILE, digit_features, train_digit_features
+from pyrogen.quality import FEATURES_FILE, digit_features, machine_fingerprint, train_digit_features
 
 TARGET = Path(__file__).resolve().parents[1] / "pyrogen" / "data" / FEATURES_FILE
 
@@ -33,7 +33,8 @@ def main(argv: list[str] | None = None) -> int:
         diff = max(float((a - b).abs().max()) for a, b in pairs)
         out["max_abs_diff_to_shipped"] = diff
     if args.write:
-        save_file({k: v.contiguous() for k, v in net.state_dict().items()}, str(TARGET))
+        tensors = {k: v.contiguous() for k, v in net.state_dict().items()}
+        save_file(tensors, str(TARGET), metadata={"made_on": machine_fingerprint()})
         out["wrote"] = str(TARGET)
     print(json.dumps(out, indent=1))
     return 0

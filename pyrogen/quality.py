@@ -455,6 +455,30 @@ class DigitFeatures(nn.Module):
 _FEATURES: DigitFeatures | None = None
 
 
+def machine_fingerprint() -> str:
+    """What training the feature network bit for bit depends on: the CPU model, torch's version and its
+    CPU kernels' capability (``ATEN_CPU_CAPABILITY``). Training is repeatable on one fingerprint; torch
+    promises nothing across them, where a retrained network agrees in accuracy and FID instead."""
+    import platform
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next((ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name")), cpu)
+    except OSError:
+        pass
+    return f"{cpu} | torch {torch.__version__} | {torch.backends.cpu.get_cpu_capability()}"
+
+
+def digit_features_fingerprint() -> str | None:
+    """The :func:`machine_fingerprint` the shipped weights were trained on (``None`` if not recorded)."""
+    from safetensors import safe_open
+
+    path = resources.files("pyrogen.data").joinpath(FEATURES_FILE)
+    with resources.as_file(path) as file, safe_open(str(file), "pt") as f:
+        return (f.metadata() or {}).get("made_on")
+
+
 def digit_features() -> DigitFeatures:
     """The trained :class:`DigitFeatures` shipped in the package (loaded once, in eval mode, on the CPU).
 

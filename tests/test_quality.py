@@ -225,14 +225,43 @@ def test_the_shipped_feature_network_classifies_the_test_digits():
         assert float((pred == d.labels["test"]).float().mean()) >= 0.97, name
 
 
+def _fid_with(net: quality.DigitFeatures, real: torch.Tensor, fake: torch.Tensor, support: str) -> float:
+    with torch.no_grad():
+        ref = net.features(quality.to_unit_grey(load("digits-int").train, "integer").float()).double()
+        scale = float(ref.pow(2).mean().sqrt())
+        f = [net.features(quality.to_unit_grey(x, support).float()).double() / scale for x in (real, fake)]
+    return quality.frechet_distance(*quality._cov(f[0]), *quality._cov(f[1]))
+
+
 @pytest.mark.slow
-def test_retraining_the_feature_network_reproduces_the_shipped_weights():
+def test_retraining_the_feature_network_gives_the_shipped_accuracy_and_fid():
+    # Training is bitwise repeatable only on the machine (CPU, torch, kernel capability) the weights were made
+    # on; elsewhere what a user relies on is the accuracy and the FIDs the network gives.
     torch.set_num_threads(1)
     net, acc = quality.train_digit_features(seed=0)
     shipped = quality.digit_features()
-    for (k, a), b in zip(net.state_dict().items(), shipped.state_dict().values(), strict=True):
-        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5, msg=k)
-    assert acc["digits-int"] >= 0.97
+    assert acc["digits-int"] >= 0.97 and acc["digits"] >= 0.97 and acc["digits-binary"] >= 0.93, acc
+    d = load("digits-binary")
+    g = _g(3)
+    factorized = torch.bernoulli(d.train.mean(0).expand(len(d.test), -1, -1, -1), generator=g)
+    flipped = torch.where(torch.rand(d.test.shape, generator=g) < 0.1, 1 - d.test, d.test)
+    pairs = {"train": d.train[: len(d.test)], "flipped": flipped, "factorized": factorized}
+    ours = {k: _fid_with(net, d.test, v, "binary") for k, v in pairs.items()}
+    theirs = {k: _fid_with(shipped, d.test, v, "binary") for k, v in pairs.items()}
+    assert ours["train"] < ours["flipped"] < ours["factorized"], ours
+    # a network retrained from seed 1 (as different as another machine's rounding can make it) gives
+    # 0.243 / 0.657 / 3.22 where the shipped one gives 0.255 / 0.405 / 3.50: the order holds, and the
+    # two ends agree within a quarter
+    for k in ("train", "factorized"):
+        assert abs(ours[k] - theirs[k]) <= 0.25 * theirs[k], (k, ours, theirs)
+    if quality.digit_features_fingerprint() == quality.machine_fingerprint():
+        for (k, a), b in zip(net.state_dict().items(), shipped.state_dict().values(), strict=True):
+            torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5, msg=k)
+
+
+def test_the_shipped_feature_weights_say_which_machine_made_them():
+    fp = quality.digit_features_fingerprint()
+    assert fp is not None and fp.count(" | ") == 2, fp
 
 
 def test_reference_rows_order_real_digits_above_noise():

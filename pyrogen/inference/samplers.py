@@ -58,6 +58,7 @@ __all__ = [
     "RandomWalkMH",
     "HMC",
     "AnnealedLangevin",
+    "StepSizeAdapter",
     "sample_chains",
     "PyroKernel",
     "AISResult",
@@ -481,6 +482,48 @@ def _check_count(name: str, v: Any, lo: int) -> int:
     return v
 
 
+class StepSizeAdapter:
+    r"""Per-chain step-size adaptation to a target acceptance probability :math:`\delta`, over ``warmup_steps``.
+
+    Two stages. The first three quarters run dual averaging (Nesterov, 2009; Hoffman and Gelman, 2014,
+    Algorithm 5, Pyro's :class:`~pyro.ops.dual_averaging.DualAveraging`), robust from a start far off.
+    Its iterates do not converge -- only their average does -- and the average of one chain's noisy
+    acceptance is :math:`\delta` over the *iterates*: where the acceptance is concave in
+    :math:`\log \epsilon` (HMC at 0.8, MALA at 0.57) the averaged step accepts more than
+    :math:`\delta`, where it is convex (random-walk MH at 0.23) less. The last quarter therefore
+    starts at that average and runs a Robbins--Monro iteration (Robbins and Monro, 1951; Andrieu and
+    Thoms, 2008, Sec. 4) :math:`\log \epsilon_{k+1} = \log \epsilon_k + 2 (a_k - \delta) / (k + 10)`,
+    whose iterates converge to the root of :math:`E[a(\epsilon)] = \delta`; the step kept is its last
+    iterate.
+
+    Args:
+        step_size: the initial step size per chain, ``(chains,)``.
+        target_accept: :math:`\delta`.
+        warmup_steps: the number of :meth:`update` calls the adaptation is spread over.
+    """
+
+    def __init__(self, step_size: torch.Tensor, target_accept: float, warmup_steps: int) -> None:
+        self.target_accept = float(target_accept)
+        self.warmup_steps = int(warmup_steps)
+        self.final_steps = self.warmup_steps // 4
+        self._dual = DualAveraging(prox_center=torch.log(10 * step_size))
+        self._log_step = torch.log(step_size)
+        self._t = 0
+
+    def update(self, accept_prob: torch.Tensor) -> torch.Tensor:
+        """Feed one transition's acceptance probabilities ``(chains,)``; returns the next step sizes."""
+        first = self.warmup_steps - self.final_steps
+        if self._t < first:
+            self._dual.step(self.target_accept - accept_prob)
+            log_step, log_avg = self._dual.get_state()
+            self._log_step = log_avg if self._t == first - 1 else log_step
+        else:
+            k = self._t - first
+            self._log_step = self._log_step + 2.0 * (accept_prob - self.target_accept) / (k + 10)
+        self._t += 1
+        return torch.exp(self._log_step)
+
+
 def sample_chains(
     kernel: Kernel,
     initial: torch.Tensor | ChainState,
@@ -510,19 +553,16 @@ def sample_chains(
     state = initial if isinstance(initial, ChainState) else kernel.init(initial)
     adapt = None
     if kernel.adapt_step_size and warmup_steps > 0:
-        adapt = DualAveraging(prox_center=torch.log(10 * state.step_size))
+        adapt = StepSizeAdapter(state.step_size, kernel.target_accept, warmup_steps)
     bar = None
     if progress:
         from tqdm.auto import tqdm
 
         bar = tqdm(total=warmup_steps + num_samples * thin, desc=type(kernel).__name__)
-    for t in range(warmup_steps):
+    for _ in range(warmup_steps):
         state = kernel.step(state)
         if adapt is not None:
-            adapt.step(kernel.target_accept - state.accept_prob)
-            log_step, log_avg = adapt.get_state()
-            final = t == warmup_steps - 1
-            state = replace(state, step_size=torch.exp(log_avg if final else log_step).to(state.step_size))
+            state = replace(state, step_size=adapt.update(state.accept_prob).to(state.step_size))
         if bar is not None:
             bar.update(1)
     draws: list[torch.Tensor] = []
@@ -725,7 +765,7 @@ class PyroKernel(MCMCKernel):
         self._state = self._kernel.init(self._flatten(self._initial_params).detach())
         self._adapt = None
         if self._kernel.adapt_step_size and warmup_steps > 0:
-            self._adapt = DualAveraging(prox_center=math.log(10 * self._kernel.step_size))
+            self._adapt = StepSizeAdapter(self._state.step_size, self._kernel.target_accept, warmup_steps)
 
     @property
     def initial_params(self) -> dict[str, torch.Tensor] | None:
@@ -743,12 +783,7 @@ class PyroKernel(MCMCKernel):
         state = self._kernel.step(self._state)
         if self._t < self._warmup_steps:
             if self._adapt is not None:
-                self._adapt.step(self._kernel.target_accept - float(state.accept_prob[0]))
-                log_step, log_avg = self._adapt.get_state()
-                final = self._t == self._warmup_steps - 1
-                state = replace(
-                    state, step_size=torch.full_like(state.step_size, math.exp(log_avg if final else log_step))
-                )
+                state = replace(state, step_size=self._adapt.update(state.accept_prob).to(state.step_size))
         else:
             self._accept_sum += float(state.accept_prob[0])
             if bool(state.diverging[0]):
