@@ -19,7 +19,9 @@ Sections (``--only``):
 
 from __future__ import annotations
 
+import json
 import sys
+import tempfile
 import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
@@ -33,8 +35,7 @@ from _common import report, section_parser  # noqa: E402
 
 from pyrogen import quality  # noqa: E402
 from pyrogen.data import load  # noqa: E402
-from pyrogen.inference import TrainConfig, fit  # noqa: E402
-from pyrogen.models import registry  # noqa: E402
+from pyrogen.runs import train_run  # noqa: E402
 
 SECTIONS = ("toys", "digits", "uses", "speed")
 #: The loss variants: (label, registered name, options).
@@ -63,28 +64,34 @@ def _round(metrics: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def train(name: str, data_name: str, options: dict[str, Any], steps: int | None, seed: int = 0) -> tuple[Any, dict]:
-    """Train ``name`` on ``data_name`` from its registered defaults; ``(model, row)`` with the training time."""
-    torch.manual_seed(seed)
-    pyro.set_rng_seed(seed)
-    data = load(data_name)
-    cls = registry.get(name)
-    model = cls.from_dataset(data, **options)
-    cfg = {**cls.train_defaults_for(data), "seed": seed}
-    if steps is not None:
-        cfg["steps"] = steps
-    t = time.perf_counter()
-    res = fit(model, model.training_data(data, "train"), model.training_data(data, "val"), TrainConfig(**cfg))
+def train(
+    name: str, data_name: str, options: dict[str, Any], steps: int | None, seed: int = 0, evaluate: bool = False
+) -> tuple[Any, dict]:
+    """Train ``name`` on ``data_name`` from its registered defaults, as ``pyrogen train`` does (the same code,
+    :func:`pyrogen.runs.train_run`, so the same seed gives the CLI's model); ``(model, row)`` with the steps,
+    the time and, with ``evaluate``, what ``pyrogen evaluate`` prints for the run."""
+    with tempfile.TemporaryDirectory() as out:
+        t = time.perf_counter()
+        model, _, metrics = train_run(
+            name, data_name, out, steps=steps, seed=seed, model_kwargs=options, evaluate=evaluate
+        )
+        secs = time.perf_counter() - t
+        history = json.loads((Path(out) / "history.json").read_text())
     model.eval()
-    return model, {"steps": res.step, "best_step": res.best_step, "train_s": round(time.perf_counter() - t, 1)}
+    row = {"steps": history[-1]["step"] if history else 0, "train_s": round(secs, 1)}
+    return model, {**row, **metrics}
 
 
-def _quality_job(label: str, name: str, options: dict[str, Any], data_name: str, steps: int | None) -> dict:
+def _quality_job(
+    label: str, name: str, options: dict[str, Any], data_name: str, steps: int | None, seed: int = 0
+) -> dict:
+    """One row: the model ``pyrogen train NAME --data DATA --seed SEED`` trains, with the sample quality
+    ``pyrogen evaluate`` prints for it."""
     torch.set_num_threads(1)
-    model, row = train(name, data_name, options, steps)
-    pyro.set_rng_seed(0)
-    q = quality.sample_quality(model, load(data_name))
-    return {"variant": label, "data": data_name, **row, **_round(q)}
+    _, row = train(name, data_name, options, steps, seed, evaluate=True)
+    keep = ("steps", "train_s", "modes", "high_quality", "fid", "kid", "precision", "recall")
+    keep += ("inception_score", "mmd", "c2st")
+    return {"variant": label, "data": data_name, "seed": seed, **_round({k: v for k, v in row.items() if k in keep})}
 
 
 def _pool(jobs: int, tasks: list[tuple], job: Any = None) -> list[dict]:
@@ -96,8 +103,9 @@ def _pool(jobs: int, tasks: list[tuple], job: Any = None) -> list[dict]:
         return list(ex.map(job, *zip(*tasks, strict=True)))
 
 
-def toys(steps: int | None, jobs: int) -> list[dict]:
-    return _pool(jobs, [(label, name, opts, d, steps) for d in TOYS for label, name, opts in VARIANTS])
+def toys(steps: int | None, jobs: int, seeds: tuple[int, ...] = (0,)) -> list[dict]:
+    tasks = [(label, name, opts, d, steps, s) for d in TOYS for label, name, opts in VARIANTS for s in seeds]
+    return _pool(jobs, tasks)
 
 
 def digits(steps: int | None, jobs: int) -> list[dict]:
@@ -225,14 +233,35 @@ def speed(rounds: int, steps: int) -> dict[str, Any]:
     return step_bench.wgan_gp_digits_row(rounds, steps)
 
 
+def _spread(values: list[float], digits: int) -> str:
+    """``mean ± sd`` over seeds (the value alone for one seed)."""
+    if len(values) == 1:
+        return f"{values[0]:.{digits}f}"
+    t = torch.tensor(values, dtype=torch.float64)
+    return f"{float(t.mean()):.{digits}f} ± {float(t.std()):.{digits}f}"
+
+
+def _print_toys(rows: list[dict[str, Any]]) -> None:
+    """One line per variant and toy, mean ± sd over the seeds run (modes: their range)."""
+    seeds = sorted({r["seed"] for r in rows})
+    print(f"seeds {seeds}\n| variant | data | MMD² | C2ST | modes of 8 | high quality |\n|---|---|---|---|---|---|")
+    groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for r in rows:
+        groups.setdefault((r["variant"], r["data"]), []).append(r)
+    for (variant, data_name), rs in groups.items():
+        modes, hq = "–", "–"
+        if "modes" in rs[0]:
+            lo, hi = min(r["modes"] for r in rs), max(r["modes"] for r in rs)
+            modes = f"{lo:.0f}" if lo == hi else f"{lo:.0f}–{hi:.0f}"
+            hq = _spread([r["high_quality"] for r in rs], 3)
+        mmd, c2st = _spread([r["mmd"] for r in rs], 4), _spread([r["c2st"] for r in rs], 3)
+        print(f"| `{variant}` | {data_name} | {mmd} | {c2st} | {modes} | {hq} |")
+
+
 def _print(out: dict[str, Any]) -> None:
     """The README's tables (markdown)."""
     if "toys" in out:
-        print("| variant | data | MMD² | C2ST | modes of 8 | high quality |\n|---|---|---|---|---|---|")
-        for r in out["toys"]:
-            modes = f"{r['modes']:.0f}" if "modes" in r else "–"
-            hq = f"{r['high_quality']:.3f}" if "high_quality" in r else "–"
-            print(f"| `{r['variant']}` | {r['data']} | {r['mmd']:.4f} | {r['c2st']:.3f} | {modes} | {hq} |")
+        _print_toys(out["toys"])
     if "digits" in out:
         print("\n| variant | FID | KID | precision | recall | IS | train s |\n|---|---|---|---|---|---|---|")
         for r in out["digits"]:
@@ -257,12 +286,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--steps", type=int, help="training steps per model (default: the registered defaults)")
     p.add_argument("--jobs", type=int, default=2, help="models trained at once (one thread each)")
     p.add_argument("--uses", nargs="+", choices=USES, help="only these parts of the uses section")
+    p.add_argument("--seeds", type=int, nargs="+", default=[0], help="seeds of the toys section (spread over them)")
     args = p.parse_args(argv)
     steps = 30 if args.quick else args.steps
     only = args.only or list(SECTIONS)
     out: dict[str, Any] = {}
     if "toys" in only:
-        out["toys"] = toys(steps, args.jobs)
+        out["toys"] = toys(steps, args.jobs, tuple(args.seeds))
     if "digits" in only:
         out["digits"] = digits(steps, args.jobs)
     if "uses" in only:

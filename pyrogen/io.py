@@ -93,12 +93,17 @@ def save_checkpoint(
     Raises:
         TypeError: a value in ``tensors`` is not a tensor, or ``metadata`` is not
             JSON-serialisable.
+        ValueError: a floating-point tensor holds NaN or infinite values (a checkpoint to resume from must
+            not be poisoned).
     """
     clean: dict[str, torch.Tensor] = {}
     for k, v in tensors.items():
         if not isinstance(v, torch.Tensor):
             raise TypeError(f"tensors[{k!r}] must be a torch.Tensor; got {type(v).__name__}")
         clean[k] = v.detach().cpu().contiguous().clone()
+    bad = _non_finite(clean)
+    if bad:
+        raise ValueError(f"tensors {bad[:3]} hold NaN or infinite values; a checkpoint is not written with them")
     try:
         doc = json.dumps(dict(metadata), sort_keys=True, allow_nan=False)
     except (TypeError, ValueError) as e:
@@ -117,7 +122,8 @@ def load_checkpoint(
 
     Raises:
         CheckpointError: the file does not exist, is truncated or corrupt (its
-            digest does not match), or is not a pyrogen checkpoint.
+            digest does not match), is not a pyrogen checkpoint, or holds NaN or
+            infinite values.
     """
     path = Path(path)
     if not path.is_file():
@@ -138,9 +144,16 @@ def load_checkpoint(
         meta = json.loads(header["json"])
     except (KeyError, json.JSONDecodeError) as e:
         raise CheckpointError(f"checkpoint {str(path)!r} has unreadable metadata: {e}") from None
+    bad = _non_finite(tensors)
+    if bad:
+        raise CheckpointError(f"checkpoint {str(path)!r} holds NaN or infinite values in {bad[:3]}")
     if device is not None:
         tensors = {k: v.to(device) for k, v in tensors.items()}
     return tensors, meta
+
+
+def _non_finite(tensors: Mapping[str, torch.Tensor]) -> list[str]:
+    return [k for k, t in tensors.items() if t.is_floating_point() and not bool(torch.isfinite(t).all())]
 
 
 def _read_header(blob: bytes) -> dict[str, str]:

@@ -215,7 +215,10 @@ def train_run(
         "train_config": cfg.__dict__,
         "pyrogen_version": __version__,
     }
-    if first:
+    # a resume fit may still refuse (a setting that contradicts the checkpoint): run.json keeps the run's own
+    # settings until fit has accepted the new ones
+    resuming = resume and latest_checkpoint(out) is not None
+    if first and not resuming:
         _write_json(out / "run.json", run)
     try:
         result = fit(
@@ -235,6 +238,8 @@ def train_run(
             if created and not any(out.iterdir()):
                 out.rmdir()
         raise
+    if first and resuming:
+        _write_json(out / "run.json", run)
     import torch.distributed as tdist
 
     if tdist.is_initialized() and tdist.get_rank() != 0:

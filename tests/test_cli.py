@@ -222,6 +222,15 @@ def test_every_bad_invocation_is_one_line_and_creates_nothing(trained_run, tmp_p
         assert _tree(trained_run) == run_before, args
 
 
+def test_a_refused_resume_leaves_run_json_as_it_was(trained_run, capsys):
+    # before: `--resume --lr 0.5` on a run trained at another lr exited 2, yet run.json said lr 0.5
+    before = (trained_run / "run.json").read_bytes()
+    code = main(["train", "realnvp", "--out", str(trained_run), "--resume", "--lr", "0.5", "-q"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and "lr" in err[0], err
+    assert (trained_run / "run.json").read_bytes() == before
+
+
 def test_sample_writes_exactly_the_named_file_and_evaluation_is_repeatable(trained_run, tmp_path, capsys):
     assert main(["sample", str(trained_run), "-n", "7", "--out", str(tmp_path / "s.NPZ")]) == 0
     assert [p.name for p in tmp_path.iterdir()] == ["s.NPZ"]

@@ -280,8 +280,8 @@ def test_flows_train_on_images_with_image_settings():
     assert Glow.train_defaults_for(load("digits"))["val_every"] == 50
 
 
-def test_as_distribution_inside_a_users_program_trains_under_svi():
-    """Hardening item 18: a flow's distribution in a user's model is trained by SVI without pyro.module."""
+def test_as_distribution_inside_a_users_program_trains_under_svi_when_asked():
+    """A flow's distribution in a user's model is trained by SVI with ``trainable=True`` (no pyro.module call)."""
     import pyro
 
     from pyrogen.data import load
@@ -293,7 +293,7 @@ def test_as_distribution_inside_a_users_program_trains_under_svi():
 
     def model(obs):
         with pyro.plate("data", len(obs)):
-            pyro.sample("x", flow.as_distribution(), obs=obs)
+            pyro.sample("x", flow.as_distribution(trainable=True), obs=obs)
 
     before = {k: v.clone() for k, v in flow.state_dict().items()}
     svi = pyro.infer.SVI(model, lambda obs: None, pyro.optim.Adam({"lr": 1e-2}), pyro.infer.Trace_ELBO())
@@ -303,7 +303,7 @@ def test_as_distribution_inside_a_users_program_trains_under_svi():
     assert changed, "the flow's parameters stayed at their initial values"
     with torch.no_grad():  # outside a Pyro program nothing is registered
         pyro.clear_param_store()
-        flow.as_distribution()
+        flow.as_distribution(trainable=True)
         assert not list(pyro.get_param_store().keys())
 
 

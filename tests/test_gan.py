@@ -52,7 +52,9 @@ def test_an_implicit_distribution_stands_in_a_pyro_program():
     tr = pyro.poutine.trace(program).get_trace()
     assert tr.nodes["x"]["value"].shape == (6, 1, 8, 8)
     assert tr.nodes["x"]["fn"].batch_shape == (6,) and tr.nodes["x"]["fn"].event_shape == (1, 8, 8)
-    assert "ns-gan$$$generator.net.0.weight" in pyro.get_param_store()  # inside a program its weights are Pyro's
+    assert not list(pyro.get_param_store().keys())  # a trained model enters frozen
+    pyro.poutine.trace(lambda: pyro.sample("x", gan.as_distribution(trainable=True))).get_trace()
+    assert "ns-gan$$$generator.net.0.weight" in pyro.get_param_store()  # asked for: its weights are Pyro's
     # rsample is reparameterized: gradients reach the generator (its own weights; with an EMA, the average's
     # buffers are what it samples with)
     gan = small("ns-gan", ema=None)

@@ -282,3 +282,65 @@ def test_no_readable_checkpoint_says_what_to_do(tmp_path):
         f.write_bytes(b"garbage")
     with pytest.raises(CheckpointError, match="delete the checkpoints .* or train into another --out"):
         fit(small_model("realnvp"), x, None, steps=10, batch_size=64, out=tmp_path, resume=True)
+
+
+def _poison(path, key_prefix):
+    from safetensors.torch import load, save
+
+    from pyrogen import io
+
+    blob = path.read_bytes()
+    header = io._read_header(blob)
+    tensors = {k: v.clone() for k, v in load(blob).items()}
+    key = next(k for k in tensors if k.startswith(key_prefix) and tensors[k].is_floating_point())
+    tensors[key].view(-1)[0] = float("nan")
+    header["sha256"] = io._digest(tensors, header["json"])
+    path.write_bytes(save(tensors, metadata=header))
+    return key
+
+
+@pytest.mark.parametrize("prefix", ["model.", "optim."])
+def test_a_checkpoint_holding_nan_is_refused_and_the_previous_one_resumed(tmp_path, caplog, prefix):
+    # before: a NaN parameter resumed and failed at the next checkpoint with the wrong advice; a NaN optimizer
+    # moment named the poisoned file as the last good one
+    x = small_data("realnvp", 256)
+    cfg = TrainConfig(steps=30, batch_size=64, val_every=0, checkpoint_every=10, keep_checkpoints=3)
+    fit(small_model("realnvp"), x, None, cfg, out=tmp_path)
+    _poison(latest_checkpoint(tmp_path), prefix)
+    ref = small_model("realnvp")
+    fit(ref, x, None, cfg, out=tmp_path / "ref")
+    m = small_model("realnvp")
+    r = fit(m, x, None, cfg, out=tmp_path, resume=True)  # from step 20, the last good one
+    assert r.step == 30 and "holds NaN or infinite values" in caplog.text
+    for k, t in ref.state_dict().items():
+        assert torch.equal(t, m.state_dict()[k])
+
+
+def test_when_no_checkpoint_is_readable_only_the_error_is_said(tmp_path, caplog):
+    x = small_data("realnvp", 256)
+    fit(small_model("realnvp"), x, None, steps=10, batch_size=64, checkpoint_every=5, out=tmp_path)
+    for f in tmp_path.glob("ckpt-*.safetensors"):
+        f.write_bytes(b"garbage")
+    caplog.clear()
+    with pytest.raises(CheckpointError, match="no readable checkpoint"):
+        fit(small_model("realnvp"), x, None, steps=10, batch_size=64, out=tmp_path, resume=True)
+    assert "skipping unreadable checkpoint" not in caplog.text
+
+
+def test_a_foreign_checkpoint_name_neither_survives_rotation_nor_costs_a_good_one(tmp_path):
+    # before: ckpt-999999999.safetensors sorted newest, rotation kept it and deleted the good ckpt-30
+    x = small_data("realnvp", 256)
+    cfg = TrainConfig(steps=30, batch_size=64, val_every=0, checkpoint_every=10, keep_checkpoints=2)
+    tmp_path.mkdir(exist_ok=True)
+    foreign = tmp_path / "ckpt-999999999.safetensors"
+    foreign.write_bytes(b"not ours")
+    (tmp_path / "ckpt-notes.safetensors").write_bytes(b"not ours either")
+    fit(small_model("realnvp"), x, None, cfg, out=tmp_path)
+    names = sorted(p.name for p in tmp_path.glob("ckpt-*.safetensors"))
+    assert names == [
+        "ckpt-000000020.safetensors",
+        "ckpt-000000030.safetensors",
+        "ckpt-999999999.safetensors",
+        "ckpt-notes.safetensors",
+    ]
+    assert foreign.read_bytes() == b"not ours"

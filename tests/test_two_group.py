@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import small_data, small_model
 
 from pyrogen.inference import TrainConfig, TrainingDiverged, fit, latest_checkpoint
 from pyrogen.inference.trainer import make_optimizers, training_step
@@ -186,3 +187,28 @@ def test_a_diverging_run_stops_and_writes_no_bad_checkpoint(tmp_path):
     with pytest.raises(TrainingDiverged, match="became nan by step 6.*last good checkpoint is .*000000004"):
         fit(m, DATA, None, steps=20, batch_size=64, checkpoint_every=2, out=tmp_path)
     assert latest_checkpoint(tmp_path).name.endswith("000000004.safetensors")
+
+
+def test_every_critic_update_draws_its_own_real_batch():
+    # WGAN (Arjovsky et al., 2017, Algorithm 1) samples a fresh minibatch for each of its n_critic iterations
+    m = small_model("wgan-gp")
+    m.n_critic = 5
+    x = small_data("wgan-gp")
+    seen: list[tuple[str, torch.Tensor]] = []
+    forward = m.forward
+
+    def recording(batch, group="model", objective="loss"):
+        seen.append((group, batch.detach().clone()))
+        return forward(batch, group=group, objective=objective)
+
+    m.forward = recording
+    fit(m, x, steps=3, batch_size=32, lr=1e-4, seed=0, log_every=1)
+    assert [g for g, _ in seen] == (["critic"] * 5 + ["generator"]) * 3
+    critic = [b for g, b in seen if g == "critic"]
+    assert len(critic) == 15
+    for i in range(len(critic)):
+        for j in range(i):
+            assert not torch.equal(critic[i], critic[j]), (i, j)
+    # each batch is 32 distinct training rows
+    rows = {tuple(r.flatten().tolist()) for r in x}
+    assert all(tuple(r.flatten().tolist()) in rows for b in critic for r in b)

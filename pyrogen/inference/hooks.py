@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Iterator, Sequence
+from typing import Any
 
 import torch
 import torch.distributed as tdist
@@ -98,6 +99,19 @@ class EMA(TrainingHook):
         beta = min(self.decay, (1 + t) / (10 + t))
         torch._foreach_lerp_(self._shadows(), self._params(), 1.0 - beta)
         self.num_updates += 1
+
+    def averaged_parameters(self) -> dict[str, torch.Tensor]:
+        """The averages under the target's parameter names (what ``torch.func.functional_call`` takes)."""
+        names = {id(p): n for n, p in self._target.named_parameters()}
+        return {names[id(p)]: s for p, s in zip(self._params(), self._shadows(), strict=True)}
+
+    def call(self, *args: Any, **kwargs: Any) -> Any:
+        """The target run on ``args`` with the averaged parameters (``torch.func.functional_call``); its own
+        parameters are left as they are and collect no gradient, and the averages (buffers) none either.
+        Differentiable in the inputs: what a model's ``model``/``guide`` use in eval mode."""
+        from torch.func import functional_call
+
+        return functional_call(self._target, self.averaged_parameters(), args, kwargs, strict=False)
 
     @contextlib.contextmanager
     def averaged(self) -> Iterator[None]:

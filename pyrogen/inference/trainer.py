@@ -21,6 +21,7 @@ import gc
 import logging
 import math
 import os
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -244,8 +245,13 @@ def training_step(
     step: int,
     groups: _Groups,
     cfg: TrainConfig,
+    draw: Callable[[int], Data] | None = None,
 ) -> dict[str, torch.Tensor]:
     """One optimisation step of :func:`fit`: every group of ``update_schedule(step)`` in turn.
+
+    The first update trains on ``batch``; the ``i``-th after it on ``draw(i)``, a batch of its own (WGAN's
+    critic iterations each see a fresh minibatch, Arjovsky et al., 2017, Algorithm 1); without ``draw`` every
+    update reuses ``batch``.
 
     ``wrapped`` computes a group's loss: ``model.forward`` on one process, or the
     DDP wrapper. (Going through ``PyroModule.__call__`` would issue a
@@ -263,7 +269,9 @@ def training_step(
     if not schedule:
         raise ValueError(f"update_schedule({step}) returned no parameter group")
     losses: dict[str, torch.Tensor] = {}
-    for gname in schedule:
+    for update, gname in enumerate(schedule):
+        if update and draw is not None:
+            batch = draw(update)
         opt, settings, frozen = groups.opts[gname], groups.settings[gname], groups.frozen[gname]
         for pg in opt.param_groups:
             pg["lr"] = cfg.lr_at(step, settings["lr"])
@@ -307,9 +315,23 @@ def _adam(params: list[torch.Tensor], settings: Mapping[str, Any], fused: bool) 
     return torch.optim.Adam(params, **kw)
 
 
+_CKPT_NAME = re.compile(rf"{CKPT_PREFIX}(\d{{9}})\.safetensors")
+
+
+def _checkpoints(run_dir: str | os.PathLike[str], up_to: int | None = None) -> list[Path]:
+    """The checkpoint files in ``run_dir`` by step, oldest first: the names the trainer writes
+    (``ckpt-<9 digits>.safetensors``), and with ``up_to`` only those of steps at most ``up_to``."""
+    found = []
+    for f in Path(run_dir).glob(f"{CKPT_PREFIX}*.safetensors"):
+        m = _CKPT_NAME.fullmatch(f.name)
+        if m and (up_to is None or int(m.group(1)) <= up_to):
+            found.append((int(m.group(1)), f))
+    return [f for _, f in sorted(found)]
+
+
 def latest_checkpoint(run_dir: str | os.PathLike[str]) -> Path | None:
     """The newest checkpoint file in ``run_dir``, or ``None``."""
-    files = sorted(Path(run_dir).glob(f"{CKPT_PREFIX}*.safetensors"))
+    files = _checkpoints(run_dir)
     return files[-1] if files else None
 
 
@@ -417,6 +439,16 @@ class _Batches:
             self._order = torch.tensor(list(self.sampler), dtype=torch.long, device=self.device)
             self._epoch = epoch
         return self._order[i * self.local : (i + 1) * self.local]
+
+    def extra(self, step: int, update: int) -> torch.Tensor:
+        """The batch of the ``update``-th group update (``update >= 1``) of ``step``: a draw of its own, without
+        replacement, from a generator seeded by the run's seed, the step and the update alone (so a resumed run
+        draws what an uninterrupted one would; every rank takes its own part of one permutation)."""
+        g = torch.Generator().manual_seed((self.sampler.seed * 0x9E3779B1 + step * 0x85EBCA6B + update) % 2**63)
+        n = len(self.sampler.dataset)  # type: ignore[arg-type]
+        perm = torch.randperm(n, generator=g)
+        rank = self.sampler.rank
+        return perm[rank * self.local : (rank + 1) * self.local].to(self.device)
 
 
 #: Training data: examples, or examples with their context (e.g. class labels) for conditional models.
@@ -626,7 +658,15 @@ def _loop(st: _State, train: Data, val: Data | None, progress: bool) -> None:
     step = st.result.step
     check_each_step = st.dev.type != "cuda"  # free on the CPU; on a GPU the running sums are checked instead
     while step < cfg.steps and not st.result.stopped_early:
-        losses = training_step(model, wrapped, _rows(train, st.batches(step)), step, st.groups, cfg)
+        losses = training_step(
+            model,
+            wrapped,
+            _rows(train, st.batches(step)),
+            step,
+            st.groups,
+            cfg,
+            lambda update, step=step: _rows(train, st.batches.extra(step, update)),
+        )
         for g, v in losses.items():
             st.running[g] = st.running[g] + v if g in st.running else v.clone()
         st.n_running += 1
@@ -821,12 +861,13 @@ def _save(st: _State) -> None:
         tensors["trainer.running_count"] = torch.tensor(st.n_running)
         if st.best_state is not None:
             tensors.update({"best." + k: v for k, v in st.best_state.items()})
-        bad = [
-            k for k, t in tensors.items() if k.startswith("model.") and t.is_floating_point() and not t.isfinite().all()
-        ]
+        bad = [k for k, t in tensors.items() if t.is_floating_point() and not t.isfinite().all()]
         if bad:
+            what = "parameters" if any(k.startswith("model.") for k in bad) else "optimizer or trainer state"
+            last = latest_checkpoint(st.run_dir)
+            keep = f"; the last good checkpoint is {last}" if last is not None else ""
             raise TrainingDiverged(
-                f"parameters {bad[:3]} became non-finite by step {st.result.step}: lower lr or set grad_clip"
+                f"{what} {bad[:3]} became non-finite by step {st.result.step}: lower lr or set grad_clip{keep}"
             )
         res = st.result
         meta = {
@@ -849,22 +890,24 @@ def _save(st: _State) -> None:
         }
         path = st.run_dir / f"{CKPT_PREFIX}{res.step:09d}.safetensors"
         save_checkpoint(path, tensors, meta)
-        old = sorted(st.run_dir.glob(f"{CKPT_PREFIX}*.safetensors"))[: -st.cfg.keep_checkpoints]
-        for f in old:
+        # rotation counts this run's past only: a file of a later step (a foreign one) is neither kept nor deleted
+        for f in _checkpoints(st.run_dir, up_to=res.step)[: -st.cfg.keep_checkpoints]:
             f.unlink()
     if st.world > 1:
         tdist.barrier()
 
 
 def _load_latest(run_dir: Path, dev: torch.device) -> tuple[dict[str, torch.Tensor], dict[str, Any]] | None:
-    files = sorted(run_dir.glob(f"{CKPT_PREFIX}*.safetensors"), reverse=True)
     errors = []
-    for f in files:
+    for f in reversed(_checkpoints(run_dir)):
         try:
-            return load_checkpoint(f, device=dev)
+            loaded = load_checkpoint(f, device=dev)
         except CheckpointError as e:
-            log.warning("skipping unreadable checkpoint: %s", e)
             errors.append(str(e))
+            continue
+        for e in errors:  # said once a good one is found; if none is, the error below says it all
+            log.warning("skipping unreadable checkpoint: %s", e)
+        return loaded
     if errors:
         raise CheckpointError(
             f"no readable checkpoint in {run_dir} to resume from ({'; '.join(errors)}); delete the "

@@ -27,7 +27,8 @@ from torch import nn
 from pyrogen.data import Dataset
 from pyrogen.distributions.autoregressive import AutoregressiveDistribution, make_conditionals
 from pyrogen.inference.objectives import log_mean_exp
-from pyrogen.models.base import GenerativeModel, check_dropout, check_hidden, check_positive_int
+from pyrogen.inference.program import data_plate
+from pyrogen.models.base import GenerativeModel, accepts_unbatched, check_dropout, check_hidden, check_positive_int
 from pyrogen.models.registry import register
 from pyrogen.nn import CausalTransformer, GatedPixelCNNNet, MADENet, PixelCNNNet
 
@@ -171,13 +172,14 @@ class AutoregressiveModel(GenerativeModel):
     def model(self, x: torch.Tensor | None = None, num_samples: int | None = None) -> torch.Tensor:
         pyro.module(self.name or type(self).__name__.lower(), self)
         n = len(x) if x is not None else (num_samples or 1)
-        with pyro.plate("data", n):
+        with data_plate(n):
             return pyro.sample("x", self.as_distribution(), obs=x)
 
     def as_distribution(self, temperature: float = 1.0) -> AutoregressiveDistribution:
         """The model as a Pyro distribution with event shape ``event_shape`` (``temperature`` only affects sampling)."""
         return AutoregressiveDistribution(self, _check_temperature(temperature))
 
+    @accepts_unbatched()
     def log_prob(self, x: torch.Tensor) -> torch.Tensor:
         r"""Exact :math:`\log p(x)` in nats, shape ``(n,)``.
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 import itertools
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, ClassVar
 
 import pyro
@@ -15,7 +15,40 @@ from torch import nn
 
 from pyrogen.data import Dataset, validate
 
-__all__ = ["GenerativeModel"]
+__all__ = ["GenerativeModel", "accepts_unbatched"]
+
+
+def accepts_unbatched(
+    shape: Callable[[Any], Sequence[int]] = lambda self: self.event_shape,
+    label: int | None = None,
+) -> Callable[[Callable[..., torch.Tensor]], Callable[..., torch.Tensor]]:
+    """Let a method over a batch of examples take one example, as ``torch.distributions`` do.
+
+    ``f(x)`` of an unbatched ``x`` (shape ``shape(self)``, the event shape unless told) is ``f(x[None])[0]``; an
+    integer or 0-d label ``y`` (keyword ``y``, or the positional argument ``label`` after ``x``) goes with it as
+    ``[y]``. Batched input is passed through.
+    """
+
+    def wrap(method: Callable[..., torch.Tensor]) -> Callable[..., torch.Tensor]:
+        @functools.wraps(method)
+        def wrapper(self: Any, x: Any, *args: Any, **kwargs: Any) -> torch.Tensor:
+            if not (isinstance(x, torch.Tensor) and tuple(x.shape) == tuple(shape(self))):
+                return method(self, x, *args, **kwargs)
+
+            def one(y: Any) -> Any:
+                if isinstance(y, int) and not isinstance(y, bool):
+                    return [y]
+                return y[None] if isinstance(y, torch.Tensor) and y.dim() == 0 else y
+
+            if label is not None and len(args) > label:
+                args = (*args[:label], one(args[label]), *args[label + 1 :])
+            if "y" in kwargs:
+                kwargs["y"] = one(kwargs["y"])
+            return method(self, x.unsqueeze(0), *args, **kwargs)[0]
+
+        return wrapper
+
+    return wrap
 
 
 class GenerativeModel(PyroModule):
@@ -41,9 +74,14 @@ class GenerativeModel(PyroModule):
       raise :class:`NotImplementedError` naming the metric to use instead;
     - :meth:`sample` returns ``(n,) + event_shape``;
     - :meth:`as_distribution` returns a Pyro distribution where the family
-      defines one; called inside a Pyro program it registers the model's
-      parameters with ``pyro.module``, so ``SVI`` trains them (no separate
-      ``pyro.module`` call is needed).
+      defines one. Inside a Pyro program it enters *frozen*: nothing goes into
+      Pyro's param store, so an outer ``SVI`` never changes the model (a
+      trained prior stays the prior it was trained to be). With
+      ``as_distribution(..., trainable=True)`` its parameters are registered
+      with ``pyro.module`` under the model's name and ``SVI`` trains them;
+    - :meth:`model` and :meth:`guide` put their rows in the caller's plate at
+      dim -1 where there is one (:func:`~pyrogen.inference.program.data_plate`),
+      so plate names are the caller's.
 
     Adversarial and energy-based families override :meth:`param_groups`,
     :meth:`update_schedule` and :meth:`forward` (see
@@ -76,8 +114,10 @@ class GenerativeModel(PyroModule):
         if as_dist is not None and not getattr(as_dist, "_registers", False):
 
             @functools.wraps(as_dist)
-            def as_distribution(self: GenerativeModel, *args: Any, **kw: Any) -> Any:
-                if pyro.poutine.runtime.am_i_wrapped():  # inside a Pyro program: its parameters are Pyro's too
+            def as_distribution(self: GenerativeModel, *args: Any, trainable: bool = False, **kw: Any) -> Any:
+                if not isinstance(trainable, bool):
+                    raise TypeError(f"trainable must be True or False; got {trainable!r}")
+                if trainable and pyro.poutine.runtime.am_i_wrapped():  # asked for: its parameters are Pyro's
                     pyro.module(self.name or type(self).__name__, self)
                 return as_dist(self, *args, **kw)
 

@@ -30,8 +30,9 @@ from torch.distributions import constraints
 
 from pyrogen.data import Dataset
 from pyrogen.distributions.energy import NumericalDensity
+from pyrogen.inference.program import data_plate
 from pyrogen.inference.samplers import AISResult, Chains
-from pyrogen.models.base import GenerativeModel, check_hidden, check_positive_int
+from pyrogen.models.base import GenerativeModel, accepts_unbatched, check_hidden, check_positive_int
 from pyrogen.models.registry import register
 
 __all__ = ["DBM", "RBM", "BoltzmannMachine", "rbm_ais"]
@@ -119,6 +120,7 @@ class _Boltzmann(GenerativeModel):
     def log_normalizer(self) -> tuple[torch.Tensor, float]:
         raise NotImplementedError
 
+    @accepts_unbatched()
     def log_prob(self, x: torch.Tensor) -> torch.Tensor:
         """:math:`\\log p(v)` per example (the AIS estimate's standard error, where it is used, is in
         :meth:`evaluation_metrics`)."""
@@ -154,8 +156,9 @@ class _Boltzmann(GenerativeModel):
 
     def model(self, x: torch.Tensor | None = None, *args: Any, **kwargs: Any) -> Any:
         """A Pyro program: ``x`` observed under :math:`p(v)` (hidden units summed out)."""
+        pyro.module(self.name or type(self).__name__, self)
         n = 1 if x is None else len(x)
-        with pyro.plate("data", n):
+        with data_plate(n):
             return pyro.sample("x", self.as_distribution(), obs=x)
 
 
@@ -222,6 +225,7 @@ class RBM(_Boltzmann):
         return {"lr": 0.01, "batch_size": 64, "steps": 6000, "val_every": 500, **cls.train_defaults}
 
     # -- energies ------------------------------------------------------------------------------------------------
+    @accepts_unbatched()
     def free_energy(self, v: torch.Tensor) -> torch.Tensor:
         r""":math:`F(v) = -b^\top v - \sum_j \operatorname{softplus}(c_j + (v^\top W)_j)` per example, for ``v`` flat
         ``(n, D)``."""

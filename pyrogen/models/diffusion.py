@@ -31,16 +31,16 @@ import pyro.distributions as dist
 import torch
 from pyro.infer import TraceMeanField_ELBO
 from torch import nn
-from torch.func import functional_call
 
 from pyrogen.data import Dataset
 from pyrogen.distributions.discretized import DiscretizedNormal
 from pyrogen.distributions.energy import NumericalDensity
 from pyrogen.inference import diffusion as D
 from pyrogen.inference.hooks import EMA
+from pyrogen.inference.program import data_plate
 from pyrogen.inference.samplers import AnnealedLangevin, Chains
 from pyrogen.inference.schedules import PARAMETRIZATIONS, SCHEDULES, SDES, NoiseSchedule, geometric_sigmas, make_sde
-from pyrogen.models.base import GenerativeModel, check_dropout, check_hidden, check_positive_int
+from pyrogen.models.base import GenerativeModel, accepts_unbatched, check_dropout, check_hidden, check_positive_int
 from pyrogen.models.registry import register
 from pyrogen.nn.diffusion import DENOISER_ARCHS, DenoisingMLP, DenoisingUNet
 
@@ -220,9 +220,7 @@ class DiffusionModel(GenerativeModel):
     def _net(self, z: torch.Tensor, c: torch.Tensor, y: torch.Tensor | None, averaged: bool = False) -> torch.Tensor:
         if not averaged or self.ema is None:
             return self.net(z, c, y)
-        names = [n for n, _ in self.net.named_parameters()]
-        shadows = dict(zip(names, self.ema._shadows(), strict=True))
-        return functional_call(self.net, shadows, (z, c, y), strict=False)
+        return self.ema.call(z, c, y)
 
     def _guided(
         self, z: torch.Tensor, c: torch.Tensor, y: torch.Tensor | None, guidance: float, averaged: bool = True
@@ -443,6 +441,7 @@ class DDPM(DiffusionModel):
         return (out - target).pow(2).flatten(1).mean(-1)
 
     # -- the bound ---------------------------------------------------------------------------------------------
+    @accepts_unbatched(label=0)
     def elbo(self, x: torch.Tensor, y: object = None) -> torch.Tensor:
         r"""The variational bound on :math:`\log p(x)` in nats, per example, with every term in closed form:
         :math:`-L_T - \sum_{t \ge 2} L_{t-1} - L_0`, each :math:`L_{t-1}` at its own draw of
@@ -473,22 +472,24 @@ class DDPM(DiffusionModel):
     def model(self, x: torch.Tensor | None = None, y: torch.Tensor | None = None) -> torch.Tensor:
         r"""The reverse chain: :math:`x_T \sim N(0, I)`, :math:`x_{t-1} \sim N(\mu_\theta(x_t, t), \tilde\beta_t I)`
         for :math:`t = T, \dots, 2` (sites ``x_T``, ..., ``x_1``, in the diffusion's space), and the decoder
-        ``x_0`` observed at ``x`` in data space."""
+        ``x_0`` observed at ``x`` in data space. In eval mode the network runs with the EMA weights, those of
+        :meth:`sample` and :meth:`elbo`; in training mode with its own (what ``SVI`` updates)."""
         pyro.module(self.name or "ddpm", self)
+        averaged = not self.training
         n = 1 if x is None else len(x)
         ref = self._ref()
         d = len(self.space_shape)
-        with pyro.plate("data", n):
+        with data_plate(n):
             z = pyro.sample(
                 f"x_{self.timesteps}",
                 dist.Normal(torch.zeros(n, *self.space_shape, dtype=ref.dtype, device=ref.device), 1.0).to_event(d),
             )
             for step in range(self.timesteps, 1, -1):
                 t = torch.full((n,), step, dtype=torch.long, device=ref.device)
-                mean, var = self.schedule.posterior(self._x0(z, t, y, False), z, t)
+                mean, var = self.schedule.posterior(self._x0(z, t, y, averaged), z, t)
                 z = pyro.sample(f"x_{step - 1}", dist.Normal(mean, var.sqrt()).to_event(d))
             t1 = torch.ones(n, dtype=torch.long, device=ref.device)
-            return pyro.sample("x_0", self._decoder(self._x0(z, t1, y, False)), obs=x)
+            return pyro.sample("x_0", self._decoder(self._x0(z, t1, y, averaged)), obs=x)
 
     def guide(self, x: torch.Tensor | None = None, y: torch.Tensor | None = None) -> None:
         r"""The fixed forward chain in its posterior factorization: :math:`x_T \sim q(x_T \mid x_0)`, then
@@ -497,7 +498,7 @@ class DDPM(DiffusionModel):
             raise ValueError("the guide conditions on the data: give x")
         z0 = self.to_latent_space(x)
         d = len(self.space_shape)
-        with pyro.plate("data", len(x)):
+        with data_plate(len(x)):
             t = torch.full((len(x),), self.timesteps, dtype=torch.long, device=x.device)
             mean, std = self.schedule.q_moments(z0, t)
             z = pyro.sample(f"x_{self.timesteps}", dist.Normal(mean, std.expand_as(mean)).to_event(d))
@@ -516,6 +517,7 @@ class DDPM(DiffusionModel):
         :math:`q(x_T \\mid x_0)` through the posteriors, the negative bound on it (the same draws on the same
         seed)."""
         x, y = self._split(self._checked_batch(batch))
+        averaged = not self.training  # as model() does
         z0 = self.to_latent_space(x)
         t = torch.full((len(x),), self.timesteps, dtype=torch.long, device=x.device)
         mean, std = self.schedule.q_moments(z0, t)
@@ -523,11 +525,11 @@ class DDPM(DiffusionModel):
         total = self.prior_kl(z0)
         for step in range(self.timesteps, 1, -1):
             t = torch.full((len(x),), step, dtype=torch.long, device=x.device)
-            total = total + self._term(x, z0, z, t, y, False)
+            total = total + self._term(x, z0, z, t, y, averaged)
             mean, var = self.schedule.posterior(z0, z, t)
             z = dist.Normal(mean, var.sqrt().expand_as(mean)).rsample()
         t1 = torch.ones(len(x), dtype=torch.long, device=x.device)
-        return (total + self._term(x, z0, z, t1, y, False)).mean()
+        return (total + self._term(x, z0, z, t1, y, averaged)).mean()
 
     # -- sampling -------------------------------------------------------------------------------------------
     def reverse_chain(
@@ -803,6 +805,7 @@ class ScoreSDE(DiffusionModel):
         out = self._net(self.sde.perturb(z0, t, noise), 999.0 * t, y, averaged)
         return (out - noise).pow(2).flatten(1).mean(-1)
 
+    @accepts_unbatched(label=0)
     def log_prob(
         self, x: torch.Tensor, trace: str | None = None, probes: int = 1, differentiable: bool = False
     ) -> torch.Tensor:
@@ -812,12 +815,15 @@ class ScoreSDE(DiffusionModel):
         through the solver (gradients in the parameters)."""
         return self._log_prob(self.validate(x), trace, probes, differentiable)
 
-    def _log_prob(self, x: torch.Tensor, trace: str | None, probes: int, differentiable: bool) -> torch.Tensor:
+    def _log_prob(
+        self, x: torch.Tensor, trace: str | None, probes: int, differentiable: bool, averaged: bool | None = None
+    ) -> torch.Tensor:
         d = math.prod(self.event_shape)
         trace = ("exact" if d <= self.exact_trace_max else "hutchinson") if trace is None else trace
+        averaged = not differentiable if averaged is None else averaged
         with self._evaluating():
             lp, _ = D.probability_flow_log_prob(
-                lambda z, t: self.score(z, t, averaged=not differentiable),
+                lambda z, t: self.score(z, t, averaged=averaged),
                 self.sde,
                 self.to_latent_space(x),
                 t_min=self.T_MIN_TRAIN,
@@ -832,18 +838,21 @@ class ScoreSDE(DiffusionModel):
 
     def as_distribution(self) -> NumericalDensity:
         """:class:`~pyrogen.distributions.NumericalDensity`: ``log_prob`` through the probability-flow ODE
-        (differentiable in the parameters, the raw weights), ``sample`` by :meth:`sample`."""
+        (differentiable; in eval mode with the EMA weights, those of :meth:`sample` and :meth:`log_prob`, in
+        training mode with the raw ones), ``sample`` by :meth:`sample`."""
         from torch.distributions import constraints
 
         support = constraints.unit_interval if self.support == "unit_interval" else constraints.real
+        averaged = not self.training
         return NumericalDensity(
-            lambda x: self._log_prob(x, None, 1, True), self.sample, self.event_shape, support=support
+            lambda x: self._log_prob(x, None, 1, True, averaged), self.sample, self.event_shape, support=support
         )
 
     def model(self, x: torch.Tensor | None = None, *args: Any, **kwargs: Any) -> Any:
         """A Pyro program: ``x`` observed under :meth:`as_distribution`."""
+        pyro.module(self.name or type(self).__name__, self)
         n = 1 if x is None else len(x)
-        with pyro.plate("data", n):
+        with data_plate(n):
             return pyro.sample("x", self.as_distribution(), obs=x)
 
     def pyro_loss(self, batch: Any) -> torch.Tensor:
@@ -855,7 +864,7 @@ class ScoreSDE(DiffusionModel):
     def fused_pyro_loss(self, batch: Any) -> torch.Tensor:
         """:meth:`pyro_loss` in plain tensors: ``-log_prob(x, differentiable=True).mean()``."""
         x, _ = self._split(self._checked_batch(batch))
-        return -self._log_prob(x, None, 1, True).mean()
+        return -self._log_prob(x, None, 1, True, not self.training).mean()
 
     def reverse_chain(
         self,

@@ -32,8 +32,9 @@ from pyrogen.data import Dataset
 from pyrogen.distributions.energy import EnergyDistribution
 from pyrogen.inference import energy as E
 from pyrogen.inference.hooks import ReplayBuffer
+from pyrogen.inference.program import data_plate
 from pyrogen.inference.samplers import MALA, Langevin, sample_chains
-from pyrogen.models.base import GenerativeModel, check_hidden, check_positive_int
+from pyrogen.models.base import GenerativeModel, accepts_unbatched, check_hidden, check_positive_int
 from pyrogen.models.registry import register
 from pyrogen.nn.energy import ENERGY_ARCHS, EnergyNet
 
@@ -155,6 +156,7 @@ class EnergyModel(GenerativeModel):
         r""":math:`f_\theta(x)`, ``(n, *event_shape) -> (n,)``: the log density up to :math:`-\log Z_\theta`."""
         return self.f(self.validate(x))
 
+    @accepts_unbatched()
     def energy(self, x: torch.Tensor) -> torch.Tensor:
         r""":math:`E_\theta(x) = -f_\theta(x)`, per example."""
         return -self.unnormalized_log_prob(x)
@@ -287,7 +289,7 @@ class EnergyModel(GenerativeModel):
         """A Pyro program: ``x`` observed under the energy distribution (its ``log_prob`` unnormalized)."""
         pyro.module(self.name or type(self).__name__, self)
         n = 1 if x is None else len(x)
-        with pyro.plate("data", n):
+        with data_plate(n):
             return pyro.sample("x", self.as_distribution(), obs=x)
 
     # -- validation -------------------------------------------------------------------------------------------

@@ -39,7 +39,8 @@ from pyrogen.distributions.transforms import (
     Squeeze,
     Unsqueeze,
 )
-from pyrogen.models.base import GenerativeModel, check_hidden, check_positive_int
+from pyrogen.inference.program import data_plate
+from pyrogen.models.base import GenerativeModel, accepts_unbatched, check_hidden, check_positive_int
 from pyrogen.models.registry import alias, register
 from pyrogen.nn import MLP, MADENet
 
@@ -269,13 +270,14 @@ class FlowModel(GenerativeModel):
     def model(self, x: torch.Tensor | None = None, y: object = None, num_samples: int | None = None) -> torch.Tensor:
         pyro.module(self.name or type(self).__name__, self)
         n = len(x) if x is not None else (len(torch.as_tensor(y)) if y is not None else (num_samples or 1))
-        with pyro.plate("data", n):
+        with data_plate(n):
             return pyro.sample("x", self.as_distribution(y), obs=x)
 
     def pyro_loss(self, batch: Any) -> torch.Tensor:
         x, y = self._split_batch(batch)
         return Trace_ELBO().differentiable_loss(self.model, self.guide, x, y) / len(x)
 
+    @accepts_unbatched(label=0)
     def log_prob(self, x: torch.Tensor, y: object = None) -> torch.Tensor:
         """Exact :math:`\\log p(x)` (or :math:`\\log p(x \\mid y)`) in nats, shape ``(n,)``.
 

@@ -26,13 +26,12 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 from torch.distributions import constraints
-from torch.func import functional_call
 
 from pyrogen.data import Dataset
 from pyrogen.distributions.implicit import ImplicitDistribution
 from pyrogen.inference import adversarial as adv
 from pyrogen.inference.hooks import EMA
-from pyrogen.models.base import GenerativeModel, check_hidden, check_positive_int
+from pyrogen.models.base import GenerativeModel, accepts_unbatched, check_hidden, check_positive_int
 from pyrogen.models.registry import register
 from pyrogen.nn.adversarial import ARCHS, Critic, Encoder, Generator, Translator
 
@@ -304,10 +303,9 @@ class AdversarialModel(GenerativeModel):
         args = (z,) if y is None else (z, y)
         if not averaged or self.ema is None:
             return self.generator(*args)
-        names = [n for n, _ in self.generator.named_parameters()]
-        shadows = dict(zip(names, self.ema._shadows(), strict=True))
-        return functional_call(self.generator, shadows, args, strict=False)
+        return self.ema.call(*args)
 
+    @accepts_unbatched(lambda self: (self.latent_dim,), label=0)
     def generate(self, z: torch.Tensor, y: object = None) -> torch.Tensor:
         r""":math:`G(z)` for given codes ``z`` of shape ``(n, latent_dim)`` (the EMA generator where there is one),
         in eval mode, differentiable in ``z`` — what a Pyro model over :math:`z` calls."""

@@ -26,7 +26,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from pyrogen.data import Dataset
-from pyrogen.models.base import GenerativeModel, check_positive_int
+from pyrogen.inference.program import data_plate
+from pyrogen.models.base import GenerativeModel, accepts_unbatched, check_positive_int
 from pyrogen.models.registry import register
 
 __all__ = ["BayesNet", "NaiveBayes"]
@@ -140,6 +141,7 @@ class NaiveBayes(GenerativeModel):
         with torch.no_grad():
             return self.joint_log_probs(x, observed).argmax(-1)
 
+    @accepts_unbatched()
     def log_prob(self, x: Any) -> torch.Tensor:
         r""":math:`\log p(x) = \log \sum_y p(y) p(x \mid y)`, the labels summed out (of a batch ``(x, y)`` the
         examples are scored: the density of ``x`` is what compares with the other families)."""
@@ -175,7 +177,7 @@ class NaiveBayes(GenerativeModel):
         enumerated (a Pyro program for ``TraceEnum_ELBO`` or ``infer_discrete``)."""
         pyro.module(self.name or "naive-bayes", self)
         n = 1 if x is None else len(x)
-        with pyro.plate("data", n):
+        with data_plate(n):
             label = pyro.sample("y", dist.Categorical(logits=self.class_logits), obs=y, infer={"enumerate": "parallel"})
             flat = None if x is None else x.reshape(n, -1)
             return pyro.sample("x", dist.Bernoulli(logits=self.feature_logits[label]).to_event(1), obs=flat)
@@ -376,6 +378,7 @@ class BayesNet(GenerativeModel):
         grids = torch.meshgrid(*[torch.arange(nd["states"]) for nd in self.nodes], indexing="ij")
         return torch.stack([g.flatten() for g in grids], -1)
 
+    @accepts_unbatched()
     def log_prob(self, x: torch.Tensor) -> torch.Tensor:
         """:math:`\\log p(x_{\\mathrm{observed}})` per row: the product of the tables for complete rows, the
         missing values (``-1``) summed out by enumerating their joint states."""
@@ -430,28 +433,35 @@ class BayesNet(GenerativeModel):
     # -- the Pyro program and queries ---------------------------------------------------------------------------
     def model(self, x: torch.Tensor | None = None, *args: Any, **kwargs: Any) -> dict[str, torch.Tensor]:
         """Each node a ``Categorical`` site named after it, in topological order, observed where ``x`` has a value
-        (``-1`` or no ``x``: latent, enumerated in parallel)."""
+        (``-1`` or no ``x``: latent, enumerated in parallel).
+
+        ``x`` is ``(n, V)`` rows, in the caller's plate at dim -1 if there is one (else a plate of the model's
+        own, :func:`~pyrogen.inference.program.data_plate`), or one unbatched row ``(V,)`` with sites of batch
+        shape ``()``. A single row gets no plate of the model's own (Pyro 1.9's ``compute_marginals`` fails on a
+        plate of size 1); its sites keep the batch shape ``(1,)``."""
         pyro.module(self.name or "bayes-net", self)
-        n = 1 if x is None else len(x)
+        unbatched = x is not None and x.dim() == 1
+        rows = None if x is None else (x[None] if unbatched else x)
+        n = 1 if rows is None else len(rows)
         tabs = self._log_tables()
         values: dict[str, torch.Tensor] = {}
-        with pyro.plate("data", n, dim=-1):
+        with data_plate(None if n == 1 else n):
             for v in self.order:
                 nd = self.nodes[v]
                 logits = tabs[v][tuple(values[p] for p in nd["parents"])] if nd["parents"] else tabs[v]
                 obs = None
-                if x is not None:
-                    col = x[:, v]
+                if rows is not None:
+                    col = rows[:, v]
                     if (col < 0).any():
                         if not (col < 0).all():
                             raise ValueError(
                                 f"node {nd['name']!r} is missing in some rows only: query rows one pattern at a time"
                             )
                     else:
-                        obs = col
+                        obs = col[0] if unbatched else col
                 d = dist.Categorical(logits=logits)
-                # every site carries the data plate in its batch shape (compute_marginals needs it explicit)
-                d = d.expand(torch.broadcast_shapes(d.batch_shape, (n,)))
+                if not unbatched:  # every site carries the rows' dim in its batch shape (compute_marginals needs it)
+                    d = d.expand(torch.broadcast_shapes(d.batch_shape, (n,)))
                 values[nd["name"]] = pyro.sample(nd["name"], d, obs=obs, infer={"enumerate": "parallel"})
         return values
 
@@ -476,8 +486,7 @@ class BayesNet(GenerativeModel):
         evidence = dict(evidence or {})
         if target in evidence:
             raise ValueError(f"node {target!r} is both the target and evidence")
-        # two copies of the row: Pyro 1.9's compute_marginals fails on a plate of size 1 (KeyError in its ring)
-        row = self._evidence_rows(evidence).expand(2, -1)
+        row = self._evidence_rows(evidence)[0]  # one unbatched row
         marginals = TraceEnum_ELBO(max_plate_nesting=1).compute_marginals(self.model, self.guide, row)
         d = marginals[target]
         return torch.softmax(d.logits.detach().reshape(-1, self.nodes[self.index[target]]["states"])[0], -1)

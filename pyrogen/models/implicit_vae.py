@@ -25,7 +25,8 @@ from pyro.infer import Trace_ELBO
 from torch import nn
 
 from pyrogen.data import Dataset
-from pyrogen.models.base import GenerativeModel, check_hidden, check_positive_int
+from pyrogen.inference.program import data_plate
+from pyrogen.models.base import GenerativeModel, accepts_unbatched, check_hidden, check_positive_int
 from pyrogen.models.registry import register
 from pyrogen.nn.mlp import MLP
 
@@ -191,7 +192,7 @@ class ImplicitVAE(GenerativeModel):
         pyro.module("implicit_vae", self)
         n = 1 if x is None else len(x)
         ref = next(self.decoder.parameters())
-        with pyro.plate("data", n):
+        with data_plate(n):
             z = pyro.sample("z", dist.Normal(torch.zeros(self.latent_dim, dtype=ref.dtype), 1.0).to_event(1))
             obs = None if x is None else self._flat(x)
             return pyro.sample("x", dist.Bernoulli(logits=self.decoder(z)).to_event(1), obs=obs)
@@ -200,7 +201,7 @@ class ImplicitVAE(GenerativeModel):
         pyro.module("implicit_vae", self)
         if x is None:
             raise ValueError("the guide needs the data x")
-        with pyro.plate("data", len(x)):
+        with data_plate(len(x)):
             z = self.encode(x)
             surrogate = -entropy_gradient_surrogate(z, self.score(z, x))  # log q := s.z, see loss()
             pyro.sample("z", dist.Delta(z, log_density=surrogate, event_dim=1))
@@ -223,11 +224,13 @@ class ImplicitVAE(GenerativeModel):
     def _iwae(self, x: torch.Tensor, k: int) -> torch.Tensor:
         return torch.logsumexp(self._log_weights(x, k), 0) - math.log(k)
 
+    @accepts_unbatched()
     def iwae(self, x: torch.Tensor, k: int = 1000) -> torch.Tensor:
         r"""The importance-weighted lower bound on :math:`\log p(x)` per example, ``k`` draws of the fitted proposal."""
         check_positive_int("k", k)
         return self._iwae(self._flat(self.validate(x)), k)
 
+    @accepts_unbatched()
     def elbo(self, x: torch.Tensor, k: int = 100) -> torch.Tensor:
         """The ELBO under the fitted proposal (the mean log weight over ``k`` draws): a lower bound."""
         check_positive_int("k", k)

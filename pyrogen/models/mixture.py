@@ -28,7 +28,8 @@ from pyro.infer import TraceEnum_ELBO, config_enumerate
 from torch import nn
 
 from pyrogen.data import Dataset
-from pyrogen.models.base import GenerativeModel, check_positive_int
+from pyrogen.inference.program import data_plate
+from pyrogen.models.base import GenerativeModel, accepts_unbatched, check_positive_int
 from pyrogen.models.registry import register
 
 __all__ = ["COVARIANCES", "GaussianMixture", "posterior_predictive_log_prob", "relabel"]
@@ -146,6 +147,7 @@ class GaussianMixture(GenerativeModel):
         v = self._flat(self.validate(x))
         return torch.log_softmax(self.logits, -1) + self._components().log_prob(v[:, None, :])
 
+    @accepts_unbatched()
     def log_prob(self, x: torch.Tensor) -> torch.Tensor:
         return torch.logsumexp(self.component_log_probs(x), -1)
 
@@ -171,7 +173,7 @@ class GaussianMixture(GenerativeModel):
         pyro.module(self.name or "gmm", self)
         n = 1 if x is None else len(x)
         comps = self._components()
-        with pyro.plate("data", n):
+        with data_plate(n):
             z = pyro.sample("z", dist.Categorical(logits=self.logits))
             if self.covariance == "diag":
                 d = dist.Normal(self.locs[z], comps.base_dist.scale[z]).to_event(1)
@@ -232,7 +234,7 @@ class GaussianMixture(GenerativeModel):
         with pyro.plate("components", k):
             locs = pyro.sample("locs", dist.Normal(m, 2 * s).to_event(1))
             scales = pyro.sample("scales", dist.LogNormal(s.log(), torch.ones_like(s)).to_event(1))
-        with pyro.plate("data", len(v)):
+        with data_plate(len(v)):
             z = pyro.sample("z", dist.Categorical(weights), infer={"enumerate": "parallel"})
             pyro.sample("x", dist.Normal(locs[z], scales[z]).to_event(1), obs=v)
 

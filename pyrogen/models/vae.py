@@ -42,7 +42,8 @@ from torch.distributions.utils import _standard_normal
 from pyrogen.data import Dataset
 from pyrogen.distributions.transforms import ConditionalMaskedAutoregressive
 from pyrogen.inference.objectives import gaussian_kl, iwae_bound, log_mean_exp
-from pyrogen.models.base import GenerativeModel, check_hidden, check_positive_int
+from pyrogen.inference.program import data_plate
+from pyrogen.models.base import GenerativeModel, accepts_unbatched, check_hidden, check_positive_int
 from pyrogen.models.registry import register
 from pyrogen.nn import MLP, ConvDecoder, ConvEncoder, MADENet
 
@@ -235,6 +236,7 @@ class LatentVariableModel(GenerativeModel):
         rec, log_r = self._terms(x, y, None, analytic=True)
         return rec + log_r
 
+    @accepts_unbatched(label=0)
     def elbo(self, x: Any, y: object = None) -> torch.Tensor:
         """Single-sample ELBO per example in nats (closed-form KL where there is one), shape ``(n,)``.
 
@@ -242,6 +244,7 @@ class LatentVariableModel(GenerativeModel):
         """
         return self._elbo(*self._inputs(x, y))
 
+    @accepts_unbatched(label=2)
     def iwae(self, x: Any, k: int = 1000, chunk: int = 100, y: object = None) -> torch.Tensor:
         r"""Importance-weighted bound :math:`\log \frac1k \sum_i p(x, z_i) / q(z_i \mid x)`, per example.
 
@@ -564,7 +567,7 @@ class VAE(LatentVariableModel):
         if self.prior_net is not None:
             pyro.module("prior", self.prior_net)
         n = len(x) if x is not None else len(y) if y is not None else (num_samples or 1)
-        with pyro.plate("data", n):
+        with data_plate(n):
             with poutine.scale(scale=self.kl_weight):
                 z = pyro.sample("z", self._prior())
             return pyro.sample("x", self._likelihood(self._decoder_out(z, y)), obs=x)
@@ -577,7 +580,7 @@ class VAE(LatentVariableModel):
         pyro.module("encoder", self.encoder)
         if self.posterior_layers is not None:
             pyro.module("posterior_flow", self.posterior_layers)
-        with pyro.plate("data", len(x)):
+        with data_plate(len(x)):
             loc, scale, context = self._encode(x, y)
             q: dist.TorchDistribution = dist.Normal(loc, scale).to_event(1)
             transforms = self._posterior_transforms(context)
@@ -972,7 +975,7 @@ class HierarchicalVAE(VAE):
         pyro.module("decoder", self.decoder)
         pyro.module("prior", self.conditional_prior)
         n = len(x) if x is not None else (num_samples or 1)
-        with pyro.plate("data", n):
+        with data_plate(n):
             with poutine.scale(scale=self.kl_weight):
                 z2 = pyro.sample("z2", self._top_prior())
                 z1 = pyro.sample("z1", dist.Normal(*self._gaussian(self.conditional_prior(z2))).to_event(1))
@@ -985,7 +988,7 @@ class HierarchicalVAE(VAE):
             return
         pyro.module("encoder", self.encoder)
         pyro.module("top_encoder", self.top_encoder)
-        with pyro.plate("data", len(x)):
+        with data_plate(len(x)):
             loc, scale, _ = self._encode(x, None)
             with poutine.scale(scale=self.kl_weight):
                 z1 = pyro.sample("z1", dist.Normal(loc, scale).to_event(1))
