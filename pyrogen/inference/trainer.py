@@ -658,15 +658,10 @@ def _loop(st: _State, train: Data, val: Data | None, progress: bool) -> None:
     step = st.result.step
     check_each_step = st.dev.type != "cuda"  # free on the CPU; on a GPU the running sums are checked instead
     while step < cfg.steps and not st.result.stopped_early:
-        losses = training_step(
-            model,
-            wrapped,
-            _rows(train, st.batches(step)),
-            step,
-            st.groups,
-            cfg,
-            lambda update, step=step: _rows(train, st.batches.extra(step, update)),
-        )
+        def draw(update: int, step: int = step) -> Data:
+            return _rows(train, st.batches.extra(step, update))
+
+        losses = training_step(model, wrapped, _rows(train, st.batches(step)), step, st.groups, cfg, draw)
         for g, v in losses.items():
             st.running[g] = st.running[g] + v if g in st.running else v.clone()
         st.n_running += 1
@@ -905,8 +900,8 @@ def _load_latest(run_dir: Path, dev: torch.device) -> tuple[dict[str, torch.Tens
         except CheckpointError as e:
             errors.append(str(e))
             continue
-        for e in errors:  # said once a good one is found; if none is, the error below says it all
-            log.warning("skipping unreadable checkpoint: %s", e)
+        for skipped in errors:  # said once a good one is found; if none is, the error below says it all
+            log.warning("skipping unreadable checkpoint: %s", skipped)
         return loaded
     if errors:
         raise CheckpointError(
