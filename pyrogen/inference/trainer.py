@@ -658,6 +658,7 @@ def _loop(st: _State, train: Data, val: Data | None, progress: bool) -> None:
     step = st.result.step
     check_each_step = st.dev.type != "cuda"  # free on the CPU; on a GPU the running sums are checked instead
     while step < cfg.steps and not st.result.stopped_early:
+
         def draw(update: int, step: int = step) -> Data:
             return _rows(train, st.batches.extra(step, update))
 
