@@ -163,7 +163,7 @@ def test_ddim_is_deterministic_at_eta_zero_and_bad_arguments_are_named():
     assert D.ddim_timesteps(100, 10) == [100, 89, 78, 67, 56, 45, 34, 23, 12, 1]
     with pytest.raises(ValueError, match="steps must be at most the model's 100 timesteps; got 101"):
         D.ddim(gaussian_eps(sch), sch, x, steps=101)
-    with pytest.raises(ValueError, match="eta must be a number"):
+    with pytest.raises(ValueError, match="eta must be a finite number >= 0; got -1.0"):
         D.ddim(gaussian_eps(sch), sch, x, eta=-1.0)
     with pytest.raises(ValueError, match="variance must be 'posterior' or 'beta'"):
         D.ancestral(gaussian_eps(sch), sch, x, variance="big")

@@ -118,7 +118,7 @@ def test_fgan_trains_a_step_under_every_divergence(divergence):
 def test_options_are_checked_by_name():
     for kw, msg in (
         ({"n_critic": 0}, "n_critic must be a positive integer; got 0"),
-        ({"clip": -1.0}, "clip must be a positive number or None; got -1.0"),
+        ({"clip": -1.0}, "clip must be a positive finite number or None; got -1.0"),
         ({"gp_weight": -1}, "gp_weight must be a non-negative number; got -1"),
         ({"betas": [0.5]}, r"betas must be two numbers in \[0, 1\); got \[0.5\]"),
         ({"ema": 1.0}, r"ema must be a decay in \[0, 1\) or None; got 1.0"),

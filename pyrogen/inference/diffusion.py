@@ -29,6 +29,8 @@ from typing import Any
 
 import torch
 
+from pyrogen.checks import integer as _count
+from pyrogen.checks import number as _number
 from pyrogen.inference.samplers import Chains
 from pyrogen.inference.schedules import SDE, NoiseSchedule, _bcast
 
@@ -44,18 +46,6 @@ __all__ = [
 
 EpsFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 ScoreFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
-
-
-def _count(name: str, v: object, lo: int = 1) -> int:
-    if isinstance(v, bool) or not isinstance(v, int) or v < lo:
-        raise ValueError(f"{name} must be an integer >= {lo}; got {v!r}")
-    return v
-
-
-def _number(name: str, v: object, lo: float, hi: float = math.inf) -> float:
-    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or not lo <= v <= hi:
-        raise ValueError(f"{name} must be a number in [{lo:g}, {hi:g}]; got {v!r}")
-    return float(v)
 
 
 def _check_start(x: object) -> torch.Tensor:

@@ -19,6 +19,8 @@ from typing import Any, Protocol
 
 import torch
 
+from pyrogen.checks import integer as _positive_int
+
 __all__ = ["DistillResult", "distill"]
 
 
@@ -64,12 +66,6 @@ class DistillResult:
     teacher_sample_ms: float
     speedup: float
     history: list[dict[str, float]] = field(default_factory=list)
-
-
-def _positive_int(name: str, v: object) -> int:
-    if not isinstance(v, int) or isinstance(v, bool) or v < 1:
-        raise ValueError(f"{name} must be a positive integer; got {v!r}")
-    return v
 
 
 def _timed(fn: Any, n: int, rounds: int = 3) -> float:

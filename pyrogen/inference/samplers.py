@@ -40,6 +40,7 @@ Example:
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -48,6 +49,9 @@ from typing import Any
 import torch
 from pyro.infer.mcmc.mcmc_kernel import MCMCKernel
 from pyro.ops.dual_averaging import DualAveraging
+
+from pyrogen.checks import integer as _check_count
+from pyrogen.checks import number
 
 __all__ = [
     "ChainState",
@@ -64,6 +68,8 @@ __all__ = [
     "AISResult",
     "annealed_importance_sampling",
 ]
+
+_positive = functools.partial(number, lo=0, strict=True)
 
 LogProb = Callable[[torch.Tensor], torch.Tensor]
 Score = Callable[[torch.Tensor], torch.Tensor]
@@ -99,12 +105,6 @@ class ChainState:
     accepted: torch.Tensor
     energy: torch.Tensor
     diverging: torch.Tensor
-
-
-def _positive(name: str, v: Any) -> float:
-    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v <= 0:
-        raise ValueError(f"{name} must be a positive finite number; got {v!r}")
-    return float(v)
 
 
 def _check_position(x: Any) -> torch.Tensor:
@@ -474,12 +474,6 @@ class Chains:
     def acceptance_rate(self) -> torch.Tensor:
         """Per chain: the mean acceptance probability over the draws."""
         return self.stats["acceptance_rate"].mean(-1)
-
-
-def _check_count(name: str, v: Any, lo: int) -> int:
-    if isinstance(v, bool) or not isinstance(v, int) or v < lo:
-        raise ValueError(f"{name} must be an integer >= {lo}; got {v!r}")
-    return v
 
 
 class StepSizeAdapter:

@@ -24,10 +24,14 @@ Example:
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import ClassVar
 
 import torch
+
+from pyrogen.checks import integer as _count
+from pyrogen.checks import number
 
 __all__ = [
     "PARAMETRIZATIONS",
@@ -42,22 +46,12 @@ __all__ = [
     "make_sde",
 ]
 
+_positive = functools.partial(number, lo=0, strict=True)
+
 #: the :math:`\beta` schedules :meth:`NoiseSchedule.make` knows
 SCHEDULES = ("linear", "cosine")
 #: what a denoising network may predict (:meth:`NoiseSchedule.to_eps` converts each to :math:`\epsilon`)
 PARAMETRIZATIONS = ("eps", "x0", "v", "score")
-
-
-def _count(name: str, v: object) -> int:
-    if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-        raise ValueError(f"{name} must be a positive integer; got {v!r}")
-    return v
-
-
-def _positive(name: str, v: object) -> float:
-    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v <= 0:
-        raise ValueError(f"{name} must be a positive finite number; got {v!r}")
-    return float(v)
 
 
 def _bcast(v: torch.Tensor, x: torch.Tensor) -> torch.Tensor:

@@ -13,6 +13,7 @@ from pyro.infer import Trace_ELBO
 from pyro.nn import PyroModule
 from torch import nn
 
+from pyrogen.checks import integer
 from pyrogen.data import Dataset, validate
 
 __all__ = ["GenerativeModel", "accepts_unbatched"]
@@ -291,9 +292,7 @@ class GenerativeModel(PyroModule):
 
 
 def check_positive_int(name: str, value: object) -> int:
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise ValueError(f"{name} must be a positive integer; got {value!r}")
-    return value
+    return integer(name, value)
 
 
 def check_hidden(value: object) -> tuple[int, ...]:

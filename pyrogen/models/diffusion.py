@@ -32,6 +32,8 @@ import torch
 from pyro.infer import TraceMeanField_ELBO
 from torch import nn
 
+from pyrogen.checks import choice as _choice
+from pyrogen.checks import number
 from pyrogen.data import Dataset
 from pyrogen.distributions.discretized import DiscretizedNormal
 from pyrogen.distributions.energy import NumericalDensity
@@ -48,16 +50,7 @@ __all__ = ["DDPM", "NCSN", "DiffusionModel", "LatentDiffusion", "ScoreSDE"]
 
 
 def _number(name: str, v: object, lo: float = 0.0, strict: bool = True) -> float:
-    ok = isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
-    if not ok or (v <= lo if strict else v < lo):  # type: ignore[operator]
-        raise ValueError(f"{name} must be a finite number {'>' if strict else '>='} {lo:g}; got {v!r}")
-    return float(v)  # type: ignore[arg-type]
-
-
-def _choice(name: str, v: object, options: Sequence[str]) -> str:
-    if v not in options:
-        raise ValueError(f"{name} must be one of {', '.join(options)}; got {v!r}")
-    return v  # type: ignore[return-value]
+    return number(name, v, lo, strict=strict)
 
 
 def _largest_distance(data: Dataset) -> float:

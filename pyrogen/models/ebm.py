@@ -20,6 +20,7 @@ What validation watches is the same for all five: the score-matching objective o
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
 from typing import Any, ClassVar
@@ -28,6 +29,7 @@ import pyro
 import torch
 from torch import nn
 
+from pyrogen.checks import number
 from pyrogen.data import Dataset
 from pyrogen.distributions.energy import EnergyDistribution
 from pyrogen.inference import energy as E
@@ -40,15 +42,10 @@ from pyrogen.nn.energy import ENERGY_ARCHS, EnergyNet
 
 __all__ = ["EBM", "AdversarialEBM", "EnergyModel", "FlowContrastiveEBM", "NCEEBM", "ScoreMatchingEBM"]
 
+_number = functools.partial(number, lo=0.0, strict=True)
+
 #: exact score matching's cost grows with the dimension (one backward pass each): above this, sliced
 EXACT_MAX_DIM = 16
-
-
-def _number(name: str, v: object, *, lo: float = 0.0, strict: bool = True) -> float:
-    ok = isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
-    if not ok or (v <= lo if strict else v < lo):  # type: ignore[operator]
-        raise ValueError(f"{name} must be a finite number {'>' if strict else '>='} {lo:g}; got {v!r}")
-    return float(v)  # type: ignore[arg-type]
 
 
 def _log_unit_cube(x: torch.Tensor) -> torch.Tensor:

@@ -27,6 +27,7 @@ import torch
 from torch import nn
 from torch.distributions import constraints
 
+from pyrogen.checks import number, optional_number
 from pyrogen.data import Dataset
 from pyrogen.distributions.implicit import ImplicitDistribution
 from pyrogen.inference import adversarial as adv
@@ -52,11 +53,7 @@ def _eval_mode(module: nn.Module) -> Iterator[None]:
 
 
 def _positive_number(name: str, v: object, allow_none: bool = True) -> float | None:
-    if v is None and allow_none:
-        return None
-    if isinstance(v, bool) or not isinstance(v, (int, float)) or not v > 0 or v != v or v == float("inf"):
-        raise ValueError(f"{name} must be a positive number{' or None' if allow_none else ''}; got {v!r}")
-    return float(v)
+    return optional_number(name, v, 0, strict=True) if allow_none else number(name, v, 0, strict=True)
 
 
 class AdversarialModel(GenerativeModel):

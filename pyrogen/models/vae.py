@@ -25,6 +25,7 @@ Every model estimates :math:`\log p(x)` with :meth:`~LatentVariableModel.iwae`
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
 from typing import Any, ClassVar
@@ -39,6 +40,8 @@ from pyro.infer import Trace_ELBO, TraceEnum_ELBO, TraceMeanField_ELBO
 from torch import nn
 from torch.distributions.utils import _standard_normal
 
+from pyrogen.checks import choice as _choice
+from pyrogen.checks import number
 from pyrogen.data import Dataset
 from pyrogen.distributions.transforms import ConditionalMaskedAutoregressive
 from pyrogen.inference.objectives import gaussian_kl, iwae_bound, log_mean_exp
@@ -62,6 +65,8 @@ __all__ = [
     "MixturePriorVAE",
 ]
 
+_positive_float = functools.partial(number, lo=0, strict=True)
+
 #: Decoder distributions :math:`p(x \mid z)` and the data support each one models.
 LIKELIHOODS = {"bernoulli": "binary", "gaussian": "real", "categorical": "integer"}
 #: Priors :math:`p(z)`.
@@ -70,18 +75,6 @@ PRIORS = ("normal", "mixture", "flow")
 POSTERIOR_FLOWS = (None, "planar", "iaf")
 _ARCHS = ("mlp", "conv")
 _DATA_LIKELIHOOD = {"binary": "bernoulli", "unit_interval": "gaussian", "real": "gaussian", "integer": "categorical"}
-
-
-def _choice(name: str, value: object, options: Sequence[object]) -> Any:
-    if value not in options:
-        raise ValueError(f"{name} must be one of {tuple(options)}; got {value!r}")
-    return value
-
-
-def _positive_float(name: str, value: object) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0 or math.isinf(value):
-        raise ValueError(f"{name} must be a positive finite number; got {value!r}")
-    return float(value)
 
 
 def _join(h: torch.Tensor, context: torch.Tensor | None) -> torch.Tensor:
