@@ -113,16 +113,25 @@ def read_run(run_dir: str | os.PathLike[str]) -> dict[str, Any]:
     return run
 
 
-def _build(cls: type[GenerativeModel], builder: Any, where: str) -> GenerativeModel:
-    """Build a model, first on the meta device (no memory) to bound its size; errors name ``where``."""
-    try:
-        with torch.device("meta"):
-            probe = builder()
-        n = sum(p.numel() for p in probe.parameters()) + sum(b.numel() for b in probe.buffers())
-    except (ValueError, TypeError) as e:
-        raise RunError(f"{cls.name}: bad {where}: {e}") from None
-    except Exception:  # a layer that cannot be built on the meta device: build it for real below
-        n = 0
+def _build(cls: type[GenerativeModel], builder: Any, where: str, shaped: Any = None) -> GenerativeModel:
+    """Build a model, first on the meta device (no memory) to bound its size; errors name ``where``.
+
+    Where ``builder`` cannot run on the meta device (a data-dependent choice computed from the data), ``shaped``
+    -- the same class for the same event shape, without looking at the data -- bounds the size instead."""
+    n = 0
+    for attempt in (builder, shaped):
+        if attempt is None:
+            continue
+        try:
+            with torch.device("meta"):
+                probe = attempt()
+            n = sum(p.numel() for p in probe.parameters()) + sum(b.numel() for b in probe.buffers())
+            break
+        except (ValueError, TypeError) as e:
+            if attempt is builder:
+                raise RunError(f"{cls.name}: bad {where}: {e}") from None
+        except Exception:  # a layer that cannot be built on the meta device: try the next, or build for real
+            pass
     if n > MAX_PARAMETERS:
         raise RunError(f"{cls.name}: {where} builds {n:,} parameters, more than the limit {MAX_PARAMETERS:,}")
     try:
@@ -182,6 +191,8 @@ def train_run(
             contradict the run being resumed. Nothing is created in that case.
     """
     cls = _model_class(model_name)
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**32:
+        raise RunError(f"--seed must be an integer in [0, 2**32); got {seed!r}")
     out = Path(out)
     _check_out_dir(out)
     dev = resolve_device(device)
@@ -198,7 +209,9 @@ def train_run(
     else:
         kwargs = dict(model_kwargs or {})
         where = f"--set {_show(kwargs)}" if kwargs else f"model for --data {data.name}"
-        model = _build(cls, lambda: cls.from_dataset(data, **kwargs), where)
+        model = _build(
+            cls, lambda: cls.from_dataset(data, **kwargs), where, lambda: cls(event_shape=data.event_shape, **kwargs)
+        )
     cfg = _train_config(cls, data, seed, steps, train_overrides)
     created = not out.exists()
     out.mkdir(parents=True, exist_ok=True)
@@ -481,6 +494,10 @@ def _metrics(
     return out
 
 
+#: The most samples ``pyrogen sample`` writes to one file (they are held in memory together).
+MAX_SAMPLES = 1_000_000
+
+
 def sample_run(
     run_dir: str | os.PathLike[str],
     n: int,
@@ -510,6 +527,8 @@ def sample_run(
         raise RunError(f"--out {str(out)!r}: {str(parent)!r} is not a writable directory")
     if isinstance(n, bool) or not isinstance(n, int) or n < 1:
         raise RunError(f"-n must be a positive integer; got {n!r}")
+    if n > MAX_SAMPLES:
+        raise RunError(f"-n must be at most {MAX_SAMPLES:,} samples per file; got {n:,} (write several files)")
     model, run = load_run(run_dir, device=device)
     conditional = getattr(model, "classes", 0) or getattr(model, "context_classes", 0)
     if label is not None and not conditional:

@@ -1,4 +1,5 @@
 import json
+import pickle
 import subprocess
 import sys
 
@@ -168,8 +169,36 @@ def _bad_invocations(run, tmp):
     for name, content in (("badjson", "{not json"), ("alist", "[1, 2]"), ("nokey", '{"model": "realnvp"}')):
         (tmp / name).mkdir()
         (tmp / name / "run.json").write_text(content)
+    # data files a user might hand over (hardening items 7-14)
+    (tmp / "garbage.safetensors").write_bytes(b"\xff" * 64)
+    np.save(tmp / "five.npy", np.random.default_rng(0).normal(size=(5, 2)))
+    np.save(tmp / "three.npy", np.random.default_rng(0).normal(size=(3, 2)))
+    np.save(tmp / "complex.npy", np.ones((20, 2)) + 1j)
+    (tmp / "empty.csv").write_text("")
+    np.save(tmp / "strings.npy", np.array([["a", "b"]] * 20))
+    np.save(tmp / "dates.npy", np.array(["2020-01-01"] * 20, dtype="datetime64[D]").reshape(10, 2))
+    np.save(tmp / "records.npy", np.zeros(20, dtype=[("a", "f4"), ("b", "f4")]))
+    (tmp / "pickled.npy").write_bytes(pickle.dumps({"a": 1}))
+    np.save(tmp / "levels.npy", np.array([[0, 10**12]] * 20))
+    np.save(tmp / "wide.npy", np.zeros((3, 300_000), dtype=np.float32))
     r, new = str(run), str(tmp / "new")
+    files = [
+        ("garbage.safetensors", "cannot be read: Error while deserializing header"),
+        ("five.npy", "5 examples split into 1 for training, 2 for validation and 2 for testing"),
+        ("three.npy", "3 examples split into 0 for training"),
+        ("complex.npy", "must be real numbers (bool, int or float); got dtype complex128"),
+        ("empty.csv", "cannot be read: loadtxt: input contained no data"),
+        ("strings.npy", "got dtype <U1"),
+        ("dates.npy", "got dtype datetime64[D]"),
+        ("records.npy", "must be real numbers"),
+        ("pickled.npy", "pickled objects are never loaded"),
+        ("levels.npy", "at most 65536 levels"),
+        ("wide.npy", "hold 300,000 values each; at most 262,144"),
+    ]
     return [
+        *[(["train", "realnvp", "--data", str(tmp / f), "--out", new], m) for f, m in files],
+        (["train", "realnvp", "--out", new, "--seed", "-1"], "--seed must be an integer in [0, 2**32); got -1"),
+        (["sample", r, "--out", str(tmp / "b.npz"), "-n", "100000000"], "-n must be at most 1,000,000 samples"),
         (["train", "realnvp", "--out", str(tmp / "a-file")], "is an existing file"),
         (["train", "realnvp", "--out", new, "--device", "tpu"], "--device must be cpu, cuda or cuda:N"),
         (["train", "realnvp", "--out", new, "--device", "meta"], "--device must be cpu, cuda or cuda:N"),

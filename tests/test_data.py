@@ -231,3 +231,27 @@ def test_the_cli_trains_and_evaluates_on_a_users_file(tmp_path, capsys):
     m = json.loads(capsys.readouterr().out)
     assert m["data"] == str((tmp_path / "ring.npy").resolve()) and m["n"] == 300
     assert {"nll_nats", "mmd", "c2st"} <= set(m)
+
+
+def test_from_array_refuses_what_would_fail_later_and_names_why():
+    from pyrogen.data import MAX_LEVELS, from_array
+
+    ten = from_array(torch.randn(10, 2))  # every part has the two examples evaluation needs
+    assert (len(ten.train), len(ten.val), len(ten.test)) == (6, 2, 2)
+    with pytest.raises(ValueError, match="5 examples split into 1 for training, 2 for validation and 2 for testing"):
+        from_array(torch.randn(5, 2))
+    with pytest.raises(ValueError, match="seed must be an integer in \\[0, 2\\*\\*32\\); got 'a'"):
+        from_array(torch.randn(10, 2), seed="a")
+    with pytest.raises(ValueError, match=f"at most {MAX_LEVELS} levels"):
+        from_array(torch.tensor([[0, 10**12]] * 10))
+    assert from_array(torch.tensor([[0, MAX_LEVELS - 1]] * 10)).levels == MAX_LEVELS
+    with pytest.raises(TypeError, match="got dtype complex128"):
+        from_array(np.ones((10, 2)) + 1j)
+
+
+def test_vector_quality_leaves_c2st_out_below_ten_examples():
+    from pyrogen import quality
+
+    few = quality.compare(torch.randn(8, 2), torch.randn(8, 2), "vector", "real", "mine")
+    assert "c2st" not in few and "mmd" in few
+    assert "c2st" in quality.compare(torch.randn(10, 2), torch.randn(10, 2), "vector", "real", "mine")

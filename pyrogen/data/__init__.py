@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import gzip
 import os
+import warnings
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -32,6 +33,8 @@ __all__ = [
     "TOYS",
     "TOY_ENTROPY",
     "FILE_SUFFIXES",
+    "MAX_DIMENSIONS",
+    "MAX_LEVELS",
     "Dataset",
     "from_array",
     "load",
@@ -40,6 +43,13 @@ __all__ = [
     "toy_sample",
     "validate",
 ]
+
+#: The most levels integer data may have (16-bit grey levels): beyond, values are not modelled as discrete.
+MAX_LEVELS = 2**16
+
+#: The most values one example may hold: every family here would build hundreds of millions of parameters
+#: (or hours of training) beyond.
+MAX_DIMENSIONS = 2**18
 
 #: Every name :func:`load` accepts.
 DATASETS = TOYS + ("digits", "digits-int", "digits-binary", "digits-rgb", "text", "student")
@@ -184,27 +194,38 @@ def from_array(
         support: one of :data:`SUPPORTS`; by default integers are ``"integer"`` (levels: the largest
             value + 1), floats holding only 0 and 1 ``"binary"``, other floats ``"real"``.
         seed: seeds the split (a random permutation).
-        val_fraction, test_fraction: shares of the examples held out (at least one example each).
+        val_fraction, test_fraction: shares of the examples held out (at least two examples each, and two
+            are left for training).
 
     Raises:
         TypeError: ``x`` is not an array of numbers.
-        ValueError: fewer than three examples, a bad shape, non-finite values, values outside
-            ``support``, labels of another length, or bad fractions.
+        ValueError: too few examples for three parts of at least two, a bad shape, non-finite values, values
+            outside ``support``, integers above :data:`MAX_LEVELS` levels, labels of another length, bad
+            fractions or a bad seed.
 
     Example:
         >>> ds = from_array(torch.randn(100, 3), name="mine")
         >>> len(ds.train), len(ds.val), len(ds.test), ds.support, ds.kind
         (80, 10, 10, 'real', 'vector')
     """
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**32:
+        raise ValueError(f"seed must be an integer in [0, 2**32); got {seed!r}")
     if isinstance(x, np.ndarray):
         if x.dtype == object:
             raise TypeError(f"{name}: examples must be numbers; got an object array")
+        if x.dtype.kind not in "biuf":  # complex, strings, bytes, dates, structured records
+            raise TypeError(f"{name}: examples must be real numbers (bool, int or float); got dtype {x.dtype}")
         x = torch.from_numpy(np.ascontiguousarray(x))
     if not isinstance(x, torch.Tensor):
         raise TypeError(f"{name}: examples must be a tensor or a NumPy array; got {type(x).__name__}")
     if x.dim() not in (2, 4) or len(x) < 3:
         raise ValueError(
             f"{name}: examples must be (n, D) vectors or (n, C, H, W) images, n >= 3; got {tuple(x.shape)}"
+        )
+    if x[0].numel() > MAX_DIMENSIONS:
+        raise ValueError(
+            f"{name}: examples of shape {tuple(x.shape[1:])} hold {x[0].numel():,} values each; at most "
+            f"{MAX_DIMENSIONS:,} (3 x 296 x 296 images) are taken"
         )
     for frac, arg in ((val_fraction, "val_fraction"), (test_fraction, "test_fraction")):
         if not isinstance(frac, (int, float)) or not 0 < frac < 0.5:
@@ -225,6 +246,11 @@ def from_array(
     else:
         x = x.long()
     levels = int(x.max()) + 1 if support == "integer" else (2 if support == "binary" else None)
+    if levels is not None and levels > MAX_LEVELS:
+        raise ValueError(
+            f"{name}: integer examples go up to {levels - 1}; at most {MAX_LEVELS} levels (0..{MAX_LEVELS - 1}) "
+            "are modelled as discrete values: rescale them, or give float data for a continuous model"
+        )
     validate(x, support=support, levels=levels, name=name)
     y = None
     if labels is not None:
@@ -233,7 +259,12 @@ def from_array(
             raise ValueError(f"{name}: labels must be {len(x)} non-negative integers; got {tuple(y.shape)} {y.dtype}")
         y = y.long()
     n = len(x)
-    n_test, n_val = max(1, round(n * test_fraction)), max(1, round(n * val_fraction))
+    n_test, n_val = max(2, round(n * test_fraction)), max(2, round(n * val_fraction))
+    if n - n_test - n_val < 2:
+        raise ValueError(
+            f"{name}: {n} examples split into {max(n - n_test - n_val, 0)} for training, {n_val} for validation "
+            f"and {n_test} for testing; each part needs at least 2 (give at least {n_test + n_val + 2} examples)"
+        )
     order = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
     idx = {"test": order[:n_test], "val": order[n_test : n_test + n_val], "train": order[n_test + n_val :]}
     parts = {k: x[v] for k, v in idx.items()}
@@ -265,11 +296,23 @@ def load_file(path: str | os.PathLike[str], seed: int = 0) -> Dataset:
         raise ValueError(f"data file {str(p)!r} must end in {', '.join(FILE_SUFFIXES)}")
     if not p.is_file():
         raise ValueError(f"data file {str(p)!r} does not exist")
+    from safetensors import SafetensorError
+
     try:
-        x, y = _read_arrays(p, suffix)
-    except (OSError, ValueError, KeyError, EOFError) as e:
-        raise ValueError(f"data file {str(p)!r} cannot be read: {str(e).splitlines()[0] if str(e) else e!r}") from None
-    return from_array(x, y, name=str(p.resolve()), seed=seed)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # numpy's warnings (an empty csv) are errors about the file here
+            x, y = _read_arrays(p, suffix)
+    except (OSError, ValueError, KeyError, EOFError, SafetensorError, UserWarning) as e:
+        msg = str(e).splitlines()[0] if str(e) else repr(e)
+        if "pickled" in msg:
+            msg = "not a NumPy file of numbers (pickled objects are never loaded)"
+        raise ValueError(f"data file {str(p)!r} cannot be read: {msg}") from None
+    if isinstance(x, np.ndarray) and x.size == 0:
+        raise ValueError(f"data file {str(p)!r} holds no examples")
+    try:
+        return from_array(x, y, name=str(p.resolve()), seed=seed)
+    except TypeError as e:
+        raise ValueError(str(e)) from None
 
 
 def _read_arrays(p: Path, suffix: str) -> tuple[Any, Any]:
@@ -314,8 +357,10 @@ def load(name: str, seed: int = 0) -> Dataset:
             the training part kept for validation.
 
     Raises:
-        ValueError: an unknown name.
+        ValueError: an unknown name, or a seed that is not an integer in ``[0, 2**32)``.
     """
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**32:
+        raise ValueError(f"seed must be an integer in [0, 2**32); got {seed!r}")
     if isinstance(name, (str, os.PathLike)) and str(name).lower().endswith(FILE_SUFFIXES):
         return load_file(name, seed=seed)
     if not isinstance(name, str) or name not in DATASETS:
