@@ -169,3 +169,32 @@ def test_log_prob_takes_one_unbatched_example_like_torch_distributions():
     one = cond.elbo(xs[0], int(ys[0]))
     pyro.set_rng_seed(1)
     assert one.shape == () and torch.allclose(one, cond.elbo(xs[:1], ys[:1])[0])
+
+
+def test_api_edges_a_user_hits():
+    # hardening items 16-18 and 21, each refused or answered where it used to pass silently or fail obscurely
+    sde = small_model("score-sde")
+    with pytest.raises(ValueError, match="record_every must be a non-negative integer; got -1"):
+        sde.reverse_chain(2, record_every=-1)
+    rbm = small_model("rbm")
+    images = load("digits-binary").test[:4]
+    torch.testing.assert_close(rbm.free_energy(images), rbm.free_energy(images.flatten(1)))
+    torch.testing.assert_close(-rbm.free_energy(images) - rbm.log_normalizer()[0], rbm.log_prob(images))
+    for bad, match in (
+        (torch.full_like(images, 0.5), "only 0 and 1"),
+        (torch.full_like(images, float("nan")), "finite"),
+    ):
+        with pytest.raises(ValueError, match=match):
+            rbm.free_energy(bad)
+    gan = small_model("wgan-gp")
+    with pytest.raises(ValueError, match="trains only by its own objective.*objective='pyro' does not apply"):
+        fit(gan, small_data("wgan-gp", 64), steps=1, batch_size=32, objective="pyro")
+    with pytest.raises(ValueError, match="patience must be a positive integer or None; got True"):
+        fit(small_model("realnvp"), small_data("realnvp", 64), steps=1, patience=True)
+    bn = small_model("bayes-net").fit_counts(load("student").train)
+    joint = bn.query(["difficulty", "grade"], {"letter": 1})
+    assert joint.shape == (2, 3)
+    torch.testing.assert_close(joint.sum(1), bn.query("difficulty", {"letter": 1}), rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(joint.sum(0), bn.query("grade", {"letter": 1}), rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match="must be distinct nodes and not evidence"):
+        bn.query(["grade", "letter"], {"letter": 1})

@@ -120,7 +120,9 @@ class TrainConfig:
             raise ValueError(f"schedule must be 'constant' or 'cosine'; got {self.schedule!r}")
         if self.objective not in ("loss", "pyro"):
             raise ValueError(f"objective must be 'loss' or 'pyro'; got {self.objective!r}")
-        if self.patience is not None and (not isinstance(self.patience, int) or self.patience < 1):
+        if self.patience is not None and (
+            isinstance(self.patience, bool) or not isinstance(self.patience, int) or self.patience < 1
+        ):
             raise ValueError(f"patience must be a positive integer or None; got {self.patience!r}")
         if self.grad_clip is not None and not self.grad_clip > 0:
             raise ValueError(f"grad_clip must be positive or None; got {self.grad_clip!r}")

@@ -287,6 +287,14 @@ class GenerativeModel(PyroModule):
             raise ValueError(f"{type(self).__name__} has only the parameter group 'model'; got {group!r}")
         return self.pyro_loss(batch) if objective == "pyro" else self._unchecked_loss(batch)
 
+    def _own_objective_only(self, objective: str) -> None:
+        """Refuse ``objective="pyro"`` in a family whose training objective is not an ELBO of its Pyro program."""
+        if objective != "loss":
+            raise ValueError(
+                f"{self.name or type(self).__name__} trains only by its own objective (objective='loss'); it has "
+                f"no Pyro ELBO to train by, so objective={objective!r} does not apply"
+            )
+
     def extra_repr(self) -> str:
         return f"event_shape={tuple(self.event_shape)}"
 

@@ -227,8 +227,17 @@ class RBM(_Boltzmann):
     # -- energies ------------------------------------------------------------------------------------------------
     @accepts_unbatched()
     def free_energy(self, v: torch.Tensor) -> torch.Tensor:
-        r""":math:`F(v) = -b^\top v - \sum_j \operatorname{softplus}(c_j + (v^\top W)_j)` per example, for ``v`` flat
-        ``(n, D)``."""
+        r""":math:`F(v) = -b^\top v - \sum_j \operatorname{softplus}(c_j + (v^\top W)_j)` per example, for binary
+        ``v`` of the model's event shape ``(n, *event_shape)`` (or flat ``(n, D)``).
+
+        Raises:
+            ValueError: ``v`` of another shape, or values other than 0 and 1.
+        """
+        if isinstance(v, torch.Tensor) and v.dim() == 2 and v.shape[1] == self.W.shape[0] != self.event_shape[0]:
+            v = v.reshape(len(v), *self.event_shape)
+        return self._free_energy(self._flat(self.validate(v, name="v")))
+
+    def _free_energy(self, v: torch.Tensor) -> torch.Tensor:
         return -(v @ self.b) - F.softplus(self.c + v @ self.W).sum(-1)
 
     def energy(self, v: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
@@ -275,12 +284,12 @@ class RBM(_Boltzmann):
         r"""The pseudo-log-likelihood :math:`\sum_i \log p(v_i \mid v_{-i})` per example (Besag, 1975): no
         :math:`Z`, every site flipped in turn."""
         v = self._flat(self.validate(x))
-        fe = self.free_energy(v)
+        fe = self._free_energy(v)
         total = torch.zeros(len(v), dtype=v.dtype, device=v.device)
         for i in range(v.shape[1]):
             flipped = v.clone()
             flipped[:, i] = 1 - flipped[:, i]
-            total = total - F.softplus(fe - self.free_energy(flipped))
+            total = total - F.softplus(fe - self._free_energy(flipped))
         return total
 
     # -- training ------------------------------------------------------------------------------------------------
@@ -290,23 +299,23 @@ class RBM(_Boltzmann):
         data or from the persistent chains)."""
         v = self._flat(batch)
         if self.objective == "exact":
-            return -(-self.free_energy(v) - self.log_normalizer_exact()).mean()
+            return -(-self._free_energy(v) - self.log_normalizer_exact()).mean()
         if self.objective == "cd":
             neg = self.gibbs(v, self.k)
         else:
             neg = self.gibbs(self.persistent[: len(v)] if len(v) <= len(self.persistent) else self.persistent, self.k)
             with torch.no_grad():
                 self.persistent[: len(neg)] = neg
-        return self.free_energy(v).mean() - self.free_energy(neg).mean()
+        return self._free_energy(v).mean() - self._free_energy(neg).mean()
 
     def _record(self, state: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        return state, self.free_energy(state)  # the free energy: h summed out
+        return state, self._free_energy(state)  # the free energy: h summed out
 
     def _enumerable(self) -> bool:
         return self.hidden <= self.exact_max
 
     def _log_p(self, v: torch.Tensor) -> torch.Tensor:
-        return -self.free_energy(v) - self.log_normalizer()[0]
+        return -self._free_energy(v) - self.log_normalizer()[0]
 
 
 def _bipartite_log_z(W: torch.Tensor, b: torch.Tensor, c: torch.Tensor) -> torch.Tensor:

@@ -33,7 +33,7 @@ from pyro.infer import TraceMeanField_ELBO
 from torch import nn
 
 from pyrogen.checks import choice as _choice
-from pyrogen.checks import number
+from pyrogen.checks import integer, number
 from pyrogen.data import Dataset
 from pyrogen.distributions.discretized import DiscretizedNormal
 from pyrogen.distributions.energy import NumericalDensity
@@ -868,8 +868,10 @@ class ScoreSDE(DiffusionModel):
         guidance: float = 0.0,
         record_every: int = 0,
     ) -> Chains:
-        """The reverse-time chains of :meth:`sample` in the diffusion's space (the ODE's: its end point only)."""
+        """The reverse-time chains of :meth:`sample` in the diffusion's space (the ODE's: its end point only,
+        whatever ``record_every``)."""
         check_positive_int("n", n)
+        integer("record_every", record_every, 0)
         sampler = _choice("sampler", self.sampler if sampler is None else sampler, ("ode", "em", "pc"))
         labels = self._labels(y, n)
         g = self._check_guidance(guidance)

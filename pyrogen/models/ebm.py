@@ -492,6 +492,7 @@ class _FlowPairedEBM(EnergyModel):
             return self.flow.sample(n)
 
     def forward(self, batch: Any, group: str = "energy", objective: str = "loss") -> torch.Tensor:
+        self._own_objective_only(objective)
         if group not in ("energy", "flow"):
             raise ValueError(f"{type(self).__name__} has parameter groups 'energy' and 'flow'; got {group!r}")
         return self._group_loss(batch, group)

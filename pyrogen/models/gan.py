@@ -229,6 +229,7 @@ class AdversarialModel(GenerativeModel):
         return out
 
     def forward(self, batch: Any, group: str = "critic", objective: str = "loss") -> torch.Tensor:
+        self._own_objective_only(objective)
         if group not in ("critic", "generator"):
             raise ValueError(f"{type(self).__name__} has parameter groups 'critic' and 'generator'; got {group!r}")
         x, y = self._split(batch)
@@ -481,6 +482,7 @@ class BiGAN(AdversarialModel):
         return {"critic": list(self.critic.parameters()), "generator": gen}
 
     def forward(self, batch: Any, group: str = "critic", objective: str = "loss") -> torch.Tensor:
+        self._own_objective_only(objective)
         if group not in ("critic", "generator"):
             raise ValueError(f"BiGAN has parameter groups 'critic' and 'generator'; got {group!r}")
         x, _ = self._split(batch)
@@ -594,6 +596,7 @@ class CycleGAN(AdversarialModel):
         return x, _to_domain_b(x[perm], self.domain_b)
 
     def forward(self, batch: Any, group: str = "critic", objective: str = "loss") -> torch.Tensor:
+        self._own_objective_only(objective)
         if group not in ("critic", "generator"):
             raise ValueError(f"CycleGAN has parameter groups 'critic' and 'generator'; got {group!r}")
         x, _ = self._split(batch)

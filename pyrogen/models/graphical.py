@@ -476,11 +476,19 @@ class BayesNet(GenerativeModel):
             row[0, self.index[k]] = val
         return row
 
-    def query(self, target: str, evidence: dict[str, int] | None = None) -> torch.Tensor:
+    def query(self, target: str | Sequence[str], evidence: dict[str, int] | None = None) -> torch.Tensor:
         """:math:`p(\\mathrm{target} \\mid \\mathrm{evidence})`, a probability vector, by Pyro's exact enumeration
-        (``TraceEnum_ELBO.compute_marginals``)."""
+        (``TraceEnum_ELBO.compute_marginals``); for a list of targets their joint table, shape
+        ``(states_1, ..., states_k)``, by summing the joint over every assignment (as pgmpy's joint queries do).
+
+        Raises:
+            ValueError: an unknown or repeated node, a target that is also evidence, or a joint query over a
+                network of more than 2**20 joint states.
+        """
         from pyro.infer import TraceEnum_ELBO
 
+        if isinstance(target, (list, tuple)):
+            return self._joint_query(list(target), dict(evidence or {}))
         if target not in self.index:
             raise ValueError(f"unknown node {target!r}; nodes are {', '.join(self.index)}")
         evidence = dict(evidence or {})
@@ -490,6 +498,28 @@ class BayesNet(GenerativeModel):
         marginals = TraceEnum_ELBO(max_plate_nesting=1).compute_marginals(self.model, self.guide, row)
         d = marginals[target]
         return torch.softmax(d.logits.detach().reshape(-1, self.nodes[self.index[target]]["states"])[0], -1)
+
+    def _joint_query(self, targets: list[str], evidence: dict[str, int]) -> torch.Tensor:
+        unknown = [t for t in targets if t not in self.index]
+        if unknown or not targets:
+            raise ValueError(f"unknown nodes {unknown!r} in the targets; nodes are {', '.join(self.index)}")
+        if len(set(targets)) != len(targets) or set(targets) & set(evidence):
+            raise ValueError(f"targets {targets!r} must be distinct nodes and not evidence {sorted(evidence)}")
+        row = self._evidence_rows(evidence)[0]
+        states = [self.nodes[self.index[t]]["states"] for t in targets]
+        size = math.prod(nd["states"] for nd in self.nodes)
+        if size > 2**20:
+            raise ValueError(f"a joint query enumerates all {size:,} joint states; at most 2**20 are enumerated")
+        space = self.all_assignments()
+        with torch.no_grad():
+            lj = self._log_joint_complete(space)
+        seen = row >= 0
+        lj = torch.where(((space == row) | ~seen).all(-1), lj, -math.inf)
+        flat = torch.zeros(len(space), dtype=torch.long)
+        for t, k in zip(targets, states, strict=True):
+            flat = flat * k + space[:, self.index[t]]
+        p = torch.zeros(math.prod(states), dtype=lj.dtype).index_add_(0, flat, torch.exp(lj - lj.max()))
+        return (p / p.sum()).reshape(states)
 
     def map_assignment(self, evidence: dict[str, int] | None = None) -> dict[str, int]:
         """The most probable joint assignment of the unobserved nodes given ``evidence`` (``infer_discrete`` at

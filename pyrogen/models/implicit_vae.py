@@ -163,6 +163,7 @@ class ImplicitVAE(GenerativeModel):
         return ("score",) * self.score_steps + ("model",)
 
     def forward(self, batch: torch.Tensor, group: str = "model", objective: str = "loss") -> torch.Tensor:
+        self._own_objective_only(objective)
         if group == "score":
             return self._score_loss(batch).mean()
         if group == "model":
