@@ -412,19 +412,32 @@ def test_logit_transform_with_scalar_events_and_cdf():
         LogitTransform(event_dim=-1)
 
 
-def test_every_pyrogen_layer_accepts_a_cache():
-    """Hardening item 22: with_cache(1) on layers built uncached (ComposeTransform(cache_size=1),
-    UnitJacobianReparam) returns a layer with the same results."""
+def test_every_pyrogen_layer_keeps_a_cache_when_asked():
+    """with_cache(1) on a layer built uncached (ComposeTransform(cache_size=1), UnitJacobianReparam) returns a twin
+    with the same parameters and results that keeps torch's cache: inverting its own output returns the very input
+    (before: the layer itself came back uncached, and planar raised NotImplementedError)."""
     from pyro.infer.reparam import UnitJacobianReparam
 
     from pyrogen.distributions.transforms import LogitTransform, additive_coupling
 
-    for name in ("additive-coupling", "diagonal-scale", "actnorm", "partial-vector", "gaussianization", "mintnet"):
+    names = ("additive-coupling", "diagonal-scale", "actnorm", "partial-vector", "gaussianization", "mintnet", "planar")
+    for name in names:
         t, shape = _layer(name)
         x = _inputs(shape)
         cached = T.ComposeTransform([t], cache_size=1)
-        torch.testing.assert_close(cached(x), t(x))
-        torch.testing.assert_close(t.with_cache(1)(x), t(x))
+        y = cached(x)
+        torch.testing.assert_close(y, t(x))
+        assert cached.inv(y) is x, name
+        twin = t.with_cache(1)
+        assert twin is not t and twin.with_cache(1) is twin and t.with_cache(0) is t
+        assert all(a is b for a, b in zip(twin.parameters(), t.parameters(), strict=True)), name
+        y2 = twin(x)
+        torch.testing.assert_close(y2, t(x))
+        assert twin.inv(y2) is x, name
+        assert t.inv(t(x)) is not x  # the layer itself still recomputes
     UnitJacobianReparam(additive_coupling(4))
     logit = LogitTransform(0.05)
-    assert logit.with_cache(1) is logit
+    u, twin = torch.rand(3), logit.with_cache(1)
+    assert twin.inv(twin(u)) is u and logit.inv(logit(u)) is not u
+    with pytest.raises(ValueError, match="cache_size must be 0 or 1; got 2"):
+        logit.with_cache(2)

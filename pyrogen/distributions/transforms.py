@@ -16,6 +16,7 @@ which :class:`InvertibleConv1x1` only speeds up).
 
 from __future__ import annotations
 
+import copy
 import math
 from collections.abc import Sequence
 from typing import Any
@@ -72,13 +73,24 @@ class _RealEvents:
 
 
 class _Uncached:
-    """Layers that recompute on every call: asking for a cache (``ComposeTransform(..., cache_size=1)``,
-    ``UnitJacobianReparam``) returns the layer itself, whose results equal a cached one's."""
+    """Layers built without a cache (every call recomputes: no stale results after a training step, no "backward
+    through the graph a second time" when one tensor is scored twice). ``with_cache(1)`` -- what
+    ``ComposeTransform(..., cache_size=1)`` and ``UnitJacobianReparam`` ask for -- returns a twin that shares
+    the layer's parameters and buffers and keeps torch's one-slot cache, so ``t.with_cache(1).inv(y) is x`` for
+    ``y = t.with_cache(1)(x)``, as Pyro's own layers do."""
+
+    _cache_size: int
 
     def with_cache(self, cache_size: int = 1) -> Any:
         if cache_size not in (0, 1):
             raise ValueError(f"cache_size must be 0 or 1; got {cache_size!r}")
-        return self
+        if cache_size == self._cache_size:
+            return self
+        twin = copy.copy(self)  # a shallow copy: the same Parameter and buffer objects
+        twin._cache_size = cache_size
+        twin._cached_x_y = (None, None)  # type: ignore[attr-defined]
+        twin._inv = None  # type: ignore[attr-defined]
+        return twin
 
 
 def _batch_zeros(x: torch.Tensor, event_dim: int) -> torch.Tensor:
@@ -510,20 +522,20 @@ def _bisect(f, lo: torch.Tensor, hi: torch.Tensor, steps: int = 60) -> torch.Ten
     return 0.5 * (lo + hi)
 
 
-class Planar(_PyroPlanar):
-    r"""Pyro's planar flow :math:`y = x + \hat u 	anh(w^	op x + b)`, made invertible on any input.
+class Planar(_Uncached, _PyroPlanar):
+    r"""Pyro's planar flow :math:`y = x + \hat u \tanh(w^\top x + b)`, made invertible on any input.
 
     Pyro's :class:`~pyro.distributions.transforms.Planar` can only "invert"
     values it produced itself (from its cache) and computes its log-determinant
     only on the forward pass. Here the inverse solves the scalar equation
-    :math:`a + (w^	op \hat u) 	anh(a) = w^	op y + b` for
-    :math:`a = w^	op x + b` (increasing in :math:`a` because
-    :math:`w^	op \hat u > -1`, which Pyro's :math:`\hat u` parametrisation
-    enforces; the root lies within :math:`|w^	op \hat u|` of the right-hand
+    :math:`a + (w^\top \hat u) \tanh(a) = w^\top y + b` for
+    :math:`a = w^\top x + b` (increasing in :math:`a` because
+    :math:`w^\top \hat u > -1`, which Pyro's :math:`\hat u` parametrisation
+    enforces; the root lies within :math:`|w^\top \hat u|` of the right-hand
     side) by bisection, with one Newton step through autograd for the
     gradient, so a planar flow can score external data. The log-determinant
     comes from the matrix determinant lemma,
-    :math:`\log|1 + \hat u^	op (1 - 	anh^2(w^	op x + b))\, w|`.
+    :math:`\log|1 + \hat u^\top (1 - \tanh^2(w^\top x + b))\, w|`.
 
     Args:
         input_dim: :math:`D`.
