@@ -255,3 +255,27 @@ def test_vector_quality_leaves_c2st_out_below_ten_examples():
     few = quality.compare(torch.randn(8, 2), torch.randn(8, 2), "vector", "real", "mine")
     assert "c2st" not in few and "mmd" in few
     assert "c2st" in quality.compare(torch.randn(10, 2), torch.randn(10, 2), "vector", "real", "mine")
+
+
+def test_a_file_with_fixed_parts_keeps_them(tmp_path):
+    # before: --data FILE always split 80 / 10 / 10 at random, so a fixed test set could not be given
+    from safetensors.numpy import save_file
+
+    from pyrogen.data import load
+
+    rng = np.random.default_rng(0)
+    parts = {k: rng.normal(size=(n, 3)).astype(np.float32) for k, n in (("train", 20), ("val", 4), ("test", 6))}
+    labels = {f"y_{k}": np.arange(len(v)) % 2 for k, v in parts.items()}
+    np.savez(tmp_path / "fixed.npz", **parts, **labels)
+    save_file(parts, str(tmp_path / "fixed.safetensors"))
+    for f in ("fixed.npz", "fixed.safetensors"):
+        d = load(str(tmp_path / f), seed=3)  # the seed does not move fixed parts
+        for k, v in parts.items():
+            np.testing.assert_array_equal(d.split(k).numpy(), v)
+    assert load(str(tmp_path / "fixed.npz")).labels["test"].tolist() == [0, 1, 0, 1, 0, 1]
+    np.savez(tmp_path / "half.npz", **parts, y_train=labels["y_train"])
+    with pytest.raises(ValueError, match="labels for some parts only"):
+        load(str(tmp_path / "half.npz"))
+    np.savez(tmp_path / "tiny.npz", train=parts["train"], val=parts["val"][:1], test=parts["test"])
+    with pytest.raises(ValueError, match="sizes must be three parts of at least 2 examples"):
+        load(str(tmp_path / "tiny.npz"))

@@ -16,6 +16,7 @@ from __future__ import annotations
 import gzip
 import os
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -50,6 +51,9 @@ MAX_LEVELS = 2**16
 #: The most values one example may hold: every family here would build hundreds of millions of parameters
 #: (or hours of training) beyond.
 MAX_DIMENSIONS = 2**18
+
+#: The parts of every dataset, in order.
+SPLITS = ("train", "val", "test")
 
 #: Every name :func:`load` accepts.
 DATASETS = TOYS + ("digits", "digits-int", "digits-binary", "digits-rgb", "text", "student")
@@ -184,6 +188,7 @@ def from_array(
     seed: int = 0,
     val_fraction: float = 0.1,
     test_fraction: float = 0.1,
+    sizes: Sequence[int] | None = None,
 ) -> Dataset:
     """A :class:`Dataset` from your own examples, split into train / validation / test parts by ``seed``.
 
@@ -196,6 +201,8 @@ def from_array(
         seed: seeds the split (a random permutation).
         val_fraction, test_fraction: shares of the examples held out (at least two examples each, and two
             are left for training).
+        sizes: fixed parts instead: the first ``sizes[0]`` examples train, the next ``sizes[1]`` validate, the
+            last ``sizes[2]`` test, in order (no shuffling; the fractions and the seed are not used).
 
     Raises:
         TypeError: ``x`` is not an array of numbers.
@@ -259,14 +266,24 @@ def from_array(
             raise ValueError(f"{name}: labels must be {len(x)} non-negative integers; got {tuple(y.shape)} {y.dtype}")
         y = y.long()
     n = len(x)
+    if sizes is not None:
+        n_fixed = tuple(sizes)
+        if len(n_fixed) != 3 or sum(n_fixed) != n or min(n_fixed) < 2:
+            raise ValueError(f"{name}: sizes must be three parts of at least 2 examples summing to {n}; got {sizes!r}")
     n_test, n_val = max(2, round(n * test_fraction)), max(2, round(n * val_fraction))
+    if sizes is not None:
+        n_train, n_val, n_test = n_fixed
     if n - n_test - n_val < 2:
         raise ValueError(
             f"{name}: {n} examples split into {max(n - n_test - n_val, 0)} for training, {n_val} for validation "
             f"and {n_test} for testing; each part needs at least 2 (give at least {n_test + n_val + 2} examples)"
         )
-    order = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
-    idx = {"test": order[:n_test], "val": order[n_test : n_test + n_val], "train": order[n_test + n_val :]}
+    if sizes is None:
+        order = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
+        idx = {"test": order[:n_test], "val": order[n_test : n_test + n_val], "train": order[n_test + n_val :]}
+    else:
+        order = torch.arange(n)
+        idx = {"train": order[:n_train], "val": order[n_train : n_train + n_val], "test": order[n_train + n_val :]}
     parts = {k: x[v] for k, v in idx.items()}
     kind = "image" if x.dim() == 4 else ("toy2d" if x.shape[1] == 2 else "vector")
     return Dataset(
@@ -285,7 +302,9 @@ def load_file(path: str | os.PathLike[str], seed: int = 0) -> Dataset:
     """A :class:`Dataset` from a file of examples (see :func:`from_array`); never unpickles.
 
     ``.npy`` (one array), ``.npz`` and ``.safetensors`` (the array ``x``, or the only one, and optional
-    labels ``y``), ``.csv`` (numbers separated by commas, one example per row; a header row is skipped).
+    labels ``y``; or fixed parts ``train``, ``val``, ``test`` with optional labels ``y_train``, ``y_val``,
+    ``y_test``, kept as they are), ``.csv`` (numbers separated by commas, one example per row; a header row is
+    skipped).
 
     Raises:
         ValueError: a missing or unreadable file, another suffix, or data :func:`from_array` refuses.
@@ -307,10 +326,14 @@ def load_file(path: str | os.PathLike[str], seed: int = 0) -> Dataset:
         if "pickled" in msg:
             msg = "not a NumPy file of numbers (pickled objects are never loaded)"
         raise ValueError(f"data file {str(p)!r} cannot be read: {msg}") from None
+    sizes = None
+    if isinstance(x, dict):  # fixed train / val / test parts
+        sizes = [len(x[k]) for k in SPLITS]
+        x, y = np.concatenate([x[k] for k in SPLITS]), (None if y is None else np.concatenate(y))
     if isinstance(x, np.ndarray) and x.size == 0:
         raise ValueError(f"data file {str(p)!r} holds no examples")
     try:
-        return from_array(x, y, name=str(p.resolve()), seed=seed)
+        return from_array(x, y, name=str(p.resolve()), seed=seed, sizes=sizes)
     except TypeError as e:
         raise ValueError(str(e)) from None
 
@@ -330,6 +353,12 @@ def _read_arrays(p: Path, suffix: str) -> tuple[Any, Any]:
         from safetensors.numpy import load_file as st_load_file
 
         arrays = st_load_file(str(p))
+    if set(SPLITS) <= set(arrays):
+        labels = [f"y_{k}" for k in SPLITS]
+        if any(k in arrays for k in labels) and not all(k in arrays for k in labels):
+            raise ValueError(f"holds labels for some parts only; give all of {', '.join(labels)} or none")
+        ys = [arrays[k] for k in labels] if labels[0] in arrays else None
+        return {k: arrays[k] for k in SPLITS}, ys
     if "x" in arrays:
         return arrays["x"], arrays.get("y")
     if len(arrays) == 1:
