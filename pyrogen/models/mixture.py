@@ -4,8 +4,8 @@ r"""The Gaussian mixture ``gmm``, fit three ways: EM, SVI with the assignment en
 assignment :math:`z` is a discrete site enumerated in parallel, so ``TraceEnum_ELBO`` on the model and an empty
 guide is exactly :math:`-\log p(x)` (:meth:`GaussianMixture.pyro_loss`): gradient training of the
 marginal likelihood is SVI. :meth:`GaussianMixture.fit_em` is expectation-maximization (Dempster et al.,
-1977), whose log-likelihood never decreases (in exact arithmetic). :meth:`GaussianMixture.nuts` samples the parameters of a
-Bayesian mixture (Dirichlet weights, normal means, log-normal scales, diagonal covariances) with the
+1977), whose log-likelihood never decreases (in exact arithmetic). :meth:`GaussianMixture.nuts` samples the
+parameters of a Bayesian mixture (Dirichlet weights, normal means, log-normal scales, diagonal covariances) with the
 assignment summed out by enumeration inside Pyro's NUTS. Label switching (the posterior is symmetric under
 permutations of the components, so chains and draws visit relabelled copies) is handled by relabelling every
 draw to match a reference draw: the permutation that minimizes the squared distance between its means and the
