@@ -269,3 +269,46 @@ def test_as_distribution_honours_expand(name):
 
     loss = pyro.infer.Trace_ELBO(num_particles=3, vectorize_particles=True).loss(model, lambda obs: None, x)
     assert loss == pytest.approx(-float(lp.sum()), rel=1e-5)
+
+
+#: The harness as a list: each check and the capabilities it needs (``None``: every model). A model
+#: registered from a test file runs the same checks through :func:`run_harness`.
+HARNESS = [
+    (test_model_follows_the_protocol, None),
+    (test_loss_decreases_on_a_small_problem, None),
+    (test_every_parameter_gets_a_finite_gradient, None),
+    (test_save_load_round_trip, None),
+    (test_bad_input_raises_naming_the_argument, None),
+    (test_pyro_program_matches_the_fast_loss, {"likelihood"}),
+    (test_unsupported_density_queries_say_what_to_use, None),
+    (test_every_sampler_gets_the_sample_quality_metrics_of_its_data, {"sampler"}),
+    (test_a_group_update_leaves_the_other_groups_without_gradient, {"several_groups"}),
+    (test_data_of_another_float_dtype_is_cast_at_the_boundary, None),
+    (test_loss_validates_its_batch_like_log_prob, None),
+    (test_as_distribution_honours_expand, {"exact"}),
+]
+
+
+def run_harness(name: str, tmp_path) -> list[str]:
+    """Run every check of the harness that applies to the registered model ``name`` (its small configuration in
+    ``conftest.SMALL``); returns the checks run."""
+    import inspect
+
+    CAPS[name] = caps = registry.capabilities(small_model(name))
+    if caps & {"exact", "lower_bound"}:
+        caps = caps | {"likelihood"}
+    ran = []
+    for check, needs in HARNESS:
+        if needs is not None and not needs <= caps:
+            continue
+        kwargs = {"tmp_path": tmp_path} if "tmp_path" in inspect.signature(check).parameters else {}
+        check(name=name, **kwargs)
+        ran.append(check.__name__)
+    return ran
+
+
+def test_the_harness_list_holds_every_check():
+    here = {n for n, f in globals().items() if n.startswith("test_") and callable(f)}
+    listed = {c.__name__ for c, _ in HARNESS}
+    per_model = {n for n in here if "name" in __import__("inspect").signature(globals()[n]).parameters}
+    assert per_model == listed
