@@ -93,8 +93,8 @@ def save_checkpoint(
     Raises:
         TypeError: a value in ``tensors`` is not a tensor, or ``metadata`` is not
             JSON-serialisable.
-        ValueError: a floating-point tensor holds NaN or infinite values (a checkpoint to resume from must
-            not be poisoned).
+        ValueError: a floating-point tensor holds NaN or +inf (a checkpoint to resume from must not be
+            poisoned; -inf, the log of a probability 0, is kept).
     """
     clean: dict[str, torch.Tensor] = {}
     for k, v in tensors.items():
@@ -103,7 +103,7 @@ def save_checkpoint(
         clean[k] = v.detach().cpu().contiguous().clone()
     bad = _non_finite(clean)
     if bad:
-        raise ValueError(f"tensors {bad[:3]} hold NaN or infinite values; a checkpoint is not written with them")
+        raise ValueError(f"tensors {bad[:3]} hold NaN or +inf values; a checkpoint is not written with them")
     try:
         doc = json.dumps(dict(metadata), sort_keys=True, allow_nan=False)
     except (TypeError, ValueError) as e:
@@ -123,7 +123,7 @@ def load_checkpoint(
     Raises:
         CheckpointError: the file does not exist, is truncated or corrupt (its
             digest does not match), is not a pyrogen checkpoint, or holds NaN or
-            infinite values.
+            +inf values.
     """
     path = Path(path)
     if not path.is_file():
@@ -146,14 +146,15 @@ def load_checkpoint(
         raise CheckpointError(f"checkpoint {str(path)!r} has unreadable metadata: {e}") from None
     bad = _non_finite(tensors)
     if bad:
-        raise CheckpointError(f"checkpoint {str(path)!r} holds NaN or infinite values in {bad[:3]}")
+        raise CheckpointError(f"checkpoint {str(path)!r} holds NaN or +inf values in {bad[:3]}")
     if device is not None:
         tensors = {k: v.to(device) for k, v in tensors.items()}
     return tensors, meta
 
 
 def _non_finite(tensors: Mapping[str, torch.Tensor]) -> list[str]:
-    return [k for k, t in tensors.items() if t.is_floating_point() and not bool(torch.isfinite(t).all())]
+    """The floating tensors holding NaN or +inf (-inf is a log-probability of zero, a value like any other)."""
+    return [k for k, t in tensors.items() if t.is_floating_point() and bool((torch.isnan(t) | torch.isposinf(t)).any())]
 
 
 def _read_header(blob: bytes) -> dict[str, str]:

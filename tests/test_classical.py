@@ -558,3 +558,54 @@ def test_dbm_pretraining_phases_train_their_layers_and_the_joint_phase_improves_
         DBM(pretrain_steps=-1)
     with pytest.raises(ValueError, match="dbm has parameter groups 'layer1', 'layer2', 'dbm'; got 'model'"):
         m(x[:4], group="model")
+
+
+def _asia():
+    """The asia network (Lauritzen and Spiegelhalter, 1988): ``either`` is a deterministic OR of tub and lung."""
+    from pyrogen.models import registry
+
+    nodes = [
+        {"name": "asia", "states": 2, "parents": [], "table": [0.99, 0.01]},
+        {"name": "tub", "states": 2, "parents": ["asia"], "table": [[0.99, 0.01], [0.95, 0.05]]},
+        {"name": "smoke", "states": 2, "parents": [], "table": [0.5, 0.5]},
+        {"name": "lung", "states": 2, "parents": ["smoke"], "table": [[0.99, 0.01], [0.9, 0.1]]},
+        {
+            "name": "either",
+            "states": 2,
+            "parents": ["tub", "lung"],
+            "table": [[[1.0, 0.0], [0.0, 1.0]], [[0.0, 1.0], [0.0, 1.0]]],
+        },
+    ]
+    return registry.create("bayes-net", event_shape=(5,), nodes=nodes)
+
+
+def test_impossible_events_are_minus_infinity_and_conditioning_on_them_is_an_error(tmp_path):
+    # before: table entries were floored at 1e-12, so impossible rows scored -29 to -46 and a query on evidence of
+    # probability 0 returned [0.99, 0.01] (pgmpy gives NaN)
+    from pyrogen.io import load_checkpoint, save_checkpoint
+
+    bn = _asia()
+    impossible = torch.tensor([[0, 1, 0, 1, 0]])  # tub and lung, yet not either
+    assert bn.log_prob(impossible).item() == -math.inf
+    for ask in (lambda: bn.query("tub", {"either": 0, "lung": 1}), lambda: bn.map_assignment({"either": 0, "lung": 1})):
+        with pytest.raises(ValueError, match="has probability 0 under the network: nothing to condition on"):
+            ask()
+    # possible evidence: Pyro's enumeration equals the brute-force joint over all 32 states
+    joint = bn.query(["tub", "lung"], {"either": 1})
+    assert joint[0, 0] == 0  # either=1 rules out neither-tub-nor-lung
+    torch.testing.assert_close(bn.query("tub", {"either": 1}), joint.sum(1), rtol=1e-5, atol=1e-7)
+    # a zero in a table survives a checkpoint (-inf is a value; NaN and +inf are refused)
+    save_checkpoint(tmp_path / "bn.safetensors", bn.state_dict(), {})
+    tensors, _ = load_checkpoint(tmp_path / "bn.safetensors")
+    assert torch.isneginf(tensors["logits.4"]).sum() == 4
+    # maximum likelihood without smoothing: a state never seen has probability 0, a parent configuration never
+    # seen a uniform table
+    from pyrogen.models import registry
+
+    rows = torch.tensor([[0, 0, 0, 0, 0], [0, 0, 1, 1, 1], [0, 0, 1, 0, 0]])
+    learnt = registry.create("bayes-net", event_shape=(5,), nodes=bn.config()["nodes"], alpha=0.0).fit_counts(rows)
+    tabs = learnt.tables()
+    torch.testing.assert_close(tabs[0], torch.tensor([1.0, 0.0]))  # asia always 0
+    torch.testing.assert_close(tabs[1][1], torch.tensor([0.5, 0.5]))  # tub given asia=1: never seen
+    assert learnt.log_prob(torch.tensor([[1, 0, 0, 0, 0]])).item() == -math.inf
+    assert torch.isfinite(learnt.log_prob(rows)).all()

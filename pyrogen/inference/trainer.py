@@ -33,7 +33,7 @@ from torch import nn
 from torch.utils.data import DistributedSampler
 
 from pyrogen.inference.hooks import TrainingHook
-from pyrogen.io import CheckpointError, load_checkpoint, save_checkpoint
+from pyrogen.io import CheckpointError, _non_finite, load_checkpoint, save_checkpoint
 
 __all__ = [
     "FitResult",
@@ -859,7 +859,7 @@ def _save(st: _State) -> None:
         tensors["trainer.running_count"] = torch.tensor(st.n_running)
         if st.best_state is not None:
             tensors.update({"best." + k: v for k, v in st.best_state.items()})
-        bad = [k for k, t in tensors.items() if t.is_floating_point() and not t.isfinite().all()]
+        bad = _non_finite(tensors)  # NaN or +inf (-inf: a log-probability of zero, as a table's entry)
         if bad:
             what = "parameters" if any(k.startswith("model.") for k in bad) else "optimizer or trainer state"
             last = latest_checkpoint(st.run_dir)

@@ -309,7 +309,7 @@ class BayesNet(GenerativeModel):
         for nd in self.nodes:
             shape = tuple(states[p] for p in nd["parents"]) + (nd["states"],)
             t = torch.full(shape, 1.0 / nd["states"]) if nd["table"] is None else torch.as_tensor(nd["table"])
-            self.logits.append(nn.Parameter(t.to(torch.get_default_dtype()).clamp_min(1e-12).log()))
+            self.logits.append(nn.Parameter(t.to(torch.get_default_dtype()).log()))  # a 0 entry: -inf, impossible
 
     def config(self) -> dict[str, Any]:
         tables = [t.tolist() for t in self.tables()]
@@ -413,8 +413,10 @@ class BayesNet(GenerativeModel):
             counts = torch.zeros(shape, dtype=self.logits[v].dtype)
             idx = tuple(x[:, self.index[p]] for p in nd["parents"]) + (x[:, v],)
             counts.index_put_(idx, torch.ones(len(x), dtype=counts.dtype), accumulate=True)
-            probs = (counts + self.alpha) / (counts + self.alpha).sum(-1, keepdim=True).clamp_min(1e-300)
-            self.logits[v].copy_(probs.clamp_min(1e-12).log())
+            total = (counts + self.alpha).sum(-1, keepdim=True)
+            # a parent configuration never seen (alpha=0) has no maximum-likelihood table: uniform
+            probs = torch.where(total > 0, (counts + self.alpha) / total.clamp_min(1e-300), 1.0 / shape[-1])
+            self.logits[v].copy_(probs.log())  # alpha=0 and a state never seen: probability 0, log -inf
         return self
 
     def sample(self, n: int) -> torch.Tensor:
@@ -494,10 +496,20 @@ class BayesNet(GenerativeModel):
         evidence = dict(evidence or {})
         if target in evidence:
             raise ValueError(f"node {target!r} is both the target and evidence")
-        row = self._evidence_rows(evidence)[0]  # one unbatched row
+        row = self._possible(evidence)
         marginals = TraceEnum_ELBO(max_plate_nesting=1).compute_marginals(self.model, self.guide, row)
         d = marginals[target]
         return torch.softmax(d.logits.detach().reshape(-1, self.nodes[self.index[target]]["states"])[0], -1)
+
+    def _possible(self, evidence: dict[str, int]) -> torch.Tensor:
+        """The evidence as one unbatched row, refused if it has probability 0 (nothing to condition on)."""
+        row = self._evidence_rows(evidence)[0]
+        with torch.no_grad():
+            if not bool(torch.isfinite(self.log_prob(row))):
+                raise ValueError(
+                    f"the evidence {evidence} has probability 0 under the network: nothing to condition on"
+                )
+        return row
 
     def _joint_query(self, targets: list[str], evidence: dict[str, int]) -> torch.Tensor:
         unknown = [t for t in targets if t not in self.index]
@@ -505,7 +517,7 @@ class BayesNet(GenerativeModel):
             raise ValueError(f"unknown nodes {unknown!r} in the targets; nodes are {', '.join(self.index)}")
         if len(set(targets)) != len(targets) or set(targets) & set(evidence):
             raise ValueError(f"targets {targets!r} must be distinct nodes and not evidence {sorted(evidence)}")
-        row = self._evidence_rows(evidence)[0]
+        row = self._possible(evidence)
         states = [self.nodes[self.index[t]]["states"] for t in targets]
         size = math.prod(nd["states"] for nd in self.nodes)
         if size > 2**20:
@@ -523,9 +535,13 @@ class BayesNet(GenerativeModel):
 
     def map_assignment(self, evidence: dict[str, int] | None = None) -> dict[str, int]:
         """The most probable joint assignment of the unobserved nodes given ``evidence`` (``infer_discrete`` at
-        temperature 0, i.e. max-product), with the evidence."""
+        temperature 0, i.e. max-product), with the evidence.
+
+        Raises:
+            ValueError: evidence of probability 0.
+        """
         from pyro.infer import infer_discrete
 
-        row = self._evidence_rows(dict(evidence or {}))
+        row = self._possible(dict(evidence or {}))[None]
         values = infer_discrete(self.model, first_available_dim=-2, temperature=0)(row)
         return {k: int(v.reshape(-1)[0]) for k, v in values.items()}
