@@ -25,6 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from pyrogen.checks import integer
 from pyrogen.data import Dataset
 from pyrogen.inference.program import data_plate
 from pyrogen.models.base import GenerativeModel, accepts_unbatched, check_positive_int
@@ -401,23 +402,65 @@ class BayesNet(GenerativeModel):
         Returns the model.
 
         Raises:
-            ValueError: a missing value (use gradient training, the marginal likelihood, instead).
+            ValueError: a missing value (use :meth:`fit_em`, or gradient training of the marginal likelihood).
         """
         x = self.validate(x)
         if (x < 0).any():
-            raise ValueError(
-                "fit_counts needs complete rows; with missing values train on the marginal likelihood (loss)"
-            )
+            raise ValueError("fit_counts needs complete rows; with missing values (-1) use fit_em")
+        self._tables_from_counts(x, torch.ones(len(x), dtype=self.logits[0].dtype))
+        return self
+
+    def _tables_from_counts(self, rows: torch.Tensor, weights: torch.Tensor) -> None:
+        """The M-step: every table from the (expected) counts ``weights`` of complete ``rows``, plus ``alpha``."""
         for v, nd in enumerate(self.nodes):
             shape = self.logits[v].shape
             counts = torch.zeros(shape, dtype=self.logits[v].dtype)
-            idx = tuple(x[:, self.index[p]] for p in nd["parents"]) + (x[:, v],)
-            counts.index_put_(idx, torch.ones(len(x), dtype=counts.dtype), accumulate=True)
+            idx = tuple(rows[:, self.index[p]] for p in nd["parents"]) + (rows[:, v],)
+            counts.index_put_(idx, weights.to(counts.dtype), accumulate=True)
             total = (counts + self.alpha).sum(-1, keepdim=True)
             # a parent configuration never seen (alpha=0) has no maximum-likelihood table: uniform
             probs = torch.where(total > 0, (counts + self.alpha) / total.clamp_min(1e-300), 1.0 / shape[-1])
             self.logits[v].copy_(probs.log())  # alpha=0 and a state never seen: probability 0, log -inf
-        return self
+
+    @torch.no_grad()
+    def fit_em(self, x: torch.Tensor, iters: int = 200, tol: float = 1e-10) -> list[float]:
+        r"""Expectation-maximization of the tables from rows with missing values (``-1``) (Dempster et al., 1977;
+        Lauritzen, 1995): the E-step is the posterior of each row's missing values, by enumerating their joint
+        states; the M-step the tables of :meth:`fit_counts` from the expected counts. Starts from the current
+        tables; stops when the mean log-likelihood gains less than ``tol``.
+
+        Returns:
+            the mean marginal log-likelihood :math:`\log p(x_{\mathrm{observed}})` before each M-step and after
+            the last: non-decreasing at ``alpha=0`` (with pseudo-counts EM raises the log-posterior instead).
+
+        Raises:
+            ValueError: a row of probability 0 under the starting tables, or more than 2**16 joint states.
+        """
+        x = self.validate(x)
+        integer("iters", iters)
+        space = self.all_assignments().to(x.device)  # (S, V)
+        if len(space) > 2**16:
+            raise ValueError(f"fit_em enumerates all {len(space):,} joint states; at most 2**16 are enumerated")
+        missing = x < 0
+        history: list[float] = []
+        for _ in range(iters):
+            lj = self._log_joint_complete(space)  # (S,)
+            ll, expected = [], torch.zeros(len(space), dtype=lj.dtype, device=x.device)
+            for rows, miss in zip(x.split(4096), missing.split(4096), strict=True):
+                consistent = ((space[None] == rows[:, None]) | miss[:, None]).all(-1)  # (n, S)
+                lw = torch.where(consistent, lj[None], -math.inf)
+                l_rows = torch.logsumexp(lw, -1)
+                if not bool(torch.isfinite(l_rows).all()):
+                    raise ValueError("a row has probability 0 under the current tables; EM cannot start from them")
+                expected += torch.exp(lw - l_rows[:, None]).sum(0)
+                ll.append(l_rows)
+            history.append(float(torch.cat(ll).mean()))
+            if len(history) > 1 and history[-1] - history[-2] < tol:
+                break
+            self._tables_from_counts(space, expected)
+        else:
+            history.append(float(self.log_prob(x).mean()))
+        return history
 
     def sample(self, n: int) -> torch.Tensor:
         """``n`` rows by ancestral sampling."""
