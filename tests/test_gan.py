@@ -284,3 +284,16 @@ def test_cyclegan_keeps_the_digit_when_it_changes_its_look():
     kept = (target.predict(m.translate(digits.test).flatten(1).numpy()) == digits.labels["test"].numpy()).mean()
     assert kept > 0.8  # a relabelling translator (or an untrained one, which does not invert) scores near 0.1
     assert float((m.translate_back(m.translate(digits.test)) - digits.test).abs().mean()) < 0.1
+
+
+def test_every_variant_is_a_loss_pair_of_one_table():
+    from pyrogen.inference import adversarial as adv
+
+    for name, pair in (("gan", "minimax"), ("ns-gan", "ns"), ("kl-gan", "kl"), ("wgan", "wgan"), ("wgan-gp", "wgan")):
+        assert small(name).losses is adv.LOSS_PAIRS[pair], name
+    assert registry.create("cyclegan", **SMALL["cyclegan"]).losses is adv.LOSS_PAIRS["least-squares"]
+    f = small("fgan")
+    real, fake = torch.randn(6, 1), torch.randn(6, 1)
+    torch.testing.assert_close(f.losses.critic(real, fake), adv.fgan_critic_loss(real, fake, f.divergence))
+    with pytest.raises(ValueError, match="loss must be one of minimax, ns, kl, wgan, hinge, least-squares, f"):
+        adv.loss_pair("bce")

@@ -17,6 +17,7 @@ the KL-based generator loss (minimax + non-saturating) equals
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -28,6 +29,10 @@ from torch import nn
 __all__ = [
     "F_DIVERGENCES",
     "FDivergence",
+    "LOSS_PAIRS",
+    "LossPair",
+    "fgan_loss_pair",
+    "loss_pair",
     "clip_weights_",
     "discriminator_loss",
     "f_divergence",
@@ -476,3 +481,55 @@ def fgan_generator_loss(fake: torch.Tensor, divergence: FDivergence, trick: bool
     """
     v = _flat(fake, "fake")
     return -(divergence.activation(v) if trick else divergence.conjugate(v)).mean()
+
+
+@dataclass(frozen=True)
+class LossPair:
+    """What a GAN variant is: the critic's loss on ``(real, fake)`` scores and the generator's on the fake ones.
+
+    Attributes:
+        critic: ``(real scores, fake scores) -> loss`` the critic minimises.
+        generator: ``fake scores -> loss`` the generator minimises.
+        reference: where the pair comes from.
+    """
+
+    critic: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+    generator: Callable[[torch.Tensor], torch.Tensor]
+    reference: str = ""
+
+
+#: Every loss pair by name, in one table (f-GAN's pairs come from :func:`fgan_loss_pair`, one per divergence).
+LOSS_PAIRS: dict[str, LossPair] = {
+    "minimax": LossPair(discriminator_loss, minimax_generator_loss, "Goodfellow et al., 2014, arXiv:1406.2661"),
+    "ns": LossPair(discriminator_loss, nonsaturating_generator_loss, "Goodfellow et al., 2014, Sec. 3"),
+    "kl": LossPair(discriminator_loss, kl_generator_loss, "Sonderby et al., 2017, arXiv:1610.04490"),
+    "wgan": LossPair(wgan_critic_loss, wgan_generator_loss, "Arjovsky et al., 2017, arXiv:1701.07875"),
+    "hinge": LossPair(hinge_discriminator_loss, hinge_generator_loss, "Miyato et al., 2018, arXiv:1802.05957"),
+    "least-squares": LossPair(
+        least_squares_discriminator_loss, least_squares_generator_loss, "Mao et al., 2017, arXiv:1611.04076"
+    ),
+}
+
+
+def fgan_loss_pair(divergence: FDivergence, trick: bool = True) -> LossPair:
+    """The f-GAN pair of ``divergence`` (Nowozin et al., 2016, arXiv:1606.00709)."""
+    return LossPair(
+        functools.partial(fgan_critic_loss, divergence=divergence),
+        functools.partial(fgan_generator_loss, divergence=divergence, trick=trick),
+        "Nowozin et al., 2016, arXiv:1606.00709",
+    )
+
+
+def loss_pair(name: str, divergence: FDivergence | None = None, trick: bool = True) -> LossPair:
+    """The pair ``name`` of :data:`LOSS_PAIRS`, or ``"f"`` with its ``divergence``.
+
+    Raises:
+        ValueError: an unknown name, or ``"f"`` without a divergence.
+    """
+    if name == "f":
+        if divergence is None:
+            raise ValueError("the f-GAN loss pair needs a divergence (see f_divergence)")
+        return fgan_loss_pair(divergence, trick)
+    if name not in LOSS_PAIRS:
+        raise ValueError(f"loss must be one of {', '.join([*LOSS_PAIRS, 'f'])}; got {name!r}")
+    return LOSS_PAIRS[name]

@@ -144,6 +144,7 @@ class AdversarialModel(GenerativeModel):
         self.loss_name = self.LOSS
         self.divergence_name, self.alpha, self.pi, self.trick = divergence, float(alpha), float(pi), bool(trick)
         self.divergence = adv.f_divergence(divergence, alpha=alpha, pi=pi) if self.LOSS == "f" else None
+        self.losses = adv.loss_pair(self.LOSS, self.divergence, self.trick)
         self._build()
         if ema is not None and (isinstance(ema, bool) or not isinstance(ema, (int, float)) or not 0 <= ema < 1):
             raise ValueError(f"ema must be a decay in [0, 1) or None; got {ema!r}")
@@ -255,35 +256,13 @@ class AdversarialModel(GenerativeModel):
         return batch, None
 
     def _critic_loss(self, x: torch.Tensor, fake: torch.Tensor, y: torch.Tensor | None) -> torch.Tensor:
-        real_s, fake_s = self._score(x, y), self._score(fake, y)
-        name = self.loss_name
-        if name == "wgan":
-            loss = adv.wgan_critic_loss(real_s, fake_s)
-        elif name == "hinge":
-            loss = adv.hinge_discriminator_loss(real_s, fake_s)
-        elif name == "f":
-            assert self.divergence is not None
-            loss = adv.fgan_critic_loss(real_s, fake_s, self.divergence)
-        else:
-            loss = adv.discriminator_loss(real_s, fake_s)
+        loss = self.losses.critic(self._score(x, y), self._score(fake, y))
         if self.gp_weight:
             loss = loss + adv.gradient_penalty(lambda v: self._score(v, y), x, fake, self.gp_weight)
         return loss
 
     def _generator_loss(self, fake_s: torch.Tensor) -> torch.Tensor:
-        name = self.loss_name
-        if name == "minimax":
-            return adv.minimax_generator_loss(fake_s)
-        if name == "ns":
-            return adv.nonsaturating_generator_loss(fake_s)
-        if name == "kl":
-            return adv.kl_generator_loss(fake_s)
-        if name == "f":
-            assert self.divergence is not None
-            return adv.fgan_generator_loss(fake_s, self.divergence, trick=self.trick)
-        if name == "hinge":
-            return adv.hinge_generator_loss(fake_s)
-        return adv.wgan_generator_loss(fake_s)
+        return self.losses.generator(fake_s)
 
     def _score(self, x: torch.Tensor, y: torch.Tensor | None) -> torch.Tensor:
         return self.critic(x)
@@ -602,13 +581,12 @@ class CycleGAN(AdversarialModel):
         x, _ = self._split(batch)
         a, b = self._domains(x)
         fake_b, fake_a = self.generator(a), self.generator_ba(b)
+        pair = self.losses  # least squares (Mao et al., 2017), as Zhu et al. train
         if group == "critic":
-            return adv.least_squares_discriminator_loss(
-                self.critic(b), self.critic(fake_b)
-            ) + adv.least_squares_discriminator_loss(self.critic_a(a), self.critic_a(fake_a))
-        loss = adv.least_squares_generator_loss(self.critic(fake_b)) + adv.least_squares_generator_loss(
-            self.critic_a(fake_a)
-        )
+            return pair.critic(self.critic(b), self.critic(fake_b)) + pair.critic(
+                self.critic_a(a), self.critic_a(fake_a)
+            )
+        loss = pair.generator(self.critic(fake_b)) + pair.generator(self.critic_a(fake_a))
         cycle = (self.generator_ba(fake_b) - a).abs().mean() + (self.generator(fake_a) - b).abs().mean()
         loss = loss + self.cycle_weight * cycle
         if self.identity_weight:
