@@ -5,7 +5,7 @@ Sections (``--only``):
 
 - ``rbm``: test NLL (nats) on the binarized digits of RBMs from the registered defaults (6000 steps, early
   stopping on the validation NLL / pseudo-likelihood): 16 hidden units with log Z by enumeration, trained by CD-1
-  and by PCD-1, next to DESIGN.md's 21.12; 64 hidden units (CD-1) with log Z by AIS (2000 temperatures, 200
+  and by PCD-1; 64 hidden units (CD-1) with log Z by AIS (2000 temperatures, 200
   chains) and its standard error; the fully visible BM (CD-1, 3000 steps) with log Z by AIS (500 temperatures);
   the two-layer DBM (64 and 16 hidden units; two layer-wise pre-training phases, then mean-field + PCD jointly)
   with log Z by AIS over its first layer and log p*(v) exact (the second layer enumerated).
@@ -18,7 +18,7 @@ Sections (``--only``):
   enumerated; the trainer's defaults) and, on 8gaussians, by NUTS (diagonal covariances, 1000 points, 200 + 200
   draws in 2 chains; the posterior predictive test log-likelihood): on 8gaussians (8 components), on the other
   seven toys (16 components, EM and SVI; next to the best possible value, minus the entropy), on the
-  dequantized digits (10 components, full covariance, bits/dim next to DESIGN.md's 2.90; the covariance
+  dequantized digits (10 components, full covariance, bits/dim; the covariance
   regularization ``reg`` chosen on the validation split from 1e-6, 1e-4, 1e-3, 1e-2, the sweep printed) and on
   scikit-learn's wine data (13 standardized features, 3 components, a 70/30 split): test log-likelihood and
   seconds to fit.

@@ -7,7 +7,7 @@ Sections (``--only``):
   and the high-quality rate) of 1000 samples of DDPM's ancestral chain, of DDIM at 10 / 50 / 100 steps (the same
   network), of NCSN (annealed Langevin) and of the VP score SDE (probability-flow ODE); the test NLL of DDPM's
   variational bound and of the VP SDE through the probability-flow ODE (exact trace), next to the best possible
-  value (minus the entropy, DESIGN.md).
+  value (minus the entropy, ``pyrogen.data.TOY_ENTROPY``).
 - ``digits``: on the dequantized digits: bits/dim of DDPM's bound (discretized decoder) and of the VP SDE's
   probability flow (Hutchinson trace, one probe), next to the flow family's best (Glow 2.12, README); FID, KID,
   precision and recall of DDPM (ancestral; DDIM at 10, 50, 100 steps), of NCSN and of the VP SDE (ODE).

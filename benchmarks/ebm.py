@@ -5,8 +5,8 @@ Sections (``--only``):
 
 - ``toys``: ebm (contrastive divergence), ebm-sm (exact, sliced-vr, denoising), ebm-nce, ebm-fce and ebm-adv on
   8gaussians, 2spirals and moons from their registered defaults: the test NLL with log Z by quadrature, next
-  to the best possible value (minus the entropy, DESIGN.md); and of samples drawn by 500 Langevin steps from
-  the model's chain starts, MMD², C2ST and, on 8gaussians, modes covered and the high-quality rate (the GANs'
+  to the best possible value (minus the entropy, ``pyrogen.data.TOY_ENTROPY``); and of samples drawn by 500
+  Langevin steps from the model's chain starts, MMD², C2ST and, on 8gaussians, modes covered and the high-quality rate (the GANs'
   protocol, ``benchmarks/gan.py``).
 - ``digits-cd``: ``ebm`` (contrastive divergence with the replay buffer) on the grey digits, 300 steps: log Z by AIS
   at 200 and 1000 temperatures (does it move?), the test NLL, the sample quality of its Langevin samples.
@@ -25,7 +25,7 @@ Sections (``--only``):
 
 - ``implicit-vae``: the VAE with an implicit posterior (entropy gradient from a score network) on the binarized
   digits from its registered defaults: IWAE-1000 test NLL under its fitted importance proposal, next to the
-  VAE's 17.01 (DESIGN.md), and the sample quality of its samples.
+  VAE's 17.01 (benchmarks/latent.py), and the sample quality of its samples.
 - ``speed``: sampling the 2-D energy E(x) = MLP(x) + x·x/8 (tanh 2-32-32-1, fixed random weights): effective
   samples per second (ArviZ bulk ESS, the smaller coordinate, over the wall time of warm-up and sampling) of
   pyrogen's batched MALA and HMC, Pyro's NUTS (chains one after another) and NumPyro's NUTS on the same
@@ -64,7 +64,7 @@ VARIANTS: list[tuple[str, str, dict[str, Any]]] = [
     ("ebm-adv", "ebm-adv", {}),
 ]
 TOYS = ("8gaussians", "2spirals", "moons")
-#: minus the entropy of each toy density, the best possible test NLL (DESIGN.md)
+#: minus the entropy of each toy density, the best possible test NLL
 BEST_NLL = {"8gaussians": 2.838, "2spirals": 2.644, "moons": 2.391}
 
 

@@ -260,8 +260,8 @@ def c2st(x: torch.Tensor, y: torch.Tensor, folds: int = 5, neighbours: int | Non
 
 
 def eight_gaussian_modes() -> tuple[torch.Tensor, float]:
-    """The centres and standard deviation of ``8gaussians`` (DESIGN.md): radius 4 on the 8 compass directions,
-    std 0.5, all divided by 1.414."""
+    """The centres and standard deviation of ``8gaussians`` (FFJORD's toy data): radius 4 on the 8 compass
+    directions, std 0.5, all divided by 1.414."""
     angles = torch.arange(8, dtype=torch.float64) * math.pi / 4
     return 4.0 * torch.stack([angles.cos(), angles.sin()], 1) / 1.414, 0.5 / 1.414
 

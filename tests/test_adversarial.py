@@ -1,4 +1,4 @@
-"""The adversarial objectives against the theory they rest on (seed 000 §6; Nowozin et al., 2016), by quadrature."""
+"""The adversarial objectives against the theory they rest on (Nowozin et al., 2016), by quadrature."""
 
 from __future__ import annotations
 
@@ -229,7 +229,7 @@ def test_lambert_w_inverts_w_exp_w() -> None:
     assert torch.allclose(adv.lambert_w(w * torch.exp(w)), w, rtol=1e-10)
 
 
-# -- the Wasserstein critic on two narrow Gaussians (seed 000 §6.17, case 2) -----------------------------------------
+# -- the Wasserstein critic on two narrow Gaussians -----------------------------------------
 def critic_run(constraint: str, steps: int = 400) -> list[float]:
     torch.manual_seed(0)
     g = torch.Generator().manual_seed(0)

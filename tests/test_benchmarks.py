@@ -28,7 +28,7 @@ def test_plain_maf_reference_computes_pyrogens_loss():
 
 
 def test_the_readme_names_the_flags_behind_every_benchmark_row_off_the_registered_defaults():
-    """Hardening item 24: `pyrogen train made` gave 18.17 where the README quoted 17.29 (eight orderings, a
+    """`pyrogen train made` gave 18.17 where the README quoted 17.29 (eight orderings, a
     benchmark setting). Every model argument a benchmark row sets away from the registered default must appear
     in the README as the `--set` flag that reproduces it."""
     import inspect

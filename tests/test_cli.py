@@ -169,7 +169,7 @@ def _bad_invocations(run, tmp):
     for name, content in (("badjson", "{not json"), ("alist", "[1, 2]"), ("nokey", '{"model": "realnvp"}')):
         (tmp / name).mkdir()
         (tmp / name / "run.json").write_text(content)
-    # data files a user might hand over (hardening items 7-14)
+    # data files a user might hand over
     (tmp / "garbage.safetensors").write_bytes(b"\xff" * 64)
     np.save(tmp / "five.npy", np.random.default_rng(0).normal(size=(5, 2)))
     np.save(tmp / "three.npy", np.random.default_rng(0).normal(size=(3, 2)))
@@ -321,7 +321,7 @@ def test_a_run_written_by_fit_alone_opens_with_the_best_parameters(tmp_path):
 
 
 def test_a_valid_checkpoint_of_another_model_is_one_line(trained_run, tmp_path, capsys):
-    """A checksum-valid checkpoint of another model (hardening item 5) is refused with one line, on resume and load."""
+    """A checksum-valid checkpoint of another model is refused with one line, on resume and load."""
     import shutil
 
     other = tmp_path / "maf"
@@ -372,7 +372,7 @@ def test_diffusion_models_through_the_cli(tmp_path, capsys):
 
 
 def test_the_default_thread_count_leaves_busy_cores_alone(monkeypatch):
-    """Hardening item 25: torch's default (every core) made a small VAE 6x slower on a busy 2-core machine."""
+    """Torch's default (every core) made a small VAE 6x slower on a busy 2-core machine."""
     from pyrogen import cli
 
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)

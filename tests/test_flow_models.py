@@ -308,7 +308,7 @@ def test_as_distribution_inside_a_users_program_trains_under_svi_when_asked():
 
 
 def test_data_in_other_units_are_rescaled_by_powers_of_ten_and_the_density_stays_in_their_units(tmp_path):
-    """Hardening items 14 and 24: the toy-tuned defaults diverged on the moons in thousands and trained poorly on
+    """The toy-tuned defaults diverged on the moons in thousands and trained poorly on
     them in thousandths. ``from_dataset`` rescales such data by powers of ten; every bundled toy is left exactly
     as it is (so the measured numbers stand)."""
     from pyrogen.data import from_array, load
@@ -350,7 +350,7 @@ def test_data_in_other_units_are_rescaled_by_powers_of_ten_and_the_density_stays
 
 
 def test_far_tail_inputs_no_longer_overflow_the_coupling_conditioners():
-    """Hardening item 14: on a ring plus a Student-t(2) blob the conditioners of RealNVP's couplings read
+    """On a ring plus a Student-t(2) blob the conditioners of RealNVP's couplings read
     inputs in the hundreds, their outputs grew with them, and the gradient overflowed within 20 steps (every
     update skipped, the run stopped). They now read their input through ``soft_clip`` at 20: the identity
     within, logarithmic beyond (C1 at the level), so the toys see the same network and the tails a bounded

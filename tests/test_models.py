@@ -200,7 +200,7 @@ def test_a_group_update_leaves_the_other_groups_without_gradient(name):
 
 @pytest.mark.parametrize("name", NAMES)
 def test_data_of_another_float_dtype_is_cast_at_the_boundary(name):
-    """float64 data into a float32 model (hardening item 15): fit and the likelihood accept it."""
+    """float64 data into a float32 model: fit and the likelihood accept it."""
     m = small_model(name)
     x = small_data(name, 64)
     xs = x[0] if isinstance(x, tuple) else x
@@ -221,7 +221,7 @@ def test_data_of_another_float_dtype_is_cast_at_the_boundary(name):
 
 @pytest.mark.parametrize("name", NAMES)
 def test_loss_validates_its_batch_like_log_prob(name):
-    """Hardening item 16: ``loss`` refuses NaN, empty, wrongly shaped and out-of-support batches by name."""
+    """``loss`` refuses NaN, empty, wrongly shaped and out-of-support batches by name."""
     m = small_model(name)
     good = small_data(name, 8)
     x = good[0] if isinstance(good, tuple) else good
@@ -248,7 +248,7 @@ def test_loss_validates_its_batch_like_log_prob(name):
 
 @pytest.mark.parametrize("name", having("exact"))
 def test_as_distribution_honours_expand(name):
-    """Hardening item 17: ``expand(batch_shape)`` broadcasts ``log_prob`` (the torch.distributions contract),
+    """``expand(batch_shape)`` broadcasts ``log_prob`` (the torch.distributions contract),
     so Pyro's vectorized particles see the right shape and value."""
     m = small_model(name).eval()
     try:

@@ -172,7 +172,7 @@ def test_log_prob_takes_one_unbatched_example_like_torch_distributions():
 
 
 def test_api_edges_a_user_hits():
-    # hardening items 16-18 and 21, each refused or answered where it used to pass silently or fail obscurely
+    # each refused or answered where it used to pass silently or fail obscurely
     sde = small_model("score-sde")
     with pytest.raises(ValueError, match="record_every must be a non-negative integer; got -1"):
         sde.reverse_chain(2, record_every=-1)

@@ -130,7 +130,7 @@ def _jacobian_logdet(f, x: torch.Tensor) -> torch.Tensor:
 
 def _inputs(shape: tuple[int, ...], n: int = 3) -> torch.Tensor:
     """Standard normal draws, the last one scaled by 3: inputs far in the tails (|x| up to about 8) too,
-    where a clamped CDF (hardening item 23) stops being one-to-one."""
+    where a clamped CDF stops being one-to-one."""
     torch.manual_seed(1)
     x = torch.randn((n, *shape), dtype=torch.double)
     x[-1] *= 3.0
@@ -368,7 +368,7 @@ def test_linear_change_of_variables():
 
 
 def test_gaussianization_is_one_to_one_far_in_the_tails():
-    """Hardening item 23: the clamped CDF made the map constant beyond |x| = 4.75 (inv(f(5)) = inv(f(6)) = 4.7534)."""
+    """The clamped CDF made the map constant beyond |x| = 4.75 (inv(f(5)) = inv(f(6)) = 4.7534)."""
     from pyrogen.distributions.transforms import MixtureCDFGaussianization
 
     torch.manual_seed(0)
@@ -384,7 +384,7 @@ def test_gaussianization_is_one_to_one_far_in_the_tails():
 
 
 def test_planar_keeps_the_shape_of_an_unbatched_input():
-    """Hardening item 20: one point of shape (D,) gives a log-det of shape () and an inverse of shape (D,)."""
+    """One point of shape (D,) gives a log-det of shape () and an inverse of shape (D,)."""
     from pyrogen.distributions.transforms import Planar
 
     torch.manual_seed(0)
@@ -398,7 +398,7 @@ def test_planar_keeps_the_shape_of_an_unbatched_input():
 
 
 def test_logit_transform_with_scalar_events_and_cdf():
-    """Hardening item 21: LogitTransform(event_dim=0) scores and gives a TransformedDistribution a cdf."""
+    """LogitTransform(event_dim=0) scores and gives a TransformedDistribution a cdf."""
     from pyrogen.distributions.transforms import LogitTransform
 
     t = LogitTransform(0.05, event_dim=0)

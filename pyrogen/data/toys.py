@@ -15,8 +15,8 @@ import torch
 __all__ = ["TOYS", "TOY_ENTROPY", "toy_sample"]
 
 #: Differential entropy in nats of each toy density: minus the best possible
-#: expected log-likelihood (DESIGN.md; checked for the closed-form cases in
-#: ``tests/test_data.py``).
+#: expected log-likelihood, for the FFJORD toy conventions (Grathwohl et al., 2019) followed here (checked for
+#: the closed-form cases in ``tests/test_data.py``).
 TOY_ENTROPY = {
     "checkerboard": 3.466,
     "8gaussians": 2.838,

@@ -6,7 +6,7 @@ classifier-based losses they are *logits* :math:`l`, with
 :math:`D = \sigma(l)`; written in logits every loss is a ``softplus``, exact
 where :math:`D` saturates.
 
-The theory the tests check numerically (seed 000 §6): for a fixed generator
+The theory the tests check numerically: for a fixed generator
 :math:`q`, the optimal discriminator is :math:`D^* = p/(p + q)` (its logit
 :math:`\log p/q`); then :math:`V(G, D^*) = 2\,\mathrm{JSD}(p, q) - \log 4`, and
 the KL-based generator loss (minimax + non-saturating) equals
@@ -77,7 +77,7 @@ def minimax_generator_loss(fake: torch.Tensor) -> torch.Tensor:
     r"""The minimax generator loss :math:`\mathbb E_q[\log(1 - D(G(z)))] = -\mathbb E_q[\operatorname{softplus}(l)]`.
 
     Its gradient in the logit is :math:`-\sigma(l) \to 0` as :math:`D(G(z)) \to 0`: it saturates early in
-    training, when the discriminator rejects every sample (seed 000 §6.11).
+    training, when the discriminator rejects every sample.
 
     Example:
         >>> round(float(minimax_generator_loss(torch.zeros(2))), 4)  # log(1/2)
@@ -89,7 +89,7 @@ def minimax_generator_loss(fake: torch.Tensor) -> torch.Tensor:
 def nonsaturating_generator_loss(fake: torch.Tensor) -> torch.Tensor:
     r"""The non-saturating generator loss :math:`-\mathbb E_q[\log D(G(z))] = \mathbb E_q[\operatorname{softplus}(-l)]`.
 
-    Its gradient in the logit is :math:`-\sigma(-l) \to -1` as :math:`D(G(z)) \to 0` (seed 000 §6.12).
+    Its gradient in the logit is :math:`-\sigma(-l) \to -1` as :math:`D(G(z)) \to 0`.
 
     Example:
         >>> round(float(nonsaturating_generator_loss(torch.zeros(2))), 4)
@@ -102,7 +102,7 @@ def kl_generator_loss(fake: torch.Tensor) -> torch.Tensor:
     r"""The KL-based generator loss (minimax + non-saturating) :math:`\mathbb E_q[\log\frac{1-D}{D}] = -\mathbb E_q[l]`.
 
     At the optimal discriminator, whose logit is :math:`\log p/q`, it equals :math:`\mathrm{KL}(q \,\|\, p)`
-    (seed 000 §6.7; Huszár, 2016).
+    (Huszár, 2016).
 
     Example:
         >>> float(kl_generator_loss(torch.tensor([1.0, 3.0])))

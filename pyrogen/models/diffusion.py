@@ -1,6 +1,6 @@
 r"""Diffusion and score models: DDPM (with DDIM sampling), NCSN and score SDEs.
 
-- ``ddpm`` -- a Markovian hierarchical latent-variable model whose encoder is fixed (seed 004; Ho et al., 2020):
+- ``ddpm`` -- a Markovian hierarchical latent-variable model whose encoder is fixed (Ho et al., 2020):
   the guide is the forward chain :math:`q(x_{1:T} \mid x_0)` (in its posterior factorization
   :math:`q(x_T \mid x_0)\prod_t q(x_{t-1} \mid x_t, x_0)`), the model the learned reverse chain
   :math:`p(x_T)\prod_t p_\theta(x_{t-1} \mid x_t)` with a decoder :math:`p_\theta(x_0 \mid x_1)` (a Gaussian

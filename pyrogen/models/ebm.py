@@ -536,7 +536,7 @@ class FlowContrastiveEBM(_FlowPairedEBM):
 
 @register("ebm-adv")
 class AdversarialEBM(_FlowPairedEBM):
-    r"""An EBM trained adversarially against a sampler of exact entropy (seed 001 §7.6; Kim and Bengio, 2016;
+    r"""An EBM trained adversarially against a sampler of exact entropy (Kim and Bengio, 2016;
     Grathwohl et al., 2021): for any :math:`q`, :math:`\log Z_\theta \ge \mathbb E_q[f_\theta] + H(q)`, so
 
     .. math:: \mathbb E_{p_{data}}[\log p_\theta] \le \mathbb E_{p_{data}}[f_\theta] - \mathbb E_q[f_\theta] - H(q),

@@ -699,7 +699,7 @@ class GaussianizationFlow(FlowModel):
         return [t for g, r in zip(self.marginals, self.rotations, strict=True) for t in (g, r)]
 
 
-alias("gaussianization-flow", "gaussianization")  # the name DESIGN.md uses
+alias("gaussianization-flow", "gaussianization")  # the paper's name
 
 
 # --------------------------------------------------------------------------------------

@@ -7,8 +7,8 @@ of :mod:`pyrogen.inference.adversarial`; :meth:`AdversarialModel.as_distribution
 :class:`~pyrogen.distributions.ImplicitDistribution` to put in a Pyro program, and
 :func:`pyrogen.latent.generator_posterior` conditions through :math:`G` with Pyro's NUTS or SVI.
 
-Registered: ``gan`` (minimax), ``ns-gan`` (non-saturating), ``kl-gan`` (minimax + non-saturating, seed 000
-§6.7), ``fgan`` (any divergence of :data:`~pyrogen.inference.adversarial.F_DIVERGENCES`), ``wgan`` (weight
+Registered: ``gan`` (minimax), ``ns-gan`` (non-saturating), ``kl-gan`` (minimax + non-saturating),
+``fgan`` (any divergence of :data:`~pyrogen.inference.adversarial.F_DIVERGENCES`), ``wgan`` (weight
 clipping), ``wgan-gp`` (gradient penalty), ``cgan`` (projection discriminator, hinge loss, on labels),
 ``bigan`` (encoder, generator, joint discriminator) and ``cyclegan`` (two unpaired image domains).
 
@@ -345,7 +345,7 @@ class NSGAN(AdversarialModel):
 @register("kl-gan")
 class KLGAN(AdversarialModel):
     r"""The KL-based GAN: the generator minimises minimax + non-saturating, :math:`\mathrm{KL}(q \,\|\, p)` at
-    the optimal discriminator (seed 000 §6.7)."""
+    the optimal discriminator."""
 
     LOSS = "kl"
 

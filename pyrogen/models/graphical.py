@@ -1,7 +1,7 @@
 r"""Directed graphical models over discrete variables: Bayesian networks (``bayes-net``) and naive Bayes
 (``naive-bayes``).
 
-Naive Bayes (seed 001 §2.2) is the generative classifier :math:`p(y) \prod_i p(x_i \mid y)` over binary
+Naive Bayes is the generative classifier :math:`p(y) \prod_i p(x_i \mid y)` over binary
 features; its posterior
 
 .. math:: p(y \mid x) = \frac{p(y) \prod_i p(x_i \mid y)}{\sum_{y'} p(y') \prod_i p(x_i \mid y')}

@@ -1,7 +1,7 @@
 r"""A VAE whose posterior has no density: :math:`z = f_\phi(x, \epsilon)`, :math:`\epsilon \sim N(0, I)`.
 
 The ELBO :math:`\mathbb E_q[\log p(x \mid z) + \log p(z)] + H(q(z \mid x))` needs the entropy of an implicit
-:math:`q`. Its gradient does not (seed 001 §7.4.1): with :math:`z = f_\phi(x, \epsilon)`,
+:math:`q`. Its gradient does not: with :math:`z = f_\phi(x, \epsilon)`,
 
 .. math::
     \nabla_\phi H(q) = -\mathbb E_\epsilon\big[\nabla_z \log q(z \mid x)^\top\,
