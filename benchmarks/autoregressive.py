@@ -167,9 +167,8 @@ def main(argv: list[str] | None = None) -> int:
     for k, v in out["floors"].items():
         print(f"  {k:<28}{v:>8.2f}  (floor)")
     r = out["rnade"]
-    print(
-        f"dequantized digits: RNADE {r['bits_per_dim']:.3f} bits/dim (the 10-component GMM of benchmarks/classical.py: 2.81)"
-    )
+    gmm = "the 10-component GMM of benchmarks/classical.py: 2.81"
+    print(f"dequantized digits: RNADE {r['bits_per_dim']:.3f} bits/dim ({gmm})")
     r = out["rgb"]
     print(
         f"colour digits: PixelCNN (R -> G -> B masks) {r['nll_nats']:.2f} ± {r['nll_stderr']:.2f} nats "

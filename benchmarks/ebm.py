@@ -6,8 +6,8 @@ Sections (``--only``):
 - ``toys``: ebm (contrastive divergence), ebm-sm (exact, sliced-vr, denoising), ebm-nce, ebm-fce and ebm-adv on
   8gaussians, 2spirals and moons from their registered defaults: the test NLL with log Z by quadrature, next
   to the best possible value (minus the entropy, ``pyrogen.data.TOY_ENTROPY``); and of samples drawn by 500
-  Langevin steps from the model's chain starts, MMD², C2ST and, on 8gaussians, modes covered and the high-quality rate (the GANs'
-  protocol, ``benchmarks/gan.py``).
+  Langevin steps from the model's chain starts, MMD², C2ST and, on 8gaussians, modes covered and the
+  high-quality rate (the GANs' protocol, ``benchmarks/gan.py``).
 - ``digits-cd``: ``ebm`` (contrastive divergence with the replay buffer) on the grey digits, 300 steps: log Z by AIS
   at 200 and 1000 temperatures (does it move?), the test NLL, the sample quality of its Langevin samples.
 - ``normalization``: the models with a learned log Z (ebm-nce, ebm-fce): the mass of
