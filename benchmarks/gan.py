@@ -108,14 +108,14 @@ def toys(steps: int | None, jobs: int, seeds: tuple[int, ...] = (0,)) -> list[di
     return _pool(jobs, tasks)
 
 
-def digits(steps: int | None, jobs: int) -> list[dict]:
+def digits(steps: int | None, jobs: int, variants: list[str] | None = None) -> list[dict]:
     tasks = [(label, name, opts, "digits", steps) for label, name, opts in VARIANTS]
     tasks += [
         ("ns-gan without EMA", "ns-gan", {"ema": None}, "digits", steps),
         ("cgan", "cgan", {}, "digits", steps),
         ("bigan", "bigan", {}, "digits", steps),
     ]
-    return _pool(jobs, tasks)
+    return _pool(jobs, [t for t in tasks if variants is None or t[0] in variants])
 
 
 def _cgan_use(steps: int | None) -> dict[str, Any]:
@@ -287,6 +287,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--jobs", type=int, default=2, help="models trained at once (one thread each)")
     p.add_argument("--uses", nargs="+", choices=USES, help="only these parts of the uses section")
     p.add_argument("--seeds", type=int, nargs="+", default=[0], help="seeds of the toys section (spread over them)")
+    p.add_argument("--variants", nargs="+", help="only these rows of the digits section (by their label)")
     args = p.parse_args(argv)
     steps = 30 if args.quick else args.steps
     only = args.only or list(SECTIONS)
@@ -294,7 +295,7 @@ def main(argv: list[str] | None = None) -> int:
     if "toys" in only:
         out["toys"] = toys(steps, args.jobs, tuple(args.seeds))
     if "digits" in only:
-        out["digits"] = digits(steps, args.jobs)
+        out["digits"] = digits(steps, args.jobs, args.variants)
     if "uses" in only:
         out["uses"] = uses(steps, args.quick, args.uses)
     if "speed" in only:

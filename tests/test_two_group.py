@@ -209,6 +209,22 @@ def test_every_critic_update_draws_its_own_real_batch():
     for i in range(len(critic)):
         for j in range(i):
             assert not torch.equal(critic[i], critic[j]), (i, j)
-    # each batch is 32 distinct training rows
+    # each batch is 32 training rows; the generator shares its step's first batch (the two players of a step
+    # train on one batch, as the reference implementations do)
     rows = {tuple(r.flatten().tolist()) for r in x}
     assert all(tuple(r.flatten().tolist()) in rows for b in critic for r in b)
+    for step in range(3):
+        first, generator = seen[6 * step][1], seen[6 * step + 5][1]
+        assert torch.equal(first, generator)
+    # a one-critic schedule draws nothing extra: every update of a step sees the step's batch
+    seen.clear()
+    m2 = small_model("ns-gan")
+    forward2 = m2.forward
+
+    def recording2(batch, group="model", objective="loss"):
+        seen.append((group, batch.detach().clone()))
+        return forward2(batch, group=group, objective=objective)
+
+    m2.forward = recording2
+    fit(m2, x, steps=2, batch_size=32, lr=1e-4, seed=0)
+    assert torch.equal(seen[0][1], seen[1][1]) and torch.equal(seen[2][1], seen[3][1])

@@ -251,8 +251,10 @@ def training_step(
 ) -> dict[str, torch.Tensor]:
     """One optimisation step of :func:`fit`: every group of ``update_schedule(step)`` in turn.
 
-    The first update trains on ``batch``; the ``i``-th after it on ``draw(i)``, a batch of its own (WGAN's
-    critic iterations each see a fresh minibatch, Arjovsky et al., 2017, Algorithm 1); without ``draw`` every
+    The first update of each group trains on ``batch``; a group updated again in the same step (the ``i``-th
+    update of the schedule) on ``draw(i)``, a batch of its own: WGAN's critic iterations each see a fresh
+    minibatch (Arjovsky et al., 2017, Algorithm 1), while different groups share the step's batch, as the
+    reference GAN, BiGAN and CycleGAN implementations train their two players on one. Without ``draw`` every
     update reuses ``batch``.
 
     ``wrapped`` computes a group's loss: ``model.forward`` on one process, or the
@@ -271,9 +273,9 @@ def training_step(
     if not schedule:
         raise ValueError(f"update_schedule({step}) returned no parameter group")
     losses: dict[str, torch.Tensor] = {}
+    step_batch = batch
     for update, gname in enumerate(schedule):
-        if update and draw is not None:
-            batch = draw(update)
+        batch = draw(update) if gname in losses and draw is not None else step_batch
         opt, settings, frozen = groups.opts[gname], groups.settings[gname], groups.frozen[gname]
         for pg in opt.param_groups:
             pg["lr"] = cfg.lr_at(step, settings["lr"])
