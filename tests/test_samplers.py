@@ -372,3 +372,15 @@ def test_every_kernel_reaches_a_2d_mixture(make):
     for d in range(2):
         cdf = lambda v, d=d: 0.4 * stats.norm.cdf(v, mu[0, d].item()) + 0.6 * stats.norm.cdf(v, mu[1, d].item())  # noqa: E731
         assert stats.kstest(thinned[:, d].numpy(), cdf).pvalue > 0.01
+
+
+@pytest.mark.parametrize("cls", [S.MALA, S.HMC, S.RandomWalkMH])
+def test_the_same_seed_gives_the_same_chains_with_adaptation(cls):
+    # the benchmark's speed rows (MALA, HMC) repeat exactly from the same seed, warm-up adaptation included
+    def run():
+        torch.manual_seed(0)
+        k = cls(correlated, 0.3) if cls is not S.HMC else cls(correlated, 0.3, num_steps=10)
+        return S.sample_chains(k, torch.randn(8, 2, dtype=torch.float64), 50, warmup_steps=60)
+
+    a, b = run(), run()
+    assert torch.equal(a.samples, b.samples) and torch.equal(a.stats["step_size"], b.stats["step_size"])
