@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, ClassVar
 
 import pyro
@@ -119,6 +119,18 @@ class _Boltzmann(GenerativeModel):
 
     def log_normalizer(self) -> tuple[torch.Tensor, float]:
         raise NotImplementedError
+
+    def _seeded(self, estimate: Callable[[], tuple[torch.Tensor, float]]) -> tuple[torch.Tensor, float]:
+        """``estimate()`` (a seeded AIS estimate: the same parameters give the same number), kept until a parameter
+        or the AIS settings change, so that scoring one model several times runs AIS once."""
+        state = torch.cat([p.detach().flatten() for p in self.parameters()])
+        key = (self.ais_temps, self.ais_chains, state.dtype, state.device)
+        cached = self.__dict__.get("_ais_cache")
+        if cached is not None and cached[0] == key and torch.equal(cached[1], state):
+            return cached[2]
+        out = estimate()
+        self.__dict__["_ais_cache"] = (key, state.clone(), out)
+        return out
 
     @accepts_unbatched()
     def log_prob(self, x: torch.Tensor) -> torch.Tensor:
@@ -277,8 +289,12 @@ class RBM(_Boltzmann):
         """:math:`\\log Z` and its standard error: exact (0) up to ``exact_max`` hidden units, by AIS above."""
         if self.hidden <= self.exact_max:
             return self.log_normalizer_exact(), 0.0
-        res = rbm_ais(self, self.ais_temps, self.ais_chains, generator=torch.Generator().manual_seed(0))
-        return torch.tensor(res.log_z, dtype=self.W.dtype, device=self.W.device), res.stderr
+
+        def estimate() -> tuple[torch.Tensor, float]:
+            res = rbm_ais(self, self.ais_temps, self.ais_chains, generator=torch.Generator().manual_seed(0))
+            return torch.tensor(res.log_z, dtype=self.W.dtype, device=self.W.device), res.stderr
+
+        return self._seeded(estimate)
 
     def pseudo_log_likelihood(self, x: torch.Tensor) -> torch.Tensor:
         r"""The pseudo-log-likelihood :math:`\sum_i \log p(v_i \mid v_{-i})` per example (Besag, 1975): no
@@ -690,8 +706,12 @@ class DBM(_Boltzmann):
         W, b, c = self._bipartite()
         if self.hidden[0] <= self.exact_max:
             return _bipartite_log_z(W, b, c), 0.0
-        res, _ = _bipartite_ais(W, b, c, self.ais_temps, self.ais_chains, torch.Generator().manual_seed(0))
-        return torch.tensor(res.log_z, dtype=W.dtype, device=W.device), res.stderr
+
+        def estimate() -> tuple[torch.Tensor, float]:
+            res, _ = _bipartite_ais(W, b, c, self.ais_temps, self.ais_chains, torch.Generator().manual_seed(0))
+            return torch.tensor(res.log_z, dtype=W.dtype, device=W.device), res.stderr
+
+        return self._seeded(estimate)
 
     def _enumerable(self) -> bool:
         return self.hidden[0] <= self.exact_max
