@@ -8,6 +8,7 @@ from pyrogen.inference.guides import FLOW_GUIDE_KINDS, flow_guide, flow_transfor
 from pyrogen.inference.hooks import EMA, ReplayBuffer, TrainingHook
 from pyrogen.inference.mcmc import nuts, run_chains
 from pyrogen.inference.objectives import gaussian_kl, iwae_bound, log_mean_exp
+from pyrogen.inference.program import data_plate
 from pyrogen.inference.protocol import (
     DENSITY_KINDS,
     Density,
@@ -51,6 +52,7 @@ __all__ = [
     "TrainingDiverged",
     "TrainingHook",
     "amortization_gap",
+    "data_plate",
     "distill",
     "fit",
     "flow_guide",
