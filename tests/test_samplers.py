@@ -123,9 +123,9 @@ def test_warmup_adapts_each_chain_to_the_target_acceptance(cls, target):
     d = 10
     k = cls(gauss(), 5.0)  # far too large a start
     ch = S.sample_chains(k, torch.randn(16, d), 300, warmup_steps=500)
-    # unadapted, a step of 5 accepts ~nothing; dual averaging's averaged step alone accepts 0.87-0.91 for HMC
-    # (its iterates are noisy and the acceptance is concave in log step there): the final Robbins-Monro
-    # stage lands within 0.02 of the target on seeds 6-9
+    # unadapted, a step of 5 accepts ~nothing; dual averaging's averaged step alone overshoots HMC's 0.8 beyond
+    # this tolerance (its iterates are noisy and the acceptance is concave in log step there), the final
+    # Robbins-Monro stage does not
     assert abs(float(ch.acceptance_rate.mean()) - target) < 0.05
     steps = ch.stats["step_size"][:, 0]
     assert (steps < 5.0).all() and steps.unique().numel() > 1  # each chain has its own step
