@@ -113,25 +113,16 @@ def read_run(run_dir: str | os.PathLike[str]) -> dict[str, Any]:
     return run
 
 
-def _build(cls: type[GenerativeModel], builder: Any, where: str, shaped: Any = None) -> GenerativeModel:
-    """Build a model, first on the meta device (no memory) to bound its size; errors name ``where``.
-
-    Where ``builder`` cannot run on the meta device (a data-dependent choice computed from the data), ``shaped``
-    -- the same class for the same event shape, without looking at the data -- bounds the size instead."""
-    n = 0
-    for attempt in (builder, shaped):
-        if attempt is None:
-            continue
-        try:
-            with torch.device("meta"):
-                probe = attempt()
-            n = sum(p.numel() for p in probe.parameters()) + sum(b.numel() for b in probe.buffers())
-            break
-        except (ValueError, TypeError) as e:
-            if attempt is builder:
-                raise RunError(f"{cls.name}: bad {where}: {e}") from None
-        except Exception:  # a layer that cannot be built on the meta device: try the next, or build for real
-            pass
+def _build(cls: type[GenerativeModel], builder: Any, where: str) -> GenerativeModel:
+    """Build a model, first on the meta device (no memory) to bound its size; errors name ``where``."""
+    try:
+        with torch.device("meta"):
+            probe = builder()
+        n = sum(p.numel() for p in probe.parameters()) + sum(b.numel() for b in probe.buffers())
+    except (ValueError, TypeError) as e:
+        raise RunError(f"{cls.name}: bad {where}: {e}") from None
+    except Exception:  # a layer that cannot be built on the meta device: build it for real below
+        n = 0
     if n > MAX_PARAMETERS:
         raise RunError(f"{cls.name}: {where} builds {n:,} parameters, more than the limit {MAX_PARAMETERS:,}")
     try:
@@ -209,9 +200,7 @@ def train_run(
     else:
         kwargs = dict(model_kwargs or {})
         where = f"--set {_show(kwargs)}" if kwargs else f"model for --data {data.name}"
-        model = _build(
-            cls, lambda: cls.from_dataset(data, **kwargs), where, lambda: cls(event_shape=data.event_shape, **kwargs)
-        )
+        model = _build(cls, lambda: cls.from_dataset(data, **kwargs), where)
     cfg = _train_config(cls, data, seed, steps, train_overrides)
     created = not out.exists()
     out.mkdir(parents=True, exist_ok=True)

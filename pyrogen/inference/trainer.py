@@ -710,8 +710,8 @@ def _check_finite(st: _State, values: Mapping[str, float], step: int) -> None:
     for g, v in values.items():
         if not math.isfinite(v):
             where = f" of group {g!r}" if len(st.groups.params) > 1 else ""
-            last = latest_checkpoint(st.run_dir) if st.run_dir is not None else None
-            keep = f"; the last good checkpoint is {last}" if last is not None else ""
+            ours = _checkpoints(st.run_dir, up_to=step) if st.run_dir is not None else []
+            keep = f"; the last good checkpoint is {ours[-1]}" if ours else ""
             raise TrainingDiverged(f"training loss{where} became {v} by step {step}: lower lr or set grad_clip{keep}")
 
 
@@ -864,8 +864,8 @@ def _save(st: _State) -> None:
         bad = _non_finite(tensors)  # NaN or +inf (-inf: a log-probability of zero, as a table's entry)
         if bad:
             what = "parameters" if any(k.startswith("model.") for k in bad) else "optimizer or trainer state"
-            last = latest_checkpoint(st.run_dir)
-            keep = f"; the last good checkpoint is {last}" if last is not None else ""
+            ours = _checkpoints(st.run_dir, up_to=st.result.step)  # this run's past, not a foreign later name
+            keep = f"; the last good checkpoint is {ours[-1]}" if ours else ""
             raise TrainingDiverged(
                 f"{what} {bad[:3]} became non-finite by step {st.result.step}: lower lr or set grad_clip{keep}"
             )
