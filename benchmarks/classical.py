@@ -46,6 +46,7 @@ from gan import train  # noqa: E402
 
 from pyrogen.data import load  # noqa: E402
 from pyrogen.metrics import evaluate_nll  # noqa: E402
+from pyrogen.models import registry
 
 SECTIONS = ("rbm", "naive-bayes", "gmm", "bayes-net")
 
@@ -165,7 +166,7 @@ def gmm(steps: int | None, quick: bool) -> list[dict[str, Any]]:
     sweep = {}
     for reg in (1e-6, 1e-4, 1e-3, 1e-2):  # the covariance regularization, chosen on the validation split
         torch.manual_seed(0)
-        m = GaussianMixture.from_dataset(digits, components=10, reg=reg)
+        m = registry.from_dataset(GaussianMixture, digits, components=10, reg=reg)
         m.fit_em(digits.train, iters=5 if quick else 300, tol=1e-7)
         with torch.no_grad():
             sweep[reg] = float(m.log_prob(digits.val).mean())
@@ -182,14 +183,14 @@ def gmm(steps: int | None, quick: bool) -> list[dict[str, Any]]:
             torch.manual_seed(0)
             pyro.set_rng_seed(0)
             reg = best_reg if data.name == "digits" else 1e-6
-            model = GaussianMixture.from_dataset(
-                data, components=k, covariance=cov if method != "nuts" else "diag", reg=reg
+            model = registry.from_dataset(
+                GaussianMixture, data, components=k, covariance=cov if method != "nuts" else "diag", reg=reg
             )
             t = time.perf_counter()
             if method == "em":
                 model.fit_em(data.train, iters=5 if quick else 300, tol=1e-7)
             elif method == "svi":
-                cfg = {**GaussianMixture.train_defaults_for(data), "seed": 0}
+                cfg = {**registry.recipe_of(GaussianMixture).train_defaults_for(data), "seed": 0}
                 if steps is not None:
                     cfg["steps"] = steps
                 fit(model, data.train, data.val, TrainConfig(**cfg))
@@ -224,15 +225,15 @@ def bayes_net(steps: int | None) -> dict[str, Any]:
 
     data = load("student")
     truth = [torch.tensor(nd["table"]) for nd in STUDENT]
-    counts = BayesNet.from_dataset(data).fit_counts(data.train)
+    counts = registry.from_dataset(BayesNet, data).fit_counts(data.train)
     x = data.train.clone()
     g = torch.Generator().manual_seed(0)
     x[torch.rand(len(x), generator=g) < 1 / 3, 2] = -1
     pyro.set_rng_seed(0)
-    incomplete = BayesNet.from_dataset(data)
+    incomplete = registry.from_dataset(BayesNet, data)
     fit(incomplete, x, None, steps=steps or 400, batch_size=500, lr=0.05)
 
-    em = BayesNet.from_dataset(data).double()
+    em = registry.from_dataset(BayesNet, data).double()
     history = em.fit_em(x, iters=500, tol=1e-10)
 
     def err(m: Any) -> float:

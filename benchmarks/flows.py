@@ -26,7 +26,7 @@ from pyrogen.data import TOY_ENTROPY, TOYS, load
 from pyrogen.distributions.transforms import MaskedAutoregressive
 from pyrogen.inference import distill
 from pyrogen.metrics import evaluate_nll
-from pyrogen.models import IAF, MAF
+from pyrogen.models import IAF, MAF, registry
 from pyrogen.nn import MADENet
 
 #: Flows on the 2-D toys, with their settings.
@@ -121,7 +121,7 @@ def distillation(steps: int | None) -> dict[str, Any]:
     """A MAF teacher on the dequantized digits, an IAF student distilled from it."""
     teacher, row = _train("maf", "digits", DIGIT_FLOWS["maf"], steps)
     torch.manual_seed(0)
-    student = IAF.from_dataset(load("digits"), num_layers=5, hidden=(128,))
+    student = registry.from_dataset(IAF, load("digits"), num_layers=5, hidden=(128,))
     assert isinstance(teacher, MAF) and isinstance(student, IAF)
     t = time.perf_counter()
     res = distill(teacher, student, steps=steps or 3000, batch_size=128, lr=1e-3)

@@ -27,15 +27,18 @@ from _common import report, section_parser  # noqa: E402
 
 from pyrogen.data import Dataset, from_array, load  # noqa: E402
 from pyrogen.inference import TrainConfig, fit  # noqa: E402
-from pyrogen.models import RealNVP  # noqa: E402
+from pyrogen.models import (
+    RealNVP,  # noqa: E402
+    registry,
+)
 
 SECTIONS = ("units", "tails")
 
 
 def _run(data: Dataset, steps: int | None, shift_log_det: float = 0.0, **settings: Any) -> dict[str, Any]:
     pyro.set_rng_seed(0)
-    model = RealNVP.from_dataset(data)
-    cfg = {**RealNVP.train_defaults_for(data), "seed": 0, **settings}
+    model = registry.from_dataset(RealNVP, data)
+    cfg = {**registry.recipe_of(RealNVP).train_defaults_for(data), "seed": 0, **settings}
     if steps is not None:
         cfg["steps"] = steps
     row: dict[str, Any] = {"data": data.name, "lr": cfg["lr"], "rescaled": model.rescaled}

@@ -17,9 +17,18 @@ from typing import Any
 
 import torch
 
-from pyrogen.inference.protocol import GenerativeModelProtocol
+from pyrogen.inference.protocol import GenerativeModelProtocol, ReportsBound, density_kind
 
-__all__ = ["NLLResult", "auroc", "bits_per_dim", "evaluate_nll", "linear_probe", "log_likelihoods", "outlier_scores"]
+__all__ = [
+    "NLLResult",
+    "auroc",
+    "bits_per_dim",
+    "evaluate_nll",
+    "linear_probe",
+    "log_likelihood",
+    "log_likelihoods",
+    "outlier_scores",
+]
 
 
 @dataclass
@@ -100,18 +109,36 @@ def log_likelihoods(
     Raises:
         ValueError: the data are empty.
     """
-    was_training = getattr(model, "training", False)
-    if hasattr(model, "eval"):
-        model.eval()
+    was_training = model.training
+    model.eval()
     try:
-        labelled = getattr(model, "labelled", False)
-        out = [model.log_likelihood(b, k=k).detach().double().cpu() for b in _batches(data, batch_size, labelled)]
+        out = [
+            log_likelihood(model, b, k=k).detach().double().cpu() for b in _batches(data, batch_size, model.labelled)
+        ]
     finally:
-        if was_training and hasattr(model, "train"):
+        if was_training:
             model.train()
     if not out:
         raise ValueError("data are empty: no example to evaluate")
     return torch.cat(out)
+
+
+def log_likelihood(model: GenerativeModelProtocol, x: Any, k: int | None = None) -> torch.Tensor:
+    """Per-example log-likelihood in nats of one batch: ``log_prob`` of an exact (or estimated) density; of a
+    bound, IWAE-``k`` (1000 unless told), or the bound itself where the model reports only its bound (DDPM's).
+
+    Raises:
+        NotImplementedError: the model has no likelihood to evaluate, naming what to use.
+    """
+    kind = density_kind(model)
+    if kind in ("exact", "estimated"):
+        return model.log_prob(x)  # type: ignore[attr-defined]
+    if kind == "lower_bound":
+        if isinstance(model, ReportsBound) and model.bound_only:
+            return model.elbo(x)  # type: ignore[attr-defined]
+        return model.iwae(x, k=k or 1000)  # type: ignore[attr-defined]
+    hint = "use energy(x); the normalizer is unknown" if kind == "unnormalized" else "use a sample-quality metric"
+    raise NotImplementedError(f"a model with density {kind!r} has no likelihood to evaluate: {hint}")
 
 
 def _mean_stderr(v: torch.Tensor) -> tuple[float, float]:
@@ -142,10 +169,11 @@ def evaluate_nll(
         NotImplementedError: the model has no (estimable) likelihood.
         ValueError: empty data.
     """
-    if model.density not in ("exact", "lower_bound"):
-        raise NotImplementedError(f"a model with density {model.density!r} has no likelihood to evaluate")
-    latent = model.density == "lower_bound"
-    bound_only = latent and getattr(model, "bound_only", False)  # a bound reported as it is (DDPM's)
+    kind = density_kind(model)
+    if kind not in ("exact", "estimated", "lower_bound"):
+        raise NotImplementedError(f"a model with density {kind!r} has no likelihood to evaluate")
+    latent = kind == "lower_bound"
+    bound_only = latent and isinstance(model, ReportsBound) and model.bound_only  # a bound reported as it is
     ll = log_likelihoods(model, data, k=k if latent and not bound_only else None, batch_size=batch_size)
     nll, se = _mean_stderr(-ll)
     res = NLLResult(nll_nats=nll, nll_stderr=se, n=len(ll))
@@ -154,8 +182,8 @@ def evaluate_nll(
     elif latent:
         res.k = k
         with torch.no_grad():
-            labelled = getattr(model, "labelled", False)
-            elbos = torch.cat([model.elbo(b).double().cpu() for b in _batches(data, batch_size, labelled)])  # type: ignore[attr-defined]
+            batches = _batches(data, batch_size, model.labelled)
+            elbos = torch.cat([model.elbo(b).double().cpu() for b in batches])  # type: ignore[attr-defined]
         res.elbo_nats = float(elbos.mean())
     shape = tuple(model.event_shape)
     if image if image is not None else len(shape) == 3:
@@ -175,13 +203,14 @@ def outlier_scores(model: GenerativeModelProtocol, x: Any, k: int = 1000, batch_
     Raises:
         NotImplementedError: the model has no (estimable) likelihood.
     """
-    if model.density == "unnormalized":
+    kind = density_kind(model)
+    if kind == "unnormalized":
         energy = model.energy  # type: ignore[attr-defined]
         with torch.no_grad():
             return torch.cat([energy(b) for b in torch.as_tensor(x).split(batch_size)])
-    if model.density not in ("exact", "lower_bound"):
-        raise NotImplementedError(f"a model with density {model.density!r} has no likelihood to score outliers with")
-    return -log_likelihoods(model, x, k=k if model.density == "lower_bound" else None, batch_size=batch_size)
+    if kind not in ("exact", "estimated", "lower_bound"):
+        raise NotImplementedError(f"a model with density {kind!r} has no likelihood to score outliers with")
+    return -log_likelihoods(model, x, k=k if kind == "lower_bound" else None, batch_size=batch_size)
 
 
 def auroc(inlier_scores: torch.Tensor, outlier_scores: torch.Tensor) -> float:

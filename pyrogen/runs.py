@@ -29,10 +29,12 @@ import torch
 
 from pyrogen import __version__
 from pyrogen.data import Dataset, load
+from pyrogen.inference.protocol import Classifier, Conditional, OwnMetrics, density_kind
 from pyrogen.inference.trainer import TrainConfig, fit, latest_checkpoint
 from pyrogen.io import CheckpointError, atomic_write_bytes, load_checkpoint, save_checkpoint
 from pyrogen.metrics import evaluate_nll
 from pyrogen.models import GenerativeModel, registry
+from pyrogen.models.registry import Recipe
 
 __all__ = [
     "MAX_PARAMETERS",
@@ -113,7 +115,7 @@ def read_run(run_dir: str | os.PathLike[str]) -> dict[str, Any]:
     return run
 
 
-def _build(cls: type[GenerativeModel], builder: Any, where: str) -> GenerativeModel:
+def _build(cls: Recipe, builder: Any, where: str) -> GenerativeModel:
     """Build a model, first on the meta device (no memory) to bound its size; errors name ``where``."""
     try:
         with torch.device("meta"):
@@ -271,7 +273,7 @@ def _finish(
     return metrics
 
 
-def _model_class(name: str) -> type[GenerativeModel]:
+def _model_class(name: str) -> Recipe:
     try:
         return registry.get(name)
     except ValueError as e:
@@ -290,7 +292,7 @@ def _show(kwargs: Mapping[str, Any]) -> str:
 
 
 def _train_config(
-    cls: type[GenerativeModel], data: Dataset, seed: int, steps: int | None, overrides: Mapping[str, Any]
+    cls: Recipe, data: Dataset, seed: int, steps: int | None, overrides: Mapping[str, Any]
 ) -> TrainConfig:
     settings = {**cls.train_defaults_for(data), **{k: v for k, v in overrides.items() if v is not None}}
     if steps is not None:
@@ -390,9 +392,18 @@ def _read_checkpoint(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any
         raise RunError(f"{e}; delete it, or retrain into a new --out") from None
 
 
+def _recipe_of_class(path: object) -> str | None:
+    """The registered name of the class at ``path`` (``module.QualName``, as the trainer records it)."""
+    for name in registry.names():
+        cls = registry.get(name).cls
+        if f"{cls.__module__}.{cls.__qualname__}" == path:
+            return registry.recipe_of(cls).name
+    return None
+
+
 def _run_from_checkpoint(path: Path) -> dict[str, Any]:
     meta = _read_checkpoint(path)[1]
-    name = meta.get("model_name") or meta.get("run", {}).get("model")
+    name = meta.get("run", {}).get("model") or meta.get("model_name") or _recipe_of_class(meta.get("model_class"))
     if not name or not isinstance(meta.get("model_config"), dict):
         raise RunError(f"{path} does not record which model wrote it; it cannot be opened by name")
     return {
@@ -457,8 +468,9 @@ def _metrics(
         examples = tuple(t.to(p.device) for t in examples) if isinstance(examples, tuple) else examples.to(p.device)
     x = examples[0] if isinstance(examples, tuple) else examples
     model.validate(x, name=f"{data.name} {split} data")
-    out: dict[str, Any] = {"model": run["model"], "data": data.name, "split": split, "density": model.density}
-    if model.density in ("exact", "lower_bound"):
+    kind = density_kind(model)
+    out: dict[str, Any] = {"model": run["model"], "data": data.name, "split": split, "density": kind}
+    if kind in ("exact", "lower_bound"):
         res = evaluate_nll(
             model, examples, k=k, levels=data.levels if data.dequantized else None, image=data.kind == "image"
         )
@@ -467,16 +479,14 @@ def _metrics(
             out["bits_per_char"] = res.nll_nats / (math.prod(data.event_shape) * math.log(2))
     else:
         out["n"] = len(x)
-    predict = getattr(model, "predict", None)
-    if callable(predict) and split in data.labels:  # a model that also classifies (the semi-supervised VAE)
+    if isinstance(model, Classifier) and split in data.labels:  # a model that also classifies (the SSVAE)
         labels = data.labels[split].to(x.device)
         with torch.no_grad():
-            out["accuracy"] = float((predict(x) == labels).float().mean())
-    own = getattr(model, "evaluation_metrics", None)
-    if callable(own):  # what a family measures of itself (a translator's cycle error, say)
+            out["accuracy"] = float((model.predict(x) == labels).float().mean())
+    if isinstance(model, OwnMetrics):  # what a family measures of itself (a translator's cycle error, say)
         with torch.random.fork_rng(devices=[x.device] if x.device.type == "cuda" else []):
             torch.manual_seed(seed)
-            out.update(own(x))
+            out.update(model.evaluation_metrics(x))
     from pyrogen.quality import sample_quality
 
     out.update(sample_quality(model, data, split=split, n=samples, seed=seed))
@@ -519,13 +529,13 @@ def sample_run(
     if n > MAX_SAMPLES:
         raise RunError(f"-n must be at most {MAX_SAMPLES:,} samples per file; got {n:,} (write several files)")
     model, run = load_run(run_dir, device=device)
-    conditional = getattr(model, "classes", 0) or getattr(model, "context_classes", 0)
+    conditional = model.classes if isinstance(model, Conditional) else 0
     if label is not None and not conditional:
         raise RunError(f"--label needs a class-conditional model; {run['model']} is unconditional")
     if label is not None and not 0 <= label < conditional:
         raise RunError(f"--label must be a class in 0..{conditional - 1}; got {label}")
     options = dict(options or {})
-    allowed = getattr(model, "sample_options", ())
+    allowed = registry.get(run["model"]).sample_options
     wrong = sorted(set(options) - set(allowed))
     if wrong:
         flags = ", ".join("--" + w for w in wrong)

@@ -156,11 +156,11 @@ def small_data(name: str, n: int = 256):
     """The first ``n`` training examples of the model's default data (with labels for a labelled model)."""
     from pyrogen.data import load
 
-    cls = registry.get(name)
-    data = load(cls.default_data)
-    if not cls.labelled:
+    data = load(registry.get(name).data)
+    model = registry.create(name, **SMALL[name])
+    if not model.labelled:
         return data.train[:n]
-    x, y = registry.create(name, **SMALL[name]).training_data(data, "train")
+    x, y = model.training_data(data, "train")
     return x[:n], y[:n]
 
 

@@ -1,10 +1,11 @@
 """Adding a model: a family written in this file, registered, and run through the whole generic harness.
 
-What a new model needs (the README's "Adding a model" walks through this one): its class, with the class
-attributes ``family``, ``density`` and ``support`` and a ``default_data``; ``model`` (a Pyro program over a
-batch, its rows in the caller's plate), ``log_prob`` (or ``elbo``/``energy`` for its density kind), ``sample``,
-``loss``, ``config`` and ``as_distribution``; ``@register("name")``; and its small configuration for the
-harness. Everything else -- validation, the trainer, checkpoints, the CLI -- comes from the contracts.
+What a new model needs (the README's "Adding a model" walks through this one): its class, with its data
+``support``; ``model`` (a Pyro program over a batch, its rows in the caller's plate), ``log_prob`` (or
+``elbo``/``iwae`` or ``energy``: the protocol it implements is its density kind), ``sample``, ``loss`` and
+``as_distribution``; its recipe, ``register("name", family=..., data=...)``; and its small configuration for
+the harness. Its configuration is recorded from its constructor; everything else -- validation, the trainer,
+checkpoints, the CLI -- comes from the contracts.
 """
 
 from __future__ import annotations
@@ -25,24 +26,18 @@ class DiagonalGaussian(GenerativeModel):
     r"""A diagonal Gaussian :math:`N(\mu, \operatorname{diag} \sigma^2)` fitted by maximum likelihood: the smallest
     exact density, to show what the contracts ask of a family."""
 
-    family = "example"
-    density = "exact"
     support = "real"
-    default_data = "moons"
 
     def __init__(self, event_shape: tuple[int, ...] = (2,)) -> None:
         super().__init__(event_shape)
         self.loc = nn.Parameter(torch.zeros(self.event_shape))
         self.log_scale = nn.Parameter(torch.zeros(self.event_shape))
 
-    def config(self) -> dict:
-        return {"event_shape": list(self.event_shape)}
-
     def as_distribution(self) -> dist.TorchDistribution:
         return dist.Normal(self.loc, self.log_scale.exp()).to_event(len(self.event_shape))
 
     def model(self, x: torch.Tensor | None = None) -> torch.Tensor:
-        pyro.module(self.name, self)
+        pyro.module("diagonal-gaussian", self)
         with data_plate(1 if x is None else len(x)):
             return pyro.sample("x", self.as_distribution(), obs=x)
 
@@ -61,7 +56,7 @@ class DiagonalGaussian(GenerativeModel):
 @pytest.fixture
 def registered():
     name = "diagonal-gaussian"
-    registry.register(name)(DiagonalGaussian)
+    registry.register(name, family="example", data="moons")(DiagonalGaussian)
     SMALL[name] = {"event_shape": (2,)}
     yield name
     del registry._REGISTRY[name], SMALL[name]

@@ -9,7 +9,7 @@ import torch
 from scipy import stats
 
 from pyrogen.inference import fit
-from pyrogen.models import FVSBN, MADE, NADE, RNADE, CharRNN, GatedPixelCNN, PixelCNN, Transformer
+from pyrogen.models import FVSBN, MADE, NADE, RNADE, CharRNN, GatedPixelCNN, PixelCNN, Transformer, registry
 
 # Tiny instances: (name, builder). Every binary/categorical model appears with each
 # of its conditionals, PixelCNNs also with three colour channels.
@@ -260,6 +260,6 @@ def test_bad_settings_raise():
     from pyrogen.data import load
 
     with pytest.raises(ValueError, match="fvsbn offers bernoulli conditionals; dataset 'text' is integer"):
-        FVSBN.from_dataset(load("text"))
-    m = NADE.from_dataset(load("digits-int"))
+        registry.from_dataset(FVSBN, load("text"))
+    m = registry.from_dataset(NADE, load("digits-int"))
     assert m.likelihood == "categorical" and m.num_levels == 17

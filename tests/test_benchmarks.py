@@ -54,9 +54,11 @@ def test_the_readme_names_the_flags_behind_every_benchmark_row_off_the_registere
 
     missing = []
     for name, kwargs in rows:
-        params = inspect.signature(registry.get(name).__init__).parameters
+        recipe = registry.get(name)
+        defaults = {k: p.default for k, p in inspect.signature(recipe.cls).parameters.items()}
+        defaults.update(recipe.defaults)
         for k, v in kwargs.items():
-            if k in params and norm(params[k].default) == norm(v):
+            if k in defaults and norm(defaults[k]) == norm(v):
                 continue  # the registered default
             shown = v if isinstance(v, str) else json.dumps(norm(v), separators=(",", ":"))
             if f"--set {k}={shown}" not in readme:

@@ -8,7 +8,7 @@ import pyro
 import pytest
 import torch
 
-from pyrogen.models import RBM
+from pyrogen.models import RBM, registry
 from pyrogen.models.boltzmann import rbm_ais
 
 
@@ -78,7 +78,7 @@ def test_rbm_training_objectives_and_bad_arguments():
     from pyrogen.inference import fit
 
     data = load("digits-binary")
-    m = RBM.from_dataset(data, hidden=8)
+    m = registry.from_dataset(RBM, data, hidden=8)
     torch.testing.assert_close(torch.sigmoid(m.b), data.train.flatten(1).mean(0).clamp(0.01, 0.99))
     before = float(m.validation_loss(data.val))
     fit(m, data.train, None, steps=300, batch_size=64, lr=0.01)
@@ -228,7 +228,7 @@ def test_gmm_bad_arguments_are_named():
     with pytest.raises(ValueError, match="components must be a positive integer; got 0"):
         GaussianMixture(components=0)
     with pytest.raises(ValueError, match="gmm models continuous data; dataset 'digits-binary' is binary"):
-        GaussianMixture.from_dataset(load("digits-binary"))
+        registry.from_dataset(GaussianMixture, load("digits-binary"))
     with pytest.raises(ValueError, match="x must have shape"):
         GaussianMixture().fit_em(torch.zeros(4, 3))
 
@@ -340,7 +340,7 @@ def test_learned_tables_recover_the_generating_ones_from_complete_and_incomplete
 
     data = load("student")
     truth = [torch.tensor(nd["table"], dtype=torch.float64) for nd in STUDENT]
-    m = BayesNet.from_dataset(data, alpha=1.0).double().fit_counts(data.train)
+    m = registry.from_dataset(BayesNet, data, alpha=1.0).double().fit_counts(data.train)
     for nd, got, want in zip(m.nodes, m.tables(), truth, strict=True):
         assert (got - want).abs().max() < 0.12, nd["name"]  # 2000 rows: the sparsest parent cell has ~80
     # a third of the grades missing: the marginal likelihood (missing values summed out) trains the tables
@@ -348,9 +348,9 @@ def test_learned_tables_recover_the_generating_ones_from_complete_and_incomplete
     x = data.train.clone()
     x[torch.rand(len(x), generator=g) < 1 / 3, 2] = -1
     pyro.set_rng_seed(0)
-    m2 = BayesNet.from_dataset(data)
+    m2 = registry.from_dataset(BayesNet, data)
     fit(m2, x, None, steps=400, batch_size=500, lr=0.05)
-    full = BayesNet.from_dataset(data, alpha=0.0).fit_counts(data.train)
+    full = registry.from_dataset(BayesNet, data, alpha=0.0).fit_counts(data.train)
     for nd, got, ref in zip(m2.nodes, m2.tables(), full.tables(), strict=True):
         assert (got - ref).abs().max() < 0.08, (nd["name"], got, ref)
 
@@ -531,7 +531,7 @@ def test_dbm_pretraining_phases_train_their_layers_and_the_joint_phase_improves_
 
     data = load("digits-binary")
     pyro.set_rng_seed(0)
-    m = DBM.from_dataset(data, hidden=(16, 8), pretrain_steps=300)
+    m = registry.from_dataset(DBM, data, hidden=(16, 8), pretrain_steps=300)
     assert [m.update_schedule(s) for s in (0, 299, 300, 599, 600)] == [("layer1",)] * 2 + [("layer2",)] * 2 + [("dbm",)]
     cfg = TrainConfig(lr=0.01)
     groups = make_optimizers(m, cfg)

@@ -21,7 +21,7 @@ def test_list_prints_every_model(capsys):
     out = capsys.readouterr().out
     for name in registry.names():
         cls = registry.get(name)
-        assert any(line.split() == [name, cls.family, cls.density, cls.default_data] for line in out.splitlines())
+        assert any(line.split() == [name, cls.family, cls.density, cls.data] for line in out.splitlines())
 
 
 @pytest.mark.parametrize("cmd", [[], ["list"], ["train"], ["sample"], ["evaluate"], ["demo"]])

@@ -12,7 +12,7 @@ from pyrogen.distributions import DiscretizedNormal
 from pyrogen.inference import diffusion as D
 from pyrogen.inference.samplers import AnnealedLangevin
 from pyrogen.inference.schedules import VESDE, VPSDE, NoiseSchedule, SubVPSDE, geometric_sigmas, make_sde
-from pyrogen.models import DDPM, NCSN, ScoreSDE
+from pyrogen.models import DDPM, NCSN, ScoreSDE, registry
 
 MU = torch.tensor([1.0, -2.0])
 S = torch.tensor([0.5, 1.5])
@@ -423,8 +423,8 @@ def test_model_options_are_checked_by_name():
     from pyrogen.data import load
 
     with pytest.raises(ValueError, match="dataset 'digits-binary' is binary"):
-        DDPM.from_dataset(load("digits-binary"))
-    m = DDPM.from_dataset(load("digits"))
+        registry.from_dataset(DDPM, load("digits-binary"))
+    m = registry.from_dataset(DDPM, load("digits"))
     assert (m.arch, m.levels_, m.clip, m.shift, m.scale) == ("unet", 17, 1.0, 0.5, 0.5)
 
 
@@ -438,6 +438,6 @@ def test_ddpm_pyro_program_on_images_equals_the_closed_form_bound_on_the_same_no
 
     torch.set_default_dtype(torch.float64)  # the autouse fixture restores it
     pyro.set_rng_seed(0)
-    m = DDPM.from_dataset(load("digits"), features=8, emb_dim=8, timesteps=5, ema=None)
+    m = registry.from_dataset(DDPM, load("digits"), features=8, emb_dim=8, timesteps=5, ema=None)
     assert m.levels_ == 17
     assert_fused_equals_pyro(m, load("digits").train[:16].double())

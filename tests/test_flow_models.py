@@ -12,7 +12,7 @@ from pyro.infer import SVI, Trace_ELBO
 
 from pyrogen.distributions.transforms import LogitTransform, Planar
 from pyrogen.inference import distill, flow_guide, nuts, run_chains
-from pyrogen.models import IAF, MAF, NICE, Glow, PlanarFlow, RealNVP
+from pyrogen.models import IAF, MAF, NICE, Glow, PlanarFlow, RealNVP, registry
 
 
 def _count_calls(module: torch.nn.Module) -> list[int]:
@@ -235,7 +235,7 @@ def test_class_conditional_flows_are_normalized_per_class_and_train_on_labelled_
     from pyrogen.inference import fit
 
     torch.manual_seed(0)
-    m = cls(event_shape=(2,), num_layers=3, hidden=(16,), context_classes=3)
+    m = cls(event_shape=(2,), num_layers=3, hidden=(16,), classes=3)
     # each class's density integrates to one on a grid, and the classes differ
     gx, gy = torch.linspace(-7, 11, 361), torch.linspace(-7, 7, 281)
     pts = torch.stack(torch.meshgrid(gx, gy, indexing="ij"), -1).reshape(-1, 2)
@@ -258,16 +258,16 @@ def test_class_conditional_flows_are_normalized_per_class_and_train_on_labelled_
     from pyrogen.data import load
 
     with pytest.raises(ValueError, match="no class-conditional variant"):
-        Glow.from_dataset(load("digits"), conditional=True)
+        registry.from_dataset(Glow, load("digits"), conditional=True)
     with pytest.raises(ValueError, match="has no labels"):
-        cls.from_dataset(load("moons"), conditional=True)
-    assert cls.from_dataset(load("digits"), conditional=True).context_classes == 10
+        registry.from_dataset(cls, load("moons"), conditional=True)
+    assert registry.from_dataset(cls, load("digits"), conditional=True).classes == 10
 
 
 def test_fit_rejects_mismatched_labelled_data():
     from pyrogen.inference import fit
 
-    m = MAF(event_shape=(2,), num_layers=1, hidden=(8,), context_classes=2)
+    m = MAF(event_shape=(2,), num_layers=1, hidden=(8,), classes=2)
     with pytest.raises(ValueError, match="examples and context differ in length"):
         fit(m, (torch.randn(10, 2), torch.zeros(9, dtype=torch.long)), steps=1)
 
@@ -275,9 +275,9 @@ def test_fit_rejects_mismatched_labelled_data():
 def test_flows_train_on_images_with_image_settings():
     from pyrogen.data import load
 
-    assert MAF.train_defaults_for(load("digits"))["batch_size"] == 128
-    assert MAF.train_defaults_for(load("moons")) == MAF.train_defaults
-    assert Glow.train_defaults_for(load("digits"))["val_every"] == 50
+    assert registry.recipe_of(MAF).train_defaults_for(load("digits"))["batch_size"] == 128
+    assert registry.recipe_of(MAF).train_defaults_for(load("moons"))["batch_size"] == 512
+    assert registry.recipe_of(Glow).train_defaults_for(load("digits"))["val_every"] == 50
 
 
 def test_as_distribution_inside_a_users_program_trains_under_svi_when_asked():
@@ -318,7 +318,7 @@ def test_data_in_other_units_are_rescaled_by_powers_of_ten_and_the_density_stays
     from pyrogen.runs import load_run
 
     for name in TOYS:
-        assert not RealNVP.from_dataset(load(name)).rescaled, name
+        assert not registry.from_dataset(RealNVP, load(name)).rescaled, name
     moons = load("moons").train
     loc, scale = data_units(moons * 1000 + 5000)
     assert loc.tolist() == [5000.0, 5000.0] and scale.tolist() == [1000.0, 1000.0]
@@ -327,7 +327,7 @@ def test_data_in_other_units_are_rescaled_by_powers_of_ten_and_the_density_stays
     ds = from_array(moons * 1000 + 5000, name="moons-in-thousands")
     for cls in (RealNVP, MAF, NICE, PlanarFlow):
         pyro.set_rng_seed(0)
-        flow = cls.from_dataset(ds).double()
+        flow = registry.from_dataset(cls, ds).double()
         plain = cls(**{k: v for k, v in flow.config().items() if not k.startswith("data_")}).double()
         plain.load_state_dict({k: v for k, v in flow.state_dict().items() if not k.startswith("data_")})
         x = ds.test[:7].double()
@@ -336,8 +336,15 @@ def test_data_in_other_units_are_rescaled_by_powers_of_ten_and_the_density_stays
         torch.testing.assert_close(flow.log_prob(x), expected)
         torch.testing.assert_close(flow.as_distribution().log_prob(x), expected)
     pyro.set_rng_seed(0)
-    flow = RealNVP.from_dataset(ds)
-    cfg = TrainConfig(**{**RealNVP.train_defaults_for(ds), "steps": 200, "val_every": 100, "checkpoint_every": 100})
+    flow = registry.from_dataset(RealNVP, ds)
+    cfg = TrainConfig(
+        **{
+            **registry.recipe_of(RealNVP).train_defaults_for(ds),
+            "steps": 200,
+            "val_every": 100,
+            "checkpoint_every": 100,
+        }
+    )
     res = fit(flow, ds.train, ds.val, cfg, out=tmp_path / "run")
     assert res.warnings == [] and res.best_val < 2.8 + 2 * math.log(1000)  # moons: 2.39 at best
     again, _ = load_run(tmp_path / "run")

@@ -85,7 +85,7 @@ EXACT = [
     for n in registry.names()
     if registry.get(n).density == "exact"
     and registry.get(n).support == "real"
-    and not getattr(registry.get(n), "image_only", False)
+    and not getattr(registry.get(n).cls, "image_only", False)
     # the score SDE's density goes through an ODE solve per point: its normalization on a grid has its own
     # test (tests/test_diffusion.py::test_score_sde_likelihood_is_normalized_on_a_grid)
     and registry.get(n).family != "diffusion"

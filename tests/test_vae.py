@@ -232,11 +232,11 @@ def test_bad_options_and_labels_are_named():
         SSVAE(label_fraction=0)
     m = small_model("cvae")
     x, y = small_data("cvae", 8)
-    with pytest.raises(ValueError, match="CVAE is class-conditional: pass the labels y"):
+    with pytest.raises(ValueError, match="VAE is class-conditional: pass the labels y"):
         m.iwae(x, k=2)
     with pytest.raises(ValueError, match=r"labels y must be in 0..9; got \[10\]"):
         m.iwae(x, k=2, y=torch.full((8,), 10))
-    with pytest.raises(ValueError, match="CVAE is class-conditional: give"):
+    with pytest.raises(ValueError, match="VAE is class-conditional: give"):
         m.loss(x)
     with pytest.raises(ValueError, match="VAE is unconditional"):
         small_model("vae").loss((x, y))

@@ -27,7 +27,7 @@ import pyrogen
 import pyrogen.figures
 from pyrogen.inference import TrainConfig, fit
 from pyrogen.metrics import evaluate_nll
-from pyrogen.models import MADE, NADE, CharRNN, GatedPixelCNN, PixelCNN, Transformer
+from pyrogen.models import MADE, NADE, CharRNN, GatedPixelCNN, PixelCNN, Transformer, registry
 
 FAST = os.environ.get("PYROGEN_FAST") == "1"
 OUT = Path(os.environ.get("PYROGEN_OUT", "tutorial-output"))
@@ -46,7 +46,9 @@ models = {
 }
 table = {}
 for name, m in models.items():
-    cfg = TrainConfig(**{**m.train_defaults, "steps": STEPS, "val_every": 2 if FAST else 50})
+    cfg = TrainConfig(
+        **{**registry.recipe_of(m).train_defaults_for(digits), "steps": STEPS, "val_every": 2 if FAST else 50}
+    )
     fit(m, digits.train, digits.val, cfg)
     m.eval()
     table[name] = evaluate_nll(m, digits.test)
@@ -102,9 +104,14 @@ print("MADE completed the left halves; right halves kept:", torch.equal(left_fil
 
 # %%
 rgb = pyrogen.data.load("digits-rgb")
-colour = PixelCNN.from_dataset(rgb, features=48, layers=4)
+colour = registry.from_dataset(PixelCNN, rgb, features=48, layers=4)
 fit(
-    colour, rgb.train, rgb.val, TrainConfig(**{**colour.train_defaults, "steps": STEPS, "val_every": 2 if FAST else 50})
+    colour,
+    rgb.train,
+    rgb.val,
+    TrainConfig(
+        **{**registry.recipe_of(colour).train_defaults_for(rgb), "steps": STEPS, "val_every": 2 if FAST else 50}
+    ),
 )
 colour.eval()
 print(f"colour digits: PixelCNN {evaluate_nll(colour, rgb.test).nll_nats:.2f} nats")
@@ -130,8 +137,8 @@ print(f"outlier score AUC, noise vs test digits: {float(auc):.3f}")
 # %%
 text = pyrogen.data.load("text")
 char_models = {
-    "char-rnn": CharRNN.from_dataset(text, hidden=128),
-    "transformer": Transformer.from_dataset(text, dim=64, layers=2),
+    "char-rnn": registry.from_dataset(CharRNN, text, hidden=128),
+    "transformer": registry.from_dataset(Transformer, text, dim=64, layers=2),
 }
 for name, m in char_models.items():
     fit(m, text.train, text.val, batch_size=32, lr=3e-3, steps=3 if FAST else 600, val_every=50, grad_clip=1.0)

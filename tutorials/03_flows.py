@@ -48,7 +48,12 @@ for j, toy in enumerate(TOYS):
     axes[0, j].set_title(toy, fontsize=9)
     for i, (name, kw) in enumerate(FLOWS.items(), start=1):
         m = registry.get(name).from_dataset(data, **kw)
-        fit(m, data.train[: 2048 if FAST else None], data.val, **{**m.train_defaults, "steps": STEPS})
+        fit(
+            m,
+            data.train[: 2048 if FAST else None],
+            data.val,
+            **{**registry.get(name).train_defaults_for(data), "steps": STEPS},
+        )
         with torch.no_grad():
             dens = m.log_prob(pts).exp().reshape(len(grid), len(grid))
             nll = evaluate_nll(m, data.test[: 500 if FAST else None]).nll_nats
@@ -69,19 +74,24 @@ plt.close(fig)
 
 # %%
 digits = pyrogen.data.load("digits")
-maf = MAF.from_dataset(digits, num_layers=5, hidden=(128,))
-fit(maf, digits.train, digits.val, **{**MAF.train_defaults_for(digits), "steps": 4 if FAST else 3000})
+maf = registry.from_dataset(MAF, digits, num_layers=5, hidden=(128,))
+fit(
+    maf,
+    digits.train,
+    digits.val,
+    **{**registry.recipe_of(MAF).train_defaults_for(digits), "steps": 4 if FAST else 3000},
+)
 res = evaluate_nll(maf, digits.test, levels=17)
 print(f"MAF on digits: {res.bits_per_dim:.3f} bits/dim ({res.dequantization})")
 pyrogen.figures.image_grid(maf.sample(36).clamp(0, 1), OUT / "flows_digit_samples.png", "MAF samples")
 
-cond = MAF.from_dataset(digits, conditional=True, num_layers=5, hidden=(128,))
+cond = registry.from_dataset(MAF, digits, conditional=True, num_layers=5, hidden=(128,))
 labelled = (digits.train, digits.labels["train"])
 fit(
     cond,
     labelled,
     (digits.val, digits.labels["val"]),
-    **{**MAF.train_defaults_for(digits), "steps": 4 if FAST else 3000},
+    **{**registry.recipe_of(MAF).train_defaults_for(digits), "steps": 4 if FAST else 3000},
 )
 rows = torch.cat([cond.sample(6, y=k) for k in range(10)])
 pyrogen.figures.image_grid(
@@ -131,9 +141,9 @@ plt.close(fig)
 
 # %%
 moons = pyrogen.data.load("moons")
-teacher = MAF.from_dataset(moons, num_layers=5, hidden=(64, 64))
-fit(teacher, moons.train, moons.val, **{**MAF.train_defaults, "steps": STEPS})
-student = IAF.from_dataset(moons, num_layers=5, hidden=(64, 64))
+teacher = registry.from_dataset(MAF, moons, num_layers=5, hidden=(64, 64))
+fit(teacher, moons.train, moons.val, **{**registry.recipe_of(MAF).train_defaults_for(moons), "steps": STEPS})
+student = registry.from_dataset(IAF, moons, num_layers=5, hidden=(64, 64))
 result = distill(teacher, student, steps=5 if FAST else 2000, batch_size=256, timing_n=256)
 print(
     f"KL(student || teacher) = {result.kl:.3f} ± {result.kl_stderr:.3f} nats; "

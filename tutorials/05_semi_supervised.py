@@ -28,7 +28,7 @@ from pyro.optim import Adam
 import pyrogen.figures
 from pyrogen.data import load
 from pyrogen.inference import fit
-from pyrogen.models import SSVAE
+from pyrogen.models import SSVAE, registry
 
 FAST = os.environ.get("PYROGEN_FAST") == "1"
 OUT = Path(os.environ.get("PYROGEN_OUT", "tutorial-output"))
@@ -58,7 +58,7 @@ print(f"fused loss {fused:.4f} = Pyro's TraceEnum_ELBO {m.pyro_loss(batch).item(
 # %%
 pyro.set_rng_seed(0)
 m = SSVAE(event_shape=(1, 8, 8), latent_dim=16, hidden=(256, 256))
-fit(m, (x, y), m.training_data(digits, "val"), **{**m.train_defaults, "steps": STEPS})
+fit(m, (x, y), m.training_data(digits, "val"), **{**registry.recipe_of(m).train_defaults_for(digits), "steps": STEPS})
 m.eval()
 accuracy = float((m.predict(digits.test) == digits.labels["test"]).float().mean())
 

@@ -28,7 +28,7 @@ from sklearn.linear_model import LogisticRegression
 
 from pyrogen.data import load
 from pyrogen.inference import TrainConfig, fit
-from pyrogen.models import DBM, RBM, BayesNet, GaussianMixture, NaiveBayes
+from pyrogen.models import DBM, RBM, BayesNet, GaussianMixture, NaiveBayes, registry
 
 FAST = os.environ.get("PYROGEN_FAST") == "1"
 OUT = Path(os.environ.get("PYROGEN_OUT", "tutorial-output"))
@@ -44,7 +44,7 @@ print("most probable explanation of a weak letter:", net.map_assignment({"letter
 
 # its tables learned back from 2000 rows, and with a third of the grades missing (summed out)
 student = load("student")
-learned = BayesNet.from_dataset(student).fit_counts(student.train)
+learned = registry.from_dataset(BayesNet, student).fit_counts(student.train)
 print(
     "largest table error from counts:",
     round(max(float((a - b).abs().max()) for a, b in zip(learned.tables(), net.tables(), strict=True)), 3),
@@ -76,18 +76,18 @@ for frac in (0.0, 0.5, 0.8):
 # %%
 toy = load("8gaussians")
 torch.manual_seed(0)
-em = GaussianMixture.from_dataset(toy, components=8)
+em = registry.from_dataset(GaussianMixture, toy, components=8)
 history = em.fit_em(toy.train, iters=5 if FAST else 200)
 print(f"EM: {len(history)} iterations, log-likelihood {history[0]:.3f} -> {history[-1]:.3f}")
 torch.manual_seed(0)
-svi_model = GaussianMixture.from_dataset(toy, components=8)
+svi_model = registry.from_dataset(GaussianMixture, toy, components=8)
 svi = SVI(svi_model.model, svi_model.guide, pyro.optim.Adam({"lr": 0.01}), TraceEnum_ELBO(max_plate_nesting=1))
 for _ in range(5 if FAST else 1000):
     svi.step(toy.train[:2048])
 with torch.no_grad():
     svi_ll, em_ll = float(svi_model.log_prob(toy.test).mean()), float(em.log_prob(toy.test).mean())
 print(f"SVI: test log-likelihood {svi_ll:.3f} (EM {em_ll:.3f})")
-bayes = GaussianMixture.from_dataset(toy, components=8, covariance="diag")
+bayes = registry.from_dataset(GaussianMixture, toy, components=8, covariance="diag")
 n = 5 if FAST else 100
 idata = bayes.nuts(toy.train[: 40 if FAST else 300], num_samples=n, warmup_steps=n)
 print(az.summary(idata, var_names=["weights"]).loc[:, ["mean", "sd", "r_hat"]].head(3))
@@ -98,7 +98,7 @@ print(az.summary(idata, var_names=["weights"]).loc[:, ["mean", "sd", "r_hat"]].h
 
 # %%
 pyro.set_rng_seed(0)
-rbm = RBM.from_dataset(digits, hidden=16)
+rbm = registry.from_dataset(RBM, digits, hidden=16)
 fit(rbm, digits.train, digits.val, steps=30 if FAST else 6000, batch_size=64, lr=0.01, val_every=500, progress=False)
 print(f"RBM test NLL {-rbm.log_prob(digits.test).mean().item():.2f} nats (exact log Z)")
 chains = rbm.gibbs_chains(16, steps=20 if FAST else 1000, record_every=10 if FAST else 100)
@@ -122,7 +122,7 @@ plt.close(fig)
 # %%
 
 pyro.set_rng_seed(0)
-dbm = DBM.from_dataset(digits, hidden=(16, 8), pretrain_steps=10 if FAST else 2000)
+dbm = registry.from_dataset(DBM, digits, hidden=(16, 8), pretrain_steps=10 if FAST else 2000)
 cfg = TrainConfig(steps=30 if FAST else 8000, batch_size=64, lr=0.005, val_every=10 if FAST else 500)
 result = fit(dbm, digits.train, digits.val, cfg, progress=False)
 print(

@@ -33,6 +33,7 @@ from torch import nn
 from torch.utils.data import DistributedSampler
 
 from pyrogen.inference.hooks import TrainingHook
+from pyrogen.inference.protocol import Configured
 from pyrogen.io import CheckpointError, _non_finite, load_checkpoint, save_checkpoint
 
 __all__ = [
@@ -883,8 +884,8 @@ def _save(st: _State) -> None:
             },
             "train_config": asdict(st.cfg),
             "groups": st.groups.settings,
-            "model_name": getattr(model, "name", "") or "",
-            "model_config": model.config() if callable(getattr(model, "config", None)) else {},  # type: ignore[operator]
+            "model_class": f"{type(model).__module__}.{type(model).__qualname__}",
+            "model_config": model.config() if isinstance(model, Configured) else {},
             "optim": opt_meta,
             "run": st.run_metadata,
         }

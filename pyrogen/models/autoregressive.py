@@ -17,7 +17,7 @@ from __future__ import annotations
 import contextlib
 import math
 from collections.abc import Iterator, Sequence
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
 import pyro
 import torch
@@ -29,7 +29,7 @@ from pyrogen.distributions.autoregressive import AutoregressiveDistribution, mak
 from pyrogen.inference.objectives import log_mean_exp
 from pyrogen.inference.program import data_plate
 from pyrogen.models.base import GenerativeModel, accepts_unbatched, check_dropout, check_hidden, check_positive_int
-from pyrogen.models.registry import register
+from pyrogen.models.registry import Recipe, register
 from pyrogen.nn import CausalTransformer, GatedPixelCNNNet, MADENet, PixelCNNNet
 
 __all__ = [
@@ -61,6 +61,35 @@ _DIGITS_DEFAULTS: dict[str, Any] = {
 }
 
 
+def _autoregressive_choices(recipe: Recipe, data: Dataset, kwargs: dict[str, Any]) -> dict[str, Any]:
+    """Build the model for ``data``, choosing the conditionals from its support.
+
+    Raises:
+        ValueError: no conditional of this model fits the data.
+    """
+    likelihood = kwargs.pop("likelihood", None) or _LIKELIHOOD_OF_SUPPORT[data.support]
+    offered = cast("type[AutoregressiveModel]", recipe.cls).likelihoods
+    if likelihood not in offered:
+        raise ValueError(
+            f"{recipe.name} offers {', '.join(offered)} conditionals; "
+            f"dataset {data.name!r} is {data.support} (needs {likelihood})"
+        )
+    if likelihood == "categorical":
+        kwargs.setdefault("levels", data.levels)
+    kwargs["likelihood"] = likelihood
+    return kwargs
+
+
+#: What the family's recipes share.
+_RECIPE: dict[str, Any] = {
+    "family": "autoregressive",
+    "data": "digits-binary",
+    "train": _DIGITS_DEFAULTS,
+    "choices": _autoregressive_choices,
+}
+_PIXEL_DEFAULTS = {**_DIGITS_DEFAULTS, "lr": 1e-3, "patience": 20}
+
+
 class AutoregressiveModel(GenerativeModel):
     """Base class of the autoregressive family.
 
@@ -76,12 +105,8 @@ class AutoregressiveModel(GenerativeModel):
         components: mixture components of a Gaussian-mixture conditional.
     """
 
-    family = "autoregressive"
-    density = "exact"
     support = "binary"
-    default_data = "digits-binary"
     likelihoods: ClassVar[tuple[str, ...]] = ("bernoulli",)
-    train_defaults = _DIGITS_DEFAULTS
 
     def __init__(
         self,
@@ -102,34 +127,8 @@ class AutoregressiveModel(GenerativeModel):
         self.num_levels = levels if likelihood != "gaussian-mixture" else None
         self.components = check_positive_int("components", components)
         self.conditionals = make_conditionals(likelihood, levels, components)
-        self.support = _SUPPORT_OF_LIKELIHOOD[likelihood]  # type: ignore[misc]
+        self.support = _SUPPORT_OF_LIKELIHOOD[likelihood]
         self.num_vars = math.prod(self.event_shape)
-
-    def config(self) -> dict[str, Any]:
-        cfg = super().config()
-        cfg["likelihood"] = self.likelihood
-        if self.likelihood == "categorical":
-            cfg["levels"] = self.num_levels
-        if self.likelihood == "gaussian-mixture":
-            cfg["components"] = self.components
-        return cfg
-
-    @classmethod
-    def from_dataset(cls, data: Dataset, **kwargs: Any) -> GenerativeModel:
-        """Build the model for ``data``, choosing the conditionals from its support.
-
-        Raises:
-            ValueError: no conditional of this model fits the data.
-        """
-        likelihood = kwargs.pop("likelihood", None) or _LIKELIHOOD_OF_SUPPORT[data.support]
-        if likelihood not in cls.likelihoods:
-            raise ValueError(
-                f"{cls.name or cls.__name__} offers {', '.join(cls.likelihoods)} conditionals; "
-                f"dataset {data.name!r} is {data.support} (needs {likelihood})"
-            )
-        if likelihood == "categorical":
-            kwargs.setdefault("levels", data.levels)
-        return cls(event_shape=tuple(data.event_shape), likelihood=likelihood, **kwargs)
 
     @property
     def levels(self) -> int | None:
@@ -170,7 +169,7 @@ class AutoregressiveModel(GenerativeModel):
 
     # -- the public surface ----------------------------------------------------
     def model(self, x: torch.Tensor | None = None, num_samples: int | None = None) -> torch.Tensor:
-        pyro.module(self.name or type(self).__name__.lower(), self)
+        pyro.module(self._param_store_name(), self)
         n = len(x) if x is not None else (num_samples or 1)
         with data_plate(n):
             return pyro.sample("x", self.as_distribution(), obs=x)
@@ -248,7 +247,7 @@ def _observed_first(observed: torch.Tensor, order: torch.Tensor) -> bool:
 
 
 # --------------------------------------------------------------------------------------
-@register("fvsbn")
+@register("fvsbn", **_RECIPE)
 class FVSBN(AutoregressiveModel):
     r"""Fully visible sigmoid belief network: logistic regression on all previous variables.
 
@@ -310,9 +309,6 @@ class _NADEBase(AutoregressiveModel):
         self.V = nn.Parameter(torch.randn(d, h, p) * (1.0 / math.sqrt(h)))
         self.b = nn.Parameter(torch.zeros(d, p))
 
-    def config(self) -> dict[str, Any]:
-        return {**super().config(), "hidden": self.hidden}
-
     def _inputs(self, x: torch.Tensor) -> torch.Tensor:
         """Each position's contribution :math:`W_{\\cdot j}(x_j)`, ``(n, D, H)``."""
         flat = x.reshape(len(x), self.num_vars)
@@ -349,7 +345,7 @@ class _NADEBase(AutoregressiveModel):
         return torch.sigmoid(a)
 
 
-@register("nade")
+@register("nade", **_RECIPE)
 class NADE(_NADEBase):
     r"""Neural autoregressive density estimator with tied input weights.
 
@@ -391,7 +387,7 @@ class NADE(_NADEBase):
         super().__init__(event_shape, hidden, likelihood, levels, 1)
 
 
-@register("rnade")
+@register("rnade", **{**_RECIPE, "data": "digits", "train": {**_DIGITS_DEFAULTS, "lr": 1e-3}})
 class RNADE(_NADEBase):
     r"""Real-valued NADE: the NADE hidden layer with mixture-of-Gaussian conditionals.
 
@@ -417,9 +413,7 @@ class RNADE(_NADEBase):
     """
 
     support = "real"
-    default_data = "digits"
     likelihoods = ("gaussian-mixture",)
-    train_defaults = {**_DIGITS_DEFAULTS, "lr": 1e-3}
 
     def __init__(
         self,
@@ -439,7 +433,7 @@ class RNADE(_NADEBase):
 
 
 # --------------------------------------------------------------------------------------
-@register("made")
+@register("made", **{**_RECIPE, "train": {**_DIGITS_DEFAULTS, "lr": 1e-3, "steps": 6000}})
 class MADE(AutoregressiveModel):
     r"""Masked autoencoder for distribution estimation: one masked MLP gives every conditional.
 
@@ -476,7 +470,6 @@ class MADE(AutoregressiveModel):
     """
 
     likelihoods = ("bernoulli", "categorical", "gaussian-mixture")
-    train_defaults = {**_DIGITS_DEFAULTS, "lr": 1e-3, "steps": 6000}
 
     def __init__(
         self,
@@ -502,14 +495,6 @@ class MADE(AutoregressiveModel):
             mask_seed=self.mask_seed,
         )
         self._masks: list[torch.Tensor] | None = None
-
-    def config(self) -> dict[str, Any]:
-        return {
-            **super().config(),
-            "hidden": list(self.hidden),
-            "num_masks": self.num_masks,
-            "mask_seed": self.mask_seed,
-        }
 
     def set_step(self, step: int) -> None:
         super().set_step(step)
@@ -585,7 +570,6 @@ class MADE(AutoregressiveModel):
 # --------------------------------------------------------------------------------------
 class _PixelModel(AutoregressiveModel):
     likelihoods = ("bernoulli", "categorical")
-    train_defaults = {**_DIGITS_DEFAULTS, "lr": 1e-3, "patience": 20}
     network: ClassVar[type[nn.Module]]
 
     def __init__(
@@ -615,15 +599,6 @@ class _PixelModel(AutoregressiveModel):
             tuple(self.event_shape[1:]),
         )
 
-    def config(self) -> dict[str, Any]:
-        return {
-            **super().config(),
-            "features": self.features,
-            "layers": self.layers,
-            "kernel_size": self.kernel_size,
-            "dropout": self.dropout,
-        }
-
     def _params(self, x: torch.Tensor) -> torch.Tensor:
         # pixels scaled to [-1, 1]
         top = 1 if self.likelihood == "bernoulli" else self.num_levels - 1  # type: ignore[operator]
@@ -635,7 +610,7 @@ class _PixelModel(AutoregressiveModel):
         return torch.arange(c * h * w).view(c, h * w).t().reshape(-1)
 
 
-@register("pixelcnn")
+@register("pixelcnn", **{**_RECIPE, "train": _PIXEL_DEFAULTS})
 class PixelCNN(_PixelModel):
     r"""PixelCNN: masked convolutions, mask A then mask B, colour channels ordered R -> G -> B.
 
@@ -676,7 +651,7 @@ class PixelCNN(_PixelModel):
         super().__init__(event_shape, features, layers, kernel_size, dropout, likelihood, levels)
 
 
-@register("gated-pixelcnn")
+@register("gated-pixelcnn", **{**_RECIPE, "train": _PIXEL_DEFAULTS})
 class GatedPixelCNN(_PixelModel):
     r"""Gated PixelCNN: vertical and horizontal stacks with gated activations, no blind spot.
 
@@ -725,7 +700,14 @@ class _SequenceModel(AutoregressiveModel):
         return torch.cat([start, flat[:, :-1]], dim=1)
 
 
-@register("char-rnn")
+@register(
+    "char-rnn",
+    **{
+        **_RECIPE,
+        "data": "text",
+        "train": {"batch_size": 64, "lr": 3e-3, "steps": 3000, "val_every": 100, "patience": 8, "grad_clip": 1.0},
+    },
+)
 class CharRNN(_SequenceModel):
     r"""Character-level recurrent network: an LSTM (or GRU) over one-hot characters.
 
@@ -755,8 +737,6 @@ class CharRNN(_SequenceModel):
     """
 
     support = "integer"
-    default_data = "text"
-    train_defaults = {"batch_size": 64, "lr": 3e-3, "steps": 3000, "val_every": 100, "patience": 8, "grad_clip": 1.0}
 
     def __init__(
         self,
@@ -780,12 +760,6 @@ class CharRNN(_SequenceModel):
         self.drop = nn.Dropout(dropout)
         self.out = nn.Linear(hidden, self.conditionals.num_params)
 
-    def config(self) -> dict[str, Any]:
-        cfg = super().config()
-        cfg.update(levels=self.num_levels, embed=self.embed, hidden=self.hidden_size, layers=self.num_layers)
-        cfg.update(cell=self.cell, dropout=self.dropout)
-        return cfg
-
     def _params(self, x: torch.Tensor) -> torch.Tensor:
         h, _ = self.rnn(self.embedding(self._tokens(x)))
         return self.out(self.drop(h))
@@ -802,7 +776,7 @@ class CharRNN(_SequenceModel):
         return x.view(n, *self.event_shape)
 
 
-@register("transformer")
+@register("transformer", **{**_RECIPE, "train": {**_DIGITS_DEFAULTS, "lr": 1e-3, "grad_clip": 1.0}})
 class Transformer(_SequenceModel):
     r"""A small causal transformer (GPT-style) over pixels or characters.
 
@@ -829,7 +803,6 @@ class Transformer(_SequenceModel):
 
     support = "binary"
     likelihoods = ("bernoulli", "categorical")
-    train_defaults = {**_DIGITS_DEFAULTS, "lr": 1e-3, "grad_clip": 1.0}
 
     def __init__(
         self,
@@ -853,11 +826,6 @@ class Transformer(_SequenceModel):
             layers,
             dropout,
         )
-
-    def config(self) -> dict[str, Any]:
-        cfg = super().config()
-        cfg.update(dim=self.dim, heads=self.heads, layers=self.num_layers, dropout=self.dropout)
-        return cfg
 
     def _params(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(self._tokens(x))

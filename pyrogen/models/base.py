@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import copy
 import functools
+import inspect
 import itertools
 from collections.abc import Callable, Sequence
 from typing import Any, ClassVar
@@ -52,6 +54,56 @@ def accepts_unbatched(
     return wrap
 
 
+def _jsonable(value: Any, where: str) -> Any:
+    """``value`` as JSON data: tuples (and ``torch.Size``) as lists, tensors by ``tolist``.
+
+    Raises:
+        TypeError: something JSON cannot hold (a module, a function), named by ``where``.
+    """
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    if isinstance(value, torch.Tensor):
+        return value.tolist()
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v, f"{where}[{i}]") for i, v in enumerate(value)]
+    if isinstance(value, dict) and all(isinstance(k, str) for k in value):
+        return {k: _jsonable(v, f"{where}[{k!r}]") for k, v in value.items()}
+    raise TypeError(f"constructor argument {where} must be JSON data (numbers, strings, lists, dicts); got {value!r}")
+
+
+def _recording(init: Callable[..., None]) -> Callable[..., None]:
+    """``init`` that records, on the outermost call, its arguments with their defaults as the model's
+    configuration (the pattern of diffusers' ``register_to_config``): ``type(m)(**m.config())`` rebuilds ``m``."""
+    signature = inspect.signature(init)
+
+    @functools.wraps(init)
+    def __init__(self: GenerativeModel, *args: Any, **kwargs: Any) -> None:
+        if "_config" in self.__dict__:  # a parent's __init__ called by the subclass's: the outermost call records
+            init(self, *args, **kwargs)
+            return
+        bound = signature.bind(self, *args, **kwargs)
+        bound.apply_defaults()
+        config: dict[str, Any] = {}
+        for name, value in list(bound.arguments.items())[1:]:
+            kind = signature.parameters[name].kind
+            if kind is inspect.Parameter.VAR_KEYWORD:
+                config.update(value)
+            elif kind is inspect.Parameter.VAR_POSITIONAL:
+                if value:
+                    raise TypeError(f"{type(self).__name__} takes its configuration by keyword; got {value!r}")
+            else:
+                config[name] = value
+        recorded = {k: _jsonable(v, k) for k, v in config.items()}
+        self.__dict__["_config"] = None
+        try:
+            init(self, *args, **kwargs)
+        finally:
+            self.__dict__["_config"] = recorded
+
+    __init__._records = True  # type: ignore[attr-defined]
+    return __init__
+
+
 class GenerativeModel(PyroModule):
     """A generative model as a Pyro citizen, trainable by :func:`pyrogen.inference.fit`.
 
@@ -90,14 +142,11 @@ class GenerativeModel(PyroModule):
     trains with the single group ``"model"``.
     """
 
-    name: ClassVar[str] = ""
-    family: ClassVar[str] = ""
-    density: ClassVar[str] = "none"
-    support: ClassVar[str] = "real"
-    #: Training settings the CLI uses unless told otherwise.
-    train_defaults: ClassVar[dict[str, Any]] = {}
-    #: Dataset the CLI trains on when none is named.
-    default_data: ClassVar[str] = ""
+    #: The data's support (:data:`pyrogen.data.SUPPORTS`); a family whose support depends on its configuration
+    #: sets it per instance.
+    support: str = "real"
+    #: The recipe the class was first registered under (set by :func:`pyrogen.models.registry.register`).
+    _recipe: ClassVar[str | None] = None
     #: Whether the model trains on ``(examples, labels)`` pairs (see :meth:`training_data`).
     labelled: ClassVar[bool] = False
     #: What validation (early stopping, ``restore_best``) watches: ``"loss"`` (:meth:`validation_loss`,
@@ -108,9 +157,13 @@ class GenerativeModel(PyroModule):
     validation_needs_grad: ClassVar[bool] = False
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
-        """Every family's public :meth:`loss` validates its batch like :meth:`log_prob` does (the trainer,
-        which validated the data once on entry, calls the unchecked loss through :meth:`forward`)."""
+        """Every family's ``__init__`` records its arguments (:meth:`config`); every public :meth:`loss` validates
+        its batch like :meth:`log_prob` does (the trainer, which validated the data once on entry, calls the
+        unchecked loss through :meth:`forward`)."""
         super().__init_subclass__(**kwargs)
+        init = cls.__dict__.get("__init__")
+        if init is not None and not getattr(init, "_records", False):
+            cls.__init__ = _recording(init)  # type: ignore[method-assign]
         as_dist = cls.__dict__.get("as_distribution")
         if as_dist is not None and not getattr(as_dist, "_registers", False):
 
@@ -119,7 +172,7 @@ class GenerativeModel(PyroModule):
                 if not isinstance(trainable, bool):
                     raise TypeError(f"trainable must be True or False; got {trainable!r}")
                 if trainable and pyro.poutine.runtime.am_i_wrapped():  # asked for: its parameters are Pyro's
-                    pyro.module(self.name or type(self).__name__, self)
+                    pyro.module(self._param_store_name(), self)
                 return as_dist(self, *args, **kw)
 
             as_distribution._registers = True  # type: ignore[attr-defined]
@@ -134,6 +187,10 @@ class GenerativeModel(PyroModule):
 
         loss._raw_loss = raw  # type: ignore[attr-defined]
         cls.loss = loss  # type: ignore[method-assign]
+
+    def _param_store_name(self) -> str:
+        """The name of the model's parameters in Pyro's param store: the registered name it was built under."""
+        return self.__dict__.get("_registered_as") or self._recipe or type(self).__name__.lower()
 
     def _checked_batch(self, batch: Any) -> Any:
         if isinstance(batch, tuple) and batch and isinstance(batch[0], torch.Tensor):
@@ -158,26 +215,12 @@ class GenerativeModel(PyroModule):
 
     # -- construction -------------------------------------------------------
     def config(self) -> dict[str, Any]:
-        """The keyword arguments that rebuild this model: ``type(m)(**m.config())``."""
-        return {"event_shape": list(self.event_shape)}
+        """The keyword arguments that rebuild this model, ``type(m)(**m.config())``: the constructor's arguments,
+        recorded when it ran, with their defaults (JSON data: tuples as lists)."""
+        return copy.deepcopy(self.__dict__.get("_config") or {"event_shape": list(self.event_shape)})
 
-    @classmethod
-    def from_dataset(cls, data: Dataset, **kwargs: Any) -> GenerativeModel:
-        """Build the model for ``data`` (its event shape), checking the support fits.
-
-        Raises:
-            ValueError: the dataset's support does not fit the model.
-        """
-        if data.support != cls.support:
-            raise ValueError(
-                f"{cls.name or cls.__name__} models {cls.support} data; dataset {data.name!r} is {data.support}"
-            )
-        return cls(event_shape=tuple(data.event_shape), **kwargs)
-
-    @classmethod
-    def train_defaults_for(cls, data: Dataset) -> dict[str, Any]:
-        """The training settings for ``data`` (``train_defaults`` unless a family knows better)."""
-        return dict(cls.train_defaults)
+    def _recorded_config(self) -> dict[str, Any]:
+        return copy.deepcopy(self.__dict__.get("_config") or {})
 
     def training_data(self, data: Dataset, split: str) -> Any:
         """What :func:`~pyrogen.inference.fit` and the evaluation take from ``split`` of ``data``.
@@ -223,23 +266,7 @@ class GenerativeModel(PyroModule):
     def as_distribution(self) -> pyro.distributions.Distribution:
         raise NotImplementedError(f"{type(self).__name__} defines no Pyro distribution")
 
-    # -- densities and samples ------------------------------------------------
-    def log_prob(self, x: torch.Tensor) -> torch.Tensor:
-        hint = {
-            "lower_bound": "use elbo(x) or iwae(x, k) (log_likelihood(x, k) in pyrogen.metrics)",
-            "unnormalized": "use energy(x); the normalizer is unknown",
-            "none": "it is an implicit model; use a sample-quality metric",
-        }.get(self.density, "")
-        raise NotImplementedError(f"{type(self).__name__} has no exact log_prob: {hint}")
-
-    def log_likelihood(self, x: torch.Tensor, k: int | None = None) -> torch.Tensor:
-        """Per-example log-likelihood in nats: exact for exact densities, IWAE-``k`` for latent models."""
-        if self.density == "exact":
-            return self.log_prob(x)
-        if self.density == "lower_bound":
-            return self.iwae(x, k=k or 1000)
-        return self.log_prob(x)  # raises with a hint
-
+    # -- samples ---------------------------------------------------------------
     def sample(self, n: int) -> torch.Tensor:
         """``n`` draws from the model, shape ``(n,) + event_shape``."""
         raise NotImplementedError
@@ -291,7 +318,7 @@ class GenerativeModel(PyroModule):
         """Refuse ``objective="pyro"`` in a family whose training objective is not an ELBO of its Pyro program."""
         if objective != "loss":
             raise ValueError(
-                f"{self.name or type(self).__name__} trains only by its own objective (objective='loss'); it has "
+                f"{self._recipe or type(self).__name__} trains only by its own objective (objective='loss'); it has "
                 f"no Pyro ELBO to train by, so objective={objective!r} does not apply"
             )
 

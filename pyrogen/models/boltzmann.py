@@ -20,7 +20,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from collections.abc import Callable, Sequence
-from typing import Any, ClassVar
+from typing import Any
 
 import pyro
 import torch
@@ -47,25 +47,24 @@ def _enumerate_bits(n: int, dtype: torch.dtype, device: torch.device) -> torch.T
     return ((idx[:, None] >> torch.arange(n, device=device)) & 1).to(dtype)
 
 
+def _boltzmann_prepare(model: Any, data: Dataset) -> None:
+    """The visible biases at the training data's log-odds (Hinton, 2010)."""
+    p = data.train.flatten(1).float().mean(0).clamp(0.01, 0.99)
+    with torch.no_grad():
+        model.b.copy_(torch.log(p / (1 - p)))
+
+
+#: What the family's recipes share.
+_RECIPE: dict[str, Any] = {"family": "boltzmann", "data": "digits-binary", "prepare": _boltzmann_prepare}
+
+
 class _Boltzmann(GenerativeModel):
     """What the Boltzmann machines share: binary data, biases started at the data's log-odds, :math:`\\log Z` by
     enumeration where the states are few (:meth:`_enumerable`) and by AIS above, the exact NLL or the
     pseudo-likelihood as the validation monitor, and the Pyro program."""
 
-    family: ClassVar[str] = "boltzmann"
-    density: ClassVar[str] = "exact"
-    support: ClassVar[str] = "binary"
-    default_data: ClassVar[str] = "digits-binary"
+    support = "binary"
     b: nn.Parameter
-
-    @classmethod
-    def from_dataset(cls, data: Dataset, **kwargs: Any) -> GenerativeModel:
-        """A machine for binary ``data``, its visible biases at the training data's log-odds (Hinton, 2010)."""
-        model = super().from_dataset(data, **kwargs)
-        p = data.train.flatten(1).float().mean(0).clamp(0.01, 0.99)
-        with torch.no_grad():
-            model.b.copy_(torch.log(p / (1 - p)))
-        return model
 
     def _flat(self, x: torch.Tensor) -> torch.Tensor:
         return x.reshape(len(x), -1).to(self.b.dtype)
@@ -138,6 +137,23 @@ class _Boltzmann(GenerativeModel):
         :meth:`evaluation_metrics`)."""
         return self._log_p(self._flat(self.validate(x)))
 
+    @property
+    def density(self) -> str:
+        r"""What :meth:`log_prob` is: ``"exact"`` while :math:`\log Z` (and a DBM's sum over its hidden states) is
+        enumerated, ``"estimated"`` above (:math:`\log Z` by AIS; a DBM's :math:`\log p^*(v)` by its mean-field
+        bound): see :meth:`log_prob_estimate`."""
+        return "exact" if self._enumerable() else "estimated"
+
+    @property
+    def estimate_method(self) -> str:
+        return "enumeration" if self._enumerable() else "ais"
+
+    def log_prob_estimate(self, x: torch.Tensor) -> tuple[torch.Tensor, float]:
+        r""":meth:`log_prob` and the standard error of its :math:`\log Z` (0 by enumeration)."""
+        with torch.no_grad():
+            _, se = self.log_normalizer()
+        return self.log_prob(x), float(se) if not self._enumerable() else 0.0
+
     def pseudo_log_likelihood(self, x: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 
@@ -168,13 +184,19 @@ class _Boltzmann(GenerativeModel):
 
     def model(self, x: torch.Tensor | None = None, *args: Any, **kwargs: Any) -> Any:
         """A Pyro program: ``x`` observed under :math:`p(v)` (hidden units summed out)."""
-        pyro.module(self.name or type(self).__name__, self)
+        pyro.module(self._param_store_name(), self)
         n = 1 if x is None else len(x)
         with data_plate(n):
             return pyro.sample("x", self.as_distribution(), obs=x)
 
 
-@register("rbm")
+def _rbm_train(data: Dataset) -> dict[str, Any]:
+    """6000 steps of batch 64 at lr 0.01, validation every 500 steps (the exact NLL or, above ``exact_max``
+    hidden units, the pseudo-log-likelihood)."""
+    return {"lr": 0.01, "batch_size": 64, "steps": 6000, "val_every": 500}
+
+
+@register("rbm", train=_rbm_train, **_RECIPE)
 class RBM(_Boltzmann):
     r"""A restricted Boltzmann machine over binary vectors or images (flattened).
 
@@ -216,25 +238,6 @@ class RBM(_Boltzmann):
         self.b = nn.Parameter(torch.zeros(d))
         self.c = nn.Parameter(torch.zeros(self.hidden))
         self.register_buffer("persistent", torch.bernoulli(torch.full((check_positive_int("chains", chains), d), 0.5)))
-
-    def config(self) -> dict[str, Any]:
-        return {
-            "event_shape": tuple(self.event_shape),
-            "hidden": self.hidden,
-            "objective": self.objective,
-            "k": self.k,
-            "chains": len(self.persistent),
-            "sample_steps": self.sample_steps,
-            "exact_max": self.exact_max,
-            "ais_temps": self.ais_temps,
-            "ais_chains": self.ais_chains,
-        }
-
-    @classmethod
-    def train_defaults_for(cls, data: Dataset) -> dict[str, Any]:
-        """6000 steps of batch 64 at lr 0.01, validation every 500 steps (the exact NLL or, above ``exact_max``
-        hidden units, the pseudo-log-likelihood)."""
-        return {"lr": 0.01, "batch_size": 64, "steps": 6000, "val_every": 500, **cls.train_defaults}
 
     # -- energies ------------------------------------------------------------------------------------------------
     @accepts_unbatched()
@@ -392,7 +395,12 @@ def rbm_ais(rbm: RBM, num_temps: int = 2000, chains: int = 200, generator: torch
     return dataclasses.replace(res, samples=v.reshape(chains, *rbm.event_shape))
 
 
-@register("bm")
+def _bm_train(data: Dataset) -> dict[str, Any]:
+    """3000 steps of batch 64 at lr 0.01, validation (the pseudo-log-likelihood or exact NLL) every 500."""
+    return {"lr": 0.01, "batch_size": 64, "steps": 3000, "val_every": 500}
+
+
+@register("bm", train=_bm_train, **_RECIPE)
 class BoltzmannMachine(_Boltzmann):
     r"""A fully visible Boltzmann machine: :math:`p(v) \propto \exp(b^\top v + \tfrac12 v^\top W v)` with
     :math:`W` symmetric and zero on the diagonal (an Ising model with learned couplings; Ackley, Hinton and
@@ -426,23 +434,6 @@ class BoltzmannMachine(_Boltzmann):
         self.raw_W = nn.Parameter(0.01 * torch.randn(d, d))
         self.b = nn.Parameter(torch.zeros(d))
         self.register_buffer("persistent", torch.bernoulli(torch.full((check_positive_int("chains", chains), d), 0.5)))
-
-    def config(self) -> dict[str, Any]:
-        return {
-            "event_shape": tuple(self.event_shape),
-            "objective": self.objective,
-            "k": self.k,
-            "chains": len(self.persistent),
-            "sample_steps": self.sample_steps,
-            "exact_max": self.exact_max,
-            "ais_temps": self.ais_temps,
-            "ais_chains": self.ais_chains,
-        }
-
-    @classmethod
-    def train_defaults_for(cls, data: Dataset) -> dict[str, Any]:
-        """3000 steps of batch 64 at lr 0.01, validation (the pseudo-log-likelihood or exact NLL) every 500."""
-        return {"lr": 0.01, "batch_size": 64, "steps": 3000, "val_every": 500, **cls.train_defaults}
 
     def W(self) -> torch.Tensor:
         """The couplings: symmetric, zero diagonal."""
@@ -518,7 +509,13 @@ class BoltzmannMachine(_Boltzmann):
 DBM_PHASES = ("layer1", "layer2", "dbm")
 
 
-@register("dbm")
+def _dbm_train(data: Dataset) -> dict[str, Any]:
+    """10000 steps of batch 64 at lr 0.005 (two pre-training phases of ``pretrain_steps``, then the joint
+    phase), validation every 500 steps on the DBM's NLL."""
+    return {"lr": 0.005, "batch_size": 64, "steps": 10000, "val_every": 500}
+
+
+@register("dbm", train=_dbm_train, **_RECIPE)
 class DBM(_Boltzmann):
     r"""A deep Boltzmann machine with two hidden layers (Salakhutdinov and Hinton, 2009):
 
@@ -600,30 +597,9 @@ class DBM(_Boltzmann):
         self.register_buffer("persistent", torch.bernoulli(torch.full((n, d + h1 + h2), 0.5)))
         self.register_buffer("chains_started", torch.zeros((), dtype=torch.bool))
 
-    def config(self) -> dict[str, Any]:
-        return {
-            "event_shape": tuple(self.event_shape),
-            "hidden": self.hidden,
-            "pretrain_steps": self.pretrain_steps,
-            "k": self.k,
-            "chains": len(self.persistent),
-            "mean_field_steps": self.mean_field_steps,
-            "sample_steps": self.sample_steps,
-            "exact_max": self.exact_max,
-            "ais_temps": self.ais_temps,
-            "ais_chains": self.ais_chains,
-            "joint_lr": self.joint_lr,
-        }
-
     def optimizer_settings(self) -> dict[str, dict[str, Any]]:
         """The joint phase at ``joint_lr`` (PCD's gradient is noisier than pre-training's CD)."""
         return {"dbm": {"lr": self.joint_lr}} if self.joint_lr is not None else {}
-
-    @classmethod
-    def train_defaults_for(cls, data: Dataset) -> dict[str, Any]:
-        """10000 steps of batch 64 at lr 0.005 (two pre-training phases of ``pretrain_steps``, then the joint
-        phase), validation every 500 steps on the DBM's NLL."""
-        return {"lr": 0.005, "batch_size": 64, "steps": 10000, "val_every": 500, **cls.train_defaults}
 
     # -- the energy and its conditionals -----------------------------------------------------------------------
     def _split(self, state: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -722,6 +698,13 @@ class DBM(_Boltzmann):
         else:
             star = self.mean_field_bound(v)
         return star - self.log_normalizer()[0]
+
+    @property
+    def density(self) -> str:
+        r"""``"exact"`` while both :math:`\log Z` (over :math:`h^1`) and the sum over :math:`h^2` in
+        :math:`\log p^*(v)` are enumerated; ``"estimated"`` otherwise: :math:`\log Z` by AIS, or
+        :math:`\log p^*(v)` by its mean-field bound (the NLL an upper bound where :math:`\log Z` is exact)."""
+        return "exact" if self._enumerable() and self.hidden[1] <= self.exact_max else "estimated"
 
     def evaluation_metrics(self, x: torch.Tensor) -> dict[str, Any]:
         """As the other machines, plus ``unnormalized_method``: ``"enumeration"`` (exact) or ``"mean-field

@@ -43,7 +43,7 @@ from pyrogen.inference.program import data_plate
 from pyrogen.inference.samplers import AnnealedLangevin, Chains
 from pyrogen.inference.schedules import PARAMETRIZATIONS, SCHEDULES, SDES, NoiseSchedule, geometric_sigmas, make_sde
 from pyrogen.models.base import GenerativeModel, accepts_unbatched, check_dropout, check_hidden, check_positive_int
-from pyrogen.models.registry import register
+from pyrogen.models.registry import Recipe, register
 from pyrogen.nn.diffusion import DENOISER_ARCHS, DenoisingMLP, DenoisingUNet
 
 __all__ = ["DDPM", "NCSN", "DiffusionModel", "LatentDiffusion", "ScoreSDE"]
@@ -59,6 +59,40 @@ def _largest_distance(data: Dataset) -> float:
     scale = 0.5 if data.kind == "image" else float(data.train.std())
     x = data.train[:2000].flatten(1) / scale
     return round(float(torch.cdist(x, x).max()), 2)
+
+
+def _diffusion_choices(recipe: Recipe, data: Dataset, kwargs: dict[str, Any]) -> dict[str, Any]:
+    """A model for ``data``: a U-Net mapping images to :math:`[-1, 1]`, an MLP for vectors standardized by
+    the training data's standard deviation.
+
+    Raises:
+        ValueError: discrete data (use the dequantized ``digits``).
+    """
+    if data.support not in ("real", "unit_interval"):
+        raise ValueError(
+            f"{recipe.name} models continuous data; dataset {data.name!r} is {data.support} "
+            "(use the dequantized 'digits')"
+        )
+    kwargs.setdefault("support", data.support)
+    if data.kind == "image":
+        kwargs.setdefault("shift", 0.5)
+        kwargs.setdefault("scale", 0.5)
+    else:
+        kwargs.setdefault("shift", 0.0)
+        kwargs.setdefault("scale", round(float(data.train.std()), 4))
+    return kwargs
+
+
+def _diffusion_train(data: Dataset) -> dict[str, Any]:
+    """Vectors: 10000 steps of batch 256 at lr 1e-3; images: 8000 steps of batch 128 at lr 5e-4; validation
+    every 1000 steps on a fixed draw of noise (the best EMA weights kept)."""
+    if data.kind == "image":
+        return {"lr": 5e-4, "batch_size": 128, "steps": 8000, "val_every": 1000}
+    return {"lr": 1e-3, "batch_size": 256, "steps": 10000, "val_every": 1000}
+
+
+#: What the family's recipes share.
+_RECIPE: dict[str, Any] = {"family": "diffusion", "data": "8gaussians", "train": _diffusion_train}
 
 
 class DiffusionModel(GenerativeModel):
@@ -78,10 +112,7 @@ class DiffusionModel(GenerativeModel):
         ema: decay of the weights' moving average used to sample and evaluate (``None``: the raw weights).
     """
 
-    family: ClassVar[str] = "diffusion"
-    default_data: ClassVar[str] = "8gaussians"
     #: what :meth:`sample` keywords the CLI's ``pyrogen sample`` may pass
-    sample_options: ClassVar[tuple[str, ...]] = ()
 
     def __init__(
         self,
@@ -103,7 +134,7 @@ class DiffusionModel(GenerativeModel):
         self.space_shape = torch.Size(self.event_shape if _space is None else _space)
         arch = ("unet" if len(self.space_shape) == 3 else "mlp") if arch is None else arch
         self.arch = _choice("arch", arch, DENOISER_ARCHS)
-        self.support = _choice("support", support, ("real", "unit_interval"))  # type: ignore[misc]
+        self.support = _choice("support", support, ("real", "unit_interval"))
         self.hidden, self.features = check_hidden(hidden), check_positive_int("features", features)
         self.emb_dim = check_positive_int("emb_dim", emb_dim)
         if self.emb_dim % 2:
@@ -123,51 +154,6 @@ class DiffusionModel(GenerativeModel):
         else:
             self.net = DenoisingMLP(d, self.hidden, self.emb_dim, classes)
         self.ema = EMA(self.net, self.ema_decay) if self.ema_decay is not None else None
-
-    def config(self) -> dict[str, Any]:
-        return {
-            "event_shape": tuple(self.event_shape),
-            "arch": self.arch,
-            "hidden": self.hidden,
-            "features": self.features,
-            "emb_dim": self.emb_dim,
-            "support": self.support,
-            "shift": self.shift,
-            "scale": self.scale,
-            "classes": self.classes,
-            "p_uncond": self.p_uncond,
-            "ema": self.ema_decay,
-        }
-
-    @classmethod
-    def from_dataset(cls, data: Dataset, **kwargs: Any) -> GenerativeModel:
-        """A model for ``data``: a U-Net mapping images to :math:`[-1, 1]`, an MLP for vectors standardized by
-        the training data's standard deviation.
-
-        Raises:
-            ValueError: discrete data (use the dequantized ``digits``).
-        """
-        if data.support not in ("real", "unit_interval"):
-            raise ValueError(
-                f"{cls.name or cls.__name__} models continuous data; dataset {data.name!r} is {data.support} "
-                "(use the dequantized 'digits')"
-            )
-        kwargs.setdefault("support", data.support)
-        if data.kind == "image":
-            kwargs.setdefault("shift", 0.5)
-            kwargs.setdefault("scale", 0.5)
-        else:
-            kwargs.setdefault("shift", 0.0)
-            kwargs.setdefault("scale", round(float(data.train.std()), 4))
-        return cls(event_shape=tuple(data.event_shape), **kwargs)
-
-    @classmethod
-    def train_defaults_for(cls, data: Dataset) -> dict[str, Any]:
-        """Vectors: 10000 steps of batch 256 at lr 1e-3; images: 8000 steps of batch 128 at lr 5e-4; validation
-        every 1000 steps on a fixed draw of noise (the best EMA weights kept)."""
-        if data.kind == "image":
-            return {"lr": 5e-4, "batch_size": 128, "steps": 8000, "val_every": 1000, **cls.train_defaults}
-        return {"lr": 1e-3, "batch_size": 256, "steps": 10000, "val_every": 1000, **cls.train_defaults}
 
     # -- the data map and the network -----------------------------------------------------------------------
     def _ref(self) -> torch.Tensor:
@@ -273,7 +259,17 @@ class DiffusionModel(GenerativeModel):
         return g
 
 
-@register("ddpm")
+def _ddpm_choices(recipe: Recipe, data: Dataset, kwargs: dict[str, Any]) -> dict[str, Any]:
+    """As :meth:`DiffusionModel.from_dataset`; dequantized images get the discretized decoder of their
+    levels and :math:`\\hat x_0` clipped to the data's range while sampling."""
+    if data.kind == "image" and data.support == "unit_interval":
+        if data.dequantized:
+            kwargs.setdefault("levels", data.levels)
+        kwargs.setdefault("clip", 1.0)
+    return _diffusion_choices(recipe, data, kwargs)
+
+
+@register("ddpm", **{**_RECIPE, "choices": _ddpm_choices, "sample_options": ("sampler", "steps", "eta", "guidance")})
 class DDPM(DiffusionModel):
     r"""Denoising diffusion probabilistic model (Ho et al., 2020) as a Pyro model/guide pair.
 
@@ -290,10 +286,8 @@ class DDPM(DiffusionModel):
         clip: clip :math:`\hat x_0` to :math:`[-c, c]` while sampling (images: 1, the data space's edge).
     """
 
-    density: ClassVar[str] = "lower_bound"
     #: the likelihood reported is the variational bound itself (no importance sampling over chains)
     bound_only: ClassVar[bool] = True
-    sample_options: ClassVar[tuple[str, ...]] = ("sampler", "steps", "eta", "guidance")
 
     def __init__(
         self,
@@ -326,30 +320,6 @@ class DDPM(DiffusionModel):
                 raise ValueError(f"levels (a discretized decoder) needs unit-interval data and >= 2; got {levels!r}")
         self.levels_ = levels
         self.clip = None if clip is None else _number("clip", clip)
-
-    def config(self) -> dict[str, Any]:
-        return {
-            **super().config(),
-            "timesteps": self.timesteps,
-            "schedule": self.schedule_name,
-            "parametrization": self.parametrization,
-            "objective": self.objective,
-            "sampler": self.sampler,
-            "sample_steps": self.sample_steps,
-            "eta": self.eta,
-            "levels": self.levels_,
-            "clip": self.clip,
-        }
-
-    @classmethod
-    def from_dataset(cls, data: Dataset, **kwargs: Any) -> GenerativeModel:
-        """As :meth:`DiffusionModel.from_dataset`; dequantized images get the discretized decoder of their
-        levels and :math:`\\hat x_0` clipped to the data's range while sampling."""
-        if data.kind == "image" and data.support == "unit_interval":
-            if data.dequantized:
-                kwargs.setdefault("levels", data.levels)
-            kwargs.setdefault("clip", 1.0)
-        return super().from_dataset(data, **kwargs)
 
     def to_latent_space(self, x: torch.Tensor) -> torch.Tensor:
         r"""The data in the diffusion's space; with ``levels``, first the centre :math:`(k + 	frac12)/L` of each
@@ -467,7 +437,7 @@ class DDPM(DiffusionModel):
         for :math:`t = T, \dots, 2` (sites ``x_T``, ..., ``x_1``, in the diffusion's space), and the decoder
         ``x_0`` observed at ``x`` in data space. In eval mode the network runs with the EMA weights, those of
         :meth:`sample` and :meth:`elbo`; in training mode with its own (what ``SVI`` updates)."""
-        pyro.module(self.name or "ddpm", self)
+        pyro.module(self._param_store_name(), self)
         averaged = not self.training
         n = 1 if x is None else len(x)
         ref = self._ref()
@@ -614,7 +584,13 @@ class DDPM(DiffusionModel):
         return torch.where(known, x, self._finish(z))
 
 
-@register("ncsn")
+def _ncsn_choices(recipe: Recipe, data: Dataset, kwargs: dict[str, Any]) -> dict[str, Any]:
+    if "sigma_max" not in kwargs and data.support in ("real", "unit_interval"):
+        kwargs["sigma_max"] = _largest_distance(data)
+    return _diffusion_choices(recipe, data, kwargs)
+
+
+@register("ncsn", **{**_RECIPE, "choices": _ncsn_choices, "sample_options": ("steps",)})
 class NCSN(DiffusionModel):
     r"""Noise-conditional score network (Song and Ermon, 2019, 2020): :math:`s_\theta(x, \sigma) = o(x, \log\sigma)
     / \sigma` trained by denoising score matching over ``num_scales`` geometric noise levels from
@@ -623,9 +599,6 @@ class NCSN(DiffusionModel):
     :math:`\tfrac12\lVert \sigma s_\theta(x + \sigma z, \sigma) + z\rVert^2`; sampled by annealed Langevin
     dynamics (``steps_per_level`` steps of size :math:`\epsilon\,\sigma_i^2/\sigma_L^2`, ``step_eps``
     :math:`\epsilon`) with a last denoising step."""
-
-    density: ClassVar[str] = "none"
-    sample_options: ClassVar[tuple[str, ...]] = ("steps",)
 
     def __init__(
         self,
@@ -642,22 +615,6 @@ class NCSN(DiffusionModel):
         self.sigma_max, self.sigma_min, self.num_scales = float(sigma_max), float(sigma_min), num_scales
         self.steps_per_level = check_positive_int("steps_per_level", steps_per_level)
         self.step_eps = _number("step_eps", step_eps)
-
-    def config(self) -> dict[str, Any]:
-        return {
-            **super().config(),
-            "sigma_max": self.sigma_max,
-            "sigma_min": self.sigma_min,
-            "num_scales": self.num_scales,
-            "steps_per_level": self.steps_per_level,
-            "step_eps": self.step_eps,
-        }
-
-    @classmethod
-    def from_dataset(cls, data: Dataset, **kwargs: Any) -> GenerativeModel:
-        if "sigma_max" not in kwargs and data.support in ("real", "unit_interval"):
-            kwargs["sigma_max"] = _largest_distance(data)
-        return super().from_dataset(data, **kwargs)
 
     def score(
         self,
@@ -705,7 +662,13 @@ class NCSN(DiffusionModel):
         return self._finish(self.reverse_chain(n, y, steps, guidance).samples[:, -1])
 
 
-@register("score-sde")
+def _sde_choices(recipe: Recipe, data: Dataset, kwargs: dict[str, Any]) -> dict[str, Any]:
+    if kwargs.get("sde") == "ve" and "sigma_max" not in kwargs:
+        kwargs["sigma_max"] = _largest_distance(data)
+    return _diffusion_choices(recipe, data, kwargs)
+
+
+@register("score-sde", **{**_RECIPE, "choices": _sde_choices, "sample_options": ("sampler", "steps", "guidance")})
 class ScoreSDE(DiffusionModel):
     r"""A score model of a forward SDE (Song et al., 2021): ``sde`` ``"vp"`` (DDPM's limit), ``"subvp"`` or
     ``"ve"`` (NCSN's limit). The network predicts the noise, :math:`s_\theta(x, t) = -o(x, t) / \sigma(t)`,
@@ -723,8 +686,6 @@ class ScoreSDE(DiffusionModel):
         exact_trace_max: the largest dimension for which the divergence is exact.
     """
 
-    density: ClassVar[str] = "exact"
-    sample_options: ClassVar[tuple[str, ...]] = ("sampler", "steps", "guidance")
     T_MIN_TRAIN: ClassVar[float] = 1e-5
     T_MIN_SAMPLE: ClassVar[float] = 1e-3
 
@@ -755,26 +716,6 @@ class ScoreSDE(DiffusionModel):
         self.sample_steps = check_positive_int("sample_steps", sample_steps)
         self.ode_tol = _number("ode_tol", ode_tol)
         self.exact_trace_max = check_positive_int("exact_trace_max", exact_trace_max)
-
-    def config(self) -> dict[str, Any]:
-        return {
-            **super().config(),
-            "sde": self.sde_name,
-            "beta_min": self.beta_min,
-            "beta_max": self.beta_max,
-            "sigma_min": self.sigma_min,
-            "sigma_max": self.sigma_max,
-            "sampler": self.sampler,
-            "sample_steps": self.sample_steps,
-            "ode_tol": self.ode_tol,
-            "exact_trace_max": self.exact_trace_max,
-        }
-
-    @classmethod
-    def from_dataset(cls, data: Dataset, **kwargs: Any) -> GenerativeModel:
-        if kwargs.get("sde") == "ve" and "sigma_max" not in kwargs:
-            kwargs["sigma_max"] = _largest_distance(data)
-        return super().from_dataset(data, **kwargs)
 
     def score(
         self,
@@ -843,7 +784,7 @@ class ScoreSDE(DiffusionModel):
 
     def model(self, x: torch.Tensor | None = None, *args: Any, **kwargs: Any) -> Any:
         """A Pyro program: ``x`` observed under :meth:`as_distribution`."""
-        pyro.module(self.name or type(self).__name__, self)
+        pyro.module(self._param_store_name(), self)
         n = 1 if x is None else len(x)
         with data_plate(n):
             return pyro.sample("x", self.as_distribution(), obs=x)
@@ -898,7 +839,17 @@ class ScoreSDE(DiffusionModel):
         return self._finish(self.reverse_chain(n, y, sampler, steps, guidance).samples[:, -1])
 
 
-@register("latent-diffusion")
+def _latent_choices(recipe: Recipe, data: Dataset, kwargs: dict[str, Any]) -> dict[str, Any]:
+    if data.support not in ("real", "unit_interval"):
+        raise ValueError(f"latent-diffusion models continuous data; dataset {data.name!r} is {data.support}")
+    kwargs.setdefault("support", data.support)
+    return kwargs
+
+
+@register(
+    "latent-diffusion",
+    **{**_RECIPE, "data": "digits", "choices": _latent_choices, "sample_options": ("sampler", "steps", "eta")},
+)
 class LatentDiffusion(DDPM):
     r"""Latent diffusion (Rombach et al., 2022, at small scale): a DDPM over the codes :math:`z = \mu_\phi(x)` of a
     pyrogen :class:`~pyrogen.models.VAE` (divided by their standard deviation, measured once when the diffusion
@@ -916,8 +867,6 @@ class LatentDiffusion(DDPM):
     """
 
     monitor: ClassVar[str | None] = None  # the two phases' losses are not one comparable monitor
-    default_data: ClassVar[str] = "digits"
-    sample_options: ClassVar[tuple[str, ...]] = ("sampler", "steps", "eta")
 
     def __init__(
         self,
@@ -943,25 +892,6 @@ class LatentDiffusion(DDPM):
         self.vae = VAE(self.event_shape, latent_dim, self.vae_hidden, likelihood=vae_likelihood)
         self.register_buffer("code_scale", torch.ones(()))
         self.register_buffer("code_fitted", torch.zeros((), dtype=torch.bool))
-
-    def config(self) -> dict[str, Any]:
-        cfg = super().config()
-        for k in ("levels", "clip", "objective", "shift", "scale"):
-            cfg.pop(k)
-        return {
-            **cfg,
-            "latent_dim": self.latent_dim,
-            "vae_hidden": self.vae_hidden,
-            "vae_likelihood": self.vae_likelihood,
-            "vae_steps": self.vae_steps,
-        }
-
-    @classmethod
-    def from_dataset(cls, data: Dataset, **kwargs: Any) -> GenerativeModel:
-        if data.support not in ("real", "unit_interval"):
-            raise ValueError(f"latent-diffusion models continuous data; dataset {data.name!r} is {data.support}")
-        kwargs.setdefault("support", data.support)
-        return cls(event_shape=tuple(data.event_shape), **kwargs)
 
     @classmethod
     def from_vae(cls, vae: GenerativeModel, **kwargs: Any) -> LatentDiffusion:

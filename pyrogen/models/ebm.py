@@ -21,6 +21,7 @@ What validation watches is the same for all five: the score-matching objective o
 from __future__ import annotations
 
 import functools
+import inspect
 import math
 from collections.abc import Sequence
 from typing import Any, ClassVar
@@ -37,7 +38,7 @@ from pyrogen.inference.hooks import ReplayBuffer
 from pyrogen.inference.program import data_plate
 from pyrogen.inference.samplers import MALA, Langevin, sample_chains
 from pyrogen.models.base import GenerativeModel, accepts_unbatched, check_hidden, check_positive_int
-from pyrogen.models.registry import register
+from pyrogen.models.registry import Recipe, register
 from pyrogen.nn.energy import ENERGY_ARCHS, EnergyNet
 
 __all__ = ["EBM", "AdversarialEBM", "EnergyModel", "FlowContrastiveEBM", "NCEEBM", "ScoreMatchingEBM"]
@@ -54,6 +55,37 @@ def _log_unit_cube(x: torch.Tensor) -> torch.Tensor:
     return torch.where(inside, zero, zero - math.inf)
 
 
+def _ebm_choices(recipe: Recipe, data: Dataset, kwargs: dict[str, Any]) -> dict[str, Any]:
+    """An EBM for ``data``: an MLP for vectors (chains start in a box 1.2 times the data's extent), the
+    conv net for images.
+
+    Raises:
+        ValueError: discrete data (Langevin dynamics needs a continuous space; use the grey ``digits``).
+    """
+    if data.support not in ("real", "unit_interval"):
+        raise ValueError(
+            f"{recipe.name} models continuous data; dataset {data.name!r} is {data.support} "
+            "(use the grey-level 'digits')"
+        )
+    kwargs.setdefault("support", data.support)
+    kwargs.setdefault("arch", "conv" if data.kind == "image" else "mlp")
+    if data.support == "real":
+        kwargs.setdefault("init_scale", round(1.2 * float(data.train.abs().max()), 2))
+    return kwargs
+
+
+def _ebm_train(data: Dataset) -> dict[str, Any]:
+    """Vectors: 3000 steps of batch 256 at lr 1e-3; images: 3000 steps of batch 64 at lr 1e-4; validation
+    every 250 steps (the best network kept)."""
+    if data.kind == "image":
+        return {"lr": 1e-4, "batch_size": 64, "steps": 3000, "val_every": 250}
+    return {"lr": 1e-3, "batch_size": 256, "steps": 3000, "val_every": 250}
+
+
+#: What the family's recipes share.
+_RECIPE: dict[str, Any] = {"family": "ebm", "data": "8gaussians", "choices": _ebm_choices, "train": _ebm_train}
+
+
 class EnergyModel(GenerativeModel):
     r"""The shared part of the EBMs: the energy network, sampling, the Pyro program and the monitor.
 
@@ -68,9 +100,6 @@ class EnergyModel(GenerativeModel):
             (:math:`x' = x + \epsilon \nabla f + \sqrt{2\epsilon}\xi`).
     """
 
-    family: ClassVar[str] = "ebm"
-    density: ClassVar[str] = "unnormalized"
-    default_data: ClassVar[str] = "8gaussians"
     monitor: ClassVar[str | None] = "score-matching"
     validation_needs_grad: ClassVar[bool] = True
 
@@ -93,51 +122,11 @@ class EnergyModel(GenerativeModel):
         if support not in ("real", "unit_interval"):
             raise ValueError(f"support must be 'real' or 'unit_interval'; got {support!r}")
         self.arch, self.hidden, self.features = arch, check_hidden(hidden), check_positive_int("features", features)
-        self.support = support  # type: ignore[misc]
+        self.support = support
         self.init_scale = _number("init_scale", init_scale)
         self.sample_steps = check_positive_int("sample_steps", sample_steps)
         self.sample_step_size = _number("sample_step_size", sample_step_size)
         self.net = EnergyNet(self.event_shape, arch, self.hidden, self.features)
-
-    def config(self) -> dict[str, Any]:
-        return {
-            "event_shape": tuple(self.event_shape),
-            "arch": self.arch,
-            "hidden": self.hidden,
-            "features": self.features,
-            "support": self.support,
-            "init_scale": self.init_scale,
-            "sample_steps": self.sample_steps,
-            "sample_step_size": self.sample_step_size,
-            "tether": self.tether,
-        }
-
-    @classmethod
-    def from_dataset(cls, data: Dataset, **kwargs: Any) -> GenerativeModel:
-        """An EBM for ``data``: an MLP for vectors (chains start in a box 1.2 times the data's extent), the
-        conv net for images.
-
-        Raises:
-            ValueError: discrete data (Langevin dynamics needs a continuous space; use the grey ``digits``).
-        """
-        if data.support not in ("real", "unit_interval"):
-            raise ValueError(
-                f"{cls.name or cls.__name__} models continuous data; dataset {data.name!r} is {data.support} "
-                "(use the grey-level 'digits')"
-            )
-        kwargs.setdefault("support", data.support)
-        kwargs.setdefault("arch", "conv" if data.kind == "image" else "mlp")
-        if data.support == "real":
-            kwargs.setdefault("init_scale", round(1.2 * float(data.train.abs().max()), 2))
-        return cls(event_shape=tuple(data.event_shape), **kwargs)
-
-    @classmethod
-    def train_defaults_for(cls, data: Dataset) -> dict[str, Any]:
-        """Vectors: 3000 steps of batch 256 at lr 1e-3; images: 3000 steps of batch 64 at lr 1e-4; validation
-        every 250 steps (the best network kept)."""
-        if data.kind == "image":
-            return {"lr": 1e-4, "batch_size": 64, "steps": 3000, "val_every": 250, **cls.train_defaults}
-        return {"lr": 1e-3, "batch_size": 256, "steps": 3000, "val_every": 250, **cls.train_defaults}
 
     # -- the density ------------------------------------------------------------------------------------------
     def f(self, x: torch.Tensor) -> torch.Tensor:
@@ -284,7 +273,7 @@ class EnergyModel(GenerativeModel):
 
     def model(self, x: torch.Tensor | None = None, *args: Any, **kwargs: Any) -> Any:
         """A Pyro program: ``x`` observed under the energy distribution (its ``log_prob`` unnormalized)."""
-        pyro.module(self.name or type(self).__name__, self)
+        pyro.module(self._param_store_name(), self)
         n = 1 if x is None else len(x)
         with data_plate(n):
             return pyro.sample("x", self.as_distribution(), obs=x)
@@ -300,7 +289,7 @@ class EnergyModel(GenerativeModel):
         return E.score_matching(self.f, x, method, generator=g).mean().detach()
 
 
-@register("ebm")
+@register("ebm", **_RECIPE)
 class EBM(EnergyModel):
     r"""An EBM trained by contrastive divergence with short-run Langevin chains (Du and Mordatch, 2019).
 
@@ -331,16 +320,6 @@ class EBM(EnergyModel):
         self.reg = _number("reg", reg, strict=False)
         self.buffer = ReplayBuffer(check_positive_int("buffer_size", buffer_size), self.event_shape, reinit)
 
-    def config(self) -> dict[str, Any]:
-        return {
-            **super().config(),
-            "chain_steps": self.chain_steps,
-            "chain_step_size": self.chain_step_size,
-            "buffer_size": self.buffer.capacity,
-            "reinit": self.buffer.reinit,
-            "reg": self.reg,
-        }
-
     def negatives(self, n: int) -> torch.Tensor:
         """``n`` short-run chain ends from buffer starts (handed back to the buffer)."""
         x0 = self.buffer.sample(n, self.init_chains)
@@ -355,7 +334,7 @@ class EBM(EnergyModel):
         return E.contrastive_divergence(self.f(batch), self.f(neg), self.reg).mean()
 
 
-@register("ebm-sm")
+@register("ebm-sm", **_RECIPE)
 class ScoreMatchingEBM(EnergyModel):
     r"""An EBM trained by score matching: ``method`` ``"exact"`` (Hyvärinen, 2005; one backward pass per
     dimension), ``"sliced"`` / ``"sliced-vr"`` (Song et al., 2019) or ``"denoising"`` (Vincent, 2011, noise
@@ -378,15 +357,18 @@ class ScoreMatchingEBM(EnergyModel):
         self.method = method
         self.sigma = _number("sigma", sigma)
 
-    def config(self) -> dict[str, Any]:
-        return {**super().config(), "method": self.method, "sigma": self.sigma}
-
     def loss(self, batch: torch.Tensor) -> torch.Tensor:
         """The mean score-matching objective of ``method`` on the batch."""
         return E.score_matching(self.f, batch, self.method, sigma=self.sigma).mean()
 
 
-@register("ebm-nce")
+def _nce_choices(recipe: Recipe, data: Dataset, kwargs: dict[str, Any]) -> dict[str, Any]:
+    if data.support == "real":
+        kwargs.setdefault("noise_scale", round(1.5 * float(data.train.std(0).max()), 2))
+    return _ebm_choices(recipe, data, kwargs)
+
+
+@register("ebm-nce", **{**_RECIPE, "choices": _nce_choices})
 class NCEEBM(EnergyModel):
     r"""An EBM trained by noise-contrastive estimation (Gutmann and Hyvärinen, 2010) with a learned
     :math:`\log Z` (:attr:`log_z`): logistic regression of the data against ``nu`` noise draws per example
@@ -402,15 +384,6 @@ class NCEEBM(EnergyModel):
         self.noise_scale = _number("noise_scale", noise_scale)
         self.nu = check_positive_int("nu", nu)
         self.log_z = nn.Parameter(torch.zeros(()))
-
-    def config(self) -> dict[str, Any]:
-        return {**super().config(), "noise_scale": self.noise_scale, "nu": self.nu}
-
-    @classmethod
-    def from_dataset(cls, data: Dataset, **kwargs: Any) -> GenerativeModel:
-        if data.support == "real":
-            kwargs.setdefault("noise_scale", round(1.5 * float(data.train.std(0).max()), 2))
-        return super().from_dataset(data, **kwargs)
 
     def _noise(self, n: int) -> tuple[torch.Tensor, torch.Tensor]:
         ref = self._ref()
@@ -469,15 +442,6 @@ class _FlowPairedEBM(EnergyModel):
             self.event_shape, num_layers=self.flow_layers, hidden=self.flow_hidden, conditioner_clip=None
         )
 
-    def config(self) -> dict[str, Any]:
-        return {
-            **super().config(),
-            "flow_layers": self.flow_layers,
-            "flow_hidden": self.flow_hidden,
-            "reg": self.reg,
-            "flow_steps": self.flow_steps,
-        }
-
     def _energy_params(self) -> list[nn.Parameter]:
         return list(self.net.parameters())
 
@@ -505,7 +469,7 @@ class _FlowPairedEBM(EnergyModel):
         return self._group_loss(batch, "energy")
 
 
-@register("ebm-fce")
+@register("ebm-fce", **_RECIPE)
 class FlowContrastiveEBM(_FlowPairedEBM):
     r"""Flow contrastive estimation (Gao et al., 2020): NCE with a RealNVP flow :math:`q_\alpha` as the noise,
     trained jointly and adversarially on the value
@@ -534,7 +498,16 @@ class FlowContrastiveEBM(_FlowPairedEBM):
         return nce.mean() if group == "energy" else -nce.mean()
 
 
-@register("ebm-adv")
+def _adv_choices(recipe: Recipe, data: Dataset, kwargs: dict[str, Any]) -> dict[str, Any]:
+    """As every EBM, the chains tethered at the initial box's scale unless told."""
+    kwargs = _ebm_choices(recipe, data, kwargs)
+    kwargs.setdefault(
+        "tether", kwargs.get("init_scale", inspect.signature(EnergyModel).parameters["init_scale"].default)
+    )
+    return kwargs
+
+
+@register("ebm-adv", **{**_RECIPE, "choices": _adv_choices})
 class AdversarialEBM(_FlowPairedEBM):
     r"""An EBM trained adversarially against a sampler of exact entropy (Kim and Bengio, 2016;
     Grathwohl et al., 2021): for any :math:`q`, :math:`\log Z_\theta \ge \mathbb E_q[f_\theta] + H(q)`, so
@@ -554,22 +527,11 @@ class AdversarialEBM(_FlowPairedEBM):
     ``flow_steps`` gives the flow more updates per EBM update (neither needed on the toys).
     """
 
-    @classmethod
-    def from_dataset(cls, data: Dataset, **kwargs: Any) -> GenerativeModel:
-        model = super().from_dataset(data, **kwargs)
-        if "tether" not in kwargs:
-            assert isinstance(model, EnergyModel)
-            model.tether = model.init_scale
-        return model
-
     def __init__(
         self, event_shape: Sequence[int], reg: float = 0.1, flow_steps: int = 1, gp: float = 0.0, **kwargs: Any
     ) -> None:
         super().__init__(event_shape, reg=reg, flow_steps=flow_steps, **kwargs)
         self.gp = _number("gp", gp, strict=False)
-
-    def config(self) -> dict[str, Any]:
-        return {**super().config(), "gp": self.gp}
 
     def _group_loss(self, x: torch.Tensor, group: str) -> torch.Tensor:
         y, log_q_y = self.flow.rsample(len(x))

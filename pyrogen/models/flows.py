@@ -10,8 +10,8 @@ as a likelihood or a prior, :meth:`FlowModel.guide_transforms` inside a guide.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
-from typing import Any, ClassVar
+from collections.abc import Callable, Sequence
+from typing import Any, ClassVar, cast
 
 import pyro
 import pyro.distributions as dist
@@ -41,7 +41,7 @@ from pyrogen.distributions.transforms import (
 )
 from pyrogen.inference.program import data_plate
 from pyrogen.models.base import GenerativeModel, accepts_unbatched, check_hidden, check_positive_int
-from pyrogen.models.registry import alias, register
+from pyrogen.models.registry import Recipe, alias, register
 from pyrogen.nn import MLP, MADENet
 
 __all__ = [
@@ -88,6 +88,57 @@ def data_units(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 _DIGITS_DEFAULTS: dict[str, Any] = {"batch_size": 128, "lr": 1e-3, "steps": 5000, "val_every": 50, "patience": 20}
 
 
+def _flow_choices(recipe: Recipe, data: Dataset, kwargs: dict[str, Any]) -> dict[str, Any]:
+    """Build the flow for ``data``; data in the unit interval get logit pre-processing, real-valued vectors
+    in other units than the defaults were tuned for are rescaled by powers of ten (:func:`data_units`).
+
+    Raises:
+        ValueError: discrete data (a flow needs continuous or dequantized values).
+    """
+    if kwargs.pop("conditional", False):
+        if not cast("type[FlowModel]", recipe.cls).conditional_ok:
+            raise ValueError(f"{recipe.cls.__name__} has no class-conditional variant (RealNVP and MAF do)")
+        if not data.labels:
+            raise ValueError(f"dataset {data.name!r} has no labels to condition on")
+        kwargs["classes"] = int(data.labels["train"].max()) + 1
+    if data.dequantized:
+        kwargs.setdefault("dequantize", data.levels)
+    if data.support == "unit_interval":
+        kwargs.setdefault("preprocess", "logit")
+        if data.kind == "image":
+            kwargs.setdefault("alpha", 0.05)
+    elif data.support != "real":
+        raise ValueError(
+            f"{recipe.name} models continuous data; dataset {data.name!r} is {data.support} "
+            "(use the dequantized 'digits')"
+        )
+    elif data.kind != "image" and "data_loc" not in kwargs and "data_scale" not in kwargs:
+        loc, scale = data_units(data.train)
+        if bool((loc != 0).any() or (scale != 1).any()):
+            kwargs.update(data_loc=loc.tolist(), data_scale=scale.tolist())
+    return kwargs
+
+
+#: Training settings for the 2-D toys.
+_TOY_DEFAULTS: dict[str, Any] = {"batch_size": 512, "lr": 3e-3, "schedule": "cosine", "steps": 3000, "val_every": 250}
+
+
+def _flow_train(toys: dict[str, Any]) -> Callable[[Dataset], dict[str, Any]]:
+    """``toys`` for the toys; on images, small batches and early stopping every 50 steps."""
+    return lambda data: dict(_DIGITS_DEFAULTS if data.kind == "image" else toys)
+
+
+#: What the family's recipes share.
+_RECIPE: dict[str, Any] = {
+    "family": "flow",
+    "data": "moons",
+    "train": _flow_train(_TOY_DEFAULTS),
+    "choices": _flow_choices,
+}
+_CLIPPED = {**_RECIPE, "train": _flow_train({**_TOY_DEFAULTS, "grad_clip": 10.0})}
+_IMAGES = {**_RECIPE, "data": "digits", "train": _DIGITS_DEFAULTS}
+
+
 class FlowModel(GenerativeModel):
     r"""Base class of the flow family: a standard normal pushed through :meth:`layers`.
 
@@ -97,7 +148,7 @@ class FlowModel(GenerativeModel):
     adds :class:`~pyrogen.distributions.transforms.LogitTransform` at the data
     end, for data in ``[0, 1]`` such as the dequantized digits.
 
-    Class-conditional flows (``context_classes > 0``, offered by
+    Class-conditional flows (``classes > 0``, offered by
     :class:`RealNVP` and :class:`MAF`) model :math:`p(x \mid y)` for a label
     :math:`y`: every density and sampling method then takes ``y``, and
     :func:`~pyrogen.inference.fit` trains on ``(examples, labels)`` tuples.
@@ -106,20 +157,16 @@ class FlowModel(GenerativeModel):
         event_shape: shape of one example.
         preprocess: ``None`` or ``"logit"``.
         alpha: the logit squeeze.
-        context_classes: number of classes to condition on (0: unconditional).
+        classes: number of classes to condition on (0: unconditional).
         dequantize: for data that are ``levels`` discrete values plus uniform
             noise scaled to ``[0, 1)`` (the dequantized digits), re-draw the
             noise of every training batch (``None``: train on the data as
             given). :meth:`from_dataset` sets it for dequantized data.
     """
 
-    family = "flow"
-    density = "exact"
     support = "real"
-    default_data = "moons"
     #: whether the flow needs ``(C, H, W)`` images (multi-scale flows)
     image_only: ClassVar[bool] = False
-    train_defaults = {"batch_size": 512, "lr": 3e-3, "schedule": "cosine", "steps": 3000, "val_every": 250}
 
     #: whether the flow offers class-conditional densities
     conditional_ok: ClassVar[bool] = False
@@ -129,7 +176,7 @@ class FlowModel(GenerativeModel):
         event_shape: Sequence[int],
         preprocess: str | None = None,
         alpha: float = 0.05,
-        context_classes: int = 0,
+        classes: int = 0,
         dequantize: int | None = None,
         data_loc: Sequence[float] | None = None,
         data_scale: Sequence[float] | None = None,
@@ -138,16 +185,16 @@ class FlowModel(GenerativeModel):
         if dequantize is not None and (not isinstance(dequantize, int) or dequantize < 2):
             raise ValueError(f"dequantize must be None or a number of levels >= 2; got {dequantize!r}")
         self.dequantize = dequantize
-        if not isinstance(context_classes, int) or context_classes < 0:
-            raise ValueError(f"context_classes must be a non-negative integer; got {context_classes!r}")
-        if context_classes and not self.conditional_ok:
+        if not isinstance(classes, int) or classes < 0:
+            raise ValueError(f"classes must be a non-negative integer; got {classes!r}")
+        if classes and not self.conditional_ok:
             raise ValueError(f"{type(self).__name__} has no class-conditional variant (RealNVP and MAF do)")
-        self.context_classes = context_classes
+        self.classes = classes
         if preprocess not in _PREPROCESS:
             raise ValueError(f"preprocess must be None or 'logit'; got {preprocess!r}")
         self.preprocess, self.alpha = preprocess, float(alpha)
         if preprocess == "logit":
-            self.support = "unit_interval"  # type: ignore[misc]
+            self.support = "unit_interval"
         self.dim = math.prod(self.event_shape)
         if self.image_only and len(self.event_shape) != 3:
             raise ValueError(f"{type(self).__name__} models images: event_shape=(C, H, W); got {tuple(event_shape)}")
@@ -174,21 +221,9 @@ class FlowModel(GenerativeModel):
     def _base_shape(self) -> tuple[int, ...]:
         return tuple(self.event_shape) if self.image_only else (self.dim,)
 
-    def config(self) -> dict[str, Any]:
-        cfg = super().config()
-        if self.preprocess is not None:
-            cfg.update(preprocess=self.preprocess, alpha=self.alpha)
-        if self.context_classes:
-            cfg["context_classes"] = self.context_classes
-        if self.dequantize:
-            cfg["dequantize"] = self.dequantize
-        if self.rescaled:
-            cfg.update(data_loc=self._data_units[0], data_scale=self._data_units[1])
-        return cfg
-
     def _context(self, y: object, n: int | None = None) -> torch.Tensor | None:
         """One-hot labels, ``(n, K)``; checks that a conditional flow got labels and an unconditional one none."""
-        if not self.context_classes:
+        if not self.classes:
             if y is not None:
                 raise ValueError(f"{type(self).__name__} is unconditional; got labels y")
             return None
@@ -199,45 +234,9 @@ class FlowModel(GenerativeModel):
             labels = labels.expand(n)
         if labels.dtype.is_floating_point or labels.dim() != 1:
             raise ValueError(f"y must be a 1-D tensor of integer labels; got {tuple(labels.shape)} {labels.dtype}")
-        if len(labels) and (int(labels.min()) < 0 or int(labels.max()) >= self.context_classes):
-            raise ValueError(f"labels y must be in 0..{self.context_classes - 1}; got {labels.tolist()[:8]}")
-        return torch.nn.functional.one_hot(labels.long(), self.context_classes).to(self.base_loc.dtype)
-
-    @classmethod
-    def from_dataset(cls, data: Dataset, **kwargs: Any) -> GenerativeModel:
-        """Build the flow for ``data``; data in the unit interval get logit pre-processing, real-valued vectors
-        in other units than the defaults were tuned for are rescaled by powers of ten (:func:`data_units`).
-
-        Raises:
-            ValueError: discrete data (a flow needs continuous or dequantized values).
-        """
-        if kwargs.pop("conditional", False):
-            if not cls.conditional_ok:
-                raise ValueError(f"{cls.__name__} has no class-conditional variant (RealNVP and MAF do)")
-            if not data.labels:
-                raise ValueError(f"dataset {data.name!r} has no labels to condition on")
-            kwargs["context_classes"] = int(data.labels["train"].max()) + 1
-        if data.dequantized:
-            kwargs.setdefault("dequantize", data.levels)
-        if data.support == "unit_interval":
-            kwargs.setdefault("preprocess", "logit")
-            if data.kind == "image":
-                kwargs.setdefault("alpha", 0.05)
-        elif data.support != "real":
-            raise ValueError(
-                f"{cls.name or cls.__name__} models continuous data; dataset {data.name!r} is {data.support} "
-                "(use the dequantized 'digits')"
-            )
-        elif data.kind != "image" and "data_loc" not in kwargs and "data_scale" not in kwargs:
-            loc, scale = data_units(data.train)
-            if bool((loc != 0).any() or (scale != 1).any()):
-                kwargs.update(data_loc=loc.tolist(), data_scale=scale.tolist())
-        return cls(event_shape=tuple(data.event_shape), **kwargs)
-
-    @classmethod
-    def train_defaults_for(cls, data: Dataset) -> dict[str, Any]:
-        """Toy settings for the toys; on images, small batches and early stopping every 50 steps."""
-        return dict(_DIGITS_DEFAULTS if data.kind == "image" else cls.train_defaults)
+        if len(labels) and (int(labels.min()) < 0 or int(labels.max()) >= self.classes):
+            raise ValueError(f"labels y must be in 0..{self.classes - 1}; got {labels.tolist()[:8]}")
+        return torch.nn.functional.one_hot(labels.long(), self.classes).to(self.base_loc.dtype)
 
     # -- the distribution ------------------------------------------------------
     def layers(self, context: torch.Tensor | None = None) -> list[Any]:
@@ -246,7 +245,7 @@ class FlowModel(GenerativeModel):
 
     def transforms(self, context: torch.Tensor | None = None) -> list[Any]:
         """Every transform from the base to the data: :meth:`layers`, reshape, pre-processing."""
-        ts = list(self.layers(context) if self.context_classes else self.layers())
+        ts = list(self.layers(context) if self.classes else self.layers())
         if not self.image_only and len(self.event_shape) != 1:
             ts.append(ReshapeTransform(torch.Size((self.dim,)), self.event_shape))
         if self.preprocess == "logit":
@@ -268,7 +267,7 @@ class FlowModel(GenerativeModel):
         return FlowDistribution(base, self.transforms(context))
 
     def model(self, x: torch.Tensor | None = None, y: object = None, num_samples: int | None = None) -> torch.Tensor:
-        pyro.module(self.name or type(self).__name__, self)
+        pyro.module(self._param_store_name(), self)
         n = len(x) if x is not None else (len(torch.as_tensor(y)) if y is not None else (num_samples or 1))
         with data_plate(n):
             return pyro.sample("x", self.as_distribution(y), obs=x)
@@ -292,12 +291,12 @@ class FlowModel(GenerativeModel):
 
     def _split_batch(self, batch: Any) -> tuple[torch.Tensor, torch.Tensor | None]:
         if isinstance(batch, tuple):
-            if not self.context_classes:
+            if not self.classes:
                 raise ValueError(
                     f"{type(self).__name__} is unconditional; train it on examples, not (examples, labels)"
                 )
             return batch[0], batch[1]
-        if self.context_classes:
+        if self.classes:
             raise ValueError(f"{type(self).__name__} is class-conditional: train it on (examples, labels) tuples")
         return batch, None
 
@@ -362,16 +361,13 @@ class _CouplingFlow(FlowModel):
     def _coupling(self, split: int) -> nn.Module:
         raise NotImplementedError
 
-    def config(self) -> dict[str, Any]:
-        return {**super().config(), "num_layers": self.num_layers, "hidden": list(self.hidden)}
-
     def layers(self, context: torch.Tensor | None = None) -> list[Any]:
         flip = Permute(self.reverse)
         cs = [c.condition(context) for c in self.couplings] if context is not None else list(self.couplings)  # type: ignore[operator]
         return [t for c in cs for t in (c, flip)]
 
 
-@register("realnvp")
+@register("realnvp", **_CLIPPED)
 class RealNVP(_CouplingFlow):
     r"""RealNVP: affine coupling layers alternating with permutations, over a standard normal.
 
@@ -392,7 +388,7 @@ class RealNVP(_CouplingFlow):
         conditioner_clip: the conditioners read their input through :func:`pyrogen.nn.soft_clip` at this level
             (``None``: unclipped): far-tail inputs then cannot overflow the gradient.
         **kwargs: ``preprocess``, ``alpha``, ``dequantize``: see :class:`FlowModel`.
-        **kwargs: also ``context_classes``: condition every coupling on a one-hot
+        **kwargs: also ``classes``: condition every coupling on a one-hot
             label (Pyro's :class:`~pyro.distributions.transforms.ConditionalAffineCoupling`).
 
     Raises:
@@ -410,8 +406,6 @@ class RealNVP(_CouplingFlow):
         >>> x.shape, flow.log_prob(x).shape
         (torch.Size([5, 2]), torch.Size([5]))
     """
-
-    train_defaults = {**FlowModel.train_defaults, "grad_clip": 10.0}
 
     def __init__(
         self,
@@ -432,20 +426,14 @@ class RealNVP(_CouplingFlow):
 
     conditional_ok = True
 
-    def config(self) -> dict[str, Any]:
-        cfg = super().config()
-        if self.conditioner_clip != CONDITIONER_CLIP:
-            cfg["conditioner_clip"] = self.conditioner_clip
-        return cfg
-
     def _coupling(self, split: int) -> nn.Module:
-        k = self.context_classes
+        k = self.classes
         clip = self.conditioner_clip
         net = MLP(split, self.hidden, 2 * (self.dim - split), chunks=2, context=k, input_clip=clip)
         return ConditionalAffineCoupling(split, net) if k else AffineCoupling(split, net)
 
     def _log_prob(self, x: torch.Tensor, y: object = None) -> torch.Tensor:
-        if self.preprocess is not None or len(self.event_shape) != 1 or self.context_classes:
+        if self.preprocess is not None or len(self.event_shape) != 1 or self.classes:
             return super()._log_prob(x, y)
         # The density of as_distribution(), without building the distribution
         # object on every step (that Python overhead dominates at this size);
@@ -462,7 +450,7 @@ class RealNVP(_CouplingFlow):
         return base - log_det
 
 
-@register("nice")
+@register("nice", **_RECIPE)
 class NICE(_CouplingFlow):
     r"""NICE: additive (volume-preserving) couplings and a final diagonal scaling.
 
@@ -476,7 +464,7 @@ class NICE(_CouplingFlow):
         num_layers: additive couplings (4 in the paper).
         hidden: hidden sizes of each coupling's MLP.
         **kwargs: ``preprocess``, ``alpha``, ``dequantize``: see :class:`FlowModel`;
-            ``context_classes``: every coupling's network also reads a one-hot label
+            ``classes``: every coupling's network also reads a one-hot label
             (:class:`~pyrogen.distributions.transforms.ConditionalAdditiveCoupling`; the scaling stays shared).
 
     References: Dinh, Krueger and Bengio, 2015, arXiv:1410.8516.
@@ -500,7 +488,7 @@ class NICE(_CouplingFlow):
     conditional_ok = True
 
     def _coupling(self, split: int) -> nn.Module:
-        k = self.context_classes
+        k = self.classes
         net = MLP(split, self.hidden, self.dim - split, context=k)
         return ConditionalAdditiveCoupling(split, net) if k else AdditiveCoupling(split, net)
 
@@ -519,18 +507,15 @@ class _AutoregressiveFlow(FlowModel):
         **kwargs: Any,
     ) -> None:
         super().__init__(event_shape, **kwargs)
-        context_classes = self.context_classes
+        classes = self.classes
         self.num_layers = check_positive_int("num_layers", num_layers)
         self.hidden = check_hidden(hidden)
         d = self.dim
-        layer = ConditionalMaskedAutoregressive if context_classes else MaskedAutoregressive
+        layer = ConditionalMaskedAutoregressive if classes else MaskedAutoregressive
         self.mades = nn.ModuleList(
-            layer(MADENet(d, self.hidden, out_mult=2, order=_order(d, k), context=context_classes).shrink_output_())
+            layer(MADENet(d, self.hidden, out_mult=2, order=_order(d, k), context=classes).shrink_output_())
             for k in range(self.num_layers)
         )
-
-    def config(self) -> dict[str, Any]:
-        return {**super().config(), "num_layers": self.num_layers, "hidden": list(self.hidden)}
 
 
 def _order(d: int, k: int) -> list[int]:
@@ -538,7 +523,7 @@ def _order(d: int, k: int) -> list[int]:
     return list(range(d)) if k % 2 == 0 else list(range(d - 1, -1, -1))
 
 
-@register("maf")
+@register("maf", **_RECIPE)
 class MAF(_AutoregressiveFlow):
     r"""Masked autoregressive flow: density in one network pass per layer, sampling in :math:`D`.
 
@@ -552,7 +537,7 @@ class MAF(_AutoregressiveFlow):
         num_layers: autoregressive layers.
         hidden: MADE hidden sizes.
         **kwargs: ``preprocess``, ``alpha``, ``dequantize``: see :class:`FlowModel`.
-        **kwargs: also ``context_classes``: feed a one-hot label to every MADE
+        **kwargs: also ``classes``: feed a one-hot label to every MADE
             network (class-conditional MAF).
 
     References: Papamakarios, Pavlakou and Murray, 2017, arXiv:1705.07057.
@@ -581,7 +566,7 @@ class MAF(_AutoregressiveFlow):
         return [m.inv for m in self.mades]
 
 
-@register("iaf")
+@register("iaf", **_RECIPE)
 class IAF(_AutoregressiveFlow):
     r"""Inverse autoregressive flow: sampling in one network pass per layer, density of data in :math:`D`.
 
@@ -613,7 +598,7 @@ class IAF(_AutoregressiveFlow):
         return list(self.mades)
 
 
-@register("planar")
+@register("planar", **_RECIPE)
 class PlanarFlow(FlowModel):
     r"""A stack of :math:`K` planar layers :math:`y = x + \hat u \tanh(w^\top x + b)`.
 
@@ -642,15 +627,12 @@ class PlanarFlow(FlowModel):
         self.loc = nn.Parameter(torch.zeros(self.dim))
         self.log_scale = nn.Parameter(torch.zeros(self.dim))
 
-    def config(self) -> dict[str, Any]:
-        return {**super().config(), "num_layers": self.num_layers}
-
     def layers(self, context: torch.Tensor | None = None) -> list[Any]:
         affine = dist.transforms.AffineTransform(self.loc, self.log_scale.exp(), event_dim=1)
         return [affine, *self.planars]
 
 
-@register("gaussianization")
+@register("gaussianization", **_CLIPPED)
 class GaussianizationFlow(FlowModel):
     r"""Gaussianization flow: learnable per-dimension Gaussianization and rotations, stacked.
 
@@ -668,8 +650,6 @@ class GaussianizationFlow(FlowModel):
     References: Meng, Song, Song and Ermon, 2020, arXiv:2003.01941.
     """
 
-    train_defaults = {**FlowModel.train_defaults, "grad_clip": 10.0}
-
     def __init__(
         self,
         event_shape: Sequence[int] = (2,),
@@ -686,14 +666,6 @@ class GaussianizationFlow(FlowModel):
         self.rotations = nn.ModuleList(
             Householder(self.dim, count_transforms=min(reflections, self.dim)) for _ in range(num_layers)
         )
-
-    def config(self) -> dict[str, Any]:
-        return {
-            **super().config(),
-            "num_layers": self.num_layers,
-            "components": self.components,
-            "reflections": self.reflections,
-        }
 
     def layers(self, context: torch.Tensor | None = None) -> list[Any]:
         return [t for g, r in zip(self.marginals, self.rotations, strict=True) for t in (g, r)]
@@ -729,7 +701,7 @@ class _ConvNet(nn.Module):
         return shift.reshape(*batch, -1), log_scale.reshape(*batch, -1)
 
 
-@register("glow")
+@register("glow", **_IMAGES)
 class Glow(FlowModel):
     r"""Glow: multi-scale steps of ActNorm, invertible 1x1 convolution and affine coupling.
 
@@ -752,8 +724,6 @@ class Glow(FlowModel):
     """
 
     image_only = True
-    default_data = "digits"
-    train_defaults = _DIGITS_DEFAULTS
 
     def __init__(
         self,
@@ -791,15 +761,6 @@ class Glow(FlowModel):
             return nn.ModuleList([coupling])
         return nn.ModuleList([coupling, InvertibleConv1x1(c), ActNorm((c, h, w))])
 
-    def config(self) -> dict[str, Any]:
-        return {
-            **super().config(),
-            "scales": self.scales,
-            "steps": self.steps,
-            "hidden": self.hidden,
-            "mixing": self.mixing,
-        }
-
     def _level(self, k: int) -> list[Any]:
         """Level ``k`` base to data: squeeze, the deeper levels on half the channels, the steps, unsqueeze."""
         ts: list[Any] = [Squeeze()]
@@ -821,7 +782,7 @@ class Glow(FlowModel):
         return self._level(0)
 
 
-@register("mintnet")
+@register("mintnet", **_IMAGES)
 class MintNet(FlowModel):
     r"""A MintNet-style flow: ActNorm and masked-convolution layers with triangular Jacobians, stacked.
 
@@ -841,8 +802,6 @@ class MintNet(FlowModel):
     """
 
     image_only = True
-    default_data = "digits"
-    train_defaults = _DIGITS_DEFAULTS
 
     def __init__(
         self,
@@ -861,14 +820,6 @@ class MintNet(FlowModel):
         c = self.event_shape[0]
         self.mints = nn.ModuleList(MintNetLayer(c, hidden, kernel_size) for _ in range(num_layers))
         self.norms = nn.ModuleList(ActNorm(tuple(self.event_shape)) for _ in range(num_layers))
-
-    def config(self) -> dict[str, Any]:
-        return {
-            **super().config(),
-            "num_layers": self.num_layers,
-            "hidden": self.hidden,
-            "kernel_size": self.kernel_size,
-        }
 
     def layers(self, context: torch.Tensor | None = None) -> list[Any]:
         # base to data: each masked layer's cheap direction is data to base, so it enters inverted

@@ -33,13 +33,12 @@ from pyrogen.distributions.implicit import ImplicitDistribution
 from pyrogen.inference import adversarial as adv
 from pyrogen.inference.hooks import EMA
 from pyrogen.models.base import GenerativeModel, accepts_unbatched, check_hidden, check_positive_int
-from pyrogen.models.registry import register
+from pyrogen.models.registry import Recipe, preset, register
 from pyrogen.nn.adversarial import ARCHS, Critic, Encoder, Generator, Translator
 
 __all__ = ["BiGAN", "CGAN", "CycleGAN", "FGAN", "GAN", "KLGAN", "NSGAN", "WGAN", "WGANGP", "AdversarialModel"]
 
 #: The generator/critic objectives of :class:`AdversarialModel` (``loss``).
-LOSSES = ("minimax", "ns", "kl", "f", "wgan", "hinge")
 
 
 @contextlib.contextmanager
@@ -54,6 +53,50 @@ def _eval_mode(module: nn.Module) -> Iterator[None]:
 
 def _positive_number(name: str, v: object, allow_none: bool = True) -> float | None:
     return optional_number(name, v, 0, strict=True) if allow_none else number(name, v, 0, strict=True)
+
+
+def _gan_choices(recipe: Recipe, data: Dataset, kwargs: dict[str, Any]) -> dict[str, Any]:
+    """The GAN for ``data``: ``dcgan`` for images, ``mlp`` otherwise; a sigmoid output for unit-interval data.
+
+    Raises:
+        ValueError: discrete data (a generator's output is continuous; use the grey ``digits``).
+    """
+    if data.support not in ("real", "unit_interval"):
+        raise ValueError(
+            f"{recipe.name} generates continuous data; dataset {data.name!r} is {data.support} "
+            "(use the grey-level 'digits')"
+        )
+    kwargs.setdefault("support", data.support)
+    kwargs.setdefault("arch", "dcgan" if data.kind == "image" else "mlp")
+    if data.kind == "image":  # measured on the digits (benchmarks/gan.py): wider nets and a 32-d code
+        kwargs.setdefault("features", 64)
+        kwargs.setdefault("latent_dim", 32)
+    else:
+        kwargs.setdefault("latent_dim", 2)
+    return kwargs
+
+
+def _gan_train(data: Dataset) -> dict[str, Any]:
+    """Images: 4000 steps of batch 64 at lr 5e-4; vectors: 3000 steps of batch 256 at lr 1e-3; validation
+    (MMD²) every 250 steps, the best generator kept."""
+    if data.kind == "image":
+        return {"lr": 5e-4, "batch_size": 64, "steps": 4000, "val_every": 250}
+    return {"lr": 1e-3, "batch_size": 256, "steps": 3000, "val_every": 250}
+
+
+def _cgan_choices(recipe: Recipe, data: Dataset, kwargs: dict[str, Any]) -> dict[str, Any]:
+    if not data.labels:
+        raise ValueError(f"cgan needs labelled data; dataset {data.name!r} has no labels")
+    kwargs.setdefault("classes", int(data.labels["train"].max()) + 1)
+    return _gan_choices(recipe, data, kwargs)
+
+
+def _cyclegan_choices(recipe: Recipe, data: Dataset, kwargs: dict[str, Any]) -> dict[str, Any]:
+    if data.kind != "image" or data.support != "unit_interval":
+        raise ValueError(
+            f"cyclegan translates images in the unit interval; dataset {data.name!r} is not (use 'digits')"
+        )
+    return kwargs
 
 
 class AdversarialModel(GenerativeModel):
@@ -85,10 +128,6 @@ class AdversarialModel(GenerativeModel):
     density: ClassVar[str] = "none"
     support = "real"
     monitor: ClassVar[str | None] = "mmd"
-    default_data: ClassVar[str] = "digits"
-    #: The loss of the registered name, and its defaults (``None`` arguments take these).
-    LOSS: ClassVar[str] = "minimax"
-    DEFAULTS: ClassVar[dict[str, Any]] = {"n_critic": 1, "betas": (0.5, 0.999)}
 
     def __init__(
         self,
@@ -98,21 +137,24 @@ class AdversarialModel(GenerativeModel):
         hidden: Sequence[int] = (128, 128),
         features: int = 32,
         support: str = "real",
-        n_critic: int | None = None,
+        loss: str = "minimax",
+        n_critic: int = 1,
         clip: float | None = None,
-        gp_weight: float | None = None,
-        spectral_norm: bool | None = None,
+        gp_weight: float = 0.0,
+        spectral_norm: bool = False,
         ema: float | None = 0.999,
         critic_lr: float | None = None,
         generator_lr: float | None = None,
-        betas: Sequence[float] | None = None,
+        betas: Sequence[float] = (0.5, 0.999),
         divergence: str = "jensen-shannon",
         alpha: float = 2.0,
         pi: float = 0.5,
         trick: bool = True,
     ) -> None:
         super().__init__(event_shape)
-        d = self.DEFAULTS
+        if not isinstance(loss, str) or (loss != "f" and loss not in adv.LOSS_PAIRS):
+            raise ValueError(f"loss must be one of {', '.join([*adv.LOSS_PAIRS, 'f'])}; got {loss!r}")
+        self.loss_name = loss
         self.latent_dim = check_positive_int("latent_dim", latent_dim)
         if arch not in ARCHS:
             raise ValueError(f"arch must be one of {', '.join(ARCHS)}; got {arch!r}")
@@ -120,20 +162,20 @@ class AdversarialModel(GenerativeModel):
         self.features = check_positive_int("features", features)
         if support not in ("real", "unit_interval"):
             raise ValueError(f"support must be 'real' or 'unit_interval'; got {support!r}")
-        self.support = support  # type: ignore[misc]
-        self.n_critic = check_positive_int("n_critic", d.get("n_critic", 1) if n_critic is None else n_critic)
-        self.clip = _positive_number("clip", d.get("clip") if clip is None else clip)
-        gp = d.get("gp_weight", 0.0) if gp_weight is None else gp_weight
+        self.support = support
+        self.n_critic = check_positive_int("n_critic", n_critic)
+        self.clip = _positive_number("clip", clip)
+        gp = gp_weight
         if isinstance(gp, bool) or not isinstance(gp, (int, float)) or not 0 <= gp < float("inf"):
             raise ValueError(f"gp_weight must be a non-negative number; got {gp!r}")
         self.gp_weight = float(gp)
-        sn = d.get("spectral_norm", False) if spectral_norm is None else spectral_norm
+        sn = spectral_norm
         if not isinstance(sn, bool):
             raise ValueError(f"spectral_norm must be true or false; got {sn!r}")
         self.spectral_norm = sn
         self.critic_lr = _positive_number("critic_lr", critic_lr)
         self.generator_lr = _positive_number("generator_lr", generator_lr)
-        b = d.get("betas", (0.5, 0.999)) if betas is None else betas
+        b = betas
         if (
             not isinstance(b, (list, tuple))
             or len(b) != 2
@@ -141,10 +183,9 @@ class AdversarialModel(GenerativeModel):
         ):
             raise ValueError(f"betas must be two numbers in [0, 1); got {betas!r}")
         self.betas = (float(b[0]), float(b[1]))
-        self.loss_name = self.LOSS
         self.divergence_name, self.alpha, self.pi, self.trick = divergence, float(alpha), float(pi), bool(trick)
-        self.divergence = adv.f_divergence(divergence, alpha=alpha, pi=pi) if self.LOSS == "f" else None
-        self.losses = adv.loss_pair(self.LOSS, self.divergence, self.trick)
+        self.divergence = adv.f_divergence(divergence, alpha=alpha, pi=pi) if loss == "f" else None
+        self.losses = adv.loss_pair(loss, self.divergence, self.trick)
         self._build()
         if ema is not None and (isinstance(ema, bool) or not isinstance(ema, (int, float)) or not 0 <= ema < 1):
             raise ValueError(f"ema must be a decay in [0, 1) or None; got {ema!r}")
@@ -162,57 +203,7 @@ class AdversarialModel(GenerativeModel):
 
     def _critic_bias(self) -> bool:
         """A Wasserstein or hinge critic has no output bias: it cancels out of (or at the start, out of) its loss."""
-        return self.LOSS not in ("wgan", "hinge")
-
-    def config(self) -> dict[str, Any]:
-        cfg = {
-            **super().config(),
-            "latent_dim": self.latent_dim,
-            "arch": self.arch,
-            "hidden": list(self.hidden),
-            "features": self.features,
-            "support": self.support,
-            "n_critic": self.n_critic,
-            "clip": self.clip,
-            "gp_weight": self.gp_weight,
-            "spectral_norm": self.spectral_norm,
-            "ema": self.ema_decay,
-            "critic_lr": self.critic_lr,
-            "generator_lr": self.generator_lr,
-            "betas": list(self.betas),
-        }
-        if self.LOSS == "f":
-            cfg.update(divergence=self.divergence_name, alpha=self.alpha, pi=self.pi, trick=self.trick)
-        return cfg
-
-    @classmethod
-    def from_dataset(cls, data: Dataset, **kwargs: Any) -> GenerativeModel:
-        """The GAN for ``data``: ``dcgan`` for images, ``mlp`` otherwise; a sigmoid output for unit-interval data.
-
-        Raises:
-            ValueError: discrete data (a generator's output is continuous; use the grey ``digits``).
-        """
-        if data.support not in ("real", "unit_interval"):
-            raise ValueError(
-                f"{cls.name or cls.__name__} generates continuous data; dataset {data.name!r} is {data.support} "
-                "(use the grey-level 'digits')"
-            )
-        kwargs.setdefault("support", data.support)
-        kwargs.setdefault("arch", "dcgan" if data.kind == "image" else "mlp")
-        if data.kind == "image":  # measured on the digits (benchmarks/gan.py): wider nets and a 32-d code
-            kwargs.setdefault("features", 64)
-            kwargs.setdefault("latent_dim", 32)
-        else:
-            kwargs.setdefault("latent_dim", 2)
-        return cls(event_shape=tuple(data.event_shape), **kwargs)
-
-    @classmethod
-    def train_defaults_for(cls, data: Dataset) -> dict[str, Any]:
-        """Images: 4000 steps of batch 64 at lr 5e-4; vectors: 3000 steps of batch 256 at lr 1e-3; validation
-        (MMD²) every 250 steps, the best generator kept."""
-        if data.kind == "image":
-            return {"lr": 5e-4, "batch_size": 64, "steps": 4000, "val_every": 250, **cls.train_defaults}
-        return {"lr": 1e-3, "batch_size": 256, "steps": 3000, "val_every": 250, **cls.train_defaults}
+        return self.loss_name not in ("wgan", "hinge")
 
     # -- the step protocol -------------------------------------------------------------------------------------
     def param_groups(self) -> dict[str, list[nn.Parameter]]:
@@ -324,60 +315,59 @@ class AdversarialModel(GenerativeModel):
         return torch.tensor(mmd2(fake.detach().flatten(1).double(), x.flatten(1).double()))
 
 
-@register("gan")
-class GAN(AdversarialModel):
-    r"""The minimax GAN (Goodfellow et al., 2014): the generator minimises :math:`\mathbb E_q[\log(1 - D(G(z)))]`.
+register(
+    "gan",
+    AdversarialModel,
+    family="gan",
+    data="digits",
+    choices=_gan_choices,
+    train=_gan_train,
+    doc="The minimax GAN (Goodfellow et al., 2014): the generator minimises E_q[log(1 - D(G(z)))]; Adam betas "
+    "(0.5, 0.999) (Radford et al., 2016), one critic update per generator update.",
+)
+register(
+    "ns-gan",
+    AdversarialModel,
+    like="gan",
+    defaults={"loss": "ns"},
+    doc="The non-saturating GAN: the generator minimises -E_q[log D(G(z))].",
+)
+register(
+    "kl-gan",
+    AdversarialModel,
+    like="gan",
+    defaults={"loss": "kl"},
+    doc="The KL-based GAN: the generator minimises minimax + non-saturating, KL(q || p) at the optimal discriminator.",
+)
+register(
+    "fgan",
+    AdversarialModel,
+    like="gan",
+    defaults={"loss": "f"},
+    doc="f-GAN (Nowozin, Cseke and Tomioka, 2016): the variational bound on any f-divergence, chosen by name "
+    "(divergence, with alpha or pi where it has one).",
+)
+register(
+    "wgan",
+    AdversarialModel,
+    like="gan",
+    defaults={"loss": "wgan", "n_critic": 5, "clip": 0.01, "betas": (0.0, 0.999)},
+    doc="The Wasserstein GAN with weight clipping (Arjovsky, Chintala and Bottou, 2017): clip 0.01, five critic "
+    "updates per generator update, Adam with beta1 = 0 (momentum destabilises clipping; the paper used RMSProp, "
+    "which Adam with beta1 = 0 resembles).",
+)
+register(
+    "wgan-gp",
+    AdversarialModel,
+    like="gan",
+    defaults={"loss": "wgan", "n_critic": 5, "gp_weight": 10.0, "betas": (0.0, 0.9)},
+    doc="WGAN-GP (Gulrajani et al., 2017): the gradient penalty lambda = 10 on interpolates, five critic updates "
+    "per generator update, Adam betas (0, 0.9).",
+)
+GAN, NSGAN, KLGAN, FGAN, WGAN, WGANGP = map(preset, ("gan", "ns-gan", "kl-gan", "fgan", "wgan", "wgan-gp"))
 
-    Saturates when the discriminator wins early (see ``ns-gan``). Defaults: Adam betas (0.5, 0.999)
-    (Radford et al., 2016), one critic update per generator update.
-    """
 
-    LOSS = "minimax"
-
-
-@register("ns-gan")
-class NSGAN(AdversarialModel):
-    r"""The non-saturating GAN: the generator minimises :math:`-\mathbb E_q[\log D(G(z))]`."""
-
-    LOSS = "ns"
-
-
-@register("kl-gan")
-class KLGAN(AdversarialModel):
-    r"""The KL-based GAN: the generator minimises minimax + non-saturating, :math:`\mathrm{KL}(q \,\|\, p)` at
-    the optimal discriminator."""
-
-    LOSS = "kl"
-
-
-@register("fgan")
-class FGAN(AdversarialModel):
-    r"""f-GAN (Nowozin, Cseke and Tomioka, 2016): the variational bound on any f-divergence, chosen by name
-    (``divergence``, with ``alpha`` or ``pi`` where it has one)."""
-
-    LOSS = "f"
-
-
-@register("wgan")
-class WGAN(AdversarialModel):
-    r"""The Wasserstein GAN with weight clipping (Arjovsky, Chintala and Bottou, 2017): clip 0.01, five critic
-    updates per generator update, Adam with :math:`\beta_1 = 0` (momentum destabilises clipping; the paper used
-    RMSProp, which Adam with :math:`\beta_1 = 0` resembles)."""
-
-    LOSS = "wgan"
-    DEFAULTS: ClassVar[dict[str, Any]] = {"n_critic": 5, "clip": 0.01, "betas": (0.0, 0.999)}
-
-
-@register("wgan-gp")
-class WGANGP(AdversarialModel):
-    r"""WGAN-GP (Gulrajani et al., 2017): the gradient penalty :math:`\lambda = 10` on interpolates, five critic
-    updates per generator update, Adam betas (0, 0.9)."""
-
-    LOSS = "wgan"
-    DEFAULTS: ClassVar[dict[str, Any]] = {"n_critic": 5, "gp_weight": 10.0, "betas": (0.0, 0.9)}
-
-
-@register("cgan")
+@register("cgan", like="gan", choices=_cgan_choices)
 class CGAN(AdversarialModel):
     r"""A class-conditional GAN with a projection discriminator (Miyato and Koyama, 2018) and the hinge loss.
 
@@ -389,13 +379,18 @@ class CGAN(AdversarialModel):
         classes: number of labels (``from_dataset`` reads it from the data).
     """
 
-    LOSS = "hinge"
-    DEFAULTS: ClassVar[dict[str, Any]] = {"n_critic": 1, "spectral_norm": True, "betas": (0.5, 0.999)}
     labelled = True
 
-    def __init__(self, event_shape: Sequence[int], classes: int = 10, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        event_shape: Sequence[int],
+        classes: int = 10,
+        loss: str = "hinge",
+        spectral_norm: bool = True,
+        **kwargs: Any,
+    ) -> None:
         self.classes = check_positive_int("classes", classes)
-        super().__init__(event_shape, **kwargs)
+        super().__init__(event_shape, loss=loss, spectral_norm=spectral_norm, **kwargs)
 
     def _build(self) -> None:
         kw: dict[str, Any] = {"arch": self.arch, "hidden": self.hidden, "features": self.features}
@@ -403,16 +398,6 @@ class CGAN(AdversarialModel):
         self.critic = Critic(
             self.event_shape, spectral_norm=self.spectral_norm, classes=self.classes, bias=self._critic_bias(), **kw
         )
-
-    def config(self) -> dict[str, Any]:
-        return {**super().config(), "classes": self.classes}
-
-    @classmethod
-    def from_dataset(cls, data: Dataset, **kwargs: Any) -> GenerativeModel:
-        if not data.labels:
-            raise ValueError(f"cgan needs labelled data; dataset {data.name!r} has no labels")
-        kwargs.setdefault("classes", int(data.labels["train"].max()) + 1)
-        return super().from_dataset(data, **kwargs)
 
     def _split(self, batch: Any) -> tuple[torch.Tensor, torch.Tensor | None]:
         if not isinstance(batch, (tuple, list)) or len(batch) != 2:
@@ -439,7 +424,7 @@ class CGAN(AdversarialModel):
         return self.critic(x, y=y)
 
 
-@register("bigan")
+@register("bigan", like="gan")
 class BiGAN(AdversarialModel):
     r"""BiGAN / ALI (Donahue et al., 2017; Dumoulin et al., 2017): an encoder :math:`E` learnt with the generator.
 
@@ -448,7 +433,8 @@ class BiGAN(AdversarialModel):
     :math:`E = G^{-1}`; :meth:`encode` gives the representation (a linear probe reads the labels from it).
     """
 
-    LOSS = "ns"
+    def __init__(self, event_shape: Sequence[int], loss: str = "ns", **kwargs: Any) -> None:
+        super().__init__(event_shape, loss=loss, **kwargs)
 
     def _build(self) -> None:
         kw: dict[str, Any] = {"arch": self.arch, "hidden": self.hidden, "features": self.features}
@@ -492,7 +478,7 @@ def _to_domain_b(x: torch.Tensor, domain: str) -> torch.Tensor:
     return 1 - x
 
 
-@register("cyclegan")
+@register("cyclegan", like="gan", choices=_cyclegan_choices)
 class CycleGAN(AdversarialModel):
     r"""CycleGAN (Zhu et al., 2017): translation between two unpaired image domains.
 
@@ -513,7 +499,6 @@ class CycleGAN(AdversarialModel):
             :math:`\lVert G(b) - b\rVert_1 + \lVert F(a) - a\rVert_1` (0: none).
     """
 
-    LOSS = "least-squares"
     monitor: ClassVar[str | None] = "cycle"
     can_sample = False
 
@@ -523,6 +508,9 @@ class CycleGAN(AdversarialModel):
         domain_b: str = "invert",
         cycle_weight: float = 10.0,
         identity_weight: float = 0.0,
+        loss: str = "least-squares",
+        arch: str = "dcgan",
+        support: str = "unit_interval",
         **kwargs: Any,
     ) -> None:
         if domain_b not in DOMAINS:
@@ -532,9 +520,7 @@ class CycleGAN(AdversarialModel):
         if isinstance(identity_weight, bool) or not isinstance(identity_weight, (int, float)) or identity_weight < 0:
             raise ValueError(f"identity_weight must be a non-negative number; got {identity_weight!r}")
         self.identity_weight = float(identity_weight)
-        kwargs.setdefault("arch", "dcgan")
-        kwargs.setdefault("support", "unit_interval")
-        super().__init__(event_shape, **kwargs)
+        super().__init__(event_shape, loss=loss, arch=arch, support=support, **kwargs)
 
     def _build(self) -> None:
         if self.arch != "dcgan" or self.support != "unit_interval":
@@ -544,24 +530,6 @@ class CycleGAN(AdversarialModel):
         self.generator_ba = Translator(self.event_shape, f)  # F: B -> A
         self.critic = Critic(self.event_shape, "dcgan", features=f, spectral_norm=self.spectral_norm)  # D_B
         self.critic_a = Critic(self.event_shape, "dcgan", features=f, spectral_norm=self.spectral_norm)
-
-    def config(self) -> dict[str, Any]:
-        cfg = super().config()
-        del cfg["latent_dim"], cfg["hidden"]
-        return {
-            **cfg,
-            "domain_b": self.domain_b,
-            "cycle_weight": self.cycle_weight,
-            "identity_weight": self.identity_weight,
-        }
-
-    @classmethod
-    def from_dataset(cls, data: Dataset, **kwargs: Any) -> GenerativeModel:
-        if data.kind != "image" or data.support != "unit_interval":
-            raise ValueError(
-                f"cyclegan translates images in the unit interval; dataset {data.name!r} is not (use 'digits')"
-            )
-        return cls(event_shape=tuple(data.event_shape), **kwargs)
 
     def param_groups(self) -> dict[str, list[nn.Parameter]]:
         return {

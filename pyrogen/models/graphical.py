@@ -29,12 +29,26 @@ from pyrogen.checks import integer
 from pyrogen.data import Dataset
 from pyrogen.inference.program import data_plate
 from pyrogen.models.base import GenerativeModel, accepts_unbatched, check_positive_int
-from pyrogen.models.registry import register
+from pyrogen.models.registry import Recipe, register, same_support
 
 __all__ = ["BayesNet", "NaiveBayes"]
 
 
-@register("naive-bayes")
+def _naive_bayes_choices(recipe: Recipe, data: Dataset, kwargs: dict[str, Any]) -> dict[str, Any]:
+    """Naive Bayes for binary labelled ``data`` with as many classes as it has labels."""
+    if "train" in data.labels:
+        kwargs.setdefault("classes", int(data.labels["train"].max()) + 1)
+    return same_support(recipe, data, kwargs)
+
+
+def _naive_bayes_train(data: Dataset) -> dict[str, Any]:
+    """1000 steps of batch 256 at lr 0.05 (the closed form, :meth:`fit_counts`, needs none)."""
+    return {"lr": 0.05, "batch_size": 256, "steps": 1000, "val_every": 100}
+
+
+@register(
+    "naive-bayes", family="graphical", data="digits-binary", choices=_naive_bayes_choices, train=_naive_bayes_train
+)
 class NaiveBayes(GenerativeModel):
     r"""Bernoulli naive Bayes: :math:`y \sim \mathrm{Cat}(\pi)`, :math:`x_i \mid y \sim \mathrm{Bern}(\theta_{y i})`.
 
@@ -48,10 +62,7 @@ class NaiveBayes(GenerativeModel):
             Dirichlet(alpha) on :math:`\pi`; 1 is Laplace smoothing).
     """
 
-    family: ClassVar[str] = "graphical"
-    density: ClassVar[str] = "exact"
-    support: ClassVar[str] = "binary"
-    default_data: ClassVar[str] = "digits-binary"
+    support = "binary"
     labelled: ClassVar[bool] = True
 
     def __init__(self, event_shape: Sequence[int] = (1, 8, 8), classes: int = 10, alpha: float = 1.0) -> None:
@@ -65,21 +76,6 @@ class NaiveBayes(GenerativeModel):
         d = math.prod(self.event_shape)
         self.class_logits = nn.Parameter(torch.zeros(self.classes))
         self.feature_logits = nn.Parameter(torch.zeros(self.classes, d))
-
-    def config(self) -> dict[str, Any]:
-        return {"event_shape": tuple(self.event_shape), "classes": self.classes, "alpha": self.alpha}
-
-    @classmethod
-    def from_dataset(cls, data: Dataset, **kwargs: Any) -> GenerativeModel:
-        """Naive Bayes for binary labelled ``data`` with as many classes as it has labels."""
-        if "train" in data.labels:
-            kwargs.setdefault("classes", int(data.labels["train"].max()) + 1)
-        return super().from_dataset(data, **kwargs)
-
-    @classmethod
-    def train_defaults_for(cls, data: Dataset) -> dict[str, Any]:
-        """1000 steps of batch 256 at lr 0.05 (the closed form, :meth:`fit_counts`, needs none)."""
-        return {"lr": 0.05, "batch_size": 256, "steps": 1000, "val_every": 100, **cls.train_defaults}
 
     # -- the parameters ---------------------------------------------------------------------------------------------
     def _labels(self, y: object, n: int) -> torch.Tensor:
@@ -176,7 +172,7 @@ class NaiveBayes(GenerativeModel):
     def model(self, x: torch.Tensor | None = None, y: torch.Tensor | None = None) -> Any:
         """``y ~ Categorical(pi)``, ``x_i | y ~ Bernoulli(theta_{y i})`` -- ``y`` observed where given, else
         enumerated (a Pyro program for ``TraceEnum_ELBO`` or ``infer_discrete``)."""
-        pyro.module(self.name or "naive-bayes", self)
+        pyro.module(self._param_store_name(), self)
         n = 1 if x is None else len(x)
         with data_plate(n):
             label = pyro.sample("y", dist.Categorical(logits=self.class_logits), obs=y, infer={"enumerate": "parallel"})
@@ -258,7 +254,23 @@ def _check_nodes(nodes: object) -> list[dict[str, Any]]:
     return out
 
 
-@register("bayes-net")
+def _bayes_net_choices(recipe: Recipe, data: Dataset, kwargs: dict[str, Any]) -> dict[str, Any]:
+    """The student network's structure (uniform tables) for the ``student`` data, or ``nodes`` given."""
+    if data.support != "integer" or len(data.event_shape) != 1:
+        raise ValueError(f"bayes-net models rows of integers; dataset {data.name!r} is {data.support}")
+    if "nodes" not in kwargs:
+        from pyrogen.data.networks import STUDENT
+
+        kwargs["nodes"] = [{**nd, "table": None} for nd in STUDENT]
+    return kwargs
+
+
+def _bayes_net_train(data: Dataset) -> dict[str, Any]:
+    """500 steps of batch 500 at lr 0.05 (:meth:`fit_counts` is the closed form for complete data)."""
+    return {"lr": 0.05, "batch_size": 500, "steps": 500, "val_every": 100}
+
+
+@register("bayes-net", family="graphical", data="student", choices=_bayes_net_choices, train=_bayes_net_train)
 class BayesNet(GenerativeModel):
     r"""A discrete Bayesian network :math:`p(x) = \prod_v p(x_v \mid x_{\mathrm{pa}(v)})` from a DAG and its
     conditional probability tables.
@@ -281,10 +293,7 @@ class BayesNet(GenerativeModel):
             naming the node.
     """
 
-    family: ClassVar[str] = "graphical"
-    density: ClassVar[str] = "exact"
-    support: ClassVar[str] = "integer"
-    default_data: ClassVar[str] = "student"
+    support = "integer"
 
     def __init__(
         self,
@@ -312,11 +321,6 @@ class BayesNet(GenerativeModel):
             t = torch.full(shape, 1.0 / nd["states"]) if nd["table"] is None else torch.as_tensor(nd["table"])
             self.logits.append(nn.Parameter(t.to(torch.get_default_dtype()).log()))  # a 0 entry: -inf, impossible
 
-    def config(self) -> dict[str, Any]:
-        tables = [t.tolist() for t in self.tables()]
-        nodes = [{**nd, "table": tab} for nd, tab in zip(self.nodes, tables, strict=True)]
-        return {"event_shape": tuple(self.event_shape), "nodes": nodes, "alpha": self.alpha}
-
     @property
     def levels(self) -> int | None:
         return max(nd["states"] for nd in self.nodes)
@@ -324,22 +328,6 @@ class BayesNet(GenerativeModel):
     def tables(self) -> list[torch.Tensor]:
         """The conditional probability tables, each ``(*parent states, states)``."""
         return [torch.softmax(t.detach(), -1) for t in self.logits]
-
-    @classmethod
-    def from_dataset(cls, data: Dataset, **kwargs: Any) -> GenerativeModel:
-        """The student network's structure (uniform tables) for the ``student`` data, or ``nodes`` given."""
-        if data.support != "integer" or len(data.event_shape) != 1:
-            raise ValueError(f"bayes-net models rows of integers; dataset {data.name!r} is {data.support}")
-        if "nodes" not in kwargs:
-            from pyrogen.data.networks import STUDENT
-
-            kwargs["nodes"] = [{**nd, "table": None} for nd in STUDENT]
-        return cls(event_shape=tuple(data.event_shape), **kwargs)
-
-    @classmethod
-    def train_defaults_for(cls, data: Dataset) -> dict[str, Any]:
-        """500 steps of batch 500 at lr 0.05 (:meth:`fit_counts` is the closed form for complete data)."""
-        return {"lr": 0.05, "batch_size": 500, "steps": 500, "val_every": 100, **cls.train_defaults}
 
     # -- data ------------------------------------------------------------------------------------------------------
     def validate(self, x: object, name: str = "x") -> torch.Tensor:
@@ -484,7 +472,7 @@ class BayesNet(GenerativeModel):
         own, :func:`~pyrogen.inference.program.data_plate`), or one unbatched row ``(V,)`` with sites of batch
         shape ``()``. A single row gets no plate of the model's own (Pyro 1.9's ``compute_marginals`` fails on a
         plate of size 1); its sites keep the batch shape ``(1,)``."""
-        pyro.module(self.name or "bayes-net", self)
+        pyro.module(self._param_store_name(), self)
         unbatched = x is not None and x.dim() == 1
         rows = None if x is None else (x[None] if unbatched else x)
         n = 1 if rows is None else len(rows)

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Any, ClassVar
+from typing import Any
 
 import pyro
 import pyro.distributions as dist
@@ -27,7 +27,7 @@ from torch import nn
 from pyrogen.data import Dataset
 from pyrogen.inference.program import data_plate
 from pyrogen.models.base import GenerativeModel, accepts_unbatched, check_hidden, check_positive_int
-from pyrogen.models.registry import register
+from pyrogen.models.registry import Recipe, register
 from pyrogen.nn.mlp import MLP
 
 __all__ = ["ImplicitVAE", "entropy_gradient_surrogate"]
@@ -42,7 +42,19 @@ def entropy_gradient_surrogate(z: torch.Tensor, score: torch.Tensor) -> torch.Te
     return -(score.detach() * z).flatten(1).sum(-1)
 
 
-@register("implicit-vae")
+def _implicit_vae_choices(recipe: Recipe, data: Dataset, kwargs: dict[str, Any]) -> dict[str, Any]:
+    if data.support != "binary":
+        raise ValueError(f"implicit-vae has a Bernoulli decoder; dataset {data.name!r} is {data.support}")
+    return kwargs
+
+
+@register(
+    "implicit-vae",
+    family="vae",
+    data="digits-binary",
+    choices=_implicit_vae_choices,
+    train={"batch_size": 128, "lr": 1e-3, "steps": 6000, "val_every": 500},
+)
 class ImplicitVAE(GenerativeModel):
     r"""The implicit-posterior VAE on binary data: Bernoulli decoder, :math:`N(0, I)` prior, an encoder fed
     :math:`x` and ``noise_dim`` standard normal inputs, and a score network; two parameter groups,
@@ -59,11 +71,7 @@ class ImplicitVAE(GenerativeModel):
     valid lower bound for any proposal, tight where the proposal is good.
     """
 
-    family: ClassVar[str] = "vae"
-    density: ClassVar[str] = "lower_bound"
-    support: ClassVar[str] = "binary"
-    default_data: ClassVar[str] = "digits-binary"
-    train_defaults: ClassVar[dict[str, Any]] = {"batch_size": 128, "lr": 1e-3, "steps": 6000, "val_every": 500}
+    support = "binary"
 
     def __init__(
         self,
@@ -93,25 +101,6 @@ class ImplicitVAE(GenerativeModel):
         self.encoder = MLP(d + self.noise_dim, list(self.hidden), self.latent_dim)
         self.decoder = MLP(self.latent_dim, list(reversed(self.hidden)), d)
         self.score_net = MLP(self.latent_dim + d, list(self.score_hidden), self.latent_dim, activation=nn.SiLU)
-
-    def config(self) -> dict[str, Any]:
-        return {
-            "event_shape": tuple(self.event_shape),
-            "latent_dim": self.latent_dim,
-            "noise_dim": self.noise_dim,
-            "hidden": self.hidden,
-            "score_hidden": self.score_hidden,
-            "score_sigma": self.score_sigma,
-            "proposal_scale": self.proposal_scale,
-            "score_method": self.score_method,
-            "score_steps": self.score_steps,
-        }
-
-    @classmethod
-    def from_dataset(cls, data: Dataset, **kwargs: Any) -> GenerativeModel:
-        if data.support != "binary":
-            raise ValueError(f"implicit-vae has a Bernoulli decoder; dataset {data.name!r} is {data.support}")
-        return cls(event_shape=tuple(data.event_shape), **kwargs)
 
     # -- the pieces ------------------------------------------------------------------------------------------
     def _flat(self, x: torch.Tensor) -> torch.Tensor:

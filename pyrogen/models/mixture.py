@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Any, ClassVar
+from typing import Any
 
 import pyro
 import pyro.distributions as dist
@@ -30,7 +30,7 @@ from torch import nn
 from pyrogen.data import Dataset
 from pyrogen.inference.program import data_plate
 from pyrogen.models.base import GenerativeModel, accepts_unbatched, check_positive_int
-from pyrogen.models.registry import register
+from pyrogen.models.registry import Recipe, register
 
 __all__ = ["COVARIANCES", "GaussianMixture", "posterior_predictive_log_prob", "relabel"]
 
@@ -38,7 +38,35 @@ __all__ = ["COVARIANCES", "GaussianMixture", "posterior_predictive_log_prob", "r
 COVARIANCES = ("full", "diag")
 
 
-@register("gmm")
+def _gmm_choices(recipe: Recipe, data: Dataset, kwargs: dict[str, Any]) -> dict[str, Any]:
+    """A mixture for continuous ``data`` (its support).
+
+    Raises:
+        ValueError: discrete data.
+    """
+    if data.support not in ("real", "unit_interval"):
+        raise ValueError(f"gmm models continuous data; dataset {data.name!r} is {data.support}")
+    kwargs.setdefault("support", data.support)
+    return kwargs
+
+
+def _gmm_prepare(model: GaussianMixture, data: Dataset) -> None:
+    """The means at ``components`` training examples drawn at random, the scales at the data's standard
+    deviation."""
+    x = data.train.flatten(1).to(model.locs.dtype)
+    idx = torch.randperm(len(x))[: model.components]
+    with torch.no_grad():
+        model.locs.copy_(x[idx])
+        std = x.std(0).clamp_min(1e-3)
+        model.raw_diag.copy_(torch.log(torch.expm1(std)).expand_as(model.raw_diag))
+
+
+def _gmm_train(data: Dataset) -> dict[str, Any]:
+    """3000 steps of batch 256 at lr 0.01, validation every 250 steps."""
+    return {"lr": 0.01, "batch_size": 256, "steps": 3000, "val_every": 250}
+
+
+@register("gmm", family="mixture", data="8gaussians", choices=_gmm_choices, prepare=_gmm_prepare, train=_gmm_train)
 class GaussianMixture(GenerativeModel):
     r"""A mixture of ``components`` Gaussians over flattened examples.
 
@@ -51,10 +79,6 @@ class GaussianMixture(GenerativeModel):
         reg: added to the covariances' diagonal in EM (scikit-learn's ``reg_covar``) and the floor of the
             scales in gradient training.
     """
-
-    family: ClassVar[str] = "mixture"
-    density: ClassVar[str] = "exact"
-    default_data: ClassVar[str] = "8gaussians"
 
     def __init__(
         self,
@@ -73,7 +97,7 @@ class GaussianMixture(GenerativeModel):
         if isinstance(reg, bool) or not isinstance(reg, (int, float)) or not 0 < reg < 1:
             raise ValueError(f"reg must be a number in (0, 1); got {reg!r}")
         self.covariance, self.reg = covariance, float(reg)
-        self.support = support  # type: ignore[misc]
+        self.support = support
         d = self.dim = math.prod(self.event_shape)
         k = self.components
         self.logits = nn.Parameter(torch.zeros(k))
@@ -81,41 +105,6 @@ class GaussianMixture(GenerativeModel):
         # the scales' inverse softplus on the diagonal; the strict lower triangle free (full)
         self.raw_diag = nn.Parameter(torch.zeros(k, d))
         self.raw_lower = nn.Parameter(torch.zeros(k, d, d)) if covariance == "full" else None
-
-    def config(self) -> dict[str, Any]:
-        return {
-            "event_shape": tuple(self.event_shape),
-            "components": self.components,
-            "covariance": self.covariance,
-            "support": self.support,
-            "reg": self.reg,
-        }
-
-    @classmethod
-    def from_dataset(cls, data: Dataset, **kwargs: Any) -> GenerativeModel:
-        """A mixture for continuous ``data``, its means at ``components`` training examples drawn at random and
-        its scales at the data's standard deviation.
-
-        Raises:
-            ValueError: discrete data.
-        """
-        if data.support not in ("real", "unit_interval"):
-            raise ValueError(f"gmm models continuous data; dataset {data.name!r} is {data.support}")
-        kwargs.setdefault("support", data.support)
-        model = cls(event_shape=tuple(data.event_shape), **kwargs)
-        assert isinstance(model, GaussianMixture)
-        x = data.train.flatten(1).to(model.locs.dtype)
-        idx = torch.randperm(len(x))[: model.components]
-        with torch.no_grad():
-            model.locs.copy_(x[idx])
-            std = x.std(0).clamp_min(1e-3)
-            model.raw_diag.copy_(torch.log(torch.expm1(std)).expand_as(model.raw_diag))
-        return model
-
-    @classmethod
-    def train_defaults_for(cls, data: Dataset) -> dict[str, Any]:
-        """3000 steps of batch 256 at lr 0.01, validation every 250 steps."""
-        return {"lr": 0.01, "batch_size": 256, "steps": 3000, "val_every": 250, **cls.train_defaults}
 
     # -- the parameters ----------------------------------------------------------------------------------------
     def scale_tril(self) -> torch.Tensor:
@@ -170,7 +159,7 @@ class GaussianMixture(GenerativeModel):
     @config_enumerate
     def model(self, x: torch.Tensor | None = None, *args: Any, **kwargs: Any) -> Any:
         """``z ~ Categorical(pi)`` (enumerated), ``x ~ N(mu_z, Sigma_z)`` over flattened examples."""
-        pyro.module(self.name or "gmm", self)
+        pyro.module(self._param_store_name(), self)
         n = 1 if x is None else len(x)
         comps = self._components()
         with data_plate(n):

@@ -47,7 +47,7 @@ from pyrogen.distributions.transforms import ConditionalMaskedAutoregressive
 from pyrogen.inference.objectives import gaussian_kl, iwae_bound, log_mean_exp
 from pyrogen.inference.program import data_plate
 from pyrogen.models.base import GenerativeModel, accepts_unbatched, check_hidden, check_positive_int
-from pyrogen.models.registry import register
+from pyrogen.models.registry import Recipe, preset, register
 from pyrogen.nn import MLP, ConvDecoder, ConvEncoder, MADENet
 
 __all__ = [
@@ -117,6 +117,22 @@ class FlowPrior(nn.Module):
     def forward(self) -> dist.TorchDistribution:
         base = dist.Normal(self.zeros, 1.0).to_event(1)
         return dist.TransformedDistribution(base, list(self.transform.parts))
+
+
+def _vae_choices(recipe: Recipe, data: Dataset, kwargs: dict[str, Any]) -> dict[str, Any]:
+    """The decoder for ``data`` unless ``likelihood`` is given: binary data get a Bernoulli decoder, real or
+    dequantized data a Gaussian one, integer data a categorical one with the dataset's number of levels.
+
+    Raises:
+        ValueError: the decoder's support does not fit the data.
+    """
+    likelihood = kwargs.setdefault("likelihood", _DATA_LIKELIHOOD.get(data.support, "bernoulli"))
+    if likelihood == "categorical" and data.levels is not None:
+        kwargs.setdefault("levels", data.levels)
+    needed = LIKELIHOODS.get(likelihood)
+    if needed is not None and needed != data.support and not (needed == "real" and data.support == "unit_interval"):
+        raise ValueError(f"a {likelihood} decoder models {needed} data; dataset {data.name!r} is {data.support}")
+    return kwargs
 
 
 class LatentVariableModel(GenerativeModel):
@@ -264,7 +280,13 @@ class LatentVariableModel(GenerativeModel):
         return next(self.parameters()).device
 
 
-@register("vae")
+@register(
+    "vae",
+    family="latent",
+    data="digits-binary",
+    train={"batch_size": 128, "lr": 1e-3, "steps": 4000, "val_every": 100, "patience": 10},
+    choices=_vae_choices,
+)
 class VAE(LatentVariableModel):
     r"""Variational autoencoder: a Gaussian encoder, a choice of decoder, prior and posterior layers.
 
@@ -320,14 +342,6 @@ class VAE(LatentVariableModel):
     """
 
     support = "binary"
-    default_data = "digits-binary"
-    train_defaults = {
-        "batch_size": 128,
-        "lr": 1e-3,
-        "steps": 4000,
-        "val_every": 100,
-        "patience": 10,
-    }
 
     def __init__(
         self,
@@ -356,7 +370,7 @@ class VAE(LatentVariableModel):
             raise ValueError(f"kl_warmup must be a non-negative integer; got {kl_warmup!r}")
         self.kl_warmup = kl_warmup
         self.likelihood_name = _choice("likelihood", likelihood, tuple(LIKELIHOODS))
-        self.support = LIKELIHOODS[likelihood]  # type: ignore[misc]
+        self.support = LIKELIHOODS[likelihood]
         self.num_levels = check_positive_int("levels", levels)
         if likelihood == "categorical" and levels < 2:
             raise ValueError(f"levels must be at least 2; got {levels!r}")
@@ -411,44 +425,6 @@ class VAE(LatentVariableModel):
                 ]
             )
         self.register_buffer("_zeros", torch.zeros(L))
-
-    def config(self) -> dict[str, Any]:
-        return {
-            "event_shape": list(self.event_shape),
-            "latent_dim": self.latent_dim,
-            "hidden": list(self.hidden),
-            "kl_warmup": self.kl_warmup,
-            "likelihood": self.likelihood_name,
-            "levels": self.num_levels,
-            "decoder_scale": self.decoder_scale,
-            "arch": self.arch,
-            "beta": self.beta,
-            "k": self.k,
-            "prior": self.prior_name,
-            "prior_components": self.prior_components,
-            "prior_layers": self.prior_layers,
-            "posterior_flow": self.posterior_flow,
-            "flow_layers": self.flow_layers,
-            "classes": self.classes,
-        }
-
-    @classmethod
-    def from_dataset(cls, data: Dataset, **kwargs: Any) -> GenerativeModel:
-        """Build the model for ``data``, choosing the decoder from its support unless ``likelihood`` is given.
-
-        Binary data get a Bernoulli decoder, real or dequantized data a Gaussian one, integer data a categorical
-        one with the dataset's number of levels.
-
-        Raises:
-            ValueError: the decoder's support does not fit the data.
-        """
-        likelihood = kwargs.setdefault("likelihood", _DATA_LIKELIHOOD.get(data.support, "bernoulli"))
-        if likelihood == "categorical" and data.levels is not None:
-            kwargs.setdefault("levels", data.levels)
-        needed = LIKELIHOODS.get(likelihood)
-        if needed is not None and needed != data.support and not (needed == "real" and data.support == "unit_interval"):
-            raise ValueError(f"a {likelihood} decoder models {needed} data; dataset {data.name!r} is {data.support}")
-        return cls(event_shape=tuple(data.event_shape), **kwargs)
 
     @property
     def levels(self) -> int | None:
@@ -628,61 +604,48 @@ class VAE(LatentVariableModel):
         return self._check_labels(y, n)
 
 
-@register("beta-vae")
-class BetaVAE(VAE):
-    r"""The :math:`\beta`-VAE (Higgins et al., 2017): :class:`VAE` with :math:`\beta = 4` by default.
-
-    :math:`\beta > 1` trades reconstruction (distortion) for a smaller KL (rate); :math:`\beta` enters both Pyro
-    programs through ``poutine.scale`` on the latent site.
-    """
-
-    def __init__(self, *args: Any, beta: float = 4.0, **kwargs: Any) -> None:
-        super().__init__(*args, beta=beta, **kwargs)
-
-
-@register("iwae")
-class IWAE(VAE):
-    """The importance-weighted autoencoder (Burda et al., 2016): :class:`VAE` trained on the ``k = 10`` bound."""
-
-    def __init__(self, *args: Any, k: int = 10, **kwargs: Any) -> None:
-        super().__init__(*args, k=k, **kwargs)
-
-
-@register("gmvae")
-class MixturePriorVAE(VAE):
-    """:class:`VAE` with a learnable mixture-of-Gaussians prior (10 components by default)."""
-
-    def __init__(self, *args: Any, prior: str = "mixture", **kwargs: Any) -> None:
-        super().__init__(*args, prior=prior, **kwargs)
-
-
-@register("vae-flow")
-class FlowVAE(VAE):
-    """:class:`VAE` whose posterior is a Gaussian followed by inverse autoregressive layers (Kingma et al., 2016).
-
-    ``posterior_flow="planar"`` gives Rezende and Mohamed's planar posterior; ``prior="flow"`` a flow prior.
-    """
-
-    def __init__(self, *args: Any, posterior_flow: str | None = "iaf", **kwargs: Any) -> None:
-        super().__init__(*args, posterior_flow=posterior_flow, **kwargs)
-
-
-@register("cvae")
-class CVAE(VAE):
-    """The conditional VAE (Sohn et al., 2015): encoder and decoder see the one-hot class label.
-
-    Trains on ``(examples, labels)``; :meth:`sample` takes the labels to draw.
-    """
-
-    labelled = True
-
-    def __init__(self, *args: Any, classes: int = 10, **kwargs: Any) -> None:
-        if classes == 0:
-            raise ValueError("classes must be an integer >= 2 for a conditional VAE; got 0")
-        super().__init__(*args, classes=classes, **kwargs)
+register(
+    "beta-vae",
+    VAE,
+    like="vae",
+    defaults={"beta": 4.0},
+    doc="The beta-VAE (Higgins et al., 2017): beta = 4 trades reconstruction (distortion) for a smaller KL "
+    "(rate); beta enters both Pyro programs through poutine.scale on the latent site.",
+)
+register(
+    "iwae",
+    VAE,
+    like="vae",
+    defaults={"k": 10},
+    doc="The importance-weighted autoencoder (Burda et al., 2016): a VAE trained on the k = 10 bound.",
+)
+register(
+    "gmvae",
+    VAE,
+    like="vae",
+    defaults={"prior": "mixture"},
+    doc="A VAE with a learnable mixture-of-Gaussians prior (10 components by default).",
+)
+register(
+    "vae-flow",
+    VAE,
+    like="vae",
+    defaults={"posterior_flow": "iaf"},
+    doc="A VAE whose posterior is a Gaussian followed by inverse autoregressive layers (Kingma et al., 2016); "
+    "posterior_flow='planar' gives Rezende and Mohamed's planar posterior, prior='flow' a flow prior.",
+)
+register(
+    "cvae",
+    VAE,
+    like="vae",
+    defaults={"classes": 10},
+    doc="The conditional VAE (Sohn et al., 2015): encoder and decoder see the one-hot class label; trains on "
+    "(examples, labels), and sample takes the labels to draw.",
+)
+BetaVAE, IWAE, MixturePriorVAE, FlowVAE, CVAE = map(preset, ("beta-vae", "iwae", "gmvae", "vae-flow", "cvae"))
 
 
-@register("ssvae")
+@register("ssvae", like="vae")
 class SSVAE(VAE):
     r"""The semi-supervised VAE, M2 of Kingma et al. (2014): the label is a latent variable where it is missing.
 
@@ -709,7 +672,6 @@ class SSVAE(VAE):
 
     labelled = True
     _pyro_elbo = TraceEnum_ELBO
-    default_data = "digits-binary"
 
     def __init__(
         self, *args: Any, classes: int = 10, alpha: float = 50.0, label_fraction: float = 0.1, **kwargs: Any
@@ -733,9 +695,6 @@ class SSVAE(VAE):
             self.classifier: nn.Module = MLP(self.data_dim, self.hidden, classes)
         else:
             self.classifier = ConvEncoder(self.event_shape, classes, hidden=self.hidden[-1])
-
-    def config(self) -> dict[str, Any]:
-        return {**super().config(), "alpha": self.alpha, "label_fraction": self.label_fraction}
 
     def training_data(self, data: Dataset, split: str) -> Any:
         """``(examples, labels)`` of ``split``; in ``"train"`` only :attr:`label_fraction` of the labels are kept
@@ -900,7 +859,7 @@ class SSVAE(VAE):
         return torch.logsumexp(per_label + self._log_prior_y(), dim=0)
 
 
-@register("hvae")
+@register("hvae", like="vae")
 class HierarchicalVAE(VAE):
     r"""A VAE with two stochastic layers, Markovian in both directions.
 
@@ -942,9 +901,6 @@ class HierarchicalVAE(VAE):
         self.conditional_prior = MLP(top_dim, self.top_hidden, 2 * latent_dim)  # p(z1 | z2)
         self.top_encoder = MLP(latent_dim, self.top_hidden, 2 * top_dim)  # q(z2 | z1)
         self.register_buffer("_top_zeros", torch.zeros(top_dim))
-
-    def config(self) -> dict[str, Any]:
-        return {**super().config(), "top_dim": self.top_dim, "top_hidden": list(self.top_hidden)}
 
     @staticmethod
     def _gaussian(h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
