@@ -21,7 +21,7 @@ from typing import Any, NoReturn
 from pyrogen import __version__
 from pyrogen.data import DATASETS, FILE_SUFFIXES
 from pyrogen.models import registry
-from pyrogen.runs import RunError, evaluate_run, sample_run, train_run
+from pyrogen.runs import RunError, evaluate_run, json_safe, sample_run, train_run
 
 __all__ = ["build_parser", "main"]
 
@@ -86,7 +86,7 @@ def _cmd_train(args: argparse.Namespace) -> None:
             tdist.destroy_process_group()
             gc.collect()  # nothing holding the group may reach interpreter shutdown (see trainer._loop)
     if metrics:
-        print(json.dumps(metrics))
+        print(json.dumps(json_safe(metrics), allow_nan=False))
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> None:
@@ -100,7 +100,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> None:
         device=args.device,
     )
     if args.json:
-        print(json.dumps(m))
+        print(json.dumps(json_safe(m), allow_nan=False))
         return
     for key, v in m.items():
         if isinstance(v, dict) and "value" in v:

@@ -27,7 +27,7 @@ from pyrogen.data import TOY_ENTROPY
 from pyrogen.figures import image_grid, loss_curves, scatter_2d
 from pyrogen.inference.mcmc import nuts, run_chains
 from pyrogen.models import VAE
-from pyrogen.runs import train_run
+from pyrogen.runs import json_safe, train_run
 
 __all__ = ["factorized_bernoulli_nll", "run_demo"]
 
@@ -155,6 +155,6 @@ def run_demo(
         "min_ess_bulk": float(table["ess_bulk"].min()),
     }
     metrics["seconds"] = round(time.perf_counter() - t0, 1)
-    (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    (out / "metrics.json").write_text(json.dumps(json_safe(metrics), indent=2, allow_nan=False) + "\n")
     _say(f"\nwrote figures and metrics.json to {out}/ in {metrics['seconds']:.0f} s")
     return metrics

@@ -44,6 +44,7 @@ __all__ = [
     "read_run",
     "resolve_device",
     "sample_run",
+    "json_safe",
     "train_run",
 ]
 
@@ -582,5 +583,18 @@ def _write_samples(out: Path, suffix: str, x: torch.Tensor, vocab: str, name: st
             scatter_2d(x, out, title=f"{name} samples")
 
 
+def json_safe(obj: Any) -> Any:
+    """``obj`` with every non-finite float as ``None``: JSON has no NaN or infinity (``json.dumps`` would write the
+    non-standard ``NaN``, which strict readers refuse), so an undefined number -- a bootstrap interval of two test
+    rows, say -- is ``null``."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [json_safe(v) for v in obj]
+    return obj
+
+
 def _write_json(path: Path, obj: Any) -> None:
-    atomic_write_bytes(path, (json.dumps(obj, indent=2) + "\n").encode())
+    atomic_write_bytes(path, (json.dumps(json_safe(obj), indent=2, allow_nan=False) + "\n").encode())

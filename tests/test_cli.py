@@ -385,3 +385,14 @@ def test_the_default_thread_count_leaves_busy_cores_alone(monkeypatch):
     assert cli.default_threads() == 13
     monkeypatch.setenv("OMP_NUM_THREADS", "4")
     assert cli.default_threads() is None  # the user's choice stands
+
+
+def test_an_undefined_number_is_written_as_null_never_as_nan(tmp_path):
+    import json
+
+    from pyrogen.runs import _write_json
+
+    _write_json(tmp_path / "m.json", {"mmd": {"value": 0.1, "ci": [float("nan"), float("inf")]}, "n": 2})
+    text = (tmp_path / "m.json").read_text()
+    assert "NaN" not in text and "Infinity" not in text
+    assert json.loads(text) == {"mmd": {"value": 0.1, "ci": [None, None]}, "n": 2}
