@@ -148,7 +148,7 @@ class GenerativeModel(PyroModule):
     #: The recipe the class was first registered under (set by :func:`pyrogen.models.registry.register`).
     _recipe: ClassVar[str | None] = None
     #: Whether the model trains on ``(examples, labels)`` pairs (see :meth:`training_data`).
-    labelled: ClassVar[bool] = False
+    labelled: bool = False
     #: What validation (early stopping, ``restore_best``) watches: ``"loss"`` (:meth:`validation_loss`,
     #: the model's loss unless a family overrides it), another monitor a family names and computes in
     #: :meth:`validation_loss` (e.g. ``"mmd"``), or ``None``: no meaningful monitor, no validation.

@@ -143,7 +143,7 @@ class DiffusionModel(GenerativeModel):
         if isinstance(classes, bool) or not isinstance(classes, int) or classes < 0 or classes == 1:
             raise ValueError(f"classes must be 0 (unconditional) or an integer >= 2; got {classes!r}")
         self.classes = classes
-        self.labelled = classes > 0  # type: ignore[misc]
+        self.labelled = classes > 0
         self.p_uncond = check_dropout(p_uncond, "p_uncond")
         if ema is not None and (isinstance(ema, bool) or not isinstance(ema, (int, float)) or not 0 <= ema < 1):
             raise ValueError(f"ema must be a decay in [0, 1) or None; got {ema!r}")

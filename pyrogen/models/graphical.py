@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Any, ClassVar
+from typing import Any
 
 import pyro
 import pyro.distributions as dist
@@ -63,7 +63,7 @@ class NaiveBayes(GenerativeModel):
     """
 
     support = "binary"
-    labelled: ClassVar[bool] = True
+    labelled = True
 
     def __init__(self, event_shape: Sequence[int] = (1, 8, 8), classes: int = 10, alpha: float = 1.0) -> None:
         super().__init__(event_shape)

@@ -386,7 +386,7 @@ class VAE(LatentVariableModel):
         if not isinstance(classes, int) or isinstance(classes, bool) or classes < 0 or classes == 1:
             raise ValueError(f"classes must be 0 (unconditional) or an integer >= 2; got {classes!r}")
         self.classes = classes
-        self.labelled = classes > 0  # type: ignore[misc]  # conditioned on labels: trains on (examples, labels)
+        self.labelled = classes > 0  # conditioned on labels: trains on (examples, labels)
         self.data_dim = math.prod(self.event_shape)
         L = self.latent_dim
         self._flow_context = 2 * L if posterior_flow == "iaf" else 0
