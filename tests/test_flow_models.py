@@ -249,6 +249,8 @@ def test_class_conditional_flows_are_normalized_per_class_and_train_on_labelled_
             assert mass == pytest.approx(1.0, abs=0.01), (k, mass)
         means = [m.sample(2000, k).mean(0) for k in range(3)]
     assert means[0][0] < means[1][0] < means[2][0]  # the label moves the samples where its data are
+    with torch.no_grad():  # without labels: uniform labels, a draw from the marginal (centres 0, 2, 4)
+        assert float(m.sample(3000)[:, 0].mean()) == pytest.approx(2.0, abs=0.3)
     with pytest.raises(ValueError, match="class-conditional: pass the labels y"):
         m.log_prob(x)
     with pytest.raises(ValueError, match=r"labels y must be in 0..2"):

@@ -190,6 +190,7 @@ class FlowModel(GenerativeModel):
         if classes and not self.conditional_ok:
             raise ValueError(f"{type(self).__name__} has no class-conditional variant (RealNVP and MAF do)")
         self.classes = classes
+        self.labelled = classes > 0  # trains on (examples, labels)
         if preprocess not in _PREPROCESS:
             raise ValueError(f"preprocess must be None or 'logit'; got {preprocess!r}")
         self.preprocess, self.alpha = preprocess, float(alpha)
@@ -284,6 +285,8 @@ class FlowModel(GenerativeModel):
             ValueError: ``x`` has the wrong shape, non-finite values, or values outside the support;
                 labels missing, superfluous or out of range.
         """
+        if isinstance(x, tuple) and len(x) == 2 and y is None:  # a batch (examples, labels), as fit takes it
+            x, y = x
         return self._log_prob(self.validate(x), y)
 
     def _log_prob(self, x: torch.Tensor, y: object = None) -> torch.Tensor:
@@ -310,8 +313,11 @@ class FlowModel(GenerativeModel):
         return -self._log_prob(x, y).mean()
 
     def sample(self, n: int, y: object = None) -> torch.Tensor:
-        """``n`` samples (given labels ``y``: one label or ``n`` of them, if conditional)."""
+        """``n`` samples (given labels ``y``: one label or ``n`` of them, if conditional; a conditional flow without
+        ``y`` draws uniform labels, a draw from the marginal as CVAE and CGAN do)."""
         check_positive_int("n", n)
+        if y is None and self.classes:
+            y = torch.randint(self.classes, (n,), device=self.base_loc.device)
         context = self._context(y, n)
         with torch.no_grad():
             if context is None:
