@@ -455,6 +455,19 @@ def test_dbm_log_z_and_log_p_star_equal_brute_force_sums_over_every_state():
     by_v = torch.stack([torch.logsumexp(neg_e[(v == x).all(1)], 0) for x in V])
     torch.testing.assert_close(m.unnormalized_log_prob(V), by_v)
     torch.testing.assert_close(m.log_prob(V).exp().sum(), torch.tensor(1.0, dtype=torch.float64))
+    for route in ("h1", "h2"):  # either hidden layer summed out gives the same exact sum
+        torch.testing.assert_close(m.unnormalized_log_prob(V, route=route), by_v)
+
+
+def test_dbm_log_p_star_by_either_layer_agrees_on_a_wider_machine_and_names_a_bad_route():
+    m = tiny_dbm(d=5, h=(4, 6), scale=0.8, seed=2)
+    V = all_bits(5)
+    torch.testing.assert_close(m.unnormalized_log_prob(V, route="h1"), m.unnormalized_log_prob(V, route="h2"))
+    with pytest.raises(ValueError, match="route must be 'h1', 'h2' or None; got 'h3'"):
+        m.unnormalized_log_prob(V, route="h3")
+    narrow = tiny_dbm(d=5, h=(4, 6), exact_max=5)
+    with pytest.raises(ValueError, match=r"needs hidden\[1\] <= 5; this DBM has 6"):
+        narrow.unnormalized_log_prob(V.float(), route="h2")
 
 
 def test_dbm_mean_field_gap_is_the_kl_to_the_exact_posterior_and_each_update_raises_the_bound():

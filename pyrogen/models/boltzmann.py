@@ -657,20 +657,39 @@ class DBM(_Boltzmann):
         return -self.energy(v, mu1, mu2) + entropy(mu1) + entropy(mu2)
 
     # -- the normalizer and the likelihood ---------------------------------------------------------------------
-    def unnormalized_log_prob(self, v: torch.Tensor) -> torch.Tensor:
-        r""":math:`\log \tilde p(v) = b^\top v + \log \sum_{h^2} e^{c_2^\top h^2} \prod_j (1 + e^{c_{1j} +
-        (v^\top W_1)_j + (W_2 h^2)_j})` for flat ``v``, enumerating the :math:`2^{H_2}` states of :math:`h^2`
-        (differentiable).
+    def unnormalized_log_prob(self, v: torch.Tensor, route: str | None = None) -> torch.Tensor:
+        r""":math:`\log \tilde p(v)` for flat ``v``, exact and differentiable, by summing out the smaller hidden
+        layer that ``exact_max`` allows (``route`` ``"h1"`` or ``"h2"`` forces one):
+
+        - ``"h1"``: :math:`b^\top v + \log \sum_{h^1} e^{(c_1 + W_1^\top v)^\top h^1 + \sum_k
+          \mathrm{softplus}(c_2 + W_2^\top h^1)_k}`, :math:`h^2` summed in closed form; the :math:`2^{H_1}`
+          state terms do not depend on :math:`v`, so the data enter by one matrix product;
+        - ``"h2"``: :math:`b^\top v + \log \sum_{h^2} e^{c_2^\top h^2} \prod_j (1 + e^{c_{1j} + (v^\top W_1)_j
+          + (W_2 h^2)_j})`, :math:`2^{H_2}` states, a softplus per state, unit and example.
 
         Raises:
-            ValueError: :math:`H_2` above ``exact_max``.
+            ValueError: both layers above ``exact_max`` (or the forced route's).
         """
-        h2_dim = self.hidden[1]
-        if h2_dim > self.exact_max:
-            raise ValueError(f"log p*(v) by enumeration needs hidden[1] <= {self.exact_max}; this DBM has {h2_dim}")
+        h1_dim, h2_dim = self.hidden
+        if route is None:
+            route = "h1" if h1_dim <= self.exact_max and (h1_dim <= h2_dim or h2_dim > self.exact_max) else "h2"
+        if route not in ("h1", "h2"):
+            raise ValueError(f"route must be 'h1', 'h2' or None; got {route!r}")
+        size = h1_dim if route == "h1" else h2_dim
+        if size > self.exact_max:
+            raise ValueError(
+                f"log p*(v) by enumeration needs hidden[{0 if route == 'h1' else 1}] <= {self.exact_max}; "
+                f"this DBM has {size}"
+            )
+        if route == "h1":
+            parts = []
+            for h1 in _enumerate_bits(h1_dim, v.dtype, v.device).split(2**16):
+                state = h1 @ self.c1 + F.softplus(self.c2 + h1 @ self.W2).sum(-1)  # (S,), free of v
+                parts.append(torch.logsumexp(state + (v @ self.W1) @ h1.T, 1))
+            return v @ self.b + torch.logsumexp(torch.stack(parts, 1), 1)
         bottom = self.c1 + v @ self.W1  # (n, H1)
         parts = []
-        for h2 in _enumerate_bits(h2_dim, v.dtype, v.device).split(max(1, 2**22 // max(1, len(v) * self.hidden[0]))):
+        for h2 in _enumerate_bits(h2_dim, v.dtype, v.device).split(max(1, 2**22 // max(1, len(v) * h1_dim))):
             top = h2 @ self.W2.T  # (S, H1)
             parts.append(torch.logsumexp(h2 @ self.c2 + F.softplus(bottom[:, None] + top).sum(-1), 1))
         return v @ self.b + torch.logsumexp(torch.stack(parts, 1), 1)
@@ -693,7 +712,7 @@ class DBM(_Boltzmann):
         return self.hidden[0] <= self.exact_max
 
     def _log_p(self, v: torch.Tensor) -> torch.Tensor:
-        if self.hidden[1] <= self.exact_max:
+        if min(self.hidden) <= self.exact_max:
             star = self.unnormalized_log_prob(v)
         else:
             star = self.mean_field_bound(v)
@@ -701,16 +720,16 @@ class DBM(_Boltzmann):
 
     @property
     def density(self) -> str:
-        r"""``"exact"`` while both :math:`\log Z` (over :math:`h^1`) and the sum over :math:`h^2` in
-        :math:`\log p^*(v)` are enumerated; ``"estimated"`` otherwise: :math:`\log Z` by AIS, or
-        :math:`\log p^*(v)` by its mean-field bound (the NLL an upper bound where :math:`\log Z` is exact)."""
-        return "exact" if self._enumerable() and self.hidden[1] <= self.exact_max else "estimated"
+        r"""``"exact"`` while :math:`H_1 \le` ``exact_max`` (:math:`\log Z` and :math:`\log p^*(v)` both by
+        enumerating :math:`h^1`); ``"estimated"`` above: :math:`\log Z` by AIS, and :math:`\log p^*(v)` by
+        enumerating :math:`h^2` or, with both layers above ``exact_max``, by its mean-field bound."""
+        return "exact" if self._enumerable() else "estimated"
 
     def evaluation_metrics(self, x: torch.Tensor) -> dict[str, Any]:
         """As the other machines, plus ``unnormalized_method``: ``"enumeration"`` (exact) or ``"mean-field
         bound"`` (:math:`H_2` above ``exact_max``: the NLL is an upper bound)."""
         out = super().evaluation_metrics(x)
-        out["unnormalized_method"] = "enumeration" if self.hidden[1] <= self.exact_max else "mean-field bound"
+        out["unnormalized_method"] = "enumeration" if min(self.hidden) <= self.exact_max else "mean-field bound"
         return out
 
     def validation_loss(self, batch: Any) -> torch.Tensor:
