@@ -219,9 +219,6 @@ class GenerativeModel(PyroModule):
         recorded when it ran, with their defaults (JSON data: tuples as lists)."""
         return copy.deepcopy(self.__dict__.get("_config") or {"event_shape": list(self.event_shape)})
 
-    def _recorded_config(self) -> dict[str, Any]:
-        return copy.deepcopy(self.__dict__.get("_config") or {})
-
     def training_data(self, data: Dataset, split: str) -> Any:
         """What :func:`~pyrogen.inference.fit` and the evaluation take from ``split`` of ``data``.
 

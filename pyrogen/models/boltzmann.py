@@ -682,10 +682,11 @@ class DBM(_Boltzmann):
                 f"this DBM has {size}"
             )
         if route == "h1":
+            vw = v @ self.W1  # (n, H1)
             parts = []
             for h1 in _enumerate_bits(h1_dim, v.dtype, v.device).split(2**16):
                 state = h1 @ self.c1 + F.softplus(self.c2 + h1 @ self.W2).sum(-1)  # (S,), free of v
-                parts.append(torch.logsumexp(state + (v @ self.W1) @ h1.T, 1))
+                parts.append(torch.logsumexp(state + vw @ h1.T, 1))
             return v @ self.b + torch.logsumexp(torch.stack(parts, 1), 1)
         bottom = self.c1 + v @ self.W1  # (n, H1)
         parts = []

@@ -43,7 +43,7 @@ from pyrogen.inference.program import data_plate
 from pyrogen.inference.samplers import AnnealedLangevin, Chains
 from pyrogen.inference.schedules import PARAMETRIZATIONS, SCHEDULES, SDES, NoiseSchedule, geometric_sigmas, make_sde
 from pyrogen.models.base import GenerativeModel, accepts_unbatched, check_dropout, check_hidden, check_positive_int
-from pyrogen.models.registry import Recipe, register
+from pyrogen.models.registry import Recipe, continuous_support, register
 from pyrogen.nn.diffusion import DENOISER_ARCHS, DenoisingMLP, DenoisingUNet
 
 __all__ = ["DDPM", "NCSN", "DiffusionModel", "LatentDiffusion", "ScoreSDE"]
@@ -68,12 +68,7 @@ def _diffusion_choices(recipe: Recipe, data: Dataset, kwargs: dict[str, Any]) ->
     Raises:
         ValueError: discrete data (use the dequantized ``digits``).
     """
-    if data.support not in ("real", "unit_interval"):
-        raise ValueError(
-            f"{recipe.name} models continuous data; dataset {data.name!r} is {data.support} "
-            "(use the dequantized 'digits')"
-        )
-    kwargs.setdefault("support", data.support)
+    kwargs = continuous_support(recipe, data, kwargs, hint="use the dequantized 'digits'")
     if data.kind == "image":
         kwargs.setdefault("shift", 0.5)
         kwargs.setdefault("scale", 0.5)
@@ -839,16 +834,9 @@ class ScoreSDE(DiffusionModel):
         return self._finish(self.reverse_chain(n, y, sampler, steps, guidance).samples[:, -1])
 
 
-def _latent_choices(recipe: Recipe, data: Dataset, kwargs: dict[str, Any]) -> dict[str, Any]:
-    if data.support not in ("real", "unit_interval"):
-        raise ValueError(f"latent-diffusion models continuous data; dataset {data.name!r} is {data.support}")
-    kwargs.setdefault("support", data.support)
-    return kwargs
-
-
 @register(
     "latent-diffusion",
-    **{**_RECIPE, "data": "digits", "choices": _latent_choices, "sample_options": ("sampler", "steps", "eta")},
+    **{**_RECIPE, "data": "digits", "choices": continuous_support, "sample_options": ("sampler", "steps", "eta")},
 )
 class LatentDiffusion(DDPM):
     r"""Latent diffusion (Rombach et al., 2022, at small scale): a DDPM over the codes :math:`z = \mu_\phi(x)` of a

@@ -38,7 +38,7 @@ from pyrogen.inference.hooks import ReplayBuffer
 from pyrogen.inference.program import data_plate
 from pyrogen.inference.samplers import MALA, Langevin, sample_chains
 from pyrogen.models.base import GenerativeModel, accepts_unbatched, check_hidden, check_positive_int
-from pyrogen.models.registry import Recipe, register
+from pyrogen.models.registry import Recipe, continuous_support, register
 from pyrogen.nn.energy import ENERGY_ARCHS, EnergyNet
 
 __all__ = ["EBM", "AdversarialEBM", "EnergyModel", "FlowContrastiveEBM", "NCEEBM", "ScoreMatchingEBM"]
@@ -62,12 +62,7 @@ def _ebm_choices(recipe: Recipe, data: Dataset, kwargs: dict[str, Any]) -> dict[
     Raises:
         ValueError: discrete data (Langevin dynamics needs a continuous space; use the grey ``digits``).
     """
-    if data.support not in ("real", "unit_interval"):
-        raise ValueError(
-            f"{recipe.name} models continuous data; dataset {data.name!r} is {data.support} "
-            "(use the grey-level 'digits')"
-        )
-    kwargs.setdefault("support", data.support)
+    kwargs = continuous_support(recipe, data, kwargs, hint="use the grey-level 'digits'")
     kwargs.setdefault("arch", "conv" if data.kind == "image" else "mlp")
     if data.support == "real":
         kwargs.setdefault("init_scale", round(1.2 * float(data.train.abs().max()), 2))

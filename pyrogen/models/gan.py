@@ -33,7 +33,7 @@ from pyrogen.distributions.implicit import ImplicitDistribution
 from pyrogen.inference import adversarial as adv
 from pyrogen.inference.hooks import EMA
 from pyrogen.models.base import GenerativeModel, accepts_unbatched, check_hidden, check_positive_int
-from pyrogen.models.registry import Recipe, preset, register
+from pyrogen.models.registry import Recipe, continuous_support, preset, register
 from pyrogen.nn.adversarial import ARCHS, Critic, Encoder, Generator, Translator
 
 __all__ = ["BiGAN", "CGAN", "CycleGAN", "FGAN", "GAN", "KLGAN", "NSGAN", "WGAN", "WGANGP", "AdversarialModel"]
@@ -61,12 +61,7 @@ def _gan_choices(recipe: Recipe, data: Dataset, kwargs: dict[str, Any]) -> dict[
     Raises:
         ValueError: discrete data (a generator's output is continuous; use the grey ``digits``).
     """
-    if data.support not in ("real", "unit_interval"):
-        raise ValueError(
-            f"{recipe.name} generates continuous data; dataset {data.name!r} is {data.support} "
-            "(use the grey-level 'digits')"
-        )
-    kwargs.setdefault("support", data.support)
+    kwargs = continuous_support(recipe, data, kwargs, "generates", "use the grey-level 'digits'")
     kwargs.setdefault("arch", "dcgan" if data.kind == "image" else "mlp")
     if data.kind == "image":  # measured on the digits (benchmarks/gan.py): wider nets and a 32-d code
         kwargs.setdefault("features", 64)

@@ -30,7 +30,7 @@ from torch import nn
 from pyrogen.data import Dataset
 from pyrogen.inference.program import data_plate
 from pyrogen.models.base import GenerativeModel, accepts_unbatched, check_positive_int
-from pyrogen.models.registry import Recipe, register
+from pyrogen.models.registry import Recipe, continuous_support, register
 
 __all__ = ["COVARIANCES", "GaussianMixture", "posterior_predictive_log_prob", "relabel"]
 
@@ -44,10 +44,7 @@ def _gmm_choices(recipe: Recipe, data: Dataset, kwargs: dict[str, Any]) -> dict[
     Raises:
         ValueError: discrete data.
     """
-    if data.support not in ("real", "unit_interval"):
-        raise ValueError(f"gmm models continuous data; dataset {data.name!r} is {data.support}")
-    kwargs.setdefault("support", data.support)
-    return kwargs
+    return continuous_support(recipe, data, kwargs)
 
 
 def _gmm_prepare(model: GaussianMixture, data: Dataset) -> None:

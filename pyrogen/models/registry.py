@@ -32,6 +32,7 @@ __all__ = [
     "Recipe",
     "alias",
     "capabilities",
+    "continuous_support",
     "create",
     "from_dataset",
     "get",
@@ -66,6 +67,21 @@ def same_support(recipe: Recipe, data: Dataset, kwargs: dict[str, Any]) -> dict[
     support = recipe.cls.support
     if data.support != support:
         raise ValueError(f"{recipe.name} models {support} data; dataset {data.name!r} is {data.support}")
+    return kwargs
+
+
+def continuous_support(
+    recipe: Recipe, data: Dataset, kwargs: dict[str, Any], verb: str = "models", hint: str = ""
+) -> dict[str, Any]:
+    """The choice of a model of continuous data: its ``support`` that of the data, real or the unit interval.
+
+    Raises:
+        ValueError: discrete data, named with ``hint`` (what to use instead).
+    """
+    if data.support not in ("real", "unit_interval"):
+        more = f" ({hint})" if hint else ""
+        raise ValueError(f"{recipe.name} {verb} continuous data; dataset {data.name!r} is {data.support}{more}")
+    kwargs.setdefault("support", data.support)
     return kwargs
 
 
