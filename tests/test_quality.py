@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 
 import numpy as np
 import pyro
@@ -254,9 +255,31 @@ def test_retraining_the_feature_network_gives_the_shipped_accuracy_and_fid():
     # two ends agree within a quarter
     for k in ("train", "factorized"):
         assert abs(ours[k] - theirs[k]) <= 0.25 * theirs[k], (k, ours, theirs)
-    if quality.digit_features_fingerprint() == quality.machine_fingerprint():
+    # The weights themselves are compared only on request: a matching fingerprint does not identify a machine
+    # (a virtual CPU's model name covers several generations, and the kernels a capability selects differ),
+    # so no default run compares results bit for bit across machines.
+    if bitwise_feature_check_requested():
         for (k, a), b in zip(net.state_dict().items(), shipped.state_dict().values(), strict=True):
             torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5, msg=k)
+
+
+BITWISE_ENV = "PYROGEN_CHECK_SHIPPED_WEIGHTS"
+
+
+def bitwise_feature_check_requested() -> bool:
+    """Whether the user asked (``PYROGEN_CHECK_SHIPPED_WEIGHTS=1``) to compare retrained and shipped weights."""
+    return os.environ.get(BITWISE_ENV, "") not in ("", "0")
+
+
+def test_the_weight_comparison_is_opt_in(monkeypatch):
+    # a machine whose fingerprint matches the shipped one must not compare weights unless asked
+    monkeypatch.setattr(quality, "machine_fingerprint", quality.digit_features_fingerprint)
+    monkeypatch.delenv(BITWISE_ENV, raising=False)
+    assert not bitwise_feature_check_requested()
+    monkeypatch.setenv(BITWISE_ENV, "0")
+    assert not bitwise_feature_check_requested()
+    monkeypatch.setenv(BITWISE_ENV, "1")
+    assert bitwise_feature_check_requested()
 
 
 def test_the_shipped_feature_weights_say_which_machine_made_them():
