@@ -26,7 +26,7 @@ import torch
 from _common import report, section_parser, train_and_score
 
 from pyrogen.data import load
-from pyrogen.inference import TrainConfig, amortization_gap, fit
+from pyrogen.inference import CrossEntropy, TrainConfig, amortization_gap, fit
 from pyrogen.latent import class_means, impute, latent_arithmetic
 from pyrogen.metrics import auroc, linear_probe, outlier_scores
 from pyrogen.models import SSVAE, VAE
@@ -88,7 +88,7 @@ def decoders(steps: int | None) -> list[dict[str, Any]]:
 @torch.no_grad()
 def _rate_distortion(model: VAE, x: torch.Tensor, samples: int = 100) -> tuple[float, float]:
     """Rate = mean closed-form KL(q || p), distortion = mean -E_q log p(x | z) (``samples`` draws), nats."""
-    rec, neg_kl = model._terms(x, None, samples, analytic=True)
+    rec, neg_kl = model.elbo_terms(x, None, samples, analytic=True)
     return float(-neg_kl.mean()), float(-rec.mean())
 
 
@@ -119,28 +119,16 @@ class _Classifier(torch.nn.Module):
     def logits(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x.flatten(1))
 
-    def forward(self, batch: Any, group: str = "model", objective: str = "loss") -> torch.Tensor:
-        x, y = batch
-        return torch.nn.functional.cross_entropy(self.logits(x), y)
-
-    def validation_loss(self, batch: Any) -> torch.Tensor:
-        return self.forward(batch)
-
-    def param_groups(self) -> dict[str, list[torch.nn.Parameter]]:
-        return {"model": list(self.parameters())}
-
-    def update_schedule(self, step: int) -> tuple[str, ...]:
-        return ("model",)
-
-    def set_step(self, step: int) -> None:
-        pass
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.logits(x)
 
 
 def _classifier_on_labels_alone(x: torch.Tensor, y: torch.Tensor, val: Any, steps: int, seed: int = 0) -> _Classifier:
     """The same MLP as the SSVAE's q(y | x), trained on the labelled examples only (early stopping on val)."""
     torch.manual_seed(seed)
     net = _Classifier(x.shape[1:], 10)
-    fit(net, (x, y), val, TrainConfig(steps=steps, batch_size=64, lr=1e-3, val_every=25, patience=20, seed=seed))
+    cfg = TrainConfig(steps=steps, batch_size=64, lr=1e-3, val_every=25, patience=20, seed=seed)
+    fit(net, (x, y), val, cfg, loss=CrossEntropy())
     return net
 
 

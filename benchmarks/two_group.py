@@ -18,8 +18,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from pyrogen.inference import EMA, ReplayBuffer
+from pyrogen.inference import EMA, Objective, ReplayBuffer
 from pyrogen.inference.adversarial import gradient_penalty, wgan_critic_loss, wgan_generator_loss
+from pyrogen.inference.objectives import use_objective
 from pyrogen.models import GenerativeModel
 
 
@@ -32,7 +33,6 @@ class TinyWGANGP(GenerativeModel):
 
     family = "test"
     density = "none"
-    monitor = None
 
     def __init__(
         self,
@@ -57,48 +57,47 @@ class TinyWGANGP(GenerativeModel):
         self.ema = EMA(self.generator, ema) if ema is not None else None
         self.replay = ReplayBuffer(replay, (d,), reinit=0.0) if replay else None
 
-    def config(self) -> dict[str, Any]:
-        return {
-            **super().config(),
-            "hidden": self.hidden,
-            "latent": self.latent,
-            "n_critic": self.n_critic,
-            "ema": self.ema_decay,
-            "replay": self.replay_size,
-        }
-
-    def param_groups(self) -> dict[str, list[nn.Parameter]]:
-        return {"critic": list(self.critic.parameters()), "generator": list(self.generator.parameters())}
-
-    def update_schedule(self, step: int) -> tuple[str, ...]:
-        return ("critic",) * self.n_critic + ("generator",)
-
-    def optimizer_settings(self) -> dict[str, dict[str, Any]]:
-        return {"critic": {"lr": 1e-4, "betas": (0.0, 0.9)}, "generator": {"lr": 1e-4, "betas": (0.0, 0.9)}}
-
-    def _fake(self, n: int, like: torch.Tensor) -> torch.Tensor:
+    def fake(self, n: int, like: torch.Tensor) -> torch.Tensor:
         return self.generator(torch.randn(n, self.latent, dtype=like.dtype, device=like.device))
-
-    def forward(self, batch: torch.Tensor, group: str = "critic", objective: str = "loss") -> torch.Tensor:
-        fake = self._fake(len(batch), batch)
-        if group == "generator":
-            return wgan_generator_loss(self.critic(fake))
-        if self.replay is not None:  # the critic also sees past samples; this step's go back to the buffer
-            past = self.replay.sample(len(batch) // 2, lambda n: fake[:n].detach())
-            self.replay.push(fake[: len(batch) // 2])
-            fake = torch.cat([fake[len(past) :], past])
-        return wgan_critic_loss(self.critic(batch), self.critic(fake)) + gradient_penalty(self.critic, batch, fake)
-
-    def loss(self, batch: torch.Tensor) -> torch.Tensor:
-        return self.forward(batch, "critic")
 
     @torch.no_grad()
     def sample(self, n: int) -> torch.Tensor:
         ref = next(self.parameters())
         if self.ema is None:
-            return self._fake(n, ref)
+            return self.fake(n, ref)
         with self.ema.averaged():
-            return self._fake(n, ref)
+            return self.fake(n, ref)
+
+
+class TinyWGANGPObjective(Objective):
+    """:class:`TinyWGANGP`'s training: ``n_critic`` WGAN-GP critic updates (on the replay buffer's past samples
+    too, where it has one) per generator update, both groups at lr 1e-4, betas (0, 0.9); no validation."""
+
+    monitor = None
+
+    def groups(self, model: nn.Module) -> dict[str, list[nn.Parameter]]:
+        m: Any = model
+        return {"critic": list(m.critic.parameters()), "generator": list(m.generator.parameters())}
+
+    def schedule(self, model: nn.Module, step: int) -> tuple[str, ...]:
+        return ("critic",) * model.n_critic + ("generator",)  # type: ignore[operator]
+
+    def settings(self, model: nn.Module) -> dict[str, dict[str, Any]]:
+        return {"critic": {"lr": 1e-4, "betas": (0.0, 0.9)}, "generator": {"lr": 1e-4, "betas": (0.0, 0.9)}}
+
+    def loss(self, model: nn.Module, batch: torch.Tensor, group: str = "critic") -> torch.Tensor:
+        m: Any = model
+        fake = m.fake(len(batch), batch)
+        if group == "generator":
+            return wgan_generator_loss(m.critic(fake))
+        if m.replay is not None:  # the critic also sees past samples; this step's go back to the buffer
+            past = m.replay.sample(len(batch) // 2, lambda n: fake[:n].detach())
+            m.replay.push(fake[: len(batch) // 2])
+            fake = torch.cat([fake[len(past) :], past])
+        return wgan_critic_loss(m.critic(batch), m.critic(fake)) + gradient_penalty(m.critic, batch, fake)
+
+
+use_objective(TinyWGANGP, lambda model: TinyWGANGPObjective())
 
 
 def plain_loop(model: TinyWGANGP, data: torch.Tensor, batch_size: int) -> Callable[[int], None]:

@@ -32,6 +32,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from pyrogen.inference.objectives import CrossEntropy
+
 __all__ = [
     "DigitFeatures",
     "bootstrap_ci",
@@ -496,41 +498,18 @@ def digit_features() -> DigitFeatures:
     return _FEATURES
 
 
-class _FeatureTraining(nn.Module):
-    """:class:`DigitFeatures` under the trainer's step protocol: cross-entropy on ``(digits 0..16, labels)``.
+class _FeatureTraining(CrossEntropy):
+    """:class:`DigitFeatures`' objective: cross-entropy on ``(digits 0..16, labels)``.
 
     Each example is shown in one of the three forms models produce — integers / 16, binarized (>= 8),
     dequantized ((k + u) / 17) — chosen at random, so that the features suit samples of every support.
     """
 
-    def __init__(self) -> None:
-        super().__init__()
-        self.net = DigitFeatures()
-
-    def param_groups(self) -> dict[str, list[nn.Parameter]]:
-        return {"model": list(self.net.parameters())}
-
-    def update_schedule(self, step: int) -> tuple[str, ...]:
-        return ("model",)
-
-    def set_step(self, step: int) -> None:
-        pass
-
-    def config(self) -> dict[str, Any]:
-        return {}
-
-    def _views(self, x: torch.Tensor) -> torch.Tensor:
+    def inputs(self, x: torch.Tensor) -> torch.Tensor:
         x = x.float()
         kind = torch.randint(0, 3, (len(x), 1, 1, 1))
         deq = (x + torch.rand_like(x)) / 17.0
         return torch.where(kind == 0, x / 16.0, torch.where(kind == 1, (x >= 8).float(), deq))
-
-    def forward(self, batch: Any, group: str = "model", objective: str = "loss") -> torch.Tensor:
-        x, y = batch
-        return nn.functional.cross_entropy(self.net(self._views(x)), y)
-
-    def validation_loss(self, batch: Any) -> torch.Tensor:
-        return self.forward(batch)
 
 
 def train_digit_features(seed: int = 0, steps: int = 2000) -> tuple[DigitFeatures, dict[str, float]]:
@@ -545,9 +524,9 @@ def train_digit_features(seed: int = 0, steps: int = 2000) -> tuple[DigitFeature
 
     torch.manual_seed(seed)
     ints = load("digits-int")
-    wrapper = _FeatureTraining()
+    net = DigitFeatures()
     fit(
-        wrapper,
+        net,
         (ints.train, ints.labels["train"]),
         (ints.val, ints.labels["val"]),
         steps=steps,
@@ -556,8 +535,9 @@ def train_digit_features(seed: int = 0, steps: int = 2000) -> tuple[DigitFeature
         val_every=100,
         patience=10,
         seed=seed,
+        loss=_FeatureTraining(),
     )
-    net = wrapper.net.eval()
+    net = net.eval()
     acc = {}
     with torch.no_grad():
         for name in ("digits-int", "digits-binary", "digits"):

@@ -11,6 +11,8 @@ import torch
 #: Small configurations of every registered model, for the generic harness.
 #: ``test_every_model_has_a_small_config`` fails when a model is missing here.
 from pyrogen.data.networks import STUDENT  # noqa: E402
+from pyrogen.inference.hooks import TrainingHook
+from pyrogen.inference.objectives import Objective, checked, objective_for
 from pyrogen.models import registry
 
 SMALL = {
@@ -164,17 +166,92 @@ def small_data(name: str, n: int = 256):
     return x[:n], y[:n]
 
 
-def assert_fused_equals_pyro(m, batch, seed: int = 5) -> None:
-    """``m.loss`` equals ``m.pyro_loss`` on the same seed, in value and in every parameter's gradient."""
-    pyro.set_rng_seed(seed)
-    fused = m.fused_pyro_loss(batch)
-    pyro.set_rng_seed(seed)
-    ref = m.pyro_loss(batch)
-    assert torch.allclose(fused, ref, rtol=1e-5, atol=1e-5), (fused, ref)
-    fused.backward()
-    grads = [torch.zeros_like(p) if p.grad is None else p.grad.clone() for p in m.parameters()]
-    m.zero_grad()
-    pyro.set_rng_seed(seed)
-    m.pyro_loss(batch).backward()
-    for g, p in zip(grads, m.parameters(), strict=True):
-        assert torch.allclose(g, torch.zeros_like(p) if p.grad is None else p.grad, rtol=1e-4, atol=1e-5)
+def pyro_reference(m):
+    """The objective whose fused loss Pyro's inference on ``m.model`` and ``m.guide`` must reproduce: the
+    model's own where it is an ELBO or a likelihood, else the bound its Pyro program computes (a DDPM's on one
+    chain), else maximum likelihood of its density (through the ODE for a score SDE)."""
+    from pyrogen.inference import objectives as O
+    from pyrogen.inference.diffusion import DiffusionELBO
+    from pyrogen.models import DDPM, ScoreSDE
+
+    obj = O.objective_for(m)
+    if isinstance(obj, (O.MaximumLikelihood, O.JointLikelihood, O.ELBO, O.SemiSupervisedELBO, O.ImplicitELBO)):
+        return obj
+    if isinstance(m, DDPM):
+        return DiffusionELBO()
+    if isinstance(m, ScoreSDE):
+        return O.MaximumLikelihood(options={"differentiable": True})
+    return O.MaximumLikelihood()
+
+
+def assert_fused_equals_pyro(m, batch, seed: int = 5, objective=None) -> None:
+    """The fused loss of ``objective`` (:func:`pyro_reference` unless given) equals its Pyro loss on the same
+    seed, in value and in every parameter's gradient, for every parameter group it trains."""
+    obj = objective if objective is not None else pyro_reference(m)
+    batch = checked(m, batch)
+    for group in obj.groups(m):
+        m.zero_grad()
+        pyro.set_rng_seed(seed)
+        fused = obj.loss(m, batch, group)
+        pyro.set_rng_seed(seed)
+        ref = obj.pyro_loss(m, batch, group)
+        assert torch.allclose(fused, ref, rtol=1e-5, atol=1e-5), (group, fused, ref)
+        m.zero_grad()
+        pyro.set_rng_seed(seed)
+        obj.loss(m, batch, group).backward()
+        grads = [torch.zeros_like(p) if p.grad is None else p.grad.clone() for p in m.parameters()]
+        m.zero_grad()
+        pyro.set_rng_seed(seed)
+        obj.pyro_loss(m, batch, group).backward()
+        for g, p in zip(grads, m.parameters(), strict=True):
+            assert torch.allclose(g, torch.zeros_like(p) if p.grad is None else p.grad, rtol=1e-4, atol=1e-5)
+        m.zero_grad()
+
+
+def loss(m, batch, group=None):
+    """The model's training loss on ``batch`` under its default objective (checked), as a user computes it."""
+    return objective_for(m)(m, batch, group)
+
+
+class CrashAt(TrainingHook):
+    """A training hook that stops the run at ``step`` (before it trains): ``KeyboardInterrupt``, or ``action()``."""
+
+    def __init__(self, step, action=None):
+        super().__init__()
+        self.at, self.action = step, action
+
+    def before_step(self, step):
+        if step == self.at:
+            if self.action is not None:
+                self.action()
+            raise KeyboardInterrupt
+
+
+class Spy(Objective):
+    """An objective that does what ``inner`` does and lets a test watch or change it: ``step`` is the step being
+    trained (set by ``schedule``); ``change(spy, batch, group, loss)`` may replace each loss; ``only`` (a group
+    name) makes every step train that group alone."""
+
+    def __init__(self, inner, change=None, only=None):
+        self.inner, self.change, self.step, self.only = inner, change, 0, only
+        self.monitor, self.validation_needs_grad = inner.monitor, inner.validation_needs_grad
+
+    def groups(self, model):
+        return self.inner.groups(model)
+
+    def schedule(self, model, step):
+        self.step = step
+        return (self.only,) if self.only is not None else self.inner.schedule(model, step)
+
+    def settings(self, model):
+        return self.inner.settings(model)
+
+    def loss(self, model, batch, group="model"):
+        out = self.inner.loss(model, batch, group)
+        return out if self.change is None else self.change(self, batch, group, out)
+
+    def pyro_loss(self, model, batch, group="model"):
+        return self.inner.pyro_loss(model, batch, group)
+
+    def validation(self, model, batch):
+        return self.inner.validation(model, batch)

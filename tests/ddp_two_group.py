@@ -10,6 +10,7 @@ import torch
 import torch.distributed as tdist
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+from conftest import CrashAt  # noqa: E402
 from two_group import TinyWGANGP  # noqa: E402
 
 from pyrogen.inference import TrainConfig, fit  # noqa: E402
@@ -22,14 +23,7 @@ def main(out: Path, mode: str) -> None:
     model = TinyWGANGP(n_critic=2, ema=0.95, replay=100)
     run = out / ("full" if mode == "full" else "crash")
     if mode == "crash":
-        orig = model.set_step
-
-        def crash(step: int) -> None:
-            if step == 16:  # the process dies right after the step-16 checkpoint
-                os._exit(0)
-            orig(step)
-
-        model.set_step = crash  # type: ignore[method-assign]
+        model.crash = CrashAt(16, lambda: os._exit(0))  # the process dies right after the step-16 checkpoint
     try:
         fit(model, data, None, cfg, out=run, resume=mode == "resume")
         if tdist.is_initialized():

@@ -2,10 +2,11 @@
 
 What a new model needs (the README's "Adding a model" walks through this one): its class, with its data
 ``support``; ``model`` (a Pyro program over a batch, its rows in the caller's plate), ``log_prob`` (or
-``elbo``/``iwae`` or ``energy``: the protocol it implements is its density kind), ``sample``, ``loss`` and
-``as_distribution``; its recipe, ``register("name", family=..., data=...)``; and its small configuration for
-the harness. Its configuration is recorded from its constructor; everything else -- validation, the trainer,
-checkpoints, the CLI -- comes from the contracts.
+``elbo``/``iwae`` or ``energy``: the protocol it implements is its density kind), ``sample`` and
+``as_distribution``; its recipe, ``register("name", family=..., data=..., objective=...)``, which names the
+objective it trains under (here maximum likelihood; the model itself holds no loss); and its small
+configuration for the harness. Its configuration is recorded from its constructor; everything else --
+validation, the trainer, checkpoints, the CLI -- comes from the contracts.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ import torch
 from conftest import SMALL
 from torch import nn
 
+from pyrogen.inference import objectives
+from pyrogen.inference.objectives import MaximumLikelihood
 from pyrogen.inference.program import data_plate
 from pyrogen.models import GenerativeModel, registry
 from pyrogen.models.base import accepts_unbatched, check_positive_int
@@ -49,17 +52,14 @@ class DiagonalGaussian(GenerativeModel):
         with torch.no_grad():
             return self.as_distribution().sample((check_positive_int("n", n),))
 
-    def loss(self, batch: torch.Tensor) -> torch.Tensor:
-        return -self.as_distribution().log_prob(batch).mean()
-
 
 @pytest.fixture
 def registered():
     name = "diagonal-gaussian"
-    registry.register(name, family="example", data="moons")(DiagonalGaussian)
+    registry.register(name, family="example", data="moons", objective=lambda m: MaximumLikelihood())(DiagonalGaussian)
     SMALL[name] = {"event_shape": (2,)}
     yield name
-    del registry._REGISTRY[name], SMALL[name]
+    del registry._REGISTRY[name], SMALL[name], objectives._DEFAULTS[DiagonalGaussian]
 
 
 def test_a_model_registered_here_passes_the_whole_harness(registered, tmp_path):

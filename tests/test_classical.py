@@ -7,7 +7,9 @@ import numpy as np
 import pyro
 import pytest
 import torch
+from conftest import loss
 
+from pyrogen.inference.objectives import objective_for
 from pyrogen.models import RBM, registry
 from pyrogen.models.boltzmann import rbm_ais
 
@@ -80,9 +82,9 @@ def test_rbm_training_objectives_and_bad_arguments():
     data = load("digits-binary")
     m = registry.from_dataset(RBM, data, hidden=8)
     torch.testing.assert_close(torch.sigmoid(m.b), data.train.flatten(1).mean(0).clamp(0.01, 0.99))
-    before = float(m.validation_loss(data.val))
+    before = float(objective_for(m).validation(m, data.val))
     fit(m, data.train, None, steps=300, batch_size=64, lr=0.01)
-    assert float(m.validation_loss(data.val)) < before - 3
+    assert float(objective_for(m).validation(m, data.val)) < before - 3
     with pytest.raises(ValueError, match="objective must be one of cd, pcd, exact; got 'ml'"):
         RBM(hidden=4, objective="ml")
     with pytest.raises(ValueError, match="objective 'exact' enumerates 2\\*\\*hidden states: hidden must be <= 20"):
@@ -291,8 +293,7 @@ def test_naive_bayes_counts_are_the_maximum_likelihood_and_recover_the_generatin
     se = (theta * (1 - theta) / n_y[:, None]).sqrt()
     assert ((theta_hat - theta).abs() < 4 * se + 1e-6).all()
     # and the counts maximize the joint likelihood: a gradient step from them does not improve it
-    loss = fit.loss((x, y))
-    loss.backward()
+    loss(fit, (x, y)).backward()
     assert fit.feature_logits.grad.abs().max() < 1e-6 and fit.class_logits.grad.abs().max() < 1e-6
 
 
@@ -545,15 +546,16 @@ def test_dbm_pretraining_phases_train_their_layers_and_the_joint_phase_improves_
     data = load("digits-binary")
     pyro.set_rng_seed(0)
     m = registry.from_dataset(DBM, data, hidden=(16, 8), pretrain_steps=300)
-    assert [m.update_schedule(s) for s in (0, 299, 300, 599, 600)] == [("layer1",)] * 2 + [("layer2",)] * 2 + [("dbm",)]
+    phases = [objective_for(m).schedule(m, s) for s in (0, 299, 300, 599, 600)]
+    assert phases == [("layer1",)] * 2 + [("layer2",)] * 2 + [("dbm",)]
     cfg = TrainConfig(lr=0.01)
     groups = make_optimizers(m, cfg)
     x = data.train.flatten(1)
-    nll, moved = [float(m.validation_loss(data.val))], []
+    nll, moved = [float(objective_for(m).validation(m, data.val))], []
     for phase in range(3):
         before = {k: v.clone() for k, v in m.state_dict().items()}
         for step in range(300 * phase, 300 * (phase + 1)):
-            training_step(m, m.forward, x[torch.randint(len(x), (64,))], step, groups, cfg)
+            training_step(m, None, x[torch.randint(len(x), (64,))], step, groups, cfg)
         moved.append(
             {
                 k
@@ -561,7 +563,7 @@ def test_dbm_pretraining_phases_train_their_layers_and_the_joint_phase_improves_
                 if not torch.equal(v, before[k]) and k not in ("persistent", "chains_started")
             }
         )
-        nll.append(float(m.validation_loss(data.val)))
+        nll.append(float(objective_for(m).validation(m, data.val)))
     assert moved == [{"W1", "b", "c1"}, {"W2", "c2"}, {"W1", "W2", "b", "c1", "c2"}], moved
     # pre-training takes the DBM far from its start; the joint phase improves on it
     assert nll[2] < nll[0] - 5 and nll[3] < nll[2], nll
@@ -569,8 +571,8 @@ def test_dbm_pretraining_phases_train_their_layers_and_the_joint_phase_improves_
         DBM(hidden=(8,))
     with pytest.raises(ValueError, match="pretrain_steps must be a non-negative integer; got -1"):
         DBM(pretrain_steps=-1)
-    with pytest.raises(ValueError, match="dbm has parameter groups 'layer1', 'layer2', 'dbm'; got 'model'"):
-        m(x[:4], group="model")
+    with pytest.raises(ValueError, match="trains DBM in the parameter groups 'layer1', 'layer2', 'dbm'; got 'model'"):
+        loss(m, x[:4], "model")
 
 
 def _asia():

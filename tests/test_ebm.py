@@ -14,6 +14,7 @@ from pyrogen.distributions import EnergyDistribution
 from pyrogen.inference import energy as E
 from pyrogen.inference import fit
 from pyrogen.inference.mcmc import run_chains
+from pyrogen.inference.objectives import objective_for
 from pyrogen.inference.samplers import MALA, sample_chains
 from pyrogen.models import registry
 
@@ -326,7 +327,7 @@ def test_the_adversarial_bound_is_below_log_z_where_z_is_known():
     # and it is tight when q is the model: fit the flow alone
     opt = torch.optim.Adam(m.flow.parameters(), lr=1e-2)
     for _ in range(300):
-        loss = m.forward(torch.zeros(256, 2), group="flow")
+        loss = objective_for(m).loss(m, torch.zeros(256, 2), "flow")
         opt.zero_grad()
         loss.backward()
         opt.step()

@@ -6,12 +6,13 @@ import pyro
 import pyro.distributions as dist
 import pytest
 import torch
-from conftest import SMALL
+from conftest import SMALL, CrashAt, loss
 
 from pyrogen.data import load
 from pyrogen.distributions import ImplicitDistribution
 from pyrogen.inference import adversarial as adv
 from pyrogen.inference import fit
+from pyrogen.inference.objectives import objective_for
 from pyrogen.inference.protocol import ExactDensity
 from pyrogen.latent import generator_posterior, generator_program
 from pyrogen.metrics import log_likelihood
@@ -104,7 +105,7 @@ def test_wgan_critic_is_clipped_when_used():
     with torch.no_grad():
         for p in m.critic.parameters():
             p.fill_(1.0)
-    m(x, group="critic")
+    loss(m, x, "critic")
     assert max(p.abs().max().item() for p in m.critic.parameters()) <= 0.01 + 1e-7
     assert m.config()["clip"] == 0.01 and m.config()["n_critic"] == 5
 
@@ -146,14 +147,14 @@ def test_per_group_learning_rates_and_betas_reach_the_optimizers():
     groups = make_optimizers(m, TrainConfig(lr=1e-4))
     assert groups.settings["critic"]["lr"] == 4e-4 and groups.settings["generator"]["lr"] == 1e-4
     assert groups.settings["critic"]["betas"] == [0.0, 0.9]
-    assert m.update_schedule(0) == ("critic",) * 5 + ("generator",)
+    assert objective_for(m).schedule(m, 0) == ("critic",) * 5 + ("generator",)
 
 
 def test_spectral_norm_bounds_every_critic_layer():
     m = small("ns-gan", spectral_norm=True)
     x = load("digits").train[:32]
     for _ in range(20):  # power iterations run in training-mode forwards
-        m(x, group="critic")
+        loss(m, x, "critic")
     for mod in m.critic.modules():
         if isinstance(mod, (torch.nn.Linear, torch.nn.Conv2d)):
             w = mod.weight.detach().flatten(1)
@@ -166,7 +167,7 @@ def test_cgan_checks_its_labels():
     with pytest.raises(ValueError, match=r"labels y must be in 0..9; got \[12\]"):
         m.sample(2, y=12)
     with pytest.raises(ValueError, match="class-conditional: give .examples, labels."):
-        m.loss(load("digits").train[:4])
+        loss(m, load("digits").train[:4])
     with pytest.raises(ValueError, match="unconditional; got labels y"):
         small("gan").sample(2, y=1)
 
@@ -192,12 +193,7 @@ def test_resume_of_a_registered_gan_is_bit_for_bit(tmp_path):
     torch.manual_seed(0)
     part = small("wgan-gp", ema=0.9, spectral_norm=True)
 
-    def crash(step, _orig=part.set_step):
-        if step == 6:
-            raise KeyboardInterrupt
-        _orig(step)
-
-    part.set_step = crash
+    part.crash = CrashAt(6)
     with pytest.raises(KeyboardInterrupt):
         fit(part, x, x[:64], out=tmp_path / "part", **cfg)
     torch.manual_seed(5)

@@ -3,9 +3,10 @@
 import pyro
 import pytest
 import torch
-from conftest import SMALL, assert_fused_equals_pyro, small_data, small_model
+from conftest import SMALL, Spy, assert_fused_equals_pyro, loss, small_data, small_model
 
-from pyrogen.inference import DENSITY_KINDS, GenerativeModelProtocol, TrainableProtocol, fit
+from pyrogen.inference import DENSITY_KINDS, GenerativeModelProtocol, Objective, fit
+from pyrogen.inference.objectives import objective_for
 from pyrogen.inference.protocol import ExactDensity, density_kind
 from pyrogen.io import load_checkpoint, save_checkpoint
 from pyrogen.metrics import log_likelihood
@@ -33,7 +34,7 @@ def test_every_model_has_a_small_config():
 @pytest.mark.parametrize("name", NAMES)
 def test_model_follows_the_protocol(name):
     m = small_model(name)
-    assert isinstance(m, GenerativeModelProtocol) and isinstance(m, TrainableProtocol)
+    assert isinstance(m, GenerativeModelProtocol) and isinstance(objective_for(m), Objective)
     assert isinstance(m, pyro.nn.PyroModule)
     assert density_kind(m) in DENSITY_KINDS and registry.get(name).family and registry.name_of(m) == name
     rebuilt = registry.create(name, **m.config())
@@ -45,10 +46,10 @@ def test_loss_decreases_on_a_small_problem(name):
     m = small_model(name)
     x = small_data(name, 256)
     with torch.no_grad():
-        before = float(m.validation_loss(x))
+        before = float(objective_for(m).validation(m, x))
     fit(m, x, None, steps=150, batch_size=64, lr=3e-3)
     with torch.no_grad():
-        after = float(m.validation_loss(x))
+        after = float(objective_for(m).validation(m, x))
     assert after < before - 0.1 * abs(before), (before, after)
 
 
@@ -56,11 +57,20 @@ def test_loss_decreases_on_a_small_problem(name):
 def test_every_parameter_gets_a_finite_gradient(name):
     m = small_model(name)
     m.train()
-    m.loss(small_data(name, 32)).backward()
-    for pname, p in m.named_parameters():
-        assert p.grad is not None, pname
-        assert torch.isfinite(p.grad).all(), pname
-        assert p.grad.abs().sum() > 0, pname
+    objective, batch = objective_for(m), small_data(name, 32)
+    # each group's loss on its own (the critic's and the generator's minimax losses cancel in a sum): every
+    # parameter gets a finite gradient from each loss and a nonzero one from at least one
+    reached = {pname: torch.tensor(0.0) for pname, _ in m.named_parameters()}
+    for group in objective.groups(m):
+        m.zero_grad(set_to_none=True)
+        pyro.set_rng_seed(0)
+        objective(m, batch, group).backward()
+        for pname, p in m.named_parameters():
+            if p.grad is not None:
+                assert torch.isfinite(p.grad).all(), (group, pname)
+                reached[pname] = reached[pname] + p.grad.abs().sum()
+    for pname, total in reached.items():
+        assert total > 0, pname
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -80,7 +90,7 @@ def test_save_load_round_trip(tmp_path, name):
         pyro.set_rng_seed(1)
         la = log_likelihood(a, x, k=10) if scores else torch.zeros(())
         with torch.no_grad():
-            sa = a.sample(4) if "sampler" in CAPS[name] else a.validation_loss(x)
+            sa = a.sample(4) if "sampler" in CAPS[name] else objective_for(a).validation(a, x)
         return la, sa
 
     (la, sa), (lb, sb) = outputs(m), outputs(m2)
@@ -191,11 +201,10 @@ def test_a_group_update_leaves_the_other_groups_without_gradient(name):
     from pyrogen.inference.trainer import make_optimizers, training_step
 
     m = small_model(name)
-    groups = make_optimizers(m, TrainConfig())
-    for g in groups.params:
+    for g in objective_for(m).groups(m):
+        groups = make_optimizers(m, TrainConfig(), Spy(objective_for(m), only=g))
         m.zero_grad(set_to_none=True)
-        m.update_schedule = lambda step, g=g: (g,)
-        training_step(m, m.forward, small_data(name, 32), 0, groups, TrainConfig())
+        training_step(m, None, small_data(name, 32), 0, groups, TrainConfig())
         mine = {id(p) for p in groups.params[g]}  # groups may share parameters (the DBM's joint phase)
         others = [p for h, ps in groups.params.items() if h != g for p in ps if id(p) not in mine]
         assert all(p.grad is None for p in others), g
@@ -235,19 +244,19 @@ def test_loss_validates_its_batch_like_log_prob(name):
 
     shape = tuple(m.event_shape)
     with pytest.raises(ValueError, match="batch is empty"):
-        m.loss(with_x(x[:0]))
+        loss(m, with_x(x[:0]))
     with pytest.raises(ValueError, match="batch must have shape"):
-        m.loss(with_x(x.reshape(len(x), -1)[:, :-1]))
+        loss(m, with_x(x.reshape(len(x), -1)[:, :-1]))
     if m.support == "integer":
         with pytest.raises(TypeError, match="batch must have an integer dtype"):
-            m.loss(with_x(x.float()))
+            loss(m, with_x(x.float()))
     else:
         with pytest.raises(ValueError, match="batch must be finite"):
-            m.loss(with_x(torch.full((4, *shape), float("nan"))))
+            loss(m, with_x(torch.full((4, *shape), float("nan"))))
     if m.support == "binary":
         with pytest.raises(ValueError, match="batch must hold only 0 and 1"):
-            m.loss(with_x(torch.full((4, *shape), 0.5)))
-    assert torch.isfinite(m.loss(good))
+            loss(m, with_x(torch.full((4, *shape), 0.5)))
+    assert torch.isfinite(loss(m, good))
 
 
 @pytest.mark.parametrize("name", having("exact"))

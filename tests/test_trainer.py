@@ -1,10 +1,10 @@
 import pyro
 import pytest
 import torch
-from conftest import small_data, small_model
+from conftest import CrashAt, Spy, small_data, small_model
 from torch import nn
 
-from pyrogen.inference import TrainConfig, fit, latest_checkpoint
+from pyrogen.inference import Objective, TrainConfig, fit, latest_checkpoint, objective_for
 from pyrogen.io import CheckpointError
 from pyrogen.models import GenerativeModel
 
@@ -43,12 +43,7 @@ def test_resumed_run_equals_uninterrupted_run(tmp_path, name, options, device):
 
     part = small_model(name)
 
-    def crash(step, _orig=part.set_step):
-        if step == 20:  # the process dies right after the step-20 checkpoint
-            raise KeyboardInterrupt
-        _orig(step)
-
-    part.set_step = crash
+    part.crash = CrashAt(20)  # the process dies right after the step-20 checkpoint
     with pytest.raises(KeyboardInterrupt):
         fit(part, x, v, cfg, out=tmp_path / "part", device=device)
     assert latest_checkpoint(tmp_path / "part").name.endswith("000000020.safetensors")
@@ -89,9 +84,10 @@ def test_early_stopping_restores_the_best_parameters():
     assert r.best_step == r.step - 3 * 20
     vals = [h["val"] for h in r.history if "val" in h]
     assert r.best_val == min(vals)
+    from pyrogen.inference import objective_for
     from pyrogen.inference.trainer import _validate
 
-    assert _validate(m, v, seed=0, dev=torch.device("cpu")) == pytest.approx(r.best_val, rel=1e-6)
+    assert _validate(m, objective_for(m), v, seed=0, dev=torch.device("cpu")) == pytest.approx(r.best_val, rel=1e-6)
 
 
 def test_loss_decreases_and_pyro_objective_trains_too():
@@ -115,27 +111,28 @@ class _TwoPlayer(GenerativeModel):
         self.critic = nn.Linear(2, 1)
         self.calls: list[str] = []
 
-    def param_groups(self):
-        return {"critic": list(self.critic.parameters()), "generator": list(self.gen.parameters())}
 
-    def update_schedule(self, step):
+class _TwoPlayerObjective(Objective):
+    """Its objective: two critic updates per generator update, declared outside the model."""
+
+    def groups(self, m):
+        return {"critic": list(m.critic.parameters()), "generator": list(m.gen.parameters())}
+
+    def schedule(self, m, step):
         return ("critic", "critic", "generator")
 
-    def forward(self, batch, group="model", objective="loss"):
-        self.calls.append(group)
-        fake = self.gen(torch.randn_like(batch))
+    def loss(self, m, batch, group="critic"):
+        m.calls.append(group)
+        fake = m.gen(torch.randn_like(batch))
         if group == "critic":  # WGAN critic loss with weight clipping left out
-            return self.critic(fake.detach()).mean() - self.critic(batch).mean()
-        return -self.critic(fake).mean()
-
-    def validation_loss(self, batch):
-        return torch.zeros(())
+            return m.critic(fake.detach()).mean() - m.critic(batch).mean()
+        return -m.critic(fake).mean()
 
 
 def test_trainer_runs_a_multi_group_schedule():
     m = _TwoPlayer()
     g0, c0 = m.gen.weight.clone(), m.critic.weight.clone()
-    fit(m, torch.randn(256, 2), None, steps=5, batch_size=32, val_every=0)
+    fit(m, torch.randn(256, 2), None, steps=5, batch_size=32, val_every=0, loss=_TwoPlayerObjective())
     assert m.calls == ["critic", "critic", "generator"] * 5
     assert not torch.equal(g0, m.gen.weight) and not torch.equal(c0, m.critic.weight)
 
@@ -210,14 +207,8 @@ def test_an_exploding_loss_is_reported(caplog):
     """The loss leaves its own scale (item 14 of the hardening issue): fit says so and returns normally."""
     m = small_model("realnvp")
     x = small_data("realnvp", 256)
-    orig = m.loss
-
-    def exploding(batch):
-        loss = orig(batch)
-        return loss * 1e6 if m._train_step >= 40 else loss
-
-    m.loss = exploding
-    r = fit(m, x, None, steps=60, batch_size=64, log_every=20)
+    exploding = Spy(objective_for(m), lambda spy, batch, group, loss: loss * 1e6 if spy.step >= 40 else loss)
+    r = fit(m, x, None, steps=60, batch_size=64, log_every=20, loss=exploding)
     assert len(r.warnings) == 1 and "exploded at step 60" in r.warnings[0]
     assert "exploded" in caplog.text
     m2 = small_model("realnvp")
@@ -245,20 +236,19 @@ def test_an_update_whose_gradient_overflows_is_skipped_not_written_as_nan(caplog
     x = small_data("realnvp", 256)
 
     def overflow_at(m, steps):
-        orig, seen = m.loss, {}
+        seen = {}
 
-        def loss(batch):
-            if m._train_step in steps:
-                seen[m._train_step] = _params(m)
-                return _OverflowingGradient.apply(orig(batch))
-            return orig(batch)
+        def change(spy, batch, group, loss):
+            if spy.step in steps:
+                seen[spy.step] = _params(m)
+                return _OverflowingGradient.apply(loss)
+            return loss
 
-        m.loss = loss
-        return seen
+        return seen, Spy(objective_for(m), change)
 
     m = small_model("realnvp")
-    seen = overflow_at(m, {10, 11})
-    r = fit(m, x, None, steps=30, batch_size=64, grad_clip=10.0)
+    seen, spy = overflow_at(m, {10, 11})
+    r = fit(m, x, None, steps=30, batch_size=64, grad_clip=10.0, loss=spy)
     assert all(torch.isfinite(p).all() for p in m.parameters())
     assert len(r.warnings) == 1 and r.warnings[0].startswith("skipped: the gradient was not finite at step 11"), (
         r.warnings
@@ -268,11 +258,11 @@ def test_an_update_whose_gradient_overflows_is_skipped_not_written_as_nan(caplog
         assert torch.equal(v, seen[11][k]), k
 
     m2 = small_model("realnvp")
-    overflow_at(m2, set(range(5, 100)))
+    _, spy2 = overflow_at(m2, set(range(5, 100)))
     with pytest.raises(
         TrainingDiverged, match=f"not finite for {MAX_SKIPPED} steps in a row by step {5 + MAX_SKIPPED}"
     ):
-        fit(m2, x, None, steps=60, batch_size=64, grad_clip=10.0)
+        fit(m2, x, None, steps=60, batch_size=64, grad_clip=10.0, loss=spy2)
 
 
 def test_no_readable_checkpoint_says_what_to_do(tmp_path):

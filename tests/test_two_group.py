@@ -9,14 +9,14 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import small_data, small_model
+from conftest import CrashAt, Spy, small_data, small_model
 
-from pyrogen.inference import TrainConfig, TrainingDiverged, fit, latest_checkpoint
+from pyrogen.inference import TrainConfig, TrainingDiverged, fit, latest_checkpoint, objective_for
 from pyrogen.inference.trainer import make_optimizers, training_step
 from pyrogen.io import CheckpointError, load_checkpoint
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
-from two_group import TinyWGANGP  # noqa: E402
+from two_group import TinyWGANGP, TinyWGANGPObjective  # noqa: E402
 
 DATA = torch.randn(512, 2) * torch.tensor([1.0, 0.3]) + torch.tensor([2.0, -1.0])
 
@@ -28,20 +28,19 @@ def _state(m):
 def test_a_generator_update_leaves_the_critic_without_gradient():
     torch.manual_seed(0)
     m = TinyWGANGP(n_critic=1)
-    groups = make_optimizers(m, TrainConfig(lr=1e-3))
-    m.update_schedule = lambda step: ("generator",)
+    groups = make_optimizers(m, TrainConfig(lr=1e-3), Spy(objective_for(m), only="generator"))
     critic_before = _state(m.critic)
-    losses = training_step(m, m.forward, DATA[:64], 0, groups, TrainConfig(lr=1e-3))
+    losses = training_step(m, None, DATA[:64], 0, groups, TrainConfig(lr=1e-3))
     assert set(losses) == {"generator"}
     assert all(p.grad is None for p in m.critic.parameters())
     assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in m.generator.parameters())
     assert all(p.requires_grad for p in m.parameters())  # switched back on
     for k, v in m.critic.state_dict().items():
         assert torch.equal(v, critic_before[k]), k
-    m.update_schedule = lambda step: ("critic",)
+    groups = make_optimizers(m, TrainConfig(lr=1e-3), Spy(objective_for(m), only="critic"))
     for p in m.generator.parameters():
         p.grad = None
-    training_step(m, m.forward, DATA[:64], 1, groups, TrainConfig(lr=1e-3))
+    training_step(m, None, DATA[:64], 1, groups, TrainConfig(lr=1e-3))
     assert all(p.grad is None for p in m.generator.parameters())
 
 
@@ -121,12 +120,7 @@ def test_two_groups_with_ema_and_replay_buffer_resume_bit_for_bit(tmp_path, devi
     torch.manual_seed(0)
     part = TinyWGANGP(n_critic=2, ema=0.95, replay=100)
 
-    def crash(step, _orig=part.set_step):
-        if step == 16:
-            raise KeyboardInterrupt
-        _orig(step)
-
-    part.set_step = crash
+    part.crash = CrashAt(16)
     with pytest.raises(KeyboardInterrupt):
         fit(part, DATA, None, cfg, out=tmp_path / "part", device=device)
     torch.manual_seed(999)
@@ -162,30 +156,26 @@ def test_two_groups_resume_bit_for_bit_under_torchrun(tmp_path):
 
 
 def test_validation_can_use_input_gradients():
-    class ScoreMonitor(TinyWGANGP):
+    class ScoreMonitor(TinyWGANGPObjective):
         monitor = "critic-gradient"
         validation_needs_grad = True
 
-        def validation_loss(self, batch):
+        def validation(self, model, batch):
             x = batch.clone().requires_grad_(True)
-            (g,) = torch.autograd.grad(self.critic(x).sum(), x)
+            (g,) = torch.autograd.grad(model.critic(x).sum(), x)
             return g.norm(dim=1).mean()
 
-    m = ScoreMonitor(n_critic=1, ema=None)
-    r = fit(m, DATA, DATA[:100], steps=4, batch_size=64, val_every=2)
+    m = TinyWGANGP(n_critic=1, ema=None)
+    r = fit(m, DATA, DATA[:100], steps=4, batch_size=64, val_every=2, loss=ScoreMonitor())
     assert [h["step"] for h in r.history if "val" in h] == [2, 4]
 
 
 def test_a_diverging_run_stops_and_writes_no_bad_checkpoint(tmp_path):
     m = TinyWGANGP(n_critic=1, ema=None)
 
-    def nan_after(batch, group="critic", objective="loss", _orig=m.forward):
-        loss = _orig(batch, group)
-        return loss * float("nan") if m._train_step >= 5 else loss
-
-    m.forward = nan_after
+    nan_after = Spy(objective_for(m), lambda spy, batch, group, loss: loss * float("nan") if spy.step >= 5 else loss)
     with pytest.raises(TrainingDiverged, match="became nan by step 6.*last good checkpoint is .*000000004"):
-        fit(m, DATA, None, steps=20, batch_size=64, checkpoint_every=2, out=tmp_path)
+        fit(m, DATA, None, steps=20, batch_size=64, checkpoint_every=2, out=tmp_path, loss=nan_after)
     assert latest_checkpoint(tmp_path).name.endswith("000000004.safetensors")
 
 
@@ -195,14 +185,12 @@ def test_every_critic_update_draws_its_own_real_batch():
     m.n_critic = 5
     x = small_data("wgan-gp")
     seen: list[tuple[str, torch.Tensor]] = []
-    forward = m.forward
 
-    def recording(batch, group="model", objective="loss"):
+    def recording(spy, batch, group, loss):
         seen.append((group, batch.detach().clone()))
-        return forward(batch, group=group, objective=objective)
+        return loss
 
-    m.forward = recording
-    fit(m, x, steps=3, batch_size=32, lr=1e-4, seed=0, log_every=1)
+    fit(m, x, steps=3, batch_size=32, lr=1e-4, seed=0, log_every=1, loss=Spy(objective_for(m), recording))
     assert [g for g, _ in seen] == (["critic"] * 5 + ["generator"]) * 3
     critic = [b for g, b in seen if g == "critic"]
     assert len(critic) == 15
@@ -219,12 +207,5 @@ def test_every_critic_update_draws_its_own_real_batch():
     # a one-critic schedule draws nothing extra: every update of a step sees the step's batch
     seen.clear()
     m2 = small_model("ns-gan")
-    forward2 = m2.forward
-
-    def recording2(batch, group="model", objective="loss"):
-        seen.append((group, batch.detach().clone()))
-        return forward2(batch, group=group, objective=objective)
-
-    m2.forward = recording2
-    fit(m2, x, steps=2, batch_size=32, lr=1e-4, seed=0)
+    fit(m2, x, steps=2, batch_size=32, lr=1e-4, seed=0, loss=Spy(objective_for(m2), recording))
     assert torch.equal(seen[0][1], seen[1][1]) and torch.equal(seen[2][1], seen[3][1])

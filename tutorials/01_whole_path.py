@@ -72,21 +72,23 @@ for p in flow.parameters():
 n = 30 if FAST else 300
 runs = run_chains(lambda: nuts(shift_model), num_chains=2, num_samples=n, warmup_steps=n, model_args=(shifted,))
 from pyrogen import diagnostics  # noqa: E402  (ArviZ is imported only when needed)
+from pyrogen.inference.objectives import objective_for  # noqa: E402
 
 print(diagnostics.summary(runs, var_names=["shift"]).to_string())
 
 # %% [markdown]
 # ## 4. A VAE: the Pyro model/guide pair and its fused loss agree
-# The trainer minimises ``vae.loss`` (fused, fast); ``vae.pyro_loss`` is Pyro's
-# ``TraceMeanField_ELBO`` on ``vae.model`` and ``vae.guide``: same seed, same number.
+# The trainer minimises the VAE's objective, ``objective_for(vae)`` (an ``ELBO``: fused, fast);
+# its ``pyro_loss`` is Pyro's ``TraceMeanField_ELBO`` on ``vae.model`` and ``vae.guide``: same seed, same number.
 
 # %%
 vae = VAE(event_shape=(1, 8, 8), latent_dim=16, hidden=(256, 256), kl_warmup=1000)
 x = digits.train[:64]
 pyro.set_rng_seed(1)
-fused = vae.loss(x)
+elbo = objective_for(vae)  # the ELBO objective the VAE trains under
+fused = elbo(vae, x)
 pyro.set_rng_seed(1)
-print(f"fused loss {fused.item():.4f} == Pyro ELBO loss {vae.pyro_loss(x).item():.4f}")
+print(f"fused loss {fused.item():.4f} == Pyro ELBO loss {elbo.pyro_loss(vae, x).item():.4f}")
 fit(
     vae,
     digits.train,

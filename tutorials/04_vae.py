@@ -151,7 +151,7 @@ for beta in (0.25, 0.5, 1.0, 2.0, 4.0):
     fit(m, digits.train, digits.val, **{**registry.recipe_of(m).train_defaults_for(digits), "steps": STEPS})
     m.eval()
     with torch.no_grad():
-        rec, neg_kl = m._terms(digits.test, None, 20, analytic=True)
+        rec, neg_kl = m.elbo_terms(digits.test, None, 20, analytic=True)
     rates.append(float(-neg_kl.mean()))
     distortions.append(float(-rec.mean()))
     print(f"beta {beta:<5} rate {rates[-1]:6.2f}  distortion {distortions[-1]:6.2f} nats")

@@ -5,15 +5,28 @@ from __future__ import annotations
 from pyrogen.inference.amortization import LocalPosterior, amortization_gap, latent_nuts, optimize_local_posterior
 from pyrogen.inference.distillation import DistillResult, distill
 from pyrogen.inference.guides import FLOW_GUIDE_KINDS, flow_guide, flow_transform
-from pyrogen.inference.hooks import EMA, ReplayBuffer, TrainingHook
+from pyrogen.inference.hooks import EMA, ReplayBuffer, StepClock, TrainingHook
 from pyrogen.inference.mcmc import nuts, run_chains
-from pyrogen.inference.objectives import gaussian_kl, iwae_bound, log_mean_exp
+from pyrogen.inference.objectives import (
+    ELBO,
+    CrossEntropy,
+    ImplicitELBO,
+    JointLikelihood,
+    MaximumLikelihood,
+    Objective,
+    Part,
+    Phases,
+    SemiSupervisedELBO,
+    gaussian_kl,
+    iwae_bound,
+    log_mean_exp,
+    objective_for,
+)
 from pyrogen.inference.program import data_plate
 from pyrogen.inference.protocol import (
     DENSITY_KINDS,
     Density,
     GenerativeModelProtocol,
-    TrainableProtocol,
 )
 from pyrogen.inference.samplers import (
     HMC,
@@ -29,6 +42,17 @@ from pyrogen.inference.samplers import (
 from pyrogen.inference.trainer import FitResult, TrainConfig, TrainingDiverged, fit, latest_checkpoint
 
 __all__ = [
+    "CrossEntropy",
+    "ELBO",
+    "ImplicitELBO",
+    "JointLikelihood",
+    "MaximumLikelihood",
+    "Objective",
+    "Part",
+    "Phases",
+    "SemiSupervisedELBO",
+    "StepClock",
+    "objective_for",
     "AnnealedLangevin",
     "ChainState",
     "Chains",
@@ -48,7 +72,6 @@ __all__ = [
     "GenerativeModelProtocol",
     "ReplayBuffer",
     "TrainConfig",
-    "TrainableProtocol",
     "TrainingDiverged",
     "TrainingHook",
     "amortization_gap",

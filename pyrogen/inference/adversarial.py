@@ -1,4 +1,5 @@
-r"""Adversarial objectives: functions of critic scores and networks, shared by every adversarial family.
+r"""Adversarial objectives: functions of critic scores and networks, shared by every adversarial family, and the
+:class:`Adversarial` objective (with BiGAN's and CycleGAN's) that trains a generator against a critic with them.
 
 Each returns a scalar to *minimise*. ``real`` and ``fake`` are critic outputs
 of shape ``(n,)`` or ``(n, 1)`` on data and on generated samples. For the
@@ -21,12 +22,18 @@ import functools
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from pyrogen.inference.objectives import Objective, eval_mode
+
 __all__ = [
+    "Adversarial",
+    "Bidirectional",
+    "CycleConsistent",
     "F_DIVERGENCES",
     "FDivergence",
     "LOSS_PAIRS",
@@ -533,3 +540,153 @@ def loss_pair(name: str, divergence: FDivergence | None = None, trick: bool = Tr
     if name not in LOSS_PAIRS:
         raise ValueError(f"loss must be one of {', '.join([*LOSS_PAIRS, 'f'])}; got {name!r}")
     return LOSS_PAIRS[name]
+
+
+# -- the objectives ---------------------------------------------------------------------------------------------
+class Adversarial(Objective):
+    r"""A generator and a critic trained against each other under a :class:`LossPair`: ``n_critic`` critic
+    updates (each on a batch of its own, Arjovsky et al., 2017, Algorithm 1) per generator update.
+
+    The model gives ``unpack(batch)`` (examples and labels or ``None``), ``noise(n, like)``,
+    ``generator_output(z, y)`` (the generator's own weights, as trained), ``critic_score(x, y)`` and its
+    ``critic`` and ``generator`` modules (the two parameter groups). Validation watches the unbiased MMD²
+    (median bandwidth) between as many samples as the batch (with its labels, for a conditional GAN) and the
+    batch: the adversarial losses say nothing about the samples' quality.
+
+    Args:
+        pair: the critic's and the generator's losses (:data:`LOSS_PAIRS`, :func:`fgan_loss_pair`).
+        n_critic: critic updates per generator update.
+        clip: WGAN's weight clipping (the critic's parameters clamped to :math:`[-c, c]` before every use).
+        gp_weight: the gradient penalty :math:`\lambda` on interpolates (Gulrajani et al., 2017; 0: none).
+        betas: Adam's betas of both groups; critic_lr, generator_lr: each group's learning rate (``None``: the
+            run's).
+    """
+
+    monitor: str | None = "mmd"
+
+    def __init__(
+        self,
+        pair: LossPair,
+        n_critic: int = 1,
+        clip: float | None = None,
+        gp_weight: float = 0.0,
+        betas: tuple[float, float] = (0.5, 0.999),
+        critic_lr: float | None = None,
+        generator_lr: float | None = None,
+    ) -> None:
+        if not isinstance(pair, LossPair):
+            raise TypeError(f"pair must be a LossPair (see LOSS_PAIRS); got {type(pair).__name__}")
+        if isinstance(n_critic, bool) or not isinstance(n_critic, int) or n_critic < 1:
+            raise ValueError(f"n_critic must be a positive integer; got {n_critic!r}")
+        self.pair, self.n_critic, self.clip, self.gp_weight = pair, n_critic, clip, float(gp_weight)
+        self.betas, self.critic_lr, self.generator_lr = tuple(betas), critic_lr, generator_lr
+
+    def groups(self, model: nn.Module) -> dict[str, list[nn.Parameter]]:
+        return {"critic": list(model.critic.parameters()), "generator": list(model.generator.parameters())}  # type: ignore[union-attr]
+
+    def schedule(self, model: nn.Module, step: int) -> tuple[str, ...]:
+        return ("critic",) * self.n_critic + ("generator",)
+
+    def settings(self, model: nn.Module) -> dict[str, dict[str, Any]]:
+        out: dict[str, dict[str, Any]] = {"critic": {"betas": self.betas}, "generator": {"betas": self.betas}}
+        if self.critic_lr is not None:
+            out["critic"]["lr"] = self.critic_lr
+        if self.generator_lr is not None:
+            out["generator"]["lr"] = self.generator_lr
+        return out
+
+    def loss(self, model: nn.Module, batch: Any, group: str = "critic") -> torch.Tensor:
+        r"""The group's loss on ``batch`` against as many generated samples. The critic's: for the minimax pair at
+        the optimal critic :math:`\log 4 - 2\,\mathrm{JSD}`; for ``wgan`` its negative (penalty aside) estimates
+        the Wasserstein-1 distance; for an f-GAN its negative is the variational lower bound on :math:`D_f`."""
+        m: Any = model
+        x, y = m.unpack(batch)
+        if self.clip is not None:
+            clip_weights_(m.critic, self.clip)
+        fake = m.generator_output(m.noise(len(x), x), y)
+        if group == "generator":
+            return self.pair.generator(m.critic_score(fake, y))
+        loss = self.pair.critic(m.critic_score(x, y), m.critic_score(fake, y))
+        if self.gp_weight:
+            loss = loss + gradient_penalty(lambda v: m.critic_score(v, y), x, fake, self.gp_weight)
+        return loss
+
+    def validation(self, model: nn.Module, batch: Any) -> torch.Tensor:
+        from pyrogen.quality import mmd2
+
+        m: Any = model
+        x, y = m.unpack(batch)
+        fake = m.generate(m.noise(len(x), x), y)
+        return torch.tensor(mmd2(fake.detach().flatten(1).double(), x.flatten(1).double()))
+
+
+class Bidirectional(Adversarial):
+    r"""BiGAN / ALI's objective (Donahue et al., 2017; Dumoulin et al., 2017): the discriminator tells data pairs
+    :math:`(x, E(x))` from generated pairs :math:`(G(z), z)`; generator and encoder (the ``"generator"``
+    group) fool it with the non-saturating loss on both sides (the labels swapped)."""
+
+    def groups(self, model: nn.Module) -> dict[str, list[nn.Parameter]]:
+        m: Any = model
+        return {
+            "critic": list(m.critic.parameters()),
+            "generator": [*m.generator.parameters(), *m.encoder.parameters()],
+        }
+
+    def loss(self, model: nn.Module, batch: Any, group: str = "critic") -> torch.Tensor:
+        m: Any = model
+        x, _ = m.unpack(batch)
+        z = m.noise(len(x), x)
+        real = m.critic(x, z=m.encoder(x))
+        fake = m.critic(m.generator(z), z=z)
+        if group == "generator":  # labels swapped: data pairs should look generated and generated pairs real
+            return discriminator_loss(fake, real)
+        return discriminator_loss(real, fake)
+
+
+class CycleConsistent(Adversarial):
+    r"""CycleGAN's objective (Zhu et al., 2017): two critics (``"critic"``) and two translators :math:`G: A \to B`,
+    :math:`F: B \to A` (``"generator"``) under the loss pair (least squares, Mao et al., 2017, as Zhu et al.
+    train), plus :math:`\lambda\,(\lVert F(G(a)) - a\rVert_1 + \lVert G(F(b)) - b\rVert_1)` and optionally the
+    identity term. The model gives ``domains(x)``, the batch's two unpaired domains. Validation watches the
+    cycle-consistency error (per pixel).
+
+    Args:
+        cycle_weight: :math:`\lambda`; identity_weight: weight of :math:`\lVert G(b) - b\rVert_1 + \lVert F(a) -
+            a\rVert_1`; the rest as :class:`Adversarial`.
+    """
+
+    monitor: str | None = "cycle"
+
+    def __init__(self, pair: LossPair, cycle_weight: float = 10.0, identity_weight: float = 0.0, **kwargs: Any) -> None:
+        super().__init__(pair, **kwargs)
+        self.cycle_weight, self.identity_weight = float(cycle_weight), float(identity_weight)
+
+    def groups(self, model: nn.Module) -> dict[str, list[nn.Parameter]]:
+        m: Any = model
+        return {
+            "critic": [*m.critic.parameters(), *m.critic_a.parameters()],
+            "generator": [*m.generator.parameters(), *m.generator_ba.parameters()],
+        }
+
+    def loss(self, model: nn.Module, batch: Any, group: str = "critic") -> torch.Tensor:
+        m: Any = model
+        x, _ = m.unpack(batch)
+        a, b = m.domains(x)
+        fake_b, fake_a = m.generator(a), m.generator_ba(b)
+        pair = self.pair
+        if group == "critic":
+            return pair.critic(m.critic(b), m.critic(fake_b)) + pair.critic(m.critic_a(a), m.critic_a(fake_a))
+        loss = pair.generator(m.critic(fake_b)) + pair.generator(m.critic_a(fake_a))
+        cycle = (m.generator_ba(fake_b) - a).abs().mean() + (m.generator(fake_a) - b).abs().mean()
+        loss = loss + self.cycle_weight * cycle
+        if self.identity_weight:
+            ident = (m.generator(b) - b).abs().mean() + (m.generator_ba(a) - a).abs().mean()
+            loss = loss + self.identity_weight * ident
+        return loss
+
+    def validation(self, model: nn.Module, batch: Any) -> torch.Tensor:
+        m: Any = model
+        x, _ = m.unpack(batch)
+        a, b = m.domains(x)
+        with eval_mode(m):
+            return (m.generator_ba(m.generator(a)) - a).abs().mean() + (m.generator(m.generator_ba(b)) - b).abs().mean()

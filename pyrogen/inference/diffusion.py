@@ -16,6 +16,8 @@ Every sampler returns :class:`~pyrogen.inference.samplers.Chains`: the positions
 the last one the sample, with per-step statistics (``t``, ``noise_std``, ``grad_norm``), so that
 ``chains.to_inference_data()`` lets ArviZ look at the reverse chain like at any other.
 
+The objectives that train the diffusion family, :class:`Denoising` and :class:`DiffusionELBO`, close the module.
+
 ``eps_fn(x, t)`` takes ``t`` as an integer tensor ``(n,)`` of DDPM steps; ``score_fn(x, t)`` a float
 tensor ``(n,)`` of times in :math:`[0, 1]`. Neither is differentiated by the samplers (only by
 :func:`probability_flow_log_prob`).
@@ -28,13 +30,17 @@ from collections.abc import Callable
 from typing import Any
 
 import torch
+from torch import nn
 
 from pyrogen.checks import integer as _count
 from pyrogen.checks import number as _number
+from pyrogen.inference.objectives import Objective, eval_mode
 from pyrogen.inference.samplers import Chains
 from pyrogen.inference.schedules import SDE, NoiseSchedule, _bcast
 
 __all__ = [
+    "Denoising",
+    "DiffusionELBO",
     "ancestral",
     "ddim",
     "ddim_timesteps",
@@ -351,3 +357,40 @@ def probability_flow_log_prob(
     zero = torch.zeros(n, dtype=x.dtype, device=x.device)
     x1, delta = _odeint(func, (x, zero), ts, rtol, atol, method)
     return sde.prior_log_prob(x1[-1]) + delta[-1], nfe
+
+
+# -- the objectives ---------------------------------------------------------------------------------------------
+class Denoising(Objective):
+    r"""The mean denoising loss of a diffusion or score model, ``model.denoising_loss(batch)``: DDPM's
+    :math:`\lVert \epsilon - \epsilon_\theta(x_t, t)\rVert^2` (or its :math:`L_{vlb}`), NCSN's denoising score
+    matching over its noise levels, the score SDE's. Validation watches the same loss on a fixed draw of
+    times and noise (seed 0, the global random state untouched) with the averaged weights where there are any,
+    comparable from one validation to the next. It is no ELBO of the model's Pyro program (for that,
+    :class:`DiffusionELBO`)."""
+
+    def loss(self, model: nn.Module, batch: Any, group: str = "model") -> torch.Tensor:
+        return model.denoising_loss(batch).mean()  # type: ignore[operator]
+
+    def validation(self, model: nn.Module, batch: Any) -> torch.Tensor:
+        ref = next(model.parameters())
+        with torch.random.fork_rng(devices=[ref.device] if ref.is_cuda else []):
+            torch.manual_seed(0)
+            with torch.no_grad(), eval_mode(model):
+                return model.denoising_loss(batch, averaged=True).mean()  # type: ignore[operator]
+
+
+class DiffusionELBO(Objective):
+    r"""Minus a DDPM's variational bound on one chain drawn backwards from :math:`q(x_T \mid x_0)` through the
+    posteriors, per example (``model.chain_bound(batch)``): what Pyro's ``TraceMeanField_ELBO`` computes on
+    the model's ``model`` and ``guide`` (each KL in closed form, the same draws on the same seed), which
+    ``objective="pyro"`` uses. Training by it is Sohl-Dickstein et al.'s (2015); Ho et al. (2020) train the
+    reweighted :class:`Denoising` loss."""
+
+    def loss(self, model: nn.Module, batch: Any, group: str = "model") -> torch.Tensor:
+        return model.chain_bound(batch).mean()  # type: ignore[operator]
+
+    def pyro_loss(self, model: nn.Module, batch: Any, group: str = "model") -> torch.Tensor:
+        from pyro.infer import TraceMeanField_ELBO
+
+        args = batch if isinstance(batch, tuple) else (batch,)
+        return TraceMeanField_ELBO().differentiable_loss(model.model, model.guide, *args) / len(args[0])

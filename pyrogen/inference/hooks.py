@@ -10,6 +10,7 @@ one.
 - :class:`EMA` — an exponential moving average of a chosen set of parameters
   (a GAN's generator, a diffusion model's network), swapped in for sampling
   and evaluation with :meth:`EMA.averaged`;
+- :class:`StepClock` — the training step, for a program that anneals with it (set before every step);
 - :class:`ReplayBuffer` — persistent chains of an energy-based model (Du and
   Mordatch, 2019): the model draws chain starts from it and hands back the
   chains' ends, which the buffer stores after the step.
@@ -28,15 +29,43 @@ import torch
 import torch.distributed as tdist
 from torch import nn
 
-__all__ = ["EMA", "ReplayBuffer", "TrainingHook"]
+__all__ = ["EMA", "ReplayBuffer", "StepClock", "TrainingHook"]
 
 
 class TrainingHook(nn.Module):
-    """Base class of the modules the trainer calls after every optimisation step."""
+    """Base class of the modules the trainer calls before and after every optimisation step."""
 
-    def after_step(self, step: int) -> None:  # pragma: no cover - the interface
+    def before_step(self, step: int) -> None:
+        """Called by the trainer before step ``step`` (0-based), and with the last step when training ends."""
+
+    def after_step(self, step: int) -> None:
         """Called by the trainer after the optimisers of step ``step`` (0-based) have stepped."""
-        raise NotImplementedError
+
+
+class StepClock(TrainingHook):
+    """The training step, for a model whose program anneals with it (a KL warm-up) or cycles through settings
+    (MADE's orderings). It holds no state of its own in the ``state_dict``: the trainer sets it before every
+    step, on resume included, so a resumed run sees the step an uninterrupted one does.
+
+    Args:
+        on_step: called with each step (optional).
+
+    Example:
+        >>> clock = StepClock()
+        >>> clock.before_step(7)
+        >>> clock.step
+        7
+    """
+
+    def __init__(self, on_step: Callable[[int], None] | None = None) -> None:
+        super().__init__()
+        self.step = 0
+        self._on_step = on_step
+
+    def before_step(self, step: int) -> None:
+        self.step = int(step)
+        if self._on_step is not None:
+            self._on_step(self.step)
 
 
 class EMA(TrainingHook):

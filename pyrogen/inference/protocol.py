@@ -9,11 +9,11 @@ a bound (``elbo`` and ``iwae``), an estimated log-probability with its method an
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
 from typing import Any, Literal, Protocol, runtime_checkable
 
 import torch
-from torch import nn
+
+from pyrogen.inference.objectives import objective_for
 
 __all__ = [
     "DENSITY_KINDS",
@@ -29,7 +29,6 @@ __all__ = [
     "OwnMetrics",
     "ReportsBound",
     "Sampler",
-    "TrainableProtocol",
     "Translator",
     "UnnormalizedDensity",
     "capabilities",
@@ -164,7 +163,7 @@ def density_kind(model: Any) -> str:
 
 def capabilities(model: Any) -> frozenset[str]:
     """What ``model`` is, in the test harness's words: its density kind (unless none), ``"sampler"`` (it samples
-    and is no translator), ``"several_groups"`` (its objective trains more than one parameter group) and
+    and is no translator), ``"several_groups"`` (its default objective trains more than one parameter group) and
     ``"labelled"`` (it trains on ``(examples, labels)``)."""
     caps = set()
     kind = density_kind(model)
@@ -172,7 +171,7 @@ def capabilities(model: Any) -> frozenset[str]:
         caps.add(kind)
     if isinstance(model, Sampler) and not isinstance(model, Translator):
         caps.add("sampler")
-    if len(model.param_groups()) > 1:
+    if len(objective_for(model).groups(model)) > 1:
         caps.add("several_groups")
     if model.labelled:
         caps.add("labelled")
@@ -196,29 +195,3 @@ class GenerativeModelProtocol(Protocol):
     def config(self) -> dict[str, Any]: ...
     def eval(self) -> Any: ...
     def train(self, mode: bool = True) -> Any: ...
-
-
-@runtime_checkable
-class TrainableProtocol(Protocol):
-    """What the trainer uses of a model: the step protocol.
-
-    One training step at step ``s`` runs, for each ``group`` in
-    ``update_schedule(s)``: zero the gradients of ``param_groups()[group]``,
-    ``model(batch, group=group).backward()``, step that group's optimizer.
-    A maximum-likelihood or ELBO family has the single group ``"model"``; an
-    adversarial family has e.g. ``"critic"`` and ``"generator"`` and a schedule
-    such as five critic updates per generator update; all without a change to
-    the trainer. While one group trains, the others' parameters collect no
-    gradient. Optional members the trainer reads when present:
-    ``optimizer_settings()`` (per-group ``lr``, ``betas``, ``weight_decay``,
-    ``grad_clip``), ``monitor`` (``None``: no validation) and
-    ``validation_needs_grad``; and any :class:`~pyrogen.inference.hooks.TrainingHook`
-    child module (an EMA, a replay buffer) is called after every step.
-    """
-
-    def param_groups(self) -> Mapping[str, Sequence[nn.Parameter]]: ...
-    def update_schedule(self, step: int) -> Sequence[str]: ...
-    def set_step(self, step: int) -> None: ...
-    def validation_loss(self, batch: torch.Tensor) -> torch.Tensor: ...
-    def config(self) -> dict[str, Any]: ...
-    def __call__(self, batch: torch.Tensor, group: str = ..., objective: str = ...) -> torch.Tensor: ...

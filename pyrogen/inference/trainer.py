@@ -1,7 +1,8 @@
 """The trainer: one loop for every family, resumable, DDP-ready.
 
-:func:`fit` trains any object that follows
-:class:`~pyrogen.inference.protocol.TrainableProtocol`. It owns the data order
+:func:`fit` trains a model under an :class:`~pyrogen.inference.objectives.Objective` (the loss, its
+parameter groups and their update schedule; the model's registered default unless one is passed). It owns
+the data order
 (a :class:`~torch.utils.data.DistributedSampler` reseeded each epoch, so that
 the order is a function of the seed and the step alone), one Adam optimizer
 per parameter group, a stateless learning-rate schedule, periodic validation
@@ -33,6 +34,7 @@ from torch import nn
 from torch.utils.data import DistributedSampler
 
 from pyrogen.inference.hooks import TrainingHook
+from pyrogen.inference.objectives import Objective, objective_for, trusted
 from pyrogen.inference.protocol import Configured
 from pyrogen.io import CheckpointError, _non_finite, load_checkpoint, save_checkpoint
 
@@ -80,7 +82,7 @@ class TrainConfig:
             update as the for-loop Adam, faster (``benchmarks/run.py`` shows
             both). ``False``: the for-loop Adam.
         groups: per-parameter-group optimizer settings that override the
-            model's ``optimizer_settings()``, e.g. ``{"critic": {"lr": 1e-4,
+            objective's ``settings()``, e.g. ``{"critic": {"lr": 1e-4,
             "betas": (0.0, 0.9)}}`` (keys ``lr``, ``betas``, ``weight_decay``,
             ``grad_clip``; see :func:`group_settings`). The learning-rate
             schedule scales every group's ``lr`` alike.
@@ -168,20 +170,21 @@ class FitResult:
 GROUP_KEYS = ("lr", "betas", "weight_decay", "grad_clip")
 
 
-def group_settings(model: nn.Module, cfg: TrainConfig) -> dict[str, dict[str, Any]]:
-    """Each parameter group's optimizer settings: ``TrainConfig`` defaults < the model's < ``cfg.groups``.
+def group_settings(model: nn.Module, cfg: TrainConfig, objective: Objective | None = None) -> dict[str, dict[str, Any]]:
+    """Each parameter group's optimizer settings: ``TrainConfig`` defaults < the objective's < ``cfg.groups``.
 
-    A model declares its own in ``optimizer_settings()`` (e.g. a GAN's critic
-    ``{"lr": 1e-4, "betas": (0.0, 0.9)}``); ``cfg.groups`` overrides both.
-    The result is JSON-serialisable and saved in every checkpoint.
+    An objective declares its own in :meth:`~pyrogen.inference.objectives.Objective.settings` (e.g. a GAN's
+    critic ``{"lr": 1e-4, "betas": (0.0, 0.9)}``); ``cfg.groups`` overrides both. ``objective`` defaults to
+    the model's (:func:`~pyrogen.inference.objectives.objective_for`). The result is JSON-serialisable and
+    saved in every checkpoint.
 
     Raises:
-        ValueError: a setting for a group the model does not have, an unknown
+        ValueError: a setting for a group the objective does not train, an unknown
             key, or a bad value.
     """
-    names = list(model.param_groups())  # type: ignore[operator]
-    declared = getattr(model, "optimizer_settings", None)
-    layers = [declared() if callable(declared) else {}, cfg.groups or {}]
+    objective = objective if objective is not None else objective_for(model)
+    names = list(objective.groups(model))
+    layers = [objective.settings(model), cfg.groups or {}]
     out: dict[str, dict[str, Any]] = {}
     for g in names:
         s: dict[str, Any] = {
@@ -193,7 +196,7 @@ def group_settings(model: nn.Module, cfg: TrainConfig) -> dict[str, dict[str, An
         for layer in layers:
             s.update(layer.get(g, {}))
         out[g] = s
-    for layer, where in zip(layers, ("optimizer_settings()", "groups"), strict=True):
+    for layer, where in zip(layers, ("the objective's settings()", "groups"), strict=True):
         for g, d in layer.items():
             if g not in names:
                 raise ValueError(f"{where} names parameter group {g!r}; the model has {names}")
@@ -222,12 +225,10 @@ def _check_group(g: str, s: Mapping[str, Any]) -> None:
 class _Groups:
     """The parameter groups, their optimizers and settings, and the parameters to freeze while each trains."""
 
-    def __init__(self, model: nn.Module, cfg: TrainConfig) -> None:
-        self.params: dict[str, list[torch.Tensor]] = {
-            g: list(ps)
-            for g, ps in model.param_groups().items()  # type: ignore[operator]
-        }
-        self.settings = group_settings(model, cfg)
+    def __init__(self, model: nn.Module, cfg: TrainConfig, objective: Objective) -> None:
+        self.objective = objective
+        self.params: dict[str, list[torch.Tensor]] = {g: list(ps) for g, ps in objective.groups(model).items()}
+        self.settings = group_settings(model, cfg, objective)
         self.opts = {g: _adam(ps, self.settings[g], cfg.fused) for g, ps in self.params.items()}
         ids = {g: {id(p) for p in ps} for g, ps in self.params.items()}
         everything = [p for ps in self.params.values() for p in ps]
@@ -243,14 +244,14 @@ class _Groups:
 
 def training_step(
     model: nn.Module,
-    wrapped: Callable[..., torch.Tensor],
+    wrapped: Callable[..., torch.Tensor] | None,
     batch: Data,
     step: int,
     groups: _Groups,
     cfg: TrainConfig,
     draw: Callable[[int], Data] | None = None,
 ) -> dict[str, torch.Tensor]:
-    """One optimisation step of :func:`fit`: every group of ``update_schedule(step)`` in turn.
+    """One optimisation step of :func:`fit`: every group of the objective's ``schedule(model, step)`` in turn.
 
     The first update of each group trains on ``batch``; a group updated again in the same step (the ``i``-th
     update of the schedule) on ``draw(i)``, a batch of its own: WGAN's critic iterations each see a fresh
@@ -258,8 +259,8 @@ def training_step(
     reference GAN, BiGAN and CycleGAN implementations train their two players on one. Without ``draw`` every
     update reuses ``batch``.
 
-    ``wrapped`` computes a group's loss: ``model.forward`` on one process, or the
-    DDP wrapper. (Going through ``PyroModule.__call__`` would issue a
+    ``wrapped`` computes a group's loss: a :class:`_Step` (the objective's ``loss`` on the model; ``None``
+    makes one) on one process, or its DDP wrapper. (Going through ``PyroModule.__call__`` would issue a
     ``pyro.module`` statement for every child network on every step, about
     0.15 ms; the trainer needs no Pyro effects there.) While a group trains,
     the parameters of every other group have ``requires_grad`` off: their
@@ -269,10 +270,13 @@ def training_step(
     norm is not finite, its update is skipped (``groups.skipped`` counts the
     skips in a row).
     """
-    model.set_step(step)  # type: ignore[operator]
-    schedule = model.update_schedule(step)  # type: ignore[operator]
+    if wrapped is None:
+        wrapped = _Step(model, groups.objective)
+    for hook in groups.hooks:
+        hook.before_step(step)
+    schedule = groups.objective.schedule(model, step)
     if not schedule:
-        raise ValueError(f"update_schedule({step}) returned no parameter group")
+        raise ValueError(f"{type(groups.objective).__name__}.schedule(model, {step}) returned no parameter group")
     losses: dict[str, torch.Tensor] = {}
     step_batch = batch
     for update, gname in enumerate(schedule):
@@ -284,7 +288,7 @@ def training_step(
         for p in frozen:
             p.requires_grad_(False)
         try:
-            loss = wrapped(batch, group=gname, objective=cfg.objective)
+            loss = wrapped(batch, group=gname, pyro=cfg.objective == "pyro")
             loss.backward()
         finally:
             for p in frozen:
@@ -305,9 +309,10 @@ def training_step(
     return losses
 
 
-def make_optimizers(model: nn.Module, cfg: TrainConfig) -> _Groups:
-    """The parameter groups of ``model`` with one Adam optimizer each (see :func:`group_settings`)."""
-    return _Groups(model, cfg)
+def make_optimizers(model: nn.Module, cfg: TrainConfig, objective: Objective | None = None) -> _Groups:
+    """The parameter groups of ``objective`` (the model's default unless given) with one Adam optimizer each (see
+    :func:`group_settings`)."""
+    return _Groups(model, cfg, objective if objective is not None else objective_for(model))
 
 
 def _adam(params: list[torch.Tensor], settings: Mapping[str, Any], fused: bool) -> torch.optim.Optimizer:
@@ -500,13 +505,13 @@ def fit(
     device: str | torch.device | None = None,
     progress: bool = False,
     run_metadata: Mapping[str, Any] | None = None,
+    loss: Objective | None = None,
     **overrides: Any,
 ) -> FitResult:
     """Train ``model`` on ``train``, validating on ``val``.
 
     Args:
-        model: a module following :class:`~pyrogen.inference.protocol.TrainableProtocol`
-            (every registered pyrogen model does).
+        model: the module to train (every registered pyrogen model, or any module given ``loss``).
         train: training examples, shape ``(n,) + event_shape``; for a
             conditional model a tuple ``(examples, context)`` (e.g. the class
             labels), batched together, and ``loss`` receives the tuple.
@@ -523,11 +528,11 @@ def fit(
         run_metadata: extra JSON saved in every checkpoint (the CLI stores the
             model and dataset names there).
 
-    The model chooses what validation watches: ``validation_loss`` (its loss
+    The objective chooses what validation watches: its ``validation`` (its loss
     by default; a score-matching loss or a sample-quality distance such as
     MMD to ``val`` where the family has no likelihood), computed with input
-    gradients when the model sets ``validation_needs_grad``; a model whose
-    ``monitor`` is ``None`` (a GAN's losses say nothing about its samples)
+    gradients when it sets ``validation_needs_grad``; an objective whose
+    ``monitor`` is ``None`` (a curriculum whose phases' losses are no one score)
     is not validated and so never stops early.
 
     Returns:
@@ -550,6 +555,9 @@ def fit(
         (20, 2)
     """
     cfg = _config(model, config, overrides, out, resume)
+    objective = loss if loss is not None else objective_for(model)
+    if not isinstance(objective, Objective):
+        raise TypeError(f"loss must be a pyrogen.inference.objectives.Objective; got {type(loss).__name__}")
     dev = _device(model, device)
     _maybe_init_distributed(dev)
     rank, world = _dist_info()
@@ -558,8 +566,8 @@ def fit(
     train = _to(_check_data(train, "train", model), dev)
     if val is not None:
         val = _to(_check_data(val, "val", model), dev)
-        if getattr(model, "monitor", "loss") is None:
-            log.info("%s has no validation monitor; training without validation", type(model).__name__)
+        if objective.monitor is None:
+            log.info("%s has no validation monitor; training without validation", type(objective).__name__)
             val = None
     model.to(dev)
     st = _State(
@@ -568,7 +576,7 @@ def fit(
         dev=dev,
         rank=rank,
         world=world,
-        groups=_Groups(model, cfg),
+        groups=_Groups(model, cfg, objective),
         batches=_Batches(_len(train), cfg.batch_size, rank, world, cfg.seed, dev),
         run_dir=Path(out) if out is not None else None,
         run_metadata=dict(run_metadata or {}),
@@ -583,7 +591,8 @@ def fit(
         _check_replicas(model)
     if cfg.restore_best and st.best_state is not None:
         model.load_state_dict(st.best_state)
-    model.set_step(st.result.step)  # type: ignore[operator]
+    for hook in st.groups.hooks:  # annealed settings as at the step training stopped
+        hook.before_step(st.result.step)
     model.eval()
     return st.result
 
@@ -607,9 +616,8 @@ def _config(
     cfg.validate()
     if (resume or cfg.checkpoint_every) and out is None:
         raise ValueError("out (a run directory) is required for resume and checkpoint_every")
-    for name in ("param_groups", "update_schedule", "set_step", "validation_loss"):
-        if not callable(getattr(model, name, None)):
-            raise TypeError(f"model must implement {name}() (see TrainableProtocol)")
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module; got {type(model).__name__}")
     return cfg
 
 
@@ -648,12 +656,12 @@ class _State:
 
 def _loop(st: _State, train: Data, val: Data | None, progress: bool) -> None:
     cfg, model = st.cfg, st.model
-    wrapped: Callable[..., torch.Tensor] = model.forward
+    wrapped: Callable[..., torch.Tensor] = _Step(model, st.groups.objective)
     if st.world > 1:
         from torch.nn.parallel import DistributedDataParallel as DDP
 
         # DDP calls the wrapper, not PyroModule.__call__ (no pyro.module statements in the training step)
-        wrapped = DDP(_Forward(model), find_unused_parameters=len(st.groups.params) > 1)
+        wrapped = DDP(wrapped, find_unused_parameters=len(st.groups.params) > 1)
     bar = None
     if progress and st.rank == 0:
         from tqdm.auto import tqdm
@@ -696,15 +704,20 @@ def _loop(st: _State, train: Data, val: Data | None, progress: bool) -> None:
         gc.collect()
 
 
-class _Forward(nn.Module):
-    """``model.forward`` as a plain module, for DDP to wrap."""
+class _Step(nn.Module):
+    """A group's loss under the objective, as a plain module (what DDP wraps): the batch is trusted, checked
+    once when :func:`fit` began."""
 
-    def __init__(self, model: nn.Module) -> None:
+    def __init__(self, model: nn.Module, objective: Objective) -> None:
         super().__init__()
         self.model = model
+        self.objective = objective
 
-    def forward(self, *args: Any, **kwargs: Any) -> torch.Tensor:
-        return self.model.forward(*args, **kwargs)
+    def forward(self, batch: Data, group: str, pyro: bool = False) -> torch.Tensor:
+        with trusted():
+            if pyro:
+                return self.objective.pyro_loss(self.model, batch, group)
+            return self.objective.loss(self.model, batch, group)
 
 
 def _check_finite(st: _State, values: Mapping[str, float], step: int) -> None:
@@ -779,7 +792,7 @@ def _check_explosion(st: _State, means: Mapping[str, float], step: int) -> None:
 
 
 def _validation_point(st: _State, val: Data, step: int) -> None:
-    v = _validate(st.model, val, st.cfg.seed, st.dev)
+    v = _validate(st.model, st.groups.objective, val, st.cfg.seed, st.dev)
     if not math.isfinite(v):
         raise TrainingDiverged(f"validation loss became {v} at step {step}: lower lr or set grad_clip")
     st.result.history.append({"step": step, "val": v})
@@ -793,21 +806,22 @@ def _validation_point(st: _State, val: Data, step: int) -> None:
     st.model.train()
 
 
-def _validate(model: nn.Module, val: Data, seed: int, dev: torch.device) -> float:
+def _validate(model: nn.Module, objective: Objective, val: Data, seed: int, dev: torch.device) -> float:
     """Validation score with common random numbers that leave the training RNG untouched.
 
-    Computed without gradients unless the model sets ``validation_needs_grad``
+    Computed without gradients unless the objective sets ``validation_needs_grad``
     (a score-matching monitor differentiates with respect to the input).
     """
     model.eval()
     devices = [dev] if dev.type == "cuda" else []
-    with torch.random.fork_rng(devices=devices), torch.set_grad_enabled(getattr(model, "validation_needs_grad", False)):
+    grad = torch.set_grad_enabled(objective.validation_needs_grad)
+    with torch.random.fork_rng(devices=devices), grad, trusted():
         torch.manual_seed(seed + 7919)
         total = 0.0
         n = _len(val)
         for start in range(0, n, 1024):
             chunk = _rows(val, torch.arange(start, min(start + 1024, n), device=dev))
-            total += float(model.validation_loss(chunk).detach()) * _len(chunk)  # type: ignore[operator]
+            total += float(objective.validation(model, chunk).detach()) * _len(chunk)
     return total / n
 
 

@@ -26,7 +26,8 @@ from torch import nn
 
 from pyrogen.data import Dataset
 from pyrogen.distributions.autoregressive import AutoregressiveDistribution, make_conditionals
-from pyrogen.inference.objectives import log_mean_exp
+from pyrogen.inference.hooks import StepClock
+from pyrogen.inference.objectives import MaximumLikelihood, log_mean_exp, use_objective
 from pyrogen.inference.program import data_plate
 from pyrogen.models.base import GenerativeModel, accepts_unbatched, check_dropout, check_hidden, check_positive_int
 from pyrogen.models.registry import Recipe, register
@@ -187,9 +188,6 @@ class AutoregressiveModel(GenerativeModel):
         """
         return self._log_prob(self.validate(x))
 
-    def loss(self, batch: torch.Tensor) -> torch.Tensor:
-        return -self._log_prob(batch).mean()
-
     @torch.no_grad()
     def sample(self, n: int, temperature: float = 1.0) -> torch.Tensor:
         """``n`` ancestral samples, shape ``(n,) + event_shape``; ``temperature`` scales the logits."""
@@ -232,6 +230,9 @@ class AutoregressiveModel(GenerativeModel):
                 "can condition on any subset"
             )
         return self._fill(x, order, observed, temperature)
+
+
+use_objective(AutoregressiveModel, lambda model: MaximumLikelihood())
 
 
 def _check_temperature(temperature: float) -> float:
@@ -495,10 +496,10 @@ class MADE(AutoregressiveModel):
             mask_seed=self.mask_seed,
         )
         self._masks: list[torch.Tensor] | None = None
+        self.clock = StepClock(self._at_step)
 
-    def set_step(self, step: int) -> None:
-        super().set_step(step)
-        self.net.index = step % self.num_masks
+    def _at_step(self, step: int) -> None:
+        self.net.index = step % self.num_masks  # the order-agnostic objective: one ordering per step, in turn
 
     def ordering(self) -> torch.Tensor:
         return self.net.orders[self.net.index]
@@ -538,9 +539,6 @@ class MADE(AutoregressiveModel):
             with self._using(k):
                 lps.append(super()._log_prob(x))
         return log_mean_exp(torch.stack(lps), dim=0)
-
-    def validation_loss(self, batch: torch.Tensor) -> torch.Tensor:
-        return -self._ensemble_log_prob(batch).mean()
 
     def _sample(self, n: int, temperature: float = 1.0) -> torch.Tensor:
         """Samples of the ensemble: each draw picks one of the orderings uniformly."""

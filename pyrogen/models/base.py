@@ -11,12 +11,11 @@ from typing import Any, ClassVar
 
 import pyro
 import torch
-from pyro.infer import Trace_ELBO
 from pyro.nn import PyroModule
-from torch import nn
 
 from pyrogen.checks import integer
 from pyrogen.data import Dataset, validate
+from pyrogen.inference.objectives import checked, is_trusted
 
 __all__ = ["GenerativeModel", "accepts_unbatched"]
 
@@ -107,39 +106,24 @@ def _recording(init: Callable[..., None]) -> Callable[..., None]:
 class GenerativeModel(PyroModule):
     """A generative model as a Pyro citizen, trainable by :func:`pyrogen.inference.fit`.
 
-    Contract for a subclass (read by the generic tests, the CLI and the trainer):
+    The contract every family keeps (read by the generic tests, the CLI and the trainer):
 
-    - class attributes ``family`` (e.g. ``"flow"``), ``density`` (one of
-      ``"exact"``, ``"lower_bound"``, ``"unnormalized"``, ``"none"``) and
-      ``support`` of the data (see :data:`pyrogen.data.SUPPORTS`); the
-      registry sets ``name``;
-    - ``__init__`` takes ``event_shape`` and JSON-serialisable keyword arguments,
-      and :meth:`config` returns them, so that ``type(m)(**m.config())``
-      rebuilds the model;
-    - :meth:`model` and :meth:`guide` are Pyro programs over a batch ``x`` of
-      shape ``(n,) + event_shape`` (the guide is empty for fully observed
-      models);
-    - :meth:`loss` returns the mean training objective per example; where it is
-      a fused fast path, :meth:`pyro_loss` (Pyro's ELBO on model and guide)
-      equals it on the same seed;
-    - :meth:`log_prob` (``density == "exact"``), or ``elbo``/``iwae``
-      (``"lower_bound"``), or ``energy`` (``"unnormalized"``); implicit models
-      raise :class:`NotImplementedError` naming the metric to use instead;
+    - ``__init__`` takes ``event_shape`` and JSON keyword arguments, recorded as it runs: :meth:`config`
+      returns them, so that ``type(m)(**m.config())`` rebuilds the model;
+    - :meth:`model` and :meth:`guide` are Pyro programs over a batch ``x`` of shape ``(n,) + event_shape``
+      (the guide is empty for fully observed models); they put their rows in the caller's plate at dim -1
+      where there is one (:func:`~pyrogen.inference.program.data_plate`), so plate names are the caller's;
     - :meth:`sample` returns ``(n,) + event_shape``;
-    - :meth:`as_distribution` returns a Pyro distribution where the family
-      defines one. Inside a Pyro program it enters *frozen*: nothing goes into
-      Pyro's param store, so an outer ``SVI`` never changes the model (a
-      trained prior stays the prior it was trained to be). With
-      ``as_distribution(..., trainable=True)`` its parameters are registered
-      with ``pyro.module`` under the model's name and ``SVI`` trains them;
-    - :meth:`model` and :meth:`guide` put their rows in the caller's plate at
-      dim -1 where there is one (:func:`~pyrogen.inference.program.data_plate`),
-      so plate names are the caller's.
+    - :meth:`as_distribution` returns a Pyro distribution where the family defines one. Inside a Pyro program
+      it enters *frozen*: nothing goes into Pyro's param store, so an outer ``SVI`` never changes the model (a
+      trained prior stays the prior it was trained to be). With ``as_distribution(..., trainable=True)`` its
+      parameters are registered with ``pyro.module`` under the model's name and ``SVI`` trains them;
+    - :meth:`validate` checks data against the event shape and support.
 
-    Adversarial and energy-based families override :meth:`param_groups`,
-    :meth:`update_schedule` and :meth:`forward` (see
-    :class:`~pyrogen.inference.protocol.TrainableProtocol`); everything else
-    trains with the single group ``"model"``.
+    What else a model can do — an exact ``log_prob``, a bound, an energy, an estimated log-probability,
+    conditioning, classifying — it declares by the protocols of :mod:`pyrogen.inference.protocol`. How it is
+    trained is not the model's: an :class:`~pyrogen.inference.objectives.Objective` (its recipe names the
+    default) declares the parameter groups, the schedule and each group's loss.
     """
 
     #: The data's support (:data:`pyrogen.data.SUPPORTS`); a family whose support depends on its configuration
@@ -149,17 +133,10 @@ class GenerativeModel(PyroModule):
     _recipe: ClassVar[str | None] = None
     #: Whether the model trains on ``(examples, labels)`` pairs (see :meth:`training_data`).
     labelled: bool = False
-    #: What validation (early stopping, ``restore_best``) watches: ``"loss"`` (:meth:`validation_loss`,
-    #: the model's loss unless a family overrides it), another monitor a family names and computes in
-    #: :meth:`validation_loss` (e.g. ``"mmd"``), or ``None``: no meaningful monitor, no validation.
-    monitor: ClassVar[str | None] = "loss"
-    #: Whether :meth:`validation_loss` needs gradients (a score-matching monitor differentiates in ``x``).
-    validation_needs_grad: ClassVar[bool] = False
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
-        """Every family's ``__init__`` records its arguments (:meth:`config`); every public :meth:`loss` validates
-        its batch like :meth:`log_prob` does (the trainer, which validated the data once on entry, calls the
-        unchecked loss through :meth:`forward`)."""
+        """Every family's ``__init__`` records its arguments (:meth:`config`); every ``as_distribution`` enters a
+        Pyro program frozen unless asked (``trainable=True``)."""
         super().__init_subclass__(**kwargs)
         init = cls.__dict__.get("__init__")
         if init is not None and not getattr(init, "_records", False):
@@ -177,33 +154,13 @@ class GenerativeModel(PyroModule):
 
             as_distribution._registers = True  # type: ignore[attr-defined]
             cls.as_distribution = as_distribution  # type: ignore[method-assign]
-        raw = cls.__dict__.get("loss")
-        if raw is None or getattr(raw, "_raw_loss", None) is not None:
-            return
-
-        @functools.wraps(raw)
-        def loss(self: GenerativeModel, batch: Any, *args: Any, **kw: Any) -> torch.Tensor:
-            return raw(self, self._checked_batch(batch), *args, **kw)
-
-        loss._raw_loss = raw  # type: ignore[attr-defined]
-        cls.loss = loss  # type: ignore[method-assign]
 
     def _param_store_name(self) -> str:
         """The name of the model's parameters in Pyro's param store: the registered name it was built under."""
         return self.__dict__.get("_registered_as") or self._recipe or type(self).__name__.lower()
 
     def _checked_batch(self, batch: Any) -> Any:
-        if isinstance(batch, tuple) and batch and isinstance(batch[0], torch.Tensor):
-            x = self.validate(batch[0], name="batch")
-            return batch if x is batch[0] else (x, *batch[1:])
-        return self.validate(batch, name="batch")
-
-    def _unchecked_loss(self, batch: Any) -> torch.Tensor:
-        own = self.__dict__.get("loss")
-        if own is not None:  # a loss set on the instance (a wrapper, a test's patch) is the one to train
-            return own(batch)
-        fn = type(self).loss
-        return getattr(fn, "_raw_loss", fn)(self, batch)
+        return checked(self, batch)
 
     def __init__(self, event_shape: Sequence[int]) -> None:
         super().__init__()
@@ -211,7 +168,6 @@ class GenerativeModel(PyroModule):
         if not shape or any(not isinstance(s, int) or s < 1 for s in shape):
             raise ValueError(f"event_shape must be a non-empty tuple of positive integers; got {event_shape!r}")
         self.event_shape = torch.Size(shape)
-        self._train_step = 0
 
     # -- construction -------------------------------------------------------
     def config(self) -> dict[str, Any]:
@@ -244,6 +200,8 @@ class GenerativeModel(PyroModule):
         Returns the data, floating data cast to the parameters' floating dtype (float64 data into a
         float32 model, and the reverse), the same way in every family.
         """
+        if is_trusted() and isinstance(x, torch.Tensor):  # the trainer's data, checked once on entry
+            return x
         x = validate(x, event_shape=self.event_shape, support=self.support, levels=self.levels, name=name)
         if x.dtype.is_floating_point:
             tensors = itertools.chain(self.parameters(), self.buffers())
@@ -267,57 +225,6 @@ class GenerativeModel(PyroModule):
     def sample(self, n: int) -> torch.Tensor:
         """``n`` draws from the model, shape ``(n,) + event_shape``."""
         raise NotImplementedError
-
-    # -- training -------------------------------------------------------------
-    def loss(self, batch: torch.Tensor) -> torch.Tensor:
-        raise NotImplementedError
-
-    def pyro_loss(self, batch: torch.Tensor) -> torch.Tensor:
-        """Pyro's ``Trace_ELBO`` loss on :meth:`model` and :meth:`guide`, per example."""
-        return Trace_ELBO().differentiable_loss(self.model, self.guide, batch) / len(batch)
-
-    def fused_pyro_loss(self, batch: Any) -> torch.Tensor:
-        """The plain-tensor computation of :meth:`pyro_loss` (the same value and gradients on the same seed):
-        :meth:`loss` where the training loss is that fast path; a family whose loss is another objective (DDPM's
-        reweighted denoising loss) overrides it."""
-        return self.loss(batch)
-
-    def validation_loss(self, batch: torch.Tensor) -> torch.Tensor:
-        """The mean score early stopping watches (lower is better)."""
-        return self.loss(batch)
-
-    def param_groups(self) -> dict[str, list[nn.Parameter]]:
-        return {"model": [p for p in self.parameters() if p.requires_grad]}
-
-    def update_schedule(self, step: int) -> tuple[str, ...]:
-        return ("model",)
-
-    def optimizer_settings(self) -> dict[str, dict[str, Any]]:
-        """Per-group optimizer settings (``lr``, ``betas``, ``weight_decay``, ``grad_clip``).
-
-        Groups and keys left out take the :class:`~pyrogen.inference.TrainConfig`
-        values; ``TrainConfig.groups`` overrides these (see
-        :func:`pyrogen.inference.trainer.group_settings`).
-        """
-        return {}
-
-    def set_step(self, step: int) -> None:
-        """Tell the model the current training step (for annealing schedules)."""
-        self._train_step = int(step)
-
-    def forward(self, batch: torch.Tensor, group: str = "model", objective: str = "loss") -> torch.Tensor:
-        """The loss of parameter group ``group``; the trainer calls this (through DDP)."""
-        if group != "model":
-            raise ValueError(f"{type(self).__name__} has only the parameter group 'model'; got {group!r}")
-        return self.pyro_loss(batch) if objective == "pyro" else self._unchecked_loss(batch)
-
-    def _own_objective_only(self, objective: str) -> None:
-        """Refuse ``objective="pyro"`` in a family whose training objective is not an ELBO of its Pyro program."""
-        if objective != "loss":
-            raise ValueError(
-                f"{self._recipe or type(self).__name__} trains only by its own objective (objective='loss'); it has "
-                f"no Pyro ELBO to train by, so objective={objective!r} does not apply"
-            )
 
     def extra_repr(self) -> str:
         return f"event_shape={tuple(self.event_shape)}"

@@ -30,6 +30,8 @@ from torch.distributions import constraints
 
 from pyrogen.data import Dataset
 from pyrogen.distributions.energy import NumericalDensity
+from pyrogen.inference import energy as E
+from pyrogen.inference.objectives import MaximumLikelihood, Objective, Phases
 from pyrogen.inference.program import data_plate
 from pyrogen.inference.samplers import AISResult, Chains
 from pyrogen.models.base import GenerativeModel, accepts_unbatched, check_hidden, check_positive_int
@@ -56,6 +58,23 @@ def _boltzmann_prepare(model: Any, data: Dataset) -> None:
 
 #: What the family's recipes share.
 _RECIPE: dict[str, Any] = {"family": "boltzmann", "data": "digits-binary", "prepare": _boltzmann_prepare}
+
+
+def _gibbs_objective(model: Any) -> Objective:
+    r"""A machine's ``objective`` setting: CD-k, PCD-k, or exact maximum likelihood (:math:`\log Z` enumerated)."""
+    if model.objective == "exact":
+        return MaximumLikelihood()
+    return E.GibbsContrastiveDivergence(persistent=model.objective == "pcd")
+
+
+def _dbm_objective(model: Any) -> Objective:
+    """The DBM's curriculum: each RBM pre-trained for ``pretrain_steps``, then the joint mean-field / PCD phase."""
+    steps = model.pretrain_steps
+    return Phases(
+        (steps, E.DBMPretraining("layer1")),
+        (steps, E.DBMPretraining("layer2")),
+        (None, E.MeanFieldPCD(lr=model.joint_lr)),
+    )
 
 
 class _Boltzmann(GenerativeModel):
@@ -164,17 +183,6 @@ class _Boltzmann(GenerativeModel):
         method = "enumeration" if self._enumerable() else "ais"
         return {"log_z": float(log_z), "log_z_method": method, **({"log_z_stderr": se} if method == "ais" else {})}
 
-    def fused_pyro_loss(self, batch: Any) -> torch.Tensor:
-        """The exact negative log-likelihood per example (what :meth:`pyro_loss` computes through Pyro)."""
-        return -self._log_p(self._flat(self._checked_batch(batch))).mean()
-
-    def validation_loss(self, batch: Any) -> torch.Tensor:
-        """The exact NLL where :math:`\\log Z` is enumerable; the negative pseudo-log-likelihood above."""
-        with torch.no_grad():
-            if self._enumerable():
-                return -self.log_prob(batch).mean()
-            return -self.pseudo_log_likelihood(batch).mean()
-
     def as_distribution(self) -> NumericalDensity:
         """:class:`~pyrogen.distributions.NumericalDensity` of :math:`p(v)`: ``log_prob`` with :math:`\\log Z`
         enumerated or by AIS, ``sample`` by Gibbs chains."""
@@ -196,7 +204,7 @@ def _rbm_train(data: Dataset) -> dict[str, Any]:
     return {"lr": 0.01, "batch_size": 64, "steps": 6000, "val_every": 500}
 
 
-@register("rbm", train=_rbm_train, **_RECIPE)
+@register("rbm", train=_rbm_train, objective=_gibbs_objective, **_RECIPE)
 class RBM(_Boltzmann):
     r"""A restricted Boltzmann machine over binary vectors or images (flattened).
 
@@ -311,22 +319,6 @@ class RBM(_Boltzmann):
             total = total - F.softplus(fe - self._free_energy(flipped))
         return total
 
-    # -- training ------------------------------------------------------------------------------------------------
-    def loss(self, batch: torch.Tensor) -> torch.Tensor:
-        r"""``"exact"``: the negative log-likelihood. ``"cd"`` / ``"pcd"``: :math:`F(v^+) - F(v^-)` averaged, whose
-        gradient is the CD / PCD estimate of the log-likelihood's (:math:`v^-` after ``k`` Gibbs sweeps from the
-        data or from the persistent chains)."""
-        v = self._flat(batch)
-        if self.objective == "exact":
-            return -(-self._free_energy(v) - self.log_normalizer_exact()).mean()
-        if self.objective == "cd":
-            neg = self.gibbs(v, self.k)
-        else:
-            neg = self.gibbs(self.persistent[: len(v)] if len(v) <= len(self.persistent) else self.persistent, self.k)
-            with torch.no_grad():
-                self.persistent[: len(neg)] = neg
-        return self._free_energy(v).mean() - self._free_energy(neg).mean()
-
     def _record(self, state: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return state, self._free_energy(state)  # the free energy: h summed out
 
@@ -400,7 +392,7 @@ def _bm_train(data: Dataset) -> dict[str, Any]:
     return {"lr": 0.01, "batch_size": 64, "steps": 3000, "val_every": 500}
 
 
-@register("bm", train=_bm_train, **_RECIPE)
+@register("bm", train=_bm_train, objective=_gibbs_objective, **_RECIPE)
 class BoltzmannMachine(_Boltzmann):
     r"""A fully visible Boltzmann machine: :math:`p(v) \propto \exp(b^\top v + \tfrac12 v^\top W v)` with
     :math:`W` symmetric and zero on the diagonal (an Ising model with learned couplings; Ackley, Hinton and
@@ -485,15 +477,10 @@ class BoltzmannMachine(_Boltzmann):
         logits = self.b + v @ self.W()
         return -F.binary_cross_entropy_with_logits(logits, v, reduction="none").sum(-1)
 
-    def loss(self, batch: torch.Tensor) -> torch.Tensor:
-        r""":math:`\log \tilde p(v^-) - \log \tilde p(v^+)` averaged: the CD / PCD estimate of the NLL's gradient."""
-        v = self._flat(batch)
-        start = v if self.objective == "cd" else self.persistent[: len(v)]
-        neg = self.gibbs(start, self.k)
-        if self.objective == "pcd":
-            with torch.no_grad():
-                self.persistent[: len(neg)] = neg
-        return self.unnormalized_log_prob(neg).mean() - self.unnormalized_log_prob(v).mean()
+    def free_energy(self, v: torch.Tensor) -> torch.Tensor:
+        r""":math:`-\log \tilde p(v)` for flat ``v`` ``(n, D)`` (the energy: a fully visible machine has no hidden
+        units to sum out)."""
+        return -self.unnormalized_log_prob(v)
 
     def _record(self, state: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return state, -self.unnormalized_log_prob(state)  # the energy -b'v - v'Wv/2
@@ -505,17 +492,13 @@ class BoltzmannMachine(_Boltzmann):
         return self.unnormalized_log_prob(v) - self.log_normalizer()[0]
 
 
-#: the DBM's parameter groups, in the order they train
-DBM_PHASES = ("layer1", "layer2", "dbm")
-
-
 def _dbm_train(data: Dataset) -> dict[str, Any]:
     """10000 steps of batch 64 at lr 0.005 (two pre-training phases of ``pretrain_steps``, then the joint
     phase), validation every 500 steps on the DBM's NLL."""
     return {"lr": 0.005, "batch_size": 64, "steps": 10000, "val_every": 500}
 
 
-@register("dbm", train=_dbm_train, **_RECIPE)
+@register("dbm", train=_dbm_train, objective=_dbm_objective, **_RECIPE)
 class DBM(_Boltzmann):
     r"""A deep Boltzmann machine with two hidden layers (Salakhutdinov and Hinton, 2009):
 
@@ -597,12 +580,7 @@ class DBM(_Boltzmann):
         self.register_buffer("persistent", torch.bernoulli(torch.full((n, d + h1 + h2), 0.5)))
         self.register_buffer("chains_started", torch.zeros((), dtype=torch.bool))
 
-    def optimizer_settings(self) -> dict[str, dict[str, Any]]:
-        """The joint phase at ``joint_lr`` (PCD's gradient is noisier than pre-training's CD)."""
-        return {"dbm": {"lr": self.joint_lr}} if self.joint_lr is not None else {}
-
-    # -- the energy and its conditionals -----------------------------------------------------------------------
-    def _split(self, state: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def split_state(self, state: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         d, h1 = self.W1.shape
         return state[:, :d], state[:, d : d + h1], state[:, d + h1 :]
 
@@ -625,7 +603,7 @@ class DBM(_Boltzmann):
         """``steps`` block Gibbs sweeps of the full state ``(n, D + H1 + H2)``: :math:`h^1 \\mid (v, h^2)`, then
         :math:`v \\mid h^1` and :math:`h^2 \\mid h^1`."""
         with torch.no_grad():
-            v, h1, h2 = self._split(state)
+            v, h1, h2 = self.split_state(state)
             for _ in range(steps):
                 h1 = torch.bernoulli(torch.sigmoid(self.c1 + v @ self.W1 + h2 @ self.W2.T))
                 v = torch.bernoulli(torch.sigmoid(self.b + h1 @ self.W1.T))
@@ -733,82 +711,7 @@ class DBM(_Boltzmann):
         out["unnormalized_method"] = "enumeration" if min(self.hidden) <= self.exact_max else "mean-field bound"
         return out
 
-    def validation_loss(self, batch: Any) -> torch.Tensor:
-        """The DBM's NLL (as :meth:`log_prob`), whatever the phase."""
-        with torch.no_grad():
-            return -self.log_prob(batch).mean()
-
-    # -- training ----------------------------------------------------------------------------------------------
-    def param_groups(self) -> dict[str, list[nn.Parameter]]:
-        return {
-            "layer1": [self.W1, self.b, self.c1],
-            "layer2": [self.W2, self.c2],
-            "dbm": [self.W1, self.W2, self.b, self.c1, self.c2],
-        }
-
-    def update_schedule(self, step: int) -> tuple[str, ...]:
-        return (DBM_PHASES[min(step // self.pretrain_steps, 2)],) if self.pretrain_steps else ("dbm",)
-
-    def layer1_loss(self, v: torch.Tensor) -> torch.Tensor:
-        """CD-``k`` on the bottom RBM with the visible layer doubled (two copies tied to :math:`W_1`): its free
-        energy at the data minus at the ``k``-step reconstruction."""
-
-        def free(a: torch.Tensor, a2: torch.Tensor) -> torch.Tensor:
-            return -(a + a2) @ self.b - F.softplus(self.c1 + (a + a2) @ self.W1).sum(-1)
-
-        with torch.no_grad():
-            a, a2 = v, v
-            for _ in range(self.k):
-                h = torch.bernoulli(torch.sigmoid(self.c1 + (a + a2) @ self.W1))
-                p = torch.sigmoid(self.b + h @ self.W1.T)
-                a, a2 = torch.bernoulli(p), torch.bernoulli(p)
-        return free(v, v).mean() - free(a, a2).mean()
-
-    def layer2_loss(self, v: torch.Tensor) -> torch.Tensor:
-        """CD-``k`` on the top RBM over :math:`h^1 \\sim \\sigma(c_1 + 2 v^\\top W_1)` with the hidden layer doubled:
-        its free energy at those :math:`h^1` minus at the ``k``-step reconstruction."""
-
-        def free(h1: torch.Tensor) -> torch.Tensor:
-            return -(h1 @ self.c1) - 2 * F.softplus(self.c2 + h1 @ self.W2).sum(-1)
-
-        with torch.no_grad():
-            data = torch.bernoulli(torch.sigmoid(self.c1 + 2 * (v @ self.W1)))
-            h1 = data
-            for _ in range(self.k):
-                p = torch.sigmoid(self.c2 + h1 @ self.W2)
-                h2, h2b = torch.bernoulli(p), torch.bernoulli(p)
-                h1 = torch.bernoulli(torch.sigmoid(self.c1 + (h2 + h2b) @ self.W2.T))
-        return free(data).mean() - free(h1).mean()
-
-    def loss(self, batch: torch.Tensor) -> torch.Tensor:
-        r"""The joint phase: :math:`\mathbb E_q[E(v, h)]` at the data (mean field, held fixed) minus the mean
-        energy of the persistent chains after ``k`` sweeps; its gradient is the mean-field / PCD estimate of the
-        negative log-likelihood's (the variational bound's)."""
-        v = self._flat(batch)
-        with torch.no_grad():
-            mu1, mu2 = self.mean_field(v)
-            if not bool(self.chains_started):  # the joint phase starts its chains at the data, not at noise
-                rows = torch.arange(len(self.persistent), device=v.device) % len(v)
-                start = torch.cat([v[rows], torch.bernoulli(mu1[rows]), torch.bernoulli(mu2[rows])], 1)
-                self.persistent.copy_(start)
-                self.chains_started.fill_(True)
-            neg = self.gibbs(self.persistent, self.k)
-            self.persistent.copy_(neg)
-        nv, nh1, nh2 = self._split(neg)
-        return self.energy(v, mu1, mu2).mean() - self.energy(nv, nh1, nh2).mean()
-
-    def forward(self, batch: Any, group: str = "dbm", objective: str = "loss") -> torch.Tensor:
-        if group not in DBM_PHASES:
-            raise ValueError(f"dbm has parameter groups {', '.join(map(repr, DBM_PHASES))}; got {group!r}")
-        if objective == "pyro":
-            return self.pyro_loss(batch)
-        if group == "layer1":
-            return self.layer1_loss(self._flat(batch))
-        if group == "layer2":
-            return self.layer2_loss(self._flat(batch))
-        return self._unchecked_loss(batch)
-
     # -- sampling ----------------------------------------------------------------------------------------------
     def _record(self, state: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        v, h1, h2 = self._split(state)
+        v, h1, h2 = self.split_state(state)
         return v, self.energy(v, h1, h2)  # the joint energy of the recorded state

@@ -29,7 +29,6 @@ from typing import Any, ClassVar
 import pyro
 import pyro.distributions as dist
 import torch
-from pyro.infer import TraceMeanField_ELBO
 from torch import nn
 
 from pyrogen.checks import choice as _choice
@@ -38,7 +37,9 @@ from pyrogen.data import Dataset
 from pyrogen.distributions.discretized import DiscretizedNormal
 from pyrogen.distributions.energy import NumericalDensity
 from pyrogen.inference import diffusion as D
+from pyrogen.inference.diffusion import Denoising
 from pyrogen.inference.hooks import EMA
+from pyrogen.inference.objectives import Part, Phases, objective_for, use_objective
 from pyrogen.inference.program import data_plate
 from pyrogen.inference.samplers import AnnealedLangevin, Chains
 from pyrogen.inference.schedules import PARAMETRIZATIONS, SCHEDULES, SDES, NoiseSchedule, geometric_sigmas, make_sde
@@ -228,19 +229,9 @@ class DiffusionModel(GenerativeModel):
         x = self.to_data_space(z)
         return x.clamp(0, 1) if self.support == "unit_interval" else x
 
-    def validation_loss(self, batch: Any) -> torch.Tensor:
-        """The training loss on a fixed draw of times and noise (seed 0, the global RNG untouched), with the
-        EMA weights where there are any: comparable from one validation to the next."""
-        with torch.random.fork_rng(devices=[self._ref().device] if self._ref().is_cuda else []):
-            torch.manual_seed(0)
-            with torch.no_grad(), self._evaluating():
-                return self._loss(self._checked_batch(batch), averaged=True).mean()
-
-    def loss(self, batch: Any) -> torch.Tensor:
-        """The mean denoising loss per example (see the family's :meth:`_loss`)."""
-        return self._loss(batch).mean()
-
-    def _loss(self, batch: Any, averaged: bool = False) -> torch.Tensor:
+    def denoising_loss(self, batch: Any, averaged: bool = False) -> torch.Tensor:
+        """The family's denoising loss per example on a (trusted) batch, the weights' average with ``averaged``
+        (what :class:`~pyrogen.inference.diffusion.Denoising` trains)."""
         raise NotImplementedError
 
     def _start(self, n: int, std: float = 1.0) -> torch.Tensor:
@@ -385,7 +376,7 @@ class DDPM(DiffusionModel):
         var = std**2
         return 0.5 * (var + mean**2 - 1 - var.log()).flatten(1).sum(-1)
 
-    def _loss(self, batch: Any, averaged: bool = False) -> torch.Tensor:
+    def denoising_loss(self, batch: Any, averaged: bool = False) -> torch.Tensor:
         x, y = self._split(batch)
         y = self._drop_labels(y)
         z0 = self.to_latent_space(x)
@@ -465,15 +456,10 @@ class DDPM(DiffusionModel):
                 mean, var = self.schedule.posterior(z0, z, t)
                 z = pyro.sample(f"x_{step - 1}", dist.Normal(mean, var.sqrt().expand_as(mean)).to_event(d))
 
-    def pyro_loss(self, batch: Any) -> torch.Tensor:
-        """Pyro's ``TraceMeanField_ELBO`` (each KL in closed form, on one draw of the chain) per example."""
-        x, y = self._split(batch)
-        return TraceMeanField_ELBO().differentiable_loss(self.model, self.guide, x, y) / len(x)
-
-    def fused_pyro_loss(self, batch: Any) -> torch.Tensor:
-        """What :meth:`pyro_loss` computes, in plain tensors: one chain drawn backwards from
-        :math:`q(x_T \\mid x_0)` through the posteriors, the negative bound on it (the same draws on the same
-        seed)."""
+    def chain_bound(self, batch: Any) -> torch.Tensor:
+        """Minus the variational bound per example on one chain drawn backwards from :math:`q(x_T \\mid x_0)`
+        through the posteriors: what Pyro's ``TraceMeanField_ELBO`` computes on :meth:`model` and :meth:`guide`
+        (the same draws on the same seed; :class:`~pyrogen.inference.diffusion.DiffusionELBO`)."""
         x, y = self._split(self._checked_batch(batch))
         averaged = not self.training  # as model() does
         z0 = self.to_latent_space(x)
@@ -487,7 +473,7 @@ class DDPM(DiffusionModel):
             mean, var = self.schedule.posterior(z0, z, t)
             z = dist.Normal(mean, var.sqrt().expand_as(mean)).rsample()
         t1 = torch.ones(len(x), dtype=torch.long, device=x.device)
-        return (total + self._term(x, z0, z, t1, y, averaged)).mean()
+        return total + self._term(x, z0, z, t1, y, averaged)
 
     # -- sampling -------------------------------------------------------------------------------------------
     def reverse_chain(
@@ -623,7 +609,7 @@ class NCSN(DiffusionModel):
         s = sigma.to(z).reshape(-1, *([1] * (z.dim() - 1)))
         return self._guided(z, sigma.to(z).log(), y, guidance, averaged) / s
 
-    def _loss(self, batch: Any, averaged: bool = False) -> torch.Tensor:
+    def denoising_loss(self, batch: Any, averaged: bool = False) -> torch.Tensor:
         x, y = self._split(batch)
         y = self._drop_labels(y)
         z0 = self.to_latent_space(x)
@@ -725,7 +711,7 @@ class ScoreSDE(DiffusionModel):
         out = self._guided(z, 999.0 * t.to(z), y, guidance, averaged)
         return -out / std.reshape(-1, *([1] * (z.dim() - 1))).clamp_min(1e-5)
 
-    def _loss(self, batch: Any, averaged: bool = False) -> torch.Tensor:
+    def denoising_loss(self, batch: Any, averaged: bool = False) -> torch.Tensor:
         x, y = self._split(batch)
         y = self._drop_labels(y)
         z0 = self.to_latent_space(x)
@@ -784,17 +770,6 @@ class ScoreSDE(DiffusionModel):
         with data_plate(n):
             return pyro.sample("x", self.as_distribution(), obs=x)
 
-    def pyro_loss(self, batch: Any) -> torch.Tensor:
-        """Minus the probability-flow log-likelihood per example, from Pyro's ``Trace_ELBO`` on :meth:`model`
-        (maximum likelihood through the ODE; the training loss is denoising score matching)."""
-        x, _ = self._split(batch)
-        return super().pyro_loss(x)
-
-    def fused_pyro_loss(self, batch: Any) -> torch.Tensor:
-        """:meth:`pyro_loss` in plain tensors: ``-log_prob(x, differentiable=True).mean()``."""
-        x, _ = self._split(self._checked_batch(batch))
-        return -self._log_prob(x, None, 1, True, not self.training).mean()
-
     def reverse_chain(
         self,
         n: int,
@@ -834,6 +809,10 @@ class ScoreSDE(DiffusionModel):
         return self._finish(self.reverse_chain(n, y, sampler, steps, guidance).samples[:, -1])
 
 
+#: The KL weight of latent diffusion's VAE: a lightly regularized autoencoder (see :class:`LatentDiffusion`).
+VAE_KL_WEIGHT = 1e-3
+
+
 @register(
     "latent-diffusion",
     **{**_RECIPE, "data": "digits", "choices": continuous_support, "sample_options": ("sampler", "steps", "eta")},
@@ -853,8 +832,6 @@ class LatentDiffusion(DDPM):
         latent_dim, vae_hidden, vae_likelihood: the VAE's (see :class:`~pyrogen.models.VAE`).
         vae_steps: steps of the VAE phase.
     """
-
-    monitor: ClassVar[str | None] = None  # the two phases' losses are not one comparable monitor
 
     def __init__(
         self,
@@ -877,7 +854,11 @@ class LatentDiffusion(DDPM):
         self.vae_steps = vae_steps
         self.vae_hidden = check_hidden(vae_hidden)
         self.vae_likelihood = vae_likelihood
-        self.vae = VAE(self.event_shape, latent_dim, self.vae_hidden, likelihood=vae_likelihood)
+        # a lightly KL-regularized autoencoder, as latent diffusion's first stage is (Rombach et al., 2022, weigh
+        # the KL by 1e-6): the codes stay informative and near zero
+        self.vae = VAE(
+            self.event_shape, latent_dim, self.vae_hidden, likelihood=vae_likelihood, kl_warmup=0, beta=VAE_KL_WEIGHT
+        )
         self.register_buffer("code_scale", torch.ones(()))
         self.register_buffer("code_fitted", torch.zeros((), dtype=torch.bool))
 
@@ -908,33 +889,27 @@ class LatentDiffusion(DDPM):
     def _decoder(self, x0_hat: torch.Tensor) -> dist.TorchDistribution:
         return self.vae.likelihood(x0_hat * self.code_scale)
 
-    def param_groups(self) -> dict[str, list[nn.Parameter]]:
-        return {"vae": list(self.vae.parameters()), "diffusion": list(self.net.parameters())}
-
-    def update_schedule(self, step: int) -> tuple[str, ...]:
-        return ("vae",) if step < self.vae_steps else ("diffusion",)
-
-    def forward(self, batch: Any, group: str = "diffusion", objective: str = "loss") -> torch.Tensor:
-        if group == "vae":
-            return self.vae._unchecked_loss(batch)
-        if group != "diffusion":
-            raise ValueError(f"latent-diffusion has parameter groups 'vae' and 'diffusion'; got {group!r}")
-        if not bool(self.code_fitted):
+    def denoising_loss(self, batch: Any, averaged: bool = False) -> torch.Tensor:
+        """DDPM's loss on the codes; the first call in training measures the codes' scale (once)."""
+        if self.training and not bool(self.code_fitted):
             with torch.no_grad():
                 self.code_scale.copy_(self.vae.encode(batch)[0].std().clamp_min(1e-3))
                 self.code_fitted.fill_(True)
-        return self._loss(batch).mean()
-
-    def loss(self, batch: Any) -> torch.Tensor:
-        """The VAE's negative ELBO plus the diffusion's denoising loss on its (detached) codes: what the two
-        phases minimize, one after the other."""
-        return self.vae._unchecked_loss(batch) + self._loss(batch).mean()
-
-    def validation_loss(self, batch: Any) -> torch.Tensor:
-        """The VAE's negative ELBO plus the diffusion's denoising loss on its codes (fixed noise)."""
-        x = self._checked_batch(batch)
-        with torch.no_grad():
-            return self.vae.validation_loss(x) + super().validation_loss(x)
+        return super().denoising_loss(batch, averaged)
 
     def inpaint(self, *args: Any, **kwargs: Any) -> torch.Tensor:
         raise NotImplementedError("latent-diffusion cannot replace pixels in code space; use ddpm.inpaint")
+
+
+use_objective(DiffusionModel, lambda model: Denoising())
+
+
+def _latent_diffusion_objective(model: LatentDiffusion) -> Phases:
+    """The VAE's ELBO for ``vae_steps``, then DDPM's loss over its codes (the VAE frozen); no validation: the
+    two phases' losses are no one comparable score."""
+    vae_phase = Part("vae", objective_for(model.vae), part=lambda m: m.vae)
+    diffusion_phase = Part("diffusion", Denoising(), params=lambda m: list(m.net.parameters()))
+    return Phases((model.vae_steps, vae_phase), (None, diffusion_phase), monitor=None)
+
+
+use_objective(LatentDiffusion, _latent_diffusion_objective)

@@ -24,7 +24,7 @@ import functools
 import inspect
 import math
 from collections.abc import Sequence
-from typing import Any, ClassVar
+from typing import Any
 
 import pyro
 import torch
@@ -46,7 +46,7 @@ __all__ = ["EBM", "AdversarialEBM", "EnergyModel", "FlowContrastiveEBM", "NCEEBM
 _number = functools.partial(number, lo=0.0, strict=True)
 
 #: exact score matching's cost grows with the dimension (one backward pass each): above this, sliced
-EXACT_MAX_DIM = 16
+EXACT_MAX_DIM = E.EXACT_MAX_DIM
 
 
 def _log_unit_cube(x: torch.Tensor) -> torch.Tensor:
@@ -94,9 +94,6 @@ class EnergyModel(GenerativeModel):
         sample_steps, sample_step_size: the Langevin chains :meth:`sample` runs from those starts
             (:math:`x' = x + \epsilon \nabla f + \sqrt{2\epsilon}\xi`).
     """
-
-    monitor: ClassVar[str | None] = "score-matching"
-    validation_needs_grad: ClassVar[bool] = True
 
     def __init__(
         self,
@@ -273,18 +270,8 @@ class EnergyModel(GenerativeModel):
         with data_plate(n):
             return pyro.sample("x", self.as_distribution(), obs=x)
 
-    # -- validation -------------------------------------------------------------------------------------------
-    def validation_loss(self, batch: Any) -> torch.Tensor:
-        """The mean score-matching objective on ``batch``: exact for up to 16 dimensions, sliced (variance
-        reduced, fixed projections, so repeatable) above. Lower is better; it needs no normalizer."""
-        x = self.validate(batch)
-        dim = math.prod(self.event_shape)
-        method = "exact" if dim <= EXACT_MAX_DIM else "sliced-vr"
-        g = torch.Generator(device=x.device).manual_seed(0)
-        return E.score_matching(self.f, x, method, generator=g).mean().detach()
 
-
-@register("ebm", **_RECIPE)
+@register("ebm", objective=lambda model: E.ContrastiveDivergence(model.reg), **_RECIPE)
 class EBM(EnergyModel):
     r"""An EBM trained by contrastive divergence with short-run Langevin chains (Du and Mordatch, 2019).
 
@@ -323,13 +310,8 @@ class EBM(EnergyModel):
         self.buffer.push(x)
         return x.detach()
 
-    def loss(self, batch: torch.Tensor) -> torch.Tensor:
-        """Contrastive divergence between the batch and as many short-run chain ends."""
-        neg = self.negatives(len(batch))
-        return E.contrastive_divergence(self.f(batch), self.f(neg), self.reg).mean()
 
-
-@register("ebm-sm", **_RECIPE)
+@register("ebm-sm", objective=lambda model: E.ScoreMatching(model.method, model.sigma), **_RECIPE)
 class ScoreMatchingEBM(EnergyModel):
     r"""An EBM trained by score matching: ``method`` ``"exact"`` (Hyvärinen, 2005; one backward pass per
     dimension), ``"sliced"`` / ``"sliced-vr"`` (Song et al., 2019) or ``"denoising"`` (Vincent, 2011, noise
@@ -352,10 +334,6 @@ class ScoreMatchingEBM(EnergyModel):
         self.method = method
         self.sigma = _number("sigma", sigma)
 
-    def loss(self, batch: torch.Tensor) -> torch.Tensor:
-        """The mean score-matching objective of ``method`` on the batch."""
-        return E.score_matching(self.f, batch, self.method, sigma=self.sigma).mean()
-
 
 def _nce_choices(recipe: Recipe, data: Dataset, kwargs: dict[str, Any]) -> dict[str, Any]:
     if data.support == "real":
@@ -363,7 +341,7 @@ def _nce_choices(recipe: Recipe, data: Dataset, kwargs: dict[str, Any]) -> dict[
     return _ebm_choices(recipe, data, kwargs)
 
 
-@register("ebm-nce", **{**_RECIPE, "choices": _nce_choices})
+@register("ebm-nce", objective=lambda model: E.NoiseContrastive(model.nu), **{**_RECIPE, "choices": _nce_choices})
 class NCEEBM(EnergyModel):
     r"""An EBM trained by noise-contrastive estimation (Gutmann and Hyvärinen, 2010) with a learned
     :math:`\log Z` (:attr:`log_z`): logistic regression of the data against ``nu`` noise draws per example
@@ -380,7 +358,7 @@ class NCEEBM(EnergyModel):
         self.nu = check_positive_int("nu", nu)
         self.log_z = nn.Parameter(torch.zeros(()))
 
-    def _noise(self, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def noise(self, n: int) -> tuple[torch.Tensor, torch.Tensor]:
         ref = self._ref()
         shape = (n, *self.event_shape)
         if self.support == "unit_interval":
@@ -388,9 +366,9 @@ class NCEEBM(EnergyModel):
                 n, dtype=ref.dtype, device=ref.device
             )
         y = torch.randn(shape, dtype=ref.dtype, device=ref.device) * self.noise_scale
-        return y, self._log_noise(y)
+        return y, self.noise_log_prob(y)
 
-    def _log_noise(self, x: torch.Tensor) -> torch.Tensor:
+    def noise_log_prob(self, x: torch.Tensor) -> torch.Tensor:
         if self.support == "unit_interval":
             return torch.zeros(len(x), dtype=x.dtype, device=x.device)
         d = math.prod(self.event_shape)
@@ -400,13 +378,6 @@ class NCEEBM(EnergyModel):
     def normalized_log_prob(self, x: torch.Tensor) -> torch.Tensor:
         r""":math:`f_\theta(x) - \log Z`, with NCE's estimate of :math:`\log Z`."""
         return self.unnormalized_log_prob(x) - self.log_z
-
-    def loss(self, batch: torch.Tensor) -> torch.Tensor:
-        """NCE's logistic loss, per data example, with ``nu`` noise draws each."""
-        y, log_q_y = self._noise(self.nu * len(batch))
-        return E.noise_contrastive(
-            self.f(batch) - self.log_z, self._log_noise(batch), self.f(y) - self.log_z, log_q_y, self.nu
-        ).mean()
 
 
 class _FlowPairedEBM(EnergyModel):
@@ -437,34 +408,15 @@ class _FlowPairedEBM(EnergyModel):
             self.event_shape, num_layers=self.flow_layers, hidden=self.flow_hidden, conditioner_clip=None
         )
 
-    def _energy_params(self) -> list[nn.Parameter]:
+    def energy_parameters(self) -> list[nn.Parameter]:
         return list(self.net.parameters())
-
-    def param_groups(self) -> dict[str, list[nn.Parameter]]:
-        return {"energy": self._energy_params(), "flow": list(self.flow.parameters())}
-
-    def update_schedule(self, step: int) -> tuple[str, ...]:
-        return ("energy",) + ("flow",) * self.flow_steps
 
     def init_chains(self, n: int) -> torch.Tensor:
         with torch.no_grad():
             return self.flow.sample(n)
 
-    def forward(self, batch: Any, group: str = "energy", objective: str = "loss") -> torch.Tensor:
-        self._own_objective_only(objective)
-        if group not in ("energy", "flow"):
-            raise ValueError(f"{type(self).__name__} has parameter groups 'energy' and 'flow'; got {group!r}")
-        return self._group_loss(batch, group)
 
-    def _group_loss(self, x: torch.Tensor, group: str) -> torch.Tensor:
-        raise NotImplementedError
-
-    def loss(self, batch: torch.Tensor) -> torch.Tensor:
-        """The energy group's loss on the batch (what the EBM minimizes)."""
-        return self._group_loss(batch, "energy")
-
-
-@register("ebm-fce", **_RECIPE)
+@register("ebm-fce", objective=lambda model: E.FlowContrastive(model.flow_steps), **_RECIPE)
 class FlowContrastiveEBM(_FlowPairedEBM):
     r"""Flow contrastive estimation (Gao et al., 2020): NCE with a RealNVP flow :math:`q_\alpha` as the noise,
     trained jointly and adversarially on the value
@@ -478,19 +430,12 @@ class FlowContrastiveEBM(_FlowPairedEBM):
         super().__init__(event_shape, **kwargs)
         self.log_z = nn.Parameter(torch.zeros(()))
 
-    def _energy_params(self) -> list[nn.Parameter]:
+    def energy_parameters(self) -> list[nn.Parameter]:
         return [*self.net.parameters(), self.log_z]
 
     def normalized_log_prob(self, x: torch.Tensor) -> torch.Tensor:
         r""":math:`f_\theta(x) - \log Z`, with FCE's estimate of :math:`\log Z`."""
         return self.unnormalized_log_prob(x) - self.log_z
-
-    def _group_loss(self, x: torch.Tensor, group: str) -> torch.Tensor:
-        # the trainer freezes the other group while one trains: nothing needs detaching here
-        y, log_q_y = self.flow.rsample(len(x))
-        log_q_x = self.flow._log_prob(x)
-        nce = E.noise_contrastive(self.f(x) - self.log_z, log_q_x, self.f(y) - self.log_z, log_q_y)
-        return nce.mean() if group == "energy" else -nce.mean()
 
 
 def _adv_choices(recipe: Recipe, data: Dataset, kwargs: dict[str, Any]) -> dict[str, Any]:
@@ -502,7 +447,11 @@ def _adv_choices(recipe: Recipe, data: Dataset, kwargs: dict[str, Any]) -> dict[
     return kwargs
 
 
-@register("ebm-adv", **{**_RECIPE, "choices": _adv_choices})
+@register(
+    "ebm-adv",
+    objective=lambda model: E.AdversarialEnergy(model.reg, model.flow_steps, model.gp),
+    **{**_RECIPE, "choices": _adv_choices},
+)
 class AdversarialEBM(_FlowPairedEBM):
     r"""An EBM trained adversarially against a sampler of exact entropy (Kim and Bengio, 2016;
     Grathwohl et al., 2021): for any :math:`q`, :math:`\log Z_\theta \ge \mathbb E_q[f_\theta] + H(q)`, so
@@ -527,16 +476,6 @@ class AdversarialEBM(_FlowPairedEBM):
     ) -> None:
         super().__init__(event_shape, reg=reg, flow_steps=flow_steps, **kwargs)
         self.gp = _number("gp", gp, strict=False)
-
-    def _group_loss(self, x: torch.Tensor, group: str) -> torch.Tensor:
-        y, log_q_y = self.flow.rsample(len(x))
-        if group == "energy":
-            if not self.gp:
-                return E.contrastive_divergence(self.f(x), self.f(y), self.reg).mean()
-            f_x, g_x = E.score(self.f, x, create_graph=True)
-            penalty = self.gp * g_x.flatten(1).pow(2).sum(-1)
-            return (E.contrastive_divergence(f_x, self.f(y), self.reg) + penalty).mean()
-        return -(self.f(y) - log_q_y).mean()  # -(E_q f + H(q))
 
     def log_z_bound(self, n: int = 10000) -> torch.Tensor:
         r"""The variational bound :math:`\mathbb E_q[f_\theta] + H(q) \le \log Z_\theta`, by ``n`` flow samples."""

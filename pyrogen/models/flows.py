@@ -17,7 +17,6 @@ import pyro
 import pyro.distributions as dist
 import torch
 from pyro.distributions.transforms import AffineCoupling, ConditionalAffineCoupling, Householder, Permute
-from pyro.infer import Trace_ELBO
 from torch import nn
 from torch.distributions.transforms import AffineTransform, ReshapeTransform
 
@@ -39,6 +38,7 @@ from pyrogen.distributions.transforms import (
     Squeeze,
     Unsqueeze,
 )
+from pyrogen.inference.objectives import MaximumLikelihood, use_objective
 from pyrogen.inference.program import data_plate
 from pyrogen.models.base import GenerativeModel, accepts_unbatched, check_hidden, check_positive_int
 from pyrogen.models.registry import Recipe, alias, register
@@ -161,7 +161,8 @@ class FlowModel(GenerativeModel):
         dequantize: for data that are ``levels`` discrete values plus uniform
             noise scaled to ``[0, 1)`` (the dequantized digits), re-draw the
             noise of every training batch (``None``: train on the data as
-            given). :meth:`from_dataset` sets it for dequantized data.
+            given; :class:`~pyrogen.inference.objectives.MaximumLikelihood` does it). The recipe sets it for
+            dequantized data.
     """
 
     support = "real"
@@ -229,7 +230,9 @@ class FlowModel(GenerativeModel):
                 raise ValueError(f"{type(self).__name__} is unconditional; got labels y")
             return None
         if y is None:
-            raise ValueError(f"{type(self).__name__} is class-conditional: pass the labels y")
+            raise ValueError(
+                f"{type(self).__name__} is class-conditional: pass the labels y (fit takes (examples, labels) tuples)"
+            )
         labels = torch.as_tensor(y, device=self.base_loc.device)
         if labels.dim() == 0 and n is not None:
             labels = labels.expand(n)
@@ -273,10 +276,6 @@ class FlowModel(GenerativeModel):
         with data_plate(n):
             return pyro.sample("x", self.as_distribution(y), obs=x)
 
-    def pyro_loss(self, batch: Any) -> torch.Tensor:
-        x, y = self._split_batch(batch)
-        return Trace_ELBO().differentiable_loss(self.model, self.guide, x, y) / len(x)
-
     @accepts_unbatched(label=0)
     def log_prob(self, x: torch.Tensor, y: object = None) -> torch.Tensor:
         """Exact :math:`\\log p(x)` (or :math:`\\log p(x \\mid y)`) in nats, shape ``(n,)``.
@@ -291,26 +290,6 @@ class FlowModel(GenerativeModel):
 
     def _log_prob(self, x: torch.Tensor, y: object = None) -> torch.Tensor:
         return self.as_distribution(y).log_prob(x)
-
-    def _split_batch(self, batch: Any) -> tuple[torch.Tensor, torch.Tensor | None]:
-        if isinstance(batch, tuple):
-            if not self.classes:
-                raise ValueError(
-                    f"{type(self).__name__} is unconditional; train it on examples, not (examples, labels)"
-                )
-            return batch[0], batch[1]
-        if self.classes:
-            raise ValueError(f"{type(self).__name__} is class-conditional: train it on (examples, labels) tuples")
-        return batch, None
-
-    def loss(self, batch: Any) -> torch.Tensor:
-        x, y = self._split_batch(batch)
-        if self.training and self.dequantize:
-            # fresh uniform dequantization noise for every training batch: the flow fits the
-            # dequantized density itself rather than one fixed draw of the noise
-            levels = self.dequantize
-            x = (torch.floor(x * levels).clamp(0, levels - 1) + torch.rand_like(x)) / levels
-        return -self._log_prob(x, y).mean()
 
     def sample(self, n: int, y: object = None) -> torch.Tensor:
         """``n`` samples (given labels ``y``: one label or ``n`` of them, if conditional; a conditional flow without
@@ -339,6 +318,10 @@ class FlowModel(GenerativeModel):
             x, log_det = forward_and_log_det(t, x)
             log_q = log_q - _sum_to_batch(log_det, 1)
         return x, log_q
+
+
+# maximum likelihood, the data dequantized afresh in every training batch where the flow says they are discrete
+use_objective(FlowModel, lambda model: MaximumLikelihood(dequantize=model.dequantize))
 
 
 def _sum_to_batch(v: torch.Tensor, batch_dims: int) -> torch.Tensor:

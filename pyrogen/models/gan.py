@@ -19,8 +19,7 @@ MMD² (Gaussian kernel, median bandwidth; :func:`pyrogen.quality.mmd2`), so earl
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from typing import Any, ClassVar
 
 import torch
@@ -32,23 +31,12 @@ from pyrogen.data import Dataset
 from pyrogen.distributions.implicit import ImplicitDistribution
 from pyrogen.inference import adversarial as adv
 from pyrogen.inference.hooks import EMA
+from pyrogen.inference.objectives import eval_mode, use_objective
 from pyrogen.models.base import GenerativeModel, accepts_unbatched, check_hidden, check_positive_int
 from pyrogen.models.registry import Recipe, continuous_support, preset, register
 from pyrogen.nn.adversarial import ARCHS, Critic, Encoder, Generator, Translator
 
 __all__ = ["BiGAN", "CGAN", "CycleGAN", "FGAN", "GAN", "KLGAN", "NSGAN", "WGAN", "WGANGP", "AdversarialModel"]
-
-#: The generator/critic objectives of :class:`AdversarialModel` (``loss``).
-
-
-@contextlib.contextmanager
-def _eval_mode(module: nn.Module) -> Iterator[None]:
-    was = module.training
-    module.eval()
-    try:
-        yield
-    finally:
-        module.train(was)
 
 
 def _positive_number(name: str, v: object, allow_none: bool = True) -> float | None:
@@ -122,7 +110,6 @@ class AdversarialModel(GenerativeModel):
     family: ClassVar[str] = "gan"
     density: ClassVar[str] = "none"
     support = "real"
-    monitor: ClassVar[str | None] = "mmd"
 
     def __init__(
         self,
@@ -200,68 +187,23 @@ class AdversarialModel(GenerativeModel):
         """A Wasserstein or hinge critic has no output bias: it cancels out of (or at the start, out of) its loss."""
         return self.loss_name not in ("wgan", "hinge")
 
-    # -- the step protocol -------------------------------------------------------------------------------------
-    def param_groups(self) -> dict[str, list[nn.Parameter]]:
-        return {"critic": list(self.critic.parameters()), "generator": list(self.generator.parameters())}
-
-    def update_schedule(self, step: int) -> tuple[str, ...]:
-        return ("critic",) * self.n_critic + ("generator",)
-
-    def optimizer_settings(self) -> dict[str, dict[str, Any]]:
-        out: dict[str, dict[str, Any]] = {"critic": {"betas": self.betas}, "generator": {"betas": self.betas}}
-        if self.critic_lr is not None:
-            out["critic"]["lr"] = self.critic_lr
-        if self.generator_lr is not None:
-            out["generator"]["lr"] = self.generator_lr
-        return out
-
-    def forward(self, batch: Any, group: str = "critic", objective: str = "loss") -> torch.Tensor:
-        self._own_objective_only(objective)
-        if group not in ("critic", "generator"):
-            raise ValueError(f"{type(self).__name__} has parameter groups 'critic' and 'generator'; got {group!r}")
-        x, y = self._split(batch)
-        if self.clip is not None:
-            adv.clip_weights_(self.critic, self.clip)
-        fake = self._generate(self._noise(len(x), x), y)
-        if group == "generator":
-            return self._generator_loss(self._score(fake, y))
-        return self._critic_loss(x, fake, y)
-
-    def loss(self, batch: Any) -> torch.Tensor:
-        r"""The critic's loss on ``batch`` against as many generated samples (what the critic minimises).
-
-        For ``gan`` at the optimal critic it is :math:`\log 4 - 2\,\mathrm{JSD}`; for ``wgan``/``wgan-gp`` its
-        negative (penalty aside) estimates the Wasserstein-1 distance; for ``fgan`` its negative is the
-        variational lower bound on :math:`D_f`.
-        """
-        return self.forward(batch, "critic")
-
-    def _split(self, batch: Any) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def unpack(self, batch: Any) -> tuple[torch.Tensor, torch.Tensor | None]:
         if isinstance(batch, (tuple, list)):
             raise ValueError(f"{type(self).__name__} is unconditional; give examples, not (examples, labels)")
         return batch, None
 
-    def _critic_loss(self, x: torch.Tensor, fake: torch.Tensor, y: torch.Tensor | None) -> torch.Tensor:
-        loss = self.losses.critic(self._score(x, y), self._score(fake, y))
-        if self.gp_weight:
-            loss = loss + adv.gradient_penalty(lambda v: self._score(v, y), x, fake, self.gp_weight)
-        return loss
-
-    def _generator_loss(self, fake_s: torch.Tensor) -> torch.Tensor:
-        return self.losses.generator(fake_s)
-
-    def _score(self, x: torch.Tensor, y: torch.Tensor | None) -> torch.Tensor:
+    def critic_score(self, x: torch.Tensor, y: torch.Tensor | None) -> torch.Tensor:
         return self.critic(x)
 
     # -- sampling ---------------------------------------------------------------------------------------------
     def _ref(self) -> torch.Tensor:
         return next(self.generator.parameters())
 
-    def _noise(self, n: int, like: torch.Tensor | None = None) -> torch.Tensor:
+    def noise(self, n: int, like: torch.Tensor | None = None) -> torch.Tensor:
         ref = self._ref() if like is None or not like.is_floating_point() else like
         return torch.randn(n, self.latent_dim, dtype=ref.dtype, device=ref.device)
 
-    def _generate(self, z: torch.Tensor, y: torch.Tensor | None = None, averaged: bool = False) -> torch.Tensor:
+    def generator_output(self, z: torch.Tensor, y: torch.Tensor | None = None, averaged: bool = False) -> torch.Tensor:
         """:math:`G(z)` with the generator's own weights, or with the EMA's average (``averaged``)."""
         args = (z,) if y is None else (z, y)
         if not averaged or self.ema is None:
@@ -278,8 +220,8 @@ class AdversarialModel(GenerativeModel):
             raise ValueError(f"z must be a floating-point tensor; got {z.dtype}")
         if not bool(torch.isfinite(z).all()):
             raise ValueError("z must hold finite numbers; got NaN or infinity")
-        with _eval_mode(self.generator):
-            return self._generate(z.to(self._ref().dtype), self._labels(y, len(z)), averaged=True)
+        with eval_mode(self.generator):
+            return self.generator_output(z.to(self._ref().dtype), self._labels(y, len(z)), averaged=True)
 
     def _labels(self, y: object, n: int) -> torch.Tensor | None:
         if y is not None:
@@ -291,24 +233,28 @@ class AdversarialModel(GenerativeModel):
         """``n`` draws of :math:`G(z)`, shape ``(n,) + event_shape`` (the generator in eval mode, its EMA where
         there is one)."""
         check_positive_int("n", n)
-        return self.generate(self._noise(n), y)
+        return self.generate(self.noise(n), y)
 
     def as_distribution(self, y: object = None) -> ImplicitDistribution:
         """The implicit distribution of :math:`G(z)` for a Pyro program (``rsample`` differentiable; no
         ``log_prob``)."""
         support = constraints.unit_interval if self.support == "unit_interval" else constraints.real
-        return ImplicitDistribution(lambda n: self.generate(self._noise(n), y), self.event_shape, support=support)
+        return ImplicitDistribution(lambda n: self.generate(self.noise(n), y), self.event_shape, support=support)
 
-    # -- validation --------------------------------------------------------------------------------------------
-    def validation_loss(self, batch: Any) -> torch.Tensor:
-        """The unbiased MMD² between ``len(batch)`` samples (with the batch's labels, for ``cgan``) and the batch
-        (median bandwidth)."""
-        from pyrogen.quality import mmd2
 
-        x, y = self._split(batch)
-        fake = self.generate(self._noise(len(x), x), y)
-        return torch.tensor(mmd2(fake.detach().flatten(1).double(), x.flatten(1).double()))
+def _schedule(model: AdversarialModel) -> dict[str, Any]:
+    """The critic schedule and optimizer settings a GAN's configuration names."""
+    return {
+        "n_critic": model.n_critic,
+        "clip": model.clip,
+        "gp_weight": model.gp_weight,
+        "betas": model.betas,
+        "critic_lr": model.critic_lr,
+        "generator_lr": model.generator_lr,
+    }
 
+
+use_objective(AdversarialModel, lambda model: adv.Adversarial(model.losses, **_schedule(model)))
 
 register(
     "gan",
@@ -394,7 +340,7 @@ class CGAN(AdversarialModel):
             self.event_shape, spectral_norm=self.spectral_norm, classes=self.classes, bias=self._critic_bias(), **kw
         )
 
-    def _split(self, batch: Any) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def unpack(self, batch: Any) -> tuple[torch.Tensor, torch.Tensor | None]:
         if not isinstance(batch, (tuple, list)) or len(batch) != 2:
             raise ValueError("cgan is class-conditional: give (examples, labels)")
         x, y = batch
@@ -415,7 +361,7 @@ class CGAN(AdversarialModel):
             return torch.randint(self.classes, (n,), device=self._ref().device)
         return self._check_labels(y, n)
 
-    def _score(self, x: torch.Tensor, y: torch.Tensor | None) -> torch.Tensor:
+    def critic_score(self, x: torch.Tensor, y: torch.Tensor | None) -> torch.Tensor:
         return self.critic(x, y=y)
 
 
@@ -437,28 +383,15 @@ class BiGAN(AdversarialModel):
         self.encoder = Encoder(self.event_shape, self.latent_dim, **kw)
         self.critic = Critic(self.event_shape, spectral_norm=self.spectral_norm, joint=self.latent_dim, **kw)
 
-    def param_groups(self) -> dict[str, list[nn.Parameter]]:
-        gen = [*self.generator.parameters(), *self.encoder.parameters()]
-        return {"critic": list(self.critic.parameters()), "generator": gen}
-
-    def forward(self, batch: Any, group: str = "critic", objective: str = "loss") -> torch.Tensor:
-        self._own_objective_only(objective)
-        if group not in ("critic", "generator"):
-            raise ValueError(f"BiGAN has parameter groups 'critic' and 'generator'; got {group!r}")
-        x, _ = self._split(batch)
-        z = self._noise(len(x), x)
-        real = self.critic(x, z=self.encoder(x))
-        fake = self.critic(self.generator(z), z=z)
-        if group == "generator":  # labels swapped: data pairs should look generated and generated pairs real
-            return adv.discriminator_loss(fake, real)
-        return adv.discriminator_loss(real, fake)
-
     @torch.no_grad()
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         """:math:`E(x)`, shape ``(n, latent_dim)`` (eval mode)."""
         x = self.validate(x)
-        with _eval_mode(self.encoder):
+        with eval_mode(self.encoder):
             return self.encoder(x)
+
+
+use_objective(BiGAN, lambda model: adv.Bidirectional(model.losses, **_schedule(model)))
 
 
 #: The second image domain of :class:`CycleGAN`, made from the first.
@@ -494,7 +427,6 @@ class CycleGAN(AdversarialModel):
             :math:`\lVert G(b) - b\rVert_1 + \lVert F(a) - a\rVert_1` (0: none).
     """
 
-    monitor: ClassVar[str | None] = "cycle"
     can_sample = False
 
     def __init__(
@@ -526,44 +458,14 @@ class CycleGAN(AdversarialModel):
         self.critic = Critic(self.event_shape, "dcgan", features=f, spectral_norm=self.spectral_norm)  # D_B
         self.critic_a = Critic(self.event_shape, "dcgan", features=f, spectral_norm=self.spectral_norm)
 
-    def param_groups(self) -> dict[str, list[nn.Parameter]]:
-        return {
-            "critic": [*self.critic.parameters(), *self.critic_a.parameters()],
-            "generator": [*self.generator.parameters(), *self.generator_ba.parameters()],
-        }
-
-    def _domains(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def domains(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Domain A: the batch; domain B: another shuffle of it, changed (so no pair is seen)."""
         perm = torch.randperm(len(x), device=x.device)
         return x, _to_domain_b(x[perm], self.domain_b)
 
-    def forward(self, batch: Any, group: str = "critic", objective: str = "loss") -> torch.Tensor:
-        self._own_objective_only(objective)
-        if group not in ("critic", "generator"):
-            raise ValueError(f"CycleGAN has parameter groups 'critic' and 'generator'; got {group!r}")
-        x, _ = self._split(batch)
-        a, b = self._domains(x)
-        fake_b, fake_a = self.generator(a), self.generator_ba(b)
-        pair = self.losses  # least squares (Mao et al., 2017), as Zhu et al. train
-        if group == "critic":
-            return pair.critic(self.critic(b), self.critic(fake_b)) + pair.critic(
-                self.critic_a(a), self.critic_a(fake_a)
-            )
-        loss = pair.generator(self.critic(fake_b)) + pair.generator(self.critic_a(fake_a))
-        cycle = (self.generator_ba(fake_b) - a).abs().mean() + (self.generator(fake_a) - b).abs().mean()
-        loss = loss + self.cycle_weight * cycle
-        if self.identity_weight:
-            ident = (self.generator(b) - b).abs().mean() + (self.generator_ba(a) - a).abs().mean()
-            loss = loss + self.identity_weight * ident
-        return loss
-
-    def loss(self, batch: Any) -> torch.Tensor:
-        """Both critics' least-squares losses on the batch's two domains."""
-        return self.forward(batch, "critic")
-
     def _translate(self, net: nn.Module, x: torch.Tensor) -> torch.Tensor:
         x = self.validate(x)
-        with torch.no_grad(), _eval_mode(net):
+        with torch.no_grad(), eval_mode(net):
             return net(x)
 
     def translate(self, a: torch.Tensor) -> torch.Tensor:
@@ -600,11 +502,10 @@ class CycleGAN(AdversarialModel):
             "translation_l1": float((fake_b - b).abs().mean()),
         }
 
-    def validation_loss(self, batch: Any) -> torch.Tensor:
-        r"""The cycle-consistency error :math:`\lVert F(G(a)) - a\rVert_1 + \lVert G(F(b)) - b\rVert_1` (per pixel)."""
-        x, _ = self._split(batch)
-        a, b = self._domains(x)
-        with _eval_mode(self):
-            return (self.generator_ba(self.generator(a)) - a).abs().mean() + (
-                self.generator(self.generator_ba(b)) - b
-            ).abs().mean()
+
+use_objective(
+    CycleGAN,
+    lambda model: adv.CycleConsistent(
+        model.losses, cycle_weight=model.cycle_weight, identity_weight=model.identity_weight, **_schedule(model)
+    ),
+)

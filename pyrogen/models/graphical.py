@@ -27,6 +27,7 @@ from torch import nn
 
 from pyrogen.checks import integer
 from pyrogen.data import Dataset
+from pyrogen.inference.objectives import JointLikelihood, MaximumLikelihood
 from pyrogen.inference.program import data_plate
 from pyrogen.models.base import GenerativeModel, accepts_unbatched, check_positive_int
 from pyrogen.models.registry import Recipe, register, same_support
@@ -47,7 +48,12 @@ def _naive_bayes_train(data: Dataset) -> dict[str, Any]:
 
 
 @register(
-    "naive-bayes", family="graphical", data="digits-binary", choices=_naive_bayes_choices, train=_naive_bayes_train
+    "naive-bayes",
+    family="graphical",
+    data="digits-binary",
+    choices=_naive_bayes_choices,
+    train=_naive_bayes_train,
+    objective=lambda model: JointLikelihood(),
 )
 class NaiveBayes(GenerativeModel):
     r"""Bernoulli naive Bayes: :math:`y \sim \mathrm{Cat}(\pi)`, :math:`x_i \mid y \sim \mathrm{Bern}(\theta_{y i})`.
@@ -86,12 +92,6 @@ class NaiveBayes(GenerativeModel):
         if ((y < 0) | (y >= self.classes)).any():
             raise ValueError(f"y must hold classes in 0..{self.classes - 1}; got {sorted(set(y.tolist()))}")
         return y.to(self.class_logits.device).long()
-
-    def _split(self, batch: Any) -> tuple[torch.Tensor, torch.Tensor]:
-        if not isinstance(batch, tuple):
-            raise ValueError("naive-bayes trains on (examples, labels)")
-        x, y = batch
-        return x.reshape(len(x), -1).to(self.feature_logits.dtype), self._labels(y, len(x))
 
     @torch.no_grad()
     def fit_counts(self, x: torch.Tensor, y: torch.Tensor) -> NaiveBayes:
@@ -147,19 +147,15 @@ class NaiveBayes(GenerativeModel):
         return torch.logsumexp(self.joint_log_probs(x), -1)
 
     def joint_log_prob(self, x: torch.Tensor, y: object) -> torch.Tensor:
-        r""":math:`\log p(x, y)` per example."""
-        return self.joint_log_probs(x).gather(-1, self._labels(y, len(x))[:, None])[:, 0]
+        r""":math:`\log p(x, y)` per example (what :class:`~pyrogen.inference.objectives.JointLikelihood` trains)."""
+        x = self.validate(x).reshape(len(x), -1).to(self.feature_logits.dtype)
+        y = self._labels(y, len(x))
+        return torch.log_softmax(self.class_logits, -1)[y] - F.binary_cross_entropy_with_logits(
+            self.feature_logits[y], x, reduction="none"
+        ).sum(-1)
 
     def log_likelihood(self, x: Any, k: int | None = None) -> torch.Tensor:
         return self.log_prob(x)
-
-    def loss(self, batch: Any) -> torch.Tensor:
-        """:math:`-\\log p(x, y)` per example (the joint likelihood of the labelled data)."""
-        x, y = self._split(batch)
-        lp = torch.log_softmax(self.class_logits, -1)[y] - F.binary_cross_entropy_with_logits(
-            self.feature_logits[y], x, reduction="none"
-        ).sum(-1)
-        return -lp.mean()
 
     def sample(self, n: int, y: object = None) -> torch.Tensor:
         """``n`` draws of :math:`x` (of class ``y`` if given, else :math:`y \\sim p(y)`)."""
@@ -178,13 +174,6 @@ class NaiveBayes(GenerativeModel):
             label = pyro.sample("y", dist.Categorical(logits=self.class_logits), obs=y, infer={"enumerate": "parallel"})
             flat = None if x is None else x.reshape(n, -1)
             return pyro.sample("x", dist.Bernoulli(logits=self.feature_logits[label]).to_event(1), obs=flat)
-
-    def pyro_loss(self, batch: Any) -> torch.Tensor:
-        """Pyro's ``Trace_ELBO`` on :meth:`model` with both sites observed: :math:`-\\log p(x, y)` per example."""
-        x, y = self._split(self._checked_batch(batch))
-        from pyro.infer import Trace_ELBO
-
-        return Trace_ELBO().differentiable_loss(self.model, self.guide, x, y) / len(x)
 
 
 def _topological(nodes: Sequence[dict[str, Any]]) -> list[int]:
@@ -270,7 +259,14 @@ def _bayes_net_train(data: Dataset) -> dict[str, Any]:
     return {"lr": 0.05, "batch_size": 500, "steps": 500, "val_every": 100}
 
 
-@register("bayes-net", family="graphical", data="student", choices=_bayes_net_choices, train=_bayes_net_train)
+@register(
+    "bayes-net",
+    family="graphical",
+    data="student",
+    choices=_bayes_net_choices,
+    train=_bayes_net_train,
+    objective=lambda model: MaximumLikelihood(),  # of the observed values: EM's objective when some are missing
+)
 class BayesNet(GenerativeModel):
     r"""A discrete Bayesian network :math:`p(x) = \prod_v p(x_v \mid x_{\mathrm{pa}(v)})` from a DAG and its
     conditional probability tables.
@@ -379,10 +375,6 @@ class BayesNet(GenerativeModel):
         log_joint = self._log_joint_complete(space)  # (S,)
         consistent = ((space[None] == x[:, None]) | missing[:, None]).all(-1)  # (n, S)
         return torch.logsumexp(torch.where(consistent, log_joint[None], -math.inf), -1)
-
-    def loss(self, batch: torch.Tensor) -> torch.Tensor:
-        """:math:`-\\log p(x_{\\mathrm{observed}})` per row (EM's objective when values are missing)."""
-        return -self.log_prob(batch).mean()
 
     @torch.no_grad()
     def fit_counts(self, x: torch.Tensor) -> BayesNet:

@@ -21,25 +21,16 @@ from typing import Any
 import pyro
 import pyro.distributions as dist
 import torch
-from pyro.infer import Trace_ELBO
 from torch import nn
 
 from pyrogen.data import Dataset
+from pyrogen.inference.objectives import ImplicitELBO, entropy_gradient_surrogate
 from pyrogen.inference.program import data_plate
 from pyrogen.models.base import GenerativeModel, accepts_unbatched, check_hidden, check_positive_int
 from pyrogen.models.registry import Recipe, register
 from pyrogen.nn.mlp import MLP
 
 __all__ = ["ImplicitVAE", "entropy_gradient_surrogate"]
-
-
-def entropy_gradient_surrogate(z: torch.Tensor, score: torch.Tensor) -> torch.Tensor:
-    r"""Per example :math:`-s^\top z` with the score :math:`s \approx \nabla_z \log q(z \mid x)` held fixed: its
-    gradient through the reparameterized :math:`z = f_\phi(x, \epsilon)` is the estimate of
-    :math:`\nabla_\phi H(q(z \mid x))` above (its value means nothing)."""
-    if z.shape != score.shape:
-        raise ValueError(f"z and score must have the same shape; got {tuple(z.shape)}, {tuple(score.shape)}")
-    return -(score.detach() * z).flatten(1).sum(-1)
 
 
 def _implicit_vae_choices(recipe: Recipe, data: Dataset, kwargs: dict[str, Any]) -> dict[str, Any]:
@@ -54,6 +45,7 @@ def _implicit_vae_choices(recipe: Recipe, data: Dataset, kwargs: dict[str, Any])
     data="digits-binary",
     choices=_implicit_vae_choices,
     train={"batch_size": 128, "lr": 1e-3, "steps": 6000, "val_every": 500},
+    objective=lambda model: ImplicitELBO(model.score_method, model.score_sigma, model.score_steps),
 )
 class ImplicitVAE(GenerativeModel):
     r"""The implicit-posterior VAE on binary data: Bernoulli decoder, :math:`N(0, I)` prior, an encoder fed
@@ -117,65 +109,11 @@ class ImplicitVAE(GenerativeModel):
         r""":math:`s_\psi(z, x) \approx \nabla_z \log q(z \mid x)`."""
         return self.score_net(torch.cat([z, self._flat(x)], -1))
 
-    def _log_joint(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+    def log_joint(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        r""":math:`\log p(x \mid z) + \log p(z)` per example."""
         logits = self.decoder(z)
         log_lik = dist.Bernoulli(logits=logits).log_prob(self._flat(x)).sum(-1)
         return log_lik + dist.Normal(0.0, 1.0).log_prob(z).sum(-1)
-
-    def _score_loss(self, x: torch.Tensor) -> torch.Tensor:
-        with torch.no_grad():
-            z = self.encode(x)
-        if self.score_method == "denoising":
-            noise = torch.randn_like(z)
-            s = self.score(z + self.score_sigma * noise, x)
-            return 0.5 * (self.score_sigma * s + noise).pow(2).sum(-1)
-        # sliced score matching, variance reduced (Song et al., 2019): v'(ds/dz)v + |s|^2 / 2, no noise scale
-        with torch.enable_grad():
-            z = z.requires_grad_(True)
-            s = self.score(z, x)
-            v = torch.randn_like(z)
-            (jv,) = torch.autograd.grad((s * v).sum(), z, create_graph=True)
-        return (jv * v).sum(-1) + 0.5 * s.pow(2).sum(-1)
-
-    def _model_loss(self, x: torch.Tensor) -> torch.Tensor:
-        z = self.encode(x)
-        return -self._log_joint(x, z) - entropy_gradient_surrogate(z, self.score(z, x))
-
-    # -- the step protocol -------------------------------------------------------------------------------------
-    def param_groups(self) -> dict[str, list[nn.Parameter]]:
-        return {
-            "model": [*self.encoder.parameters(), *self.decoder.parameters()],
-            "score": list(self.score_net.parameters()),
-        }
-
-    def update_schedule(self, step: int) -> tuple[str, ...]:
-        return ("score",) * self.score_steps + ("model",)
-
-    def forward(self, batch: torch.Tensor, group: str = "model", objective: str = "loss") -> torch.Tensor:
-        self._own_objective_only(objective)
-        if group == "score":
-            return self._score_loss(batch).mean()
-        if group == "model":
-            return self._model_loss(batch).mean()
-        raise ValueError(f"implicit-vae has parameter groups 'model' and 'score'; got {group!r}")
-
-    def loss(self, batch: torch.Tensor) -> torch.Tensor:
-        """Both groups' objectives, summed: each gradient reaches only its own group (the score is held fixed in
-        the model's term, the samples in the score's). The model term's *value* is not the negative ELBO (the
-        entropy is unknown); its gradient is."""
-        return self._model_loss(batch).mean() + self._score_loss(batch).mean()
-
-    def pyro_loss(self, batch: torch.Tensor) -> torch.Tensor:
-        """:meth:`loss` with the model term as Pyro's ``Trace_ELBO`` of :meth:`model` and :meth:`guide` (the
-        guide's ``Delta`` carries the entropy surrogate as its log density)."""
-        elbo = Trace_ELBO().differentiable_loss(self.model, self.guide, batch) / len(batch)
-        return elbo + self._score_loss(batch).mean()
-
-    def validation_loss(self, batch: torch.Tensor) -> torch.Tensor:
-        """Minus the IWAE-16 bound under the fitted proposal (repeatable: fixed random numbers)."""
-        with torch.random.fork_rng(devices=[batch.device] if batch.device.type == "cuda" else []):
-            torch.manual_seed(0)
-            return -self._iwae(self._flat(batch), 16).mean().detach()
 
     # -- the Pyro program --------------------------------------------------------------------------------------
     def model(self, x: torch.Tensor | None = None, *args: Any, **kwargs: Any) -> Any:
@@ -193,7 +131,7 @@ class ImplicitVAE(GenerativeModel):
             raise ValueError("the guide needs the data x")
         with data_plate(len(x)):
             z = self.encode(x)
-            surrogate = -entropy_gradient_surrogate(z, self.score(z, x))  # log q := s.z, see loss()
+            surrogate = -entropy_gradient_surrogate(z, self.score(z, x))  # log q := s.z, see ImplicitELBO
             pyro.sample("z", dist.Delta(z, log_density=surrogate, event_dim=1))
 
     # -- likelihood bounds -------------------------------------------------------------------------------------

@@ -2,7 +2,8 @@ r"""The Gaussian mixture ``gmm``, fit three ways: EM, SVI with the assignment en
 
 :math:`p(x) = \sum_k \pi_k N(x; \mu_k, \Sigma_k)` with full or diagonal covariances. As a Pyro program the
 assignment :math:`z` is a discrete site enumerated in parallel, so ``TraceEnum_ELBO`` on the model and an empty
-guide is exactly :math:`-\log p(x)` (:meth:`GaussianMixture.pyro_loss`): gradient training of the
+guide is exactly :math:`-\log p(x)` (the Pyro path of
+:class:`~pyrogen.inference.objectives.MaximumLikelihood` with ``TraceEnum_ELBO``): gradient training of the
 marginal likelihood is SVI. :meth:`GaussianMixture.fit_em` is expectation-maximization (Dempster et al.,
 1977), whose log-likelihood never decreases (in exact arithmetic). :meth:`GaussianMixture.nuts` samples the
 parameters of a Bayesian mixture (Dirichlet weights, normal means, log-normal scales, diagonal covariances) with the
@@ -28,6 +29,7 @@ from pyro.infer import TraceEnum_ELBO, config_enumerate
 from torch import nn
 
 from pyrogen.data import Dataset
+from pyrogen.inference.objectives import MaximumLikelihood
 from pyrogen.inference.program import data_plate
 from pyrogen.models.base import GenerativeModel, accepts_unbatched, check_positive_int
 from pyrogen.models.registry import Recipe, continuous_support, register
@@ -63,7 +65,16 @@ def _gmm_train(data: Dataset) -> dict[str, Any]:
     return {"lr": 0.01, "batch_size": 256, "steps": 3000, "val_every": 250}
 
 
-@register("gmm", family="mixture", data="8gaussians", choices=_gmm_choices, prepare=_gmm_prepare, train=_gmm_train)
+@register(
+    "gmm",
+    family="mixture",
+    data="8gaussians",
+    choices=_gmm_choices,
+    prepare=_gmm_prepare,
+    train=_gmm_train,
+    # by gradient: exact maximum likelihood; Pyro's way enumerates the component (TraceEnum_ELBO, empty guide)
+    objective=lambda model: MaximumLikelihood(pyro_elbo=TraceEnum_ELBO(max_plate_nesting=1)),
+)
 class GaussianMixture(GenerativeModel):
     r"""A mixture of ``components`` Gaussians over flattened examples.
 
@@ -146,12 +157,6 @@ class GaussianMixture(GenerativeModel):
         with torch.no_grad():
             return self.as_distribution().sample((n,)).reshape(n, *self.event_shape)
 
-    def loss(self, batch: torch.Tensor) -> torch.Tensor:
-        """:math:`-\\log p(x)` per example (the exact marginal likelihood)."""
-        return -torch.logsumexp(
-            torch.log_softmax(self.logits, -1) + self._components().log_prob(self._flat(batch)[:, None, :]), -1
-        ).mean()
-
     # -- the Pyro program ----------------------------------------------------------------------------------------
     @config_enumerate
     def model(self, x: torch.Tensor | None = None, *args: Any, **kwargs: Any) -> Any:
@@ -166,11 +171,6 @@ class GaussianMixture(GenerativeModel):
             else:
                 d = dist.MultivariateNormal(self.locs[z], scale_tril=self.scale_tril()[z])
             return pyro.sample("x", d, obs=None if x is None else self._flat(x))
-
-    def pyro_loss(self, batch: Any) -> torch.Tensor:
-        """``TraceEnum_ELBO`` with ``z`` enumerated and an empty guide: exactly :math:`-\\log p(x)` per example."""
-        x = self._checked_batch(batch)
-        return TraceEnum_ELBO(max_plate_nesting=1).differentiable_loss(self.model, self.guide, x) / len(x)
 
     # -- EM --------------------------------------------------------------------------------------------------------
     @torch.no_grad()

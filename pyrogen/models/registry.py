@@ -23,6 +23,7 @@ from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
 from pyrogen.data import Dataset
+from pyrogen.inference.objectives import Objective, use_objective
 from pyrogen.inference.protocol import capabilities as _capabilities
 from pyrogen.inference.protocol import density_kind
 from pyrogen.models.base import GenerativeModel
@@ -103,6 +104,9 @@ class Recipe:
             bias at the data's log-odds.
         sample_options: the ``pyrogen sample`` options the model's ``sample`` takes.
         doc: one line for ``pyrogen list``; the class's first docstring line unless given.
+        objective: the class's default objective, ``model -> Objective`` (what :func:`~pyrogen.inference.fit`
+            trains it under unless told; :func:`~pyrogen.inference.objectives.objective_for`); a subclass
+            registered without one trains under its base class's.
     """
 
     name: str
@@ -115,6 +119,7 @@ class Recipe:
     prepare: Callable[[Any, Dataset], None] | None = None
     sample_options: tuple[str, ...] = ()
     doc: str = ""
+    objective: Callable[[Any], Objective] | None = None
 
     # what the class is, for callers that held the class before recipes
     @property
@@ -198,6 +203,8 @@ def register(
         _REGISTRY[name] = recipe
         if "_recipe" not in vars(klass):  # the class's own name: the first recipe registered for it
             klass._recipe = name
+            if recipe.objective is not None:
+                use_objective(klass, recipe.objective)
         return klass
 
     if like is not None and like not in _REGISTRY:

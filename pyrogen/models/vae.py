@@ -36,7 +36,7 @@ import torch
 import torch.nn.functional as F
 from pyro import poutine
 from pyro.distributions.transforms import Planar
-from pyro.infer import Trace_ELBO, TraceEnum_ELBO, TraceMeanField_ELBO
+from pyro.infer import Trace_ELBO, TraceMeanField_ELBO
 from torch import nn
 from torch.distributions.utils import _standard_normal
 
@@ -44,7 +44,8 @@ from pyrogen.checks import choice as _choice
 from pyrogen.checks import number
 from pyrogen.data import Dataset
 from pyrogen.distributions.transforms import ConditionalMaskedAutoregressive
-from pyrogen.inference.objectives import gaussian_kl, iwae_bound, log_mean_exp
+from pyrogen.inference.hooks import StepClock
+from pyrogen.inference.objectives import ELBO, SemiSupervisedELBO, gaussian_kl, log_mean_exp, use_objective
 from pyrogen.inference.program import data_plate
 from pyrogen.models.base import GenerativeModel, accepts_unbatched, check_hidden, check_positive_int
 from pyrogen.models.registry import Recipe, preset, register
@@ -138,15 +139,15 @@ def _vae_choices(recipe: Recipe, data: Dataset, kwargs: dict[str, Any]) -> dict[
 class LatentVariableModel(GenerativeModel):
     """What every latent-variable model shares: the ELBO, IWAE and their Pyro references.
 
-    A subclass implements :meth:`_terms` (one draw of the latents per example,
+    A subclass implements :meth:`elbo_terms` (one draw of the latents per example,
     or ``particles`` of them) and the Pyro :meth:`model` and :meth:`guide`
-    that draw the same numbers in the same order, so that :meth:`loss` equals
-    :meth:`pyro_loss` on a seed.
+    that draw the same numbers in the same order, so that the fused loss of
+    :class:`~pyrogen.inference.objectives.ELBO` equals Pyro's on a seed.
     """
 
     family = "latent"
     density = "lower_bound"
-    #: Pyro's ELBO that :meth:`pyro_loss` uses when ``k == 1``.
+    #: Pyro's ELBO of the :class:`~pyrogen.inference.objectives.ELBO` objective's Pyro path when ``k == 1``.
     _pyro_elbo: ClassVar[type] = TraceMeanField_ELBO
 
     beta: float = 1.0
@@ -159,9 +160,9 @@ class LatentVariableModel(GenerativeModel):
         r""":math:`\beta` times the warm-up factor :math:`\min(1, t / T)` while training; :math:`\beta` in eval mode."""
         if not self.training or self.kl_warmup == 0:
             return self.beta
-        return self.beta * min(1.0, (self._train_step + 1) / self.kl_warmup)
+        return self.beta * min(1.0, (self.clock.step + 1) / self.kl_warmup)
 
-    def _terms(
+    def elbo_terms(
         self, x: torch.Tensor, y: torch.Tensor | None, particles: int | None, analytic: bool
     ) -> tuple[torch.Tensor, torch.Tensor]:
         r""":math:`(\log p(x \mid z), \log p(z) - \log q(z \mid x))` per example for one draw ``z ~ q``.
@@ -173,7 +174,7 @@ class LatentVariableModel(GenerativeModel):
         raise NotImplementedError
 
     # -- labels ----------------------------------------------------------------
-    def _split(self, batch: Any) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def unpack(self, batch: Any) -> tuple[torch.Tensor, torch.Tensor | None]:
         if isinstance(batch, (tuple, list)):
             if not self.labelled:
                 raise ValueError(f"{type(self).__name__} is unconditional; give examples, not (examples, labels)")
@@ -199,33 +200,6 @@ class LatentVariableModel(GenerativeModel):
             raise ValueError(f"labels y must be in {lo}..{self.classes - 1}; got {labels.unique().tolist()[:12]}")
         return labels.long()
 
-    # -- objectives --------------------------------------------------------------
-    def loss(self, batch: Any) -> torch.Tensor:
-        r"""The fused negative objective per example: the ELBO (``k = 1``, closed-form KL where there is one) or
-        the :math:`k`-sample IWAE bound, with the KL weight :attr:`kl_weight` on :math:`\log p(z) - \log q(z)`."""
-        x, y = self._split(batch)
-        w = self.kl_weight
-        if self.k == 1:
-            rec, log_r = self._terms(x, y, None, analytic=True)
-            return -(rec + w * log_r).mean()
-        rec, log_r = self._terms(x, y, self.k, analytic=False)
-        return -log_mean_exp(rec + w * log_r, dim=0).mean()
-
-    def pyro_loss(self, batch: Any) -> torch.Tensor:
-        """The same objective from Pyro: ``TraceMeanField_ELBO`` (``Trace_ELBO`` where the model is not
-        mean-field) on :meth:`model` and :meth:`guide`, or the IWAE bound built from their traces
-        (:func:`~pyrogen.inference.iwae_bound`, whose value ``RenyiELBO(alpha=0)`` reproduces)."""
-        x, y = self._split(batch)
-        if self.k == 1:
-            return self._pyro_elbo().differentiable_loss(self.model, self.guide, x, y) / len(x)
-        return -iwae_bound(self.model, self.guide, self.k, x, y).mean()
-
-    def validation_loss(self, batch: Any) -> torch.Tensor:
-        """Minus the unweighted training bound: the ELBO, or the IWAE-``k`` bound when ``k > 1``."""
-        x, y = self._split(batch)
-        bound = self._elbo(x, y) if self.k == 1 else self._iwae(x, y, self.k, self.k)
-        return -bound.mean()
-
     # -- estimators --------------------------------------------------------------
     def _inputs(self, x: Any, y: object = None) -> tuple[torch.Tensor, torch.Tensor | None]:
         if isinstance(x, (tuple, list)):
@@ -242,7 +216,7 @@ class LatentVariableModel(GenerativeModel):
         return x, None
 
     def _elbo(self, x: torch.Tensor, y: torch.Tensor | None) -> torch.Tensor:
-        rec, log_r = self._terms(x, y, None, analytic=True)
+        rec, log_r = self.elbo_terms(x, y, None, analytic=True)
         return rec + log_r
 
     @accepts_unbatched(label=0)
@@ -272,12 +246,15 @@ class LatentVariableModel(GenerativeModel):
     def _iwae(self, x: torch.Tensor, y: torch.Tensor | None, k: int, chunk: int) -> torch.Tensor:
         parts = []
         for start in range(0, k, chunk):
-            rec, log_r = self._terms(x, y, min(chunk, k - start), analytic=False)
+            rec, log_r = self.elbo_terms(x, y, min(chunk, k - start), analytic=False)
             parts.append(rec + log_r)
         return log_mean_exp(torch.cat(parts), dim=0)
 
     def _device(self) -> torch.device:
         return next(self.parameters()).device
+
+
+use_objective(LatentVariableModel, lambda model: ELBO(pyro_elbo=model._pyro_elbo))
 
 
 @register(
@@ -298,8 +275,9 @@ class VAE(LatentVariableModel):
     :math:`\beta_t = \beta \min(1, t / T_{\text{warmup}})`: the KL warm-up of Bowman et al. (2016), which keeps
     latent units active on small data, and the :math:`\beta` of Higgins et al. (2017), both applied with
     ``poutine.scale`` on ``z`` in model and guide. With the standard normal prior and no posterior layers the KL
-    is in closed form. ``k > 1`` trains on the IWAE bound instead. :meth:`loss` is the fused objective;
-    :meth:`pyro_loss` is Pyro's ELBO on :meth:`model` and :meth:`guide` and gives the same number on a seed.
+    is in closed form. ``k > 1`` trains on the IWAE bound instead. It trains under
+    :class:`~pyrogen.inference.objectives.ELBO`, whose fused loss Pyro's ELBO on :meth:`model` and :meth:`guide`
+    reproduces on a seed.
 
     Args:
         event_shape: shape of one example, e.g. ``(1, 8, 8)``.
@@ -364,6 +342,7 @@ class VAE(LatentVariableModel):
         classes: int = 0,
     ) -> None:
         super().__init__(event_shape)
+        self.clock = StepClock()  # the KL warm-up's step, set by the trainer
         self.latent_dim = check_positive_int("latent_dim", latent_dim)
         self.hidden = check_hidden(hidden)
         if not isinstance(kl_warmup, int) or isinstance(kl_warmup, bool) or kl_warmup < 0:
@@ -559,7 +538,7 @@ class VAE(LatentVariableModel):
                 pyro.sample("z", q)
 
     # -- fused objective ------------------------------------------------------
-    def _terms(
+    def elbo_terms(
         self, x: torch.Tensor, y: torch.Tensor | None, particles: int | None, analytic: bool
     ) -> tuple[torch.Tensor, torch.Tensor]:
         loc, scale, context = self._encode(x, y)
@@ -657,7 +636,8 @@ class SSVAE(VAE):
     contributes its ELBO plus :math:`\alpha \log q(y \mid x)` (the classification term that makes
     :math:`q(y \mid x)` learn from the labels, written as a ``pyro.factor`` in the model); an unlabelled one
     contributes :math:`\sum_y q(y \mid x)\,[\mathrm{ELBO}(x, y) - \log q(y \mid x)]`, the label summed out exactly:
-    the guide marks it for enumeration and Pyro's ``TraceEnum_ELBO`` computes the same number as :meth:`loss`.
+    the guide marks it for enumeration and Pyro's ``TraceEnum_ELBO`` computes the same number as the fused loss
+    (:class:`~pyrogen.inference.objectives.SemiSupervisedELBO`).
     :meth:`predict` classifies with :math:`q(y \mid x)`.
 
     Args:
@@ -671,7 +651,6 @@ class SSVAE(VAE):
     """
 
     labelled = True
-    _pyro_elbo = TraceEnum_ELBO
 
     def __init__(
         self, *args: Any, classes: int = 10, alpha: float = 50.0, label_fraction: float = 0.1, **kwargs: Any
@@ -711,7 +690,7 @@ class SSVAE(VAE):
         return x, torch.where(keep, y, torch.full_like(y, -1))
 
     # -- labels may be missing -------------------------------------------------
-    def _split(self, batch: Any) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def unpack(self, batch: Any) -> tuple[torch.Tensor, torch.Tensor | None]:
         if isinstance(batch, (tuple, list)):
             x, y = batch
             return self._cast(x), self._check_labels(y, len(x), missing_ok=True)
@@ -722,7 +701,7 @@ class SSVAE(VAE):
             x = x[0]
         return self._cast(self.validate(x)), None
 
-    def _parts(self, x: torch.Tensor, y: torch.Tensor | None) -> tuple[Any, Any, torch.Tensor]:
+    def split_labelled(self, x: torch.Tensor, y: torch.Tensor | None) -> tuple[Any, Any, torch.Tensor]:
         if y is None:
             y = torch.full((len(x),), -1, dtype=torch.long, device=x.device)
         seen = y >= 0
@@ -770,7 +749,7 @@ class SSVAE(VAE):
                 y_u = pyro.sample("y_u", uniform)
                 z = pyro.sample("z_u", self._prior())
                 return pyro.sample("x_u", self._likelihood(self._decoder_out(z, y_u)))
-        (x_l, y_l), x_u, _ = self._parts(x, y)
+        (x_l, y_l), x_u, _ = self.split_labelled(x, y)
         if len(x_l):
             with pyro.plate("labelled", len(x_l)):
                 pyro.sample("y_l", uniform, obs=y_l)
@@ -794,7 +773,7 @@ class SSVAE(VAE):
             return
         pyro.module("encoder", self.encoder)
         pyro.module("classifier", self.classifier)
-        (x_l, y_l), x_u, _ = self._parts(x, y)
+        (x_l, y_l), x_u, _ = self.split_labelled(x, y)
         if len(x_l):
             with pyro.plate("labelled", len(x_l)):
                 loc, scale, _ = self._encode(x_l, y_l)
@@ -809,43 +788,19 @@ class SSVAE(VAE):
                 with poutine.scale(scale=self.kl_weight):
                     pyro.sample("z_u", dist.Normal(loc, scale).to_event(1))
 
-    def pyro_loss(self, batch: Any) -> torch.Tensor:
-        """Pyro's ``TraceEnum_ELBO`` (the missing labels enumerated in parallel) on :meth:`model` and :meth:`guide`."""
-        x, y = self._split(batch)
-        return TraceEnum_ELBO(max_plate_nesting=1).differentiable_loss(self.model, self.guide, x, y) / len(x)
-
     # -- fused objective ------------------------------------------------------
-    def _labelled_terms(self, x: torch.Tensor, y: torch.Tensor, w: float) -> torch.Tensor:
-        rec, log_r = super()._terms(x, y, None, analytic=False)
+    def labelled_elbo(self, x: torch.Tensor, y: torch.Tensor, w: float) -> torch.Tensor:
+        rec, log_r = super().elbo_terms(x, y, None, analytic=False)
         return rec + w * log_r + self._log_prior_y()
 
-    def _unlabelled_elbo(self, x: torch.Tensor, w: float) -> torch.Tensor:
+    def unlabelled_elbo(self, x: torch.Tensor, w: float) -> torch.Tensor:
         """:math:`\\sum_y q(y \\mid x)[\\mathrm{ELBO}_w(x, y) - \\log q(y \\mid x)]`, one draw of z per label."""
-        rec, log_r = super()._terms(x, self._all_labels(len(x)), None, analytic=False)  # (K, n)
+        rec, log_r = super().elbo_terms(x, self._all_labels(len(x)), None, analytic=False)  # (K, n)
         log_qy = self.class_log_probs(x).T
         return (log_qy.exp() * (rec + w * log_r + self._log_prior_y() - log_qy)).sum(0)
 
-    def loss(self, batch: Any) -> torch.Tensor:
-        """Fused negative objective per example, equal to :meth:`pyro_loss` on a seed."""
-        x, y = self._split(batch)
-        (x_l, y_l), x_u, _ = self._parts(x, y)
-        w = self.kl_weight
-        total = x.new_zeros(())
-        if len(x_l):
-            log_q = self.class_log_probs(x_l).gather(-1, y_l[:, None]).squeeze(-1)
-            total = total + (self._labelled_terms(x_l, y_l, w) + self.alpha * log_q).sum()
-        if len(x_u):
-            total = total + self._unlabelled_elbo(x_u, w).sum()
-        return -total / len(x)
-
     def _elbo(self, x: torch.Tensor, y: torch.Tensor | None) -> torch.Tensor:
-        return self._unlabelled_elbo(x, 1.0)
-
-    def validation_loss(self, batch: Any) -> torch.Tensor:
-        """Minus the ELBO of :math:`p(x)` with the label summed out: early stopping uses no validation labels
-        (the classification term overfits the few labels long before the classifier stops improving)."""
-        x, _ = self._split(batch)
-        return -self._unlabelled_elbo(x, 1.0).mean()
+        return self.unlabelled_elbo(x, 1.0)
 
     def _iwae(self, x: torch.Tensor, y: torch.Tensor | None, k: int, chunk: int) -> torch.Tensor:
         r""":math:`\log \sum_y p(y)\, \hat p_k(x \mid y)` with :math:`\hat p_k` the IWAE estimate under
@@ -859,6 +814,9 @@ class SSVAE(VAE):
         return torch.logsumexp(per_label + self._log_prior_y(), dim=0)
 
 
+use_objective(SSVAE, lambda model: SemiSupervisedELBO())
+
+
 @register("hvae", like="vae")
 class HierarchicalVAE(VAE):
     r"""A VAE with two stochastic layers, Markovian in both directions.
@@ -867,7 +825,7 @@ class HierarchicalVAE(VAE):
         p(z_2)\, p(z_1 \mid z_2)\, p(x \mid z_1),\qquad q(z_1 \mid x)\, q(z_2 \mid z_1)
 
     with :math:`p(z_2) = \mathcal N(0, I)` and diagonal Gaussian conditionals given by MLPs. The KL terms have no
-    closed form, so both :meth:`loss` and :meth:`pyro_loss` (``Trace_ELBO``) use one Monte Carlo draw.
+    closed form, so both the fused loss and Pyro's (``Trace_ELBO``) use one Monte Carlo draw.
 
     Args:
         top_dim: size of :math:`z_2` (``latent_dim`` is the size of :math:`z_1`).
@@ -943,7 +901,7 @@ class HierarchicalVAE(VAE):
                 z1 = pyro.sample("z1", dist.Normal(loc, scale).to_event(1))
                 pyro.sample("z2", dist.Normal(*self._gaussian(self.top_encoder(z1))).to_event(1))
 
-    def _terms(
+    def elbo_terms(
         self, x: torch.Tensor, y: torch.Tensor | None, particles: int | None, analytic: bool
     ) -> tuple[torch.Tensor, torch.Tensor]:
         loc1, scale1, _ = self._encode(x, None)
