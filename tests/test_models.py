@@ -54,6 +54,28 @@ def test_loss_decreases_on_a_small_problem(name):
 
 
 @pytest.mark.parametrize("name", NAMES)
+def test_fit_on_a_dataset_takes_the_recipe_settings(name):
+    from pyrogen.data import load
+    from pyrogen.inference import trainer
+
+    m, data = small_model(name), load(registry.get(name).data)
+    used, config = [], trainer._config
+
+    def spy(*args, **kwargs):
+        used.append(config(*args, **kwargs))
+        return used[-1]
+
+    trainer._config = spy
+    try:
+        result = fit(m, data, steps=2)
+    finally:
+        trainer._config = config
+    want = {**registry.get(name).train_defaults_for(data), "steps": 2}
+    assert {k: getattr(used[0], k) for k in want} == want
+    assert result.step == 2 and not m.training
+
+
+@pytest.mark.parametrize("name", NAMES)
 def test_every_parameter_gets_a_finite_gradient(name):
     m = small_model(name)
     m.train()
@@ -289,6 +311,7 @@ def test_as_distribution_honours_expand(name):
 HARNESS = [
     (test_model_follows_the_protocol, None),
     (test_loss_decreases_on_a_small_problem, None),
+    (test_fit_on_a_dataset_takes_the_recipe_settings, None),
     (test_every_parameter_gets_a_finite_gradient, None),
     (test_save_load_round_trip, None),
     (test_bad_input_raises_naming_the_argument, None),

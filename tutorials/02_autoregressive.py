@@ -25,7 +25,7 @@ import torch
 
 import pyrogen
 import pyrogen.figures
-from pyrogen.inference import TrainConfig, fit
+from pyrogen.inference import fit
 from pyrogen.metrics import evaluate_nll
 from pyrogen.models import MADE, NADE, CharRNN, GatedPixelCNN, PixelCNN, Transformer, registry
 
@@ -46,10 +46,7 @@ models = {
 }
 table = {}
 for name, m in models.items():
-    cfg = TrainConfig(
-        **{**registry.recipe_of(m).train_defaults_for(digits), "steps": STEPS, "val_every": 2 if FAST else 50}
-    )
-    fit(m, digits.train, digits.val, cfg)
+    fit(m, digits, steps=STEPS, val_every=2 if FAST else 50)  # its recipe's settings, these two changed
     m.eval()
     table[name] = evaluate_nll(m, digits.test)
     print(f"{name:<16} test NLL {table[name].nll_nats:6.2f} ± {table[name].nll_stderr:.2f} nats")
@@ -105,14 +102,7 @@ print("MADE completed the left halves; right halves kept:", torch.equal(left_fil
 # %%
 rgb = pyrogen.data.load("digits-rgb")
 colour = registry.from_dataset(PixelCNN, rgb, features=48, layers=4)
-fit(
-    colour,
-    rgb.train,
-    rgb.val,
-    TrainConfig(
-        **{**registry.recipe_of(colour).train_defaults_for(rgb), "steps": STEPS, "val_every": 2 if FAST else 50}
-    ),
-)
+fit(colour, rgb, steps=STEPS, val_every=2 if FAST else 50)
 colour.eval()
 print(f"colour digits: PixelCNN {evaluate_nll(colour, rgb.test).nll_nats:.2f} nats")
 with torch.no_grad():

@@ -75,24 +75,13 @@ plt.close(fig)
 # %%
 digits = pyrogen.data.load("digits")
 maf = registry.from_dataset(MAF, digits, num_layers=5, hidden=(128,))
-fit(
-    maf,
-    digits.train,
-    digits.val,
-    **{**registry.recipe_of(MAF).train_defaults_for(digits), "steps": 4 if FAST else 3000},
-)
+fit(maf, digits, steps=4 if FAST else 3000)
 res = evaluate_nll(maf, digits.test, levels=17)
 print(f"MAF on digits: {res.bits_per_dim:.3f} bits/dim ({res.dequantization})")
 pyrogen.figures.image_grid(maf.sample(36).clamp(0, 1), OUT / "flows_digit_samples.png", "MAF samples")
 
 cond = registry.from_dataset(MAF, digits, conditional=True, num_layers=5, hidden=(128,))
-labelled = (digits.train, digits.labels["train"])
-fit(
-    cond,
-    labelled,
-    (digits.val, digits.labels["val"]),
-    **{**registry.recipe_of(MAF).train_defaults_for(digits), "steps": 4 if FAST else 3000},
-)
+fit(cond, digits, steps=4 if FAST else 3000)  # a labelled model: (digits, labels) pairs
 rows = torch.cat([cond.sample(6, y=k) for k in range(10)])
 pyrogen.figures.image_grid(
     rows.clamp(0, 1), OUT / "flows_conditional_samples.png", "class-conditional MAF, 6 per digit"
@@ -142,7 +131,7 @@ plt.close(fig)
 # %%
 moons = pyrogen.data.load("moons")
 teacher = registry.from_dataset(MAF, moons, num_layers=5, hidden=(64, 64))
-fit(teacher, moons.train, moons.val, **{**registry.recipe_of(MAF).train_defaults_for(moons), "steps": STEPS})
+fit(teacher, moons, steps=STEPS)
 student = registry.from_dataset(IAF, moons, num_layers=5, hidden=(64, 64))
 result = distill(teacher, student, steps=5 if FAST else 2000, batch_size=256, timing_n=256)
 print(

@@ -32,7 +32,7 @@ from pyrogen.data import load
 from pyrogen.inference import fit
 from pyrogen.latent import class_means, impute, interpolate, latent_arithmetic
 from pyrogen.metrics import evaluate_nll
-from pyrogen.models import VAE, registry
+from pyrogen.models import VAE
 
 FAST = os.environ.get("PYROGEN_FAST") == "1"
 OUT = Path(os.environ.get("PYROGEN_OUT", "tutorial-output"))
@@ -57,7 +57,7 @@ print(f"Pyro SVI, 5 steps: loss {loss / 128:.2f} nats per digit")
 # %%
 pyro.set_rng_seed(0)
 vae = VAE(event_shape=(1, 8, 8), latent_dim=16, hidden=(256, 256), kl_warmup=1000)
-result = fit(vae, digits.train, digits.val, **{**registry.recipe_of(vae).train_defaults_for(digits), "steps": STEPS})
+result = fit(vae, digits, steps=STEPS)
 vae.eval()
 nll = evaluate_nll(vae, digits.test[: 100 if FAST else None], k=K)
 print(
@@ -121,7 +121,7 @@ print(f"imputed bottom halves of 10 test digits: pixel accuracy {accuracy:.3f}")
 # %%
 pyro.set_rng_seed(0)
 vae2 = VAE(event_shape=(1, 8, 8), latent_dim=2, hidden=(256, 256), kl_warmup=1000)
-fit(vae2, digits.train, digits.val, **{**registry.recipe_of(vae2).train_defaults_for(digits), "steps": STEPS})
+fit(vae2, digits, steps=STEPS)
 vae2.eval()
 with torch.no_grad():
     codes = vae2.encode(digits.test)[0]
@@ -148,7 +148,7 @@ rates, distortions = [], []
 for beta in (0.25, 0.5, 1.0, 2.0, 4.0):
     pyro.set_rng_seed(0)
     m = VAE(event_shape=(1, 8, 8), latent_dim=16, hidden=(256, 256), kl_warmup=1000, beta=beta)
-    fit(m, digits.train, digits.val, **{**registry.recipe_of(m).train_defaults_for(digits), "steps": STEPS})
+    fit(m, digits, steps=STEPS)
     m.eval()
     with torch.no_grad():
         rec, neg_kl = m.elbo_terms(digits.test, None, 20, analytic=True)

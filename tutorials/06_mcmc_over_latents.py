@@ -27,7 +27,7 @@ import torch
 from pyrogen import diagnostics
 from pyrogen.data import load
 from pyrogen.inference import fit, latent_nuts, optimize_local_posterior
-from pyrogen.models import VAE, registry
+from pyrogen.models import VAE
 
 FAST = os.environ.get("PYROGEN_FAST") == "1"
 OUT = Path(os.environ.get("PYROGEN_OUT", "tutorial-output"))
@@ -35,12 +35,7 @@ OUT.mkdir(parents=True, exist_ok=True)
 pyro.set_rng_seed(0)
 digits = load("digits-binary")
 vae = VAE(event_shape=(1, 8, 8), latent_dim=16, hidden=(256, 256), kl_warmup=1000)
-fit(
-    vae,
-    digits.train,
-    digits.val,
-    **{**registry.recipe_of(vae).train_defaults_for(digits), "steps": 30 if FAST else 4000},
-)
+fit(vae, digits, steps=30 if FAST else 4000)
 vae.eval()
 
 x = digits.test[: 3 if FAST else 5]

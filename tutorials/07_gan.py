@@ -39,8 +39,7 @@ N = 200 if FAST else 1000  # samples scored on the toys
 def train(name, data, steps, **options):
     pyro.set_rng_seed(0)
     model = registry.get(name).from_dataset(data, **options)
-    settings = {**registry.get(name).train_defaults_for(data), "steps": 20 if FAST else steps, "progress": False}
-    fit(model, model.training_data(data, "train"), model.training_data(data, "val"), **settings)
+    fit(model, data, steps=20 if FAST else steps)
     return model.eval()
 
 

@@ -29,6 +29,7 @@ __all__ = [
     "OwnMetrics",
     "ReportsBound",
     "Sampler",
+    "TrainsOnDatasets",
     "Translator",
     "UnnormalizedDensity",
     "capabilities",
@@ -122,6 +123,13 @@ class Configured(Protocol):
     """A module rebuilt from its configuration: ``type(m)(**m.config())``."""
 
     def config(self) -> dict[str, Any]: ...
+
+
+@runtime_checkable
+class TrainsOnDatasets(Protocol):
+    """A model that says what it trains on from a dataset's part (``(examples, labels)`` for a labelled one)."""
+
+    def training_data(self, data: Any, split: str) -> Any: ...
 
 
 @runtime_checkable

@@ -33,9 +33,10 @@ import torch.distributed as tdist
 from torch import nn
 from torch.utils.data import DistributedSampler
 
+from pyrogen.data import Dataset
 from pyrogen.inference.hooks import TrainingHook
 from pyrogen.inference.objectives import Objective, objective_for, trusted
-from pyrogen.inference.protocol import Configured
+from pyrogen.inference.protocol import Configured, TrainsOnDatasets
 from pyrogen.io import CheckpointError, _non_finite, load_checkpoint, save_checkpoint
 
 __all__ = [
@@ -46,7 +47,9 @@ __all__ = [
     "fit",
     "latest_checkpoint",
     "make_optimizers",
+    "train_defaults_for",
     "training_step",
+    "use_train_defaults",
 ]
 
 log = logging.getLogger("pyrogen")
@@ -469,7 +472,8 @@ def _check_data(data: Data, name: str, model: nn.Module) -> Data:
     parts = data if isinstance(data, tuple) else (data,)
     if not parts or not all(isinstance(p, torch.Tensor) for p in parts):
         kinds = ", ".join(type(p).__name__ for p in parts) if isinstance(data, tuple) else type(data).__name__
-        raise TypeError(f"{name} must be a torch.Tensor or a tuple of tensors (examples, context); got {kinds}")
+        also = " or a pyrogen.data.Dataset (pyrogen.data.load(name))" if name == "train" else ""
+        raise TypeError(f"{name} must be a torch.Tensor or a tuple of tensors (examples, context){also}; got {kinds}")
     if len(parts[0]) == 0:
         raise ValueError(f"{name} is empty; at least one example is needed")
     if any(len(p) != len(parts[0]) for p in parts):
@@ -514,7 +518,12 @@ def fit(
         model: the module to train (every registered pyrogen model, or any module given ``loss``).
         train: training examples, shape ``(n,) + event_shape``; for a
             conditional model a tuple ``(examples, context)`` (e.g. the class
-            labels), batched together, and ``loss`` receives the tuple.
+            labels), batched together, and ``loss`` receives the tuple. Or a
+            :class:`~pyrogen.data.Dataset`: the model trains on its ``train``
+            part (with the labels, for a labelled model), validates on its
+            ``val`` part (unless ``val`` is given) and, without ``config``, with
+            the settings its recipe chooses for that dataset
+            (:func:`train_defaults_for`); keyword ``overrides`` replace any.
         val: validation examples (a tuple likewise), or ``None`` (no
             validation, no early stopping).
         config: a :class:`TrainConfig`; keyword ``overrides`` replace its fields.
@@ -553,7 +562,14 @@ def fit(
         >>> result = fit(flow, ds.train[:512], ds.val[:256], steps=20, val_every=10)
         >>> result.step, len([h for h in result.history if "val" in h])
         (20, 2)
+        >>> fit(flow, ds, steps=5).step  # the recipe's batch size, learning rate, schedule and clip
+        5
     """
+    if isinstance(train, Dataset):
+        train, val, defaults = _from_dataset(model, train, val, config)
+        config = TrainConfig(**defaults) if config is None else config
+    elif isinstance(val, Dataset):
+        raise TypeError("val must be examples (or an (examples, context) pair); a Dataset goes in train's place")
     cfg = _config(model, config, overrides, out, resume)
     objective = loss if loss is not None else objective_for(model)
     if not isinstance(objective, Objective):
@@ -599,6 +615,42 @@ def fit(
 
 class TrainingDiverged(FloatingPointError):
     """The training loss became NaN or infinite; nothing of the diverged run is checkpointed."""
+
+
+#: Each registered class's training settings for a dataset, ``(model, dataset) -> TrainConfig fields`` (set by
+#: the registry from recipes; see :func:`use_train_defaults`).
+_TRAIN_DEFAULTS: dict[type, Callable[[Any, Dataset], dict[str, Any]]] = {}
+
+
+def use_train_defaults(cls: type, make: Callable[[Any, Dataset], dict[str, Any]]) -> None:
+    """Make ``make(model, dataset)`` the training settings :func:`fit` takes for a model of ``cls`` (or a
+    subclass) given a :class:`~pyrogen.data.Dataset` and no ``config`` (the registry calls this with a recipe's
+    ``train``)."""
+    _TRAIN_DEFAULTS[cls] = make
+
+
+def train_defaults_for(model: nn.Module, data: Dataset) -> dict[str, Any]:
+    """The :class:`TrainConfig` fields ``model`` trains on ``data`` with unless told: its recipe's (``{}`` for a
+    class no recipe names)."""
+    for cls in type(model).__mro__:
+        make = _TRAIN_DEFAULTS.get(cls)
+        if make is not None:
+            return dict(make(model, data))
+    return {}
+
+
+def _from_dataset(
+    model: nn.Module, data: Dataset, val: Any, config: TrainConfig | None
+) -> tuple[Any, Any, dict[str, Any]]:
+    """The training and validation parts of ``data`` that ``model`` takes (``(examples, labels)`` for a labelled
+    model), and its recipe's settings for ``data`` (``{}`` when ``config`` is given: it says them all)."""
+    if isinstance(model, TrainsOnDatasets):
+        train, default_val = model.training_data(data, "train"), model.training_data(data, "val")
+    else:
+        train, default_val = data.train, data.val
+    if len(data.val) == 0:
+        default_val = None
+    return train, default_val if val is None else val, train_defaults_for(model, data) if config is None else {}
 
 
 def _config(

@@ -26,6 +26,7 @@ from pyrogen.data import Dataset
 from pyrogen.inference.objectives import Objective, use_objective
 from pyrogen.inference.protocol import capabilities as _capabilities
 from pyrogen.inference.protocol import density_kind
+from pyrogen.inference.trainer import use_train_defaults
 from pyrogen.models.base import GenerativeModel
 
 __all__ = [
@@ -205,6 +206,7 @@ def register(
             klass._recipe = name
             if recipe.objective is not None:
                 use_objective(klass, recipe.objective)
+            use_train_defaults(klass, _recipe_train_defaults)
         return klass
 
     if like is not None and like not in _REGISTRY:
@@ -212,6 +214,12 @@ def register(
     if cls is not None:
         return deco(cls)
     return deco
+
+
+def _recipe_train_defaults(model: GenerativeModel, data: Dataset) -> dict[str, Any]:
+    """The training settings of the recipe ``model`` was built under, for ``data`` (what ``fit(model, data)``
+    takes)."""
+    return get(name_of(model)).train_defaults_for(data)
 
 
 def alias(name: str, target: str) -> None:
