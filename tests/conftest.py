@@ -68,6 +68,7 @@ SMALL = {
     "bayes-net": {"event_shape": (5,), "nodes": [{**nd, "table": None} for nd in STUDENT]},
     "naive-bayes": {"event_shape": (1, 8, 8), "classes": 10},
     "gmm": {"event_shape": (2,), "components": 4},
+    "kde": {"event_shape": (2,)},
     "bm": {"event_shape": (1, 8, 8), "chains": 64, "sample_steps": 5, "ais_temps": 20, "ais_chains": 20},
     "rbm": {"event_shape": (1, 8, 8), "hidden": 8, "chains": 64, "sample_steps": 20},
     "dbm": {
@@ -150,8 +151,15 @@ def _determinism(request: pytest.FixtureRequest):
 
 
 def small_model(name: str):
+    """The small model ``name``; where its objective takes the training data as a whole (a kernel density's
+    points, :meth:`Objective.setup`), set up on :func:`small_data` as ``fit`` would."""
     pyro.set_rng_seed(0)
-    return registry.create(name, **SMALL[name])
+    m = registry.create(name, **SMALL[name])
+    objective = objective_for(m)
+    if type(objective).setup is not Objective.setup:
+        objective.setup(m, checked(m, small_data(name)))
+        pyro.set_rng_seed(0)
+    return m
 
 
 def small_data(name: str, n: int = 256):

@@ -214,7 +214,8 @@ def test_every_sampler_gets_the_sample_quality_metrics_of_its_data(name):
     real = data.test[:200] if data.kind == "toy2d" else data.test
     best = quality.compare(real, data.train[: len(real)], data.kind, data.support, data.name)
     first = "fid" if data.kind == "image" else "mmd"
-    assert best[first]["value"] < res[first]["value"]
+    if type(objective_for(m)).setup is Objective.setup:  # a model set up from the data (a KDE) is no untrained one
+        assert best[first]["value"] < res[first]["value"]
 
 
 @pytest.mark.parametrize("name", having("several_groups"))

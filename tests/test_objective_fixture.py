@@ -20,12 +20,13 @@ from objective_fixture import STEPS, measure
 RECORD = json.loads((Path(__file__).parent / "objective_fixture.json").read_text())
 
 
-def test_the_record_covers_every_small_model_and_step():
-    assert sorted(RECORD) == sorted(SMALL)
+def test_the_record_covers_every_family_that_moved_and_every_step():
+    # the 49 models registered when the objectives left the models; families added since were built on them
+    assert len(RECORD) == 49 and set(RECORD) <= set(SMALL)
     assert all(sorted(map(int, RECORD[name])) == sorted(STEPS) for name in RECORD)
 
 
-@pytest.mark.parametrize("name", sorted(SMALL))
+@pytest.mark.parametrize("name", sorted(RECORD))
 def test_the_default_objective_gives_the_recorded_loss_and_gradients(name):
     got = measure(name)
     for step, want in RECORD[name].items():

@@ -20,6 +20,7 @@ from pyrogen.distributions.discretized import DiscretizedNormal
 from pyrogen.distributions.energy import EnergyDistribution, NumericalDensity
 from pyrogen.distributions.flow import FlowDistribution, forward_and_log_det, inverse_and_log_det
 from pyrogen.distributions.implicit import ImplicitDistribution
+from pyrogen.distributions.kernel import KernelDensityDistribution, kernel_log_density
 
 __all__ = [
     "DiscretizedNormal",
@@ -31,6 +32,8 @@ __all__ = [
     "FlowDistribution",
     "GaussianMixtureConditionals",
     "ImplicitDistribution",
+    "KernelDensityDistribution",
+    "kernel_log_density",
     "forward_and_log_det",
     "inverse_and_log_det",
     "make_conditionals",

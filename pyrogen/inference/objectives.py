@@ -41,6 +41,7 @@ __all__ = [
     "ELBO",
     "ImplicitELBO",
     "JointLikelihood",
+    "LeaveOneOutLikelihood",
     "MaximumLikelihood",
     "Objective",
     "Part",
@@ -157,6 +158,11 @@ class Objective:
         """The mean score early stopping watches (lower is better); the loss of the first group by default."""
         return self.loss(model, batch, self.schedule(model, 0)[0])
 
+    def setup(self, model: nn.Module, train: Any) -> None:
+        """Called by :func:`~pyrogen.inference.fit` once, before the optimizers are built, with the whole
+        (checked) training data: what a model takes from the data set as a whole rather than by batches (a
+        kernel density's points). Nothing by default."""
+
     def check_group(self, model: nn.Module, group: str) -> None:
         """Raise ``ValueError`` naming the groups where ``group`` is not one."""
         names = list(self.groups(model))
@@ -220,6 +226,27 @@ class MaximumLikelihood(Objective):
         args = batch if isinstance(batch, tuple) else (batch,)
         elbo = self.pyro_elbo if self.pyro_elbo is not None else Trace_ELBO()
         return elbo.differentiable_loss(model.model, model.guide, *args) / len(args[0])
+
+
+class LeaveOneOutLikelihood(Objective):
+    r"""Likelihood cross-validation of a nonparametric density over its training points (Duin, 1976; Habbema et
+    al., 1974): minus the mean leave-one-out log-likelihood,
+    :math:`-\frac1n \sum_i \log p_{-i}(x_i)`, where :math:`p_{-i}` leaves out the points equal to :math:`x_i`
+    (maximum likelihood itself would shrink a kernel density's bandwidth to zero).
+
+    :meth:`setup` gives the model the whole training data as its points (``set_points``); validation watches
+    minus the ordinary mean log-likelihood of the validation part, so early stopping keeps the bandwidth best on
+    held-out data.
+    """
+
+    def setup(self, model: nn.Module, train: Any) -> None:
+        model.set_points(train)  # type: ignore[operator]
+
+    def loss(self, model: nn.Module, batch: Any, group: str = "model") -> torch.Tensor:
+        return -model.leave_one_out_log_prob(batch).mean()  # type: ignore[operator]
+
+    def validation(self, model: nn.Module, batch: Any) -> torch.Tensor:
+        return -model.log_prob(batch).mean()  # type: ignore[operator]
 
 
 class JointLikelihood(Objective):

@@ -586,6 +586,7 @@ def fit(
             log.info("%s has no validation monitor; training without validation", type(objective).__name__)
             val = None
     model.to(dev)
+    objective.setup(model, train)
     st = _State(
         model=model,
         cfg=cfg,

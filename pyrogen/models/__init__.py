@@ -47,6 +47,7 @@ from pyrogen.models.gan import (
 )
 from pyrogen.models.graphical import BayesNet, NaiveBayes
 from pyrogen.models.implicit_vae import ImplicitVAE
+from pyrogen.models.kde import KernelDensity
 from pyrogen.models.mixture import GaussianMixture
 from pyrogen.models.vae import (
     CVAE,
@@ -64,6 +65,7 @@ __all__ = [
     "NaiveBayes",
     "BayesNet",
     "GaussianMixture",
+    "KernelDensity",
     "DBM",
     "RBM",
     "BoltzmannMachine",
