@@ -62,6 +62,12 @@ def _model_options(pairs: list[str] | None) -> dict[str, Any]:
 def _cmd_train(args: argparse.Namespace) -> None:
     import torch.distributed as tdist
 
+    from pyrogen.inference.trainer import latest_checkpoint
+
+    if args.resume and os.path.isdir(args.out) and latest_checkpoint(args.out) is None:
+        print(f"pyrogen: --resume: {args.out!r} holds no checkpoint; starting a fresh run there", file=sys.stderr)
+    elif args.resume and not os.path.exists(args.out):
+        print(f"pyrogen: --resume: {args.out!r} does not exist; starting a fresh run there", file=sys.stderr)
     try:
         _, _, metrics = train_run(
             args.model,
@@ -150,7 +156,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     s.add_argument("--steps", type=int, help="training steps (default: the model's default)")
     s.add_argument("--out", default="runs/latest", help="run directory (default: runs/latest)")
-    s.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
+    s.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue the run in --out from its last checkpoint (where --out holds none, a fresh run starts there, "
+        "and a line on stderr says so)",
+    )
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--device", help="cpu, cuda or cuda:N (default: cpu)")
     s.add_argument("--batch-size", type=int)

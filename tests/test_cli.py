@@ -409,3 +409,38 @@ def test_a_class_conditional_flow_trains_samples_and_scores_from_the_cli(tmp_pat
     assert metrics["density"] == "exact" and math.isfinite(metrics["nll_nats"]) and "fid" in metrics
     out = sample_run(tmp_path / "cmaf", 3, tmp_path / "s.npz", label=4)
     assert out.exists()
+
+
+@pytest.mark.parametrize("exists", [False, True])
+def test_resume_of_a_folder_without_a_run_says_it_starts_afresh(tmp_path, capsys, exists):
+    run = tmp_path / "nothing-here"
+    if exists:
+        run.mkdir()
+    args = ["train", "gmm", "--data", "moons", "--steps", "2", "--out", str(run), "--resume", "-q"]
+    assert main(args) == 0
+    err = capsys.readouterr().err
+    assert "--resume" in err and "starting a fresh run" in err and str(run) in err
+    assert (run / "run.json").is_file()
+    # a folder that holds a run resumes without the notice
+    assert main([*args[:5], "4", *args[6:]]) == 0
+    assert "fresh run" not in capsys.readouterr().err
+
+
+def test_a_bayes_net_on_a_users_file_needs_its_structure(tmp_path, capsys):
+    # before: a 4-column file failed with "event_shape must be (5,)" and a 5-column one trained silently on the
+    # student network's graph
+    rng = np.random.default_rng(0)
+    for cols in (4, 5):
+        path = tmp_path / f"rows{cols}.npy"
+        np.save(path, rng.integers(0, 2, size=(300, cols)))
+        assert (
+            main(["train", "bayes-net", "--data", str(path), "--steps", "2", "--out", str(tmp_path / f"r{cols}")]) == 2
+        )
+        err = capsys.readouterr().err
+        assert "--set nodes=" in err and err.count("\n") == 1, err
+        assert not (tmp_path / f"r{cols}").exists()
+    nodes = json.dumps([{"name": "a", "states": 2, "parents": []}, {"name": "b", "states": 2, "parents": ["a"]}])
+    path = tmp_path / "rows2.npy"
+    np.save(path, rng.integers(0, 2, size=(300, 2)))
+    args = ["train", "bayes-net", "--data", str(path), "--steps", "2", "--out", str(tmp_path / "r2"), "-q"]
+    assert main([*args, "--set", f"nodes={nodes}"]) == 0

@@ -111,6 +111,21 @@ def test_ddpm_model_and_guide_use_the_ema_weights_in_eval_mode():
         assert abs(float(draws.mean() - ref)) < 4 * float(draws.std() / 8**0.5) + 0.02
 
 
+def test_svi_on_an_eval_mode_ddpm_is_refused_naming_train():
+    # before: SVI on a DDPM opened by load_run (eval mode) ran, filled the param store and changed nothing
+    m = _trained("ddpm", steps=5).eval()
+    x = small_data("ddpm", 32)
+    svi = pyro.infer.SVI(m.model, m.guide, pyro.optim.Adam({"lr": 1e-2}), TraceMeanField_ELBO())
+    with pytest.raises(ValueError, match=r"eval mode.*\.train\(\)"):
+        svi.step(x)
+    before = {n: p.detach().clone() for n, p in m.named_parameters()}
+    with torch.no_grad():  # evaluating the bound in eval mode is no training: no refusal
+        TraceMeanField_ELBO().loss(m.model, m.guide, x)
+    m.train()
+    svi.step(x)  # in training mode the step trains the network
+    assert any(not torch.equal(before[n], p) for n, p in m.named_parameters())
+
+
 @pytest.mark.parametrize("plate_name", ["data", "rows"])
 def test_a_bayes_net_takes_the_callers_plate(plate_name):
     # before: its own plate "data" collided with a user's ("Multiple sample sites named 'data'") and under
@@ -131,6 +146,25 @@ def test_a_bayes_net_takes_the_callers_plate(plate_name):
         torch.testing.assert_close(probs[i], bn.query(first, evidence).to(probs), rtol=1e-5, atol=1e-6)
     tr = pyro.poutine.trace(users).get_trace(x)
     assert [f.name for f in tr.nodes[first]["cond_indep_stack"]] == [plate_name]
+
+
+def test_a_model_called_outside_a_plate_leaves_the_name_data_to_the_user():
+    # before: a Bayesian network called outside a plate opened its own plate "data"; a user who then opened
+    # pyro.plate("data") for their own sites got "Multiple sample sites named 'data'"
+    from pyrogen.inference.program import ROWS_PLATE
+
+    bn = small_model("bayes-net").fit_counts(load("student").train)
+    x = load("student").test[:5]
+
+    def users(x: torch.Tensor) -> None:
+        bn.model(x)
+        with pyro.plate("data", 3):
+            pyro.sample("mine", pyro.distributions.Normal(0.0, 1.0))
+
+    tr = pyro.poutine.trace(users).get_trace(x)
+    first = bn.nodes[0]["name"]
+    assert [f.name for f in tr.nodes[first]["cond_indep_stack"]] == [ROWS_PLATE]
+    assert [f.name for f in tr.nodes["mine"]["cond_indep_stack"]] == ["data"]
 
 
 def test_a_bayes_net_takes_one_row_batched_or_not():

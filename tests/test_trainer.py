@@ -334,3 +334,17 @@ def test_a_foreign_checkpoint_name_neither_survives_rotation_nor_costs_a_good_on
         "ckpt-notes.safetensors",
     ]
     assert foreign.read_bytes() == b"not ours"
+
+
+@pytest.mark.parametrize("name", __import__("pyrogen.models", fromlist=["registry"]).registry.names())
+def test_objective_pyro_trains_or_is_refused_in_one_line(name):
+    # before: fit(ncsn, ..., objective="pyro") raised a raw NotImplementedError with a Pyro trace dump
+    from conftest import small_data, small_model
+
+    m, x = small_model(name), small_data(name, 32)
+    try:
+        result = fit(m, x, None, steps=1, batch_size=16, objective="pyro")
+    except ValueError as e:
+        assert "objective='pyro'" in str(e) and "\n" not in str(e), str(e)
+    else:
+        assert result.step == 1

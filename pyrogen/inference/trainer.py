@@ -23,6 +23,7 @@ import logging
 import math
 import os
 import re
+import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -291,7 +292,14 @@ def training_step(
         for p in frozen:
             p.requires_grad_(False)
         try:
-            loss = wrapped(batch, group=gname, pyro=cfg.objective == "pyro")
+            if cfg.objective == "pyro" and frozen:
+                with warnings.catch_warnings():
+                    # the other groups' parameters are frozen here on purpose: Pyro's notice that pyro.module
+                    # leaves them out of the param store is no news
+                    warnings.filterwarnings("ignore", message=".*not registered in the param store because")
+                    loss = wrapped(batch, group=gname, pyro=True)
+            else:
+                loss = wrapped(batch, group=gname, pyro=cfg.objective == "pyro")
             loss.backward()
         finally:
             for p in frozen:

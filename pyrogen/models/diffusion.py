@@ -40,7 +40,7 @@ from pyrogen.inference import diffusion as D
 from pyrogen.inference.diffusion import Denoising
 from pyrogen.inference.hooks import EMA
 from pyrogen.inference.objectives import Part, Phases, objective_for, use_objective
-from pyrogen.inference.program import data_plate
+from pyrogen.inference.program import data_plate, refuse_frozen_in_svi
 from pyrogen.inference.samplers import AnnealedLangevin, Chains
 from pyrogen.inference.schedules import PARAMETRIZATIONS, SCHEDULES, SDES, NoiseSchedule, geometric_sigmas, make_sde
 from pyrogen.models.base import GenerativeModel, accepts_unbatched, check_dropout, check_hidden, check_positive_int
@@ -424,6 +424,8 @@ class DDPM(DiffusionModel):
         ``x_0`` observed at ``x`` in data space. In eval mode the network runs with the EMA weights, those of
         :meth:`sample` and :meth:`elbo`; in training mode with its own (what ``SVI`` updates)."""
         pyro.module(self._param_store_name(), self)
+        if self.ema is not None:
+            refuse_frozen_in_svi(self)
         averaged = not self.training
         n = 1 if x is None else len(x)
         ref = self._ref()
@@ -766,6 +768,8 @@ class ScoreSDE(DiffusionModel):
     def model(self, x: torch.Tensor | None = None, *args: Any, **kwargs: Any) -> Any:
         """A Pyro program: ``x`` observed under :meth:`as_distribution`."""
         pyro.module(self._param_store_name(), self)
+        if self.ema is not None:
+            refuse_frozen_in_svi(self)
         n = 1 if x is None else len(x)
         with data_plate(n):
             return pyro.sample("x", self.as_distribution(), obs=x)

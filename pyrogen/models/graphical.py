@@ -244,9 +244,20 @@ def _check_nodes(nodes: object) -> list[dict[str, Any]]:
 
 
 def _bayes_net_choices(recipe: Recipe, data: Dataset, kwargs: dict[str, Any]) -> dict[str, Any]:
-    """The student network's structure (uniform tables) for the ``student`` data, or ``nodes`` given."""
+    """The student network's structure (uniform tables) for the ``student`` data, or ``nodes`` given.
+
+    Raises:
+        ValueError: data other than ``student`` without ``nodes`` (a user's file needs its own graph: the model
+            never fits a structure the user did not give).
+    """
     if data.support != "integer" or len(data.event_shape) != 1:
         raise ValueError(f"bayes-net models rows of integers; dataset {data.name!r} is {data.support}")
+    if "nodes" not in kwargs and data.name != "student":
+        raise ValueError(
+            f"bayes-net needs the network's structure for {data.name!r}: give it with "
+            '--set nodes=\'[{"name": "a", "states": 2, "parents": []}, ...]\' (one node per column, in order; '
+            "from Python, nodes=[...]); only the bundled student data come with their graph"
+        )
     if "nodes" not in kwargs:
         from pyrogen.data.networks import STUDENT
 
