@@ -69,6 +69,7 @@ SMALL = {
     "naive-bayes": {"event_shape": (1, 8, 8), "classes": 10},
     "gmm": {"event_shape": (2,), "components": 4},
     "kde": {"event_shape": (2,)},
+    "hmm": {"event_shape": (128,), "states": 4, "symbols": 160},
     "bm": {"event_shape": (1, 8, 8), "chains": 64, "sample_steps": 5, "ais_temps": 20, "ais_chains": 20},
     "rbm": {"event_shape": (1, 8, 8), "hidden": 8, "chains": 64, "sample_steps": 20},
     "dbm": {

@@ -46,6 +46,7 @@ from pyrogen.models.gan import (
     CycleGAN,
 )
 from pyrogen.models.graphical import BayesNet, NaiveBayes
+from pyrogen.models.hmm import HiddenMarkovModel
 from pyrogen.models.implicit_vae import ImplicitVAE
 from pyrogen.models.kde import KernelDensity
 from pyrogen.models.mixture import GaussianMixture
@@ -65,6 +66,7 @@ __all__ = [
     "NaiveBayes",
     "BayesNet",
     "GaussianMixture",
+    "HiddenMarkovModel",
     "KernelDensity",
     "DBM",
     "RBM",
