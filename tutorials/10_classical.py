@@ -137,3 +137,50 @@ for ax, x in zip(axes, dbm.sample(8, steps=20 if FAST else 1000), strict=True):
     ax.axis("off")
 fig.savefig(OUT / "10_dbm.png", dpi=120)
 plt.close(fig)
+
+# %% [markdown]
+# ## 6. Kernel density estimation: fine in two dimensions, poor in 64
+# ``kde`` puts a Gaussian on every training point. Its bandwidth starts at Scott's rule and ``fit`` trains it by the
+# leave-one-out likelihood of the training points, keeping the value best on the validation part. On a 2-D toy
+# the estimate is close to the best possible NLL (the density's entropy); on the 64-pixel digits every point is
+# far from its neighbours and the estimate is worse than a 10-component mixture. The outlier scores are minus
+# the log-density, as for every model with one (``pyrogen.metrics.outlier_scores``).
+
+# %%
+from pyrogen.data.toys import TOY_ENTROPY  # noqa: E402
+from pyrogen.metrics import auroc, evaluate_nll, outlier_scores  # noqa: E402
+from pyrogen.models import HiddenMarkovModel, KernelDensity  # noqa: E402
+
+rings = load("rings")
+kde = registry.from_dataset(KernelDensity, rings)
+scott = kde.bandwidth().item()
+fit(kde, rings, steps=5 if FAST else 100)
+with torch.no_grad():
+    nll = -kde.log_prob(rings.test[: 500 if FAST else None]).mean().item()
+print(f"KDE on rings: bandwidth {scott:.3f} (Scott) -> {kde.bandwidth().item():.3f} (cross-validated)")
+print(f"test NLL {nll:.3f} nats; the best possible is {TOY_ENTROPY['rings']:.3f}")
+far = rings.test[:500] * 1.6  # the rings stretched: points off the data's circles
+print(f"outliers told from inliers, AUROC {auroc(outlier_scores(kde, rings.test[:500]), outlier_scores(kde, far)):.3f}")
+grey = load("digits")
+kde64 = registry.from_dataset(KernelDensity, grey)
+fit(kde64, grey, steps=5 if FAST else 100)
+bpd = evaluate_nll(kde64, grey.test, levels=17).bits_per_dim
+print(f"KDE on the 64-pixel digits: {bpd:.3f} bits/dim (with the log2 17 correction)")
+
+# %% [markdown]
+# ## 7. A hidden Markov model of characters
+# ``hmm`` sums its hidden chain out by the forward algorithm; the same model is a Pyro program with every state
+# enumerated (``TraceEnum_ELBO`` is exactly minus its log-likelihood) and Pyro's ``DiscreteHMM``. Baum-Welch
+# trains it; Viterbi decodes the most probable states, here of the first characters of a test line.
+
+# %%
+text = load("text")
+pyro.set_rng_seed(0)
+chars = registry.from_dataset(HiddenMarkovModel, text, states=16)
+with torch.no_grad():
+    chars.trans_logits.normal_()  # random transitions: EM cannot leave a symmetric start
+history = chars.fit_em(text.train[: 200 if FAST else None], iters=3 if FAST else 60)
+with torch.no_grad():
+    bits = -chars.log_prob(text.test).mean().item() / (128 * 0.6931)
+print(f"character HMM, 16 states: {bits:.3f} bits per character after {len(history) - 1} EM iterations")
+print("most probable states of a test line:", chars.viterbi(text.test[:1])[0, :24].tolist())
