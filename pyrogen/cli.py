@@ -84,6 +84,8 @@ def _cmd_train(args: argparse.Namespace) -> None:
             val_every=args.val_every,
             patience=args.patience,
             model_kwargs=_model_options(args.set),
+            val_fraction=args.val_fraction,
+            test_fraction=args.test_fraction,
         )
         if tdist.is_initialized():
             tdist.barrier()  # every rank waits for rank 0's evaluation before the group goes away
@@ -152,7 +154,23 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument(
         "--data",
         metavar="DATA",
-        help=f"a bundled dataset ({', '.join(DATASETS)}) or a file ({', '.join(FILE_SUFFIXES)}); default: the model's",
+        help=f"a bundled dataset ({', '.join(DATASETS)}) or a file ({', '.join(FILE_SUFFIXES)}); default: the model's. "
+        "A file holds the examples, one per row: .npy one array; .npz / .safetensors the array x (or the only "
+        "one) with optional labels y, or fixed parts train, val, test (labels y_train, y_val, y_test); .csv "
+        "numbers, a header row skipped. A file without fixed parts is split at random by --seed "
+        "(--val-fraction, --test-fraction)",
+    )
+    s.add_argument(
+        "--val-fraction",
+        type=float,
+        metavar="F",
+        help="the share of a data file's examples held out for validation (default 0.1)",
+    )
+    s.add_argument(
+        "--test-fraction",
+        type=float,
+        metavar="F",
+        help="the share of a data file's examples held out for testing (default 0.1)",
     )
     s.add_argument("--steps", type=int, help="training steps (default: the model's default)")
     s.add_argument("--out", default="runs/latest", help="run directory (default: runs/latest)")

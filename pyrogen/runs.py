@@ -162,6 +162,8 @@ def train_run(
     progress: bool = False,
     model_kwargs: Mapping[str, Any] | None = None,
     evaluate: bool = True,
+    val_fraction: float | None = None,
+    test_fraction: float | None = None,
     **train_overrides: Any,
 ) -> tuple[GenerativeModel, Dataset, dict[str, Any]]:
     """Train a registered model on a bundled dataset into the run directory ``out``.
@@ -176,6 +178,8 @@ def train_run(
         resume: continue the run in ``out``; ``model_kwargs``, ``seed`` and the
             dataset must agree with the run's.
         evaluate: score the trained model (``metrics.json``); ``False``: return ``{}``.
+        val_fraction, test_fraction: how a data file without fixed parts is split (``--val-fraction``,
+            ``--test-fraction``; 0.1 each by default), recorded in ``run.json`` for resuming and evaluating.
 
     Returns:
         ``(model, dataset, metrics)`` where ``metrics`` is what ``evaluate`` prints.
@@ -196,7 +200,12 @@ def train_run(
             f"{str(out)!r} already holds a run; pass --resume to continue it, or choose another --out "
             "(or delete the directory to start afresh)"
         )
-    data = _load_data(data_name or (run["data"] if run else cls.default_data), seed)
+    split = {k: v for k, v in (("val_fraction", val_fraction), ("test_fraction", test_fraction)) if v is not None}
+    if run is not None:
+        if split and split != run.get("split", {}):
+            raise RunError(f"--resume of {str(out)!r} contradicts the run: its split is {run.get('split', {})}")
+        split = run.get("split", {})
+    data = _load_data(data_name or (run["data"] if run else cls.default_data), seed, split)
     torch.manual_seed(seed)
     if run is not None:
         model = _build(cls, lambda: cls(**run["model_config"]), f"model_config in {out / 'run.json'}")
@@ -217,6 +226,7 @@ def train_run(
         "model_config": model.config(),
         "data": data.name,
         "seed": seed,
+        **({"split": split} if split else {}),
         "train_config": cfg.__dict__,
         "pyrogen_version": __version__,
     }
@@ -281,9 +291,9 @@ def _model_class(name: str) -> Recipe:
         raise RunError(str(e)) from None
 
 
-def _load_data(name: str, seed: int) -> Dataset:
+def _load_data(name: str, seed: int, split: Mapping[str, float] | None = None) -> Dataset:
     try:
-        return load(name, seed=seed)
+        return load(name, seed=seed, **dict(split or {}))
     except ValueError as e:
         raise RunError(f"--data: {e}") from None
 
@@ -453,7 +463,8 @@ def evaluate_run(
     else:
         run = read_run(run_dir)
     if data is None or (data_name is not None and data_name != data.name):
-        data = _load_data(data_name or run["data"], int(run.get("seed", 0)))
+        same = data_name is None or data_name == run["data"]
+        data = _load_data(data_name or run["data"], int(run.get("seed", 0)), run.get("split") if same else None)
     devices = [d for d in {p.device for p in model.parameters()} if d.type == "cuda"]
     with torch.random.fork_rng(devices=devices):
         torch.manual_seed(seed)
@@ -544,7 +555,7 @@ def sample_run(
         raise RunError(f"{flags}: {run['model']} takes no such sampler option (it takes: {takes})")
     if "guidance" in options and label is None:
         raise RunError("--guidance needs --label (guidance steers samples toward a class)")
-    vocab = _load_data(run["data"], run["seed"]).vocab if suffix == ".txt" else ""
+    vocab = _load_data(run["data"], run["seed"], run.get("split")).vocab if suffix == ".txt" else ""
     if suffix == ".txt" and not vocab:
         raise RunError(f"only models of the text dataset write .txt samples; this run is on {run['data']!r}")
     with torch.random.fork_rng(devices=[]):

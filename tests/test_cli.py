@@ -444,3 +444,26 @@ def test_a_bayes_net_on_a_users_file_needs_its_structure(tmp_path, capsys):
     np.save(path, rng.integers(0, 2, size=(300, 2)))
     args = ["train", "bayes-net", "--data", str(path), "--steps", "2", "--out", str(tmp_path / "r2"), "-q"]
     assert main([*args, "--set", f"nodes={nodes}"]) == 0
+
+
+def test_a_data_files_split_is_set_by_flags_recorded_and_reused(tmp_path, capsys):
+    rng = np.random.default_rng(1)
+    path = tmp_path / "blob.npy"
+    np.save(path, rng.normal(size=(400, 2)).astype(np.float32))
+    run = tmp_path / "run"
+    base = ["train", "gmm", "--data", str(path), "--out", str(run), "-q"]
+    assert main([*base, "--steps", "4", "--val-fraction", "0.2", "--test-fraction", "0.3"]) == 0
+    m = json.loads(capsys.readouterr().out)
+    assert m["n"] == 120  # the test part: 30% of 400
+    assert json.loads((run / "run.json").read_text())["split"] == {"val_fraction": 0.2, "test_fraction": 0.3}
+    assert main(["evaluate", str(run), "--json"]) == 0  # the run's own split, not the default one
+    assert json.loads(capsys.readouterr().out)["n"] == 120
+    assert main([*base, "--steps", "6", "--resume"]) == 0  # resuming keeps it
+    capsys.readouterr()
+    assert main([*base, "--steps", "8", "--resume", "--test-fraction", "0.1"]) == 2
+    assert "split" in capsys.readouterr().err
+    # a bundled dataset has fixed parts; a fraction out of range is named
+    assert main(["train", "gmm", "--data", "moons", "--val-fraction", "0.2", "--out", str(tmp_path / "b")]) == 2
+    assert "val_fraction" in capsys.readouterr().err
+    assert main([*base[:4], "--out", str(tmp_path / "c"), "--test-fraction", "1.5"]) == 2
+    assert "test_fraction" in capsys.readouterr().err

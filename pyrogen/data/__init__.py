@@ -298,16 +298,23 @@ def from_array(
     )
 
 
-def load_file(path: str | os.PathLike[str], seed: int = 0) -> Dataset:
+def load_file(
+    path: str | os.PathLike[str],
+    seed: int = 0,
+    val_fraction: float | None = None,
+    test_fraction: float | None = None,
+) -> Dataset:
     """A :class:`Dataset` from a file of examples (see :func:`from_array`); never unpickles.
 
     ``.npy`` (one array), ``.npz`` and ``.safetensors`` (the array ``x``, or the only one, and optional
     labels ``y``; or fixed parts ``train``, ``val``, ``test`` with optional labels ``y_train``, ``y_val``,
     ``y_test``, kept as they are), ``.csv`` (numbers separated by commas, one example per row; a header row is
-    skipped).
+    skipped). A file without fixed parts is split at random from ``seed``: ``val_fraction`` and
+    ``test_fraction`` of the examples held out (0.1 each unless given).
 
     Raises:
-        ValueError: a missing or unreadable file, another suffix, or data :func:`from_array` refuses.
+        ValueError: a missing or unreadable file, another suffix, fractions for a file with fixed parts, or
+            data :func:`from_array` refuses.
     """
     p = Path(path)
     suffix = p.suffix.lower()
@@ -328,12 +335,23 @@ def load_file(path: str | os.PathLike[str], seed: int = 0) -> Dataset:
         raise ValueError(f"data file {str(p)!r} cannot be read: {msg}") from None
     sizes = None
     if isinstance(x, dict):  # fixed train / val / test parts
+        given = [f for f, v in (("val_fraction", val_fraction), ("test_fraction", test_fraction)) if v is not None]
+        if given:
+            raise ValueError(f"data file {str(p)!r} holds its own train / val / test parts; {given[0]} does not apply")
         sizes = [len(x[k]) for k in SPLITS]
         x, y = np.concatenate([x[k] for k in SPLITS]), (None if y is None else np.concatenate(y))
     if isinstance(x, np.ndarray) and x.size == 0:
         raise ValueError(f"data file {str(p)!r} holds no examples")
     try:
-        return from_array(x, y, name=str(p.resolve()), seed=seed, sizes=sizes)
+        return from_array(
+            x,
+            y,
+            name=str(p.resolve()),
+            seed=seed,
+            sizes=sizes,
+            val_fraction=0.1 if val_fraction is None else val_fraction,
+            test_fraction=0.1 if test_fraction is None else test_fraction,
+        )
     except TypeError as e:
         raise ValueError(str(e)) from None
 
@@ -374,7 +392,7 @@ def _is_number(v: str) -> bool:
     return True
 
 
-def load(name: str, seed: int = 0) -> Dataset:
+def load(name: str, seed: int = 0, val_fraction: float | None = None, test_fraction: float | None = None) -> Dataset:
     """Load the bundled dataset ``name`` (one of :data:`DATASETS`), or a data file (see :func:`load_file`).
 
     Args:
@@ -384,14 +402,20 @@ def load(name: str, seed: int = 0) -> Dataset:
             colours of ``digits-rgb``; the digits split itself is always
             ``train_test_split(test_size=0.2, random_state=0)`` with 10% of
             the training part kept for validation.
+        val_fraction, test_fraction: how a data file without fixed parts is split (see :func:`load_file`);
+            the bundled datasets have fixed parts.
 
     Raises:
-        ValueError: an unknown name, or a seed that is not an integer in ``[0, 2**32)``.
+        ValueError: an unknown name, a seed that is not an integer in ``[0, 2**32)``, or fractions for a bundled
+            dataset.
     """
     if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**32:
         raise ValueError(f"seed must be an integer in [0, 2**32); got {seed!r}")
     if isinstance(name, (str, os.PathLike)) and str(name).lower().endswith(FILE_SUFFIXES):
-        return load_file(name, seed=seed)
+        return load_file(name, seed=seed, val_fraction=val_fraction, test_fraction=test_fraction)
+    given = [f for f, v in (("val_fraction", val_fraction), ("test_fraction", test_fraction)) if v is not None]
+    if given:
+        raise ValueError(f"{given[0]} splits a data file; the bundled dataset {name!r} has fixed parts")
     if not isinstance(name, str) or name not in DATASETS:
         files = ", ".join(FILE_SUFFIXES)
         raise ValueError(f"unknown dataset {name!r}; choose one of {', '.join(DATASETS)}, or a file ending in {files}")
