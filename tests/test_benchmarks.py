@@ -65,3 +65,39 @@ def test_the_readme_names_the_flags_behind_every_benchmark_row_off_the_registere
             if f"--set {k}={shown}" not in readme:
                 missing.append(f"{name}: --set {k}={shown}")
     assert not missing, missing
+
+
+def test_the_gan_benchmark_trains_the_model_pyrogen_train_trains(tmp_path, capsys):
+    # the benchmark's rows are the CLI's: the same seed gives the same parameters after a few steps
+    import gan
+
+    from pyrogen.cli import main
+    from pyrogen.runs import load_run
+
+    ours, _ = gan.train("wgan-gp", "8gaussians", {}, steps=6, seed=2)
+    assert (
+        main(
+            [
+                "train",
+                "wgan-gp",
+                "--data",
+                "8gaussians",
+                "--steps",
+                "6",
+                "--seed",
+                "2",
+                "--out",
+                str(tmp_path / "r"),
+                "-q",
+            ]
+        )
+        == 0
+    )
+    capsys.readouterr()
+    theirs, _ = load_run(tmp_path / "r")
+    a, b = ours.state_dict(), theirs.state_dict()
+    assert a.keys() == b.keys()
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], msg=k)
+    other, _ = gan.train("wgan-gp", "8gaussians", {}, steps=6, seed=3)  # and the comparison can fail
+    assert any(not torch.allclose(other.state_dict()[k], a[k]) for k in a if a[k].is_floating_point())
