@@ -21,7 +21,7 @@ from typing import Any, NoReturn
 from pyrogen import __version__
 from pyrogen.data import DATASETS, FILE_SUFFIXES
 from pyrogen.models import registry
-from pyrogen.runs import RunError, evaluate_run, json_safe, sample_run, train_run
+from pyrogen.runs import DEFAULT_MAX_PARAMETERS, RunError, evaluate_run, json_safe, sample_run, train_run
 
 __all__ = ["build_parser", "main"]
 
@@ -86,6 +86,7 @@ def _cmd_train(args: argparse.Namespace) -> None:
             model_kwargs=_model_options(args.set),
             val_fraction=args.val_fraction,
             test_fraction=args.test_fraction,
+            max_parameters=args.max_parameters,
         )
         if tdist.is_initialized():
             tdist.barrier()  # every rank waits for rank 0's evaluation before the group goes away
@@ -159,6 +160,14 @@ def build_parser() -> argparse.ArgumentParser:
         "one) with optional labels y, or fixed parts train, val, test (labels y_train, y_val, y_test); .csv "
         "numbers, a header row skipped. A file without fixed parts is split at random by --seed "
         "(--val-fraction, --test-fraction)",
+    )
+    s.add_argument(
+        "--max-parameters",
+        type=int,
+        default=DEFAULT_MAX_PARAMETERS,
+        metavar="N",
+        help=f"refuse to build a model with more parameters (default {DEFAULT_MAX_PARAMETERS:,}; the default "
+        "network for a large data file can exceed it)",
     )
     s.add_argument(
         "--val-fraction",

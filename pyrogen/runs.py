@@ -37,6 +37,7 @@ from pyrogen.models import GenerativeModel, registry
 from pyrogen.models.registry import Recipe
 
 __all__ = [
+    "DEFAULT_MAX_PARAMETERS",
     "MAX_PARAMETERS",
     "RunError",
     "evaluate_run",
@@ -52,6 +53,10 @@ log = logging.getLogger("pyrogen")
 
 #: The most parameters a configuration may build (a guard against ``--set hidden=[100000,100000]``).
 MAX_PARAMETERS = 200_000_000
+#: The most parameters ``train_run`` builds unless told (``--max-parameters``): every registered default on
+#: the bundled data has under 600,000, while the default network for a large data file (a DDPM over examples
+#: of 250,000 values) would build tens of millions and train for minutes per step on a laptop's cores.
+DEFAULT_MAX_PARAMETERS = 20_000_000
 #: File types ``sample_run`` writes.
 SAMPLE_SUFFIXES = (".png", ".npz", ".txt")
 _RUN_KEYS = {"model": str, "model_config": dict, "data": str, "seed": int}
@@ -116,8 +121,9 @@ def read_run(run_dir: str | os.PathLike[str]) -> dict[str, Any]:
     return run
 
 
-def _build(cls: Recipe, builder: Any, where: str) -> GenerativeModel:
-    """Build a model, first on the meta device (no memory) to bound its size; errors name ``where``."""
+def _build(cls: Recipe, builder: Any, where: str, limit: int = MAX_PARAMETERS) -> GenerativeModel:
+    """Build a model, first on the meta device (no memory) to bound its size (``limit``, at most
+    :data:`MAX_PARAMETERS`); errors name ``where``."""
     try:
         with torch.device("meta"):
             probe = builder()
@@ -126,12 +132,26 @@ def _build(cls: Recipe, builder: Any, where: str) -> GenerativeModel:
         raise RunError(f"{cls.name}: bad {where}: {e}") from None
     except Exception:  # a layer that cannot be built on the meta device: build it for real below
         n = 0
-    if n > MAX_PARAMETERS:
-        raise RunError(f"{cls.name}: {where} builds {n:,} parameters, more than the limit {MAX_PARAMETERS:,}")
+    _check_size(cls, where, n, limit)
     try:
-        return builder()
+        model = builder()
     except (ValueError, TypeError) as e:
         raise RunError(f"{cls.name}: bad {where}: {e}") from None
+    if not n:  # not measured on the meta device: measured now
+        _check_size(
+            cls, where, sum(p.numel() for p in model.parameters()) + sum(b.numel() for b in model.buffers()), limit
+        )
+    return model
+
+
+def _check_size(cls: Recipe, where: str, n: int, limit: int) -> None:
+    if n > MAX_PARAMETERS:
+        raise RunError(f"{cls.name}: {where} builds {n:,} parameters, more than the limit {MAX_PARAMETERS:,}")
+    if n > limit:
+        raise RunError(
+            f"{cls.name}: {where} builds {n:,} parameters, more than --max-parameters {limit:,}: choose a smaller "
+            f"network with --set, or raise --max-parameters (up to {MAX_PARAMETERS:,})"
+        )
 
 
 def _check_out_dir(out: Path) -> None:
@@ -164,6 +184,7 @@ def train_run(
     evaluate: bool = True,
     val_fraction: float | None = None,
     test_fraction: float | None = None,
+    max_parameters: int = DEFAULT_MAX_PARAMETERS,
     **train_overrides: Any,
 ) -> tuple[GenerativeModel, Dataset, dict[str, Any]]:
     """Train a registered model on a bundled dataset into the run directory ``out``.
@@ -180,6 +201,8 @@ def train_run(
         evaluate: score the trained model (``metrics.json``); ``False``: return ``{}``.
         val_fraction, test_fraction: how a data file without fixed parts is split (``--val-fraction``,
             ``--test-fraction``; 0.1 each by default), recorded in ``run.json`` for resuming and evaluating.
+        max_parameters: refuse to build a model with more parameters (``--max-parameters``;
+            :data:`DEFAULT_MAX_PARAMETERS` unless given, at most :data:`MAX_PARAMETERS`).
 
     Returns:
         ``(model, dataset, metrics)`` where ``metrics`` is what ``evaluate`` prints.
@@ -212,7 +235,9 @@ def train_run(
     else:
         kwargs = dict(model_kwargs or {})
         where = f"--set {_show(kwargs)}" if kwargs else f"model for --data {data.name}"
-        model = _build(cls, lambda: cls.from_dataset(data, **kwargs), where)
+        if isinstance(max_parameters, bool) or not isinstance(max_parameters, int) or max_parameters < 1:
+            raise RunError(f"--max-parameters must be a positive integer; got {max_parameters!r}")
+        model = _build(cls, lambda: cls.from_dataset(data, **kwargs), where, max_parameters)
     cfg = _train_config(cls, data, seed, steps, train_overrides)
     created = not out.exists()
     out.mkdir(parents=True, exist_ok=True)

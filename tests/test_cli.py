@@ -467,3 +467,16 @@ def test_a_data_files_split_is_set_by_flags_recorded_and_reused(tmp_path, capsys
     assert "val_fraction" in capsys.readouterr().err
     assert main([*base[:4], "--out", str(tmp_path / "c"), "--test-fraction", "1.5"]) == 2
     assert "test_fraction" in capsys.readouterr().err
+
+
+def test_a_wide_data_file_is_refused_with_the_size_and_the_override(tmp_path, capsys):
+    # before: a 10 x 250,000 file built a 64-million-parameter DDPM that trained for minutes on 2 cores
+    path = tmp_path / "wide.npy"
+    np.save(path, np.random.default_rng(0).normal(size=(10, 250_000)).astype(np.float32))
+    out = tmp_path / "r"
+    assert main(["train", "ddpm", "--data", str(path), "--steps", "1", "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "parameters" in err and "--max-parameters 20,000,000" in err and "--set" in err
+    assert not out.exists()
+    assert main(["train", "ddpm", "--data", str(path), "--out", str(out), "--max-parameters", "0"]) == 2
+    assert "--max-parameters must be a positive integer" in capsys.readouterr().err
