@@ -22,6 +22,8 @@ from typing import Any
 
 import torch
 
+from pyrogen.inference.protocol import ChainStart, EnergyFunction, Generates
+
 __all__ = [
     "INTERPOLATIONS",
     "EnergyPosterior",
@@ -282,8 +284,7 @@ def generator_posterior(
     from pyrogen import diagnostics
     from pyrogen.inference.mcmc import run_chains
 
-    if not callable(getattr(model, "generate", None)) or not hasattr(model, "latent_dim"):
-        raise ValueError(f"{type(model).__name__} has no generator generate(z) to condition through")
+    _require(model, Generates, "has no generator generate(z) to condition through")
     if method not in ("nuts", "svi"):
         raise ValueError(f"method must be 'nuts' or 'svi'; got {method!r}")
     x = model.validate(x)
@@ -337,8 +338,7 @@ def energy_program(model: Any, scale: float = 0.05) -> Any:
     import pyro
     import pyro.distributions as dist
 
-    if not all(callable(getattr(model, a, None)) for a in ("unnormalized_log_prob", "f")):
-        raise ValueError(f"{type(model).__name__} is not an energy-based model (no unnormalized_log_prob)")
+    _require(model, EnergyFunction, "is not an energy-based model (no unnormalized_log_prob)")
     if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not scale > 0:
         raise ValueError(f"scale must be a positive number; got {scale!r}")
     event = tuple(model.event_shape)
@@ -349,7 +349,7 @@ def energy_program(model: Any, scale: float = 0.05) -> Any:
             if model.support == "unit_interval":
                 base = dist.Uniform(zeros, zeros + 1)
             else:  # practically flat over the data's range (an improper prior gives MCMC no initial point)
-                base = dist.Normal(zeros, 10 * float(getattr(model, "init_scale", 10.0)))
+                base = dist.Normal(zeros, 10 * _init_scale(model))
             x = pyro.sample("x", base.to_event(len(event)))
             pyro.factor("energy", model.f(x))
             lik = dist.Normal(x, scale).mask(observed).to_event(len(event))
@@ -453,7 +453,7 @@ def _batched_mala_posterior(
 
     n, event = len(y), tuple(y.shape[1:])
     unit = model.support == "unit_interval"
-    width = 10 * float(getattr(model, "init_scale", 10.0))
+    width = 10 * _init_scale(model)
     ys, mask = y.repeat(num_chains, *([1] * len(event))), observed.repeat(num_chains, *([1] * len(event)))
 
     def to_x(u: torch.Tensor) -> torch.Tensor:
@@ -482,3 +482,14 @@ def _batched_mala_posterior(
     idata = diagnostics.from_chains({"x": x}, stats)
     draws = x.reshape(num_chains * num_samples, n, *event)
     return EnergyPosterior(mean=draws.mean(0), x=draws, idata=idata)
+
+
+def _init_scale(model: Any) -> float:
+    """Where the model's chains start (``init_scale``), 10 where it says nothing."""
+    return float(model.init_scale) if isinstance(model, ChainStart) else 10.0
+
+
+def _require(model: Any, protocol: type, what: str) -> None:
+    """Raise ``ValueError`` (the model's class and ``what``) unless ``model`` implements ``protocol``."""
+    if not isinstance(model, protocol):
+        raise ValueError(f"{type(model).__name__} {what}")

@@ -167,3 +167,20 @@ def test_support_is_a_plain_attribute_set_without_type_ignores():
             assert not ("self.support =" in line and "type: ignore" in line), f"{f.name}:{i}"
     gan = AdversarialModel(event_shape=(2,), support="unit_interval")
     assert gan.support == "unit_interval" and AdversarialModel.support == "real"
+
+
+def test_nothing_in_pyrogen_probes_a_model_by_getattr():
+    # a model's capabilities are its protocols (pyrogen.inference.protocol); nothing asks for a member by name
+    import re
+    from pathlib import Path
+
+    probe = re.compile(r"\b(?:getattr|hasattr)\(\s*(?:model|m|teacher|student|wrapper|cls)\s*,")
+    root = Path(__file__).resolve().parents[1] / "pyrogen"
+    found = [
+        f"{path.relative_to(root)}:{i}: {line.strip()}"
+        for path in sorted(root.rglob("*.py"))
+        for i, line in enumerate(path.read_text().splitlines(), 1)
+        if probe.search(line)
+    ]
+    assert not found, "\n".join(found)
+    assert probe.search('x = getattr(model, "generate", None)')  # the pattern finds what it is meant to

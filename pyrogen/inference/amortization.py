@@ -28,6 +28,7 @@ import torch
 from pyro.infer import NUTS
 
 from pyrogen.inference.mcmc import run_chains
+from pyrogen.inference.protocol import AmortizedGaussian
 
 __all__ = ["LocalPosterior", "amortization_gap", "latent_nuts", "optimize_local_posterior"]
 
@@ -57,7 +58,7 @@ def _gaussian_elbo(model: Any, x: torch.Tensor, loc: torch.Tensor, scale: torch.
 
 
 def _check_vae(model: Any) -> None:
-    if not getattr(model, "gaussian_posterior", False):
+    if not (isinstance(model, AmortizedGaussian) and model.gaussian_posterior):
         raise ValueError(
             "the amortization gap needs an unconditional VAE with one stochastic layer and a Gaussian posterior; "
             f"got {type(model).__name__}"

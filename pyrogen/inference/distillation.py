@@ -20,6 +20,7 @@ from typing import Any, Protocol
 import torch
 
 from pyrogen.checks import integer as _positive_int
+from pyrogen.inference.protocol import HasDistribution
 
 __all__ = ["DistillResult", "distill"]
 
@@ -112,8 +113,10 @@ def distill(
         raise ValueError(f"lr must be positive; got {lr!r}")
     # score through the teacher's Pyro distribution where it has one: the student's samples may
     # leave the data's support (e.g. a logit flow's margin) while staying in the teacher's
-    as_dist = getattr(teacher, "as_distribution", None)
-    teacher_log_prob = (lambda x: as_dist().log_prob(x)) if callable(as_dist) else teacher.log_prob
+    if isinstance(teacher, HasDistribution):
+        teacher_log_prob = lambda x: teacher.as_distribution().log_prob(x)  # noqa: E731
+    else:
+        teacher_log_prob = teacher.log_prob
     frozen = [p for p in teacher.parameters() if p.requires_grad]
     for p in frozen:
         p.requires_grad_(False)

@@ -28,8 +28,14 @@ __all__ = [
     "GenerativeModelProtocol",
     "OwnMetrics",
     "ReportsBound",
+    "AmortizedGaussian",
+    "ChainStart",
+    "EnergyFunction",
+    "Generates",
+    "HasDistribution",
     "Sampler",
     "TrainsOnDatasets",
+    "Validates",
     "Translator",
     "UnnormalizedDensity",
     "capabilities",
@@ -123,6 +129,52 @@ class Configured(Protocol):
     """A module rebuilt from its configuration: ``type(m)(**m.config())``."""
 
     def config(self) -> dict[str, Any]: ...
+
+
+@runtime_checkable
+class Validates(Protocol):
+    """A model that checks (and casts) its data: ``validate(x, name)``."""
+
+    def validate(self, x: object, name: str = "x") -> torch.Tensor: ...
+
+
+@runtime_checkable
+class HasDistribution(Protocol):
+    """A model that is a Pyro distribution: ``as_distribution()``."""
+
+    def as_distribution(self) -> Any: ...
+
+
+@runtime_checkable
+class Generates(Protocol):
+    """A latent-variable model with a generator ``generate(z)`` from codes of ``latent_dim``."""
+
+    latent_dim: int
+
+    def generate(self, z: torch.Tensor) -> torch.Tensor: ...
+
+
+@runtime_checkable
+class EnergyFunction(Protocol):
+    """An energy-based model: the network ``f(x)`` (minus the energy) and ``unnormalized_log_prob``."""
+
+    def f(self, x: torch.Tensor) -> torch.Tensor: ...
+    def unnormalized_log_prob(self, x: torch.Tensor) -> torch.Tensor: ...
+
+
+@runtime_checkable
+class ChainStart(Protocol):
+    """A model whose chains start uniform in :math:`[-s, s]^D`, ``s = init_scale``."""
+
+    init_scale: float
+
+
+@runtime_checkable
+class AmortizedGaussian(Protocol):
+    """A VAE that says whether its posterior is one Gaussian layer (``gaussian_posterior``)."""
+
+    @property
+    def gaussian_posterior(self) -> bool: ...
 
 
 @runtime_checkable

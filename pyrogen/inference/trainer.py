@@ -37,7 +37,7 @@ from torch.utils.data import DistributedSampler
 from pyrogen.data import Dataset
 from pyrogen.inference.hooks import TrainingHook
 from pyrogen.inference.objectives import Objective, objective_for, trusted
-from pyrogen.inference.protocol import Configured, TrainsOnDatasets
+from pyrogen.inference.protocol import Configured, TrainsOnDatasets, Validates
 from pyrogen.io import CheckpointError, _non_finite, load_checkpoint, save_checkpoint
 
 __all__ = [
@@ -486,9 +486,8 @@ def _check_data(data: Data, name: str, model: nn.Module) -> Data:
         raise ValueError(f"{name} is empty; at least one example is needed")
     if any(len(p) != len(parts[0]) for p in parts):
         raise ValueError(f"{name}: examples and context differ in length: {[len(p) for p in parts]}")
-    validate = getattr(model, "validate", None)
-    if callable(validate):  # the model's check, which also casts floating data to its parameters' dtype
-        x = validate(parts[0], name=name)
+    if isinstance(model, Validates):  # the model's check, which also casts floating data to its parameters' dtype
+        x = model.validate(parts[0], name=name)
         if isinstance(x, torch.Tensor) and x is not parts[0]:
             return (x, *parts[1:]) if isinstance(data, tuple) else x
     return data
