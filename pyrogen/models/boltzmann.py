@@ -659,18 +659,17 @@ class DBM(_Boltzmann):
                 f"log p*(v) by enumeration needs hidden[{0 if route == 'h1' else 1}] <= {self.exact_max}; "
                 f"this DBM has {size}"
             )
+        # each chunk of states holds at most 2**22 values; with gradients on, a chunk is recomputed in the backward
+        # pass instead of kept, so the peak memory does not grow with the number of rows times states
         if route == "h1":
             vw = v @ self.W1  # (n, H1)
-            parts = []
-            for h1 in _enumerate_bits(h1_dim, v.dtype, v.device).split(2**16):
-                state = h1 @ self.c1 + F.softplus(self.c2 + h1 @ self.W2).sum(-1)  # (S,), free of v
-                parts.append(torch.logsumexp(state + vw @ h1.T, 1))
+            states = _enumerate_bits(h1_dim, v.dtype, v.device)
+            chunks = states.split(max(1, min(2**16, 2**22 // max(1, len(v)))))
+            parts = [_chunked(_h1_term, h1, vw, self.c1, self.c2, self.W2) for h1 in chunks]
             return v @ self.b + torch.logsumexp(torch.stack(parts, 1), 1)
         bottom = self.c1 + v @ self.W1  # (n, H1)
-        parts = []
-        for h2 in _enumerate_bits(h2_dim, v.dtype, v.device).split(max(1, 2**22 // max(1, len(v) * h1_dim))):
-            top = h2 @ self.W2.T  # (S, H1)
-            parts.append(torch.logsumexp(h2 @ self.c2 + F.softplus(bottom[:, None] + top).sum(-1), 1))
+        chunks = _enumerate_bits(h2_dim, v.dtype, v.device).split(max(1, 2**22 // max(1, len(v) * h1_dim)))
+        parts = [_chunked(_h2_term, h2, bottom, self.c2, self.W2) for h2 in chunks]
         return v @ self.b + torch.logsumexp(torch.stack(parts, 1), 1)
 
     def log_normalizer(self) -> tuple[torch.Tensor, float]:
@@ -715,3 +714,23 @@ class DBM(_Boltzmann):
     def _record(self, state: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         v, h1, h2 = self.split_state(state)
         return v, self.energy(v, h1, h2)  # the joint energy of the recorded state
+
+
+def _h1_term(h1: torch.Tensor, vw: torch.Tensor, c1: torch.Tensor, c2: torch.Tensor, w2: torch.Tensor) -> torch.Tensor:
+    """The DBM's log-sum over a chunk of h1 states, h2 summed in closed form, ``(n,)``."""
+    state = h1 @ c1 + F.softplus(c2 + h1 @ w2).sum(-1)  # (S,), free of v
+    return torch.logsumexp(state + vw @ h1.T, 1)
+
+
+def _h2_term(h2: torch.Tensor, bottom: torch.Tensor, c2: torch.Tensor, w2: torch.Tensor) -> torch.Tensor:
+    """The DBM's log-sum over a chunk of h2 states, v and h1 summed in closed form, ``(n,)``."""
+    return torch.logsumexp(h2 @ c2 + F.softplus(bottom[:, None] + h2 @ w2.T).sum(-1), 1)
+
+
+def _chunked(fn: Any, *args: torch.Tensor) -> torch.Tensor:
+    """``fn(*args)``, recomputed in the backward pass (not kept) when a gradient will flow through it."""
+    if torch.is_grad_enabled() and any(a.requires_grad for a in args):
+        from torch.utils.checkpoint import checkpoint
+
+        return checkpoint(fn, *args, use_reentrant=False)
+    return fn(*args)
