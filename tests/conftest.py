@@ -17,6 +17,7 @@ from pyrogen.models import registry
 
 SMALL = {
     "realnvp": {"event_shape": (2,), "num_layers": 2, "hidden": (16,)},
+    "nsf": {"event_shape": (2,), "num_layers": 2, "hidden": (16,)},
     "nice": {"event_shape": (2,), "num_layers": 2, "hidden": (16,)},
     "maf": {"event_shape": (2,), "num_layers": 2, "hidden": (16,)},
     "iaf": {"event_shape": (2,), "num_layers": 2, "hidden": (16,)},

@@ -397,3 +397,48 @@ def test_far_tail_inputs_no_longer_overflow_the_coupling_conditioners():
         from pyrogen.nn import MLP
 
         MLP(2, [4], 2, input_clip=0.0)
+
+
+@pytest.mark.parametrize("kind", ["autoregressive", "coupling"])
+def test_nsf_density_is_the_change_of_variables_by_the_autograd_jacobian(kind):
+    import math
+
+    from pyrogen.models import NSF
+
+    torch.manual_seed(0)
+    flow = NSF(event_shape=(2,), num_layers=3, hidden=(16,), kind=kind).double()
+    layers = flow.layers()
+
+    def to_base(v):
+        for t in reversed(layers):
+            v = t.inv(v)
+        return v
+
+    x = 2 * torch.randn(20, 2, dtype=torch.float64)
+    with torch.no_grad():
+        lp = flow.log_prob(x)
+    for i in range(len(x)):
+        jac = torch.autograd.functional.jacobian(to_base, x[i : i + 1].clone())[0, :, 0, :]
+        z = to_base(x[i : i + 1].clone())[0]
+        want = -0.5 * z.square().sum() - math.log(2 * math.pi) + torch.linalg.slogdet(jac)[1]
+        torch.testing.assert_close(lp[i], want.detach(), rtol=1e-9, atol=1e-9)
+    with torch.no_grad():  # sampling is the inverse of the density's direction
+        s = flow.sample(200)
+        back = to_base(s)
+        for t in layers:
+            back = t(back)
+        torch.testing.assert_close(back, s, rtol=1e-8, atol=1e-8)
+
+
+def test_a_class_conditional_nsf_and_its_refusals():
+    from pyrogen.models import NSF
+
+    torch.manual_seed(0)
+    flow = NSF(event_shape=(2,), num_layers=2, hidden=(16,), classes=3)
+    x, y = flow.sample(6, y=1), torch.ones(6, dtype=torch.long)
+    assert flow.log_prob((x, y)).shape == (6,)
+    with pytest.raises(ValueError, match="autoregressive"):
+        NSF(event_shape=(2,), classes=3, kind="coupling")
+    for kwargs, name in (({"bins": 1}, "bins"), ({"bound": 0.0}, "bound"), ({"kind": "spline"}, "kind")):
+        with pytest.raises(ValueError, match=name):
+            NSF(event_shape=(2,), **kwargs)
