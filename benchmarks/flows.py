@@ -37,6 +37,7 @@ TOY_FLOWS: dict[str, dict[str, Any]] = {
     "iaf": {"num_layers": 5, "hidden": (64, 64)},
     "gaussianization": {"num_layers": 6, "components": 12},
     "maf-large": {"num_layers": 8, "hidden": (128, 128)},
+    "nsf": {},  # the registered defaults: 5 rational-quadratic autoregressive layers, 8 bins, hidden (64, 64)
 }
 #: Table rows that are another configuration of a registered flow.
 VARIANTS = {"glow-permute": "glow", "maf-large": "maf"}
