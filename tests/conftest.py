@@ -101,6 +101,7 @@ SMALL = {
         "steps_per_level": 10,
         "ema": 0.9,
     },
+    "flow-matching": {"event_shape": (2,), "hidden": (32, 32), "emb_dim": 16, "ode_tol": 1e-3, "ema": 0.9},
     "score-sde": {
         "event_shape": (2,),
         "hidden": (32, 32),
@@ -182,14 +183,14 @@ def pyro_reference(m):
     chain), else maximum likelihood of its density (through the ODE for a score SDE)."""
     from pyrogen.inference import objectives as O
     from pyrogen.inference.diffusion import DiffusionELBO
-    from pyrogen.models import DDPM, ScoreSDE
+    from pyrogen.models import DDPM, FlowMatching, ScoreSDE
 
     obj = O.objective_for(m)
     if isinstance(obj, (O.MaximumLikelihood, O.JointLikelihood, O.ELBO, O.SemiSupervisedELBO, O.ImplicitELBO)):
         return obj
     if isinstance(m, DDPM):
         return DiffusionELBO()
-    if isinstance(m, ScoreSDE):
+    if isinstance(m, (ScoreSDE, FlowMatching)):
         return O.MaximumLikelihood(options={"differentiable": True})
     return O.MaximumLikelihood()
 
