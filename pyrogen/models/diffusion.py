@@ -651,8 +651,84 @@ def _sde_choices(recipe: Recipe, data: Dataset, kwargs: dict[str, Any]) -> dict[
     return _diffusion_choices(recipe, data, kwargs)
 
 
+class _ODEDensity(DiffusionModel):
+    """What the score SDE and flow matching share: an exact density through an ODE between a prior and the data,
+    by the instantaneous change of variables (:func:`~pyrogen.inference.diffusion.probability_flow_log_prob`):
+    ``log_prob``, ``as_distribution`` and the Pyro program. A subclass gives the ODE (:meth:`_ode`).
+
+    Args:
+        ode_tol: the ODE solver's relative and absolute tolerance.
+        exact_trace_max: the largest dimension for which the divergence is exact (Hutchinson's estimator above).
+    """
+
+    def __init__(
+        self, event_shape: Sequence[int], ode_tol: float = 1e-5, exact_trace_max: int = 16, **kwargs: Any
+    ) -> None:
+        super().__init__(event_shape, **kwargs)
+        self.ode_tol = _number("ode_tol", ode_tol)
+        self.exact_trace_max = check_positive_int("exact_trace_max", exact_trace_max)
+
+    def _ode(self, averaged: bool) -> tuple[D.ScoreFn, Any, float]:
+        """The field the probability-flow solver integrates (``(z, t) -> out``, ``t`` from 1 at the prior to the
+        data), the ODE (``reverse_drift``, ``prior_log_prob``) and the time the data sit at."""
+        raise NotImplementedError
+
+    @accepts_unbatched(label=0)
+    def log_prob(
+        self, x: torch.Tensor, trace: str | None = None, probes: int = 1, differentiable: bool = False
+    ) -> torch.Tensor:
+        r""":math:`\log p_\theta(x)` in nats through the ODE (the density of the data where the ODE
+        ends); ``trace`` ``"exact"`` or ``"hutchinson"`` (default: exact up to
+        ``exact_trace_max`` dimensions). The EMA weights; with ``differentiable``, the raw weights and the graph
+        through the solver (gradients in the parameters)."""
+        return self._log_prob(self.validate(x), trace, probes, differentiable)
+
+    def _log_prob(
+        self, x: torch.Tensor, trace: str | None, probes: int, differentiable: bool, averaged: bool | None = None
+    ) -> torch.Tensor:
+        d = math.prod(self.event_shape)
+        trace = ("exact" if d <= self.exact_trace_max else "hutchinson") if trace is None else trace
+        averaged = not differentiable if averaged is None else averaged
+        field, ode, t_min = self._ode(averaged)
+        with self._evaluating():
+            lp, _ = D.probability_flow_log_prob(
+                field,
+                ode,
+                self.to_latent_space(x),
+                t_min=t_min,
+                trace=trace,
+                probes=probes,
+                rtol=self.ode_tol,
+                atol=self.ode_tol,
+                differentiable=differentiable,
+            )
+        lp = lp if differentiable else lp.detach()
+        return lp - d * math.log(self.scale)
+
+    def as_distribution(self) -> NumericalDensity:
+        """:class:`~pyrogen.distributions.NumericalDensity`: ``log_prob`` through the probability-flow ODE
+        (differentiable; in eval mode with the EMA weights, those of :meth:`sample` and :meth:`log_prob`, in
+        training mode with the raw ones), ``sample`` by :meth:`sample`."""
+        from torch.distributions import constraints
+
+        support = constraints.unit_interval if self.support == "unit_interval" else constraints.real
+        averaged = not self.training
+        return NumericalDensity(
+            lambda x: self._log_prob(x, None, 1, True, averaged), self.sample, self.event_shape, support=support
+        )
+
+    def model(self, x: torch.Tensor | None = None, *args: Any, **kwargs: Any) -> Any:
+        """A Pyro program: ``x`` observed under :meth:`as_distribution`."""
+        pyro.module(self._param_store_name(), self)
+        if self.ema is not None:
+            refuse_frozen_in_svi(self)
+        n = 1 if x is None else len(x)
+        with data_plate(n):
+            return pyro.sample("x", self.as_distribution(), obs=x)
+
+
 @register("score-sde", **{**_RECIPE, "choices": _sde_choices, "sample_options": ("sampler", "steps", "guidance")})
-class ScoreSDE(DiffusionModel):
+class ScoreSDE(_ODEDensity):
     r"""A score model of a forward SDE (Song et al., 2021): ``sde`` ``"vp"`` (DDPM's limit), ``"subvp"`` or
     ``"ve"`` (NCSN's limit). The network predicts the noise, :math:`s_\theta(x, t) = -o(x, t) / \sigma(t)`,
     trained by denoising score matching with :math:`\lambda(t) = \sigma(t)^2` at :math:`t \sim U(10^{-5}, 1)`.
@@ -686,7 +762,7 @@ class ScoreSDE(DiffusionModel):
         exact_trace_max: int = 16,
         **kwargs: Any,
     ) -> None:
-        super().__init__(event_shape, **kwargs)
+        super().__init__(event_shape, ode_tol=ode_tol, exact_trace_max=exact_trace_max, **kwargs)
         self.sde_name = _choice("sde", sde, SDES)
         params = (
             {"beta_min": beta_min, "beta_max": beta_max}
@@ -697,8 +773,6 @@ class ScoreSDE(DiffusionModel):
         self.beta_min, self.beta_max, self.sigma_min, self.sigma_max = beta_min, beta_max, sigma_min, sigma_max
         self.sampler = _choice("sampler", sampler, ("ode", "em", "pc"))
         self.sample_steps = check_positive_int("sample_steps", sample_steps)
-        self.ode_tol = _number("ode_tol", ode_tol)
-        self.exact_trace_max = check_positive_int("exact_trace_max", exact_trace_max)
 
     def score(
         self,
@@ -722,57 +796,8 @@ class ScoreSDE(DiffusionModel):
         out = self._net(self.sde.perturb(z0, t, noise), 999.0 * t, y, averaged)
         return (out - noise).pow(2).flatten(1).mean(-1)
 
-    @accepts_unbatched(label=0)
-    def log_prob(
-        self, x: torch.Tensor, trace: str | None = None, probes: int = 1, differentiable: bool = False
-    ) -> torch.Tensor:
-        r""":math:`\log p_\theta(x)` in nats through the probability-flow ODE (the density of the data at
-        :math:`t = 10^{-5}`); ``trace`` ``"exact"`` or ``"hutchinson"`` (default: exact up to
-        ``exact_trace_max`` dimensions). The EMA weights; with ``differentiable``, the raw weights and the graph
-        through the solver (gradients in the parameters)."""
-        return self._log_prob(self.validate(x), trace, probes, differentiable)
-
-    def _log_prob(
-        self, x: torch.Tensor, trace: str | None, probes: int, differentiable: bool, averaged: bool | None = None
-    ) -> torch.Tensor:
-        d = math.prod(self.event_shape)
-        trace = ("exact" if d <= self.exact_trace_max else "hutchinson") if trace is None else trace
-        averaged = not differentiable if averaged is None else averaged
-        with self._evaluating():
-            lp, _ = D.probability_flow_log_prob(
-                lambda z, t: self.score(z, t, averaged=averaged),
-                self.sde,
-                self.to_latent_space(x),
-                t_min=self.T_MIN_TRAIN,
-                trace=trace,
-                probes=probes,
-                rtol=self.ode_tol,
-                atol=self.ode_tol,
-                differentiable=differentiable,
-            )
-        lp = lp if differentiable else lp.detach()
-        return lp - d * math.log(self.scale)
-
-    def as_distribution(self) -> NumericalDensity:
-        """:class:`~pyrogen.distributions.NumericalDensity`: ``log_prob`` through the probability-flow ODE
-        (differentiable; in eval mode with the EMA weights, those of :meth:`sample` and :meth:`log_prob`, in
-        training mode with the raw ones), ``sample`` by :meth:`sample`."""
-        from torch.distributions import constraints
-
-        support = constraints.unit_interval if self.support == "unit_interval" else constraints.real
-        averaged = not self.training
-        return NumericalDensity(
-            lambda x: self._log_prob(x, None, 1, True, averaged), self.sample, self.event_shape, support=support
-        )
-
-    def model(self, x: torch.Tensor | None = None, *args: Any, **kwargs: Any) -> Any:
-        """A Pyro program: ``x`` observed under :meth:`as_distribution`."""
-        pyro.module(self._param_store_name(), self)
-        if self.ema is not None:
-            refuse_frozen_in_svi(self)
-        n = 1 if x is None else len(x)
-        with data_plate(n):
-            return pyro.sample("x", self.as_distribution(), obs=x)
+    def _ode(self, averaged: bool) -> tuple[D.ScoreFn, Any, float]:
+        return (lambda z, t: self.score(z, t, averaged=averaged)), self.sde, self.T_MIN_TRAIN
 
     def reverse_chain(
         self,
@@ -830,7 +855,7 @@ class _VelocityODE:
 
 
 @register("flow-matching", **{**_RECIPE, "choices": _diffusion_choices, "sample_options": ("steps", "guidance")})
-class FlowMatching(DiffusionModel):
+class FlowMatching(_ODEDensity):
     r"""Conditional flow matching with the optimal-transport path (Lipman et al., 2023; Liu et al., 2023's
     rectified flow with :math:`\sigma_{min} = 0`): a velocity field :math:`v_	heta(x, 	au)` regressed on the
     straight paths from noise :math:`x_0 \sim N(0, I)` to data :math:`x_1`,
@@ -872,13 +897,11 @@ class FlowMatching(DiffusionModel):
         exact_trace_max: int = 16,
         **kwargs: Any,
     ) -> None:
-        super().__init__(event_shape, **kwargs)
+        super().__init__(event_shape, ode_tol=ode_tol, exact_trace_max=exact_trace_max, **kwargs)
         if isinstance(sigma_min, bool) or not isinstance(sigma_min, (int, float)) or not 0 <= sigma_min < 1:
             raise ValueError(f"sigma_min must be a number in [0, 1); got {sigma_min!r}")
         self.sigma_min = float(sigma_min)
         self.sample_steps = None if sample_steps is None else check_positive_int("sample_steps", sample_steps)
-        self.ode_tol = _number("ode_tol", ode_tol)
-        self.exact_trace_max = check_positive_int("exact_trace_max", exact_trace_max)
         self.ode = _VelocityODE()
 
     def velocity(
@@ -902,55 +925,8 @@ class FlowMatching(DiffusionModel):
         out = self._net(xt, 999.0 * tau.flatten(), y, averaged)
         return (out - (x1 - (1 - self.sigma_min) * x0)).pow(2).flatten(1).mean(-1)
 
-    @accepts_unbatched(label=0)
-    def log_prob(
-        self, x: torch.Tensor, trace: str | None = None, probes: int = 1, differentiable: bool = False
-    ) -> torch.Tensor:
-        r""":math:`\log p_\theta(x)` in nats through the ODE (exact divergence up to ``exact_trace_max``
-        dimensions, else ``trace="hutchinson"``); the EMA weights, or with ``differentiable`` the raw ones and the
-        graph through the solver."""
-        return self._log_prob(self.validate(x), trace, probes, differentiable)
-
-    def _log_prob(
-        self, x: torch.Tensor, trace: str | None, probes: int, differentiable: bool, averaged: bool | None = None
-    ) -> torch.Tensor:
-        d = math.prod(self.event_shape)
-        trace = ("exact" if d <= self.exact_trace_max else "hutchinson") if trace is None else trace
-        averaged = not differentiable if averaged is None else averaged
-        with self._evaluating():
-            lp, _ = D.probability_flow_log_prob(
-                lambda z, t: self.velocity(z, 1 - t, averaged=averaged),
-                self.ode,  # type: ignore[arg-type]
-                self.to_latent_space(x),
-                t_min=self.T_MIN,
-                trace=trace,
-                probes=probes,
-                rtol=self.ode_tol,
-                atol=self.ode_tol,
-                differentiable=differentiable,
-            )
-        lp = lp if differentiable else lp.detach()
-        return lp - d * math.log(self.scale)
-
-    def as_distribution(self) -> NumericalDensity:
-        """:class:`~pyrogen.distributions.NumericalDensity`: ``log_prob`` through the ODE, ``sample`` by
-        :meth:`sample` (the EMA weights in eval mode, the raw ones in training mode)."""
-        from torch.distributions import constraints
-
-        support = constraints.unit_interval if self.support == "unit_interval" else constraints.real
-        averaged = not self.training
-        return NumericalDensity(
-            lambda x: self._log_prob(x, None, 1, True, averaged), self.sample, self.event_shape, support=support
-        )
-
-    def model(self, x: torch.Tensor | None = None, *args: Any, **kwargs: Any) -> Any:
-        """A Pyro program: ``x`` observed under :meth:`as_distribution`."""
-        pyro.module(self._param_store_name(), self)
-        if self.ema is not None:
-            refuse_frozen_in_svi(self)
-        n = 1 if x is None else len(x)
-        with data_plate(n):
-            return pyro.sample("x", self.as_distribution(), obs=x)
+    def _ode(self, averaged: bool) -> tuple[D.ScoreFn, Any, float]:
+        return (lambda z, t: self.velocity(z, 1 - t, averaged=averaged)), self.ode, self.T_MIN
 
     def reverse_chain(self, n: int, y: object = None, steps: int | None = None, guidance: float = 0.0) -> Chains:
         """The ODE's end points from noise in the diffusion's space (``steps`` midpoint steps, or adaptive)."""
