@@ -53,9 +53,9 @@ log = logging.getLogger("pyrogen")
 
 #: The most parameters a configuration may build (a guard against ``--set hidden=[100000,100000]``).
 MAX_PARAMETERS = 200_000_000
-#: The most parameters ``train_run`` builds unless told (``--max-parameters``): every registered default on
-#: the bundled data has under 600,000, while the default network for a large data file (a DDPM over examples
-#: of 250,000 values) would build tens of millions and train for minutes per step on a laptop's cores.
+#: The most parameters ``train_run`` builds unless told (``--max-parameters``): every registered default on its
+#: bundled data is far below it (a test checks), while the default network for a large data file (a DDPM over
+#: examples of 250,000 values) would build tens of millions and train for minutes per step on a laptop's cores.
 DEFAULT_MAX_PARAMETERS = 20_000_000
 #: File types ``sample_run`` writes.
 SAMPLE_SUFFIXES = (".png", ".npz", ".txt")

@@ -480,3 +480,16 @@ def test_a_wide_data_file_is_refused_with_the_size_and_the_override(tmp_path, ca
     assert not out.exists()
     assert main(["train", "ddpm", "--data", str(path), "--out", str(out), "--max-parameters", "0"]) == 2
     assert "--max-parameters must be a positive integer" in capsys.readouterr().err
+
+
+def test_every_registered_default_is_far_below_the_parameter_limit():
+    from pyrogen.data import load
+    from pyrogen.models import registry
+    from pyrogen.runs import DEFAULT_MAX_PARAMETERS
+
+    sizes = {}
+    for name in registry.names():
+        recipe = registry.get(name)
+        model = recipe.from_dataset(load(recipe.data))
+        sizes[name] = sum(p.numel() for p in model.parameters()) + sum(b.numel() for b in model.buffers())
+    assert max(sizes.values()) < DEFAULT_MAX_PARAMETERS / 10, max(sizes.items(), key=lambda kv: kv[1])

@@ -18,8 +18,6 @@ from pyrogen.inference import fit
 from pyrogen.inference.objectives import LeaveOneOutLikelihood
 from pyrogen.models import KernelDensity, registry
 
-torch.set_default_dtype(torch.float32)
-
 
 def _data(n=300, d=2, seed=0):
     g = torch.Generator().manual_seed(seed)

@@ -39,6 +39,7 @@ from pyrogen.data import Dataset
 from pyrogen.inference.objectives import MaximumLikelihood
 from pyrogen.inference.program import data_plate
 from pyrogen.models.base import GenerativeModel, accepts_unbatched, check_positive_int
+from pyrogen.models.mixture import _inv_softplus
 from pyrogen.models.registry import Recipe, register
 
 __all__ = ["EMISSIONS", "HiddenMarkovModel"]
@@ -379,7 +380,3 @@ def _index(emit: dist.TorchDistribution, z: torch.Tensor) -> dist.TorchDistribut
         return dist.Categorical(logits=emit.logits[z])
     base = emit.base_dist
     return dist.Normal(base.loc[z], base.scale[z]).to_event(1)
-
-
-def _inv_softplus(y: torch.Tensor) -> torch.Tensor:
-    return y + torch.log(-torch.expm1(-y))
