@@ -9,6 +9,11 @@ Sections (``--only``):
   chains) and its standard error; the fully visible BM (CD-1, 3000 steps) with log Z by AIS (500 temperatures);
   the two-layer DBM (64 and 16 hidden units; two layer-wise pre-training phases, then mean-field + PCD jointly)
   with log Z by AIS over its first layer and log p*(v) exact (the second layer enumerated).
+- ``dbm-cost``: what scoring the default 64-16 DBM costs on one thread (independent of its weights): seconds
+  per test digit of the exact log p*(v) (2^16 states of h2 enumerated, h1 summed out: 2^16 x 64 softplus terms a
+  digit; no cheaper exact route exists, since either layer must be enumerated and h2 is the smaller), with and
+  without gradients, and the seconds of one AIS estimate of log Z (2000 temperatures, 200 chains) and of ``evaluate_nll`` on the
+  360 test digits.
 - ``naive-bayes``: test accuracy of Bernoulli naive Bayes (counts, Laplace smoothing) and of logistic regression
   (scikit-learn, L2, C = 1) on the binarized digits -- all ten classes, and the two-class 3-against-8 subset --
   against the number of training examples (Ng and Jordan, 2002); and on all ten classes with a random fraction
@@ -57,7 +62,7 @@ from pyrogen.data import load  # noqa: E402
 from pyrogen.metrics import evaluate_nll  # noqa: E402
 from pyrogen.models import registry
 
-SECTIONS = ("rbm", "naive-bayes", "gmm", "kde", "hmm", "bayes-net")
+SECTIONS = ("rbm", "dbm-cost", "naive-bayes", "gmm", "kde", "hmm", "bayes-net")
 
 
 def rbm(steps: int | None) -> list[dict[str, Any]]:
@@ -90,6 +95,32 @@ def rbm(steps: int | None) -> list[dict[str, Any]]:
             }
         )
     return rows
+
+
+def dbm_cost(quick: bool) -> dict[str, Any]:
+    torch.manual_seed(0)
+    model = registry.from_dataset("dbm", load("digits-binary"))
+    v = model._flat(load("digits-binary").test[: 8 if quick else 64].float())
+    out: dict[str, Any] = {"digits": len(v), "states": 2 ** model.hidden[1], "units": model.hidden[0]}
+    with torch.no_grad():
+        t = time.perf_counter()
+        model.unnormalized_log_prob(v)
+        out["log_p_star_s_per_digit"] = round((time.perf_counter() - t) / len(v), 4)
+    t = time.perf_counter()
+    model.unnormalized_log_prob(v).sum().backward()
+    out["log_p_star_with_gradient_s_per_digit"] = round((time.perf_counter() - t) / len(v), 4)
+    if quick:
+        model.ais_temps = 50
+    t = time.perf_counter()
+    with torch.no_grad():
+        model.log_normalizer()
+    out["ais_log_z_s"] = round(time.perf_counter() - t, 2)
+    out["ais_temps"], out["ais_chains"] = model.ais_temps, model.ais_chains
+    test = load("digits-binary").test[: 8 if quick else None]
+    t = time.perf_counter()
+    evaluate_nll(model, test)  # what `pyrogen evaluate` pays for the test NLL (log Z is cached by then)
+    out["evaluate_nll_s"], out["evaluate_nll_digits"] = round(time.perf_counter() - t, 2), len(test)
+    return out
 
 
 def naive_bayes() -> dict[str, Any]:
@@ -336,6 +367,8 @@ def _print(out: dict[str, Any]) -> None:
     for r in out.get("rbm", []):
         z = f"log Z {r.get('log_z')} ({r.get('log_z_method')})"
         print(f"{r['variant']:<36} NLL {r['nll_nats']} ± {r['nll_stderr']}  {z}")
+    if "dbm-cost" in out:
+        print("dbm-cost", out["dbm-cost"])
     nb = out.get("naive-bayes")
     if nb:
         for r in nb["by_training_size"]:
@@ -362,6 +395,8 @@ def main(argv: list[str] | None = None) -> int:
     out: dict[str, Any] = {}
     if "rbm" in only:
         out["rbm"] = rbm(steps)
+    if "dbm-cost" in only:
+        out["dbm-cost"] = dbm_cost(args.quick)
     if "naive-bayes" in only:
         out["naive-bayes"] = naive_bayes()
     if "gmm" in only:

@@ -707,3 +707,16 @@ def test_the_dbms_exact_log_p_star_keeps_little_for_the_backward_pass(monkeypatc
     plain = torch.autograd.grad(m.unnormalized_log_prob(few).sum(), (m.W1, m.W2, m.c1, m.c2))
     for g, h in zip(grads, plain, strict=True):
         torch.testing.assert_close(g, h)
+
+
+def test_the_dbm_cost_benchmark_measures_the_default_machines_enumeration():
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    import classical
+
+    out = classical.dbm_cost(quick=True)
+    assert out["states"] == 2**16 and out["units"] == 64, out  # the README's 2^16 x 64 softplus terms a digit
+    for key in ("log_p_star_s_per_digit", "log_p_star_with_gradient_s_per_digit", "ais_log_z_s", "evaluate_nll_s"):
+        assert out[key] > 0, key

@@ -34,6 +34,39 @@ def test_frechet_distance_matches_scipy_sqrtm_and_the_diagonal_closed_form():
     assert quality.frechet_distance(torch.zeros(3), s1.diag(), torch.zeros(3), s2.diag()) == pytest.approx(closed)
 
 
+def test_fid_is_exact_on_the_singular_covariances_of_the_digit_features():
+    # 27 of the shipped network's 64 units are zero on every digit, so both covariances are singular; the
+    # eigenvalue route took square roots of rounding-level eigenvalues and was 2e-8 to 6e-8 off here
+    fr = quality.image_features(load("digits-int").test, "integer")[0]
+    fb = quality.image_features(load("digits-binary").test, "binary")[0]
+    assert abs(quality.fid(fr, fr, n_boot=2)["value"]) < 1e-11
+    mu, cov = quality._cov(fr)
+    shift = torch.full((fr.shape[1],), 0.5, dtype=torch.float64)
+    # fake = 2 real + shift: |mu + shift|^2 + tr S + 4 tr S - 2 tr (2 S) = |mu + shift|^2 + tr S
+    closed = float((mu + shift).pow(2).sum() + cov.trace())
+    assert quality.frechet_distance_of_features(fr, 2 * fr + shift) == pytest.approx(closed, abs=1e-10)
+    # against scipy's sqrtm where it is well posed: Sigma1 is zero outside the columns live in fr, so the trace
+    # term involves only those columns (a full-rank 37 x 37 problem); the other terms take every column
+    live = torch.nonzero(fr.abs().amax(0) > 0).flatten()
+    (m1, c1), (m2, c2) = quality._cov(fr), quality._cov(fb)
+    covmean = scipy.linalg.sqrtm(c1[live][:, live].numpy() @ c2[live][:, live].numpy()).real
+    ref = float((m1 - m2).pow(2).sum() + c1.trace() + c2.trace()) - 2 * np.trace(covmean)
+    assert quality.frechet_distance_of_features(fr, fb) == pytest.approx(ref, abs=1e-10)
+    with pytest.raises(ValueError, match="same number of features"):
+        quality.frechet_distance_of_features(fr, fb[:, :3])
+
+
+def test_the_feature_network_has_37_live_units_and_the_dead_ones_are_zero_on_every_digit():
+    live = quality.live_feature_units()
+    assert len(live) == 37, live  # the README and live_feature_units' docstring say 37
+    dead = torch.ones(64, dtype=torch.bool)
+    dead[live] = False
+    for name in ("digits-int", "digits"):
+        d = load(name)
+        f = quality.image_features(d.test, d.support)[0]
+        assert float(f[:, dead].abs().max()) == 0.0, name
+
+
 def test_fid_of_samples_estimates_the_gaussian_distance():
     g = _g(1)
     x = torch.randn(20000, 3, generator=g, dtype=torch.float64)
@@ -231,7 +264,7 @@ def _fid_with(net: quality.DigitFeatures, real: torch.Tensor, fake: torch.Tensor
         ref = net.features(quality.to_unit_grey(load("digits-int").train, "integer").float()).double()
         scale = float(ref.pow(2).mean().sqrt())
         f = [net.features(quality.to_unit_grey(x, support).float()).double() / scale for x in (real, fake)]
-    return quality.frechet_distance(*quality._cov(f[0]), *quality._cov(f[1]))
+    return quality.frechet_distance_of_features(f[0], f[1])
 
 
 @pytest.mark.slow
