@@ -18,6 +18,12 @@ Sections (``--only``):
   (pixel accuracy), next to the VAE's 0.839 (README) and the EBM's 0.791.
 - ``latent``: ``latent-diffusion`` over the codes of a VAE trained on the digits (both in one run): FID of its
   samples next to the VAE's own (prior samples decoded).
+- ``text``: ``text-diffusion`` (text-to-image latent diffusion, captions from the digits' labels and measured
+  thickness, size and slant) from its registered defaults: for guidance scales 0, 1 and 3, over the prompts
+  "a thick / thin / large / small <digit>" and "a <digit> leaning left / right" for every digit (20 DDIM-50
+  samples each), the share whose label the feature network's classifier reads as the prompt's digit and, per
+  attribute, the share on the asked side of that digit's training median; and the FID of samples drawn for the
+  360 test digits' own captions against the test digits.
 - ``speed``: samples per second of DDIM-50 and ancestral-1000 through ``DDPM.sample`` and through a hand-written
   PyTorch loop over the same network (the reference implementation of both update rules), side by side.
 
@@ -48,7 +54,7 @@ from pyrogen.io import load_checkpoint, save_checkpoint  # noqa: E402
 from pyrogen.metrics import evaluate_nll  # noqa: E402
 from pyrogen.models import registry  # noqa: E402
 
-SECTIONS = ("toys", "digits", "guidance", "inpainting", "latent", "speed")
+SECTIONS = ("toys", "digits", "guidance", "inpainting", "latent", "text", "speed")
 CACHE = Path(__file__).resolve().parent / ".cache" / "diffusion"
 BEST_NLL = {"8gaussians": 2.838, "moons": 2.391}
 FRESH = False
@@ -226,6 +232,52 @@ def latent(steps: int | None) -> dict[str, Any]:
     return {"latent_diffusion": {**row, **q}, "its_vae_prior_samples": q_vae}
 
 
+def text_prompts() -> list[str]:
+    """The measured prompts: each attribute's two ends for every digit."""
+    from pyrogen.data.captions import DIGIT_WORDS
+
+    out = []
+    for word in DIGIT_WORDS:
+        out += [f"a thick {word}", f"a thin {word}", f"a large {word}", f"a small {word}"]
+        out += [f"a {word} leaning left", f"a {word} leaning right"]
+    return out
+
+
+def text_agreement(model: Any, guidance_scale: float, per_prompt: int, steps: int = 50) -> dict[str, Any]:
+    """Label agreement and each attribute's share on the asked side, over :func:`text_prompts`."""
+    from pyrogen.data.captions import matches, parse
+
+    labels, attrs = [], {"thickness": [], "size": [], "slant": []}
+    for prompt in text_prompts():
+        s = model.sample(per_prompt, prompt=prompt, sampler="ddim", steps=steps, guidance=guidance_scale)
+        _, probs = quality.image_features(s, "unit_interval")
+        labels.append(float((probs.argmax(-1) == parse(prompt)[0]).float().mean()))
+        for a, share in matches(s, prompt).items():
+            attrs[a].append(share)
+    return {
+        "label_agreement": round(sum(labels) / len(labels), 4),
+        **{f"{a}_agreement": round(sum(v) / len(v), 4) for a, v in attrs.items()},
+    }
+
+
+def text(steps: int | None, quick: bool) -> list[dict[str, Any]]:
+    from pyrogen.data.captions import captions
+
+    torch.set_num_threads(THREADS)
+    data = load("digits")
+    model, row = trained("text-diffusion", "digits", {}, steps)
+    test_captions = captions(data.test, data.labels["test"])
+    rows = []
+    for w in (0.0, 1.0, 3.0):
+        pyro.set_rng_seed(0)
+        agree = text_agreement(model, w, 2 if quick else 20)
+        pyro.set_rng_seed(0)
+        s = model.sample(len(data.test), prompt=test_captions, sampler="ddim", steps=50, guidance=w)
+        q = _quality(s, data)
+        rows.append({"guidance": w, **agree, "fid": q["fid"], "fid_ci": q["fid_ci"], **row})
+    return rows
+
+
 def speed(steps: int | None, quick: bool) -> list[dict[str, Any]]:
     """The same trained network through ``DDPM.sample`` and through a hand-written loop."""
     torch.set_num_threads(THREADS)
@@ -311,7 +363,7 @@ def _print(out: dict[str, Any]) -> None:
                     if k in r
                 ]
                 print(f"  {r['variant']:<32} {r['data']:<11} " + "  ".join(f"{k} {r[k]}" for k in keys))
-    for section in ("guidance", "speed"):
+    for section in ("guidance", "text", "speed"):
         for r in out.get(section, []):
             print(f"{section}: {r}")
     for section in ("inpainting", "latent"):
@@ -340,6 +392,8 @@ def main(argv: list[str] | None = None) -> int:
         out["inpainting"] = inpainting(steps, args.quick)
     if "latent" in only:
         out["latent"] = latent(steps)
+    if "text" in only:
+        out["text"] = text(steps, args.quick)
     if "speed" in only:
         out["speed"] = speed(steps, args.quick)
     return report(out, args.json, _print)

@@ -514,8 +514,10 @@ class ImplicitELBO(Objective):
 
 class Part(Objective):
     """``objective`` training a part of the model as one parameter group ``group``: its loss on ``part(model)``
-    (the model itself unless given), the parameters ``params(model)`` (``part(model)``'s unless given). A
-    composed model's phases are parts: latent diffusion's VAE, then its diffusion over the codes.
+    (the model itself unless given), the parameters ``params(model)`` (``part(model)``'s unless given), on
+    ``inputs(batch)`` (the batch itself unless given: a text-to-image model's VAE takes the images of
+    ``(images, captions)``). A composed model's phases are parts: latent diffusion's VAE, then its diffusion
+    over the codes.
 
     Example:
         >>> from pyrogen.models import RealNVP
@@ -531,13 +533,14 @@ class Part(Objective):
         objective: Objective,
         part: Callable[[Any], nn.Module] | None = None,
         params: Callable[[Any], Sequence[nn.Parameter]] | None = None,
+        inputs: Callable[[Any], Any] | None = None,
     ) -> None:
         if not isinstance(group, str) or not group:
             raise ValueError(f"group must be a non-empty string; got {group!r}")
         if not isinstance(objective, Objective):
             raise TypeError(f"objective must be an Objective; got {type(objective).__name__}")
         self.group, self.objective = group, objective
-        self._part, self._params = part, params
+        self._part, self._params, self._inputs = part, params, inputs
         self.monitor = objective.monitor
         self.validation_needs_grad = objective.validation_needs_grad
 
@@ -554,16 +557,19 @@ class Part(Objective):
     def _inner_group(self, model: nn.Module) -> str:
         return self.objective.schedule(self._of(model), 0)[0]
 
+    def _batch(self, batch: Any) -> Any:
+        return self._inputs(batch) if self._inputs is not None else batch
+
     def loss(self, model: nn.Module, batch: Any, group: str = "model") -> torch.Tensor:
         part = self._of(model)
-        return self.objective.loss(part, batch, self._inner_group(model))
+        return self.objective.loss(part, self._batch(batch), self._inner_group(model))
 
     def pyro_loss(self, model: nn.Module, batch: Any, group: str = "model") -> torch.Tensor:
         part = self._of(model)
-        return self.objective.pyro_loss(part, batch, self._inner_group(model))
+        return self.objective.pyro_loss(part, self._batch(batch), self._inner_group(model))
 
     def validation(self, model: nn.Module, batch: Any) -> torch.Tensor:
-        return self.objective.validation(self._of(model), batch)
+        return self.objective.validation(self._of(model), self._batch(batch))
 
 
 #: Each registered class's default objective, ``model -> Objective`` (set by the registry from recipes).

@@ -20,7 +20,7 @@ from pyrogen.models.autoregressive import (
 )
 from pyrogen.models.base import GenerativeModel
 from pyrogen.models.boltzmann import DBM, RBM, BoltzmannMachine
-from pyrogen.models.diffusion import DDPM, NCSN, DiffusionModel, FlowMatching, LatentDiffusion, ScoreSDE
+from pyrogen.models.diffusion import DDPM, NCSN, DiffusionModel, FlowMatching, LatentDiffusion, ScoreSDE, TextDiffusion
 from pyrogen.models.ebm import EBM, NCEEBM, AdversarialEBM, EnergyModel, FlowContrastiveEBM, ScoreMatchingEBM
 from pyrogen.models.flows import (
     IAF,
@@ -78,6 +78,7 @@ __all__ = [
     "FlowMatching",
     "LatentDiffusion",
     "ScoreSDE",
+    "TextDiffusion",
     "EBM",
     "ImplicitVAE",
     "AdversarialEBM",

@@ -34,6 +34,7 @@ from torch import nn
 from pyrogen.checks import choice as _choice
 from pyrogen.checks import integer, number
 from pyrogen.data import Dataset
+from pyrogen.data import captions as _captions
 from pyrogen.distributions.discretized import DiscretizedNormal
 from pyrogen.distributions.energy import NumericalDensity
 from pyrogen.inference import diffusion as D
@@ -47,7 +48,7 @@ from pyrogen.models.base import GenerativeModel, accepts_unbatched, check_dropou
 from pyrogen.models.registry import Recipe, continuous_support, register
 from pyrogen.nn.diffusion import DENOISER_ARCHS, DenoisingMLP, DenoisingUNet
 
-__all__ = ["DDPM", "NCSN", "DiffusionModel", "FlowMatching", "LatentDiffusion", "ScoreSDE"]
+__all__ = ["DDPM", "NCSN", "DiffusionModel", "FlowMatching", "LatentDiffusion", "ScoreSDE", "TextDiffusion"]
 
 
 def _number(name: str, v: object, lo: float = 0.0, strict: bool = True) -> float:
@@ -144,14 +145,16 @@ class DiffusionModel(GenerativeModel):
         if ema is not None and (isinstance(ema, bool) or not isinstance(ema, (int, float)) or not 0 <= ema < 1):
             raise ValueError(f"ema must be a decay in [0, 1) or None; got {ema!r}")
         self.ema_decay = None if ema is None else float(ema)
-        d = math.prod(self.space_shape)
-        if self.arch == "unet":
-            self.net: nn.Module = DenoisingUNet(self.space_shape, self.features, self.emb_dim, classes)
-        else:
-            self.net = DenoisingMLP(d, self.hidden, self.emb_dim, classes)
+        self.net: nn.Module = self._denoiser()
         self.ema = EMA(self.net, self.ema_decay) if self.ema_decay is not None else None
 
     # -- the data map and the network -----------------------------------------------------------------------
+    def _denoiser(self) -> nn.Module:
+        """The denoising network ``net(z, c, y)`` over :attr:`space_shape`."""
+        if self.arch == "unet":
+            return DenoisingUNet(self.space_shape, self.features, self.emb_dim, self.classes)
+        return DenoisingMLP(math.prod(self.space_shape), self.hidden, self.emb_dim, self.classes)
+
     def _ref(self) -> torch.Tensor:
         return next(self.net.parameters())
 
@@ -982,6 +985,8 @@ class LatentDiffusion(DDPM):
     Args:
         latent_dim, vae_hidden, vae_likelihood: the VAE's (see :class:`~pyrogen.models.VAE`).
         vae_steps: steps of the VAE phase.
+        vae_arch: the VAE's ``arch``; ``"spatial"`` makes the code a feature map (``latent_dim / (H W / 4)``
+            channels at half resolution) that a U-Net denoises, as Rombach et al.'s.
     """
 
     def __init__(
@@ -991,6 +996,7 @@ class LatentDiffusion(DDPM):
         vae_hidden: Sequence[int] = (256, 256),
         vae_likelihood: str = "gaussian",
         vae_steps: int = 3000,
+        vae_arch: str = "mlp",
         **kwargs: Any,
     ) -> None:
         from pyrogen.models.vae import VAE
@@ -999,7 +1005,14 @@ class LatentDiffusion(DDPM):
         if kwargs.get("objective", "simple") != "simple" or kwargs.get("levels") is not None:
             raise ValueError("latent-diffusion trains with objective='simple' and has no levels")
         kwargs.setdefault("hidden", (256, 256, 256))
-        super().__init__(event_shape, _space=(self.latent_dim,), **kwargs)
+        # a spatial code diffuses as the feature map it is, under a U-Net
+        space = (self.latent_dim,)
+        if vae_arch == "spatial":
+            from pyrogen.nn.conv import _spatial_channels
+
+            space = _spatial_channels(event_shape, self.latent_dim)
+        super().__init__(event_shape, _space=space, **kwargs)
+        self.vae_arch = vae_arch
         if isinstance(vae_steps, bool) or not isinstance(vae_steps, int) or vae_steps < 0:
             raise ValueError(f"vae_steps must be a non-negative integer; got {vae_steps!r}")
         self.vae_steps = vae_steps
@@ -1008,7 +1021,13 @@ class LatentDiffusion(DDPM):
         # a lightly KL-regularized autoencoder, as latent diffusion's first stage is (Rombach et al., 2022, weigh
         # the KL by 1e-6): the codes stay informative and near zero
         self.vae = VAE(
-            self.event_shape, latent_dim, self.vae_hidden, likelihood=vae_likelihood, kl_warmup=0, beta=VAE_KL_WEIGHT
+            self.event_shape,
+            latent_dim,
+            self.vae_hidden,
+            likelihood=vae_likelihood,
+            kl_warmup=0,
+            beta=VAE_KL_WEIGHT,
+            arch=vae_arch,
         )
         self.register_buffer("code_scale", torch.ones(()))
         self.register_buffer("code_fitted", torch.zeros((), dtype=torch.bool))
@@ -1023,6 +1042,7 @@ class LatentDiffusion(DDPM):
             vae_hidden=cfg["hidden"],
             vae_likelihood=cfg["likelihood"],
             vae_steps=0,
+            vae_arch=cfg.get("arch", "mlp"),
             support=kwargs.pop("support", "unit_interval" if vae.support != "real" else "real"),
             **kwargs,
         )
@@ -1032,19 +1052,23 @@ class LatentDiffusion(DDPM):
     def to_latent_space(self, x: torch.Tensor) -> torch.Tensor:
         r"""The encoder's code :math:`\mu_\phi(x)` divided by the codes' standard deviation (no gradient)."""
         with torch.no_grad():
-            return self.vae.encode(x)[0] / self.code_scale
+            return (self.vae.encode(x)[0] / self.code_scale).reshape(len(x), *self.space_shape)
 
     def to_data_space(self, z: torch.Tensor) -> torch.Tensor:
-        return self.vae.decode(z * self.code_scale)
+        return self.vae.decode(z.flatten(1) * self.code_scale)
+
+    def _finish(self, z: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad(), self._evaluating():  # samples carry no graph through the decoder
+            return super()._finish(z)
 
     def _decoder(self, x0_hat: torch.Tensor) -> dist.TorchDistribution:
-        return self.vae.likelihood(x0_hat * self.code_scale)
+        return self.vae.likelihood(x0_hat.flatten(1) * self.code_scale)
 
     def denoising_loss(self, batch: Any, averaged: bool = False) -> torch.Tensor:
         """DDPM's loss on the codes; the first call in training measures the codes' scale (once)."""
         if self.training and not bool(self.code_fitted):
             with torch.no_grad():
-                self.code_scale.copy_(self.vae.encode(batch)[0].std().clamp_min(1e-3))
+                self.code_scale.copy_(self.vae.encode(self._split(batch)[0])[0].std().clamp_min(1e-3))
                 self.code_fitted.fill_(True)
         return super().denoising_loss(batch, averaged)
 
@@ -1064,3 +1088,177 @@ def _latent_diffusion_objective(model: LatentDiffusion) -> Phases:
 
 
 use_objective(LatentDiffusion, _latent_diffusion_objective)
+
+
+def _text_choices(recipe: Recipe, data: Dataset, kwargs: dict[str, Any]) -> dict[str, Any]:
+    """Captioned 8x8 grey digits only: their labels and measured attributes make the captions."""
+    if data.kind != "image" or tuple(data.event_shape) != (1, 8, 8) or "train" not in data.labels:
+        raise ValueError(
+            f"text-diffusion captions labelled 8x8 grey digits (use the dequantized 'digits'); got {data.name!r}"
+        )
+    return continuous_support(recipe, data, kwargs, hint="use the dequantized 'digits'")
+
+
+def _text_train(data: Dataset) -> dict[str, Any]:
+    """12000 steps of batch 128 at lr 5e-4 (the first ``vae_steps`` the VAE's), no validation (two phases'
+    losses are no one score)."""
+    return {"lr": 5e-4, "batch_size": 128, "steps": 12000, "val_every": 0}
+
+
+@register(
+    "text-diffusion",
+    **{
+        **_RECIPE,
+        "data": "digits",
+        "choices": _text_choices,
+        "train": _text_train,
+        "sample_options": ("sampler", "steps", "eta", "guidance", "prompt"),
+    },
+)
+class TextDiffusion(LatentDiffusion):
+    r"""Text-to-image latent diffusion (Rombach et al., 2022, at the scale of 8x8 digits): a DDPM over the
+    spatial codes of a pyrogen VAE (``vae_arch="spatial"``: ``latent_channels`` maps of 4x4), denoised by a
+    U-Net whose feature maps cross-attend to a caption's tokens (:class:`~pyrogen.nn.TextUNet`; the text
+    encoder, a small transformer over words, is trained from scratch with the diffusion), with
+    classifier-free guidance by dropping the caption with probability ``p_uncond`` (Ho and Salimans, 2021).
+
+    The captions come from each training digit's label and measured thickness, size and slant
+    (:mod:`pyrogen.data.captions`): ``"a thick small seven leaning right"``. The model trains on
+    ``(images, caption tokens)``; :meth:`sample` takes a ``prompt`` (one string, or one per sample), and
+    ``pyrogen sample RUN --prompt "a thick seven" --guidance 3`` writes the images. A word outside the
+    captions' vocabulary is refused by name.
+
+    One run trains both parts in two phases, as :class:`LatentDiffusion`: the VAE for ``vae_steps``, then the
+    diffusion and the text encoder (the VAE frozen).
+
+    Args:
+        latent_channels: the code's channels (each a 4x4 map).
+        vae_hidden: the VAE's convolution widths (the last is used).
+        text_dim, text_layers, heads: the text encoder's width and depth, and the attention heads.
+        kwargs: as :class:`LatentDiffusion` (``vae_steps``, ``timesteps``, ``features``, ``p_uncond``, ...).
+    """
+
+    def __init__(
+        self,
+        event_shape: Sequence[int] = (1, 8, 8),
+        latent_channels: int = 2,
+        vae_hidden: Sequence[int] = (64,),
+        text_dim: int = 64,
+        text_layers: int = 2,
+        heads: int = 4,
+        p_uncond: float = 0.1,
+        **kwargs: Any,
+    ) -> None:
+        if tuple(event_shape) != (1, 8, 8):
+            raise ValueError(
+                f"text-diffusion captions 8x8 grey digits: event_shape must be (1, 8, 8); got {event_shape!r}"
+            )
+        for key in ("latent_dim", "vae_arch", "classes", "arch"):
+            if key in kwargs:
+                raise ValueError(f"text-diffusion sets {key} itself (a spatial code under a text U-Net)")
+        self.latent_channels = check_positive_int("latent_channels", latent_channels)
+        self.text_dim, self.text_layers = (
+            check_positive_int("text_dim", text_dim),
+            check_positive_int("text_layers", text_layers),
+        )
+        self.heads = check_positive_int("heads", heads)
+        if self.text_dim % self.heads:
+            raise ValueError(f"text_dim must be a multiple of heads; got text_dim={text_dim}, heads={heads}")
+        kwargs.setdefault("vae_steps", 3000)
+        super().__init__(
+            event_shape,
+            latent_dim=latent_channels * 16,
+            vae_hidden=vae_hidden,
+            vae_arch="spatial",
+            arch="unet",
+            p_uncond=p_uncond,
+            **kwargs,
+        )
+        self.labelled = True  # trains on (images, caption tokens)
+
+    def _denoiser(self) -> nn.Module:
+        from pyrogen.nn.text import TextUNet
+
+        vocab, longest = len(_captions.VOCAB), _captions.MAX_TOKENS
+        return TextUNet(
+            self.space_shape, vocab, longest, self.features, self.emb_dim, self.text_dim, self.text_layers, self.heads
+        )
+
+    # -- captions in place of labels ----------------------------------------------------------------------------
+    def training_data(self, data: Dataset, split: str) -> Any:
+        """``(images, caption tokens)`` of ``split``: each digit's caption from its label and attributes."""
+        x = data.split(split)
+        if split not in data.labels or tuple(data.event_shape) != (1, 8, 8):
+            raise ValueError(f"text-diffusion needs labelled 8x8 grey digits; dataset {data.name!r} is not")
+        return x, _captions.tokenize(_captions.captions(x, data.labels[split]))
+
+    def _tokens(self, tokens: object, n: int) -> torch.Tensor:
+        c = _captions
+        if not isinstance(tokens, torch.Tensor) or tokens.dim() != 2 or len(tokens) != n or tokens.is_floating_point():
+            raise ValueError(f"captions must be token ids (n={n}, L) from captions.tokenize; got {tokens!r}")
+        if (
+            tokens.shape[1] > c.MAX_TOKENS
+            or ((tokens < 0) | (tokens >= len(c.VOCAB))).any()
+            or (tokens[:, 0] != c.BOS).any()
+        ):
+            raise ValueError(f"captions must be token ids from captions.tokenize (<bos> first, ids < {len(c.VOCAB)})")
+        return tokens.to(self._ref().device).long()
+
+    def _split(self, batch: Any) -> tuple[torch.Tensor, torch.Tensor | None]:
+        if isinstance(batch, tuple):
+            x, tokens = batch
+            return x, self._tokens(tokens, len(x))
+        return batch, None  # no caption: the empty one
+
+    def _labels(self, y: object, n: int) -> torch.Tensor | None:
+        if y is None:
+            return None
+        if isinstance(y, str):
+            y = [y] * n
+        if isinstance(y, (list, tuple)):
+            if len(y) != n:
+                raise ValueError(f"give one prompt or {n} prompts; got {len(y)}")
+            y = _captions.tokenize(list(y))
+        return self._tokens(y, n)
+
+    def _drop_labels(self, y: torch.Tensor | None) -> torch.Tensor | None:
+        if y is None or not self.p_uncond or not self.training:
+            return y
+        drop = torch.rand(len(y), device=y.device) < self.p_uncond
+        empty = torch.full_like(y, _captions.PAD)
+        empty[:, 0] = _captions.BOS
+        return torch.where(drop[:, None], empty, y)
+
+    def _check_guidance(self, guidance: object) -> float:
+        return _number("guidance", guidance, 0.0, strict=False)
+
+    def sample(  # type: ignore[override]
+        self,
+        n: int,
+        y: object = None,
+        sampler: str | None = None,
+        steps: int | None = None,
+        eta: float | None = None,
+        guidance: float = 0.0,
+        prompt: str | Sequence[str] | None = None,
+    ) -> torch.Tensor:
+        """``n`` images for ``prompt`` (one string, or ``n``; ``None``: the empty caption), with guidance
+        :math:`w` (``guidance``) and DDPM's samplers (``sampler``, ``steps``, ``eta``).
+
+        Raises:
+            ValueError: a word outside the captions' vocabulary (named), or prompts given twice.
+        """
+        if prompt is not None and y is not None:
+            raise ValueError("give the caption once: prompt or y")
+        return super().sample(n, prompt if prompt is not None else y, sampler, steps, eta, guidance)
+
+
+def _text_diffusion_objective(model: TextDiffusion) -> Phases:
+    """As latent diffusion's: the VAE's ELBO on the images of ``(images, captions)`` for ``vae_steps``, then the
+    diffusion and its text encoder (the VAE frozen)."""
+    vae_phase = Part("vae", objective_for(model.vae), part=lambda m: m.vae, inputs=lambda b: b[0])
+    diffusion_phase = Part("diffusion", Denoising(), params=lambda m: list(m.net.parameters()))
+    return Phases((model.vae_steps, vae_phase), (None, diffusion_phase), monitor=None)
+
+
+use_objective(TextDiffusion, _text_diffusion_objective)

@@ -49,7 +49,7 @@ from pyrogen.inference.objectives import ELBO, SemiSupervisedELBO, gaussian_kl, 
 from pyrogen.inference.program import data_plate
 from pyrogen.models.base import GenerativeModel, accepts_unbatched, check_hidden, check_positive_int
 from pyrogen.models.registry import Recipe, preset, register
-from pyrogen.nn import MLP, ConvDecoder, ConvEncoder, MADENet
+from pyrogen.nn import MLP, ConvDecoder, ConvEncoder, MADENet, SpatialConvDecoder, SpatialConvEncoder
 
 __all__ = [
     "CVAE",
@@ -74,7 +74,7 @@ LIKELIHOODS = {"bernoulli": "binary", "gaussian": "real", "categorical": "intege
 PRIORS = ("normal", "mixture", "flow")
 #: Layers that may follow the Gaussian posterior.
 POSTERIOR_FLOWS = (None, "planar", "iaf")
-_ARCHS = ("mlp", "conv")
+_ARCHS = ("mlp", "conv", "spatial")
 _DATA_LIKELIHOOD = {"binary": "bernoulli", "unit_interval": "gaussian", "real": "gaussian", "integer": "categorical"}
 
 
@@ -291,7 +291,9 @@ class VAE(LatentVariableModel):
         levels: the categories of a categorical decoder.
         decoder_scale: fixed standard deviation of a Gaussian decoder, or
             ``None`` to learn one per pixel and example.
-        arch: ``"mlp"`` or ``"conv"`` (images with even height and width).
+        arch: ``"mlp"``, ``"conv"`` (images with even height and width) or ``"spatial"`` (convolutions only:
+            the code is a feature map of ``latent_dim / (H W / 4)`` channels at half resolution, as latent
+            diffusion's first stage; ``hidden[-1]`` is the convolutions' width; no ``classes``).
         beta: the weight :math:`\beta` of the KL term.
         k: importance samples of the training objective (1: the ELBO).
         prior: ``"normal"``, ``"mixture"`` (learnable mixture of Gaussians) or
@@ -375,9 +377,14 @@ class VAE(LatentVariableModel):
         if arch == "mlp":
             self.encoder: nn.Module = MLP(self.data_dim, self.hidden, enc_out, context=classes)
             self.decoder: nn.Module = MLP(L + classes, self.hidden[::-1], out * self.data_dim)
-        else:
+        elif arch == "conv":
             self.encoder = ConvEncoder(self.event_shape, enc_out, hidden=self.hidden[-1], context=classes)
             self.decoder = ConvDecoder(L + classes, self.event_shape, out_mult=out, hidden=self.hidden[-1])
+        else:
+            if classes or self._flow_context:
+                raise ValueError("arch='spatial' takes no classes and no posterior_flow='iaf'")
+            self.encoder = SpatialConvEncoder(self.event_shape, L, width=self.hidden[-1])
+            self.decoder = SpatialConvDecoder(L, self.event_shape, out_mult=out, width=self.hidden[-1])
         self.prior_net: nn.Module | None = None
         if prior == "mixture":
             self.prior_net = MixturePrior(L, prior_components)

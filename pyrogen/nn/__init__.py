@@ -7,7 +7,7 @@ combine these networks with distributions.
 from __future__ import annotations
 
 from pyrogen.nn.attention import CausalSelfAttention, CausalTransformer
-from pyrogen.nn.conv import ConvDecoder, ConvEncoder
+from pyrogen.nn.conv import ConvDecoder, ConvEncoder, SpatialConvDecoder, SpatialConvEncoder
 from pyrogen.nn.diffusion import DENOISER_ARCHS, DenoisingMLP, DenoisingUNet, sinusoidal_embedding
 from pyrogen.nn.energy import ENERGY_ARCHS, EnergyNet
 from pyrogen.nn.masked import (
@@ -20,6 +20,7 @@ from pyrogen.nn.masked import (
 )
 from pyrogen.nn.mlp import MLP, soft_clip
 from pyrogen.nn.pixelcnn import GatedPixelCNNNet, PixelCNNNet
+from pyrogen.nn.text import CrossAttention, TextEncoder, TextUNet
 
 __all__ = [
     "DENOISER_ARCHS",
@@ -34,11 +35,16 @@ __all__ = [
     "CausalTransformer",
     "ConvDecoder",
     "ConvEncoder",
+    "CrossAttention",
     "GatedPixelCNNNet",
     "MADENet",
     "MaskedConv2d",
     "MaskedLinear",
     "PixelCNNNet",
+    "SpatialConvDecoder",
+    "SpatialConvEncoder",
+    "TextEncoder",
+    "TextUNet",
     "made_degrees",
     "made_masks",
     "pixel_mask",

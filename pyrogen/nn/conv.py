@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-__all__ = ["ConvDecoder", "ConvEncoder"]
+__all__ = ["ConvDecoder", "ConvEncoder", "SpatialConvDecoder", "SpatialConvEncoder"]
 
 
 def _check_image(event_shape: Sequence[int]) -> tuple[int, int, int]:
@@ -101,3 +101,79 @@ class ConvDecoder(nn.Module):
         lead = z.shape[:-1]
         f = self.head(z).reshape(-1, 2 * self.width, h // 2, w // 2)
         return self.deconvs(f).reshape(*lead, self.out_mult, c, h, w)
+
+
+def _spatial_channels(event_shape: Sequence[int], latent_dim: int) -> tuple[int, int, int]:
+    _, h, w = _check_image(event_shape)
+    cells = (h // 2) * (w // 2)
+    if latent_dim % cells:
+        raise ValueError(
+            f"a spatial code of {tuple(event_shape)} images has {cells} cells per channel: latent_dim must be a "
+            f"multiple of {cells}; got {latent_dim}"
+        )
+    return latent_dim // cells, h // 2, w // 2
+
+
+class SpatialConvEncoder(nn.Module):
+    r"""Image :math:`\to` a code that is itself a feature map (latent diffusion's first stage, Rombach et al.,
+    2022): conv 3x3, a stride-2 conv 4x4, conv 3x3, then a 1x1 conv to ``out_mult`` maps of ``latent_dim /
+    (H W / 4)`` channels at half resolution, flattened per map (channel, row, column) and concatenated, so the
+    output's first ``latent_dim`` entries are the first map.
+
+    Example:
+        >>> SpatialConvEncoder((1, 8, 8), 32)(torch.zeros(5, 1, 8, 8)).shape  # 2 maps of 2 x 4 x 4
+        torch.Size([5, 64])
+    """
+
+    def __init__(self, event_shape: Sequence[int], latent_dim: int, width: int = 64, out_mult: int = 2) -> None:
+        super().__init__()
+        c = _check_image(event_shape)[0]
+        self.code = _spatial_channels(event_shape, latent_dim)
+        self.out_mult = out_mult
+        half = max(1, width // 2)
+        self.convs = nn.Sequential(
+            nn.Conv2d(c, half, 3, padding=1),
+            nn.ReLU(),
+            nn.Conv2d(half, width, 4, stride=2, padding=1),
+            nn.ReLU(),
+            nn.Conv2d(width, width, 3, padding=1),
+            nn.ReLU(),
+            nn.Conv2d(width, out_mult * self.code[0], 1),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        lead = x.shape[:-3]
+        h = self.convs(x.reshape(-1, *x.shape[-3:]))
+        return h.reshape(*lead, -1)
+
+
+class SpatialConvDecoder(nn.Module):
+    r"""A spatial code (flat ``(..., latent_dim)``, read as ``(latent_dim / (H W / 4), H/2, W/2)``) :math:`\to`
+    image: conv 3x3, conv 3x3, a stride-2 transposed conv, conv 3x3; the output has shape
+    ``lead + (out_mult, C, H, W)``.
+
+    Example:
+        >>> SpatialConvDecoder(32, (1, 8, 8), out_mult=2)(torch.zeros(7, 32)).shape
+        torch.Size([7, 2, 1, 8, 8])
+    """
+
+    def __init__(self, latent_dim: int, event_shape: Sequence[int], out_mult: int = 1, width: int = 64) -> None:
+        super().__init__()
+        self.shape = _check_image(event_shape)
+        self.code = _spatial_channels(event_shape, latent_dim)
+        self.out_mult = out_mult
+        half = max(1, width // 2)
+        self.convs = nn.Sequential(
+            nn.Conv2d(self.code[0], width, 3, padding=1),
+            nn.ReLU(),
+            nn.Conv2d(width, width, 3, padding=1),
+            nn.ReLU(),
+            nn.ConvTranspose2d(width, half, 4, stride=2, padding=1),
+            nn.ReLU(),
+            nn.Conv2d(half, out_mult * self.shape[0], 3, padding=1),
+        )
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        lead = z.shape[:-1]
+        out = self.convs(z.reshape(-1, *self.code))
+        return out.reshape(*lead, self.out_mult, *self.shape)
