@@ -10,7 +10,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from pyrogen.nn.diffusion import DenoisingUNet, _norm
+from pyrogen.nn.diffusion import DenoisingUNet, _norm, _small_init
 
 __all__ = ["CrossAttention", "TextEncoder", "TextUNet"]
 
@@ -49,15 +49,14 @@ class TextEncoder(nn.Module):
 class CrossAttention(nn.Module):
     """Feature maps ``(n, C, H, W)`` attend to token features ``(n, L, D)``: queries from the normalized
     positions, keys and values from the tokens (padding masked), the result added back (its projection
-    starts at zero, so a new block starts as the identity)."""
+    starts near zero, so a new block starts near the identity)."""
 
     def __init__(self, channels: int, text_dim: int, heads: int = 4) -> None:
         super().__init__()
         self.norm = _norm(channels)
         heads = heads if channels % heads == 0 else 1
         self.attn = nn.MultiheadAttention(channels, heads, kdim=text_dim, vdim=text_dim, batch_first=True)
-        nn.init.zeros_(self.attn.out_proj.weight)
-        nn.init.zeros_(self.attn.out_proj.bias)
+        _small_init(self.attn.out_proj)
 
     def forward(self, x: torch.Tensor, text: torch.Tensor, pad: torch.Tensor) -> torch.Tensor:
         n, c, h, w = x.shape
