@@ -120,7 +120,8 @@ def _cmd_evaluate(args: argparse.Namespace) -> None:
 
 
 def _cmd_sample(args: argparse.Namespace) -> None:
-    options = {k: getattr(args, k) for k in ("sampler", "steps", "eta", "guidance") if getattr(args, k) is not None}
+    keys = ("sampler", "steps", "eta", "guidance", "prompt")
+    options = {k: getattr(args, k) for k in keys if getattr(args, k) is not None}
     out = sample_run(
         args.run_dir, args.n, args.out, label=args.label, seed=args.seed, device=args.device, options=options
     )
@@ -215,7 +216,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--sampler", help="diffusion models: ancestral or ddim (ddpm); ode, em or pc (score-sde)")
     s.add_argument("--steps", type=int, help="diffusion models: sampler steps (ddim, em, pc; ncsn: per noise level)")
     s.add_argument("--eta", type=float, help="ddim: 0 deterministic, 1 as stochastic as DDPM")
-    s.add_argument("--guidance", type=float, help="classifier-free guidance scale w, with --label")
+    s.add_argument("--guidance", type=float, help="classifier-free guidance scale w, with --label or --prompt")
+    s.add_argument("--prompt", help='text-diffusion: the caption to draw, e.g. "a thick seven leaning right"')
     s.set_defaults(func=_cmd_sample)
 
     s = sub.add_parser("evaluate", help="test log-likelihood and sample quality of a trained run")

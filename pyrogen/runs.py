@@ -546,8 +546,8 @@ def sample_run(
 ) -> Path:
     """Draw ``n`` samples of a run and write them to ``out`` (``.png``, ``.npz`` or ``.txt``); returns the path.
 
-    ``options``: the sampler's keywords a diffusion model takes (``sampler``, ``steps``, ``eta``, ``guidance``;
-    see each model's ``sample_options``).
+    ``options``: the sampler's keywords a diffusion model takes (``sampler``, ``steps``, ``eta``, ``guidance``,
+    and ``prompt`` for text-diffusion; see each model's ``sample_options``).
 
     Raises:
         RunError: a bad ``n``, ``label``, option or ``out`` (checked before anything is drawn or created).
@@ -578,8 +578,9 @@ def sample_run(
         flags = ", ".join("--" + w for w in wrong)
         takes = ", ".join("--" + a for a in allowed) or "none"
         raise RunError(f"{flags}: {run['model']} takes no such sampler option (it takes: {takes})")
-    if "guidance" in options and label is None:
-        raise RunError("--guidance needs --label (guidance steers samples toward a class)")
+    if "guidance" in options and label is None and "prompt" not in options:
+        what = "--prompt" if "prompt" in allowed else "--label"
+        raise RunError(f"--guidance needs {what} (guidance steers samples toward a {what[2:]})")
     vocab = _load_data(run["data"], run["seed"], run.get("split")).vocab if suffix == ".txt" else ""
     if suffix == ".txt" and not vocab:
         raise RunError(f"only models of the text dataset write .txt samples; this run is on {run['data']!r}")

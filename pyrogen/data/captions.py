@@ -20,7 +20,7 @@ Example:
     >>> from pyrogen.data import load
     >>> d = load("digits")
     >>> captions(d.test[:2], d.labels["test"][:2])
-    ['a large six', 'a thin nine leaning left']
+    ['a thick large two', 'a thin small eight']
 """
 
 from __future__ import annotations
