@@ -12,8 +12,8 @@ Sections (``--only``):
 - ``dbm-cost``: what scoring the default 64-16 DBM costs on one thread (independent of its weights): seconds
   per test digit of the exact log p*(v) (2^16 states of h2 enumerated, h1 summed out: 2^16 x 64 softplus terms a
   digit; no cheaper exact route exists, since either layer must be enumerated and h2 is the smaller), with and
-  without gradients, and the seconds of one AIS estimate of log Z (2000 temperatures, 200 chains) and of ``evaluate_nll`` on the
-  360 test digits.
+  without gradients, and the seconds of one AIS estimate of log Z (2000 temperatures, 200 chains) and of
+  ``evaluate_nll`` on the 360 test digits.
 - ``naive-bayes``: test accuracy of Bernoulli naive Bayes (counts, Laplace smoothing) and of logistic regression
   (scikit-learn, L2, C = 1) on the binarized digits -- all ten classes, and the two-class 3-against-8 subset --
   against the number of training examples (Ng and Jordan, 2002); and on all ten classes with a random fraction

@@ -161,10 +161,7 @@ def test_prompt_through_the_cli(tmp_path, capsys):
         (["--guidance", "2"], "--guidance needs --prompt"),
         (["--label", "3"], "--label needs a class-conditional model"),
     ):
-        r = subprocess.run(
-            [sys.executable, "-m", "pyrogen.cli", "sample", str(run), "-n", "2", "--out", str(tmp_path / "u.png"), *extra],
-            capture_output=True,
-            text=True,
-        )
+        cmd = ["sample", str(run), "-n", "2", "--out", str(tmp_path / "u.png"), *extra]
+        r = subprocess.run([sys.executable, "-m", "pyrogen.cli", *cmd], capture_output=True, text=True)
         assert r.returncode != 0 and message in r.stderr and "Traceback" not in r.stderr, r.stderr
     assert not (tmp_path / "u.png").exists()

@@ -184,7 +184,8 @@ from pyrogen.data import captions  # noqa: E402
 
 print(captions.captions(digits.test[:4], digits.labels["test"][:4]))
 t2i = train("text-diffusion", digits, 60 if FAST else 12000, vae_steps=20 if FAST else 3000, timesteps=T)
-prompts = ["a thick three", "a thin three", "a large seven", "a small seven", "a four leaning left", "a four leaning right"]
+prompts = ["a thick three", "a thin three", "a large seven", "a small seven"]
+prompts += ["a four leaning left", "a four leaning right"]
 fig, axes = plt.subplots(len(prompts), 8, figsize=(8, len(prompts) * 1.1))
 for row, prompt in enumerate(prompts):
     pyro.set_rng_seed(0)
