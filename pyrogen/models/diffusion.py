@@ -1006,7 +1006,7 @@ class LatentDiffusion(DDPM):
             raise ValueError("latent-diffusion trains with objective='simple' and has no levels")
         kwargs.setdefault("hidden", (256, 256, 256))
         # a spatial code diffuses as the feature map it is, under a U-Net
-        space = (self.latent_dim,)
+        space: tuple[int, ...] = (self.latent_dim,)
         if vae_arch == "spatial":
             from pyrogen.nn.conv import _spatial_channels
 
@@ -1232,7 +1232,7 @@ class TextDiffusion(LatentDiffusion):
     def _check_guidance(self, guidance: object) -> float:
         return _number("guidance", guidance, 0.0, strict=False)
 
-    def sample(  # type: ignore[override]
+    def sample(
         self,
         n: int,
         y: object = None,
