@@ -38,6 +38,8 @@ TOY_FLOWS: dict[str, dict[str, Any]] = {
     "gaussianization": {"num_layers": 6, "components": 12},
     "maf-large": {"num_layers": 8, "hidden": (128, 128)},
     "nsf": {},  # the registered defaults: 5 rational-quadratic autoregressive layers, 8 bins, hidden (64, 64)
+    "flow-matching": {},  # the registered defaults (the diffusion family's MLP, EMA 0.999)
+    "ffjord": {},  # the registered defaults: 3 layers of 64, 2000 steps, tolerance 1e-3 in training
 }
 #: Table rows that are another configuration of a registered flow.
 VARIANTS = {"glow-permute": "glow", "maf-large": "maf"}

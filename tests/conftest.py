@@ -114,6 +114,7 @@ SMALL = {
         "steps_per_level": 10,
         "ema": 0.9,
     },
+    "ffjord": {"event_shape": (2,), "hidden": (16, 16), "emb_dim": 8, "train_tol": 1e-2, "ode_tol": 1e-3},
     "flow-matching": {"event_shape": (2,), "hidden": (32, 32), "emb_dim": 16, "ode_tol": 1e-3, "ema": 0.9},
     "score-sde": {
         "event_shape": (2,),

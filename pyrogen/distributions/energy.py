@@ -88,8 +88,35 @@ class NumericalDensity(EnergyDistribution):
         -1.8379
     """
 
+    def __init__(
+        self,
+        log_density: Callable[[torch.Tensor], torch.Tensor],
+        sampler: Callable[[int], torch.Tensor],
+        event_shape: Sequence[int],
+        batch_shape: Sequence[int] = (),
+        support: constraints.Constraint = constraints.real,
+        validate_args: bool | None = None,
+        reparameterized: bool = False,
+    ) -> None:
+        super().__init__(log_density, sampler, event_shape, batch_shape, support, validate_args)
+        #: ``sampler`` draws keep their graph to the parameters (a continuous flow's ODE from noise): ``rsample``
+        self.has_rsample = bool(reparameterized)
+
     def expand(self, batch_shape: Sequence[int], _instance: EnergyDistribution | None = None) -> NumericalDensity:
-        return NumericalDensity(self._log_density, self._sampler, self.event_shape, batch_shape, self._support)
+        return NumericalDensity(
+            self._log_density,
+            self._sampler,
+            self.event_shape,
+            batch_shape,
+            self._support,
+            reparameterized=self.has_rsample,
+        )
+
+    def rsample(self, sample_shape: Sequence[int] = torch.Size()) -> torch.Tensor:
+        """Draws with their graph (only when made with ``reparameterized=True``)."""
+        if not self.has_rsample:
+            raise NotImplementedError("this density's sampler is not reparameterized (use sample)")
+        return draw(self._sampler, sample_shape, self.batch_shape, self.event_shape)
 
     def log_prob(self, value: torch.Tensor) -> torch.Tensor:
         """The log density (normalized)."""

@@ -20,7 +20,16 @@ from pyrogen.models.autoregressive import (
 )
 from pyrogen.models.base import GenerativeModel
 from pyrogen.models.boltzmann import DBM, RBM, BoltzmannMachine
-from pyrogen.models.diffusion import DDPM, NCSN, DiffusionModel, FlowMatching, LatentDiffusion, ScoreSDE, TextDiffusion
+from pyrogen.models.diffusion import (
+    DDPM,
+    FFJORD,
+    NCSN,
+    DiffusionModel,
+    FlowMatching,
+    LatentDiffusion,
+    ScoreSDE,
+    TextDiffusion,
+)
 from pyrogen.models.ebm import EBM, NCEEBM, AdversarialEBM, EnergyModel, FlowContrastiveEBM, ScoreMatchingEBM
 from pyrogen.models.flows import (
     IAF,
@@ -76,6 +85,7 @@ __all__ = [
     "NCSN",
     "DiffusionModel",
     "FlowMatching",
+    "FFJORD",
     "LatentDiffusion",
     "ScoreSDE",
     "TextDiffusion",
