@@ -12,7 +12,7 @@ from typing import Any
 import pyro
 import torch
 
-from pyrogen.data import load
+from pyrogen.data import Dataset, load
 from pyrogen.inference import TrainConfig, fit
 from pyrogen.metrics import evaluate_nll
 from pyrogen.models import registry
@@ -20,7 +20,7 @@ from pyrogen.models import registry
 
 def train_and_score(
     name: str,
-    data_name: str,
+    data_name: str | Dataset,
     model_kwargs: dict[str, Any],
     steps: int | None,
     seed: int = 0,
@@ -30,7 +30,7 @@ def train_and_score(
     """Train ``registry_name`` (default ``name``) with its ``train_defaults_for`` the data, early stopping on the
     validation part, and score it on the test part: ``(model, row)``."""
     torch.manual_seed(seed)
-    data = load(data_name)
+    data = load(data_name) if isinstance(data_name, str) else data_name
     cls = registry.get(registry_name or name)
     model = cls.from_dataset(data, **model_kwargs)
     config = {**cls.train_defaults_for(data), "seed": seed, **settings}
@@ -43,7 +43,7 @@ def train_and_score(
     nll = evaluate_nll(model, model.training_data(data, "test"), levels=data.levels if data.dequantized else None)
     row: dict[str, Any] = {
         "model": name,
-        "data": data_name,
+        "data": data.name,
         "nll_nats": round(nll.nll_nats, 4),
         "nll_stderr": round(nll.nll_stderr, 4),
         "steps": res.step,
