@@ -25,10 +25,13 @@ from typing import Any
 import numpy as np
 import torch
 
+from pyrogen.data.batch import Batch, as_batch
 from pyrogen.data.toys import TOY_ENTROPY, TOYS, toy_sample
 from pyrogen.data.validation import SUPPORTS, validate
 
 __all__ = [
+    "Batch",
+    "as_batch",
     "DATASETS",
     "SUPPORTS",
     "TOYS",

@@ -34,7 +34,7 @@ from torch import nn
 
 from pyrogen.checks import integer as _count
 from pyrogen.checks import number as _number
-from pyrogen.inference.objectives import Objective, eval_mode
+from pyrogen.inference.objectives import Objective, _args, eval_mode
 from pyrogen.inference.samplers import Chains
 from pyrogen.inference.schedules import SDE, NoiseSchedule, _bcast
 
@@ -392,5 +392,5 @@ class DiffusionELBO(Objective):
     def pyro_loss(self, model: nn.Module, batch: Any, group: str = "model") -> torch.Tensor:
         from pyro.infer import TraceMeanField_ELBO
 
-        args = batch if isinstance(batch, tuple) else (batch,)
+        args = _args(batch)
         return TraceMeanField_ELBO().differentiable_loss(model.model, model.guide, *args) / len(args[0])

@@ -36,6 +36,8 @@ from pyro.infer import Trace_ELBO
 from pyro.poutine.util import site_is_subsample
 from torch import nn
 
+from pyrogen.data.batch import Batch, as_batch
+
 __all__ = [
     "CrossEntropy",
     "ELBO",
@@ -85,13 +87,20 @@ def is_trusted() -> bool:
     return _TRUSTED.get()
 
 
+def _args(batch: Any) -> tuple[Any, ...]:
+    """The positional arguments of a model's Pyro program for ``batch``: ``(x,)`` or ``(x, context)``."""
+    x, context = as_batch(batch)
+    return (x,) if context is None else (x, context)
+
+
 def checked(model: Any, batch: Any) -> Any:
     """``batch`` checked by ``model.validate``: the examples, or the examples of an ``(examples, context)`` pair
     (floating data cast to the model's dtype)."""
-    if isinstance(batch, tuple) and batch and isinstance(batch[0], torch.Tensor):
-        x = model.validate(batch[0], name="batch")
-        return batch if x is batch[0] else (x, *batch[1:])
-    return model.validate(batch, name="batch")
+    b = as_batch(batch)
+    x = model.validate(b.x, name="batch")
+    if b.context is None:
+        return x
+    return Batch(x, b.context)
 
 
 @contextlib.contextmanager
@@ -214,16 +223,16 @@ class MaximumLikelihood(Objective):
     def _examples(self, model: nn.Module, batch: Any) -> Any:
         if not (model.training and self.dequantize):
             return batch
-        x, rest = (batch[0], batch[1:]) if isinstance(batch, tuple) else (batch, ())
+        x, context = as_batch(batch)
         levels = self.dequantize
         x = (torch.floor(x * levels).clamp(0, levels - 1) + torch.rand_like(x)) / levels
-        return (x, *rest) if rest else x
+        return x if context is None else Batch(x, context)
 
     def loss(self, model: nn.Module, batch: Any, group: str = "model") -> torch.Tensor:
         return -model.log_prob(self._examples(model, batch), **self.options).mean()  # type: ignore[operator]
 
     def pyro_loss(self, model: nn.Module, batch: Any, group: str = "model") -> torch.Tensor:
-        args = batch if isinstance(batch, tuple) else (batch,)
+        args = _args(batch)
         elbo = self.pyro_elbo if self.pyro_elbo is not None else Trace_ELBO()
         return elbo.differentiable_loss(model.model, model.guide, *args) / len(args[0])
 
@@ -258,9 +267,10 @@ class JointLikelihood(Objective):
 
     @staticmethod
     def _pair(batch: Any) -> tuple[torch.Tensor, torch.Tensor]:
-        if not isinstance(batch, tuple) or len(batch) != 2:
+        x, y = as_batch(batch)
+        if y is None:
             raise ValueError("JointLikelihood trains on (examples, labels) pairs")
-        return batch
+        return x, y
 
     def loss(self, model: nn.Module, batch: Any, group: str = "model") -> torch.Tensor:
         x, y = self._pair(batch)
@@ -361,9 +371,9 @@ class CrossEntropy(Objective):
         return x
 
     def loss(self, model: nn.Module, batch: Any, group: str = "model") -> torch.Tensor:
-        if not isinstance(batch, tuple) or len(batch) != 2:
+        x, y = as_batch(batch)
+        if y is None:
             raise ValueError("CrossEntropy trains on (inputs, labels) pairs")
-        x, y = batch
         return nn.functional.cross_entropy(model(self.inputs(x)), y)
 
 

@@ -35,6 +35,7 @@ from torch import nn
 from torch.utils.data import DistributedSampler
 
 from pyrogen.data import Dataset
+from pyrogen.data.batch import Batch
 from pyrogen.inference.hooks import TrainingHook
 from pyrogen.inference.objectives import Objective, objective_for, trusted
 from pyrogen.inference.protocol import Configured, TrainsOnDatasets, Validates
@@ -473,11 +474,11 @@ class _Batches:
 
 
 #: Training data: examples, or examples with their context (e.g. class labels) for conditional models.
-Data = torch.Tensor | tuple[torch.Tensor, ...]
+Data = torch.Tensor | tuple[torch.Tensor, ...] | Batch
 
 
 def _check_data(data: Data, name: str, model: nn.Module) -> Data:
-    parts = data if isinstance(data, tuple) else (data,)
+    parts: tuple[torch.Tensor, ...] = tuple(data) if isinstance(data, tuple) else (data,)  # type: ignore[arg-type]
     if not parts or not all(isinstance(p, torch.Tensor) for p in parts):
         kinds = ", ".join(type(p).__name__ for p in parts) if isinstance(data, tuple) else type(data).__name__
         also = " or a pyrogen.data.Dataset (pyrogen.data.load(name))" if name == "train" else ""
@@ -489,16 +490,26 @@ def _check_data(data: Data, name: str, model: nn.Module) -> Data:
     if isinstance(model, Validates):  # the model's check, which also casts floating data to its parameters' dtype
         x = model.validate(parts[0], name=name)
         if isinstance(x, torch.Tensor) and x is not parts[0]:
-            return (x, *parts[1:]) if isinstance(data, tuple) else x
-    return data
+            parts = (x, *parts[1:])
+    if not isinstance(data, tuple):
+        return parts[0]
+    return Batch(*parts) if len(parts) == 2 else tuple(parts)  # examples and context: one Batch from here on
 
 
 def _to(data: Data, dev: torch.device) -> Data:
-    return tuple(p.to(dev) for p in data) if isinstance(data, tuple) else data.to(dev)
+    if isinstance(data, Batch):
+        return Batch(data.x.to(dev), None if data.context is None else data.context.to(dev))
+    return tuple(p.to(dev) for p in data) if isinstance(data, tuple) else data.to(dev)  # type: ignore[union-attr]
 
 
 def _rows(data: Data, idx: torch.Tensor) -> Data:
-    return tuple(p.index_select(0, idx) for p in data) if isinstance(data, tuple) else data.index_select(0, idx)
+    """The rows ``idx`` of the training data: a tensor, or a :class:`~pyrogen.data.batch.Batch` of examples and
+    their context."""
+    if isinstance(data, Batch):
+        return data.index_select(idx)
+    if isinstance(data, tuple):
+        return tuple(p.index_select(0, idx) for p in data)  # type: ignore[union-attr]
+    return data.index_select(0, idx)
 
 
 def _len(data: Data) -> int:

@@ -35,6 +35,7 @@ from pyrogen.checks import choice as _choice
 from pyrogen.checks import integer, number
 from pyrogen.data import Dataset
 from pyrogen.data import captions as _captions
+from pyrogen.data.batch import as_batch, split_context
 from pyrogen.distributions.discretized import DiscretizedNormal
 from pyrogen.distributions.energy import NumericalDensity
 from pyrogen.inference import diffusion as D
@@ -166,14 +167,8 @@ class DiffusionModel(GenerativeModel):
         return self.shift + self.scale * z
 
     def _split(self, batch: Any) -> tuple[torch.Tensor, torch.Tensor | None]:
-        if isinstance(batch, tuple):
-            x, y = batch
-            if not self.classes:
-                raise ValueError(f"{type(self).__name__} is unconditional; got labels")
-            return x, y.to(x.device).long()
-        if self.classes:
-            raise ValueError(f"{type(self).__name__} has classes={self.classes}: give (examples, labels)")
-        return batch, None
+        x, y = split_context(batch, bool(self.classes), type(self).__name__)
+        return x, None if y is None else y.to(x.device).long()
 
     def _labels(self, y: object, n: int) -> torch.Tensor | None:
         if y is None:
@@ -1318,10 +1313,8 @@ class TextDiffusion(LatentDiffusion):
         return tokens.to(self._ref().device).long()
 
     def _split(self, batch: Any) -> tuple[torch.Tensor, torch.Tensor | None]:
-        if isinstance(batch, tuple):
-            x, tokens = batch
-            return x, self._tokens(tokens, len(x))
-        return batch, None  # no caption: the empty one
+        x, tokens = as_batch(batch)  # no caption: the empty one
+        return x, None if tokens is None else self._tokens(tokens, len(x))
 
     def _labels(self, y: object, n: int) -> torch.Tensor | None:
         if y is None:

@@ -28,6 +28,7 @@ from torch.distributions import constraints
 
 from pyrogen.checks import number, optional_number
 from pyrogen.data import Dataset
+from pyrogen.data.batch import split_context
 from pyrogen.distributions.implicit import ImplicitDistribution
 from pyrogen.inference import adversarial as adv
 from pyrogen.inference.hooks import EMA
@@ -188,9 +189,8 @@ class AdversarialModel(GenerativeModel):
         return self.loss_name not in ("wgan", "hinge")
 
     def unpack(self, batch: Any) -> tuple[torch.Tensor, torch.Tensor | None]:
-        if isinstance(batch, (tuple, list)):
-            raise ValueError(f"{type(self).__name__} is unconditional; give examples, not (examples, labels)")
-        return batch, None
+        x, _ = split_context(batch, False, type(self).__name__)
+        return x, None
 
     def critic_score(self, x: torch.Tensor, y: torch.Tensor | None) -> torch.Tensor:
         return self.critic(x)
@@ -341,9 +341,7 @@ class CGAN(AdversarialModel):
         )
 
     def unpack(self, batch: Any) -> tuple[torch.Tensor, torch.Tensor | None]:
-        if not isinstance(batch, (tuple, list)) or len(batch) != 2:
-            raise ValueError("cgan is class-conditional: give (examples, labels)")
-        x, y = batch
+        x, y = split_context(batch, True, "cgan")
         return x, self._check_labels(y, len(x))
 
     def _check_labels(self, y: object, n: int) -> torch.Tensor:

@@ -43,6 +43,7 @@ from torch.distributions.utils import _standard_normal
 from pyrogen.checks import choice as _choice
 from pyrogen.checks import number
 from pyrogen.data import Dataset
+from pyrogen.data.batch import as_batch, split_context
 from pyrogen.distributions.transforms import ConditionalMaskedAutoregressive
 from pyrogen.inference.hooks import StepClock
 from pyrogen.inference.objectives import ELBO, SemiSupervisedELBO, gaussian_kl, log_mean_exp, use_objective
@@ -175,14 +176,8 @@ class LatentVariableModel(GenerativeModel):
 
     # -- labels ----------------------------------------------------------------
     def unpack(self, batch: Any) -> tuple[torch.Tensor, torch.Tensor | None]:
-        if isinstance(batch, (tuple, list)):
-            if not self.labelled:
-                raise ValueError(f"{type(self).__name__} is unconditional; give examples, not (examples, labels)")
-            x, y = batch
-            return self._cast(x), self._check_labels(y, len(x))
-        if self.labelled:
-            raise ValueError(f"{type(self).__name__} is class-conditional: give (examples, labels)")
-        return self._cast(batch), None
+        x, y = split_context(batch, self.labelled, type(self).__name__)
+        return self._cast(x), None if y is None else self._check_labels(y, len(x))
 
     def _cast(self, x: torch.Tensor) -> torch.Tensor:
         """Real-valued data in the parameters' dtype (float32 data into a float64 model, say)."""
@@ -698,10 +693,8 @@ class SSVAE(VAE):
 
     # -- labels may be missing -------------------------------------------------
     def unpack(self, batch: Any) -> tuple[torch.Tensor, torch.Tensor | None]:
-        if isinstance(batch, (tuple, list)):
-            x, y = batch
-            return self._cast(x), self._check_labels(y, len(x), missing_ok=True)
-        return self._cast(batch), None
+        x, y = as_batch(batch)  # labels may be missing altogether, or -1 for some examples
+        return self._cast(x), None if y is None else self._check_labels(y, len(x), missing_ok=True)
 
     def _inputs(self, x: Any, y: object = None) -> tuple[torch.Tensor, torch.Tensor | None]:
         if isinstance(x, (tuple, list)):  # the marginal likelihood p(x) does not use labels
