@@ -13,8 +13,8 @@ validation part, best parameters restored) and scored on the test part.
 Section ``fresh``: the four densities of ``benchmarks/fresh_densities.py`` (never tuned on; exact entropies),
 each flow from its registered defaults, next to the best possible value; and ``zuko-nsf``, zuko's NSF with
 pyrogen NSF's architecture (5 autoregressive rational-quadratic transforms, 8 bins, hidden (64, 64)) trained
-by the same loop settings (steps, batch, learning rate, validation every ``val_every`` steps with the best
-parameters kept), on the data in the same units (``pyrogen.models.flows.data_units``, whose log-determinant
+by the same loop settings (steps, batch, learning rate and its cosine schedule, gradient clipping, validation
+every ``val_every`` steps with the best parameters kept), on the data in the same units (``pyrogen.models.flows.data_units``, whose log-determinant
 is added back).
 """
 
@@ -33,7 +33,7 @@ from pyro.nn import AutoRegressiveNN
 
 from pyrogen.data import TOY_ENTROPY, TOYS, load
 from pyrogen.distributions.transforms import MaskedAutoregressive
-from pyrogen.inference import distill
+from pyrogen.inference import TrainConfig, distill
 from pyrogen.metrics import evaluate_nll
 from pyrogen.models import IAF, MAF, registry
 from pyrogen.nn import MADENet
@@ -115,7 +115,10 @@ def zuko_nsf(data: Any, steps: int | None, seed: int = 0) -> dict[str, Any]:
     opt = torch.optim.Adam(flow.parameters(), lr=cfg["lr"])
     best, best_state, best_step, t = math.inf, copy.deepcopy(flow.state_dict()), 0, time.perf_counter()
     g = torch.Generator().manual_seed(seed)
+    schedule = TrainConfig(**{**cfg, "steps": steps})  # the same learning-rate schedule (cosine) as fit's
     for step in range(1, steps + 1):
+        for group in opt.param_groups:
+            group["lr"] = schedule.lr_at(step - 1)
         batch = train[torch.randint(0, len(train), (cfg["batch_size"],), generator=g)]
         loss = -flow().log_prob(batch).mean()
         opt.zero_grad()
