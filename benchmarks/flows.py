@@ -14,8 +14,8 @@ Section ``fresh``: the four densities of ``benchmarks/fresh_densities.py`` (neve
 each flow from its registered defaults, next to the best possible value; and ``zuko-nsf``, zuko's NSF with
 pyrogen NSF's architecture (5 autoregressive rational-quadratic transforms, 8 bins, hidden (64, 64)) trained
 by the same loop settings (steps, batch, learning rate and its cosine schedule, gradient clipping, validation
-every ``val_every`` steps with the best parameters kept), on the data in the same units (``pyrogen.models.flows.data_units``, whose log-determinant
-is added back).
+every ``val_every`` steps with the best parameters kept), on the data in the same units
+(``pyrogen.models.flows.data_units``, whose log-determinant is added back).
 """
 
 from __future__ import annotations
