@@ -17,13 +17,14 @@ from typing import Any
 
 import torch
 
-from pyrogen.inference.protocol import GenerativeModelProtocol, ReportsBound, density_kind
+from pyrogen.inference.protocol import GenerativeModelProtocol, Reconstructor, ReportsBound, density_kind
 
 __all__ = [
     "NLLResult",
     "auroc",
     "bits_per_dim",
     "evaluate_nll",
+    "knn_accuracy",
     "linear_probe",
     "log_likelihood",
     "log_likelihoods",
@@ -198,11 +199,15 @@ def evaluate_nll(
 
 def outlier_scores(model: GenerativeModelProtocol, x: Any, k: int = 1000, batch_size: int = 256) -> torch.Tensor:
     r"""Negative log-likelihood per example (IWAE-``k`` for latent models; the energy :math:`-f(x)` for an EBM,
-    the NLL up to the constant :math:`\log Z`, which does not change a ranking): higher means more atypical.
+    the NLL up to the constant :math:`\log Z`, which does not change a ranking; an autoencoder's reconstruction
+    error): higher means more atypical.
 
     Raises:
         NotImplementedError: the model has no (estimable) likelihood.
     """
+    if isinstance(model, Reconstructor):  # an autoencoder: the reconstruction error
+        with torch.no_grad():
+            return torch.cat([model.reconstruction_error(b) for b in torch.as_tensor(x).split(batch_size)])
     kind = density_kind(model)
     if kind == "unnormalized":
         energy = model.energy  # type: ignore[attr-defined]
@@ -233,6 +238,33 @@ def auroc(inlier_scores: torch.Tensor, outlier_scores: torch.Tensor) -> float:
     greater = (b[:, None] > a[None, :]).double().mean()
     ties = (b[:, None] == a[None, :]).double().mean()
     return float(greater + 0.5 * ties)
+
+
+def knn_accuracy(
+    train_features: torch.Tensor,
+    train_labels: torch.Tensor,
+    test_features: torch.Tensor,
+    test_labels: torch.Tensor,
+    k: int = 5,
+) -> float:
+    """Test accuracy of a ``k``-nearest-neighbour classifier (scikit-learn, Euclidean, on standardized features):
+    how well a representation's neighbourhoods keep the classes apart, with no classifier trained.
+
+    Raises:
+        ValueError: features and labels differ in length, or ``k`` is not a positive integer.
+    """
+    from sklearn.neighbors import KNeighborsClassifier
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+        raise ValueError(f"k must be a positive integer; got {k!r}")
+    for f, y, name in ((train_features, train_labels, "train"), (test_features, test_labels, "test")):
+        if len(f) != len(y):
+            raise ValueError(f"{name} features ({len(f)}) and labels ({len(y)}) differ in length")
+    clf = make_pipeline(StandardScaler(), KNeighborsClassifier(n_neighbors=k))
+    clf.fit(train_features.detach().flatten(1).cpu().double().numpy(), train_labels.cpu().numpy())
+    return float(clf.score(test_features.detach().flatten(1).cpu().double().numpy(), test_labels.cpu().numpy()))
 
 
 def linear_probe(

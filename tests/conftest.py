@@ -92,6 +92,11 @@ SMALL = {
         "support": "unit_interval",
         "ema": 0.9,
     },
+    **{
+        name: {"code_dim": 4, "hidden": (16,), "event_shape": (1, 8, 8)}
+        for name in ("autoencoder", "denoising-ae", "sparse-ae", "contractive-ae")
+    },
+    "stacked-ae": {"code_dim": 4, "hidden": (16, 8), "pretrain_steps": 20, "event_shape": (1, 8, 8)},
     "text-diffusion": {
         "latent_channels": 1,
         "vae_hidden": (16,),

@@ -36,6 +36,7 @@ __all__ = [
     "Sampler",
     "TrainsOnDatasets",
     "Validates",
+    "Reconstructor",
     "Translator",
     "UnnormalizedDensity",
     "capabilities",
@@ -99,6 +100,14 @@ class Translator(Protocol):
     """A model that maps examples of one domain to another (CycleGAN) instead of sampling."""
 
     def translate(self, x: torch.Tensor) -> torch.Tensor: ...
+
+
+@runtime_checkable
+class Reconstructor(Protocol):
+    """A model that encodes and reconstructs examples (an autoencoder) instead of sampling: its reconstruction
+    error per example is its outlier score."""
+
+    def reconstruction_error(self, x: torch.Tensor) -> torch.Tensor: ...
 
 
 @runtime_checkable
@@ -229,7 +238,7 @@ def capabilities(model: Any) -> frozenset[str]:
     kind = density_kind(model)
     if kind != "none":
         caps.add(kind)
-    if isinstance(model, Sampler) and not isinstance(model, Translator):
+    if isinstance(model, Sampler) and not isinstance(model, (Translator, Reconstructor)):
         caps.add("sampler")
     if len(objective_for(model).groups(model)) > 1:
         caps.add("several_groups")

@@ -7,6 +7,7 @@ Every model is a :class:`~pyrogen.models.base.GenerativeModel` (a
 from __future__ import annotations
 
 from pyrogen.models import registry
+from pyrogen.models.autoencoder import Autoencoder
 from pyrogen.models.autoregressive import (
     FVSBN,
     MADE,
@@ -73,6 +74,7 @@ from pyrogen.models.vae import (
 )
 
 __all__ = [
+    "Autoencoder",
     "NaiveBayes",
     "BayesNet",
     "GaussianMixture",
