@@ -24,6 +24,8 @@ def test_the_contractive_penalty_is_the_jacobians_squared_frobenius_norm():
         want = torch.stack([torch.autograd.functional.jacobian(code, xi.flatten()).pow(2).sum() for xi in x])
         torch.testing.assert_close(ae.jacobian_norm(x, method="autograd"), want)
     torch.testing.assert_close(one.jacobian_norm(x, method="closed_form"), one.jacobian_norm(x, method="autograd"))
+    for ae in (one, deep):
+        torch.testing.assert_close(ae.jacobian_norm(x), ae.jacobian_norm(x, method="autograd"))
     with pytest.raises(ValueError, match="one sigmoid layer"):
         deep.jacobian_norm(x, method="closed_form")
 

@@ -15,8 +15,8 @@ One class, five recipes (each only changes defaults):
 - ``sparse-ae`` (Ng, 2011): plus :math:`\beta \sum_j \mathrm{KL}(\rho \,\|\, \hat\rho_j)`, the KL divergence of
   each code unit's mean activation :math:`\hat\rho_j` over the batch from the target :math:`\rho`;
 - ``contractive-ae`` (Rifai et al., 2011): plus :math:`\lambda \lVert \partial h / \partial x \rVert_F^2`,
-  exact -- in closed form for one sigmoid layer, :math:`\sum_j (h_j (1 - h_j))^2 \lVert W_j \rVert^2`, by
-  autograd otherwise;
+  exact -- in closed form for one sigmoid layer, :math:`\sum_j (h_j (1 - h_j))^2 \lVert W_j \rVert^2`, and
+  as the product of the layers' Jacobians for any depth (both checked against autograd's);
 - ``stacked-ae`` (Bengio et al., 2007): each encoder layer pre-trained greedily as a one-layer autoencoder of
   the codes below it (parameter groups ``layer1``, ``layer2``, ...), then the whole fine-tuned (``finetune``).
 
@@ -238,20 +238,35 @@ class Autoencoder(GenerativeModel):
         return (rho * (rho / rho_hat).log() + (1 - rho) * ((1 - rho) / (1 - rho_hat)).log()).sum()
 
     def jacobian_norm(self, x: torch.Tensor, method: str | None = None) -> torch.Tensor:
-        r""":math:`\lVert \partial h / \partial x \rVert_F^2` per example: ``"closed_form"`` (one sigmoid layer:
-        :math:`\sum_j (h_j(1-h_j))^2 \sum_i W_{ji}^2`) or ``"autograd"`` (the Jacobian by ``torch.func``);
-        by default the closed form where it applies."""
-        one_layer = len(self.encoder) == 1
-        method = ("closed_form" if one_layer else "autograd") if method is None else method
+        r""":math:`\lVert \partial h / \partial x \rVert_F^2` per example, exactly, by ``method``:
+
+        - ``"closed_form"`` (one sigmoid layer): :math:`\sum_j (h_j(1-h_j))^2 \sum_i W_{ji}^2`;
+        - ``"chain"`` (any depth, the default): the product of the layers' Jacobians
+          :math:`D_L W_L \cdots D_1 W_1` (:math:`D_l` the activations' derivatives), formed per example;
+        - ``"autograd"``: the Jacobian by ``torch.func`` (one reverse pass per code unit; the check of the
+          other two).
+        """
+        method = "chain" if method is None else method
+        flat = x.reshape(len(x), -1).to(self._first().weight.dtype)
         if method == "closed_form":
-            if not one_layer:
-                raise ValueError("the closed form is for an encoder of one sigmoid layer; use method='autograd'")
-            h = self.encode(x)  # one layer: the code itself, sigmoid units
+            if len(self.encoder) != 1:
+                raise ValueError("the closed form is for an encoder of one sigmoid layer; use method='chain'")
+            h = self.encode(flat)  # one layer: the code itself, sigmoid units
             w2 = self._first().weight.pow(2).sum(1)  # (code_dim,)
             return (h * (1 - h)).pow(2) @ w2
+        if method == "chain":
+            h, jac = flat, None
+            last = len(self.encoder) - 1
+            for i, layer in enumerate(self.encoder):
+                a = layer(h)
+                h = torch.sigmoid(a) if i == last else F.relu(a)
+                d = h * (1 - h) if i == last else (a > 0).to(a.dtype)  # (n, out)
+                w: torch.Tensor = layer.weight  # type: ignore[assignment]  # (out, in)
+                jac = d[:, :, None] * (w[None] if jac is None else torch.matmul(w, jac))  # (n, out, D)
+            assert jac is not None
+            return jac.pow(2).flatten(1).sum(-1)
         if method != "autograd":
-            raise ValueError(f"method must be 'closed_form', 'autograd' or None; got {method!r}")
-        flat = x.reshape(len(x), -1).to(self._first().weight.dtype)
+            raise ValueError(f"method must be 'closed_form', 'chain', 'autograd' or None; got {method!r}")
         jac = torch.func.vmap(torch.func.jacrev(lambda v: self.encode(v[None])[0]))(flat)
         return jac.pow(2).flatten(1).sum(-1)
 
