@@ -41,6 +41,7 @@ NLL_MODELS: list[tuple[str, str, dict[str, Any]]] = [
     ("iwae (k=10)", "iwae", {}),
     ("gmvae (10 components)", "gmvae", {}),
     ("hvae (16 + 8 latents)", "hvae", {}),
+    ("ladder-vae (16 + 8 latents)", "ladder-vae", {}),
     ("vae-flow (IAF posterior)", "vae-flow", {}),
     ("vae-flow (planar posterior)", "vae-flow", {"posterior_flow": "planar", "flow_layers": 8}),
     ("vae (flow prior)", "vae", {"prior": "flow"}),
@@ -70,6 +71,8 @@ def nll(steps: int | None, models: list[str] | None = None) -> list[dict[str, An
             continue
         model, row = train_and_score(name, "digits-binary", kwargs, steps, registry_name=registered)
         row["active_units"] = _active(model, "digits-binary")
+        if registered in ("hvae", "ladder-vae"):  # and per level, z1 and z2
+            row["active_units_per_level"] = model.active_units_per_level(load("digits-binary").test)
         rows.append(row)
     return rows
 

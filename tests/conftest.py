@@ -32,13 +32,16 @@ SMALL = {
     "vae-flow": {"event_shape": (1, 8, 8), "latent_dim": 4, "hidden": (32,), "kl_warmup": 0, "prior": "flow"},
     "cvae": {"event_shape": (1, 8, 8), "latent_dim": 4, "hidden": (32,), "kl_warmup": 0, "arch": "conv"},
     "ssvae": {"event_shape": (1, 8, 8), "latent_dim": 4, "hidden": (32,), "kl_warmup": 0, "label_fraction": 0.2},
-    "hvae": {
-        "event_shape": (1, 8, 8),
-        "latent_dim": 4,
-        "hidden": (32,),
-        "kl_warmup": 0,
-        "top_dim": 2,
-        "top_hidden": (8,),
+    **{
+        name: {
+            "event_shape": (1, 8, 8),
+            "latent_dim": 4,
+            "hidden": (32,),
+            "kl_warmup": 0,
+            "top_dim": 2,
+            "top_hidden": (8,),
+        }
+        for name in ("hvae", "ladder-vae")
     },
     "fvsbn": {"event_shape": (1, 8, 8)},
     "nade": {"event_shape": (1, 8, 8), "hidden": 16},

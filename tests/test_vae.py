@@ -342,3 +342,31 @@ def test_implicit_vae_bounds_are_ordered_and_checked():
         m.iwae(torch.full((2, 1, 8, 8), 0.5))
     with pytest.raises(ValueError, match="score_method must be 'sliced-vr' or 'denoising'; got 'exact'"):
         registry.create("implicit-vae", event_shape=(1, 8, 8), score_method="exact")
+
+
+def test_the_ladder_vaes_merge_is_the_normalized_product_of_two_gaussians_and_its_bound_is_pyros():
+    from pyrogen.models import LadderVAE
+
+    g = torch.Generator().manual_seed(0)
+    la, lb = torch.randn(5, generator=g), torch.randn(5, generator=g)
+    sa, sb = torch.rand(5, generator=g) + 0.2, torch.rand(5, generator=g) + 0.2
+    loc, scale = LadderVAE.merge(la, sa, lb, sb)
+    # N(z; a) N(z; b) / its integral, on a grid, against N(z; loc, scale)
+    z = torch.linspace(-8, 8, 20001)[:, None]
+    prod = (torch.distributions.Normal(la, sa).log_prob(z) + torch.distributions.Normal(lb, sb).log_prob(z)).exp()
+    dz = float(z[1] - z[0])
+    mean = (prod * z).sum(0) / prod.sum(0)
+    var = (prod * (z - mean) ** 2).sum(0) / prod.sum(0)
+    torch.testing.assert_close(loc, mean, rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(scale, var.sqrt(), rtol=1e-4, atol=1e-4)
+    assert float(prod.sum(0).min() * dz) > 0
+    # the guide is top-down: z2 before z1, and z1's posterior reads the prior network
+    torch.manual_seed(0)
+    m = LadderVAE(latent_dim=4, hidden=(16,), top_dim=2, top_hidden=(8,), kl_warmup=0)
+    x = torch.bernoulli(torch.full((3, 1, 8, 8), 0.3))
+    trace = pyro.poutine.trace(m.guide).get_trace(x)
+    sites = [n for n, s in trace.nodes.items() if s["type"] == "sample" and not s["is_observed"]]
+    assert [n for n in sites if n.startswith("z")] == ["z2", "z1"]
+    (-m.iwae(x, k=4).sum()).backward()
+    assert all(p.grad is not None for p in m.conditional_prior.parameters())
+    assert set(m.active_units_per_level(x)) == {"z1", "z2"}

@@ -69,6 +69,7 @@ from pyrogen.models.vae import (
     BetaVAE,
     FlowVAE,
     HierarchicalVAE,
+    LadderVAE,
     LatentVariableModel,
     MixturePriorVAE,
 )
@@ -115,6 +116,7 @@ __all__ = [
     "BetaVAE",
     "FlowVAE",
     "HierarchicalVAE",
+    "LadderVAE",
     "LatentVariableModel",
     "MintNet",
     "NSF",

@@ -63,6 +63,7 @@ __all__ = [
     "BetaVAE",
     "FlowVAE",
     "HierarchicalVAE",
+    "LadderVAE",
     "LatentVariableModel",
     "MixturePriorVAE",
 ]
@@ -919,7 +920,93 @@ class HierarchicalVAE(VAE):
         raise NotImplementedError("the hierarchical prior is sampled by sample_latent")
 
     @torch.no_grad()
+    def active_units_per_level(self, x: Any, threshold: float = 0.01) -> dict[str, int]:
+        r"""Per stochastic level, the units whose posterior mean varies over ``x`` by more than ``threshold``
+        (Burda et al., 2016): :math:`z_1` by :meth:`encode`, :math:`z_2` by the mean of its posterior at
+        :math:`z_1`'s mean."""
+        loc1, loc2 = self._posterior_means(self.validate(x))
+        return {"z1": int((loc1.var(0) > threshold).sum()), "z2": int((loc2.var(0) > threshold).sum())}
+
+    def _posterior_means(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        loc1, _, _ = self._encode(x, None)
+        return loc1, self._gaussian(self.top_encoder(loc1))[0]
+
+    @torch.no_grad()
     def sample_latent(self, n: int) -> torch.Tensor:
         """``n`` draws of :math:`z_1` from :math:`p(z_1) = \\int p(z_2) p(z_1 \\mid z_2) dz_2`, shape ``(n, L)``."""
         z2 = self._top_prior().sample((check_positive_int("n", n),))
         return dist.Normal(*self._gaussian(self.conditional_prior(z2))).sample()
+
+
+@register("ladder-vae", like="hvae")
+class LadderVAE(HierarchicalVAE):
+    r"""The ladder VAE (Sønderby et al., 2016): the hierarchical VAE's generative model
+    :math:`p(z_2)\, p(z_1 \mid z_2)\, p(x \mid z_1)` with top-down inference that shares the generative path.
+
+    A deterministic bottom-up pass gives each level a Gaussian "likelihood" term: :math:`(\hat\mu_1,
+    \hat\sigma_1)` from :math:`x`, :math:`(\hat\mu_2, \hat\sigma_2)` from :math:`\hat\mu_1`. The posterior is
+    then drawn top-down: :math:`q(z_2 \mid x) = N(\hat\mu_2, \hat\sigma_2^2)` and
+    :math:`q(z_1 \mid z_2, x)` the precision-weighted merge of the bottom-up term with the generative
+    conditional :math:`p(z_1 \mid z_2) = N(\mu_p, \sigma_p^2)`,
+
+    .. math::
+        \sigma_q^2 = (\hat\sigma_1^{-2} + \sigma_p^{-2})^{-1},\qquad
+        \mu_q = (\hat\mu_1 \hat\sigma_1^{-2} + \mu_p \sigma_p^{-2})\, \sigma_q^2,
+
+    so the guide reads the prior network (its parameters are the model's). The guide's sites come in the
+    order :math:`z_2`, :math:`z_1`; the fused loss and Pyro's ``Trace_ELBO`` take the same draws.
+
+    Args: as :class:`HierarchicalVAE` (``latent_dim`` the size of :math:`z_1`, ``top_dim`` of :math:`z_2`).
+    """
+
+    @staticmethod
+    def merge(
+        loc_a: torch.Tensor, scale_a: torch.Tensor, loc_b: torch.Tensor, scale_b: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The precision-weighted product of two Gaussians' densities, normalized: its mean and scale."""
+        prec_a, prec_b = scale_a.pow(-2), scale_b.pow(-2)
+        var = 1 / (prec_a + prec_b)
+        return (loc_a * prec_a + loc_b * prec_b) * var, var.sqrt()
+
+    def _bottom_up(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        loc1, scale1, _ = self._encode(x, None)
+        loc2, scale2 = self._gaussian(self.top_encoder(loc1))
+        return loc1, scale1, loc2, scale2
+
+    def guide(
+        self, x: torch.Tensor | None = None, y: torch.Tensor | None = None, num_samples: int | None = None
+    ) -> None:
+        if x is None:
+            return
+        pyro.module("encoder", self.encoder)
+        pyro.module("top_encoder", self.top_encoder)
+        pyro.module("prior", self.conditional_prior)  # the top-down pass shares the generative path
+        with data_plate(len(x)):
+            loc1, scale1, loc2, scale2 = self._bottom_up(x)
+            with poutine.scale(scale=self.kl_weight):
+                z2 = pyro.sample("z2", dist.Normal(loc2, scale2).to_event(1))
+                loc_q, scale_q = self.merge(loc1, scale1, *self._gaussian(self.conditional_prior(z2)))
+                pyro.sample("z1", dist.Normal(loc_q, scale_q).to_event(1))
+
+    def elbo_terms(
+        self, x: torch.Tensor, y: torch.Tensor | None, particles: int | None, analytic: bool
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        loc1, scale1, loc2, scale2 = self._bottom_up(x)
+        shape = loc2.shape if particles is None else (particles, *loc2.shape)
+        z2 = loc2 + _standard_normal(shape, dtype=loc2.dtype, device=loc2.device) * scale2
+        loc_p, scale_p = self._gaussian(self.conditional_prior(z2))
+        loc_q, scale_q = self.merge(loc1, scale1, loc_p, scale_p)
+        z1 = loc_q + _standard_normal(loc_q.shape, dtype=loc_q.dtype, device=loc_q.device) * scale_q
+        log_q = dist.Normal(loc2, scale2).log_prob(z2).sum(-1) + dist.Normal(loc_q, scale_q).log_prob(z1).sum(-1)
+        log_p = self._top_prior().log_prob(z2) + dist.Normal(loc_p, scale_p).log_prob(z1).sum(-1)
+        return self._log_lik(self._decoder_out(z1, None), x), log_p - log_q
+
+    def encode(self, x: Any, y: object = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """The mean and scale of :math:`q(z_1 \\mid z_2, x)` at :math:`z_2`'s posterior mean, each ``(n, L)``."""
+        x, _ = self._inputs(x, y)
+        loc1, scale1, loc2, _ = self._bottom_up(x)
+        return self.merge(loc1, scale1, *self._gaussian(self.conditional_prior(loc2)))
+
+    def _posterior_means(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        loc2 = self._bottom_up(x)[2]
+        return self.encode(x)[0], loc2
