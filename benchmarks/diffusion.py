@@ -9,13 +9,13 @@ Sections (``--only``):
   variational bound and of the VP SDE through the probability-flow ODE (exact trace), next to the best possible
   value (minus the entropy, ``pyrogen.data.TOY_ENTROPY``).
 - ``digits``: on the dequantized digits: bits/dim of DDPM's bound (discretized decoder) and of the VP SDE's
-  probability flow (Hutchinson trace, one probe), next to the flow family's best (Glow 2.12, README); FID, KID,
+  probability flow (Hutchinson trace, one probe), next to the flow family's best (Glow 2.12, docs/flows.md); FID, KID,
   precision and recall of DDPM (ancestral; DDIM at 10, 50, 100 steps), of NCSN and of the VP SDE (ODE).
 - ``guidance``: a class-conditional DDPM (label dropped 10% of the time): for guidance scales 0, 1 and 3, the
   share of DDIM-50 samples that the feature network's classifier reads as the asked-for label, and their FID.
 - ``inpainting``: DDPM completes the bottom half of the first 100 test digits given the top half, by replacement
   and by RePaint (5 rounds per step); the mean of 2 completions thresholded at 0.5 against the binarized digits
-  (pixel accuracy), next to the VAE's 0.839 (README) and the EBM's 0.791.
+  (pixel accuracy), next to the VAE's 0.839 (docs/latent.md) and the EBM's 0.791.
 - ``latent``: ``latent-diffusion`` over the codes of a VAE trained on the digits (both in one run): FID of its
   samples next to the VAE's own (prior samples decoded).
 - ``text``: ``text-diffusion`` (text-to-image latent diffusion, captions from the digits' labels and measured

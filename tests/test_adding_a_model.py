@@ -1,6 +1,6 @@
 """Adding a model: a family written in this file, registered, and run through the whole generic harness.
 
-What a new model needs (the README's "Adding a model" walks through this one): its class, with its data
+What a new model needs (docs/python.md, "Adding a model", walks through this one): its class, with its data
 ``support``; ``model`` (a Pyro program over a batch, its rows in the caller's plate), ``log_prob`` (or
 ``elbo``/``iwae`` or ``energy``: the protocol it implements is its density kind), ``sample`` and
 ``as_distribution``; its recipe, ``register("name", family=..., data=..., objective=...)``, which names the

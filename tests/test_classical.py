@@ -717,6 +717,6 @@ def test_the_dbm_cost_benchmark_measures_the_default_machines_enumeration():
     import classical
 
     out = classical.dbm_cost(quick=True)
-    assert out["states"] == 2**16 and out["units"] == 64, out  # the README's 2^16 x 64 softplus terms a digit
+    assert out["states"] == 2**16 and out["units"] == 64, out  # docs/classical.md's 2^16 x 64 softplus terms a digit
     for key in ("log_p_star_s_per_digit", "log_p_star_with_gradient_s_per_digit", "ais_log_z_s", "evaluate_nll_s"):
         assert out[key] > 0, key

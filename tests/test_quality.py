@@ -58,7 +58,7 @@ def test_fid_is_exact_on_the_singular_covariances_of_the_digit_features():
 
 def test_the_feature_network_has_37_live_units_and_the_dead_ones_are_zero_on_every_digit():
     live = quality.live_feature_units()
-    assert len(live) == 37, live  # the README and live_feature_units' docstring say 37
+    assert len(live) == 37, live  # docs/results.md and live_feature_units' docstring say 37
     dead = torch.ones(64, dtype=torch.bool)
     dead[live] = False
     for name in ("digits-int", "digits"):

@@ -3,7 +3,7 @@
 Run it as a script (``python tutorials/05_semi_supervised.py``); with
 ``PYROGEN_FAST=1`` it trains for a few steps only (the test suite runs it that
 way). Figures go to ``tutorial-output/`` (or ``$PYROGEN_OUT``). The numbers of
-the full run are in the README, measured by ``benchmarks/latent.py``.
+the full run are in docs/ (the family's page), measured by ``benchmarks/latent.py``.
 """
 
 # %% [markdown]

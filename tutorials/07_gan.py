@@ -3,7 +3,7 @@ and a digit completed by NUTS through the generator.
 
 Run it as a script (``python tutorials/07_gan.py``); with ``PYROGEN_FAST=1`` it trains for a few steps only
 (the test suite runs it that way). Figures go to ``tutorial-output/`` (or ``$PYROGEN_OUT``). The numbers of
-the full run are in the README, measured by ``benchmarks/gan.py``.
+the full run are in docs/ (the family's page), measured by ``benchmarks/gan.py``.
 """
 
 # %% [markdown]
@@ -133,7 +133,7 @@ print(f"bigan codes, linear probe test accuracy {acc:.3f}")
 # ## 7. CycleGAN: digits to their negatives, never paired
 # Fully convolutional translators change how a digit looks and keep which digit it is: a classifier of
 # negatives reads the source label on the translations. (A geometric change, `domain_b="transpose"`, is
-# beyond a local map; the README's uses table has both.)
+# beyond a local map; the GAN page's uses table (docs/gan.md) has both.)
 
 # %%
 from sklearn.linear_model import LogisticRegression  # noqa: E402

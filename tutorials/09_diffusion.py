@@ -4,7 +4,7 @@ diffusion over a VAE's codes.
 
 Run it as a script (``python tutorials/09_diffusion.py``); with ``PYROGEN_FAST=1`` it trains for a few steps only
 (the test suite runs it that way). Figures go to ``tutorial-output/`` (or ``$PYROGEN_OUT``). The numbers of the
-full run are in the README, measured by ``benchmarks/diffusion.py``.
+full run are in docs/ (the family's page), measured by ``benchmarks/diffusion.py``.
 """
 
 # %% [markdown]

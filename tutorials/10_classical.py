@@ -4,7 +4,7 @@ and filters, and a deep Boltzmann machine pre-trained layer by layer.
 
 Run it as a script (``python tutorials/10_classical.py``); with ``PYROGEN_FAST=1`` it runs for a few steps only
 (the test suite runs it that way). Figures go to ``tutorial-output/`` (or ``$PYROGEN_OUT``). The numbers of the
-full run are in the README, measured by ``benchmarks/classical.py``.
+full run are in docs/ (the family's page), measured by ``benchmarks/classical.py``.
 """
 
 # %% [markdown]
