@@ -1,6 +1,7 @@
 """A trained pyrogen model inside a Pyro program a user writes from scratch.
 
-The rules (docs/python.md, "Into a Pyro program"): a model enters frozen -- nothing in Pyro's param store, nothing an outer
+The rules (docs/python.md, "Into a Pyro program"): a model enters frozen -- nothing in Pyro's param store,
+nothing an outer
 ``SVI`` trains -- unless asked (``as_distribution(trainable=True)``); in eval mode ``model``/``guide`` use the
 weights ``sample`` and the reported bound use (the EMA's); the rows' plate is the caller's; unbatched input
 works as in ``torch.distributions``. Each test is a program a user would write, and failed on the code before
