@@ -5,9 +5,9 @@ defaults, or ``--steps``), then scored by ``pyrogen.runs.evaluate_run``: NLL for
 lower-bound densities, and for every model that samples FID / KID / precision / recall / IS on the
 digits or MMD / C2ST (and modes on ``8gaussians``) on the toys. Families registered later appear
 without a change here. Reference rows on the same sample sizes bracket the numbers: held-out data
-against data (the best a model can score) and simple baselines (what a bad model scores); and the
-seed's warning (001 §6.1): 0.01 p_data + 0.99 noise keeps a log-likelihood within log 100 of p_data
-while its samples are mostly noise.
+against data (the best a model can score) and simple baselines (what a bad model scores); and the warning
+of Theis, van den Oord and Bethge (2016): 0.01 p_data + 0.99 noise keeps a log-likelihood within log 100 of
+p_data while its samples are mostly noise.
 
     python benchmarks/quality.py --references            # the reference rows only (a minute)
     python benchmarks/quality.py --only vae realnvp      # these models, registered defaults

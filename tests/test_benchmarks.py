@@ -139,3 +139,38 @@ def test_the_readme_lists_every_registered_model_as_the_registry_does():
 
     readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
     assert model_table.table() in readme, "rerun python benchmarks/model_table.py and paste its table"
+
+
+def test_no_file_refers_to_documents_outside_the_repository():
+    """Design notes and course material are not in the repository: nothing may send a reader to them."""
+    import subprocess
+
+    root = Path(__file__).resolve().parents[1]
+    files = subprocess.run(["git", "ls-files"], cwd=root, capture_output=True, text=True, check=True).stdout.split()
+    banned = ("DESIGN" + ".md", "seed " + "00", "Hardening " + "item", "the seed" + "'s")
+    hits = []
+    for name in files:
+        path = root / name
+        if path.suffix not in (".py", ".md", ".toml", ".txt", ".cfg", ".yml", ".yaml", "") or not path.is_file():
+            continue
+        text = path.read_text(errors="ignore")
+        hits += [f"{name}: {b}" for b in banned if b in text]
+    assert not hits, hits
+
+
+def test_the_readme_example_runs(monkeypatch):
+    """The front page's example, with fewer steps and one chain (the same code otherwise)."""
+    import re
+
+    text = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    code = re.search(r"```python\n(.*?)```", text, re.S).group(1)
+    for old, new in (
+        ("fit(flow, moons)", "fit(flow, moons, steps=20)"),
+        ('num_samples=300, warmup_steps=300, num_chains=2, mp_context="spawn"', "num_samples=20, warmup_steps=20"),
+    ):
+        assert old in code, old
+        code = code.replace(old, new)
+    monkeypatch.setattr("builtins.print", lambda *a, **k: None)
+    namespace: dict = {}
+    exec(compile(code, "README.md", "exec"), namespace)
+    assert namespace["mcmc"].get_samples()["z"].shape == (20, 2)

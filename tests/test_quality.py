@@ -191,7 +191,7 @@ def test_mode_coverage_on_8gaussians():
 
 
 def test_iwae_and_elbo_estimators_are_unbiased_with_variance_one_over_t():
-    """The seed's Monte Carlo claim (000 §3.1) on a conjugate model p(z)=N(0,1), p(x|z)=N(z,1), q=N(m, s²):
+    """The Monte Carlo facts on a conjugate model p(z)=N(0,1), p(x|z)=N(z,1), q=N(m, s²):
     the ELBO estimate is unbiased for the closed-form ELBO and the importance-weight mean for p(x);
     both variances fall as 1/T."""
     x, m, s = torch.tensor([1.3]), 0.2, 0.8
@@ -231,7 +231,7 @@ def test_iwae_and_elbo_estimators_are_unbiased_with_variance_one_over_t():
 
 
 def test_high_likelihood_with_bad_samples():
-    """The seed's warning (001 §6.1): 0.01 p_data + 0.99 noise scores log p >= log p_data - log 100,
+    """Theis, van den Oord and Bethge's warning (2016): 0.01 p_data + 0.99 noise scores log p >= log p_data - log 100,
     yet its samples are mostly noise."""
     centres, std = quality.eight_gaussian_modes()
     mix = dist.Categorical(torch.ones(8))
