@@ -5,8 +5,10 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import sys
 import time
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 import pyro
@@ -66,8 +68,47 @@ def section_parser(doc: str | None, sections: Sequence[str]) -> argparse.Argumen
     return p
 
 
+RESULTS = Path(__file__).resolve().parents[1] / "results"
+
+
+def machine() -> dict[str, Any]:
+    """What produced a number: the command, the package versions, the CPU and its kernels, the threads."""
+    import platform
+
+    from pyrogen.quality import machine_fingerprint
+
+    return {
+        "command": "python " + " ".join([Path(sys.argv[0]).name if sys.argv else "?", *sys.argv[1:]]),
+        "torch": torch.__version__,
+        "pyro": pyro.__version__,
+        "python": platform.python_version(),
+        "machine": machine_fingerprint(),
+        "threads": torch.get_num_threads(),
+        "date": time.strftime("%Y-%m-%d", time.gmtime()),
+    }
+
+
+def save_results(out: dict[str, Any], name: str | None = None) -> Path:
+    """Merge ``out``'s sections into ``results/<benchmark>.json``, each with :func:`machine` beside it, written
+    atomically (a section measured again replaces its old numbers; the others stay)."""
+    from pyrogen.io import atomic_write_bytes
+
+    name = name or Path(sys.argv[0]).stem
+    path = RESULTS / f"{name}.json"
+    old = json.loads(path.read_text()) if path.is_file() else {}
+    meta = machine()
+    for section, value in out.items():
+        old[section] = {"results": value, "measured": meta}
+    RESULTS.mkdir(exist_ok=True)
+    atomic_write_bytes(path, (json.dumps(old, indent=1, sort_keys=True) + "\n").encode())
+    return path
+
+
 def report(out: dict[str, Any], as_json: bool, printer: Callable[[dict[str, Any]], None]) -> int:
-    """Print the results as JSON or as the benchmark's table, with the versions that produced them."""
+    """Print the results as JSON or as the benchmark's table, with the versions that produced them; a full run
+    (not ``--quick``) also keeps them in ``results/<benchmark>.json`` (:func:`save_results`)."""
+    if "--quick" not in sys.argv:
+        save_results(out)
     if as_json:
         print(json.dumps(out, indent=1))
     else:

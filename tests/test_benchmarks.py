@@ -174,3 +174,12 @@ def test_the_readme_example_runs(monkeypatch):
     namespace: dict = {}
     exec(compile(code, "README.md", "exec"), namespace)
     assert namespace["mcmc"].get_samples()["z"].shape == (20, 2)
+
+
+def test_every_results_file_says_what_measured_each_section():
+    import json
+
+    for path in sorted((Path(__file__).resolve().parents[1] / "results").glob("*.json")):
+        for section, entry in json.loads(path.read_text()).items():
+            assert set(entry) == {"results", "measured"}, (path.name, section)
+            assert {"command", "torch", "pyro", "machine", "threads", "date"} <= set(entry["measured"]), path.name
