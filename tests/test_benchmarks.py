@@ -183,3 +183,17 @@ def test_every_results_file_says_what_measured_each_section():
         for section, entry in json.loads(path.read_text()).items():
             assert set(entry) == {"results", "measured"}, (path.name, section)
             assert {"command", "torch", "pyro", "machine", "threads", "date"} <= set(entry["measured"]), path.name
+
+
+def test_every_link_and_figure_of_the_readme_and_docs_resolves():
+    import re
+
+    root = Path(__file__).resolve().parents[1]
+    broken = []
+    for page in [root / "README.md", *sorted((root / "docs").glob("*.md"))]:
+        for target in re.findall(r"\]\(([^)#\s]+)(?:#[^)]*)?\)", page.read_text()):
+            if "://" in target:
+                continue
+            if not (page.parent / target).exists():
+                broken.append(f"{page.relative_to(root)}: {target}")
+    assert not broken, broken
