@@ -20,6 +20,7 @@ every ``val_every`` steps with the best parameters kept), on the data in the sam
 
 from __future__ import annotations
 
+import json
 import math
 import statistics
 import sys
@@ -162,10 +163,12 @@ def fresh(steps: int | None, flows: list[str] | None = None) -> list[dict[str, A
                     row = train_and_score(flow, data, {}, steps)[1]
             except FloatingPointError as e:  # reported, not hidden
                 rows.append({"model": flow, "data": name, "diverged": str(e)})
+                print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
                 continue
             row.update(best_possible=round(best, 4), best_possible_stderr=round(best_se, 4))
             row["gap"] = round(row["nll_nats"] - best, 4)
             rows.append(row)
+            print(json.dumps(row), file=sys.stderr, flush=True)  # each row as it comes: a long run keeps its rows
     return rows
 
 
