@@ -384,3 +384,23 @@ def test_the_same_seed_gives_the_same_chains_with_adaptation(cls):
 
     a, b = run(), run()
     assert torch.equal(a.samples, b.samples) and torch.equal(a.stats["step_size"], b.stats["step_size"])
+
+
+def test_a_nan_log_density_and_a_kernel_name_are_refused_clearly():
+    from pyrogen.inference.samplers import HMC, MALA, Langevin, RandomWalkMH, sample_chains
+
+    x0 = torch.zeros(4, 2)
+
+    def nan_target(x):
+        return x.sum(-1) * float("nan")
+
+    for kernel in (Langevin(nan_target), MALA(nan_target), RandomWalkMH(nan_target), HMC(nan_target)):
+        with pytest.raises(ValueError, match="log_prob is nan at the starting position"):
+            sample_chains(kernel, x0, 5)
+    with pytest.raises(TypeError, match="got the string 'mala'"):
+        sample_chains("mala", x0, 5)
+    # -inf (outside the support) is a legal value at a start
+    state = MALA(lambda x: torch.where(x[:, 0] > 0, -x.pow(2).sum(-1), torch.full((len(x),), -math.inf))).init(
+        torch.tensor([[1.0, 0.0], [-1.0, 0.0]])
+    )
+    assert state.log_prob[1] == -math.inf

@@ -193,11 +193,24 @@ class Kernel:
         with torch.no_grad():
             return self._log_prob(x), None
 
+    def _has_density(self) -> bool:
+        """Whether the kernel evaluates a log density (a score-only Langevin kernel does not)."""
+        return True
+
     # -- the contract ------------------------------------------------------------------------
     def init(self, position: torch.Tensor, step_size: torch.Tensor | float | None = None) -> ChainState:
         """The state of chains starting at ``position`` ``(chains, *event_shape)``."""
         x = _check_position(position)
         lp, g = self._evaluate(x)
+        bad = torch.isnan(lp) | (lp == math.inf)
+        if self._has_density() and bad.any():
+            where = torch.nonzero(bad).flatten()[:5].tolist()
+            raise ValueError(
+                f"log_prob is {float(lp[bad][0])} at the starting position of chains {where} (of {len(lp)}): a "
+                "log density must be finite or -inf; check the target (or start the chains elsewhere)"
+            )
+        if g is not None and not torch.isfinite(g[torch.isfinite(lp) | ~self._has_density()]).all():
+            raise ValueError("the gradient of log_prob (or the score) is not finite at a starting position")
         n = x.shape[0]
         if step_size is None:
             step = torch.full((n,), self.step_size, dtype=x.dtype, device=x.device)
@@ -305,6 +318,9 @@ class Langevin(Kernel):
         self.score_fn = score
         self.noise = None if noise is None else _positive("noise", noise)
         self.grad_clip = None if grad_clip is None else _positive("grad_clip", grad_clip)
+
+    def _has_density(self) -> bool:
+        return self.score_fn is None
 
     def _evaluate(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         if self.score_fn is None:
@@ -541,6 +557,12 @@ def sample_chains(
     Returns:
         :class:`Chains` with ``samples`` of shape ``(chains, num_samples, *event_shape)``.
     """
+    if not isinstance(kernel, Kernel):
+        what = f"the string {kernel!r}" if isinstance(kernel, str) else type(kernel).__name__
+        raise TypeError(
+            f"kernel must be a pyrogen.inference.samplers.Kernel built on your log density (e.g. "
+            f"MALA(log_prob, step_size=0.1)); got {what}"
+        )
     _check_count("num_samples", num_samples, 1)
     _check_count("warmup_steps", warmup_steps, 0)
     _check_count("thin", thin, 1)
