@@ -27,10 +27,11 @@ def train_and_score(
     steps: int | None,
     seed: int = 0,
     registry_name: str | None = None,
+    score: bool = True,
     **settings: Any,
 ) -> tuple[Any, dict[str, Any]]:
     """Train ``registry_name`` (default ``name``) with its ``train_defaults_for`` the data, early stopping on the
-    validation part, and score it on the test part: ``(model, row)``."""
+    validation part, and (with ``score``) score its test NLL: ``(model, row)``."""
     torch.manual_seed(seed)
     data = load(data_name) if isinstance(data_name, str) else data_name
     cls = registry.get(registry_name or name)
@@ -42,16 +43,13 @@ def train_and_score(
     res = fit(model, model.training_data(data, "train"), model.training_data(data, "val"), TrainConfig(**config))
     seconds = time.perf_counter() - t
     model.eval()
-    nll = evaluate_nll(model, model.training_data(data, "test"), levels=data.levels if data.dequantized else None)
-    row: dict[str, Any] = {
-        "model": name,
-        "data": data.name,
-        "nll_nats": round(nll.nll_nats, 4),
-        "nll_stderr": round(nll.nll_stderr, 4),
-        "steps": res.step,
-        "best_step": res.best_step,
-        "train_s": round(seconds, 1),
-    }
+    row: dict[str, Any] = {"model": name, "data": data.name}
+    if score:
+        nll = evaluate_nll(model, model.training_data(data, "test"), levels=data.levels if data.dequantized else None)
+        row |= {"nll_nats": round(nll.nll_nats, 4), "nll_stderr": round(nll.nll_stderr, 4)}
+    row |= {"steps": res.step, "best_step": res.best_step, "train_s": round(seconds, 1)}
+    if not score:
+        return model, row
     if nll.bits_per_dim is not None:
         row["bits_per_dim"] = round(nll.bits_per_dim, 4)
     if data.kind == "text":

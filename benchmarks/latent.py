@@ -42,6 +42,8 @@ NLL_MODELS: list[tuple[str, str, dict[str, Any]]] = [
     ("gmvae (10 components)", "gmvae", {}),
     ("hvae (16 + 8 latents)", "hvae", {}),
     ("ladder-vae (16 + 8 latents)", "ladder-vae", {}),
+    ("hvae, KL warm-up over 5000 steps", "hvae", {"kl_warmup": 5000}),
+    ("ladder-vae, KL warm-up over 5000 steps", "ladder-vae", {"kl_warmup": 5000}),
     ("vae-flow (IAF posterior)", "vae-flow", {}),
     ("vae-flow (planar posterior)", "vae-flow", {"posterior_flow": "planar", "flow_layers": 8}),
     ("vae (flow prior)", "vae", {"prior": "flow"}),

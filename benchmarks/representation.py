@@ -63,7 +63,8 @@ def autoencoders(steps: int | None) -> tuple[list[dict[str, Any]], dict[str, tor
     flipped = x.flip(-2)
     rows, codes = [], {}
     for name in AUTOENCODERS:
-        model, trained = train_and_score_ae(name, steps)
+        model, trained = train_and_score(name, "digits", {}, steps, score=False)
+        trained = {k: trained[k] for k in ("steps", "best_step", "train_s")}
         with torch.no_grad():
             ztr, zte = model.encode(data.train), model.encode(x)
             err = model.reconstruction_error(x)
@@ -89,23 +90,6 @@ def autoencoders(steps: int | None) -> tuple[list[dict[str, Any]], dict[str, tor
     rows.append({**_row("vae (posterior means)", vtr, vte, data), "steps": vae_row["steps"]})
     codes["vae"] = vte
     return rows, codes
-
-
-def train_and_score_ae(name: str, steps: int | None) -> tuple[Any, dict[str, Any]]:
-    """The autoencoder ``name`` from its registered defaults on the digits, and its steps and seconds."""
-    import time
-
-    from pyrogen.inference import TrainConfig, fit
-    from pyrogen.models import registry
-
-    torch.manual_seed(0)
-    data = load("digits")
-    recipe = registry.get(name)
-    model = recipe.from_dataset(data)
-    config = {**recipe.train_defaults_for(data), "seed": 0, **({"steps": steps} if steps else {})}
-    t = time.perf_counter()
-    res = fit(model, data.train, data.val, TrainConfig(**config))
-    return model.eval(), {"steps": res.step, "best_step": res.best_step, "train_s": round(time.perf_counter() - t, 1)}
 
 
 def tsne_figure(rows: list[dict[str, Any]], codes: dict[str, torch.Tensor], path: Path) -> None:

@@ -20,7 +20,7 @@ def test_the_contractive_penalty_is_the_jacobians_squared_frobenius_norm():
     one = Autoencoder(code_dim=6, hidden=(), contractive=0.1).double()
     deep = Autoencoder(code_dim=6, hidden=(16,), contractive=0.1).double()
     for ae in (one, deep):
-        code = lambda v, ae=ae: ae.encode(v[None])[0]  # noqa: E731
+        code = lambda v, ae=ae: ae.encode(v.reshape(1, 1, 8, 8))[0]  # noqa: E731
         want = torch.stack([torch.autograd.functional.jacobian(code, xi.flatten()).pow(2).sum() for xi in x])
         torch.testing.assert_close(ae.jacobian_norm(x, method="autograd"), want)
     torch.testing.assert_close(one.jacobian_norm(x, method="closed_form"), one.jacobian_norm(x, method="autograd"))
@@ -108,3 +108,16 @@ def test_outlier_scores_and_knn_accuracy():
     votes = ytr[d.topk(5, largest=False).indices]
     want = float(((votes.sum(1) >= 3).long() == yte).float().mean())
     assert knn_accuracy(train, ytr, test, yte, k=5) == pytest.approx(want)
+
+
+def test_the_autoencoders_api_checks_its_input():
+    ae = Autoencoder(code_dim=4, hidden=(8,))
+    with pytest.raises(ValueError, match="x must be finite"):
+        ae.encode(torch.full((2, 1, 8, 8), float("nan")))
+    with pytest.raises(ValueError, match="x must have shape"):
+        ae.encode(torch.zeros(2, 64))
+    with pytest.raises(ValueError, match="x is empty"):
+        ae.reconstruction_error(torch.zeros(0, 1, 8, 8))
+    assert ae.encode(torch.rand(3, 1, 8, 8, dtype=torch.float64)).dtype == torch.float32  # cast at the boundary
+    with pytest.raises(NotImplementedError, match="does not sample"):
+        ae.sample(2)

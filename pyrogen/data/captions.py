@@ -100,32 +100,24 @@ def measure(images: torch.Tensor) -> dict[str, torch.Tensor]:
 
 
 @functools.cache
-def _cuts() -> dict[str, torch.Tensor]:
-    """Per attribute, the training digits' terciles per class, ``(10, 2)``."""
+def _training_quantiles() -> dict[str, torch.Tensor]:
+    """Per attribute, the training digits' terciles and median per class, ``(10, 3)``: lower cut, median,
+    upper cut."""
     from pyrogen.data import load
 
     d = load("digits-int")
     values, labels = measure(d.train), d.labels["train"]
-    q = torch.tensor([1 / 3, 2 / 3], dtype=torch.float64)
+    q = torch.tensor([1 / 3, 0.5, 2 / 3], dtype=torch.float64)
     return {a: torch.stack([v[labels == k].quantile(q) for k in range(10)]) for a, v in values.items()}
-
-
-@functools.cache
-def _medians() -> dict[str, torch.Tensor]:
-    from pyrogen.data import load
-
-    d = load("digits-int")
-    values, labels = measure(d.train), d.labels["train"]
-    return {a: torch.stack([v[labels == k].median() for k in range(10)]) for a, v in values.items()}
 
 
 def attribute_words(images: torch.Tensor, labels: torch.Tensor) -> dict[str, list[int]]:
     """Per attribute, ``-1`` (lower third of the image's class), ``0`` (middle) or ``1`` (upper) per image."""
     labels = _labels(labels, len(images))
-    cuts = _cuts()
+    cuts = _training_quantiles()
     out = {}
     for a, v in measure(images).items():
-        lo, hi = cuts[a][labels, 0], cuts[a][labels, 1]
+        lo, hi = cuts[a][labels, 0], cuts[a][labels, 2]
         out[a] = ((v > hi).long() - (v < lo).long()).tolist()
     return out
 
@@ -206,5 +198,5 @@ def matches(images: torch.Tensor, prompt: str) -> dict[str, float]:
     digit, asked = parse(prompt)
     if digit is None:
         raise ValueError(f"prompt {prompt!r} names no digit; the attributes are measured against a digit's median")
-    values, med = measure(images), _medians()
-    return {a: float(((values[a] - med[a][digit]) * side > 0).double().mean()) for a, side in asked.items()}
+    values, q = measure(images), _training_quantiles()
+    return {a: float(((values[a] - q[a][digit, 1]) * side > 0).double().mean()) for a, side in asked.items()}

@@ -75,7 +75,7 @@ class Reconstruction(Objective):
     def loss(self, model: nn.Module, batch: Any, group: str = "model") -> torch.Tensor:
         m: Autoencoder = model  # type: ignore[assignment]
         x = as_batch(batch).x
-        h = m.encode(m.corrupt(x) if m.training else x)
+        h = m._layers(m.corrupt(x) if m.training else x)
         total = m.error(x, m.decoder_output(h)).mean()
         if m.sparsity:
             total = total + m.sparsity * m.sparsity_penalty(h)
@@ -100,8 +100,8 @@ class LayerReconstruction(Objective):
         m: Autoencoder = model  # type: ignore[assignment]
         x = as_batch(batch).x
         with torch.no_grad():
-            below = m.encode(m.corrupt(x) if m.training else x, layers=self.k)
-        h = m.encode(below, layers=self.k + 1, start=self.k)
+            below = m._layers(m.corrupt(x) if m.training else x, layers=self.k)
+        h = m._layers(below, layers=self.k + 1, start=self.k)
         out = m.decoder[len(m.decoder) - 1 - self.k](h)
         if self.k == 0:
             return m.error(x, out.reshape(x.shape)).mean()
@@ -184,9 +184,12 @@ class Autoencoder(GenerativeModel):
     def _first(self) -> nn.Linear:
         return self.encoder[0]  # type: ignore[return-value]
 
-    def encode(self, x: torch.Tensor, layers: int | None = None, start: int = 0) -> torch.Tensor:
-        """The code ``(n, code_dim)`` of examples ``x``; ``layers``: the output of the first that many layers
-        (``start``: from layer ``start``'s input ``x`` on)."""
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        """The code ``(n, code_dim)`` of examples ``x`` (checked against the event shape and support)."""
+        return self._layers(self.validate(x))
+
+    def _layers(self, x: torch.Tensor, layers: int | None = None, start: int = 0) -> torch.Tensor:
+        """The encoder's layers ``start`` up to (not including) ``layers`` (all: the code) on ``x``."""
         h = x.reshape(len(x), -1).to(self._first().weight.dtype)
         last = len(self.encoder) - 1
         for i in range(start, len(self.encoder) if layers is None else layers):
@@ -207,7 +210,7 @@ class Autoencoder(GenerativeModel):
 
     def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
         """:meth:`decode` of :meth:`encode` (no corruption)."""
-        return self.decode(self.encode(self.validate(x)))
+        return self.decode(self.encode(x))
 
     def error(self, x: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
         """The reconstruction error per example of ``x`` from the decoder's output ``out``: the cross-entropy in
@@ -220,7 +223,7 @@ class Autoencoder(GenerativeModel):
     def reconstruction_error(self, x: torch.Tensor) -> torch.Tensor:
         """The error of the clean reconstruction per example: an outlier score (high: unlike the training data)."""
         x = self.validate(x)
-        return self.error(x, self.decoder_output(self.encode(x)))
+        return self.error(x, self.decoder_output(self._layers(x)))
 
     def corrupt(self, x: torch.Tensor) -> torch.Tensor:
         """A denoising autoencoder's corrupted copy of ``x`` (``x`` itself when ``noise`` is 0)."""
@@ -251,7 +254,7 @@ class Autoencoder(GenerativeModel):
         if method == "closed_form":
             if len(self.encoder) != 1:
                 raise ValueError("the closed form is for an encoder of one sigmoid layer; use method='chain'")
-            h = self.encode(flat)  # one layer: the code itself, sigmoid units
+            h = self._layers(flat)  # one layer: the code itself, sigmoid units
             w2 = self._first().weight.pow(2).sum(1)  # (code_dim,)
             return (h * (1 - h)).pow(2) @ w2
         if method == "chain":
@@ -267,7 +270,7 @@ class Autoencoder(GenerativeModel):
             return jac.pow(2).flatten(1).sum(-1)
         if method != "autograd":
             raise ValueError(f"method must be 'closed_form', 'chain', 'autograd' or None; got {method!r}")
-        jac = torch.func.vmap(torch.func.jacrev(lambda v: self.encode(v[None])[0]))(flat)
+        jac = torch.func.vmap(torch.func.jacrev(lambda v: self._layers(v[None])[0]))(flat)
         return jac.pow(2).flatten(1).sum(-1)
 
     # -- what an autoencoder is not ------------------------------------------------------------------------
@@ -289,7 +292,7 @@ class Autoencoder(GenerativeModel):
         with torch.no_grad():
             return {
                 "reconstruction_error": float(self.reconstruction_error(x).mean()),
-                "mean_code_activation": float(self.encode(self.validate(x)).mean()),
+                "mean_code_activation": float(self.encode(x).mean()),
             }
 
 

@@ -682,9 +682,16 @@ class _ODEDensity(DiffusionModel):
         return self._log_prob(self.validate(x), trace, probes, differentiable)
 
     def _log_prob(
-        self, x: torch.Tensor, trace: str | None, probes: int, differentiable: bool, averaged: bool | None = None
+        self,
+        x: torch.Tensor,
+        trace: str | None,
+        probes: int,
+        differentiable: bool,
+        averaged: bool | None = None,
+        tol: float | None = None,
     ) -> torch.Tensor:
         d = math.prod(self.event_shape)
+        tol = self.ode_tol if tol is None else tol
         trace = ("exact" if d <= self.exact_trace_max else "hutchinson") if trace is None else trace
         averaged = not differentiable if averaged is None else averaged
         field, ode, t_min = self._ode(averaged)
@@ -696,8 +703,8 @@ class _ODEDensity(DiffusionModel):
                 t_min=t_min,
                 trace=trace,
                 probes=probes,
-                rtol=self.ode_tol,
-                atol=self.ode_tol,
+                rtol=tol,
+                atol=tol,
                 differentiable=differentiable,
             )
         lp = lp if differentiable else lp.detach()
@@ -885,6 +892,8 @@ class FlowMatching(_ODEDensity):
     """
 
     T_MIN: ClassVar[float] = 1e-5
+    #: the network's conditioning scalar is ``TIME_SCALE * tau`` (the timestep range of the diffusion family's nets)
+    TIME_SCALE: ClassVar[float] = 999.0
 
     def __init__(
         self,
@@ -911,7 +920,7 @@ class FlowMatching(_ODEDensity):
         averaged: bool = True,
     ) -> torch.Tensor:
         r""":math:`v_\theta(z, \tau)` in the diffusion's space, ``tau`` ``(n,)`` in :math:`[0, 1]`."""
-        return self._guided(z, 999.0 * tau.to(z), y, guidance, averaged)
+        return self._guided(z, self.TIME_SCALE * tau.to(z), y, guidance, averaged)
 
     def denoising_loss(self, batch: Any, averaged: bool = False) -> torch.Tensor:
         x, y = self._split(batch)
@@ -920,7 +929,7 @@ class FlowMatching(_ODEDensity):
         tau = torch.rand(len(x1), dtype=x1.dtype, device=x1.device).reshape(-1, *([1] * (x1.dim() - 1)))
         x0 = torch.randn_like(x1)
         xt = (1 - (1 - self.sigma_min) * tau) * x0 + tau * x1
-        out = self._net(xt, 999.0 * tau.flatten(), y, averaged)
+        out = self._net(xt, self.TIME_SCALE * tau.flatten(), y, averaged)
         return (out - (x1 - (1 - self.sigma_min) * x0)).pow(2).flatten(1).mean(-1)
 
     def _ode(self, averaged: bool) -> tuple[D.ScoreFn, Any, float]:
@@ -1015,30 +1024,21 @@ class FFJORD(FlowMatching):
         self.train_tol = _number("train_tol", train_tol)
 
     def _log_prob(
-        self, x: torch.Tensor, trace: str | None, probes: int, differentiable: bool, averaged: bool | None = None
+        self,
+        x: torch.Tensor,
+        trace: str | None,
+        probes: int,
+        differentiable: bool,
+        averaged: bool | None = None,
+        tol: float | None = None,
     ) -> torch.Tensor:
-        if not (differentiable and self.training):
-            return super()._log_prob(x, trace, probes, differentiable, averaged)
-        tol = self.ode_tol
-        self.ode_tol = self.train_tol  # the training solve: Hutchinson's divergence at the training tolerance
-        try:
-            return super()._log_prob(x, trace or "hutchinson", probes, differentiable, averaged)
-        finally:
-            self.ode_tol = tol
+        if differentiable and self.training:  # the training solve: Hutchinson's divergence at the training tolerance
+            trace, tol = trace or "hutchinson", self.train_tol if tol is None else tol
+        return super()._log_prob(x, trace, probes, differentiable, averaged, tol)
 
     #: the network sees :math:`c = 10\tau`: the time embedding's frequencies then vary slowly along a solve
     #: (flow matching's :math:`999\tau` makes the field oscillate in time, and an adaptive solver take small steps)
     TIME_SCALE: ClassVar[float] = 10.0
-
-    def velocity(
-        self,
-        z: torch.Tensor,
-        tau: torch.Tensor,
-        y: torch.Tensor | None = None,
-        guidance: float = 0.0,
-        averaged: bool = True,
-    ) -> torch.Tensor:
-        return self._guided(z, self.TIME_SCALE * tau.to(z), y, guidance, averaged)
 
     def denoising_loss(self, batch: Any, averaged: bool = False) -> torch.Tensor:
         raise NotImplementedError("ffjord trains by maximum likelihood through the ODE, not a denoising loss")
