@@ -32,8 +32,12 @@ DIGITS: dict[str, dict[str, Any]] = {
     "made": {"hidden": [256, 256], "num_masks": 8},
     "pixelcnn": {"features": 64, "layers": 4, "dropout": 0.5},
     "gated-pixelcnn": {"features": 32, "layers": 5, "dropout": 0.5},
+    "pixelrnn": {},
+    "pixelrnn-row": {"cell": "row-lstm"},
     "transformer": {"dim": 64, "layers": 2, "dropout": 0.1},
 }
+#: Rows that are another setting of a registered model.
+REGISTERED = {"pixelrnn-row": "pixelrnn"}
 #: PixelCNN on the colour digits (features a multiple of the 3 channels).
 RGB: dict[str, Any] = {"features": 48, "layers": 4}
 #: Step caps (with early stopping) that keep the whole script near 15 minutes on 2 cores.
@@ -56,7 +60,7 @@ def _train(
 def _fit(
     name: str, data_name: str, model_kwargs: dict[str, Any], steps: int | None, seed: int = 0, **settings: Any
 ) -> tuple[Any, dict[str, Any]]:
-    return train_and_score(name, data_name, model_kwargs, steps, seed, **settings)
+    return train_and_score(name, data_name, model_kwargs, steps, seed, REGISTERED.get(name), **settings)
 
 
 def colour_consistency(samples: torch.Tensor) -> float:

@@ -49,6 +49,7 @@ SMALL = {
     "made": {"event_shape": (1, 8, 8), "hidden": (32,), "num_masks": 2},
     "pixelcnn": {"event_shape": (1, 8, 8), "features": 8, "layers": 1, "kernel_size": 3, "dropout": 0.0},
     "gated-pixelcnn": {"event_shape": (1, 8, 8), "features": 8, "layers": 2, "dropout": 0.0},
+    "pixelrnn": {"event_shape": (1, 8, 8), "features": 8, "layers": 1, "kernel_size": 3, "dropout": 0.0},
     "char-rnn": {"event_shape": (128,), "levels": 160, "embed": 8, "hidden": 16},
     "transformer": {"event_shape": (1, 8, 8), "dim": 16, "heads": 2, "layers": 1, "dropout": 0.0},
     **{

@@ -9,7 +9,7 @@ import torch
 from scipy import stats
 
 from pyrogen.inference import fit
-from pyrogen.models import FVSBN, MADE, NADE, RNADE, CharRNN, GatedPixelCNN, PixelCNN, Transformer, registry
+from pyrogen.models import FVSBN, MADE, NADE, RNADE, CharRNN, GatedPixelCNN, PixelCNN, PixelRNN, Transformer, registry
 
 # Tiny instances: (name, builder). Every binary/categorical model appears with each
 # of its conditionals, PixelCNNs also with three colour channels.
@@ -25,6 +25,8 @@ TINY = {
     "pixelcnn-cat": lambda: PixelCNN(event_shape=(1, 1, 3), features=4, layers=1, likelihood="categorical", levels=3),
     "gated-pixelcnn": lambda: GatedPixelCNN(event_shape=(1, 2, 3), features=6, layers=2),
     "gated-pixelcnn-rgb": lambda: GatedPixelCNN(event_shape=(3, 1, 2), features=6, layers=2),
+    "pixelrnn": lambda: PixelRNN(event_shape=(1, 2, 3), features=6, layers=1, kernel_size=3),
+    "pixelrnn-row-rgb": lambda: PixelRNN(event_shape=(3, 1, 2), features=6, layers=1, kernel_size=3, cell="row-lstm"),
     "char-rnn": lambda: CharRNN(event_shape=(3,), levels=3, embed=4, hidden=8),
     "char-rnn-gru": lambda: CharRNN(event_shape=(5,), likelihood="bernoulli", embed=4, hidden=8, cell="gru"),
     "transformer": lambda: Transformer(event_shape=(6,), likelihood="bernoulli", dim=8, heads=2, layers=2),

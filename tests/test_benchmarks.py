@@ -49,7 +49,7 @@ def test_the_readme_names_the_flags_behind_every_benchmark_row_off_the_registere
     readme = re.sub(r"\s+", " ", " ".join(p.read_text() for p in pages))
     rows = [(flows.VARIANTS.get(n, n), kw) for table in (flows.TOY_FLOWS, flows.DIGIT_FLOWS) for n, kw in table.items()]
     rows += [(registered, kw) for _, registered, kw in latent.NLL_MODELS]
-    rows += list(autoregressive.DIGITS.items())
+    rows += [(autoregressive.REGISTERED.get(n, n), kw) for n, kw in autoregressive.DIGITS.items()]
     rows += [(registered, kw) for _, registered, kw in gan.VARIANTS + ebm.VARIANTS]
 
     def norm(v):

@@ -17,6 +17,7 @@ from pyrogen.models.autoregressive import (
     CharRNN,
     GatedPixelCNN,
     PixelCNN,
+    PixelRNN,
     Transformer,
 )
 from pyrogen.models.base import GenerativeModel
@@ -136,6 +137,7 @@ __all__ = [
     "GenerativeModel",
     "Glow",
     "PixelCNN",
+    "PixelRNN",
     "PlanarFlow",
     "RealNVP",
     "Transformer",

@@ -31,7 +31,8 @@ from pyrogen.inference.objectives import MaximumLikelihood, log_mean_exp, use_ob
 from pyrogen.inference.program import data_plate
 from pyrogen.models.base import GenerativeModel, accepts_unbatched, check_dropout, check_hidden, check_positive_int
 from pyrogen.models.registry import Recipe, register
-from pyrogen.nn import CausalTransformer, GatedPixelCNNNet, MADENet, PixelCNNNet
+from pyrogen.nn import CausalTransformer, GatedPixelCNNNet, MADENet, PixelCNNNet, PixelRNNNet
+from pyrogen.nn.pixelrnn import PIXELRNN_CELLS
 
 __all__ = [
     "FVSBN",
@@ -42,6 +43,7 @@ __all__ = [
     "CharRNN",
     "GatedPixelCNN",
     "PixelCNN",
+    "PixelRNN",
     "Transformer",
 ]
 
@@ -579,6 +581,7 @@ class _PixelModel(AutoregressiveModel):
         dropout: float,
         likelihood: str | None,
         levels: int | None,
+        **net_kwargs: Any,
     ) -> None:
         super().__init__(event_shape, likelihood, levels)
         if len(self.event_shape) != 3:
@@ -595,6 +598,7 @@ class _PixelModel(AutoregressiveModel):
             kernel_size,
             self.dropout,
             tuple(self.event_shape[1:]),
+            **net_kwargs,
         )
 
     def _params(self, x: torch.Tensor) -> torch.Tensor:
@@ -684,6 +688,59 @@ class GatedPixelCNN(_PixelModel):
         levels: int | None = None,
     ) -> None:
         super().__init__(event_shape, features, layers, kernel_size, dropout, likelihood, levels)
+
+
+@register("pixelrnn", **{**_RECIPE, "train": _PIXEL_DEFAULTS})
+class PixelRNN(_PixelModel):
+    r"""PixelRNN: two-dimensional LSTMs over the image, a Diagonal BiLSTM or a Row LSTM.
+
+    The LSTMs sit between PixelCNN's mask-A convolution and its 1x1 outputs (:class:`~pyrogen.nn.PixelRNNNet`).
+
+    The Diagonal BiLSTM (the default) runs an LSTM along the image's diagonals in both directions, so every
+    conditional :math:`p(x_{c,i,j} \mid x_{<(i,j)})` sees every earlier pixel from the first layer (no blind spot);
+    the Row LSTM processes the image a row at a time, each row's state from the row above through a width-3
+    convolution, a triangular context above the pixel. Both are sequential in the image's height or diagonals
+    where PixelCNN is one convolution, and cost more per step for it.
+
+    Args:
+        event_shape: ``(C, H, W)``.
+        features: the LSTMs' state size and the hidden channels (a multiple of ``C``).
+        layers: recurrent layers (residual).
+        kernel_size: of the first (mask-A) convolution.
+        dropout: on each residual branch while training.
+        likelihood: ``"bernoulli"`` or ``"categorical"``.
+        levels: values of a categorical pixel.
+        cell: ``"diagonal-bilstm"`` or ``"row-lstm"``.
+
+    Raises:
+        ValueError: a bad argument, named with its value.
+
+    References: van den Oord, Kalchbrenner and Kavukcuoglu, 2016, arXiv:1601.06759.
+
+    Example:
+        >>> _ = torch.manual_seed(0)
+        >>> m = PixelRNN(event_shape=(1, 4, 4), features=8, layers=1, cell="row-lstm")
+        >>> m.log_prob(m.sample(2)).shape
+        torch.Size([2])
+    """
+
+    network = PixelRNNNet
+
+    def __init__(
+        self,
+        event_shape: Sequence[int] = (1, 8, 8),
+        features: int = 32,
+        layers: int = 2,
+        kernel_size: int = 7,
+        dropout: float = 0.5,
+        likelihood: str | None = None,
+        levels: int | None = None,
+        cell: str = "diagonal-bilstm",
+    ) -> None:
+        if cell not in PIXELRNN_CELLS:
+            raise ValueError(f"cell must be one of {', '.join(PIXELRNN_CELLS)}; got {cell!r}")
+        super().__init__(event_shape, features, layers, kernel_size, dropout, likelihood, levels, cell=cell)
+        self.cell = cell
 
 
 # --------------------------------------------------------------------------------------

@@ -20,6 +20,7 @@ from pyrogen.nn.masked import (
 )
 from pyrogen.nn.mlp import MLP, soft_clip
 from pyrogen.nn.pixelcnn import GatedPixelCNNNet, PixelCNNNet
+from pyrogen.nn.pixelrnn import PIXELRNN_CELLS, PixelRNNNet
 from pyrogen.nn.text import CrossAttention, TextEncoder, TextUNet
 
 __all__ = [
@@ -41,6 +42,8 @@ __all__ = [
     "MaskedConv2d",
     "MaskedLinear",
     "PixelCNNNet",
+    "PIXELRNN_CELLS",
+    "PixelRNNNet",
     "SpatialConvDecoder",
     "SpatialConvEncoder",
     "TextEncoder",
