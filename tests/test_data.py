@@ -282,3 +282,25 @@ def test_a_file_with_fixed_parts_keeps_them(tmp_path):
     np.savez(tmp_path / "tiny.npz", train=parts["train"], val=parts["val"][:1], test=parts["test"])
     with pytest.raises(ValueError, match="sizes must be three parts of at least 2 examples"):
         load(str(tmp_path / "tiny.npz"))
+
+
+def test_moving_digits_move_one_pixel_a_frame_bounce_at_the_walls_and_show_their_own_part_s_digits():
+    ds = load("moving-digits")
+    digits = load("digits-binary")
+    assert ds.kind == "sequence" and ds.event_shape == (16, 1, 16, 16) and ds.support == "binary"
+    for split in ("train", "val", "test"):
+        frames, where = ds.split(split), ds.positions[split]
+        assert len(frames) == len(digits.split(split)) == len(where)
+        assert int(where.min()) == 0 and int(where.max()) == 8
+        steps = where[:, 1:] - where[:, :-1]
+        assert bool((steps.abs() == 1).all())  # one pixel a frame along each axis
+        turned = steps[:, 1:] != steps[:, :-1]  # a velocity reverses only at a wall
+        at_wall = (where[:, 1:-1] == 0) | (where[:, 1:-1] == 8)
+        assert bool((~turned | at_wall).all()) and bool(turned.any())
+        for i in (0, len(frames) - 1):  # the frame is the part's digit at that place, and nothing else
+            for t in (0, 7, 15):
+                r, c = where[i, t].tolist()
+                assert torch.equal(frames[i, t, 0, r : r + 8, c : c + 8], digits.split(split)[i, 0])
+                assert frames[i, t].sum() == frames[i, t, 0, r : r + 8, c : c + 8].sum()
+        assert torch.equal(ds.labels[split], digits.labels[split])
+    assert not torch.equal(load("moving-digits", seed=1).positions["test"], ds.positions["test"])

@@ -59,7 +59,7 @@ MAX_DIMENSIONS = 2**18
 SPLITS = ("train", "val", "test")
 
 #: Every name :func:`load` accepts.
-DATASETS = TOYS + ("digits", "digits-int", "digits-binary", "digits-rgb", "text", "student")
+DATASETS = TOYS + ("digits", "digits-int", "digits-binary", "digits-rgb", "moving-digits", "text", "student")
 
 #: The seven colours of ``digits-rgb``: every non-black on/off combination of (R, G, B).
 RGB_COLOURS = torch.tensor([[1, 0, 0], [0, 1, 0], [0, 0, 1], [1, 1, 0], [1, 0, 1], [0, 1, 1], [1, 1, 1]])
@@ -76,8 +76,8 @@ class Dataset:
 
     Attributes:
         name: the name it was loaded by.
-        kind: ``"toy2d"``, ``"image"``, ``"text"``, ``"table"`` (discrete variables, ``student``) or ``"vector"``
-            (user vectors of other dimensions).
+        kind: ``"toy2d"``, ``"image"``, ``"sequence"`` (frames ``(T, C, H, W)``, ``moving-digits``), ``"text"``,
+            ``"table"`` (discrete variables, ``student``) or ``"vector"`` (user vectors of other dimensions).
         train, val, test: tensors of shape ``(n,) + event_shape``.
         support: the support of one value (see :data:`SUPPORTS`).
         levels: number of discrete levels behind the data: 2 for binary,
@@ -88,6 +88,8 @@ class Dataset:
             correction, see :func:`pyrogen.metrics.bits_per_dim`).
         labels: the class of each example for labelled data, per split.
         vocab: the characters of the ``text`` dataset, in id order.
+        positions: per split, where the object of each sequence is in every frame (``moving-digits``: the digit's
+            top-left corner, ``(n, T, 2)`` row and column).
     """
 
     name: str
@@ -100,6 +102,7 @@ class Dataset:
     dequantized: bool = False
     labels: dict[str, torch.Tensor] = field(default_factory=dict)
     vocab: str = ""
+    positions: dict[str, torch.Tensor] = field(default_factory=dict)
 
     @property
     def event_shape(self) -> torch.Size:
@@ -429,7 +432,31 @@ def load(name: str, seed: int = 0, val_fraction: float | None = None, test_fract
         return _text()
     if name == "student":
         return _student(seed)
+    if name == "moving-digits":
+        return _moving_digits(seed)
     return _digits(name, seed)
+
+
+def _moving_digits(seed: int) -> Dataset:
+    """The binarized digits moving in a 16 x 16 frame (:mod:`pyrogen.data.moving`), one sequence per digit image of
+    each part, the motion drawn with ``seed``."""
+    from pyrogen.data.moving import moving_sequences
+
+    digits = _digits("digits-binary", seed)
+    parts, positions = {}, {}
+    for i, split in enumerate(SPLITS):
+        parts[split], positions[split] = moving_sequences(digits.split(split), seed * 3 + i)
+    return Dataset(
+        "moving-digits",
+        "sequence",
+        parts["train"],
+        parts["val"],
+        parts["test"],
+        "binary",
+        2,
+        labels=digits.labels,
+        positions=positions,
+    )
 
 
 def _student(seed: int) -> Dataset:

@@ -62,6 +62,7 @@ from pyrogen.models.hmm import HiddenMarkovModel
 from pyrogen.models.implicit_vae import ImplicitVAE
 from pyrogen.models.kde import KernelDensity
 from pyrogen.models.mixture import GaussianMixture
+from pyrogen.models.sequence import TDVAE
 from pyrogen.models.vae import (
     CVAE,
     IWAE,
@@ -77,6 +78,7 @@ from pyrogen.models.vae import (
 
 __all__ = [
     "Autoencoder",
+    "TDVAE",
     "NaiveBayes",
     "BayesNet",
     "GaussianMixture",

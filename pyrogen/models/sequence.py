@@ -1,0 +1,298 @@
+r"""Sequence latent-variable models over frames ``(T, C, H, W)``: the temporal-difference VAE.
+
+**TD-VAE** (Gregor, Papamakarios, Besse, Buesing and Weber, 2019) learns a state :math:`z_s` whose belief
+:math:`b_s` (an LSTM over the frames seen so far) predicts the state a jump :math:`\delta` ahead, without
+stepping through the frames between. Belief :math:`s` has read frames :math:`0..s-1` (:math:`b_0` is a learned
+belief before any frame); the state :math:`z_s` decodes frame :math:`s-1`. For a pair :math:`s_1 < s_2 = s_1 +
+\delta` the bound of the jump is
+
+.. math::
+    \log p_D(x_{s_2 - 1} \mid z_{s_2}) + \log p_B(z_{s_1} \mid b_{s_1}) + \log p_T(z_{s_2} \mid z_{s_1}, \delta)
+    - \log p_B(z_{s_2} \mid b_{s_2}) - \log q_S(z_{s_1} \mid z_{s_2}, b_{s_1}, \delta),
+
+:math:`z_{s_2} \sim p_B(\cdot \mid b_{s_2})` and :math:`z_{s_1} \sim q_S(\cdot \mid z_{s_2}, b_{s_1}, \delta)`: the
+belief :math:`p_B` is both the prior at :math:`s_1` and the posterior at :math:`s_2`, the smoothing
+distribution :math:`q_S` infers the earlier state from the later one, and the transition :math:`p_T` jumps. It
+is the ELBO of a Pyro program (:meth:`TDVAE.model`: :math:`z_{s_1} \sim p_B`, :math:`z_{s_2} \sim p_T`,
+:math:`x \sim p_D`; :meth:`TDVAE.guide`: :math:`z_{s_2} \sim p_B`, :math:`z_{s_1} \sim q_S`), and
+:class:`JumpyELBO` trains it on one random pair per sequence, :math:`s_1` uniform and :math:`\delta` uniform in
+``1..max_jump``. One latent layer (the paper stacks two); the transition and smoothing networks read
+:math:`\delta` one-hot.
+
+Uses: :meth:`TDVAE.rollout` (from the belief after the observed frames, jumps of the transition, each state
+decoded), :meth:`TDVAE.sample` (the same from :math:`b_0`).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import pyro
+import pyro.distributions as dist
+import torch
+import torch.nn.functional as F
+from pyro.infer import Trace_ELBO
+from torch import nn
+
+from pyrogen.data import Dataset
+from pyrogen.data.batch import as_batch
+from pyrogen.inference.objectives import Objective, use_objective
+from pyrogen.inference.program import data_plate
+from pyrogen.models.base import GenerativeModel, check_hidden, check_positive_int
+from pyrogen.models.registry import Recipe, register
+from pyrogen.nn import MLP
+
+__all__ = ["TDVAE", "JumpyELBO"]
+
+_MIN_SCALE = 1e-3
+
+
+def _td_choices(recipe: Recipe, data: Dataset, kwargs: dict[str, Any]) -> dict[str, Any]:
+    """Binary frames ``(T, C, H, W)``.
+
+    Raises:
+        ValueError: data that are not sequences of binary frames.
+    """
+    if data.kind != "sequence" or data.support != "binary":
+        raise ValueError(
+            f"{recipe.name} models sequences of binary frames (T, C, H, W) such as 'moving-digits'; dataset "
+            f"{data.name!r} is {data.kind} data of support {data.support}"
+        )
+    return kwargs
+
+
+#: 6000 steps of batch 64 at lr 1e-3, validation every 200 steps with patience 10.
+_TD_TRAIN = {"lr": 1e-3, "batch_size": 64, "steps": 6000, "val_every": 200, "patience": 10, "grad_clip": 10.0}
+
+
+class JumpyELBO(Objective):
+    r"""TD-VAE's objective: minus the bound of one jump per sequence, :math:`s_1` uniform in :math:`0..T-1` and
+    :math:`\delta` uniform in :math:`1..\min(\text{max\_jump}, T - s_1)`, averaged over the batch. With
+    ``objective="pyro"``: ``Trace_ELBO`` on :meth:`TDVAE.model` and :meth:`TDVAE.guide` for the same pairs (the
+    pairs are drawn first, from the same random state, so the two agree on a seed). Validation: the bound
+    averaged over every pair, one sample each."""
+
+    @staticmethod
+    def draw(model: TDVAE, n: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+        """``n`` pairs ``(s1, delta)``."""
+        frames = model.frames
+        s1 = torch.randint(0, frames, (n,), device=device)
+        longest = (frames - s1).clamp(max=model.max_jump)
+        delta = 1 + (torch.rand(n, device=device) * longest).long().clamp(max=longest - 1)
+        return s1, delta
+
+    def loss(self, model: nn.Module, batch: Any, group: str = "model") -> torch.Tensor:
+        m: TDVAE = model  # type: ignore[assignment]
+        x = as_batch(batch).x
+        s1, delta = self.draw(m, len(x), x.device)
+        return -m.jump_bound(x, s1, delta).mean()
+
+    def pyro_loss(self, model: nn.Module, batch: Any, group: str = "model") -> torch.Tensor:
+        m: TDVAE = model  # type: ignore[assignment]
+        x = as_batch(batch).x
+        s1, delta = self.draw(m, len(x), x.device)
+        return Trace_ELBO().differentiable_loss(m.model, m.guide, x, s1, delta) / len(x)
+
+    def validation(self, model: nn.Module, batch: Any) -> torch.Tensor:
+        m: TDVAE = model  # type: ignore[assignment]
+        x = as_batch(batch).x
+        n = len(x)
+        pairs = [(s, d) for s in range(m.frames) for d in range(1, m.max_jump + 1) if s + d <= m.frames]
+        s1 = torch.tensor([s for s, _ in pairs], device=x.device).repeat_interleave(n)
+        delta = torch.tensor([d for _, d in pairs], device=x.device).repeat_interleave(n)
+        return -m.jump_bound(x.repeat(len(pairs), *([1] * (x.dim() - 1))), s1, delta).mean()
+
+
+@register("td-vae", family="sequence", data="moving-digits", choices=_td_choices, train=_TD_TRAIN)
+class TDVAE(GenerativeModel):
+    r"""Temporal-difference VAE over sequences of binary frames: beliefs, jumpy state predictions, rollouts.
+
+    See the module's docstring for the bound. The frames are encoded by an MLP, the beliefs are an LSTM over the
+    encodings (:math:`b_0` learned), and :math:`p_B`, :math:`q_S`, :math:`p_T` are diagonal normals from MLPs
+    (the transition's mean a residual update of :math:`z_{s_1}`); :math:`p_D` is a Bernoulli per pixel.
+
+    Args:
+        event_shape: ``(T, C, H, W)``.
+        latent_dim: the state's size.
+        belief_dim: the LSTM's state size.
+        hidden: hidden widths of every MLP.
+        max_jump: the longest jump :math:`\delta` trained (and the one-hot size of :math:`\delta`).
+
+    Raises:
+        ValueError: a bad argument, named with its value.
+
+    References: Gregor, Papamakarios, Besse, Buesing and Weber, 2019, arXiv:1806.03107.
+
+    Example:
+        >>> _ = torch.manual_seed(0)
+        >>> m = TDVAE(event_shape=(5, 1, 4, 4), latent_dim=2, belief_dim=8, hidden=(16,), max_jump=2)
+        >>> m.sample(3).shape, m.rollout(m.sample(3)[:, :2], steps=4).shape
+        (torch.Size([3, 5, 1, 4, 4]), torch.Size([3, 4, 1, 4, 4]))
+    """
+
+    support = "binary"
+
+    def __init__(
+        self,
+        event_shape: Sequence[int] = (16, 1, 16, 16),
+        latent_dim: int = 8,
+        belief_dim: int = 128,
+        hidden: Sequence[int] = (256,),
+        max_jump: int = 4,
+    ) -> None:
+        super().__init__(event_shape)
+        if len(self.event_shape) != 4:
+            raise ValueError(f"TDVAE models frames: event_shape=(T, C, H, W); got {tuple(event_shape)}")
+        self.frames = self.event_shape[0]
+        if self.frames < 2:
+            raise ValueError(f"a sequence needs at least 2 frames; got event_shape {tuple(event_shape)}")
+        self.latent_dim = check_positive_int("latent_dim", latent_dim)
+        self.belief_dim = check_positive_int("belief_dim", belief_dim)
+        self.hidden = check_hidden(hidden)
+        self.max_jump = check_positive_int("max_jump", max_jump)
+        if self.max_jump >= self.frames + 1:
+            raise ValueError(f"max_jump must be at most the {self.frames} frames; got {max_jump}")
+        pixels, h, z = math.prod(self.event_shape[1:]), list(self.hidden), self.latent_dim
+        self.encoder = MLP(pixels, h, self.belief_dim)
+        self.lstm = nn.LSTM(self.belief_dim, self.belief_dim, batch_first=True)
+        self.initial_belief = nn.Parameter(torch.zeros(self.belief_dim))
+        self.belief_net = MLP(self.belief_dim, h, 2 * z, chunks=2)
+        self.smoothing_net = MLP(self.belief_dim + z + self.max_jump, h, 2 * z, chunks=2)
+        self.transition_net = MLP(z + self.max_jump, h, 2 * z, chunks=2)
+        self.decoder = MLP(z, h, pixels)
+
+    # -- the parts -----------------------------------------------------------------------------------
+    def beliefs(self, x: torch.Tensor) -> torch.Tensor:
+        """The beliefs ``(n, T' + 1, belief_dim)`` after ``0..T'`` of the frames ``x`` ``(n, T', C, H, W)``."""
+        n, t = x.shape[:2]
+        codes = self.encoder(x.reshape(n, t, -1).to(self.initial_belief.dtype))
+        out, _ = self.lstm(codes)
+        return torch.cat([self.initial_belief.expand(n, 1, -1), out], dim=1)
+
+    @staticmethod
+    def _normal(params: tuple[torch.Tensor, torch.Tensor]) -> dist.Normal:
+        loc, raw = params
+        return dist.Normal(loc, F.softplus(raw) + _MIN_SCALE)
+
+    def _jump(self, delta: torch.Tensor) -> torch.Tensor:
+        return F.one_hot(delta - 1, self.max_jump).to(self.initial_belief.dtype)
+
+    def belief(self, b: torch.Tensor) -> dist.Normal:
+        """:math:`p_B(z \\mid b)`, batch ``b.shape[:-1]``."""
+        return self._normal(self.belief_net(b))
+
+    def transition(self, z: torch.Tensor, delta: torch.Tensor) -> dist.Normal:
+        """:math:`p_T(z' \\mid z, \\delta)`: a residual jump from ``z``."""
+        loc, raw = self.transition_net(torch.cat([z, self._jump(delta)], -1))
+        return self._normal((z + loc, raw))
+
+    def smoothing(self, z2: torch.Tensor, b1: torch.Tensor, delta: torch.Tensor) -> dist.Normal:
+        """:math:`q_S(z_{s_1} \\mid z_{s_2}, b_{s_1}, \\delta)`."""
+        return self._normal(self.smoothing_net(torch.cat([b1, z2, self._jump(delta)], -1)))
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        """The Bernoulli logits of the frame of state ``z``, ``z.shape[:-1] + (C, H, W)``."""
+        return self.decoder(z).reshape(*z.shape[:-1], *self.event_shape[1:])
+
+    def _pairs(self, x: torch.Tensor, s1: torch.Tensor, delta: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        s1, delta = torch.as_tensor(s1, device=x.device).long(), torch.as_tensor(delta, device=x.device).long()
+        if s1.shape != (len(x),) or delta.shape != (len(x),):
+            raise ValueError(f"s1 and delta must hold one index per sequence, shape ({len(x)},)")
+        if bool((s1 < 0).any() | (delta < 1).any() | (delta > self.max_jump).any() | (s1 + delta > self.frames).any()):
+            raise ValueError(f"pairs need 0 <= s1, 1 <= delta <= {self.max_jump} and s1 + delta <= {self.frames}")
+        b = self.beliefs(x)
+        rows = torch.arange(len(x), device=x.device)
+        return b[rows, s1], b[rows, s1 + delta], x[rows, s1 + delta - 1], delta
+
+    # -- the bound ------------------------------------------------------------------------------------
+    def jump_bound(self, x: torch.Tensor, s1: torch.Tensor, delta: torch.Tensor) -> torch.Tensor:
+        """The bound of the jump ``s1 -> s1 + delta`` of each sequence, one sample, shape ``(n,)`` (the module's
+        docstring); the fused form of the ELBO of :meth:`model` and :meth:`guide`."""
+        b1, b2, target, delta = self._pairs(self.validate(x), s1, delta)
+        p_b2 = self.belief(b2)
+        z2 = p_b2.rsample()
+        q_s = self.smoothing(z2, b1, delta)
+        z1 = q_s.rsample()
+        logits = self.decode(z2)
+        log_px = dist.Bernoulli(logits=logits).log_prob(target.to(logits.dtype)).flatten(1).sum(-1)
+        return (
+            log_px
+            + self.belief(b1).log_prob(z1).sum(-1)
+            + self.transition(z1, delta).log_prob(z2).sum(-1)
+            - p_b2.log_prob(z2).sum(-1)
+            - q_s.log_prob(z1).sum(-1)
+        )
+
+    # -- the Pyro program ------------------------------------------------------------------------------
+    def model(
+        self, x: torch.Tensor | None = None, s1: torch.Tensor | None = None, delta: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """:math:`z_{s_1} \\sim p_B(\\cdot \\mid b_{s_1})`, :math:`z_{s_2} \\sim p_T`, the frame :math:`s_2 - 1`
+        observed under :math:`p_D`, for the pairs ``(s1, delta)`` of the sequences ``x``."""
+        pyro.module(self._param_store_name(), self)
+        if x is None or s1 is None or delta is None:
+            raise ValueError("TDVAE.model scores jumps of observed sequences: pass x, s1 and delta")
+        b1, _, target, delta = self._pairs(x, s1, delta)
+        with data_plate(len(x)):
+            z1 = pyro.sample("z1", self.belief(b1).to_event(1))
+            z2 = pyro.sample("z2", self.transition(z1, delta).to_event(1))
+            logits = self.decode(z2)
+            return pyro.sample("x", dist.Bernoulli(logits=logits).to_event(3), obs=target.to(logits.dtype))
+
+    def guide(
+        self, x: torch.Tensor | None = None, s1: torch.Tensor | None = None, delta: torch.Tensor | None = None
+    ) -> None:
+        """:math:`z_{s_2} \\sim p_B(\\cdot \\mid b_{s_2})`, then :math:`z_{s_1} \\sim q_S(\\cdot \\mid z_{s_2}, b_{s_1},
+        \\delta)`."""
+        pyro.module(self._param_store_name(), self)
+        if x is None or s1 is None or delta is None:
+            raise ValueError("TDVAE.guide scores jumps of observed sequences: pass x, s1 and delta")
+        b1, b2, _, delta = self._pairs(x, s1, delta)
+        with data_plate(len(x)):
+            z2 = pyro.sample("z2", self.belief(b2).to_event(1))
+            pyro.sample("z1", self.smoothing(z2, b1, delta).to_event(1))
+
+    # -- uses ------------------------------------------------------------------------------------------
+    def _roll(self, z: torch.Tensor, steps: int, jump: int) -> torch.Tensor:
+        delta = torch.full((len(z),), jump, dtype=torch.long, device=z.device)
+        out = []
+        for _ in range(steps):
+            z = self.transition(z, delta).sample()
+            out.append(torch.sigmoid(self.decode(z)))
+        return torch.stack(out, dim=1)
+
+    @torch.no_grad()
+    def rollout(self, observed: torch.Tensor, steps: int, jump: int = 1) -> torch.Tensor:
+        """Predicted frames after the ``k`` observed frames ``(n, k, C, H, W)``: the state drawn from the belief
+        after them, then ``steps`` jumps of ``jump`` frames, each state decoded: pixel probabilities
+        ``(n, steps, C, H, W)`` of frames ``k - 1 + jump, k - 1 + 2 jump, ...``.
+
+        Raises:
+            ValueError: frames of the wrong shape or values, no frame, a bad ``steps`` or ``jump``.
+        """
+        check_positive_int("steps", steps)
+        if isinstance(jump, bool) or not isinstance(jump, int) or not 1 <= jump <= self.max_jump:
+            raise ValueError(f"jump must be an integer in 1..{self.max_jump}; got {jump!r}")
+        if not isinstance(observed, torch.Tensor) or observed.dim() != 5 or observed.shape[2:] != self.event_shape[1:]:
+            shape = tuple(observed.shape) if isinstance(observed, torch.Tensor) else type(observed).__name__
+            frame = ", ".join(map(str, self.event_shape[1:]))
+            raise ValueError(f"observed must have shape (n, k, {frame}); got {shape}")
+        if observed.shape[1] < 1 or len(observed) < 1:
+            raise ValueError("observed must hold at least one sequence of at least one frame")
+        if not bool(torch.isfinite(observed).all()) or not bool(((observed == 0) | (observed == 1)).all()):
+            raise ValueError("observed must hold only 0 and 1")
+        b = self.beliefs(observed)[:, -1]
+        return self._roll(self.belief(b).sample(), steps, jump)
+
+    @torch.no_grad()
+    def sample(self, n: int) -> torch.Tensor:
+        """``n`` sequences ``(n,) + event_shape``: the state from :math:`b_0`, jumps of one frame, each frame a
+        Bernoulli draw of its decoded probabilities."""
+        check_positive_int("n", n)
+        z = self.belief(self.initial_belief.expand(n, -1)).sample()
+        return torch.bernoulli(self._roll(z, self.frames, 1))
+
+
+use_objective(TDVAE, lambda model: JumpyELBO())
