@@ -399,15 +399,18 @@ def test_far_tail_inputs_no_longer_overflow_the_coupling_conditioners():
         MLP(2, [4], 2, input_clip=0.0)
 
 
-@pytest.mark.parametrize("kind", ["autoregressive", "coupling"])
-def test_nsf_density_is_the_change_of_variables_by_the_autograd_jacobian(kind):
+@pytest.mark.parametrize(("kind", "affine"), [("autoregressive", True), ("autoregressive", False), ("coupling", False)])
+def test_nsf_density_is_the_change_of_variables_by_the_autograd_jacobian(kind, affine):
     import math
 
     from pyrogen.models import NSF
 
     torch.manual_seed(0)
-    flow = NSF(event_shape=(2,), num_layers=3, hidden=(16,), kind=kind).double()
+    flow = NSF(event_shape=(2,), num_layers=3, hidden=(16,), kind=kind, affine=affine).double()
+    for p in flow.parameters():  # away from the near-identity initialisation
+        p.data.add_(0.1 * torch.randn_like(p))
     layers = flow.layers()
+    assert len(layers) == 2 * 3 if kind == "coupling" or affine else len(layers) == 3
 
     def to_base(v):
         for t in reversed(layers):
@@ -439,6 +442,7 @@ def test_a_class_conditional_nsf_and_its_refusals():
     assert flow.log_prob((x, y)).shape == (6,)
     with pytest.raises(ValueError, match="autoregressive"):
         NSF(event_shape=(2,), classes=3, kind="coupling")
-    for kwargs, name in (({"bins": 1}, "bins"), ({"bound": 0.0}, "bound"), ({"kind": "spline"}, "kind")):
+    bad = ({"bins": 1}, "bins"), ({"bound": 0.0}, "bound"), ({"kind": "spline"}, "kind"), ({"affine": 1}, "affine")
+    for kwargs, name in bad:
         with pytest.raises(ValueError, match=name):
             NSF(event_shape=(2,), **kwargs)
