@@ -1,4 +1,4 @@
-"""Sequence models on the moving digits: TD-VAE's jumpy rollouts against the true motion.
+"""Sequence models: TD-VAE's jumpy rollouts on the moving digits, the VRNN against an LSTM on the spoken digits.
 
 Section ``td-vae``: TD-VAE trained by ``fit`` with its registered settings (early stopping on the validation
 part's bound), then on every test sequence: the first ``OBSERVED`` frames observed, ``JUMPS`` jumps of one frame
@@ -8,7 +8,13 @@ when the two are within one pixel along both axes. Reported: the share of test s
 3 jumps, the share on track at each jump, the mean distance per jump, and the test bound averaged over every jump
 (nats per jump). A figure of rollouts goes to ``docs/figures/tdvae_rollouts.png``.
 
-    python benchmarks/sequence.py                 # about 25 minutes on 2 cores
+Section ``vrnn``: the VRNN trained by ``fit`` with its registered settings on the spoken digits, its test bound
+per frame (the ELBO and the IWAE bound with k = 100, nats per frame of 20 standardized log-mel bands), beside an
+LSTM with a Gaussian output (:class:`FrameLSTM` below: autoregressive, no latents, the same state size, exact
+NLL) trained with the same steps, batch, learning rate and early stopping; spectrograms of test utterances and
+of both models' samples go to ``docs/figures/vrnn_spectrograms.png``.
+
+    python benchmarks/sequence.py                 # about 45 minutes on 2 cores
     python benchmarks/sequence.py --quick         # a smoke run
 """
 
@@ -97,7 +103,133 @@ def td_vae(steps: int | None, write_figure: bool = True) -> dict[str, Any]:
     return {**row, "test_bound_nats_per_jump": round(bound, 3), **scores}
 
 
-SECTIONS = ("td-vae",)
+class FrameLSTM(torch.nn.Module):
+    """The baseline: an LSTM over the frames so far, a diagonal Gaussian for the next frame (the first frame's
+    from a learned state); exact log-likelihood."""
+
+    def __init__(self, frame_dim: int, state_dim: int = 128, hidden: int = 128) -> None:
+        super().__init__()
+        self.lstm = torch.nn.LSTM(frame_dim, state_dim, batch_first=True)
+        self.start = torch.nn.Parameter(torch.zeros(1, 1, state_dim))
+        self.head = torch.nn.Sequential(
+            torch.nn.Linear(state_dim, hidden), torch.nn.ReLU(), torch.nn.Linear(hidden, 2 * frame_dim)
+        )
+
+    def _params(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        out, _ = self.lstm(x[:, :-1])
+        h = torch.cat([self.start.expand(len(x), 1, -1), out], 1)
+        loc, raw = self.head(h).chunk(2, -1)
+        return loc, torch.nn.functional.softplus(raw) + 1e-3
+
+    def log_prob(self, x: torch.Tensor) -> torch.Tensor:
+        loc, scale = self._params(x)
+        return torch.distributions.Normal(loc, scale).log_prob(x).sum((1, 2))
+
+    @torch.no_grad()
+    def sample(self, n: int, frames: int) -> torch.Tensor:
+        x = torch.zeros(n, 0, self.lstm.input_size)
+        for _ in range(frames):
+            loc, scale = self._params(torch.cat([x, torch.zeros(n, 1, x.shape[-1])], 1))
+            x = torch.cat([x, torch.distributions.Normal(loc[:, -1:], scale[:, -1:]).sample()], 1)
+        return x
+
+
+def train_lstm(data: Any, settings: dict[str, Any], seed: int = 0) -> tuple[FrameLSTM, dict[str, Any]]:
+    """The baseline trained by the VRNN's registered settings (Adam, the batch, the steps, gradient clipping,
+    early stopping on the validation NLL with the best parameters kept)."""
+    import copy
+    import math
+    import time
+
+    torch.manual_seed(seed)
+    model = FrameLSTM(data.event_shape[1])
+    opt = torch.optim.Adam(model.parameters(), lr=settings["lr"])
+    g = torch.Generator().manual_seed(seed)
+    best, best_state, best_step, waited, t = math.inf, copy.deepcopy(model.state_dict()), 0, 0, time.perf_counter()
+    step = 0
+    for step in range(1, settings["steps"] + 1):
+        batch = data.train[torch.randint(0, len(data.train), (settings["batch_size"],), generator=g)]
+        loss = -model.log_prob(batch).mean()
+        opt.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), settings["grad_clip"])
+        opt.step()
+        if step % settings["val_every"] == 0:
+            with torch.no_grad():
+                v = float(-model.log_prob(data.val).mean())
+            if v < best:
+                best, best_state, best_step, waited = v, copy.deepcopy(model.state_dict()), step, 0
+            else:
+                waited += 1
+                if waited >= settings["patience"]:
+                    break
+    model.load_state_dict(best_state)
+    with torch.no_grad():
+        nll = -model.log_prob(data.test)
+    frames = data.event_shape[0]
+    return model, {
+        "model": "lstm-gaussian",
+        "nll_per_frame": round(float(nll.mean()) / frames, 4),
+        "stderr_per_frame": round(float(nll.std() / math.sqrt(len(nll))) / frames, 4),
+        "steps": step,
+        "best_step": best_step,
+        "train_s": round(time.perf_counter() - t, 1),
+    }
+
+
+def spectrograms(test: torch.Tensor, vrnn: torch.Tensor, lstm: torch.Tensor, path: Path, cols: int = 6) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(3, cols, figsize=(cols * 1.5, 4.2))
+    for row, (name, x) in enumerate((("test", test), ("VRNN", vrnn), ("LSTM", lstm))):
+        for i in range(cols):
+            ax = axes[row, i]
+            ax.imshow(x[i].T.numpy(), origin="lower", aspect="auto", cmap="magma", vmin=-2.5, vmax=2.5)
+            ax.set_xticks([])
+            ax.set_yticks([])
+        axes[row, 0].set_ylabel(name, fontsize=8)
+    axes[0, 0].set_title("log-mel frames (time across, 20 bands up)", loc="left", fontsize=8)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+
+
+def vrnn(steps: int | None, write_figure: bool = True) -> list[dict[str, Any]]:
+    import math
+
+    from pyrogen.models import registry
+
+    data = load("spoken-digits")
+    frames = data.event_shape[0]
+    model, row = train_and_score("vrnn", data, {}, steps, score=False)
+    model.eval()
+    torch.manual_seed(1)
+    with torch.no_grad():
+        elbo = model.elbo(data.test)
+        iwae = model.iwae(data.test, k=10 if steps else 100, chunk=10 if steps else 50)
+    row |= {
+        "elbo_per_frame": round(-float(elbo.mean()) / frames, 4),
+        "iwae100_per_frame": round(-float(iwae.mean()) / frames, 4),
+        "stderr_per_frame": round(float(iwae.std() / math.sqrt(len(iwae))) / frames, 4),
+    }
+    settings = {**registry.get("vrnn").train_defaults_for(data), **({"steps": steps} if steps else {})}
+    lstm, base = train_lstm(data, settings)
+    if write_figure:
+        torch.manual_seed(2)
+        spectrograms(
+            data.test[:: max(1, len(data.test) // 6)][:6],
+            model.sample(6),
+            lstm.sample(6, frames),
+            FIGURE.with_name("vrnn_spectrograms.png"),
+        )
+    return [row, base]
+
+
+SECTIONS = ("td-vae", "vrnn")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -107,6 +239,8 @@ def main(argv: list[str] | None = None) -> int:
     for section in args.only or SECTIONS:
         if section == "td-vae":
             out["td_vae"] = td_vae(steps, write_figure=not args.quick)
+        elif section == "vrnn":
+            out["vrnn"] = vrnn(steps, write_figure=not args.quick)
 
     def printer(o: dict[str, Any]) -> None:
         r = o.get("td_vae")
@@ -117,6 +251,9 @@ def main(argv: list[str] | None = None) -> int:
                 f"per jump {r['share_on_track_per_jump']}; mean distance {r['mean_distance_per_jump']} px "
                 f"(best step {r['best_step']}, {r['train_s']} s)"
             )
+        for r in o.get("vrnn", []):
+            bound = r.get("iwae100_per_frame", r.get("nll_per_frame"))
+            print(f"spoken digits, {r['model']:<14} test NLL (bound) per frame {bound} (best step {r['best_step']})")
 
     return report(out, args.json, printer)
 

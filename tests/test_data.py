@@ -304,3 +304,28 @@ def test_moving_digits_move_one_pixel_a_frame_bounce_at_the_walls_and_show_their
                 assert frames[i, t].sum() == frames[i, t, 0, r : r + 8, c : c + 8].sum()
         assert torch.equal(ds.labels[split], digits.labels[split])
     assert not torch.equal(load("moving-digits", seed=1).positions["test"], ds.positions["test"])
+
+
+def test_spoken_digits_are_standardized_log_mel_frames_with_every_word_and_no_speaker_in_two_parts():
+    from pyrogen.data.speech import BANDS, FRAMES, load_spoken_digits, log_mel, mel_filters
+
+    ds = load("spoken-digits")
+    assert ds.kind == "sequence" and ds.event_shape == (FRAMES, BANDS) and ds.support == "real"
+    assert torch.allclose(ds.train.mean((0, 1)), torch.zeros(BANDS), atol=1e-4)
+    assert torch.allclose(ds.train.std((0, 1)), torch.ones(BANDS), atol=1e-3)
+    raw = load_spoken_digits()
+    speakers = [set(raw["speaker"][raw["part"] == i].tolist()) for i in range(3)]
+    assert not (speakers[0] & speakers[1] or speakers[0] & speakers[2] or speakers[1] & speakers[2])
+    for split in ("train", "val", "test"):
+        assert torch.equal(torch.bincount(ds.labels[split], minlength=10).bool(), torch.ones(10, dtype=torch.bool))
+        assert len(ds.split(split)) == len(ds.labels[split])
+    # the filters: triangles on the mel scale, adjacent ones summing to 1 between the first and last centres
+    filters = mel_filters()
+    peaks = np.argmax(filters, 1)
+    assert filters.shape == (BANDS, 129) and bool((np.diff(peaks) > 0).all())
+    assert np.allclose(filters[:, peaks[0] + 1 : peaks[-1]].sum(0), 1.0, atol=1e-6)
+    # a pure tone's power lands in the band around its frequency
+    t = np.arange(8000) / 8000
+    band = int(np.argmax(log_mel(0.5 * np.sin(2 * np.pi * 1000 * t)).mean(0)))
+    centres = np.argmax(filters, 1) * 4000 / 128
+    assert abs(centres[band] - 1000) == min(abs(centres - 1000))

@@ -59,7 +59,16 @@ MAX_DIMENSIONS = 2**18
 SPLITS = ("train", "val", "test")
 
 #: Every name :func:`load` accepts.
-DATASETS = TOYS + ("digits", "digits-int", "digits-binary", "digits-rgb", "moving-digits", "text", "student")
+DATASETS = TOYS + (
+    "digits",
+    "digits-int",
+    "digits-binary",
+    "digits-rgb",
+    "moving-digits",
+    "spoken-digits",
+    "text",
+    "student",
+)
 
 #: The seven colours of ``digits-rgb``: every non-black on/off combination of (R, G, B).
 RGB_COLOURS = torch.tensor([[1, 0, 0], [0, 1, 0], [0, 0, 1], [1, 1, 0], [1, 0, 1], [0, 1, 1], [1, 1, 1]])
@@ -434,6 +443,8 @@ def load(name: str, seed: int = 0, val_fraction: float | None = None, test_fract
         return _student(seed)
     if name == "moving-digits":
         return _moving_digits(seed)
+    if name == "spoken-digits":
+        return _spoken_digits()
     return _digits(name, seed)
 
 
@@ -457,6 +468,21 @@ def _moving_digits(seed: int) -> Dataset:
         labels=digits.labels,
         positions=positions,
     )
+
+
+def _spoken_digits() -> Dataset:
+    """The spoken digits (:mod:`pyrogen.data.speech`): log-mel frames ``(40, 20)`` of the words zero to nine,
+    each band standardized by the training part's mean and standard deviation over frames; parts by speaker."""
+    from pyrogen.data.speech import load_spoken_digits
+
+    arrays = load_spoken_digits()
+    x, y, part = torch.as_tensor(arrays["x"]), torch.as_tensor(arrays["y"]), torch.as_tensor(arrays["part"])
+    train = x[part == 0]
+    mean, std = train.mean((0, 1)), train.std((0, 1))
+    x = (x - mean) / std
+    parts = {split: x[part == i] for i, split in enumerate(SPLITS)}
+    labels = {split: y[part == i] for i, split in enumerate(SPLITS)}
+    return Dataset("spoken-digits", "sequence", parts["train"], parts["val"], parts["test"], "real", labels=labels)
 
 
 def _student(seed: int) -> Dataset:

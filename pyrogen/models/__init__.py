@@ -62,7 +62,7 @@ from pyrogen.models.hmm import HiddenMarkovModel
 from pyrogen.models.implicit_vae import ImplicitVAE
 from pyrogen.models.kde import KernelDensity
 from pyrogen.models.mixture import GaussianMixture
-from pyrogen.models.sequence import TDVAE
+from pyrogen.models.sequence import TDVAE, VRNN
 from pyrogen.models.vae import (
     CVAE,
     IWAE,
@@ -79,6 +79,7 @@ from pyrogen.models.vae import (
 __all__ = [
     "Autoencoder",
     "TDVAE",
+    "VRNN",
     "NaiveBayes",
     "BayesNet",
     "GaussianMixture",

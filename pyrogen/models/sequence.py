@@ -1,4 +1,5 @@
-r"""Sequence latent-variable models over frames ``(T, C, H, W)``: the temporal-difference VAE.
+r"""Sequence latent-variable models: the temporal-difference VAE over frames ``(T, C, H, W)`` and the
+variational RNN over real-valued frames ``(T, D)``.
 
 **TD-VAE** (Gregor, Papamakarios, Besse, Buesing and Weber, 2019) learns a state :math:`z_s` whose belief
 :math:`b_s` (an LSTM over the frames seen so far) predicts the state a jump :math:`\delta` ahead, without
@@ -21,6 +22,12 @@ is the ELBO of a Pyro program (:meth:`TDVAE.model`: :math:`z_{s_1} \sim p_B`, :m
 
 Uses: :meth:`TDVAE.rollout` (from the belief after the observed frames, jumps of the transition, each state
 decoded), :meth:`TDVAE.sample` (the same from :math:`b_0`).
+
+**VRNN** (Chung, Kastner, Dinh, Goel, Courville and Bengio, 2015): an LSTM whose every step has a latent
+:math:`z_t` with a learned prior :math:`p(z_t \mid h_{t-1})`, a decoder :math:`p(x_t \mid z_t, h_{t-1})` and an
+encoder :math:`q(z_t \mid x_t, h_{t-1})`, the state updated from both, :math:`h_t = f(h_{t-1}, \varphi_x(x_t),
+\varphi_z(z_t))`: a Pyro model/guide over ``pyro.markov`` steps, trained by the ELBO with each step's KL in
+closed form (given the sampled past), as Pyro's ``TraceMeanField_ELBO`` computes it.
 """
 
 from __future__ import annotations
@@ -33,6 +40,7 @@ import pyro
 import pyro.distributions as dist
 import torch
 import torch.nn.functional as F
+from pyro import poutine
 from pyro.infer import Trace_ELBO
 from torch import nn
 
@@ -42,9 +50,10 @@ from pyrogen.inference.objectives import Objective, use_objective
 from pyrogen.inference.program import data_plate
 from pyrogen.models.base import GenerativeModel, check_hidden, check_positive_int
 from pyrogen.models.registry import Recipe, register
+from pyrogen.models.vae import LatentVariableModel
 from pyrogen.nn import MLP
 
-__all__ = ["TDVAE", "JumpyELBO"]
+__all__ = ["TDVAE", "VRNN", "JumpyELBO"]
 
 _MIN_SCALE = 1e-3
 
@@ -296,3 +305,176 @@ class TDVAE(GenerativeModel):
 
 
 use_objective(TDVAE, lambda model: JumpyELBO())
+
+
+def _vrnn_choices(recipe: Recipe, data: Dataset, kwargs: dict[str, Any]) -> dict[str, Any]:
+    """Real-valued frames ``(T, D)``.
+
+    Raises:
+        ValueError: data that are not sequences of real-valued vectors.
+    """
+    if data.support != "real" or len(data.event_shape) != 2:
+        raise ValueError(
+            f"{recipe.name} models sequences of real-valued frames (T, D) such as 'spoken-digits'; dataset "
+            f"{data.name!r} has examples of shape {tuple(data.event_shape)} and support {data.support}"
+        )
+    return kwargs
+
+
+@register(
+    "vrnn",
+    family="sequence",
+    data="spoken-digits",
+    choices=_vrnn_choices,
+    train={"lr": 1e-3, "batch_size": 64, "steps": 4000, "val_every": 100, "patience": 10, "grad_clip": 10.0},
+)
+class VRNN(LatentVariableModel):
+    r"""Variational RNN over sequences of real-valued frames ``(T, D)`` (the module's docstring).
+
+    Per step: the prior :math:`\mathcal N(\mu_p(h), \sigma_p(h))`, the encoder :math:`\mathcal N(\mu_q(h,
+    \varphi_x(x_t)), \sigma_q(\cdot))`, the decoder :math:`\mathcal N(\mu_x(h, \varphi_z(z_t)), \sigma_x(\cdot))`
+    with diagonal covariances (scales by softplus), and an LSTM cell for :math:`f`; the state before the first
+    frame is learned.
+
+    Args:
+        event_shape: ``(T, D)``.
+        latent_dim: the size of each step's :math:`z_t`.
+        state_dim: the LSTM's state size.
+        hidden: hidden widths of every MLP (:math:`\varphi_x`, :math:`\varphi_z`, prior, encoder, decoder).
+        features: the width of :math:`\varphi_x(x_t)` and :math:`\varphi_z(z_t)`.
+        kl_warmup: steps of KL warm-up (0: none).
+
+    Raises:
+        ValueError: a bad argument, named with its value.
+
+    References: Chung, Kastner, Dinh, Goel, Courville and Bengio, 2015, arXiv:1506.02216.
+
+    Example:
+        >>> _ = torch.manual_seed(0)
+        >>> m = VRNN(event_shape=(5, 3), latent_dim=2, state_dim=8, hidden=(8,), features=4)
+        >>> m.elbo(torch.randn(4, 5, 3)).shape, m.sample(2).shape
+        (torch.Size([4]), torch.Size([2, 5, 3]))
+    """
+
+    support = "real"
+
+    def __init__(
+        self,
+        event_shape: Sequence[int] = (40, 20),
+        latent_dim: int = 8,
+        state_dim: int = 128,
+        hidden: Sequence[int] = (128,),
+        features: int = 64,
+        kl_warmup: int = 0,
+    ) -> None:
+        super().__init__(event_shape)
+        if len(self.event_shape) != 2:
+            raise ValueError(f"VRNN models sequences of frames: event_shape=(T, D); got {tuple(event_shape)}")
+        self.frames, self.frame_dim = self.event_shape
+        self.latent_dim = check_positive_int("latent_dim", latent_dim)
+        self.state_dim = check_positive_int("state_dim", state_dim)
+        self.hidden = check_hidden(hidden)
+        self.features = check_positive_int("features", features)
+        self.kl_warmup = check_positive_int("kl_warmup", kl_warmup) if kl_warmup else 0
+        from pyrogen.inference.hooks import StepClock
+
+        self.clock = StepClock()
+        d, z, h, f, hid = self.frame_dim, self.latent_dim, self.state_dim, self.features, list(self.hidden)
+        self.phi_x = MLP(d, hid, f)
+        self.phi_z = MLP(z, hid, f)
+        self.prior_net = MLP(h, hid, 2 * z, chunks=2)
+        self.encoder_net = MLP(h + f, hid, 2 * z, chunks=2)
+        self.decoder_net = MLP(h + f, hid, 2 * d, chunks=2)
+        self.cell = nn.LSTMCell(2 * f, h)
+        self.initial_state = nn.Parameter(torch.zeros(2, h))
+
+    @staticmethod
+    def _normal(params: tuple[torch.Tensor, torch.Tensor]) -> dist.Normal:
+        loc, raw = params
+        return dist.Normal(loc, F.softplus(raw) + _MIN_SCALE)
+
+    def _start(self, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+        h0, c0 = self.initial_state
+        return h0.expand(n, -1), c0.expand(n, -1)
+
+    def _step(
+        self, state: tuple[torch.Tensor, torch.Tensor], fx: torch.Tensor, z: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The decoder's parameters for ``x_t`` need ``phi_z(z)``; returns the next state and ``phi_z(z)``."""
+        fz = self.phi_z(z)
+        h, c = self.cell(torch.cat([fx, fz], -1), state)
+        return h, c, fz
+
+    def elbo_terms(
+        self, x: torch.Tensor, y: torch.Tensor | None, particles: int | None, analytic: bool
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(sum_t log p(x_t | z_t, h_{t-1}), sum_t [log p(z_t | h_{t-1}) - log q(z_t | x_t, h_{t-1})])`` per
+        sequence (each step's KL in closed form with ``analytic``), ``(n,)`` or ``(particles, n)``."""
+        n = len(x)
+        xs = x if particles is None else x.expand(particles, *x.shape).reshape(particles * n, *x.shape[1:])
+        h, c = self._start(len(xs))
+        rec = xs.new_zeros(len(xs))
+        log_r = xs.new_zeros(len(xs))
+        fxs = self.phi_x(xs)  # every frame's features at once
+        for t in range(self.frames):
+            prior = self._normal(self.prior_net(h))
+            q = self._normal(self.encoder_net(torch.cat([h, fxs[:, t]], -1)))
+            z = q.rsample()
+            fz = self.phi_z(z)
+            rec = rec + self._normal(self.decoder_net(torch.cat([h, fz], -1))).log_prob(xs[:, t]).sum(-1)
+            if analytic:
+                log_r = log_r - torch.distributions.kl_divergence(q, prior).sum(-1)
+            else:
+                log_r = log_r + (prior.log_prob(z) - q.log_prob(z)).sum(-1)
+            h, c = self.cell(torch.cat([fxs[:, t], fz], -1), (h, c))
+        if particles is None:
+            return rec, log_r
+        return rec.view(particles, n), log_r.view(particles, n)
+
+    # -- the Pyro program ------------------------------------------------------------------------------
+    def model(self, x: torch.Tensor | None = None, y: object = None, num_samples: int | None = None) -> torch.Tensor:
+        """:math:`z_t \\sim p(z_t \\mid h_{t-1})`, :math:`x_t \\sim p(x_t \\mid z_t, h_{t-1})` over ``pyro.markov``
+        steps; the frames ``x`` observed (or ``num_samples`` sequences drawn)."""
+        pyro.module(self._param_store_name(), self)
+        n = len(x) if x is not None else (num_samples or 1)
+        h, c = self._start(n)
+        out = []
+        with data_plate(n):
+            for t in pyro.markov(range(self.frames)):
+                with poutine.scale(scale=self.kl_weight):
+                    z = pyro.sample(f"z_{t}", self._normal(self.prior_net(h)).to_event(1))
+                fz = self.phi_z(z)
+                px = self._normal(self.decoder_net(torch.cat([h, fz], -1))).to_event(1)
+                xt = pyro.sample(f"x_{t}", px, obs=None if x is None else x[:, t])
+                out.append(xt)
+                h, c = self.cell(torch.cat([self.phi_x(xt), fz], -1), (h, c))
+        return torch.stack(out, 1)
+
+    def guide(self, x: torch.Tensor | None = None, y: object = None, num_samples: int | None = None) -> None:
+        """:math:`z_t \\sim q(z_t \\mid x_t, h_{t-1})`, the state carried forward as in the model."""
+        pyro.module(self._param_store_name(), self)
+        if x is None:
+            raise ValueError("VRNN.guide infers the latents of observed frames: pass x")
+        h, c = self._start(len(x))
+        fxs = self.phi_x(x)
+        with data_plate(len(x)):
+            for t in pyro.markov(range(self.frames)):
+                with poutine.scale(scale=self.kl_weight):
+                    q = self._normal(self.encoder_net(torch.cat([h, fxs[:, t]], -1))).to_event(1)
+                    z = pyro.sample(f"z_{t}", q)
+                h, c = self.cell(torch.cat([fxs[:, t], self.phi_z(z)], -1), (h, c))
+
+    # -- samples -----------------------------------------------------------------------------------------
+    @torch.no_grad()
+    def sample(self, n: int) -> torch.Tensor:
+        """``n`` sequences ``(n, T, D)``, ancestral: each step's latent from its prior, the frame from the decoder."""
+        check_positive_int("n", n)
+        h, c = self._start(n)
+        out = []
+        for _ in range(self.frames):
+            z = self._normal(self.prior_net(h)).sample()
+            fz = self.phi_z(z)
+            xt = self._normal(self.decoder_net(torch.cat([h, fz], -1))).sample()
+            out.append(xt)
+            h, c = self.cell(torch.cat([self.phi_x(xt), fz], -1), (h, c))
+        return torch.stack(out, 1)
