@@ -54,7 +54,9 @@ TEXT: dict[str, dict[str, Any]] = {
 def _train(
     name: str, data_name: str, model_kwargs: dict[str, Any], steps: int | None, seed: int = 0, **settings: Any
 ) -> dict[str, Any]:
-    return _fit(name, data_name, model_kwargs, steps, seed, **settings)[1]
+    row = _fit(name, data_name, model_kwargs, steps, seed, **settings)[1]
+    print(json.dumps(row), file=sys.stderr, flush=True)  # each row as it is measured: a long run keeps its rows
+    return row
 
 
 def _fit(
