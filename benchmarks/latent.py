@@ -44,6 +44,8 @@ NLL_MODELS: list[tuple[str, str, dict[str, Any]]] = [
     ("ladder-vae (16 + 8 latents)", "ladder-vae", {}),
     ("hvae, KL warm-up over 5000 steps", "hvae", {"kl_warmup": 5000}),
     ("ladder-vae, KL warm-up over 5000 steps", "ladder-vae", {"kl_warmup": 5000}),
+    ("pro-vae (3 x 4 latents, grown top first)", "pro-vae", {}),
+    ("pro-vae without growth (a VLAE)", "pro-vae", {"grow_every": 0}),
     ("vae-flow (IAF posterior)", "vae-flow", {}),
     ("vae-flow (planar posterior)", "vae-flow", {"posterior_flow": "planar", "flow_layers": 8}),
     ("vae (flow prior)", "vae", {"prior": "flow"}),
@@ -73,7 +75,7 @@ def nll(steps: int | None, models: list[str] | None = None) -> list[dict[str, An
             continue
         model, row = train_and_score(name, "digits-binary", kwargs, steps, registry_name=registered)
         row["active_units"] = _active(model, "digits-binary")
-        if registered in ("hvae", "ladder-vae"):  # and per level, z1 and z2
+        if registered in ("hvae", "ladder-vae", "pro-vae"):  # and per level
             row["active_units_per_level"] = model.active_units_per_level(load("digits-binary").test)
         rows.append(row)
     return rows

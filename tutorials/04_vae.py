@@ -197,6 +197,22 @@ except NotImplementedError as e:
     print(e)
 
 # %% [markdown]
+# ## 8b. A progressive ladder: levels grown top first
+# ``pro-vae`` injects three levels of latents at three depths of one decoder and trains the deepest first,
+# fading each lower level in later (pro-VLAE, Li et al., 2020). ``alphas()`` is each level's fade-in weight;
+# ``active_units_per_level`` counts the units each level uses.
+
+# %%
+from pyrogen.models import ProVAE  # noqa: E402
+
+torch.manual_seed(0)
+pro = ProVAE(grow_every=STEPS // 4, fade_steps=STEPS // 8)
+fit(pro, digits, steps=STEPS)
+pro.eval()
+print("pro-vae fade-in weights, bottom to top:", pro.alphas())
+print("active units per level:", pro.active_units_per_level(digits.test))
+
+# %% [markdown]
 # ## 9. TD-VAE: a state that predicts jumps ahead, on moving digits
 # ``moving-digits`` are the binarized digits moving one pixel a frame in a 16 x 16 frame, bouncing off the
 # walls (16 frames; ``positions`` holds where each digit is). TD-VAE (Gregor et al., 2019) keeps a belief

@@ -62,6 +62,7 @@ from pyrogen.models.hmm import HiddenMarkovModel
 from pyrogen.models.implicit_vae import ImplicitVAE
 from pyrogen.models.kde import KernelDensity
 from pyrogen.models.mixture import GaussianMixture
+from pyrogen.models.progressive import ProVAE
 from pyrogen.models.sequence import TDVAE, VRNN
 from pyrogen.models.vae import (
     CVAE,
@@ -78,6 +79,7 @@ from pyrogen.models.vae import (
 
 __all__ = [
     "Autoencoder",
+    "ProVAE",
     "TDVAE",
     "VRNN",
     "NaiveBayes",
