@@ -17,7 +17,30 @@ from pyrogen.checks import integer
 from pyrogen.data import Dataset, validate
 from pyrogen.inference.objectives import checked, is_trusted
 
-__all__ = ["GenerativeModel", "accepts_unbatched"]
+__all__ = ["GenerativeModel", "accepts_unbatched", "takes_context"]
+
+
+def takes_context(method: Callable[..., Any]) -> Callable[..., Any]:
+    """Let a method conditioned on labels ``y`` take them as ``context=``, the name Pyro's conditional
+    transforms and distributions use (``ConditionalTransformModule.condition(context)``).
+
+    ``f(..., context=c)`` is ``f(..., y=c)``.
+
+    Raises:
+        TypeError: both ``context`` and ``y`` given.
+    """
+    signature = inspect.signature(method)
+
+    @functools.wraps(method)
+    def wrapper(self: Any, *args: Any, context: Any = None, **kwargs: Any) -> Any:
+        if context is not None:
+            bound = signature.bind_partial(self, *args, **kwargs).arguments
+            if bound.get("y") is not None:
+                raise TypeError(f"{method.__name__}: give the conditioning as context= or as y=, not both")
+            kwargs["y"] = context
+        return method(self, *args, **kwargs)
+
+    return wrapper
 
 
 def accepts_unbatched(

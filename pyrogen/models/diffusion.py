@@ -45,7 +45,14 @@ from pyrogen.inference.objectives import MaximumLikelihood, Part, Phases, object
 from pyrogen.inference.program import data_plate, refuse_frozen_in_svi
 from pyrogen.inference.samplers import AnnealedLangevin, Chains
 from pyrogen.inference.schedules import PARAMETRIZATIONS, SCHEDULES, SDES, NoiseSchedule, geometric_sigmas, make_sde
-from pyrogen.models.base import GenerativeModel, accepts_unbatched, check_dropout, check_hidden, check_positive_int
+from pyrogen.models.base import (
+    GenerativeModel,
+    accepts_unbatched,
+    check_dropout,
+    check_hidden,
+    check_positive_int,
+    takes_context,
+)
 from pyrogen.models.registry import Recipe, continuous_support, register
 from pyrogen.nn.diffusion import DENOISER_ARCHS, DenoisingMLP, DenoisingUNet
 
@@ -318,6 +325,7 @@ class DDPM(DiffusionModel):
     def _c(self, t: torch.Tensor) -> torch.Tensor:
         return t.to(self._ref().dtype) * (1000.0 / self.timesteps)
 
+    @takes_context
     def eps(
         self,
         z: torch.Tensor,
@@ -388,6 +396,7 @@ class DDPM(DiffusionModel):
         return (out - target).pow(2).flatten(1).mean(-1)
 
     # -- the bound ---------------------------------------------------------------------------------------------
+    @takes_context
     @accepts_unbatched(label=0)
     def elbo(self, x: torch.Tensor, y: object = None) -> torch.Tensor:
         r"""The variational bound on :math:`\log p(x)` in nats, per example, with every term in closed form:
@@ -416,6 +425,7 @@ class DDPM(DiffusionModel):
         raise NotImplementedError("DDPM reports its variational bound: use elbo(x)")
 
     # -- the Pyro program -------------------------------------------------------------------------------------
+    @takes_context
     def model(self, x: torch.Tensor | None = None, y: torch.Tensor | None = None) -> torch.Tensor:
         r"""The reverse chain: :math:`x_T \sim N(0, I)`, :math:`x_{t-1} \sim N(\mu_\theta(x_t, t), \tilde\beta_t I)`
         for :math:`t = T, \dots, 2` (sites ``x_T``, ..., ``x_1``, in the diffusion's space), and the decoder
@@ -440,6 +450,7 @@ class DDPM(DiffusionModel):
             t1 = torch.ones(n, dtype=torch.long, device=ref.device)
             return pyro.sample("x_0", self._decoder(self._x0(z, t1, y, averaged)), obs=x)
 
+    @takes_context
     def guide(self, x: torch.Tensor | None = None, y: torch.Tensor | None = None) -> None:
         r"""The fixed forward chain in its posterior factorization: :math:`x_T \sim q(x_T \mid x_0)`, then
         :math:`x_{t-1} \sim q(x_{t-1} \mid x_t, x_0)` -- no parameters."""
@@ -476,6 +487,7 @@ class DDPM(DiffusionModel):
         return total + self._term(x, z0, z, t1, y, averaged)
 
     # -- sampling -------------------------------------------------------------------------------------------
+    @takes_context
     def reverse_chain(
         self,
         n: int,
@@ -512,6 +524,7 @@ class DDPM(DiffusionModel):
                 record_every=record_every,
             )
 
+    @takes_context
     def sample(
         self,
         n: int,
@@ -526,6 +539,7 @@ class DDPM(DiffusionModel):
         chains = self.reverse_chain(n, y, sampler, steps, eta, guidance)
         return self._finish(chains.samples[:, -1])
 
+    @takes_context
     def inpaint(
         self, x: torch.Tensor, known: torch.Tensor, method: str = "repaint", resample: int = 5, y: object = None
     ) -> torch.Tensor:
@@ -597,6 +611,7 @@ class NCSN(DiffusionModel):
         self.steps_per_level = check_positive_int("steps_per_level", steps_per_level)
         self.step_eps = _number("step_eps", step_eps)
 
+    @takes_context
     def score(
         self,
         z: torch.Tensor,
@@ -620,6 +635,7 @@ class NCSN(DiffusionModel):
         out = self._net(z0 + s * noise, sigma.log(), y, averaged)  # = sigma * score
         return 0.5 * (out + noise).pow(2).flatten(1).sum(-1) / math.prod(self.event_shape)
 
+    @takes_context
     def reverse_chain(
         self, n: int, y: object = None, steps: int | None = None, guidance: float = 0.0, record_every: int = 0
     ) -> Chains:
@@ -638,6 +654,7 @@ class NCSN(DiffusionModel):
         with self._sampling():
             return sampler.run(self._start(n, self.sigma_max), record_every=record_every)
 
+    @takes_context
     def sample(self, n: int, y: object = None, steps: int | None = None, guidance: float = 0.0) -> torch.Tensor:
         """``n`` draws in data space by annealed Langevin dynamics (``steps`` per level)."""
         return self._finish(self.reverse_chain(n, y, steps, guidance).samples[:, -1])
@@ -779,6 +796,7 @@ class ScoreSDE(_ODEDensity):
         self.sampler = _choice("sampler", sampler, ("ode", "em", "pc"))
         self.sample_steps = check_positive_int("sample_steps", sample_steps)
 
+    @takes_context
     def score(
         self,
         z: torch.Tensor,
@@ -804,6 +822,7 @@ class ScoreSDE(_ODEDensity):
     def _ode(self, averaged: bool) -> tuple[D.ScoreFn, Any, float]:
         return (lambda z, t: self.score(z, t, averaged=averaged)), self.sde, self.T_MIN_TRAIN
 
+    @takes_context
     def reverse_chain(
         self,
         n: int,
@@ -836,6 +855,7 @@ class ScoreSDE(_ODEDensity):
             run = D.euler_maruyama if sampler == "em" else D.predictor_corrector
             return run(score_fn, self.sde, start, steps=k, t_min=self.T_MIN_SAMPLE, record_every=record_every)
 
+    @takes_context
     def sample(
         self, n: int, y: object = None, sampler: str | None = None, steps: int | None = None, guidance: float = 0.0
     ) -> torch.Tensor:
@@ -911,6 +931,7 @@ class FlowMatching(_ODEDensity):
         self.sample_steps = None if sample_steps is None else check_positive_int("sample_steps", sample_steps)
         self.ode = _VelocityODE()
 
+    @takes_context
     def velocity(
         self,
         z: torch.Tensor,
@@ -935,6 +956,7 @@ class FlowMatching(_ODEDensity):
     def _ode(self, averaged: bool) -> tuple[D.ScoreFn, Any, float]:
         return (lambda z, t: self.velocity(z, 1 - t, averaged=averaged)), self.ode, self.T_MIN
 
+    @takes_context
     def reverse_chain(self, n: int, y: object = None, steps: int | None = None, guidance: float = 0.0) -> Chains:
         """The ODE's end points from noise in the diffusion's space (``steps`` midpoint steps, or adaptive)."""
         check_positive_int("n", n)
@@ -962,6 +984,7 @@ class FlowMatching(_ODEDensity):
         nan = torch.full((n, 1), float("nan"), dtype=z.dtype, device=z.device)
         return Chains(z[:, None], {"t": nan.fill_(1.0), "nfe": torch.full_like(nan, nfe)})
 
+    @takes_context
     def sample(self, n: int, y: object = None, steps: int | None = None, guidance: float = 0.0) -> torch.Tensor:
         """``n`` draws in data space by the ODE from noise."""
         return self._finish(self.reverse_chain(n, y, steps, guidance).samples[:, -1])
@@ -1338,6 +1361,7 @@ class TextDiffusion(LatentDiffusion):
     def _check_guidance(self, guidance: object) -> float:
         return _number("guidance", guidance, 0.0, strict=False)
 
+    @takes_context
     def sample(
         self,
         n: int,

@@ -49,7 +49,7 @@ from pyrogen.distributions.transforms import (
 )
 from pyrogen.inference.objectives import MaximumLikelihood, use_objective
 from pyrogen.inference.program import data_plate
-from pyrogen.models.base import GenerativeModel, accepts_unbatched, check_hidden, check_positive_int
+from pyrogen.models.base import GenerativeModel, accepts_unbatched, check_hidden, check_positive_int, takes_context
 from pyrogen.models.registry import Recipe, alias, register
 from pyrogen.nn import MLP, MADENet
 
@@ -272,6 +272,7 @@ class FlowModel(GenerativeModel):
     def base_distribution(self) -> dist.TorchDistribution:
         return dist.Normal(self.base_loc, self.base_scale).to_event(len(self._base_shape()))
 
+    @takes_context
     def as_distribution(self, y: object = None) -> FlowDistribution:
         """The flow as a Pyro distribution over ``event_shape`` (given labels ``y``, batch ``(n,)``, if conditional)."""
         context = self._context(y)
@@ -280,12 +281,14 @@ class FlowModel(GenerativeModel):
             base = base.expand(torch.Size((len(context),)))
         return FlowDistribution(base, self.transforms(context))
 
+    @takes_context
     def model(self, x: torch.Tensor | None = None, y: object = None, num_samples: int | None = None) -> torch.Tensor:
         pyro.module(self._param_store_name(), self)
         n = len(x) if x is not None else (len(torch.as_tensor(y)) if y is not None else (num_samples or 1))
         with data_plate(n):
             return pyro.sample("x", self.as_distribution(y), obs=x)
 
+    @takes_context
     @accepts_unbatched(label=0)
     def log_prob(self, x: torch.Tensor, y: object = None) -> torch.Tensor:
         """Exact :math:`\\log p(x)` (or :math:`\\log p(x \\mid y)`) in nats, shape ``(n,)``.
@@ -301,6 +304,7 @@ class FlowModel(GenerativeModel):
     def _log_prob(self, x: torch.Tensor, y: object = None) -> torch.Tensor:
         return self.as_distribution(y).log_prob(x)
 
+    @takes_context
     def sample(self, n: int, y: object = None) -> torch.Tensor:
         """``n`` samples (given labels ``y``: one label or ``n`` of them, if conditional; a conditional flow without
         ``y`` draws uniform labels, a draw from the marginal as CVAE and CGAN do)."""
@@ -317,6 +321,7 @@ class FlowModel(GenerativeModel):
                 self.base_distribution().expand(torch.Size((n,))), self.transforms(context)
             ).sample()
 
+    @takes_context
     def rsample(self, n: int, y: object = None) -> tuple[torch.Tensor, torch.Tensor]:
         """``n`` reparametrized samples and their log-density, in one base-to-data pass (for distillation)."""
         context = self._context(y, n)

@@ -33,7 +33,7 @@ from pyrogen.distributions.implicit import ImplicitDistribution
 from pyrogen.inference import adversarial as adv
 from pyrogen.inference.hooks import EMA
 from pyrogen.inference.objectives import eval_mode, use_objective
-from pyrogen.models.base import GenerativeModel, accepts_unbatched, check_hidden, check_positive_int
+from pyrogen.models.base import GenerativeModel, accepts_unbatched, check_hidden, check_positive_int, takes_context
 from pyrogen.models.registry import Recipe, continuous_support, preset, register
 from pyrogen.nn.adversarial import ARCHS, Critic, Encoder, Generator, Translator
 
@@ -210,6 +210,7 @@ class AdversarialModel(GenerativeModel):
             return self.generator(*args)
         return self.ema.call(*args)
 
+    @takes_context
     @accepts_unbatched(lambda self: (self.latent_dim,), label=0)
     def generate(self, z: torch.Tensor, y: object = None) -> torch.Tensor:
         r""":math:`G(z)` for given codes ``z`` of shape ``(n, latent_dim)`` (the EMA generator where there is one),
@@ -228,6 +229,7 @@ class AdversarialModel(GenerativeModel):
             raise ValueError(f"{type(self).__name__} is unconditional; got labels y")
         return None
 
+    @takes_context
     @torch.no_grad()
     def sample(self, n: int, y: object = None) -> torch.Tensor:
         """``n`` draws of :math:`G(z)`, shape ``(n,) + event_shape`` (the generator in eval mode, its EMA where
@@ -235,6 +237,7 @@ class AdversarialModel(GenerativeModel):
         check_positive_int("n", n)
         return self.generate(self.noise(n), y)
 
+    @takes_context
     def as_distribution(self, y: object = None) -> ImplicitDistribution:
         """The implicit distribution of :math:`G(z)` for a Pyro program (``rsample`` differentiable; no
         ``log_prob``)."""
@@ -478,12 +481,14 @@ class CycleGAN(AdversarialModel):
         """The data changed into domain B (``domain_b``): the ground truth a translation is judged against."""
         return _to_domain_b(self.validate(x), self.domain_b)
 
+    @takes_context
     def sample(self, n: int, y: object = None) -> torch.Tensor:
         check_positive_int("n", n)
         raise NotImplementedError(
             "cyclegan translates images and does not sample: use translate(x) or translate_back(x)"
         )
 
+    @takes_context
     def as_distribution(self, y: object = None) -> ImplicitDistribution:
         raise NotImplementedError("cyclegan translates images and defines no distribution: use translate(x)")
 

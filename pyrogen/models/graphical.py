@@ -29,7 +29,7 @@ from pyrogen.checks import integer
 from pyrogen.data import Dataset
 from pyrogen.inference.objectives import JointLikelihood, MaximumLikelihood
 from pyrogen.inference.program import data_plate
-from pyrogen.models.base import GenerativeModel, accepts_unbatched, check_positive_int
+from pyrogen.models.base import GenerativeModel, accepts_unbatched, check_positive_int, takes_context
 from pyrogen.models.registry import Recipe, register, same_support
 
 __all__ = ["BayesNet", "NaiveBayes"]
@@ -146,6 +146,7 @@ class NaiveBayes(GenerativeModel):
             x = x[0]
         return torch.logsumexp(self.joint_log_probs(x), -1)
 
+    @takes_context
     def joint_log_prob(self, x: torch.Tensor, y: object) -> torch.Tensor:
         r""":math:`\log p(x, y)` per example (what :class:`~pyrogen.inference.objectives.JointLikelihood` trains)."""
         x = self.validate(x).reshape(len(x), -1).to(self.feature_logits.dtype)
@@ -157,6 +158,7 @@ class NaiveBayes(GenerativeModel):
     def log_likelihood(self, x: Any, k: int | None = None) -> torch.Tensor:
         return self.log_prob(x)
 
+    @takes_context
     def sample(self, n: int, y: object = None) -> torch.Tensor:
         """``n`` draws of :math:`x` (of class ``y`` if given, else :math:`y \\sim p(y)`)."""
         check_positive_int("n", n)
@@ -165,6 +167,7 @@ class NaiveBayes(GenerativeModel):
             return torch.bernoulli(torch.sigmoid(self.feature_logits[labels])).reshape(n, *self.event_shape)
 
     # -- the Pyro program ---------------------------------------------------------------------------------------------
+    @takes_context
     def model(self, x: torch.Tensor | None = None, y: torch.Tensor | None = None) -> Any:
         """``y ~ Categorical(pi)``, ``x_i | y ~ Bernoulli(theta_{y i})`` -- ``y`` observed where given, else
         enumerated (a Pyro program for ``TraceEnum_ELBO`` or ``infer_discrete``)."""

@@ -48,7 +48,7 @@ from pyrogen.distributions.transforms import ConditionalMaskedAutoregressive
 from pyrogen.inference.hooks import StepClock
 from pyrogen.inference.objectives import ELBO, SemiSupervisedELBO, gaussian_kl, log_mean_exp, use_objective
 from pyrogen.inference.program import data_plate
-from pyrogen.models.base import GenerativeModel, accepts_unbatched, check_hidden, check_positive_int
+from pyrogen.models.base import GenerativeModel, accepts_unbatched, check_hidden, check_positive_int, takes_context
 from pyrogen.models.registry import Recipe, preset, register
 from pyrogen.nn import MLP, ConvDecoder, ConvEncoder, MADENet, SpatialConvDecoder, SpatialConvEncoder
 
@@ -215,6 +215,7 @@ class LatentVariableModel(GenerativeModel):
         rec, log_r = self.elbo_terms(x, y, None, analytic=True)
         return rec + log_r
 
+    @takes_context
     @accepts_unbatched(label=0)
     def elbo(self, x: Any, y: object = None) -> torch.Tensor:
         """Single-sample ELBO per example in nats (closed-form KL where there is one), shape ``(n,)``.
@@ -223,6 +224,7 @@ class LatentVariableModel(GenerativeModel):
         """
         return self._elbo(*self._inputs(x, y))
 
+    @takes_context
     @accepts_unbatched(label=2)
     def iwae(self, x: Any, k: int = 1000, chunk: int = 100, y: object = None) -> torch.Tensor:
         r"""Importance-weighted bound :math:`\log \frac1k \sum_i p(x, z_i) / q(z_i \mid x)`, per example.
@@ -442,6 +444,7 @@ class VAE(LatentVariableModel):
         loc, raw = out[..., :L], out[..., L : 2 * L]
         return loc, F.softplus(raw) + 1e-4, out[..., 2 * L :] if self._flow_context else None
 
+    @takes_context
     def encode(self, x: Any, y: object = None) -> tuple[torch.Tensor, torch.Tensor]:
         """:math:`(\\mu_\\phi(x), \\sigma_\\phi(x))` of the Gaussian part of :math:`q(z \\mid x)`, each ``(n, L)``."""
         x, labels = self._inputs(x, y)
@@ -467,11 +470,13 @@ class VAE(LatentVariableModel):
             return dist.Normal(loc, scale).to_event(E)
         return dist.Categorical(logits=h.movedim(axis, -1)).to_event(E)
 
+    @takes_context
     def likelihood(self, z: torch.Tensor, y: object = None) -> dist.TorchDistribution:
         """The decoder's distribution :math:`p(x \\mid z)` (event shape ``event_shape``)."""
         labels = self._check_labels(y, z.shape[-2] if z.dim() > 1 else 1) if self.classes and y is not None else None
         return self._likelihood(self._decoder_out(z, labels))
 
+    @takes_context
     def decode(self, z: torch.Tensor, y: object = None) -> torch.Tensor:
         """The mean image :math:`\\mathbb E[x \\mid z]`, shape ``z.shape[:-1] + event_shape``."""
         d = self.likelihood(z, y)
@@ -511,6 +516,7 @@ class VAE(LatentVariableModel):
         return self.posterior_layers is None and not self.classes
 
     # -- the Pyro program -----------------------------------------------------
+    @takes_context
     def model(
         self, x: torch.Tensor | None = None, y: torch.Tensor | None = None, num_samples: int | None = None
     ) -> torch.Tensor:
@@ -523,6 +529,7 @@ class VAE(LatentVariableModel):
                 z = pyro.sample("z", self._prior())
             return pyro.sample("x", self._likelihood(self._decoder_out(z, y)), obs=x)
 
+    @takes_context
     def guide(
         self, x: torch.Tensor | None = None, y: torch.Tensor | None = None, num_samples: int | None = None
     ) -> None:
@@ -567,6 +574,7 @@ class VAE(LatentVariableModel):
         """``n`` draws from the prior :math:`p(z)`, shape ``(n, L)``."""
         return self._prior().sample((check_positive_int("n", n),))
 
+    @takes_context
     @torch.no_grad()
     def sample(self, n: int, y: object = None, mean: bool = False) -> torch.Tensor:
         """``n`` draws from :math:`p(x)` (from :math:`p(x \\mid y)` given labels ``y``, one or ``n`` of them; a
@@ -715,6 +723,7 @@ class SSVAE(VAE):
         """:math:`\\log q(y \\mid x)`, shape ``(n, classes)``."""
         return F.log_softmax(self.classifier(self._encoder_input(x)), dim=-1)
 
+    @takes_context
     def encode(self, x: Any, y: object = None) -> tuple[torch.Tensor, torch.Tensor]:
         """:math:`q(z \\mid x, y)`'s mean and scale; without labels ``y`` (or ``-1``) the predicted class is used."""
         if isinstance(x, (tuple, list)):
@@ -738,6 +747,7 @@ class SSVAE(VAE):
         return torch.arange(self.classes, device=self._device()).reshape(-1, 1).expand(-1, n)
 
     # -- the Pyro program -----------------------------------------------------
+    @takes_context
     def model(
         self, x: torch.Tensor | None = None, y: torch.Tensor | None = None, num_samples: int | None = None
     ) -> torch.Tensor:
@@ -767,6 +777,7 @@ class SSVAE(VAE):
                 pyro.sample("x_u", self._likelihood(self._decoder_out(z_u, y_u)), obs=x_u)
         return x
 
+    @takes_context
     def guide(
         self, x: torch.Tensor | None = None, y: torch.Tensor | None = None, num_samples: int | None = None
     ) -> None:
@@ -877,6 +888,7 @@ class HierarchicalVAE(VAE):
     def gaussian_posterior(self) -> bool:
         return False  # two stochastic layers
 
+    @takes_context
     def model(
         self, x: torch.Tensor | None = None, y: torch.Tensor | None = None, num_samples: int | None = None
     ) -> torch.Tensor:
@@ -889,6 +901,7 @@ class HierarchicalVAE(VAE):
                 z1 = pyro.sample("z1", dist.Normal(*self._gaussian(self.conditional_prior(z2))).to_event(1))
             return pyro.sample("x", self._likelihood(self._decoder_out(z1, None)), obs=x)
 
+    @takes_context
     def guide(
         self, x: torch.Tensor | None = None, y: torch.Tensor | None = None, num_samples: int | None = None
     ) -> None:
@@ -973,6 +986,7 @@ class LadderVAE(HierarchicalVAE):
         loc2, scale2 = self._gaussian(self.top_encoder(loc1))
         return loc1, scale1, loc2, scale2
 
+    @takes_context
     def guide(
         self, x: torch.Tensor | None = None, y: torch.Tensor | None = None, num_samples: int | None = None
     ) -> None:
@@ -1001,6 +1015,7 @@ class LadderVAE(HierarchicalVAE):
         log_p = self._top_prior().log_prob(z2) + dist.Normal(loc_p, scale_p).log_prob(z1).sum(-1)
         return self._log_lik(self._decoder_out(z1, None), x), log_p - log_q
 
+    @takes_context
     def encode(self, x: Any, y: object = None) -> tuple[torch.Tensor, torch.Tensor]:
         """The mean and scale of :math:`q(z_1 \\mid z_2, x)` at :math:`z_2`'s posterior mean, each ``(n, L)``."""
         x, _ = self._inputs(x, y)
