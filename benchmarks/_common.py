@@ -102,6 +102,37 @@ def save_results(out: dict[str, Any], name: str | None = None) -> Path:
     return path
 
 
+def previous_rows(section: str, name: str | None = None) -> list[dict[str, Any]]:
+    """The rows of ``section`` in ``results/<benchmark>.json`` (none if it is not there)."""
+    path = RESULTS / f"{name or Path(sys.argv[0]).stem}.json"
+    if not path.is_file():
+        return []
+    return list(json.loads(path.read_text()).get(section, {}).get("results", []))
+
+
+def merged_rows(
+    old: list[dict[str, Any]], new: list[dict[str, Any]], key: Sequence[str] = ("model", "data")
+) -> list[dict[str, Any]]:
+    """``new`` and the rows of ``old`` whose ``key`` no new row has: re-measuring some rows keeps the others."""
+    seen = {tuple(r.get(k) for k in key) for r in new}
+    return [*new, *(r for r in old if tuple(r.get(k) for k in key) not in seen)]
+
+
+def logged_rows(path: str | Path) -> list[dict[str, Any]]:
+    """The rows a benchmark printed as JSON lines while it ran (to stderr), read back from its log: the rows of a
+    run that was stopped before its end."""
+    rows = []
+    for line in Path(path).read_text().splitlines():
+        line = line.strip()
+        if line.startswith("{") and line.endswith("}"):
+            row = json.loads(line)
+            if isinstance(row, dict) and "model" in row and "data" in row:
+                rows.append(row)
+    if not rows:
+        raise SystemExit(f"no rows (JSON lines with 'model' and 'data') in {path}")
+    return rows
+
+
 def report(out: dict[str, Any], as_json: bool, printer: Callable[[dict[str, Any]], None]) -> int:
     """Print the results as JSON or as the benchmark's table, with the versions that produced them; a full run
     (not ``--quick``) also keeps them in ``results/<benchmark>.json`` (:func:`save_results`)."""

@@ -9,6 +9,8 @@ validation part, best parameters restored) and scored on the test part.
     python benchmarks/flows.py --json           # the rows as JSON
     python benchmarks/flows.py --quick          # a smoke run with few steps
     python benchmarks/flows.py --only fresh --flows nsf zuko-nsf   # the fresh densities, pyrogen's NSF and zuko's
+    python benchmarks/flows.py --only fresh --flows nsf --densities funnel   # some rows again, the others kept
+    python benchmarks/flows.py --record run.log   # file the rows a stopped run printed to its log
 
 Section ``fresh``: the four densities of ``benchmarks/fresh_densities.py`` (never tuned on; exact entropies),
 each flow from its registered defaults, next to the best possible value; and ``zuko-nsf``, zuko's NSF with
@@ -28,7 +30,7 @@ import time
 from typing import Any
 
 import torch
-from _common import report, section_parser, train_and_score
+from _common import logged_rows, merged_rows, previous_rows, report, section_parser, train_and_score
 from pyro.distributions.transforms import AffineAutoregressive
 from pyro.nn import AutoRegressiveNN
 
@@ -146,11 +148,13 @@ def zuko_nsf(data: Any, steps: int | None, seed: int = 0) -> dict[str, Any]:
     }
 
 
-def fresh(steps: int | None, flows: list[str] | None = None) -> list[dict[str, Any]]:
+def fresh(
+    steps: int | None, flows: list[str] | None = None, densities: list[str] | None = None
+) -> list[dict[str, Any]]:
     from fresh_densities import NAMES, entropy, load_fresh
 
     rows = []
-    for name in NAMES:
+    for name in densities or NAMES:
         data = load_fresh(name)
         best, best_se = entropy(name)
         for flow in FRESH_FLOWS:
@@ -241,7 +245,9 @@ def distillation(steps: int | None) -> dict[str, Any]:
 SECTIONS = ("toys", "digits", "dpass", "distill", "fresh")
 
 
-def run(quick: bool, only: list[str] | None, flows: list[str] | None = None) -> dict[str, Any]:
+def run(
+    quick: bool, only: list[str] | None, flows: list[str] | None = None, densities: list[str] | None = None
+) -> dict[str, Any]:
     steps = 30 if quick else None
     out: dict[str, Any] = {}
     for section in only or SECTIONS:
@@ -254,7 +260,7 @@ def run(quick: bool, only: list[str] | None, flows: list[str] | None = None) -> 
         elif section == "distill":
             out["distill"] = distillation(steps)
         elif section == "fresh":
-            out["fresh"] = fresh(steps, flows)
+            out["fresh"] = fresh(steps, flows, densities)
     return out
 
 
@@ -308,8 +314,19 @@ def main(argv: list[str] | None = None) -> int:
         choices=sorted({*TOY_FLOWS, *DIGIT_FLOWS, *FRESH_FLOWS}),
         help="toys, digits and fresh: only these flows",
     )
+    p.add_argument("--densities", nargs="+", help="fresh: only these densities (benchmarks/fresh_densities.py)")
+    p.add_argument(
+        "--record",
+        metavar="LOG",
+        help="fresh: file the rows a stopped run printed to its log (stderr) instead of measuring",
+    )
     args = p.parse_args(argv)
-    out = run(args.quick, args.only, args.flows)
+    if args.record:
+        out = {"fresh": logged_rows(args.record)}
+    else:
+        out = run(args.quick, args.only, args.flows, args.densities)
+    if "fresh" in out and (args.flows or args.densities or args.record):  # some rows again: keep the others
+        out["fresh"] = merged_rows(previous_rows("fresh"), out["fresh"])
     return report(out, args.json, _print)
 
 

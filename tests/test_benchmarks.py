@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
@@ -197,3 +198,29 @@ def test_every_link_and_figure_of_the_readme_and_docs_resolves():
             if not (page.parent / target).exists():
                 broken.append(f"{page.relative_to(root)}: {target}")
     assert not broken, broken
+
+
+def test_a_stopped_run_s_logged_rows_are_read_back_and_rows_measured_again_replace_only_their_own(tmp_path):
+    from _common import logged_rows, merged_rows
+
+    log = tmp_path / "run.log"
+    log.write_text(
+        'train: 100%|###| 3/3 loss=1.0\n{"model": "nsf", "data": "funnel", "nll_nats": 3.9}\n'
+        'a warning\n{"model": "zuko-nsf", "data": "funnel", "nll_nats": 46.9}\n{"not": "a row"}\n'
+    )
+    rows = logged_rows(log)
+    assert [(r["model"], r["data"]) for r in rows] == [("nsf", "funnel"), ("zuko-nsf", "funnel")]
+    old = [
+        {"model": "nsf", "data": "funnel", "nll_nats": 47.7},
+        {"model": "nsf", "data": "copula-8d", "nll_nats": 5.97},
+    ]
+    out = merged_rows(old, rows)
+    assert {(r["model"], r["data"]): r["nll_nats"] for r in out} == {
+        ("nsf", "funnel"): 3.9,
+        ("zuko-nsf", "funnel"): 46.9,
+        ("nsf", "copula-8d"): 5.97,
+    }
+    empty = tmp_path / "empty.log"
+    empty.write_text("nothing here\n")
+    with pytest.raises(SystemExit, match="no rows"):
+        logged_rows(empty)
