@@ -53,6 +53,8 @@ def test_pairs_cover_every_jump_the_model_trains_and_stay_inside_the_sequence():
 def test_rollouts_and_samples_are_frames_and_a_bound_improves_with_training():
     m, x = _small(), _frames(64)
     assert m.rollout(x[:3, :2], steps=4, jump=2).shape == (3, 4, 1, 16, 16)
+    assert torch.equal(m.rollout(x[:3, :2], steps=3, mean=True), m.rollout(x[:3, :2], steps=3, mean=True))
+    assert not torch.equal(m.rollout(x[:3, :2], steps=3), m.rollout(x[:3, :2], steps=3))
     s = m.sample(5)
     assert s.shape == (5, 6, 1, 16, 16) and bool(((s == 0) | (s == 1)).all())
     from pyrogen.inference import fit
@@ -73,6 +75,7 @@ def test_rollouts_and_samples_are_frames_and_a_bound_improves_with_training():
         (lambda m, x: m.rollout(x[:, :2] * 0.5 + 0.25, steps=2), "only 0 and 1"),
         (lambda m, x: m.rollout(x[:, :2], steps=0), "steps must be a positive integer"),
         (lambda m, x: m.rollout(x[:, :2], steps=2, jump=4), "jump must be an integer in 1..3"),
+        (lambda m, x: m.rollout(x[:, :2], steps=2, mean=1), "mean must be True or False"),
         (lambda m, x: m.jump_bound(x, torch.tensor([5, 0]), torch.tensor([2, 1])), "s1 \\+ delta <= 6"),
         (lambda m, x: m.jump_bound(x, torch.tensor([0]), torch.tensor([1])), "one index per sequence"),
         (lambda m, x: TDVAE(event_shape=(6, 16, 16)), "event_shape=\\(T, C, H, W\\)"),

@@ -264,19 +264,21 @@ class TDVAE(GenerativeModel):
             pyro.sample("z1", self.smoothing(z2, b1, delta).to_event(1))
 
     # -- uses ------------------------------------------------------------------------------------------
-    def _roll(self, z: torch.Tensor, steps: int, jump: int) -> torch.Tensor:
+    def _roll(self, z: torch.Tensor, steps: int, jump: int, mean: bool = False) -> torch.Tensor:
         delta = torch.full((len(z),), jump, dtype=torch.long, device=z.device)
         out = []
         for _ in range(steps):
-            z = self.transition(z, delta).sample()
+            step = self.transition(z, delta)
+            z = step.loc if mean else step.sample()
             out.append(torch.sigmoid(self.decode(z)))
         return torch.stack(out, dim=1)
 
     @torch.no_grad()
-    def rollout(self, observed: torch.Tensor, steps: int, jump: int = 1) -> torch.Tensor:
+    def rollout(self, observed: torch.Tensor, steps: int, jump: int = 1, mean: bool = False) -> torch.Tensor:
         """Predicted frames after the ``k`` observed frames ``(n, k, C, H, W)``: the state drawn from the belief
         after them, then ``steps`` jumps of ``jump`` frames, each state decoded: pixel probabilities
-        ``(n, steps, C, H, W)`` of frames ``k - 1 + jump, k - 1 + 2 jump, ...``.
+        ``(n, steps, C, H, W)`` of frames ``k - 1 + jump, k - 1 + 2 jump, ...``. With ``mean`` every state is
+        its distribution's mean instead of a draw (one deterministic trajectory).
 
         Raises:
             ValueError: frames of the wrong shape or values, no frame, a bad ``steps`` or ``jump``.
@@ -292,8 +294,10 @@ class TDVAE(GenerativeModel):
             raise ValueError("observed must hold at least one sequence of at least one frame")
         if not bool(torch.isfinite(observed).all()) or not bool(((observed == 0) | (observed == 1)).all()):
             raise ValueError("observed must hold only 0 and 1")
-        b = self.beliefs(observed)[:, -1]
-        return self._roll(self.belief(b).sample(), steps, jump)
+        if not isinstance(mean, bool):
+            raise ValueError(f"mean must be True or False; got {mean!r}")
+        start = self.belief(self.beliefs(observed)[:, -1])
+        return self._roll(start.loc if mean else start.sample(), steps, jump, mean)
 
     @torch.no_grad()
     def sample(self, n: int) -> torch.Tensor:
