@@ -102,7 +102,14 @@ SMALL = {
     },
     "pro-vae": {"event_shape": (1, 8, 8), "latent_levels": 2, "latent_dim": 2, "width": 16, "grow_every": 0},
     "vrnn": {"event_shape": (40, 20), "latent_dim": 2, "state_dim": 16, "hidden": (16,), "features": 8},
-    "td-vae": {"event_shape": (16, 1, 16, 16), "latent_dim": 4, "belief_dim": 16, "hidden": (32,), "max_jump": 3},
+    "td-vae": {
+        "event_shape": (16, 1, 16, 16),
+        "latent_dim": 4,
+        "belief_dim": 16,
+        "hidden": (32,),
+        "max_jump": 3,
+        "kl_warmup": 0,
+    },
     "stacked-ae": {"code_dim": 4, "hidden": (16, 8), "pretrain_steps": 20, "event_shape": (1, 8, 8)},
     "text-diffusion": {
         "latent_channels": 1,

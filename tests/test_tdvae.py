@@ -16,7 +16,7 @@ from pyrogen.models import TDVAE
 
 def _small():
     torch.manual_seed(0)
-    return TDVAE(event_shape=(6, 1, 16, 16), latent_dim=3, belief_dim=8, hidden=(16,), max_jump=3)
+    return TDVAE(event_shape=(6, 1, 16, 16), latent_dim=3, belief_dim=8, hidden=(16,), max_jump=3, kl_warmup=0)
 
 
 def _frames(n=8):
@@ -33,6 +33,23 @@ def test_the_jump_bound_is_the_elbo_of_the_pyro_program_in_value_and_gradient():
     pyro.set_rng_seed(3)
     ref = -Trace_ELBO().differentiable_loss(m.model, m.guide, x, s1, delta)
     assert torch.allclose(fused, ref, rtol=1e-5)
+
+
+def test_the_warm_up_weighs_the_latent_terms_in_both_paths_while_training_only():
+    torch.manual_seed(0)
+    m = TDVAE(event_shape=(6, 1, 16, 16), latent_dim=3, belief_dim=8, hidden=(16,), max_jump=3, kl_warmup=10)
+    x = _frames()
+    m.clock.before_step(4)
+    assert m.kl_weight == 0.5
+    assert_fused_equals_pyro(m, x, objective=objective_for(m))
+    s1, delta = torch.zeros(8, dtype=torch.long), torch.ones(8, dtype=torch.long)
+    pyro.set_rng_seed(0)
+    half = m.jump_bound(x, s1, delta)
+    m.eval()
+    assert m.kl_weight == 1.0
+    pyro.set_rng_seed(0)
+    full = m.jump_bound(x, s1, delta)
+    assert not torch.allclose(half, full)
 
 
 def test_pairs_cover_every_jump_the_model_trains_and_stay_inside_the_sequence():

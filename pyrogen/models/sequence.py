@@ -46,6 +46,7 @@ from torch import nn
 
 from pyrogen.data import Dataset
 from pyrogen.data.batch import as_batch
+from pyrogen.inference.hooks import StepClock
 from pyrogen.inference.objectives import Objective, use_objective
 from pyrogen.inference.program import data_plate
 from pyrogen.models.base import GenerativeModel, check_hidden, check_positive_int
@@ -128,6 +129,9 @@ class TDVAE(GenerativeModel):
         belief_dim: the LSTM's state size.
         hidden: hidden widths of every MLP.
         max_jump: the longest jump :math:`\delta` trained (and the one-hot size of :math:`\delta`).
+        kl_warmup: steps over which the weight of the four latent terms rises linearly from 0 to 1 while training
+            (Bowman et al., 2016), so that the beliefs first learn to encode the frames; 0: none. Evaluation uses
+            weight 1.
 
     Raises:
         ValueError: a bad argument, named with its value.
@@ -150,8 +154,13 @@ class TDVAE(GenerativeModel):
         belief_dim: int = 128,
         hidden: Sequence[int] = (256,),
         max_jump: int = 4,
+        kl_warmup: int = 2000,
     ) -> None:
         super().__init__(event_shape)
+        if isinstance(kl_warmup, bool) or not isinstance(kl_warmup, int) or kl_warmup < 0:
+            raise ValueError(f"kl_warmup must be a non-negative integer; got {kl_warmup!r}")
+        self.kl_warmup = kl_warmup
+        self.clock = StepClock()  # the warm-up's step, set by the trainer
         if len(self.event_shape) != 4:
             raise ValueError(f"TDVAE models frames: event_shape=(T, C, H, W); got {tuple(event_shape)}")
         self.frames = self.event_shape[0]
@@ -215,6 +224,13 @@ class TDVAE(GenerativeModel):
         rows = torch.arange(len(x), device=x.device)
         return b[rows, s1], b[rows, s1 + delta], x[rows, s1 + delta - 1], delta
 
+    @property
+    def kl_weight(self) -> float:
+        """The weight of the latent terms: the warm-up's :math:`\\min(1, (t + 1) / T)` while training, else 1."""
+        if not self.training or self.kl_warmup == 0:
+            return 1.0
+        return min(1.0, (self.clock.step + 1) / self.kl_warmup)
+
     # -- the bound ------------------------------------------------------------------------------------
     def jump_bound(self, x: torch.Tensor, s1: torch.Tensor, delta: torch.Tensor) -> torch.Tensor:
         """The bound of the jump ``s1 -> s1 + delta`` of each sequence, one sample, shape ``(n,)`` (the module's
@@ -226,9 +242,8 @@ class TDVAE(GenerativeModel):
         z1 = q_s.rsample()
         logits = self.decode(z2)
         log_px = dist.Bernoulli(logits=logits).log_prob(target.to(logits.dtype)).flatten(1).sum(-1)
-        return (
-            log_px
-            + self.belief(b1).log_prob(z1).sum(-1)
+        return log_px + self.kl_weight * (
+            self.belief(b1).log_prob(z1).sum(-1)
             + self.transition(z1, delta).log_prob(z2).sum(-1)
             - p_b2.log_prob(z2).sum(-1)
             - q_s.log_prob(z1).sum(-1)
@@ -245,8 +260,9 @@ class TDVAE(GenerativeModel):
             raise ValueError("TDVAE.model scores jumps of observed sequences: pass x, s1 and delta")
         b1, _, target, delta = self._pairs(x, s1, delta)
         with data_plate(len(x)):
-            z1 = pyro.sample("z1", self.belief(b1).to_event(1))
-            z2 = pyro.sample("z2", self.transition(z1, delta).to_event(1))
+            with poutine.scale(scale=self.kl_weight):
+                z1 = pyro.sample("z1", self.belief(b1).to_event(1))
+                z2 = pyro.sample("z2", self.transition(z1, delta).to_event(1))
             logits = self.decode(z2)
             return pyro.sample("x", dist.Bernoulli(logits=logits).to_event(3), obs=target.to(logits.dtype))
 
@@ -260,8 +276,9 @@ class TDVAE(GenerativeModel):
             raise ValueError("TDVAE.guide scores jumps of observed sequences: pass x, s1 and delta")
         b1, b2, _, delta = self._pairs(x, s1, delta)
         with data_plate(len(x)):
-            z2 = pyro.sample("z2", self.belief(b2).to_event(1))
-            pyro.sample("z1", self.smoothing(z2, b1, delta).to_event(1))
+            with poutine.scale(scale=self.kl_weight):
+                z2 = pyro.sample("z2", self.belief(b2).to_event(1))
+                pyro.sample("z1", self.smoothing(z2, b1, delta).to_event(1))
 
     # -- uses ------------------------------------------------------------------------------------------
     def _roll(self, z: torch.Tensor, steps: int, jump: int, mean: bool = False) -> torch.Tensor:
@@ -380,7 +397,6 @@ class VRNN(LatentVariableModel):
         self.hidden = check_hidden(hidden)
         self.features = check_positive_int("features", features)
         self.kl_warmup = check_positive_int("kl_warmup", kl_warmup) if kl_warmup else 0
-        from pyrogen.inference.hooks import StepClock
 
         self.clock = StepClock()
         d, z, h, f, hid = self.frame_dim, self.latent_dim, self.state_dim, self.features, list(self.hidden)
