@@ -30,31 +30,19 @@ from _common import report, section_parser, train_and_score
 
 from pyrogen.data import load
 from pyrogen.inference.objectives import objective_for
+from pyrogen.models.sequence import track_rollouts
 
 OBSERVED = 4
 JUMPS = 8
 FIGURE = Path(__file__).resolve().parents[1] / "docs" / "figures" / "tdvae_rollouts.png"
 
 
-def centre_of_mass(frames: torch.Tensor) -> torch.Tensor:
-    """``(..., 1, H, W)`` non-negative frames to the (row, column) of their centre of mass, ``(..., 2)``."""
-    f = frames[..., 0, :, :].double()
-    mass = f.sum((-2, -1)).clamp_min(1e-12)
-    rows = torch.arange(f.shape[-2], dtype=f.dtype)
-    cols = torch.arange(f.shape[-1], dtype=f.dtype)
-    r = (f.sum(-1) * rows).sum(-1) / mass
-    c = (f.sum(-2) * cols).sum(-1) / mass
-    return torch.stack([r, c], -1)
-
-
 def rollout_scores(model: Any, test: torch.Tensor, seed: int = 0, mean: bool = False) -> dict[str, Any]:
     """Roll out every test sequence from its first ``OBSERVED`` frames (drawn states, or with ``mean`` the
-    states' means); the digit's position against the truth."""
+    states' means); the digit's position against the truth (:func:`pyrogen.models.sequence.track_rollouts`)."""
     torch.manual_seed(seed)
     model.eval()
-    pred = model.rollout(test[:, :OBSERVED], steps=JUMPS, mean=mean)  # frames OBSERVED .. OBSERVED + JUMPS - 1
-    truth = test[:, OBSERVED : OBSERVED + JUMPS]
-    dist = (centre_of_mass(pred) - centre_of_mass(truth)).abs().amax(-1)  # (n, JUMPS), pixels
+    dist, pred = track_rollouts(model, test, OBSERVED, JUMPS, mean=mean)
     on_track = dist <= 1.0
     return {
         "observed_frames": OBSERVED,

@@ -110,3 +110,19 @@ def test_a_dataset_that_is_not_frames_is_refused():
 
     with pytest.raises(ValueError, match="sequences of binary frames"):
         registry.from_dataset("td-vae", load("digits-binary"))
+
+
+def test_centre_of_mass_and_the_evaluation_metrics():
+    from pyrogen.models.sequence import centre_of_mass
+
+    frames = torch.zeros(2, 1, 16, 16)
+    frames[0, 0, 3, 5] = 1.0
+    frames[1, 0, 2, 2] = frames[1, 0, 4, 6] = 1.0
+    torch.testing.assert_close(centre_of_mass(frames), torch.tensor([[3.0, 5.0], [3.0, 4.0]], dtype=torch.float64))
+    ds = load("moving-digits")  # the truth against itself: the positions move as the digits do
+    com = centre_of_mass(ds.test[:5].double())
+    steps = com[:, 1:] - com[:, :-1]
+    torch.testing.assert_close(steps.abs(), torch.ones_like(steps))
+    metrics = _small().evaluation_metrics(_frames(6))
+    assert set(metrics) == {"bound_per_jump", "on_track_3_jumps"} and 0 <= metrics["on_track_3_jumps"] <= 1
+    assert metrics["bound_per_jump"] < 0

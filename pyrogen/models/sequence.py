@@ -54,9 +54,29 @@ from pyrogen.models.registry import Recipe, register
 from pyrogen.models.vae import LatentVariableModel
 from pyrogen.nn import MLP
 
-__all__ = ["TDVAE", "VRNN", "JumpyELBO"]
+__all__ = ["TDVAE", "VRNN", "JumpyELBO", "centre_of_mass", "track_rollouts"]
 
 _MIN_SCALE = 1e-3
+
+
+def centre_of_mass(frames: torch.Tensor) -> torch.Tensor:
+    """``(..., 1, H, W)`` non-negative frames to the (row, column) of their centre of mass, ``(..., 2)``."""
+    f = frames[..., 0, :, :].double()
+    mass = f.sum((-2, -1)).clamp_min(1e-12)
+    rows = torch.arange(f.shape[-2], dtype=f.dtype, device=f.device)
+    cols = torch.arange(f.shape[-1], dtype=f.dtype, device=f.device)
+    return torch.stack([(f.sum(-1) * rows).sum(-1) / mass, (f.sum(-2) * cols).sum(-1) / mass], -1)
+
+
+def track_rollouts(
+    model: TDVAE, frames: torch.Tensor, observed: int, jumps: int, mean: bool = False
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Roll ``model`` out from the first ``observed`` of ``frames`` ``(n, T, 1, H, W)`` for ``jumps`` one-frame
+    jumps; the distance in pixels (the larger of the two axes) between the centre of mass of each predicted
+    frame's pixel probabilities and the true frame's, ``(n, jumps)``, and the predictions."""
+    pred = model.rollout(frames[:, :observed], steps=jumps, mean=mean)
+    truth = frames[:, observed : observed + jumps]
+    return (centre_of_mass(pred) - centre_of_mass(truth)).abs().amax(-1), pred
 
 
 def _td_choices(recipe: Recipe, data: Dataset, kwargs: dict[str, Any]) -> dict[str, Any]:
@@ -315,6 +335,20 @@ class TDVAE(GenerativeModel):
             raise ValueError(f"mean must be True or False; got {mean!r}")
         start = self.belief(self.beliefs(observed)[:, -1])
         return self._roll(start.loc if mean else start.sample(), steps, jump, mean)
+
+    @torch.no_grad()
+    def evaluation_metrics(self, x: torch.Tensor) -> dict[str, float]:
+        """For ``pyrogen evaluate``: the bound per jump averaged over every pair, and the share of sequences whose
+        rollouts from their first quarter of frames (jumps of one frame, the states' means) keep the centre of
+        mass within one pixel of the true frame's for 3 jumps (:func:`track_rollouts`)."""
+        x = self.validate(x)
+        out = {"bound_per_jump": -float(JumpyELBO().validation(self, x))}
+        observed = max(1, self.frames // 4)
+        jumps = min(3, self.frames - observed)
+        if jumps > 0:
+            dist_px, _ = track_rollouts(self, x, observed, jumps, mean=True)
+            out[f"on_track_{jumps}_jumps"] = float((dist_px <= 1.0).all(1).double().mean())
+        return out
 
     @torch.no_grad()
     def sample(self, n: int) -> torch.Tensor:
