@@ -23,7 +23,7 @@ from typing import Any
 
 import pyro
 import torch
-from _common import report, section_parser, train_and_score
+from _common import merged_rows, previous_rows, report, section_parser, train_and_score
 
 from pyrogen.data import load
 from pyrogen.inference import CrossEntropy, TrainConfig, amortization_gap, fit
@@ -339,6 +339,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.seeds < 1:
         p.error(f"--seeds must be a positive integer; got {args.seeds}")
     out = run(args.quick, args.only, args.models, args.seeds)
+    if "nll" in out and args.models:  # some models' rows again: the others are kept
+        out["nll"] = merged_rows(previous_rows("nll"), out["nll"])
     return report(out, args.json, _print)
 
 
