@@ -100,7 +100,14 @@ SMALL = {
         name: {"code_dim": 4, "hidden": (16,), "event_shape": (1, 8, 8)}
         for name in ("autoencoder", "denoising-ae", "sparse-ae", "contractive-ae")
     },
-    "pro-vae": {"event_shape": (1, 8, 8), "latent_levels": 2, "latent_dim": 2, "width": 16, "grow_every": 0},
+    "pro-vae": {
+        "event_shape": (1, 8, 8),
+        "latent_levels": 2,
+        "latent_dim": 2,
+        "width": 16,
+        "grow_every": 0,
+        "kl_warmup": 0,
+    },
     "vrnn": {"event_shape": (40, 20), "latent_dim": 2, "state_dim": 16, "hidden": (16,), "features": 8},
     "td-vae": {
         "event_shape": (16, 1, 16, 16),
