@@ -57,6 +57,7 @@ def test_bad_arguments_are_named():
         ({"grow_every": -1}, "grow_every"),
         ({"fade_steps": 1.5}, "fade_steps"),
         ({"likelihood": "gaussian"}, "bernoulli"),
+        ({"kl_warmup": -1}, "kl_warmup"),
     ):
         with pytest.raises(ValueError, match=name):
             ProVAE(**kwargs)
