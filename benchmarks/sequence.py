@@ -21,6 +21,7 @@ of both models' samples go to ``docs/figures/vrnn_spectrograms.png``.
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 from typing import Any
@@ -108,8 +109,10 @@ class FrameLSTM(torch.nn.Module):
         )
 
     def _params(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        out, _ = self.lstm(x[:, :-1])
-        h = torch.cat([self.start.expand(len(x), 1, -1), out], 1)
+        """The next-frame Gaussian at every position of ``x`` ``(n, T, D)``, from the frames before it."""
+        h = self.start.expand(len(x), 1, -1)
+        if x.shape[1] > 1:
+            h = torch.cat([h, self.lstm(x[:, :-1])[0]], 1)
         loc, raw = self.head(h).chunk(2, -1)
         return loc, torch.nn.functional.softplus(raw) + 1e-3
 
@@ -146,7 +149,7 @@ def train_lstm(data: Any, settings: dict[str, Any], seed: int = 0) -> tuple[Fram
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), settings["grad_clip"])
         opt.step()
-        if step % settings["val_every"] == 0:
+        if step % settings["val_every"] == 0 or step == settings["steps"]:
             with torch.no_grad():
                 v = float(-model.log_prob(data.val).mean())
             if v < best:
@@ -161,6 +164,7 @@ def train_lstm(data: Any, settings: dict[str, Any], seed: int = 0) -> tuple[Fram
     frames = data.event_shape[0]
     return model, {
         "model": "lstm-gaussian",
+        "data": data.name,
         "nll_per_frame": round(float(nll.mean()) / frames, 4),
         "stderr_per_frame": round(float(nll.std() / math.sqrt(len(nll))) / frames, 4),
         "steps": step,
@@ -190,7 +194,7 @@ def spectrograms(test: torch.Tensor, vrnn: torch.Tensor, lstm: torch.Tensor, pat
     plt.close(fig)
 
 
-def vrnn(steps: int | None, write_figure: bool = True) -> list[dict[str, Any]]:
+def vrnn(steps: int | None, write_figure: bool = True, figure_path: Path | None = None) -> list[dict[str, Any]]:
     import math
 
     from pyrogen.models import registry
@@ -208,15 +212,17 @@ def vrnn(steps: int | None, write_figure: bool = True) -> list[dict[str, Any]]:
         "iwae100_per_frame": round(-float(iwae.mean()) / frames, 4),
         "stderr_per_frame": round(float(iwae.std() / math.sqrt(len(iwae))) / frames, 4),
     }
+    print(json.dumps(row), file=sys.stderr, flush=True)  # each row as it comes
     settings = {**registry.get("vrnn").train_defaults_for(data), **({"steps": steps} if steps else {})}
     lstm, base = train_lstm(data, settings)
+    print(json.dumps(base), file=sys.stderr, flush=True)
     if write_figure:
         torch.manual_seed(2)
         spectrograms(
             data.test[:: max(1, len(data.test) // 6)][:6],
             model.sample(6),
             lstm.sample(6, frames),
-            FIGURE.with_name("vrnn_spectrograms.png"),
+            figure_path or FIGURE.with_name("vrnn_spectrograms.png"),
         )
     return [row, base]
 

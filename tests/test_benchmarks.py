@@ -224,3 +224,21 @@ def test_a_stopped_run_s_logged_rows_are_read_back_and_rows_measured_again_repla
     empty.write_text("nothing here\n")
     with pytest.raises(SystemExit, match="no rows"):
         logged_rows(empty)
+
+
+def test_the_sequence_benchmark_s_lstm_baseline_samples_and_scores_frames():
+    import math
+
+    from sequence import FrameLSTM
+
+    torch.manual_seed(0)
+    m = FrameLSTM(3, state_dim=8, hidden=8)
+    x = m.sample(4, 5)
+    assert x.shape == (4, 5, 3)
+    # the exact log-likelihood, frame by frame from the same network
+    lp = torch.zeros(4)
+    for t in range(5):
+        loc, scale = m._params(x[:, : t + 1])
+        lp += torch.distributions.Normal(loc[:, t], scale[:, t]).log_prob(x[:, t]).sum(-1)
+    torch.testing.assert_close(m.log_prob(x), lp)
+    assert math.isfinite(float(lp.sum()))
