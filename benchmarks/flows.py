@@ -88,10 +88,12 @@ def toys(steps: int | None, flows: list[str] | None = None) -> list[dict[str, An
                 row = _train(name, toy, kw, steps or TOY_STEPS.get(name))[1]
             except FloatingPointError as e:  # reported, not hidden
                 rows.append({"model": name, "data": toy, "diverged": str(e)})
+                print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
                 continue
             row["best_possible"] = round(TOY_ENTROPY[toy], 3)
             row["gap"] = round(row["nll_nats"] - TOY_ENTROPY[toy], 4)
             rows.append(row)
+            print(json.dumps(row), file=sys.stderr, flush=True)  # each row as it comes
     return rows
 
 
