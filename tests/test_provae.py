@@ -42,7 +42,7 @@ def test_the_fused_bound_is_pyros_at_every_stage_and_a_level_not_in_has_no_site(
 def test_growth_is_saved_with_the_parameters_and_training_grows_the_model():
     m, x = _small(), load("digits-binary").train[:128]
     fit(m, x, None, steps=30, batch_size=32)
-    assert int(m.progress) == 30 and m.alphas() == [1.0, 1.0, 1.0]
+    assert int(m.clock.progress) == 30 and m.alphas() == [1.0, 1.0, 1.0]
     m2 = registry.create("pro-vae", **m.config())
     assert m2.alphas() == [0.0, 0.0, 1.0]
     m2.load_state_dict(m.state_dict())

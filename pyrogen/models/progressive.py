@@ -40,6 +40,20 @@ from pyrogen.models.vae import LatentVariableModel, _vae_choices
 __all__ = ["ProVAE"]
 
 
+class _GrowthClock(StepClock):
+    """The trainer's step, also kept in a buffer (``progress``) so that the growth is saved with the parameters."""
+
+    progress: torch.Tensor
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.register_buffer("progress", torch.zeros((), dtype=torch.long))
+
+    def before_step(self, step: int) -> None:
+        super().before_step(step)
+        self.progress.fill_(step)
+
+
 @register(
     "pro-vae",
     family="latent",
@@ -106,13 +120,12 @@ class ProVAE(LatentVariableModel):
         self.inject = nn.ModuleList(nn.Linear(z, w) for _ in range(self.latent_levels))
         self.top_down = nn.ModuleList(nn.Linear(w, w) for _ in range(self.latent_levels))
         self.out = nn.Linear(w, d)
-        self.register_buffer("progress", torch.zeros((), dtype=torch.long))
-        self.clock = StepClock(on_step=lambda step: self.progress.fill_(step))  # the trainer's step
+        self.clock = _GrowthClock()  # the trainer's step, kept with the parameters
 
     # -- growth ------------------------------------------------------------------------------------------
     def alphas(self) -> list[float]:
         """The fade-in weight of every level, bottom (``z_1``) to top (``z_L``) at the current growth (0: not in)."""
-        step = int(self.progress)
+        step = int(self.clock.progress)
         out = []
         for level in range(self.latent_levels):
             start = (self.latent_levels - 1 - level) * self.grow_every

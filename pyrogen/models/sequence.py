@@ -59,6 +59,12 @@ __all__ = ["TDVAE", "VRNN", "JumpyELBO", "centre_of_mass", "track_rollouts"]
 _MIN_SCALE = 1e-3
 
 
+def _diag_normal(params: tuple[torch.Tensor, torch.Tensor]) -> dist.Normal:
+    """A diagonal normal from a network's two halves: the mean, and a raw scale through softplus (floored)."""
+    loc, raw = params
+    return dist.Normal(loc, F.softplus(raw) + _MIN_SCALE)
+
+
 def centre_of_mass(frames: torch.Tensor) -> torch.Tensor:
     """``(..., 1, H, W)`` non-negative frames to the (row, column) of their centre of mass, ``(..., 2)``."""
     f = frames[..., 0, :, :].double()
@@ -209,26 +215,21 @@ class TDVAE(GenerativeModel):
         out, _ = self.lstm(codes)
         return torch.cat([self.initial_belief.expand(n, 1, -1), out], dim=1)
 
-    @staticmethod
-    def _normal(params: tuple[torch.Tensor, torch.Tensor]) -> dist.Normal:
-        loc, raw = params
-        return dist.Normal(loc, F.softplus(raw) + _MIN_SCALE)
-
     def _jump(self, delta: torch.Tensor) -> torch.Tensor:
         return F.one_hot(delta - 1, self.max_jump).to(self.initial_belief.dtype)
 
     def belief(self, b: torch.Tensor) -> dist.Normal:
         """:math:`p_B(z \\mid b)`, batch ``b.shape[:-1]``."""
-        return self._normal(self.belief_net(b))
+        return _diag_normal(self.belief_net(b))
 
     def transition(self, z: torch.Tensor, delta: torch.Tensor) -> dist.Normal:
         """:math:`p_T(z' \\mid z, \\delta)`: a residual jump from ``z``."""
         loc, raw = self.transition_net(torch.cat([z, self._jump(delta)], -1))
-        return self._normal((z + loc, raw))
+        return _diag_normal((z + loc, raw))
 
     def smoothing(self, z2: torch.Tensor, b1: torch.Tensor, delta: torch.Tensor) -> dist.Normal:
         """:math:`q_S(z_{s_1} \\mid z_{s_2}, b_{s_1}, \\delta)`."""
-        return self._normal(self.smoothing_net(torch.cat([b1, z2, self._jump(delta)], -1)))
+        return _diag_normal(self.smoothing_net(torch.cat([b1, z2, self._jump(delta)], -1)))
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         """The Bernoulli logits of the frame of state ``z``, ``z.shape[:-1] + (C, H, W)``."""
@@ -442,22 +443,9 @@ class VRNN(LatentVariableModel):
         self.cell = nn.LSTMCell(2 * f, h)
         self.initial_state = nn.Parameter(torch.zeros(2, h))
 
-    @staticmethod
-    def _normal(params: tuple[torch.Tensor, torch.Tensor]) -> dist.Normal:
-        loc, raw = params
-        return dist.Normal(loc, F.softplus(raw) + _MIN_SCALE)
-
     def _start(self, n: int) -> tuple[torch.Tensor, torch.Tensor]:
         h0, c0 = self.initial_state
         return h0.expand(n, -1), c0.expand(n, -1)
-
-    def _step(
-        self, state: tuple[torch.Tensor, torch.Tensor], fx: torch.Tensor, z: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """The decoder's parameters for ``x_t`` need ``phi_z(z)``; returns the next state and ``phi_z(z)``."""
-        fz = self.phi_z(z)
-        h, c = self.cell(torch.cat([fx, fz], -1), state)
-        return h, c, fz
 
     def elbo_terms(
         self, x: torch.Tensor, y: torch.Tensor | None, particles: int | None, analytic: bool
@@ -471,11 +459,11 @@ class VRNN(LatentVariableModel):
         log_r = xs.new_zeros(len(xs))
         fxs = self.phi_x(xs)  # every frame's features at once
         for t in range(self.frames):
-            prior = self._normal(self.prior_net(h))
-            q = self._normal(self.encoder_net(torch.cat([h, fxs[:, t]], -1)))
+            prior = _diag_normal(self.prior_net(h))
+            q = _diag_normal(self.encoder_net(torch.cat([h, fxs[:, t]], -1)))
             z = q.rsample()
             fz = self.phi_z(z)
-            rec = rec + self._normal(self.decoder_net(torch.cat([h, fz], -1))).log_prob(xs[:, t]).sum(-1)
+            rec = rec + _diag_normal(self.decoder_net(torch.cat([h, fz], -1))).log_prob(xs[:, t]).sum(-1)
             if analytic:
                 log_r = log_r - torch.distributions.kl_divergence(q, prior).sum(-1)
             else:
@@ -496,9 +484,9 @@ class VRNN(LatentVariableModel):
         with data_plate(n):
             for t in pyro.markov(range(self.frames)):
                 with poutine.scale(scale=self.kl_weight):
-                    z = pyro.sample(f"z_{t}", self._normal(self.prior_net(h)).to_event(1))
+                    z = pyro.sample(f"z_{t}", _diag_normal(self.prior_net(h)).to_event(1))
                 fz = self.phi_z(z)
-                px = self._normal(self.decoder_net(torch.cat([h, fz], -1))).to_event(1)
+                px = _diag_normal(self.decoder_net(torch.cat([h, fz], -1))).to_event(1)
                 xt = pyro.sample(f"x_{t}", px, obs=None if x is None else x[:, t])
                 out.append(xt)
                 h, c = self.cell(torch.cat([self.phi_x(xt), fz], -1), (h, c))
@@ -514,7 +502,7 @@ class VRNN(LatentVariableModel):
         with data_plate(len(x)):
             for t in pyro.markov(range(self.frames)):
                 with poutine.scale(scale=self.kl_weight):
-                    q = self._normal(self.encoder_net(torch.cat([h, fxs[:, t]], -1))).to_event(1)
+                    q = _diag_normal(self.encoder_net(torch.cat([h, fxs[:, t]], -1))).to_event(1)
                     z = pyro.sample(f"z_{t}", q)
                 h, c = self.cell(torch.cat([fxs[:, t], self.phi_z(z)], -1), (h, c))
 
@@ -526,9 +514,9 @@ class VRNN(LatentVariableModel):
         h, c = self._start(n)
         out = []
         for _ in range(self.frames):
-            z = self._normal(self.prior_net(h)).sample()
+            z = _diag_normal(self.prior_net(h)).sample()
             fz = self.phi_z(z)
-            xt = self._normal(self.decoder_net(torch.cat([h, fz], -1))).sample()
+            xt = _diag_normal(self.decoder_net(torch.cat([h, fz], -1))).sample()
             out.append(xt)
             h, c = self.cell(torch.cat([self.phi_x(xt), fz], -1), (h, c))
         return torch.stack(out, 1)
