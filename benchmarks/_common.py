@@ -15,7 +15,7 @@ import pyro
 import torch
 
 from pyrogen.data import Dataset, load
-from pyrogen.inference import TrainConfig, fit
+from pyrogen.inference import TrainConfig, fit, training_data
 from pyrogen.metrics import evaluate_nll
 from pyrogen.models import registry
 
@@ -40,12 +40,12 @@ def train_and_score(
     if steps is not None:
         config["steps"] = steps
     t = time.perf_counter()
-    res = fit(model, model.training_data(data, "train"), model.training_data(data, "val"), TrainConfig(**config))
+    res = fit(model, training_data(model, data, "train"), training_data(model, data, "val"), TrainConfig(**config))
     seconds = time.perf_counter() - t
     model.eval()
     row: dict[str, Any] = {"model": name, "data": data.name}
     if score:
-        nll = evaluate_nll(model, model.training_data(data, "test"), levels=data.levels if data.dequantized else None)
+        nll = evaluate_nll(model, training_data(model, data, "test"), levels=data.levels if data.dequantized else None)
         row |= {"nll_nats": round(nll.nll_nats, 4), "nll_stderr": round(nll.nll_stderr, 4)}
     row |= {"steps": res.step, "best_step": res.best_step, "train_s": round(seconds, 1)}
     if not score:

@@ -26,7 +26,7 @@ import torch
 from _common import merged_rows, previous_rows, report, section_parser, train_and_score
 
 from pyrogen.data import load
-from pyrogen.inference import CrossEntropy, TrainConfig, amortization_gap, fit
+from pyrogen.inference import CrossEntropy, TrainConfig, amortization_gap, fit, training_data
 from pyrogen.latent import class_means, impute, latent_arithmetic
 from pyrogen.metrics import auroc, linear_probe, outlier_scores
 from pyrogen.models import SSVAE, VAE
@@ -65,7 +65,7 @@ BETAS = (0.25, 0.5, 1.0, 2.0, 4.0)
 
 def _active(model: Any, data_name: str) -> int:
     data = load(data_name)
-    return model.active_units(model.training_data(data, "test"))
+    return model.active_units(training_data(model, data, "test"))
 
 
 def nll(steps: int | None, models: list[str] | None = None) -> list[dict[str, Any]]:
@@ -154,7 +154,7 @@ def ssvae(steps: int | None, seeds: int = 1) -> dict[str, Any]:
     for seed in range(seeds):
         model, row = train_and_score("ssvae", "digits-binary", {}, steps, seed=seed)
         assert isinstance(model, SSVAE)
-        x, y = model.training_data(data, "train")
+        x, y = training_data(model, data, "train")
         seen = y >= 0
         acc.append(float((model.predict(data.test) == test_y).float().mean()))
         clf = _classifier_on_labels_alone(x[seen], y[seen], val, steps or 2000, seed=seed)

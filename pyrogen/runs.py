@@ -29,7 +29,7 @@ import torch
 
 from pyrogen import __version__
 from pyrogen.data import Dataset, load
-from pyrogen.inference.protocol import Classifier, Conditional, OwnMetrics, density_kind
+from pyrogen.inference.protocol import Classifier, Conditional, OwnMetrics, density_kind, training_data
 from pyrogen.inference.trainer import TrainConfig, fit, latest_checkpoint
 from pyrogen.io import CheckpointError, atomic_write_bytes, load_checkpoint, save_checkpoint
 from pyrogen.metrics import evaluate_nll
@@ -263,8 +263,8 @@ def train_run(
     try:
         result = fit(
             model,
-            model.training_data(data, "train"),
-            model.training_data(data, "val"),
+            training_data(model, data, "train"),
+            training_data(model, data, "val"),
             cfg,
             out=out,
             resume=resume,
@@ -499,7 +499,7 @@ def evaluate_run(
 def _metrics(
     model: GenerativeModel, run: dict[str, Any], data: Dataset, split: str, k: int, samples: int | None, seed: int
 ) -> dict[str, Any]:
-    examples = model.training_data(data, split)
+    examples = training_data(model, data, split)
     p = next(model.parameters(), None)
     if p is not None:
         examples = tuple(t.to(p.device) for t in examples) if isinstance(examples, tuple) else examples.to(p.device)

@@ -13,6 +13,7 @@ import torch
 from pyrogen.data.networks import STUDENT  # noqa: E402
 from pyrogen.inference.hooks import TrainingHook
 from pyrogen.inference.objectives import Objective, checked, objective_for
+from pyrogen.inference.protocol import training_data
 from pyrogen.models import registry
 
 SMALL = {
@@ -213,7 +214,7 @@ def small_data(name: str, n: int = 256):
     model = registry.create(name, **SMALL[name])
     if not model.labelled:
         return data.train[:n]
-    x, y = model.training_data(data, "train")
+    x, y = training_data(model, data, "train")
     return x[:n], y[:n]
 
 

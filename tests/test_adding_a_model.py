@@ -3,10 +3,11 @@
 What a new model needs (docs/python.md, "Adding a model", walks through this one): its class, with its data
 ``support``; ``model`` (a Pyro program over a batch, its rows in the caller's plate), ``log_prob`` (or
 ``elbo``/``iwae`` or ``energy``: the protocol it implements is its density kind), ``sample`` and
-``as_distribution``; its recipe, ``register("name", family=..., data=..., objective=...)``, which names the
-objective it trains under (here maximum likelihood; the model itself holds no loss); and its small
-configuration for the harness. Its configuration is recorded from its constructor; everything else --
-validation, the trainer, checkpoints, the CLI -- comes from the contracts.
+``as_distribution`` (written with ``@frozen_unless_trainable``); its recipe,
+``register("name", family=..., data=..., objective=...)``, which names the objective it trains under (here
+maximum likelihood; the model itself holds no loss); and its small configuration for the harness. Its
+configuration is recorded from its constructor; everything else -- validation, the trainer, checkpoints, the
+CLI -- comes from the contracts.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from pyrogen.inference import objectives
 from pyrogen.inference.objectives import MaximumLikelihood
 from pyrogen.inference.program import data_plate
 from pyrogen.models import GenerativeModel, registry
-from pyrogen.models.base import accepts_unbatched, check_positive_int
+from pyrogen.models.base import accepts_unbatched, check_positive_int, frozen_unless_trainable
 
 
 class DiagonalGaussian(GenerativeModel):
@@ -36,6 +37,7 @@ class DiagonalGaussian(GenerativeModel):
         self.loc = nn.Parameter(torch.zeros(self.event_shape))
         self.log_scale = nn.Parameter(torch.zeros(self.event_shape))
 
+    @frozen_unless_trainable  # enters a Pyro program frozen unless as_distribution(trainable=True)
     def as_distribution(self) -> dist.TorchDistribution:
         return dist.Normal(self.loc, self.log_scale.exp()).to_event(len(self.event_shape))
 

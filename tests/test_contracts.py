@@ -184,3 +184,57 @@ def test_nothing_in_pyrogen_probes_a_model_by_getattr():
     ]
     assert not found, "\n".join(found)
     assert probe.search('x = getattr(model, "generate", None)')  # the pattern finds what it is meant to
+
+
+def test_the_base_class_is_narrow():
+    from pyro.nn import PyroModule
+
+    public = sorted(n for n in dir(GenerativeModel) if not n.startswith("_") and n not in dir(PyroModule))
+    assert len(public) <= 8, public
+    # nothing rewrites a family's methods when it is defined: each registered class's __init__ and
+    # as_distribution are the functions its module wrote (configuration is recorded by the metaclass)
+    assert "__init_subclass__" not in vars(GenerativeModel)
+    for name in registry.names():
+        cls = registry.get(name).cls
+        for k in cls.__mro__:
+            init = vars(k).get("__init__")
+            if init is not None and issubclass(k, GenerativeModel):
+                assert init.__qualname__ == f"{k.__qualname__}.__init__", (name, k)
+        assert inspect.signature(cls).parameters.keys() == inspect.signature(cls.__init__).parameters.keys() - {
+            "self"
+        }, name
+
+
+def test_every_as_distribution_enters_a_pyro_program_frozen_unless_trainable():
+    for name in registry.names():
+        cls = registry.get(name).cls
+        for k in cls.__mro__:
+            method = vars(k).get("as_distribution")
+            if method is not None:
+                assert getattr(method, "enters_frozen", False), f"{k.__name__}.as_distribution lacks the decorator"
+    m = VAE(event_shape=(4,), latent_dim=2, hidden=(8,))
+    with pytest.raises(TypeError, match="trainable must be True or False; got 1"):
+        m.as_distribution(trainable=1)
+
+
+def test_no_model_class_holds_a_training_loss_and_objectives_live_in_inference():
+    import importlib
+    import pkgutil
+
+    from pyrogen.inference.objectives import Objective
+
+    for name in registry.names():
+        cls = registry.get(name).cls
+        for k in cls.__mro__:
+            if issubclass(k, GenerativeModel):
+                held = {"loss", "validation_loss", "pyro_loss"} & set(vars(k))
+                assert not held, (name, k.__name__, held)
+                forward = vars(k).get("forward")
+                assert forward is None or "group" not in inspect.signature(forward).parameters, (name, k.__name__)
+    import pyrogen.models as models
+
+    for info in pkgutil.iter_modules(models.__path__):
+        module = importlib.import_module(f"pyrogen.models.{info.name}")
+        for value in vars(module).values():
+            if isinstance(value, type) and issubclass(value, Objective):
+                assert value.__module__.startswith("pyrogen.inference"), (info.name, value.__name__)

@@ -11,7 +11,7 @@ from conftest import SMALL, CrashAt, loss
 from pyrogen.data import load
 from pyrogen.distributions import ImplicitDistribution
 from pyrogen.inference import adversarial as adv
-from pyrogen.inference import fit
+from pyrogen.inference import fit, training_data
 from pyrogen.inference.objectives import objective_for
 from pyrogen.inference.protocol import ExactDensity
 from pyrogen.latent import generator_posterior, generator_program
@@ -252,7 +252,7 @@ def test_cgan_samples_carry_the_requested_label():
     pyro.set_rng_seed(0)
     m = registry.get("cgan").from_dataset(data, hidden=[64, 64])
     assert m.classes == 3 and m.arch == "mlp"
-    fit(m, m.training_data(data, "train"), None, steps=400, batch_size=128, lr=2e-3, progress=False)
+    fit(m, training_data(m, data, "train"), None, steps=400, batch_size=128, lr=2e-3, progress=False)
     asked = torch.arange(3).repeat(100)
     nearest = ((m.sample(300, y=asked)[:, None] - centres[None]) ** 2).sum(-1).argmin(1)
     assert float((nearest == asked).float().mean()) > 0.9  # measured 1.0; a label-blind generator gets 1/3

@@ -14,6 +14,7 @@ import torch
 from pyrogen.cli import main
 from pyrogen.data import captions as C
 from pyrogen.data import load
+from pyrogen.inference import training_data
 from pyrogen.models import registry
 from pyrogen.nn import SpatialConvDecoder, SpatialConvEncoder, TextEncoder, TextUNet
 from tests.conftest import SMALL
@@ -116,7 +117,7 @@ def _small():
 def test_the_model_conditions_on_captions_and_refuses_unknown_words():
     m = _small().eval()
     d = load("digits")
-    x, tokens = m.training_data(d, "train")
+    x, tokens = training_data(m, d, "train")
     assert tokens.shape == (len(x), C.MAX_TOKENS)
     torch.testing.assert_close(tokens[:5], C.tokenize(C.captions(d.train[:5], d.labels["train"][:5])))
     z = torch.randn(2, *m.space_shape)

@@ -27,7 +27,7 @@ from pyro.optim import Adam
 
 import pyrogen.figures
 from pyrogen.data import load
-from pyrogen.inference import fit, objective_for
+from pyrogen.inference import fit, objective_for, training_data
 from pyrogen.models import SSVAE, registry
 
 FAST = os.environ.get("PYROGEN_FAST") == "1"
@@ -38,7 +38,7 @@ STEPS = 20 if FAST else 4000
 digits = load("digits-binary")
 
 m = SSVAE(event_shape=(1, 8, 8), latent_dim=16, hidden=(256, 256))
-x, y = m.training_data(digits, "train")
+x, y = training_data(m, digits, "train")
 print(f"{int((y >= 0).sum())} labelled and {int((y < 0).sum())} unlabelled training digits")
 
 # Pyro's own SVI runs the model and guide as they are (the labelled and unlabelled parts in their own plates).
@@ -60,7 +60,7 @@ print(f"fused loss {fused:.4f} = Pyro's TraceEnum_ELBO {by_pyro:.4f} on the same
 # %%
 pyro.set_rng_seed(0)
 m = SSVAE(event_shape=(1, 8, 8), latent_dim=16, hidden=(256, 256))
-fit(m, (x, y), m.training_data(digits, "val"), **{**registry.recipe_of(m).train_defaults_for(digits), "steps": STEPS})
+fit(m, (x, y), training_data(m, digits, "val"), **{**registry.recipe_of(m).train_defaults_for(digits), "steps": STEPS})
 m.eval()
 accuracy = float((m.predict(digits.test) == digits.labels["test"]).float().mean())
 

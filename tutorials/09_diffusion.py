@@ -25,7 +25,7 @@ from pyro.infer import TraceMeanField_ELBO
 
 from pyrogen import quality
 from pyrogen.data import load
-from pyrogen.inference import fit
+from pyrogen.inference import fit, training_data
 from pyrogen.inference.diffusion import DiffusionELBO
 from pyrogen.inference.schedules import NoiseSchedule
 from pyrogen.metrics import evaluate_nll
@@ -54,7 +54,7 @@ def train(name, data, steps, **options):
     settings = registry.get(name).train_defaults_for(data)
     fit(
         m,
-        m.training_data(data, "train"),
+        training_data(m, data, "train"),
         None,
         steps=steps,
         batch_size=settings["batch_size"],

@@ -27,6 +27,7 @@ from pyrogen.inference.protocol import (
     DENSITY_KINDS,
     Density,
     GenerativeModelProtocol,
+    training_data,
 )
 from pyrogen.inference.samplers import (
     HMC,
@@ -78,6 +79,7 @@ __all__ = [
     "data_plate",
     "distill",
     "fit",
+    "training_data",
     "flow_guide",
     "flow_transform",
     "gaussian_kl",

@@ -43,11 +43,14 @@ __all__ = [
     "ELBO",
     "ImplicitELBO",
     "JointLikelihood",
+    "JumpyELBO",
+    "LayerReconstruction",
     "LeaveOneOutLikelihood",
     "MaximumLikelihood",
     "Objective",
     "Part",
     "Phases",
+    "Reconstruction",
     "SemiSupervisedELBO",
     "checked",
     "entropy_gradient_surrogate",
@@ -580,6 +583,85 @@ class Part(Objective):
 
     def validation(self, model: nn.Module, batch: Any) -> torch.Tensor:
         return self.objective.validation(self._of(model), self._batch(batch))
+
+
+class Reconstruction(Objective):
+    r"""An autoencoder's loss: the mean reconstruction error of the (corrupted, for a denoising one) examples,
+    plus its sparsity and contractive penalties at their weights. Validation watches the reconstruction error
+    of the clean examples."""
+
+    def loss(self, model: nn.Module, batch: Any, group: str = "model") -> torch.Tensor:
+        m: Any = model  # an autoencoder (pyrogen.models.Autoencoder)
+        x = as_batch(batch).x
+        h = m._layers(m.corrupt(x) if m.training else x)
+        total = m.error(x, m.decoder_output(h)).mean()
+        if m.sparsity:
+            total = total + m.sparsity * m.sparsity_penalty(h)
+        if m.contractive:
+            total = total + m.contractive * m.jacobian_norm(x).mean()
+        return total
+
+    def validation(self, model: nn.Module, batch: Any) -> torch.Tensor:
+        m: Any = model  # an autoencoder (pyrogen.models.Autoencoder)
+        return m.reconstruction_error(as_batch(batch).x).mean()
+
+
+class LayerReconstruction(Objective):
+    """Greedy layer-wise pre-training of a stacked autoencoder's layer ``k`` (0-based): a one-layer autoencoder of
+    the codes of the layers below it (fixed), its decoder the mirror layer of the model's decoder; the squared
+    error of those codes (ReLU units) or, for ``k = 0``, the model's own error on ``x``."""
+
+    def __init__(self, k: int) -> None:
+        self.k = k
+
+    def loss(self, model: nn.Module, batch: Any, group: str = "model") -> torch.Tensor:
+        m: Any = model  # an autoencoder (pyrogen.models.Autoencoder)
+        x = as_batch(batch).x
+        with torch.no_grad():
+            below = m._layers(m.corrupt(x) if m.training else x, layers=self.k)
+        h = m._layers(below, layers=self.k + 1, start=self.k)
+        out = m.decoder[len(m.decoder) - 1 - self.k](h)
+        if self.k == 0:
+            return m.error(x, out.reshape(x.shape)).mean()
+        return (out - below).pow(2).sum(-1).mean()  # the ReLU codes below, by squared error
+
+
+class JumpyELBO(Objective):
+    r"""TD-VAE's objective: minus the bound of one jump per sequence, :math:`s_1` uniform in :math:`0..T-1` and
+    :math:`\delta` uniform in :math:`1..\min(\text{max\_jump}, T - s_1)`, averaged over the batch. With
+    ``objective="pyro"``: ``Trace_ELBO`` on :meth:`~pyrogen.models.TDVAE.model` and
+    :meth:`~pyrogen.models.TDVAE.guide` for the same pairs (the pairs are drawn first, from the same random state,
+    so the two agree on a seed). Validation: the bound averaged over every pair, one sample each."""
+
+    @staticmethod
+    def draw(model: Any, n: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+        """``n`` pairs ``(s1, delta)``."""
+        frames = model.frames
+        s1 = torch.randint(0, frames, (n,), device=device)
+        longest = (frames - s1).clamp(max=model.max_jump)
+        delta = 1 + (torch.rand(n, device=device) * longest).long().clamp(max=longest - 1)
+        return s1, delta
+
+    def loss(self, model: nn.Module, batch: Any, group: str = "model") -> torch.Tensor:
+        m: Any = model  # a TD-VAE (pyrogen.models.TDVAE)
+        x = as_batch(batch).x
+        s1, delta = self.draw(m, len(x), x.device)
+        return -m.jump_bound(x, s1, delta).mean()
+
+    def pyro_loss(self, model: nn.Module, batch: Any, group: str = "model") -> torch.Tensor:
+        m: Any = model  # a TD-VAE (pyrogen.models.TDVAE)
+        x = as_batch(batch).x
+        s1, delta = self.draw(m, len(x), x.device)
+        return Trace_ELBO().differentiable_loss(m.model, m.guide, x, s1, delta) / len(x)
+
+    def validation(self, model: nn.Module, batch: Any) -> torch.Tensor:
+        m: Any = model  # a TD-VAE (pyrogen.models.TDVAE)
+        x = as_batch(batch).x
+        n = len(x)
+        pairs = [(s, d) for s in range(m.frames) for d in range(1, m.max_jump + 1) if s + d <= m.frames]
+        s1 = torch.tensor([s for s, _ in pairs], device=x.device).repeat_interleave(n)
+        delta = torch.tensor([d for _, d in pairs], device=x.device).repeat_interleave(n)
+        return -m.jump_bound(x.repeat(len(pairs), *([1] * (x.dim() - 1))), s1, delta).mean()
 
 
 #: Each registered class's default objective, ``model -> Objective`` (set by the registry from recipes).

@@ -40,7 +40,9 @@ __all__ = [
     "Translator",
     "UnnormalizedDensity",
     "capabilities",
+    "dataset_part",
     "density_kind",
+    "training_data",
 ]
 
 Density = Literal["exact", "lower_bound", "estimated", "unnormalized", "none"]
@@ -191,6 +193,35 @@ class TrainsOnDatasets(Protocol):
     """A model that says what it trains on from a dataset's part (``(examples, labels)`` for a labelled one)."""
 
     def training_data(self, data: Any, split: str) -> Any: ...
+
+
+def training_data(model: Any, data: Any, split: str) -> Any:
+    """What :func:`~pyrogen.inference.fit` and the evaluation take from ``split`` of ``data`` for ``model``.
+
+    The examples; ``(examples, labels)`` for a :attr:`~pyrogen.models.base.GenerativeModel.labelled` model; what
+    the model says where it is :class:`TrainsOnDatasets` (captions in place of labels, a part of the labels kept).
+
+    Raises:
+        ValueError: a labelled model on a dataset without labels, or an unknown split.
+    """
+    if isinstance(model, TrainsOnDatasets):
+        return model.training_data(data, split)
+    return dataset_part(model, data, split)
+
+
+def dataset_part(model: Any, data: Any, split: str) -> Any:
+    """``split`` of ``data`` as a model without a say of its own trains on it: the examples, with the labels for a
+    labelled model (see :func:`training_data`).
+
+    Raises:
+        ValueError: a labelled model on a dataset without labels, or an unknown split.
+    """
+    x = data.split(split)
+    if not isinstance(model, GenerativeModelProtocol) or not model.labelled:
+        return x
+    if split not in data.labels:
+        raise ValueError(f"{type(model).__name__} needs labelled data; dataset {data.name!r} has no labels")
+    return x, data.labels[split]
 
 
 @runtime_checkable

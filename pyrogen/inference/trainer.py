@@ -38,7 +38,13 @@ from pyrogen.data import Dataset
 from pyrogen.data.batch import Batch
 from pyrogen.inference.hooks import TrainingHook
 from pyrogen.inference.objectives import Objective, objective_for, trusted
-from pyrogen.inference.protocol import Configured, TrainsOnDatasets, Validates
+from pyrogen.inference.protocol import (
+    Configured,
+    GenerativeModelProtocol,
+    TrainsOnDatasets,
+    Validates,
+    training_data,
+)
 from pyrogen.io import CheckpointError, _non_finite, load_checkpoint, save_checkpoint
 
 __all__ = [
@@ -663,8 +669,8 @@ def _from_dataset(
 ) -> tuple[Any, Any, dict[str, Any]]:
     """The training and validation parts of ``data`` that ``model`` takes (``(examples, labels)`` for a labelled
     model), and its recipe's settings for ``data`` (``{}`` when ``config`` is given: it says them all)."""
-    if isinstance(model, TrainsOnDatasets):
-        train, default_val = model.training_data(data, "train"), model.training_data(data, "val")
+    if isinstance(model, (GenerativeModelProtocol, TrainsOnDatasets)):
+        train, default_val = training_data(model, data, "train"), training_data(model, data, "val")
     else:
         train, default_val = data.train, data.val
     if len(data.val) == 0:

@@ -36,9 +36,8 @@ from torch import nn
 
 from pyrogen.checks import number
 from pyrogen.data import Dataset
-from pyrogen.data.batch import as_batch
-from pyrogen.inference.objectives import Objective, Part, Phases, use_objective
-from pyrogen.models.base import GenerativeModel, check_hidden, check_positive_int
+from pyrogen.inference.objectives import LayerReconstruction, Objective, Part, Phases, Reconstruction, use_objective
+from pyrogen.models.base import GenerativeModel, check_hidden, check_positive_int, frozen_unless_trainable
 from pyrogen.models.registry import Recipe, register
 
 __all__ = ["Autoencoder", "LayerReconstruction", "Reconstruction"]
@@ -65,47 +64,6 @@ def _ae_choices(recipe: Recipe, data: Dataset, kwargs: dict[str, Any]) -> dict[s
 def _ae_train(data: Dataset) -> dict[str, Any]:
     """4000 steps of batch 128 at lr 1e-3, validation (the reconstruction error) every 200 steps, patience 10."""
     return {"lr": 1e-3, "batch_size": 128, "steps": 4000, "val_every": 200, "patience": 10}
-
-
-class Reconstruction(Objective):
-    r"""An autoencoder's loss: the mean reconstruction error of the (corrupted, for a denoising one) examples,
-    plus its sparsity and contractive penalties at their weights. Validation watches the reconstruction error
-    of the clean examples."""
-
-    def loss(self, model: nn.Module, batch: Any, group: str = "model") -> torch.Tensor:
-        m: Autoencoder = model  # type: ignore[assignment]
-        x = as_batch(batch).x
-        h = m._layers(m.corrupt(x) if m.training else x)
-        total = m.error(x, m.decoder_output(h)).mean()
-        if m.sparsity:
-            total = total + m.sparsity * m.sparsity_penalty(h)
-        if m.contractive:
-            total = total + m.contractive * m.jacobian_norm(x).mean()
-        return total
-
-    def validation(self, model: nn.Module, batch: Any) -> torch.Tensor:
-        m: Autoencoder = model  # type: ignore[assignment]
-        return m.reconstruction_error(as_batch(batch).x).mean()
-
-
-class LayerReconstruction(Objective):
-    """Greedy layer-wise pre-training of a stacked autoencoder's layer ``k`` (0-based): a one-layer autoencoder of
-    the codes of the layers below it (fixed), its decoder the mirror layer of the model's decoder; the squared
-    error of those codes (ReLU units) or, for ``k = 0``, the model's own error on ``x``."""
-
-    def __init__(self, k: int) -> None:
-        self.k = k
-
-    def loss(self, model: nn.Module, batch: Any, group: str = "model") -> torch.Tensor:
-        m: Autoencoder = model  # type: ignore[assignment]
-        x = as_batch(batch).x
-        with torch.no_grad():
-            below = m._layers(m.corrupt(x) if m.training else x, layers=self.k)
-        h = m._layers(below, layers=self.k + 1, start=self.k)
-        out = m.decoder[len(m.decoder) - 1 - self.k](h)
-        if self.k == 0:
-            return m.error(x, out.reshape(x.shape)).mean()
-        return (out - below).pow(2).sum(-1).mean()  # the ReLU codes below, by squared error
 
 
 def _ae_objective(model: Autoencoder) -> Objective:
@@ -281,6 +239,7 @@ class Autoencoder(GenerativeModel):
             "(or a VAE, whose prior makes decoded codes samples)"
         )
 
+    @frozen_unless_trainable
     def as_distribution(self) -> Any:
         raise NotImplementedError(
             f"{type(self).__name__} defines no distribution over x: use reconstruction_error as an outlier score"

@@ -29,7 +29,14 @@ from pyrogen.distributions.autoregressive import AutoregressiveDistribution, mak
 from pyrogen.inference.hooks import StepClock
 from pyrogen.inference.objectives import MaximumLikelihood, log_mean_exp, use_objective
 from pyrogen.inference.program import data_plate
-from pyrogen.models.base import GenerativeModel, accepts_unbatched, check_dropout, check_hidden, check_positive_int
+from pyrogen.models.base import (
+    GenerativeModel,
+    accepts_unbatched,
+    check_dropout,
+    check_hidden,
+    check_positive_int,
+    frozen_unless_trainable,
+)
 from pyrogen.models.registry import Recipe, register
 from pyrogen.nn import CausalTransformer, GatedPixelCNNNet, MADENet, PixelCNNNet, PixelRNNNet
 from pyrogen.nn.pixelrnn import PIXELRNN_CELLS
@@ -135,7 +142,10 @@ class AutoregressiveModel(GenerativeModel):
 
     @property
     def levels(self) -> int | None:
+        """The number of values each coordinate of the data takes (2 for binary), ``None`` for real data."""
         return self.num_levels if self.likelihood == "categorical" else None
+
+    _levels = levels  # what validate() checks integer data against
 
     # -- the autoregressive structure ----------------------------------------
     def _params(self, x: torch.Tensor) -> torch.Tensor:
@@ -177,6 +187,7 @@ class AutoregressiveModel(GenerativeModel):
         with data_plate(n):
             return pyro.sample("x", self.as_distribution(), obs=x)
 
+    @frozen_unless_trainable
     def as_distribution(self, temperature: float = 1.0) -> AutoregressiveDistribution:
         """The model as a Pyro distribution with event shape ``event_shape`` (``temperature`` only affects sampling)."""
         return AutoregressiveDistribution(self, _check_temperature(temperature))

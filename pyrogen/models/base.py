@@ -12,12 +12,13 @@ from typing import Any, ClassVar
 import pyro
 import torch
 from pyro.nn import PyroModule
+from pyro.nn.module import _PyroModuleMeta
 
 from pyrogen.checks import integer
-from pyrogen.data import Dataset, validate
+from pyrogen.data import validate
 from pyrogen.inference.objectives import checked, is_trusted
 
-__all__ = ["GenerativeModel", "accepts_unbatched", "takes_context"]
+__all__ = ["GenerativeModel", "accepts_unbatched", "frozen_unless_trainable", "takes_context"]
 
 
 def takes_context(method: Callable[..., Any]) -> Callable[..., Any]:
@@ -93,17 +94,45 @@ def _jsonable(value: Any, where: str) -> Any:
     raise TypeError(f"constructor argument {where} must be JSON data (numbers, strings, lists, dicts); got {value!r}")
 
 
-def _recording(init: Callable[..., None]) -> Callable[..., None]:
-    """``init`` that records, on the outermost call, its arguments with their defaults as the model's
-    configuration (the pattern of diffusers' ``register_to_config``): ``type(m)(**m.config())`` rebuilds ``m``."""
-    signature = inspect.signature(init)
+def frozen_unless_trainable(as_distribution: Callable[..., Any]) -> Callable[..., Any]:
+    """Make a family's ``as_distribution`` enter a Pyro program frozen unless asked.
 
-    @functools.wraps(init)
-    def __init__(self: GenerativeModel, *args: Any, **kwargs: Any) -> None:
-        if "_config" in self.__dict__:  # a parent's __init__ called by the subclass's: the outermost call records
-            init(self, *args, **kwargs)
-            return
-        bound = signature.bind(self, *args, **kwargs)
+    The decorated method takes one more keyword, ``trainable`` (default ``False``): with ``trainable=True``, called
+    inside a Pyro program, the model's parameters are registered with ``pyro.module`` under its registered name,
+    so that an outer ``SVI`` trains them; otherwise nothing goes into Pyro's param store. Every family decorates
+    its ``as_distribution`` (a test checks it), the way diffusers' ``register_to_config`` is written on each
+    constructor.
+
+    Raises:
+        TypeError: ``trainable`` not a bool.
+    """
+
+    @functools.wraps(as_distribution)
+    def wrapper(self: GenerativeModel, *args: Any, trainable: bool = False, **kwargs: Any) -> Any:
+        if not isinstance(trainable, bool):
+            raise TypeError(f"trainable must be True or False; got {trainable!r}")
+        if trainable and pyro.poutine.runtime.am_i_wrapped():  # asked for: its parameters are Pyro's
+            pyro.module(self._param_store_name(), self)
+        return as_distribution(self, *args, **kwargs)
+
+    wrapper.enters_frozen = True  # type: ignore[attr-defined]
+    return wrapper
+
+
+class _RecordsConfig(_PyroModuleMeta):
+    """The metaclass of :class:`GenerativeModel`: building a model records the constructor's arguments, with their
+    defaults, as its configuration (what diffusers' ``register_to_config`` captures), so that
+    ``type(m)(**m.config())`` rebuilds ``m``. The class's ``__init__`` is left as written, and the class's
+    signature is its constructor's (``help`` and ``inspect.signature`` show the family's arguments)."""
+
+    @property
+    def __signature__(cls) -> inspect.Signature:
+        init = inspect.signature(cls.__init__)  # type: ignore[misc]
+        return init.replace(parameters=list(init.parameters.values())[1:])
+
+    def __call__(cls, *args: Any, **kwargs: Any) -> Any:
+        signature = inspect.signature(cls.__init__)  # type: ignore[misc]
+        bound = signature.bind(None, *args, **kwargs)
         bound.apply_defaults()
         config: dict[str, Any] = {}
         for name, value in list(bound.arguments.items())[1:]:
@@ -112,27 +141,23 @@ def _recording(init: Callable[..., None]) -> Callable[..., None]:
                 config.update(value)
             elif kind is inspect.Parameter.VAR_POSITIONAL:
                 if value:
-                    raise TypeError(f"{type(self).__name__} takes its configuration by keyword; got {value!r}")
+                    raise TypeError(f"{cls.__name__} takes its configuration by keyword; got {value!r}")
             else:
                 config[name] = value
         recorded = {k: _jsonable(v, k) for k, v in config.items()}
-        self.__dict__["_config"] = None
-        try:
-            init(self, *args, **kwargs)
-        finally:
-            self.__dict__["_config"] = recorded
-
-    __init__._records = True  # type: ignore[attr-defined]
-    return __init__
+        model = super().__call__(*args, **kwargs)
+        model.__dict__["_config"] = recorded
+        return model
 
 
-class GenerativeModel(PyroModule):
+class GenerativeModel(PyroModule, metaclass=_RecordsConfig):
     """A generative model as a Pyro citizen, trainable by :func:`pyrogen.inference.fit`.
 
     The contract every family keeps (read by the generic tests, the CLI and the trainer):
 
-    - ``__init__`` takes ``event_shape`` and JSON keyword arguments, recorded as it runs: :meth:`config`
-      returns them, so that ``type(m)(**m.config())`` rebuilds the model;
+    - ``__init__`` takes ``event_shape`` and JSON keyword arguments, recorded when the model is built (by the
+      metaclass; the family writes nothing for it): :meth:`config` returns them, so that
+      ``type(m)(**m.config())`` rebuilds the model;
     - :meth:`model` and :meth:`guide` are Pyro programs over a batch ``x`` of shape ``(n,) + event_shape``
       (the guide is empty for fully observed models); they put their rows in the caller's plate at dim -1
       where there is one (:func:`~pyrogen.inference.program.data_plate`), so plate names are the caller's;
@@ -140,7 +165,8 @@ class GenerativeModel(PyroModule):
     - :meth:`as_distribution` returns a Pyro distribution where the family defines one. Inside a Pyro program
       it enters *frozen*: nothing goes into Pyro's param store, so an outer ``SVI`` never changes the model (a
       trained prior stays the prior it was trained to be). With ``as_distribution(..., trainable=True)`` its
-      parameters are registered with ``pyro.module`` under the model's name and ``SVI`` trains them;
+      parameters are registered with ``pyro.module`` under the model's name and ``SVI`` trains them (each
+      family writes :func:`frozen_unless_trainable` on its ``as_distribution``);
     - :meth:`validate` checks data against the event shape and support.
 
     What else a model can do — an exact ``log_prob``, a bound, an energy, an estimated log-probability,
@@ -154,29 +180,9 @@ class GenerativeModel(PyroModule):
     support: str = "real"
     #: The recipe the class was first registered under (set by :func:`pyrogen.models.registry.register`).
     _recipe: ClassVar[str | None] = None
-    #: Whether the model trains on ``(examples, labels)`` pairs (see :meth:`training_data`).
+    #: Whether the model trains on ``(examples, labels)`` pairs (see
+    #: :func:`~pyrogen.inference.protocol.training_data`).
     labelled: bool = False
-
-    def __init_subclass__(cls, **kwargs: Any) -> None:
-        """Every family's ``__init__`` records its arguments (:meth:`config`); every ``as_distribution`` enters a
-        Pyro program frozen unless asked (``trainable=True``)."""
-        super().__init_subclass__(**kwargs)
-        init = cls.__dict__.get("__init__")
-        if init is not None and not getattr(init, "_records", False):
-            cls.__init__ = _recording(init)  # type: ignore[method-assign]
-        as_dist = cls.__dict__.get("as_distribution")
-        if as_dist is not None and not getattr(as_dist, "_registers", False):
-
-            @functools.wraps(as_dist)
-            def as_distribution(self: GenerativeModel, *args: Any, trainable: bool = False, **kw: Any) -> Any:
-                if not isinstance(trainable, bool):
-                    raise TypeError(f"trainable must be True or False; got {trainable!r}")
-                if trainable and pyro.poutine.runtime.am_i_wrapped():  # asked for: its parameters are Pyro's
-                    pyro.module(self._param_store_name(), self)
-                return as_dist(self, *args, **kw)
-
-            as_distribution._registers = True  # type: ignore[attr-defined]
-            cls.as_distribution = as_distribution  # type: ignore[method-assign]
 
     def _param_store_name(self) -> str:
         """The name of the model's parameters in Pyro's param store: the registered name it was built under."""
@@ -198,23 +204,10 @@ class GenerativeModel(PyroModule):
         recorded when it ran, with their defaults (JSON data: tuples as lists)."""
         return copy.deepcopy(self.__dict__.get("_config") or {"event_shape": list(self.event_shape)})
 
-    def training_data(self, data: Dataset, split: str) -> Any:
-        """What :func:`~pyrogen.inference.fit` and the evaluation take from ``split`` of ``data``.
-
-        The examples; ``(examples, labels)`` for a :attr:`labelled` model.
-
-        Raises:
-            ValueError: a labelled model on a dataset without labels, or an unknown split.
-        """
-        x = data.split(split)
-        if not self.labelled:
-            return x
-        if split not in data.labels:
-            raise ValueError(f"{type(self).__name__} needs labelled data; dataset {data.name!r} has no labels")
-        return x, data.labels[split]
-
     @property
-    def levels(self) -> int | None:
+    def _levels(self) -> int | None:
+        """The number of values of integer data (2 for binary), for :meth:`validate`; a family with integer data
+        overrides it."""
         return 2 if self.support == "binary" else None
 
     def validate(self, x: object, name: str = "x") -> torch.Tensor:
@@ -225,7 +218,7 @@ class GenerativeModel(PyroModule):
         """
         if is_trusted() and isinstance(x, torch.Tensor):  # the trainer's data, checked once on entry
             return x
-        x = validate(x, event_shape=self.event_shape, support=self.support, levels=self.levels, name=name)
+        x = validate(x, event_shape=self.event_shape, support=self.support, levels=self._levels, name=name)
         if x.dtype.is_floating_point:
             tensors = itertools.chain(self.parameters(), self.buffers())
             ref = next((t for t in tensors if t.dtype.is_floating_point), None)
@@ -241,6 +234,7 @@ class GenerativeModel(PyroModule):
         """The empty guide of a fully observed model."""
         return None
 
+    @frozen_unless_trainable
     def as_distribution(self) -> pyro.distributions.Distribution:
         raise NotImplementedError(f"{type(self).__name__} defines no Pyro distribution")
 

@@ -34,7 +34,13 @@ from pyrogen.inference import energy as E
 from pyrogen.inference.objectives import MaximumLikelihood, Objective, Phases
 from pyrogen.inference.program import data_plate
 from pyrogen.inference.samplers import AISResult, Chains
-from pyrogen.models.base import GenerativeModel, accepts_unbatched, check_hidden, check_positive_int
+from pyrogen.models.base import (
+    GenerativeModel,
+    accepts_unbatched,
+    check_hidden,
+    check_positive_int,
+    frozen_unless_trainable,
+)
 from pyrogen.models.registry import register
 
 __all__ = ["DBM", "RBM", "BoltzmannMachine", "rbm_ais"]
@@ -183,6 +189,7 @@ class _Boltzmann(GenerativeModel):
         method = "enumeration" if self._enumerable() else "ais"
         return {"log_z": float(log_z), "log_z_method": method, **({"log_z_stderr": se} if method == "ais" else {})}
 
+    @frozen_unless_trainable
     def as_distribution(self) -> NumericalDensity:
         """:class:`~pyrogen.distributions.NumericalDensity` of :math:`p(v)`: ``log_prob`` with :math:`\\log Z`
         enumerated or by AIS, ``sample`` by Gibbs chains."""

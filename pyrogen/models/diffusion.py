@@ -51,6 +51,7 @@ from pyrogen.models.base import (
     check_dropout,
     check_hidden,
     check_positive_int,
+    frozen_unless_trainable,
     takes_context,
 )
 from pyrogen.models.registry import Recipe, continuous_support, register
@@ -727,6 +728,7 @@ class _ODEDensity(DiffusionModel):
         lp = lp if differentiable else lp.detach()
         return lp - d * math.log(self.scale)
 
+    @frozen_unless_trainable
     def as_distribution(self) -> NumericalDensity:
         """:class:`~pyrogen.distributions.NumericalDensity`: ``log_prob`` through the probability-flow ODE
         (differentiable; in eval mode with the EMA weights, those of :meth:`sample` and :meth:`log_prob`, in
@@ -1080,6 +1082,7 @@ class FFJORD(FlowMatching):
         )
         return self.to_data_space(z[-1])
 
+    @frozen_unless_trainable
     def as_distribution(self) -> NumericalDensity:
         """As :class:`FlowMatching`'s, with ``rsample`` (:meth:`rsample`: the ODE from noise, differentiable)."""
         from torch.distributions import constraints

@@ -37,7 +37,13 @@ from pyrogen.inference import energy as E
 from pyrogen.inference.hooks import ReplayBuffer
 from pyrogen.inference.program import data_plate
 from pyrogen.inference.samplers import MALA, Langevin, sample_chains
-from pyrogen.models.base import GenerativeModel, accepts_unbatched, check_hidden, check_positive_int
+from pyrogen.models.base import (
+    GenerativeModel,
+    accepts_unbatched,
+    check_hidden,
+    check_positive_int,
+    frozen_unless_trainable,
+)
 from pyrogen.models.registry import Recipe, continuous_support, register
 from pyrogen.nn.energy import ENERGY_ARCHS, EnergyNet
 
@@ -255,6 +261,7 @@ class EnergyModel(GenerativeModel):
             self.train(was)
         return self._clamp(chains.samples[:, -1]).detach()
 
+    @frozen_unless_trainable
     def as_distribution(self) -> EnergyDistribution:
         """:class:`~pyrogen.distributions.EnergyDistribution` of :math:`f_\\theta`: ``log_prob`` unnormalized,
         ``sample`` by :meth:`sample`."""

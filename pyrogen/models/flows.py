@@ -49,7 +49,14 @@ from pyrogen.distributions.transforms import (
 )
 from pyrogen.inference.objectives import MaximumLikelihood, use_objective
 from pyrogen.inference.program import data_plate
-from pyrogen.models.base import GenerativeModel, accepts_unbatched, check_hidden, check_positive_int, takes_context
+from pyrogen.models.base import (
+    GenerativeModel,
+    accepts_unbatched,
+    check_hidden,
+    check_positive_int,
+    frozen_unless_trainable,
+    takes_context,
+)
 from pyrogen.models.registry import Recipe, alias, register
 from pyrogen.nn import MLP, MADENet
 
@@ -272,6 +279,7 @@ class FlowModel(GenerativeModel):
     def base_distribution(self) -> dist.TorchDistribution:
         return dist.Normal(self.base_loc, self.base_scale).to_event(len(self._base_shape()))
 
+    @frozen_unless_trainable
     @takes_context
     def as_distribution(self, y: object = None) -> FlowDistribution:
         """The flow as a Pyro distribution over ``event_shape`` (given labels ``y``, batch ``(n,)``, if conditional)."""

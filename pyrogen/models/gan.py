@@ -33,7 +33,14 @@ from pyrogen.distributions.implicit import ImplicitDistribution
 from pyrogen.inference import adversarial as adv
 from pyrogen.inference.hooks import EMA
 from pyrogen.inference.objectives import eval_mode, use_objective
-from pyrogen.models.base import GenerativeModel, accepts_unbatched, check_hidden, check_positive_int, takes_context
+from pyrogen.models.base import (
+    GenerativeModel,
+    accepts_unbatched,
+    check_hidden,
+    check_positive_int,
+    frozen_unless_trainable,
+    takes_context,
+)
 from pyrogen.models.registry import Recipe, continuous_support, preset, register
 from pyrogen.nn.adversarial import ARCHS, Critic, Encoder, Generator, Translator
 
@@ -237,6 +244,7 @@ class AdversarialModel(GenerativeModel):
         check_positive_int("n", n)
         return self.generate(self.noise(n), y)
 
+    @frozen_unless_trainable
     @takes_context
     def as_distribution(self, y: object = None) -> ImplicitDistribution:
         """The implicit distribution of :math:`G(z)` for a Pyro program (``rsample`` differentiable; no
@@ -488,6 +496,7 @@ class CycleGAN(AdversarialModel):
             "cyclegan translates images and does not sample: use translate(x) or translate_back(x)"
         )
 
+    @frozen_unless_trainable
     @takes_context
     def as_distribution(self, y: object = None) -> ImplicitDistribution:
         raise NotImplementedError("cyclegan translates images and defines no distribution: use translate(x)")

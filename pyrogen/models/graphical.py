@@ -333,7 +333,10 @@ class BayesNet(GenerativeModel):
 
     @property
     def levels(self) -> int | None:
+        """The number of values each coordinate of the data takes (2 for binary), ``None`` for real data."""
         return max(nd["states"] for nd in self.nodes)
+
+    _levels = levels  # what validate() checks integer data against
 
     def tables(self) -> list[torch.Tensor]:
         """The conditional probability tables, each ``(*parent states, states)``."""

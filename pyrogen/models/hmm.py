@@ -38,7 +38,7 @@ from torch import nn
 from pyrogen.data import Dataset
 from pyrogen.inference.objectives import MaximumLikelihood
 from pyrogen.inference.program import data_plate
-from pyrogen.models.base import GenerativeModel, accepts_unbatched, check_positive_int
+from pyrogen.models.base import GenerativeModel, accepts_unbatched, check_positive_int, frozen_unless_trainable
 from pyrogen.models.mixture import _inv_softplus
 from pyrogen.models.registry import Recipe, register
 
@@ -151,7 +151,10 @@ class HiddenMarkovModel(GenerativeModel):
 
     @property
     def levels(self) -> int | None:
+        """The number of values each coordinate of the data takes (2 for binary), ``None`` for real data."""
         return self.symbols
+
+    _levels = levels  # what validate() checks integer data against
 
     @property
     def length(self) -> int:
@@ -333,6 +336,7 @@ class HiddenMarkovModel(GenerativeModel):
         return torch.stack(xs, 1).reshape(n, *self.event_shape)
 
     # -- the Pyro program ------------------------------------------------------------------------------------------
+    @frozen_unless_trainable
     def as_distribution(self) -> dist.DiscreteHMM:
         """Pyro's ``DiscreteHMM`` of this model, event shape ``event_shape``."""
         s, t = self.states, self.length

@@ -35,7 +35,7 @@ from pyrogen.distributions.kernel import (
 )
 from pyrogen.inference.objectives import LeaveOneOutLikelihood
 from pyrogen.inference.program import data_plate
-from pyrogen.models.base import GenerativeModel, accepts_unbatched, check_positive_int
+from pyrogen.models.base import GenerativeModel, accepts_unbatched, check_positive_int, frozen_unless_trainable
 from pyrogen.models.registry import Recipe, continuous_support, register
 
 __all__ = ["BANDWIDTH_RULES", "KERNEL_METRICS", "KernelDensity"]
@@ -181,6 +181,7 @@ class KernelDensity(GenerativeModel):
         h = self.bandwidth().expand(self.dim)
         return h[:, None] * self.shape_tril
 
+    @frozen_unless_trainable
     def as_distribution(self) -> KernelDensityDistribution:
         """The estimate as Pyro's ``MixtureSameFamily`` over the points, event shape ``(D,)`` (flattened)."""
         return KernelDensityDistribution.from_points(self._points(), self.scale_tril())

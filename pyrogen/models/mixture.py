@@ -31,7 +31,7 @@ from torch import nn
 from pyrogen.data import Dataset
 from pyrogen.inference.objectives import MaximumLikelihood
 from pyrogen.inference.program import data_plate
-from pyrogen.models.base import GenerativeModel, accepts_unbatched, check_positive_int
+from pyrogen.models.base import GenerativeModel, accepts_unbatched, check_positive_int, frozen_unless_trainable
 from pyrogen.models.registry import Recipe, continuous_support, register
 
 __all__ = ["COVARIANCES", "GaussianMixture", "posterior_predictive_log_prob", "relabel"]
@@ -131,6 +131,7 @@ class GaussianMixture(GenerativeModel):
             return dist.Normal(self.locs, F.softplus(self.raw_diag) + math.sqrt(self.reg)).to_event(1)
         return dist.MultivariateNormal(self.locs, scale_tril=self.scale_tril())
 
+    @frozen_unless_trainable
     def as_distribution(self) -> dist.TorchDistribution:
         """Pyro's ``MixtureSameFamily`` of the components, over flattened examples (shape ``(D,)``)."""
         return dist.MixtureSameFamily(dist.Categorical(logits=self.logits), self._components())

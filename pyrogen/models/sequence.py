@@ -41,13 +41,11 @@ import pyro.distributions as dist
 import torch
 import torch.nn.functional as F
 from pyro import poutine
-from pyro.infer import Trace_ELBO
 from torch import nn
 
 from pyrogen.data import Dataset
-from pyrogen.data.batch import as_batch
 from pyrogen.inference.hooks import StepClock
-from pyrogen.inference.objectives import Objective, use_objective
+from pyrogen.inference.objectives import JumpyELBO, use_objective
 from pyrogen.inference.program import data_plate
 from pyrogen.models.base import GenerativeModel, check_hidden, check_positive_int
 from pyrogen.models.registry import Recipe, register
@@ -101,44 +99,6 @@ def _td_choices(recipe: Recipe, data: Dataset, kwargs: dict[str, Any]) -> dict[s
 
 #: 6000 steps of batch 64 at lr 1e-3, validation every 200 steps with patience 10.
 _TD_TRAIN = {"lr": 1e-3, "batch_size": 64, "steps": 6000, "val_every": 200, "patience": 10, "grad_clip": 10.0}
-
-
-class JumpyELBO(Objective):
-    r"""TD-VAE's objective: minus the bound of one jump per sequence, :math:`s_1` uniform in :math:`0..T-1` and
-    :math:`\delta` uniform in :math:`1..\min(\text{max\_jump}, T - s_1)`, averaged over the batch. With
-    ``objective="pyro"``: ``Trace_ELBO`` on :meth:`TDVAE.model` and :meth:`TDVAE.guide` for the same pairs (the
-    pairs are drawn first, from the same random state, so the two agree on a seed). Validation: the bound
-    averaged over every pair, one sample each."""
-
-    @staticmethod
-    def draw(model: TDVAE, n: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-        """``n`` pairs ``(s1, delta)``."""
-        frames = model.frames
-        s1 = torch.randint(0, frames, (n,), device=device)
-        longest = (frames - s1).clamp(max=model.max_jump)
-        delta = 1 + (torch.rand(n, device=device) * longest).long().clamp(max=longest - 1)
-        return s1, delta
-
-    def loss(self, model: nn.Module, batch: Any, group: str = "model") -> torch.Tensor:
-        m: TDVAE = model  # type: ignore[assignment]
-        x = as_batch(batch).x
-        s1, delta = self.draw(m, len(x), x.device)
-        return -m.jump_bound(x, s1, delta).mean()
-
-    def pyro_loss(self, model: nn.Module, batch: Any, group: str = "model") -> torch.Tensor:
-        m: TDVAE = model  # type: ignore[assignment]
-        x = as_batch(batch).x
-        s1, delta = self.draw(m, len(x), x.device)
-        return Trace_ELBO().differentiable_loss(m.model, m.guide, x, s1, delta) / len(x)
-
-    def validation(self, model: nn.Module, batch: Any) -> torch.Tensor:
-        m: TDVAE = model  # type: ignore[assignment]
-        x = as_batch(batch).x
-        n = len(x)
-        pairs = [(s, d) for s in range(m.frames) for d in range(1, m.max_jump + 1) if s + d <= m.frames]
-        s1 = torch.tensor([s for s, _ in pairs], device=x.device).repeat_interleave(n)
-        delta = torch.tensor([d for _, d in pairs], device=x.device).repeat_interleave(n)
-        return -m.jump_bound(x.repeat(len(pairs), *([1] * (x.dim() - 1))), s1, delta).mean()
 
 
 @register("td-vae", family="sequence", data="moving-digits", choices=_td_choices, train=_TD_TRAIN)

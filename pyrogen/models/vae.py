@@ -48,6 +48,7 @@ from pyrogen.distributions.transforms import ConditionalMaskedAutoregressive
 from pyrogen.inference.hooks import StepClock
 from pyrogen.inference.objectives import ELBO, SemiSupervisedELBO, gaussian_kl, log_mean_exp, use_objective
 from pyrogen.inference.program import data_plate
+from pyrogen.inference.protocol import dataset_part
 from pyrogen.models.base import GenerativeModel, accepts_unbatched, check_hidden, check_positive_int, takes_context
 from pyrogen.models.registry import Recipe, preset, register
 from pyrogen.nn import MLP, ConvDecoder, ConvEncoder, MADENet, SpatialConvDecoder, SpatialConvEncoder
@@ -412,7 +413,10 @@ class VAE(LatentVariableModel):
 
     @property
     def levels(self) -> int | None:
+        """The number of values each coordinate of the data takes (2 for binary), ``None`` for real data."""
         return {"binary": 2, "integer": self.num_levels}.get(self.support)
+
+    _levels = levels  # what validate() checks integer data against
 
     # -- networks -------------------------------------------------------------
     def _onehot(self, y: torch.Tensor | None) -> torch.Tensor | None:
@@ -689,7 +693,7 @@ class SSVAE(VAE):
     def training_data(self, data: Dataset, split: str) -> Any:
         """``(examples, labels)`` of ``split``; in ``"train"`` only :attr:`label_fraction` of the labels are kept
         (the same class-balanced subset for every seed of the model), the rest set to ``-1``."""
-        x, y = super().training_data(data, split)
+        x, y = dataset_part(self, data, split)
         if split != "train" or self.label_fraction == 1.0:
             return x, y
         g = torch.Generator().manual_seed(0)
