@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: setup demo test lint bench gpu-check gpu-wheels gpu-check-offline clean
+.PHONY: setup demo test docs lint bench gpu-check gpu-wheels gpu-check-offline clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -24,6 +24,19 @@ lint: $(STAMP)
 
 test: lint
 	$(BIN)/python -m pytest -n 2 --dist loadgroup
+	$(MAKE) docs
+
+DOCS_STAMP := $(VENV)/.docs-stamp
+
+$(DOCS_STAMP): $(STAMP)
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[test,docs]'
+	touch $(DOCS_STAMP)
+
+# The site: README as the front page, the docs pages, the API from the docstrings, the tutorials executed in their
+# fast mode; any warning fails the build. Open docs/_build/html/index.html.
+docs: $(DOCS_STAMP)
+	rm -rf docs/_build docs/tutorials
+	$(BIN)/python -m sphinx -b html -W --keep-going -q docs docs/_build/html
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/run.py
@@ -58,4 +71,4 @@ gpu-check-offline:
 	PYTHONPATH=$(CURDIR)/.gpu-site:$(CURDIR) $(PYTHON) benchmarks/gpu_check.py --device $(GPU_DEVICE)
 
 clean:
-	rm -rf $(VENV) demo-output .pytest_cache .mypy_cache .ruff_cache .gpu-site $(GPU_WHEELS)
+	rm -rf $(VENV) demo-output docs/_build docs/tutorials .pytest_cache .mypy_cache .ruff_cache .gpu-site $(GPU_WHEELS)

@@ -56,6 +56,10 @@ __all__ = [
     "sample_quality",
     "to_unit_grey",
     "train_digit_features",
+    "train_mnist_features",
+    "MnistFeatures",
+    "mnist_features",
+    "feature_network",
 ]
 
 log = logging.getLogger("pyrogen")
@@ -488,6 +492,64 @@ class DigitFeatures(nn.Module):
         return self.head(self.conv(x))
 
 
+class MnistFeatures(nn.Module):
+    """The small CNN classifier of 28x28 MNIST digits whose penultimate features the image metrics use there.
+
+    Input: grey images ``(n, 1, 28, 28)`` in ``[0, 1]``. Three 3x3 convolutions (16, 32, 32 channels), each
+    followed by a 2x2 max-pool (28 -> 14 -> 7 -> 3), a 64-unit feature layer and 10 logits. The feature layer is
+    a ``tanh``, not a ReLU: no unit can be zero on every input, so every one of the 64 features counts in FID
+    (the 8x8 network's ReLU layer has 27 dead units). :func:`mnist_features` loads the shipped weights.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Sequential(
+            nn.Conv2d(1, 16, 3, padding=1),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+            nn.Conv2d(16, 32, 3, padding=1),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+            nn.Conv2d(32, 32, 3, padding=1),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+            nn.Flatten(),
+            nn.Linear(32 * 3 * 3, 64),
+            nn.Tanh(),
+        )
+        self.head = nn.Linear(64, 10)
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """The 64 penultimate features, ``(n, 64)``."""
+        return self.conv(x)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Class logits, ``(n, 10)``."""
+        return self.head(self.conv(x))
+
+
+#: Where the shipped MNIST feature network lives (trained by ``benchmarks/feature_net.py --mnist``).
+MNIST_FEATURES_FILE = "mnist_features.safetensors"
+_MNIST_FEATURES: MnistFeatures | None = None
+
+
+def mnist_features() -> MnistFeatures:
+    """The trained :class:`MnistFeatures` shipped in the package (loaded once, in eval mode, on the CPU).
+
+    Raises:
+        FileNotFoundError: the weights file is missing from the installation.
+    """
+    global _MNIST_FEATURES
+    if _MNIST_FEATURES is None:
+        from safetensors.torch import load as st_load
+
+        blob = resources.files("pyrogen.data").joinpath(MNIST_FEATURES_FILE).read_bytes()
+        net = MnistFeatures()
+        net.load_state_dict(st_load(blob))
+        _MNIST_FEATURES = net.eval().requires_grad_(False)
+    return _MNIST_FEATURES
+
+
 _FEATURES: DigitFeatures | None = None
 
 
@@ -601,42 +663,109 @@ def train_digit_features(seed: int = 0, steps: int = 2000) -> tuple[DigitFeature
     return net, acc
 
 
-def to_unit_grey(x: torch.Tensor, support: str) -> torch.Tensor:
-    """Images of any bundled digit support as grey ``(n, 1, 8, 8)`` in ``[0, 1]``.
+class _MnistFeatureTraining(CrossEntropy):
+    """:class:`MnistFeatures`' objective: cross-entropy on ``(grey levels 0..255, labels)``, each example shown in
+    one of the three forms models produce (levels / 255, binarized at 128, dequantized (k + u) / 256) at random."""
 
-    Binary pixels stay 0/1, integers 0..16 are divided by 16, dequantized values in ``[0, 1)`` are kept,
-    and colour channels are reduced by their maximum (``digits-rgb``).
+    def inputs(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.float()
+        kind = torch.randint(0, 3, (len(x), 1, 1, 1))
+        deq = (x + torch.rand_like(x)) / 256.0
+        return torch.where(kind == 0, x / 255.0, torch.where(kind == 1, (x >= 128).float(), deq))
+
+
+def train_mnist_features(seed: int = 0, steps: int = 3000) -> tuple[MnistFeatures, dict[str, float]]:
+    """Train :class:`MnistFeatures` with :func:`pyrogen.inference.fit` on the 4,000 training digits of ``mnist``.
+
+    Early stopping on the validation part (patience 10 of 100-step validations, best parameters restored).
+    Returns the network (eval mode) and its test accuracy on the integer, binarized and dequantized digits.
+    """
+    from pyrogen.data import load
+    from pyrogen.inference.trainer import fit
+
+    torch.manual_seed(seed)
+    ints = load("mnist-int")
+    net = MnistFeatures()
+    fit(
+        net,
+        (ints.train, ints.labels["train"]),
+        (ints.val, ints.labels["val"]),
+        steps=steps,
+        batch_size=128,
+        lr=1e-3,
+        val_every=100,
+        patience=10,
+        seed=seed,
+        loss=_MnistFeatureTraining(),
+    )
+    net = net.eval()
+    acc = {}
+    with torch.no_grad():
+        for name in ("mnist-int", "mnist-binary", "mnist"):
+            d = load(name)
+            pred = net(to_unit_grey(d.test, d.support).float()).argmax(-1)
+            acc[name] = float((pred == d.labels["test"]).float().mean())
+    return net, acc
+
+
+def to_unit_grey(x: torch.Tensor, support: str) -> torch.Tensor:
+    """Images of any bundled digit support as grey ``(n, 1, H, W)`` in ``[0, 1]``.
+
+    Binary pixels stay 0/1, integers are divided by their top level (16 for the 8x8 digits, 255 for 28x28
+    MNIST), dequantized values in ``[0, 1)`` are kept, and colour channels are reduced by their maximum
+    (``digits-rgb``).
     """
     x = x.detach().double().cpu()
     if support == "integer":
-        x = x / 16.0
+        x = x / (255.0 if tuple(x.shape[-2:]) == (28, 28) else 16.0)
     if x.dim() == 4 and x.shape[1] > 1:
         x = x.amax(1, keepdim=True)
     return x.clamp(0, 1)
 
 
-_SCALE: float | None = None
+_SCALES: dict[str, float] = {}
+
+#: The image sizes the feature networks read, each with the network and the integer dataset it was trained on.
+FEATURE_SIZES: dict[tuple[int, int], tuple[Callable[[], nn.Module], str]] = {
+    (8, 8): (lambda: digit_features(), "digits-int"),
+    (28, 28): (lambda: mnist_features(), "mnist-int"),
+}
 
 
-def _feature_scale(net: DigitFeatures) -> float:
-    """The root-mean-square feature of the training digits: features are divided by it, so that KID's
-    polynomial kernel sees values of order one."""
-    global _SCALE
-    if _SCALE is None:
+def _feature_scale(net: nn.Module, data: str) -> float:
+    """The root-mean-square feature of the training digits of ``data``: features are divided by it, so that
+    KID's polynomial kernel sees values of order one."""
+    if data not in _SCALES:
         from pyrogen.data import load
 
         with torch.no_grad():
-            f = net.features(to_unit_grey(load("digits-int").train, "integer").float()).double()
-        _SCALE = float(f.pow(2).mean().sqrt())
-    return _SCALE
+            f = net.features(to_unit_grey(load(data).train, "integer").float()).double()  # type: ignore[operator]
+        _SCALES[data] = float(f.pow(2).mean().sqrt())
+    return _SCALES[data]
+
+
+def feature_network(x: torch.Tensor) -> tuple[nn.Module, str]:
+    """The feature network for images of ``x``'s size and the dataset it was trained on.
+
+    Raises:
+        ValueError: no feature network reads that size (8x8 and 28x28 grey or colour digits).
+    """
+    size = tuple(x.shape[-2:])
+    if x.dim() != 4 or size not in FEATURE_SIZES:
+        raise ValueError(
+            f"the image metrics read digits of size 8x8 or 28x28, shape (n, C, H, W); got {tuple(x.shape)}"
+        )
+    make, data = FEATURE_SIZES[size]
+    return make(), data
 
 
 def image_features(x: torch.Tensor, support: str) -> tuple[torch.Tensor, torch.Tensor]:
-    """The scaled penultimate features ``(n, 64)`` and class probabilities ``(n, 10)`` of digit images."""
-    net = digit_features()
+    """The scaled penultimate features ``(n, 64)`` and class probabilities ``(n, 10)`` of digit images (8x8 or
+    28x28: :func:`feature_network`)."""
+    net, data = feature_network(x)
     with torch.no_grad():
-        f = net.features(to_unit_grey(x, support).float())
-        return f.double() / _feature_scale(net), torch.softmax(net.head(f).double(), -1)
+        f = net.features(to_unit_grey(x, support).float())  # type: ignore[operator]
+        return f.double() / _feature_scale(net, data), torch.softmax(net.head(f).double(), -1)  # type: ignore[operator]
 
 
 def _image_metrics(real: torch.Tensor, fake: torch.Tensor, support: str, seed: int) -> dict[str, Any]:
@@ -687,8 +816,8 @@ def sample_quality(model: Any, data: Any, split: str = "test", n: int | None = N
     """
     if data.kind not in ("image", "toy2d", "vector"):
         return {}
-    if data.kind == "image" and tuple(data.event_shape[-2:]) != (8, 8):
-        return {}  # the feature network reads 8x8 digits
+    if data.kind == "image" and tuple(data.event_shape[-2:]) not in FEATURE_SIZES:
+        return {}  # the feature networks read 8x8 and 28x28 digits
     real = data.split(split)
     vectors = data.kind != "image"
     n = n or min(len(real), 1000 if vectors else 2000)

@@ -193,8 +193,9 @@ def train_run(
         model_name: a name of :mod:`pyrogen.models.registry`.
         data_name: a bundled dataset (``None``: the model's default).
         out: the run directory; it must not already hold a run unless ``resume``.
-        steps, **train_overrides: :class:`~pyrogen.inference.TrainConfig`
-            settings (``None`` values are left at the model's defaults).
+        steps: training steps (``None``: the model's default).
+        **train_overrides: other :class:`~pyrogen.inference.TrainConfig` settings (``None`` values are left at
+            the model's defaults).
         seed: seeds the data (toys), the model's initialisation and training.
         resume: continue the run in ``out``; ``model_kwargs``, ``seed`` and the
             dataset must agree with the run's.

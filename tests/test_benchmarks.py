@@ -243,3 +243,24 @@ def test_the_sequence_benchmark_s_lstm_baseline_samples_and_scores_frames():
             lp += torch.distributions.Normal(loc[:, t], scale[:, t]).log_prob(x[:, t]).sum(-1)
         torch.testing.assert_close(m.log_prob(x), lp)
     assert math.isfinite(float(lp.sum()))
+
+
+def test_the_benchmark_pages_tables_are_their_results_files():
+    # each marked table of docs/*.md is what benchmarks/pages.py renders from results/*.json: editing a results
+    # file by hand (or a page's table) makes this fail until the page is written again from the results
+    import json
+
+    from pages import MARKER, TABLES, load_results, pages, render
+
+    results = load_results()
+    seen = set()
+    for page in pages():
+        text = page.read_text()
+        assert render(text, results) == text, f"{page.name} is out of date: python benchmarks/pages.py"
+        seen |= {m.group(2) for m in MARKER.finditer(text)}
+    assert seen == set(TABLES), "every table is on a page"
+    # the check can fail: one number changed in a results file changes the page
+    tampered = json.loads(json.dumps(results))
+    tampered["sequence"]["vrnn"][0]["iwae100_per_frame"] += 1.0
+    page = (Path(__file__).resolve().parents[1] / "docs" / "sequence.md").read_text()
+    assert render(page, tampered) != page

@@ -112,7 +112,7 @@ def test_model_arguments_and_labelled_models_through_the_cli(tmp_path):
         (["train", "vae", "--data", "moons", "--set", "likelihood=bernoulli"], "models binary data; dataset 'moons'"),
         (["train", "vae", "--set", "bogus=1"], "unexpected keyword argument 'bogus'"),
         (["train", "vae", "--set", "latent_dim"], "--set takes KEY=VALUE"),
-        (["train", "realnvp", "--data", "mnist"], "unknown dataset 'mnist'"),
+        (["train", "realnvp", "--data", "cifar10"], "unknown dataset 'cifar10'"),
         (["train", "realnvp", "--data", "x.pkl"], "unknown dataset 'x.pkl'"),
         (["train", "realnvp", "--data", "missing.npy"], "data file 'missing.npy' does not exist"),
         (["train", "realnvp", "--steps", "0"], "steps must be a positive integer; got 0"),

@@ -94,6 +94,43 @@ def test_digit_variants_agree():
     assert d.dequantized and d.levels == 17 and float(d.train.max()) < 1
 
 
+def test_mnist_variants_agree_and_its_parts_are_fixed_stratified_and_disjoint():
+    b, i, d = load("mnist-binary"), load("mnist-int"), load("mnist")
+    assert i.event_shape == (1, 28, 28) and i.train.dtype == torch.long and int(i.train.max()) == 255
+    assert [len(i.split(s)) for s in ("train", "val", "test")] == [4000, 500, 500]
+    for split in ("train", "val", "test"):
+        assert torch.equal((i.split(split) >= 128).float(), b.split(split))
+        assert torch.equal(torch.floor(d.split(split) * 256).long(), i.split(split))
+        counts = torch.bincount(i.labels[split], minlength=10)
+        assert torch.equal(counts, torch.full((10,), len(i.split(split)) // 10))  # stratified: 10% per class
+    assert d.dequantized and d.levels == 256 and b.levels == 2 and float(d.train.max()) < 1
+    rows = {tuple(x.flatten().tolist()) for s in ("train", "val", "test") for x in i.split(s)}
+    assert len(rows) == 5000  # no digit in two parts
+    assert not torch.equal(load("mnist", seed=1).train, d.train) and torch.equal(
+        load("mnist", seed=1).labels["train"], d.labels["train"]
+    )
+
+
+def test_patches_are_mean_free_dequantized_grey_patches_of_the_photographs():
+    from pyrogen.data.images import _grey_photographs
+
+    p = load("patches")
+    assert p.event_shape == (63,) and p.support == "real" and p.kind == "vector"
+    assert [len(p.split(s)) for s in ("train", "val", "test")] == [30_000, 5_000, 5_000]
+    for split in ("train", "val", "test"):
+        x = p.split(split).double()
+        full = torch.cat([x, -x.sum(1, keepdim=True)], 1)  # the dropped pixel: minus the sum of the others
+        assert full.abs().max() < 1 and float(full.std()) > 0.03
+    # an independent check of the construction: a patch whose top-left corner is found in a photograph by brute
+    # force is that photograph's grey levels, mean removed, up to the dequantization noise (less than 1/256)
+    photo = torch.as_tensor(_grey_photographs()[0])
+    x = p.train[0].double()
+    windows = photo.unfold(0, 8, 1).unfold(1, 8, 1).reshape(-1, 64) / 256.0
+    centred = windows - windows.mean(1, keepdim=True)
+    err = (centred[:, :63] - x).abs().amax(1)
+    assert float(err.min()) < 1 / 256
+
+
 def test_rgb_digits_are_the_binary_digits_in_one_colour_each():
     b, c = load("digits-binary"), load("digits-rgb")
     assert c.event_shape == (3, 8, 8) and c.support == "binary" and c.levels == 2
@@ -116,7 +153,7 @@ def test_text_corpus_is_bundled_and_split():
     assert decoded == text[:128]
 
 
-@pytest.mark.parametrize("bad", ["mnist", "", "Moons", 3])
+@pytest.mark.parametrize("bad", ["cifar10", "", "Moons", "MNIST", 3])
 def test_unknown_dataset_names_raise(bad):
     with pytest.raises(ValueError, match="unknown dataset"):
         load(bad)

@@ -330,3 +330,33 @@ def test_reference_rows_order_real_digits_above_noise():
     rows = [quality.compare(real, f, "image", "binary", d.name) for f in (factorized, uniform)]
     assert best["fid"]["value"] < rows[0]["fid"]["value"] < rows[1]["fid"]["value"]
     assert best["precision"]["value"] > 0.8 > rows[1]["precision"]["value"]
+
+
+def test_the_shipped_mnist_feature_network_classifies_and_has_no_dead_unit():
+    net = quality.mnist_features()
+    for name in ("mnist-int", "mnist", "mnist-binary"):
+        d = load(name)
+        with torch.no_grad():
+            pred = net(quality.to_unit_grey(d.test, d.support).float()).argmax(-1)
+        assert float((pred == d.labels["test"]).float().mean()) >= 0.95, name
+    with torch.no_grad():
+        f = net.features(load("mnist-int").train.float() / 255.0)
+    assert int((f.std(0) > 1e-3).sum()) == 64  # every feature varies over the training digits
+
+
+def test_mnist_images_get_fid_from_the_28x28_network_and_it_orders_corruptions():
+    d = load("mnist-binary")
+    g = _g(4)
+    factorized = torch.bernoulli(d.train.mean(0).expand(len(d.test), -1, -1, -1), generator=g)
+    flipped = torch.where(torch.rand(d.test.shape, generator=g) < 0.1, 1 - d.test, d.test)
+    feats = {
+        k: quality.image_features(v, "binary")[0]
+        for k, v in {"test": d.test, "train": d.train[:500], "flipped": flipped, "factorized": factorized}.items()
+    }
+    assert feats["test"].shape == (500, 64)
+    fids = {
+        k: quality.frechet_distance_of_features(feats["test"], feats[k]) for k in ("train", "flipped", "factorized")
+    }
+    assert fids["train"] < fids["flipped"] < fids["factorized"], fids
+    with pytest.raises(ValueError, match=r"8x8 or 28x28.*got \(3, 1, 16, 16\)"):
+        quality.image_features(torch.zeros(3, 1, 16, 16), "binary")

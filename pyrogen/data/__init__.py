@@ -64,6 +64,10 @@ DATASETS = TOYS + (
     "digits-int",
     "digits-binary",
     "digits-rgb",
+    "mnist",
+    "mnist-int",
+    "mnist-binary",
+    "patches",
     "moving-digits",
     "spoken-digits",
     "text",
@@ -90,7 +94,7 @@ class Dataset:
         train, val, test: tensors of shape ``(n,) + event_shape``.
         support: the support of one value (see :data:`SUPPORTS`).
         levels: number of discrete levels behind the data: 2 for binary,
-            17 for the integer and dequantized digits, the vocabulary size for
+            17 for the integer and dequantized digits (256 for MNIST), the vocabulary size for
             text, ``None`` for continuous toys.
         dequantized: whether the values are discrete levels plus uniform noise
             scaled to ``[0, 1)`` (bits/dim then carry the ``log2(levels)``
@@ -445,7 +449,53 @@ def load(name: str, seed: int = 0, val_fraction: float | None = None, test_fract
         return _moving_digits(seed)
     if name == "spoken-digits":
         return _spoken_digits()
+    if name.startswith("mnist"):
+        return _mnist(name, seed)
+    if name == "patches":
+        return _patches(seed)
     return _digits(name, seed)
+
+
+def _mnist(name: str, seed: int) -> Dataset:
+    """MNIST at 28 x 28 (:mod:`pyrogen.data.images`): 4,000 / 500 / 500 digits, dequantized (``mnist``), integer
+    grey levels (``mnist-int``) or binarized at 128 (``mnist-binary``), with labels."""
+    from pyrogen.data.images import load_mnist
+
+    out, labels = {}, {}
+    for i, (split, (grey, y)) in enumerate(load_mnist().items()):
+        v = grey.reshape(-1, 1, 28, 28).astype(np.int64)
+        labels[split] = torch.as_tensor(y, dtype=torch.long)
+        if name == "mnist-binary":
+            out[split] = torch.as_tensor(v >= 128, dtype=torch.float32)
+        elif name == "mnist-int":
+            out[split] = torch.as_tensor(v, dtype=torch.long)
+        else:  # uniform dequantization to [0, 1); fixed noise per split
+            rng = np.random.RandomState(seed * 3 + i)
+            x = ((v + rng.rand(*v.shape)) / 256.0).astype(np.float32)
+            # kept below the next level where float32 rounds a value up to it (floor(256 x) is the grey level)
+            top = np.nextafter(((v + 1) / 256.0).astype(np.float32), np.float32(0))
+            out[split] = torch.as_tensor(np.minimum(x, top))
+    support = {"mnist-binary": "binary", "mnist-int": "integer"}.get(name, "unit_interval")
+    return Dataset(
+        name,
+        "image",
+        out["train"],
+        out["val"],
+        out["test"],
+        support,
+        2 if support == "binary" else 256,
+        dequantized=name == "mnist",
+        labels=labels,
+    )
+
+
+def _patches(seed: int) -> Dataset:
+    """8 x 8 grey patches of two photographs, dequantized, mean removed, 63 coordinates
+    (:mod:`pyrogen.data.images`): 30,000 / 5,000 / 5,000."""
+    from pyrogen.data.images import patches
+
+    parts = {k: torch.as_tensor(v) for k, v in patches(seed).items()}
+    return Dataset("patches", "vector", parts["train"], parts["val"], parts["test"], "real")
 
 
 def _moving_digits(seed: int) -> Dataset:

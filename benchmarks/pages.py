@@ -1,0 +1,226 @@
+"""The benchmark pages' tables, written from the results files the benchmark scripts save.
+
+A table on a page of ``docs/`` that stands between
+
+    <!-- results: NAME -->
+    ...
+    <!-- end results -->
+
+is rendered by ``TABLES[NAME]`` from ``results/*.json`` (what ``benchmarks/<script>.py`` writes, with the command,
+the seed, the versions and the machine beside each section). ``tests/test_benchmarks.py`` renders every such table
+again and fails where a page and its results file disagree — so a number is changed by measuring it again (the
+script rewrites its results file), then
+
+    python benchmarks/pages.py            # rewrite the tables of docs/*.md from results/
+    python benchmarks/pages.py --check    # exit 1, naming the tables, where a page is out of date
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "results"
+MARKER = re.compile(r"(<!-- results: ([\w-]+) -->\n)(.*?)(<!-- end results -->)", re.S)
+
+Results = dict[str, dict[str, Any]]
+
+
+def load_results(root: Path = RESULTS) -> Results:
+    """``{benchmark: {section: rows}}`` of every results file under ``root``."""
+    return {
+        p.stem: {section: entry["results"] for section, entry in json.loads(p.read_text()).items()}
+        for p in sorted(root.glob("*.json"))
+    }
+
+
+def _row(rows: list[dict[str, Any]], **match: Any) -> dict[str, Any]:
+    found = [r for r in rows if all(r.get(k) == v for k, v in match.items())]
+    if len(found) != 1:
+        raise KeyError(f"{len(found)} rows match {match}")
+    return found[0]
+
+
+def _table(header: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(r) + " |" for r in rows]
+    return "\n".join(lines) + "\n"
+
+
+def _minus(x: float, digits: int = 2) -> str:
+    """``x`` with a typographic minus sign."""
+    return f"{x:.{digits}f}".replace("-", "−")
+
+
+def _signed(x: float, digits: int = 3) -> str:
+    return ("+" if x >= 0 else "") + _minus(x, digits)
+
+
+def _bold_best(values: list[float], better: Callable[[float, float], bool]) -> int:
+    best = 0
+    for i, v in enumerate(values):
+        if better(v, values[best]):
+            best = i
+    return best
+
+
+# -- the tables --------------------------------------------------------------------------------------------------
+def vrnn(results: Results) -> str:
+    rows = results["sequence"]["vrnn"]
+    v, lstm = _row(rows, model="vrnn"), _row(rows, model="lstm-gaussian")
+    return _table(
+        ["model", "test NLL per frame"],
+        [
+            [
+                "VRNN, IWAE bound (k = 100)",
+                f"**{_minus(v['iwae100_per_frame'])} ± {v['stderr_per_frame']:.2f}** "
+                f"(its ELBO {_minus(v['elbo_per_frame'])})",
+            ],
+            [
+                "LSTM with a Gaussian output (exact)",
+                f"{_minus(lstm['nll_per_frame'])} ± {lstm['stderr_per_frame']:.2f}",
+            ],
+        ],
+    )
+
+
+def td_vae(results: Results) -> str:
+    drawn = results["sequence"]["td_vae"]
+    mean = drawn["mean_rollouts"]
+
+    def cells(r: dict[str, Any], bold: bool) -> list[str]:
+        share = f"{100 * r['share_on_track_3_jumps']:.1f}%"
+        per = r["share_on_track_per_jump"]
+        dist = r["mean_distance_per_jump"]
+        return [
+            f"**{share}**" if bold else share,
+            ", ".join(f"{100 * per[j]:.1f}%" for j in (0, 1, 2, 3, 7)),
+            ", ".join(f"{dist[j]:.2f}" for j in (0, 2, 7)),
+        ]
+
+    return _table(
+        [
+            "rollout",
+            "on track for 3 jumps",
+            "on track at jumps 1, 2, 3, 4, 8",
+            "mean distance at jumps 1, 3, 8 (pixels)",
+        ],
+        [
+            ["the states' means (`rollout(..., mean=True)`)", *cells(mean, True)],
+            ["drawn states (`rollout(...)`)", *cells(drawn, False)],
+        ],
+    )
+
+
+def fresh_densities(results: Results) -> str:
+    rows = results["flows"]["fresh"]
+    models = [("nsf", "pyrogen `nsf`"), ("zuko-nsf", "zuko `NSF`"), ("maf", "pyrogen `maf`")]
+    out = []
+    for data in ("funnel", "banana-units", "three-scales", "copula-8d"):
+        found = [_row(rows, model=m, data=data) for m, _ in models]
+        best = _bold_best([r["nll_nats"] for r in found], lambda a, b: a < b)
+        cells = []
+        for i, r in enumerate(found):
+            cell = f"{r['nll_nats']:.3f} ({_signed(r['gap'])}; standard error {r['nll_stderr']:.3f})"
+            cells.append(f"**{cell}**" if i == best else cell)
+        out.append([data, f"{found[0]['best_possible']:.3f}", *cells])
+    return _table(["density", "best possible", *(name for _, name in models)], out)
+
+
+def autoencoders(results: Results) -> str:
+    rows = results["representation"]["autoencoders"]
+    names = {
+        "autoencoder": "`autoencoder`",
+        "denoising-ae": "`denoising-ae` (inputs zeroed with probability 0.3)",
+        "sparse-ae": "`sparse-ae` (target 0.05)",
+        "contractive-ae": "`contractive-ae` (λ = 0.1)",
+        "stacked-ae": "`stacked-ae` (128-64-32, 1000 pre-training steps per layer)",
+    }
+    aes = [_row(rows, model=m) for m in names]
+    columns: list[tuple[str, str, Callable[[float, float], bool]]] = [
+        ("reconstruction_above_floor", "{:.2f}", lambda a, b: a < b),
+        ("zeroed_half_above_floor", "{:.2f}", lambda a, b: a < b),
+        ("linear_probe", "{:.3f}", lambda a, b: a > b),
+        ("knn_accuracy", "{:.3f}", lambda a, b: a > b),
+        ("outlier_auroc_upside_down", "{:.3f}", lambda a, b: a > b),
+    ]
+    best = {key: _bold_best([r[key] for r in aes], better) for key, _, better in columns}
+    out = []
+    for i, (r, name) in enumerate(zip(aes, names.values(), strict=True)):
+        cells = []
+        for key, fmt, _ in columns:
+            cell = fmt.format(r[key])
+            cells.append(f"**{cell}**" if best[key] == i else cell)
+        out.append([name, str(r["code_dim"]), *cells, f"{r['mean_code_activation']:.4f}"])
+    baselines = (("pca (32 components)", "PCA, 32 components"), ("vae (posterior means)", "VAE posterior means"))
+    for model, name in baselines:
+        r = _row(rows, model=model)
+        out.append(
+            [name, str(r["code_dim"]), "–", "–", f"{r['linear_probe']:.3f}", f"{r['knn_accuracy']:.3f}", "–", "–"]
+        )
+    header = [
+        "model",
+        "code",
+        "reconstruction (nats above floor)",
+        "half the pixels zeroed",
+        "linear probe",
+        "5-NN",
+        "outlier AUROC",
+        "mean code activation",
+    ]
+    return _table(header, out)
+
+
+TABLES: dict[str, Callable[[Results], str]] = {
+    "sequence-vrnn": vrnn,
+    "sequence-td-vae": td_vae,
+    "flows-fresh": fresh_densities,
+    "representation-autoencoders": autoencoders,
+}
+
+
+def render(page: str, results: Results) -> str:
+    """``page`` with each marked table rendered from ``results``.
+
+    Raises:
+        KeyError: a marker names no table of :data:`TABLES`.
+    """
+
+    def one(m: re.Match[str]) -> str:
+        if m.group(2) not in TABLES:
+            raise KeyError(f"no table {m.group(2)!r}; the tables are {sorted(TABLES)}")
+        return m.group(1) + TABLES[m.group(2)](results) + m.group(4)
+
+    return MARKER.sub(one, page)
+
+
+def pages(root: Path = ROOT) -> list[Path]:
+    return sorted((root / "docs").glob("*.md"))
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--check", action="store_true", help="change nothing; exit 1 where a page is out of date")
+    args = p.parse_args(argv)
+    results = load_results()
+    stale = []
+    for page in pages():
+        text = page.read_text()
+        new = render(text, results)
+        if new != text:
+            stale.append(page.relative_to(ROOT).as_posix())
+            if not args.check:
+                page.write_text(new)
+    if stale:
+        print(("out of date: " if args.check else "rewrote: ") + ", ".join(stale))
+    return 1 if stale and args.check else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
