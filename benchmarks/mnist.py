@@ -1,0 +1,81 @@
+"""MNIST at 28 x 28: every family's registered defaults on the bundled 5,000 digits (4,000 for training).
+
+Sections (``--only``):
+
+- ``binarized``: on ``mnist-binary`` (a fixed binarization): the test NLL in nats of the autoregressive models
+  (exact) and of the VAE and IWAE (the IWAE bound at k = 1000), with the FID, KID, precision and recall of 500
+  samples against the 500 test digits (the 28 x 28 feature network, ``pyrogen.quality.mnist_features``), and the
+  training time. The literature's order on binarized MNIST is FVSBN > NADE > VAE > IWAE > PixelCNN in NLL
+  (published, on 60,000 training digits: NADE 88.9, IWAE 84.8 (k = 5000), PixelCNN 81.3, Gated PixelCNN and
+  PixelRNN 79.2 nats).
+
+One model at a time, so that a long table is measured over several sittings; each row is printed to stderr as it
+comes and merged into ``results/mnist.json`` (rows measured again replace their own):
+
+    python benchmarks/mnist.py --models fvsbn nade vae iwae
+    python benchmarks/mnist.py --models pixelcnn --steps 1500
+    python benchmarks/mnist.py --quick                       # a smoke run: 30 steps each
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from typing import Any
+
+import pyro
+import torch
+from _common import merged_rows, previous_rows, report, section_parser, train_and_score
+
+from pyrogen import quality
+from pyrogen.data import load
+
+SECTIONS = ("binarized",)
+BINARIZED = ("fvsbn", "nade", "made", "vae", "iwae", "pixelcnn", "gated-pixelcnn")
+
+
+def binarized(models: list[str], steps: int | None) -> list[dict[str, Any]]:
+    data = load("mnist-binary")
+    rows = []
+    for name in models:
+        model, row = train_and_score(name, data, {}, steps)
+        pyro.set_rng_seed(0)
+        t = time.perf_counter()
+        q = quality.sample_quality(model, data, n=len(data.test))
+        row["sample_s"] = round(time.perf_counter() - t, 1)
+        for key in ("fid", "kid", "precision", "recall"):
+            if key in q:
+                row[key] = round(q[key]["value"], 4)
+                row[f"{key}_ci"] = [round(v, 4) for v in q[key]["ci"]]
+        row["bits_per_dim"] = round(row["nll_nats"] / (784 * 0.6931471805599453), 4)
+        print(json.dumps(row), file=sys.stderr, flush=True)
+        rows.append(row)
+    return rows
+
+
+def printer(out: dict[str, Any]) -> None:
+    for section, rows in out.items():
+        print(f"## {section}")
+        for r in rows:
+            fid = f"FID {r['fid']:.2f}" if "fid" in r else ""
+            print(f"{r['model']:16s} NLL {r['nll_nats']:8.2f} ± {r['nll_stderr']:.2f} nats  {fid}  {r['train_s']} s")
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = section_parser(__doc__, SECTIONS)
+    p.add_argument("--models", nargs="+", choices=BINARIZED, help="the models of the binarized section")
+    p.add_argument("--steps", type=int, help="training steps (default: each recipe's)")
+    args = p.parse_args(argv)
+    torch.set_num_threads(1)
+    steps = 30 if args.quick else args.steps
+    only = set(args.only or SECTIONS)
+    out: dict[str, Any] = {}
+    if "binarized" in only:
+        rows = binarized(list(args.models or BINARIZED), steps)
+        out["binarized"] = rows if args.quick else merged_rows(previous_rows("binarized"), rows)
+    return report(out, args.json, printer)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
