@@ -21,6 +21,8 @@ Kernels (the target is an unnormalized log density ``log_prob(x) -> (chains,)``)
 - :class:`MALA` -- the same proposal with a Metropolis-Hastings correction (exact);
 - :class:`RandomWalkMH` -- Gaussian random-walk Metropolis-Hastings;
 - :class:`HMC` -- Hamiltonian Monte Carlo with unit mass and a fixed number of leapfrog steps;
+- :class:`ChEES` -- HMC for many chains that adapts its trajectory length (jittered), one step size and a
+  diagonal mass matrix from the chains themselves (Hoffman, Radul and Sountsov, 2021);
 - :class:`AnnealedLangevin` -- Langevin dynamics over a decreasing sequence of noise levels
   with a noise-conditional score (Song and Ermon, 2019), the sampler of NCSN.
 
@@ -61,6 +63,7 @@ __all__ = [
     "MALA",
     "RandomWalkMH",
     "HMC",
+    "ChEES",
     "AnnealedLangevin",
     "StepSizeAdapter",
     "sample_chains",
@@ -95,6 +98,10 @@ class ChainState:
         energy: ``(chains,)``, the Hamiltonian of the current point for HMC, ``-log_prob`` otherwise.
         diverging: ``(chains,)`` bool, whether the last transition diverged (an energy error
             above :data:`MAX_DELTA_ENERGY` or a non-finite proposal).
+        adaptation: what the kernel's warm-up adaptation carries from one transition to the next (the
+            step-size adapter; for :class:`ChEES`, also the trajectory length and the mass matrix, which the
+            draws after warm-up use), ``None`` before warm-up (the state of NumPyro's ``warmup_adapter``, kept
+            in the kernel's state as NumPyro keeps it).
     """
 
     position: torch.Tensor
@@ -105,6 +112,7 @@ class ChainState:
     accepted: torch.Tensor
     energy: torch.Tensor
     diverging: torch.Tensor
+    adaptation: Any = None
 
 
 def _check_position(x: Any) -> torch.Tensor:
@@ -228,8 +236,19 @@ class Kernel:
         )
 
     def step(self, state: ChainState) -> ChainState:
-        """One transition of every chain (no adaptation: :func:`sample_chains` does that)."""
+        """One transition of every chain (no adaptation: :meth:`adapt` does that, in warm-up)."""
         raise NotImplementedError
+
+    def adapt(self, state: ChainState, t: int, warmup_steps: int) -> ChainState:
+        """Adapt after warm-up transition ``t`` of ``warmup_steps`` (:func:`sample_chains` and
+        :class:`PyroKernel` call it): each chain's step size to :attr:`target_accept`
+        (:class:`StepSizeAdapter`, carried in ``state.adaptation``), where the kernel adapts it."""
+        if not self.adapt_step_size:
+            return state
+        adapter = state.adaptation if t > 0 and isinstance(state.adaptation, StepSizeAdapter) else None
+        if adapter is None:
+            adapter = StepSizeAdapter(state.step_size, self.target_accept, warmup_steps)
+        return replace(state, step_size=adapter.update(state.accept_prob).to(state.step_size), adaptation=adapter)
 
     def proposal_log_density(
         self, x: torch.Tensor, grad_x: torch.Tensor | None, y: torch.Tensor, step_size: torch.Tensor
@@ -460,6 +479,151 @@ class HMC(Kernel):
         )
 
 
+class ChEES(Kernel):
+    r"""ChEES-HMC (Hoffman, Radul and Sountsov, 2021): HMC for many chains that tunes itself from the chains.
+
+    Every transition draws one jitter :math:`u \sim U(0, 1)` for all chains and runs
+    :math:`L = \lceil u T / \epsilon \rceil` leapfrog steps (at most ``max_leapfrog``) with a diagonal mass
+    matrix :math:`M`: momentum :math:`p \sim N(0, M)`, :math:`H = -\log p(x) + \tfrac12 p^\top M^{-1} p`, the
+    Metropolis--Hastings test on :math:`H`. For a fixed :math:`(T, \epsilon, M)` each :math:`L` is a reversible
+    HMC kernel and the jittered mixture leaves the target invariant.
+
+    In warm-up (:meth:`adapt`), across the chains:
+
+    - the trajectory length :math:`T` climbs the ChEES criterion
+      :math:`\tfrac14 E[(\lVert x' - \bar x'\rVert^2 - \lVert x - \bar x\rVert^2)^2]` (the change in the
+      chains' spread, :math:`\bar x` the mean over chains) by Adam on :math:`\log T`, with the paper's
+      acceptance-weighted gradient estimate
+      :math:`\hat g = \sum_n \alpha_n t_n (\lVert x'_n - \bar x'\rVert^2 - \lVert x_n - \bar x\rVert^2)
+      (x'_n - \bar x')^\top M^{-1} p'_n / \sum_n \alpha_n`;
+    - one step size :math:`\epsilon` for all chains by dual averaging (Hoffman and Gelman, 2014) of the harmonic
+      mean of their acceptance probabilities, to ``target_accept`` (0.651 by default, the paper's);
+    - :math:`M^{-1}` is the variance of each coordinate over the chains, averaged over the middle half of
+      warm-up (the first quarter lets the chains forget their start) and fixed after it; the step size's
+      dual averaging starts again then, for the last quarter.
+
+    The adapted :math:`(T, \epsilon, M)` live in ``state.adaptation`` and are what the draws use.
+
+    Args:
+        log_prob: the unnormalized log density of a batch of positions.
+        step_size: the initial step size.
+        trajectory_length: the initial :math:`T`.
+        max_leapfrog: the most leapfrog steps of one transition (bounds :math:`T / \epsilon`).
+        learning_rate: Adam's learning rate on :math:`\log T` (the paper's 0.025).
+        adapt_mass: whether warm-up adapts the diagonal mass matrix.
+    """
+
+    default_target_accept = 0.651
+
+    def __init__(
+        self,
+        log_prob: LogProb,
+        step_size: float = 0.1,
+        trajectory_length: float = 1.0,
+        *,
+        max_leapfrog: int = 100,
+        learning_rate: float = 0.025,
+        adapt_mass: bool = True,
+        target_accept: float | None = None,
+        adapt_step_size: bool = True,
+    ) -> None:
+        super().__init__(log_prob, step_size, target_accept=target_accept, adapt_step_size=adapt_step_size)
+        self.trajectory_length = _positive("trajectory_length", trajectory_length)
+        self.max_leapfrog = _check_count("max_leapfrog", max_leapfrog, 1)
+        self.learning_rate = _positive("learning_rate", learning_rate)
+        self.adapt_mass = bool(adapt_mass)
+
+    def _tuning(self, state: ChainState) -> dict[str, Any]:
+        if isinstance(state.adaptation, dict):
+            return state.adaptation
+        x = state.position
+        return {
+            "log_T": torch.tensor(math.log(self.trajectory_length), dtype=x.dtype),
+            "inv_mass": torch.ones_like(x[0]),
+        }
+
+    def init(self, position: torch.Tensor, step_size: torch.Tensor | float | None = None) -> ChainState:
+        state = super().init(position, step_size)
+        if step_size is None or isinstance(step_size, float):  # one step size for all chains
+            state = replace(state, step_size=state.step_size[:1].expand_as(state.step_size).clone())
+        return replace(state, adaptation=self._tuning(state))
+
+    def step(self, state: ChainState) -> ChainState:
+        assert state.grad is not None
+        tuning = self._tuning(state)
+        inv_mass, T = tuning["inv_mass"], float(tuning["log_T"].exp())
+        eps = float(state.step_size[0])
+        u = float(torch.rand(()))
+        n_steps = max(1, min(self.max_leapfrog, math.ceil(u * T / eps)))
+        x0 = state.position
+        p = torch.randn_like(x0) / inv_mass.sqrt()
+        h0 = -state.log_prob + 0.5 * _sum_event(p**2 * inv_mass)
+        x, g, lp = x0, state.grad, state.log_prob
+        p = p + 0.5 * eps * g
+        for i in range(n_steps):
+            x = x + eps * inv_mass * p
+            lp, g = self._log_prob_and_grad(x)
+            p = p + (eps if i < n_steps - 1 else 0.5 * eps) * g
+        h = -lp + 0.5 * _sum_event(p**2 * inv_mass)
+        delta = torch.nan_to_num(h - h0, nan=math.inf)
+        diverging = ~torch.isfinite(lp) | (delta > MAX_DELTA_ENERGY)
+        accept_prob = torch.where(diverging, torch.zeros_like(delta), (-delta).clamp(max=0).exp())
+        accepted = (torch.rand_like(accept_prob) < accept_prob) & ~diverging
+        tuning = {**tuning, "last": (x0, x, p, accept_prob, n_steps * eps)}
+        return replace(
+            state,
+            position=_where(accepted, x, x0),
+            log_prob=torch.where(accepted, lp, state.log_prob),
+            grad=_where(accepted, g, state.grad),
+            accept_prob=accept_prob,
+            accepted=accepted,
+            energy=torch.where(accepted, h, h0),
+            diverging=diverging,
+            adaptation=tuning,
+        )
+
+    def adapt(self, state: ChainState, t: int, warmup_steps: int) -> ChainState:
+        tuning = dict(self._tuning(state))
+        x0, x1, p1, alpha, traj = tuning.pop("last")
+        inv_mass = tuning["inv_mass"]
+        ok = torch.isfinite(_sum_event(x1**2)) & torch.isfinite(_sum_event(p1**2))
+        alpha = torch.where(ok, alpha, torch.zeros_like(alpha))
+        x1, p1 = _where(ok, x1, x0), _where(ok, p1, torch.zeros_like(p1))
+        # the trajectory length: Adam up the ChEES criterion
+        c0, c1 = x0 - x0.mean(0), x1 - x1.mean(0)
+        change = _sum_event(c1**2) - _sum_event(c0**2)
+        g = traj * change * _sum_event(c1 * inv_mass * p1)
+        grad = float((alpha * g).sum() / alpha.sum().clamp_min(1e-12))
+        T = float(tuning["log_T"].exp())
+        m = 0.9 * tuning.get("m", 0.0) + 0.1 * grad * T
+        v = 0.999 * tuning.get("v", 0.0) + 0.001 * (grad * T) ** 2
+        k = t + 1
+        m_hat, v_hat = m / (1 - 0.9**k), v / (1 - 0.999**k)
+        log_T = tuning["log_T"] + self.learning_rate * m_hat / (math.sqrt(v_hat) + 1e-8)
+        eps = float(state.step_size[0])
+        tuning.update(m=m, v=v, log_T=log_T.clamp(max=math.log(self.max_leapfrog * eps)))
+        # one step size for every chain, from the harmonic mean of the acceptance probabilities
+        if self.adapt_step_size:
+            dual = tuning.get("dual")
+            if dual is None:
+                dual = DualAveraging(prox_center=math.log(10 * eps))
+            harmonic = float(len(alpha) / (1.0 / alpha.clamp_min(1e-10)).sum())
+            dual.step(self.target_accept - harmonic)
+            log_step, log_avg = dual.get_state()
+            eps = math.exp(log_avg if t == warmup_steps - 1 else log_step)
+            tuning["dual"] = dual
+        # the diagonal mass matrix: the coordinates' variance over the chains, averaged over mid warm-up
+        if self.adapt_mass and len(x1) > 1 and warmup_steps // 4 <= t < 3 * warmup_steps // 4:
+            var = state.position.var(0)
+            count = tuning.get("count", 0) + 1
+            mean_var = tuning.get("mean_var", torch.zeros_like(var)) + (var - tuning.get("mean_var", 0.0)) / count
+            tuning.update(count=count, mean_var=mean_var)
+            tuning["inv_mass"] = mean_var.clamp_min(1e-10 * float(mean_var.max().clamp_min(1e-30)))
+            if self.adapt_step_size and t == 3 * warmup_steps // 4 - 1:  # the metric is final: the step size
+                tuning["dual"] = DualAveraging(prox_center=math.log(10 * eps))  # re-adapts to it from here
+        return replace(state, step_size=torch.full_like(state.step_size, eps), adaptation=tuning)
+
+
 # -- running chains -----------------------------------------------------------------------------
 
 
@@ -543,9 +707,9 @@ def sample_chains(
     thin: int = 1,
     progress: bool = False,
 ) -> Chains:
-    """Run every chain through ``warmup_steps`` transitions (adapting the step size where the
-    kernel has an acceptance test and ``adapt_step_size``), then keep ``num_samples`` draws,
-    one every ``thin`` transitions.
+    """Run every chain through ``warmup_steps`` transitions (each followed by the kernel's
+    :meth:`~Kernel.adapt`: the step size where the kernel has an acceptance test and ``adapt_step_size``),
+    then keep ``num_samples`` draws, one every ``thin`` transitions.
 
     Args:
         kernel: a :class:`Kernel`.
@@ -567,18 +731,13 @@ def sample_chains(
     _check_count("warmup_steps", warmup_steps, 0)
     _check_count("thin", thin, 1)
     state = initial if isinstance(initial, ChainState) else kernel.init(initial)
-    adapt = None
-    if kernel.adapt_step_size and warmup_steps > 0:
-        adapt = StepSizeAdapter(state.step_size, kernel.target_accept, warmup_steps)
     bar = None
     if progress:
         from tqdm.auto import tqdm
 
         bar = tqdm(total=warmup_steps + num_samples * thin, desc=type(kernel).__name__)
-    for _ in range(warmup_steps):
-        state = kernel.step(state)
-        if adapt is not None:
-            state = replace(state, step_size=adapt.update(state.accept_prob).to(state.step_size))
+    for t in range(warmup_steps):
+        state = kernel.adapt(kernel.step(state), t, warmup_steps)
         if bar is not None:
             bar.update(1)
     draws: list[torch.Tensor] = []
@@ -779,9 +938,6 @@ class PyroKernel(MCMCKernel):
 
         self._kernel = self.kernel_cls(log_prob, **self.kernel_kwargs)
         self._state = self._kernel.init(self._flatten(self._initial_params).detach())
-        self._adapt = None
-        if self._kernel.adapt_step_size and warmup_steps > 0:
-            self._adapt = StepSizeAdapter(self._state.step_size, self._kernel.target_accept, warmup_steps)
 
     @property
     def initial_params(self) -> dict[str, torch.Tensor] | None:
@@ -795,11 +951,11 @@ class PyroKernel(MCMCKernel):
         assert self._kernel is not None and self._state is not None
         flat = self._flatten(params).detach()
         if not torch.equal(flat, self._state.position):  # moved from outside: start from there
-            self._state = self._kernel.init(flat, self._state.step_size)
+            kept = self._state
+            self._state = replace(self._kernel.init(flat, kept.step_size), adaptation=kept.adaptation)
         state = self._kernel.step(self._state)
         if self._t < self._warmup_steps:
-            if self._adapt is not None:
-                state = replace(state, step_size=self._adapt.update(state.accept_prob).to(state.step_size))
+            state = self._kernel.adapt(state, self._t, self._warmup_steps)
         else:
             self._accept_sum += float(state.accept_prob[0])
             if bool(state.diverging[0]):
