@@ -246,8 +246,14 @@ def test_nce_learns_a_normalized_density():
 
 def test_ebm_api_refuses_bad_arguments():
     m = registry.create("ebm", event_shape=(2,), hidden=(8,), chain_steps=2, buffer_size=8)
-    with pytest.raises(ValueError, match="kernel must be 'langevin' or 'mala'; got 'hmc'"):
-        m.sample(3, kernel="hmc")
+    with pytest.raises(
+        ValueError, match="kernel must be one of 'langevin', 'mala', 'rwmh', 'hmc', 'chees'; got 'nuts'"
+    ):
+        m.sample(3, kernel="nuts")
+    for kernel in ("hmc", "chees"):  # every kernel of the table samples an EBM
+        torch.manual_seed(0)
+        x = m.sample(16, steps=6, kernel=kernel)
+        assert x.shape == (16, 2) and torch.isfinite(x).all()
     with pytest.raises(ValueError, match="steps must be a positive integer"):
         m.sample(3, steps=0)
     with pytest.raises(ValueError, match="potential_fn reads the site 'x'"):

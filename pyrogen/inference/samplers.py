@@ -64,6 +64,8 @@ __all__ = [
     "RandomWalkMH",
     "HMC",
     "ChEES",
+    "KERNELS",
+    "kernel_class",
     "AnnealedLangevin",
     "StepSizeAdapter",
     "sample_chains",
@@ -624,6 +626,27 @@ class ChEES(Kernel):
         return replace(state, step_size=torch.full_like(state.step_size, eps), adaptation=tuning)
 
 
+#: The kernels by name: what ``EBM.sample(kernel=...)`` takes and :func:`kernel_class` looks up.
+KERNELS: dict[str, type[Kernel]] = {
+    "langevin": Langevin,
+    "mala": MALA,
+    "rwmh": RandomWalkMH,
+    "hmc": HMC,
+    "chees": ChEES,
+}
+
+
+def kernel_class(name: object) -> type[Kernel]:
+    """The kernel class called ``name`` in :data:`KERNELS`.
+
+    Raises:
+        ValueError: an unknown name (the error lists the names).
+    """
+    if not isinstance(name, str) or name not in KERNELS:
+        raise ValueError(f"kernel must be one of {', '.join(map(repr, KERNELS))}; got {name!r}")
+    return KERNELS[name]
+
+
 # -- running chains -----------------------------------------------------------------------------
 
 
@@ -725,7 +748,8 @@ def sample_chains(
         what = f"the string {kernel!r}" if isinstance(kernel, str) else type(kernel).__name__
         raise TypeError(
             f"kernel must be a pyrogen.inference.samplers.Kernel built on your log density (e.g. "
-            f"MALA(log_prob, step_size=0.1)); got {what}"
+            f"MALA(log_prob, step_size=0.1), or kernel_class({what.split()[-1] if isinstance(kernel, str) else 'name'})"
+            f"(log_prob) for a name of {sorted(KERNELS)}); got {what}"
         )
     _check_count("num_samples", num_samples, 1)
     _check_count("warmup_steps", warmup_steps, 0)

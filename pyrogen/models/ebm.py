@@ -36,7 +36,7 @@ from pyrogen.distributions.energy import EnergyDistribution
 from pyrogen.inference import energy as E
 from pyrogen.inference.hooks import ReplayBuffer
 from pyrogen.inference.program import data_plate
-from pyrogen.inference.samplers import MALA, Langevin, sample_chains
+from pyrogen.inference.samplers import Langevin, kernel_class, sample_chains
 from pyrogen.models.base import (
     GenerativeModel,
     accepts_unbatched,
@@ -241,22 +241,22 @@ class EnergyModel(GenerativeModel):
         self, n: int, steps: int | None = None, kernel: str = "langevin", step_size: float | None = None
     ) -> torch.Tensor:
         r"""``n`` draws by MCMC from :meth:`init_chains`: ``steps`` (default ``sample_steps``) transitions of
-        unadjusted Langevin (``kernel="langevin"``, step ``sample_step_size``) or of MALA (``"mala"``, the
-        step adapted during the first half). Images are clamped to [0, 1] at the end."""
+        unadjusted Langevin (``kernel="langevin"``, step ``sample_step_size``) or of another kernel of
+        :data:`~pyrogen.inference.samplers.KERNELS` (``"mala"``, ``"hmc"``, ``"chees"``, ``"rwmh"``: adapted during
+        the first half). Images are clamped to [0, 1] at the end."""
         check_positive_int("n", n)
         steps = self.sample_steps if steps is None else check_positive_int("steps", steps)
         eps = self.sample_step_size if step_size is None else _number("step_size", step_size)
-        if kernel not in ("langevin", "mala"):
-            raise ValueError(f"kernel must be 'langevin' or 'mala'; got {kernel!r}")
+        cls = kernel_class(kernel)
         was = self.training
         self.eval()
         try:
             x0 = self.init_chains(n)
-            if kernel == "langevin":
+            if cls is Langevin:
                 chains = sample_chains(Langevin(self.f, eps), x0, 1, warmup_steps=steps - 1)
             else:
                 warm = max(steps // 2, 1)
-                chains = sample_chains(MALA(self.f, eps), x0, 1, warmup_steps=warm, thin=max(steps - warm, 1))
+                chains = sample_chains(cls(self.f, eps), x0, 1, warmup_steps=warm, thin=max(steps - warm, 1))
         finally:
             self.train(was)
         return self._clamp(chains.samples[:, -1]).detach()
