@@ -446,3 +446,16 @@ def test_a_class_conditional_nsf_and_its_refusals():
     for kwargs, name in bad:
         with pytest.raises(ValueError, match=name):
             NSF(event_shape=(2,), **kwargs)
+
+
+def test_nsf_on_mnist_takes_coupling_layers_and_a_too_narrow_masked_network_is_refused_by_name():
+    from pyrogen.data import load
+    from pyrogen.models import NSF, registry
+
+    m = registry.get("nsf").from_dataset(load("mnist"))
+    assert m.kind == "coupling"
+    x = load("mnist").test[:4]
+    assert m.log_prob(x).shape == (4,) and torch.isfinite(m.log_prob(x)).all()
+    assert registry.get("nsf").from_dataset(load("digits")).kind == "autoregressive"  # 64 coordinates: as before
+    with pytest.raises(ValueError, match=r"hidden must be at least the data's 100 coordinates wide.*got \[32\]"):
+        NSF(event_shape=(100,), hidden=(32,))

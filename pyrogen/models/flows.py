@@ -614,7 +614,17 @@ class IAF(_AutoregressiveFlow):
 NSF_KINDS = ("autoregressive", "coupling")
 
 
-@register("nsf", **_CLIPPED)
+def _nsf_choices(recipe: Recipe, data: Dataset, kwargs: dict[str, Any]) -> dict[str, Any]:
+    """The flow's choices (:func:`_flow_choices`); coupling layers where the data have more coordinates than the
+    autoregressive layers' narrowest hidden layer (MNIST's 784: a masked network needs a hidden layer at least as
+    wide as its input)."""
+    hidden = kwargs.get("hidden", (64, 64))
+    if "kind" not in kwargs and math.prod(data.event_shape) > min(hidden):
+        kwargs["kind"] = "coupling"
+    return _flow_choices(recipe, data, kwargs)
+
+
+@register("nsf", **{**_CLIPPED, "choices": _nsf_choices})
 class NSF(FlowModel):
     r"""Neural spline flow: monotonic rational-quadratic spline layers (Durkan et al., 2019), autoregressive or
     coupling, over a standard normal.
@@ -696,6 +706,11 @@ class NSF(FlowModel):
             raise ValueError("a class-conditional NSF is autoregressive: kind='autoregressive' (got 'coupling')")
         self.bins, self.bound, self.kind = bins, float(bound), kind
         d, hidden_list = self.dim, list(self.hidden)
+        if kind == "autoregressive" and min(hidden_list) < d:
+            raise ValueError(
+                f"hidden must be at least the data's {d} coordinates wide for autoregressive layers (a masked "
+                f"network); got {list(hidden)} (or use kind='coupling')"
+            )
         params = [bins, bins, bins - 1]  # knot widths, heights, inner derivatives (rational-quadratic)
         if kind == "coupling":
             split = d // 2
