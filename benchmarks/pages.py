@@ -229,6 +229,29 @@ def mnist_binarized(results: Results) -> str:
     return _table(header, out)
 
 
+def samplers(results: Results) -> str:
+    rows = results["mcmc"]["samplers"]
+    names = {"banana": "banana", "funnel": "funnel (10-D)", "gauss100": "Gaussian (100-D, condition 1000)"}
+    names["logistic"] = "logistic regression (31-D)"
+    order = ["pyrogen MALA", "pyrogen ChEES", "NumPyro NUTS (vectorized)"]
+    out = []
+    for target in names:
+        for chains in sorted({r["chains"] for r in rows if r["target"] == target}):
+            found = {r["sampler"]: r for r in rows if r["target"] == target and r["chains"] == chains}
+            if set(found) != set(order):
+                continue
+            best = max(order[:2], key=lambda k: found[k]["ess_per_s"])
+            cells = []
+            for k in order:
+                r = found[k]
+                cell = f"{r['ess_per_s']:,.0f} ({r['max_mean_error_sd']:.2f}, {r['max_sd_error']:.2f})"
+                cells.append(f"**{cell}**" if k == best else cell)
+            ratio = found[best]["ess_per_s"] / found[order[2]]["ess_per_s"]
+            out.append([names[target], str(chains), *cells, f"{ratio:.2f}x"])
+    header = ["target", "chains", "MALA", "ChEES", "NumPyro NUTS (vectorized)", "best pyrogen / NumPyro"]
+    return _table(header, out)
+
+
 TABLES: dict[str, Callable[[Results], str]] = {
     "sequence-vrnn": vrnn,
     "sequence-td-vae": td_vae,

@@ -96,7 +96,7 @@ def _front_page_links(app, docname, source):  # noqa: ANN001
 
 
 #: The pages the site must have: a build that lacks one fails.
-FAMILY_PAGES = ["results", "autoregressive", "flows", "latent", "gan", "ebm", "diffusion", "classical", "sequence"]
+FAMILY_PAGES = ["results", "autoregressive", "flows", "latent", "gan", "ebm", "diffusion", "classical", "sequence", "images"]
 
 
 def _check_site(app, exception):  # noqa: ANN001
