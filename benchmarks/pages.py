@@ -258,7 +258,6 @@ TABLES: dict[str, Callable[[Results], str]] = {
     "flows-fresh": fresh_densities,
     "representation-autoencoders": autoencoders,
     "diffusion-flow-matching": flow_matching,
-    "mnist-binarized": mnist_binarized,
 }
 
 
