@@ -15,6 +15,7 @@ comes and merged into ``results/mnist.json`` (rows measured again replace their 
     python benchmarks/mnist.py --models fvsbn nade vae iwae
     python benchmarks/mnist.py --models pixelcnn --steps 1500
     python benchmarks/mnist.py --quick                       # a smoke run: 30 steps each
+    python benchmarks/mnist.py --record run.log              # file the rows a stopped run printed to its log
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from typing import Any
 
 import pyro
 import torch
-from _common import merged_rows, previous_rows, report, section_parser, train_and_score
+from _common import logged_rows, merged_rows, previous_rows, report, section_parser, train_and_score
 
 from pyrogen import quality
 from pyrogen.data import load
@@ -66,12 +67,15 @@ def main(argv: list[str] | None = None) -> int:
     p = section_parser(__doc__, SECTIONS)
     p.add_argument("--models", nargs="+", choices=BINARIZED, help="the models of the binarized section")
     p.add_argument("--steps", type=int, help="training steps (default: each recipe's)")
+    p.add_argument("--record", metavar="LOG", help="file the rows a stopped run printed to its log (stderr)")
     args = p.parse_args(argv)
     torch.set_num_threads(1)
     steps = 30 if args.quick else args.steps
     only = set(args.only or SECTIONS)
     out: dict[str, Any] = {}
-    if "binarized" in only:
+    if args.record:
+        out["binarized"] = merged_rows(previous_rows("binarized"), logged_rows(args.record))
+    elif "binarized" in only:
         rows = binarized(list(args.models or BINARIZED), steps)
         out["binarized"] = rows if args.quick else merged_rows(previous_rows("binarized"), rows)
     return report(out, args.json, printer)
