@@ -22,6 +22,7 @@ size and a diagonal mass matrix adapted across chains), and NumPyro's NUTS with 
 
     python benchmarks/mcmc.py                       # every target (about 20 minutes on 2 cores)
     python benchmarks/mcmc.py --only banana --chains 64
+    python benchmarks/mcmc.py --record run.log      # file the rows a stopped run printed to its log
 """
 
 from __future__ import annotations
@@ -196,7 +197,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--warmup", type=int, default=500)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--quick", action="store_true", help="a smoke run: 8 chains, 30 + 30 transitions")
+    p.add_argument("--record", metavar="LOG", help="file the rows a stopped run printed to its log (stderr)")
     args = p.parse_args(argv)
+    if args.record:
+        rows = [json.loads(line) for line in open(args.record) if line.startswith('{"target"')]
+        if not rows:
+            raise SystemExit(f"no rows in {args.record}")
+        save_results({"samplers": merged_rows(previous_rows("samplers"), rows, key=("target", "sampler", "chains"))})
+        return 0
     torch.set_num_threads(args.threads)
     chains, draws, warmup = ([8], 30, 30) if args.quick else (args.chains, args.draws, args.warmup)
     rows = [r for name in args.only or TARGETS for r in run(name, chains, draws, warmup)]
