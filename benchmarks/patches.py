@@ -5,6 +5,7 @@ steps, batch, learning rate and schedule; test log-likelihood in nats (higher is
     python benchmarks/patches.py                         # every flow (about an hour on 2 cores)
     python benchmarks/patches.py --flows maf zuko-maf    # some of them
     python benchmarks/patches.py --quick                 # a smoke run: 30 steps each
+    python benchmarks/patches.py --record run.log        # file the rows a stopped run printed to its log
 
 Each row is printed to stderr as it comes and merged into ``results/patches.json``.
 """
@@ -17,7 +18,7 @@ import sys
 from typing import Any
 
 import torch
-from _common import merged_rows, previous_rows, save_results, train_and_score
+from _common import logged_rows, merged_rows, previous_rows, save_results, train_and_score
 from flows import zuko_flow
 
 from pyrogen.data import load
@@ -45,7 +46,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--steps", type=int)
     p.add_argument("--quick", action="store_true")
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--record", metavar="LOG", help="file the rows a stopped run printed to its log (stderr)")
     args = p.parse_args(argv)
+    if args.record:
+        save_results({"patches": merged_rows(previous_rows("patches"), logged_rows(args.record))})
+        return 0
     torch.set_num_threads(args.threads)
     rows = patches(list(args.flows or FLOWS), 30 if args.quick else args.steps)
     if not args.quick:
