@@ -254,6 +254,27 @@ def samplers(results: Results) -> str:
     return _table(header, out)
 
 
+def patches(results: Results) -> str:
+    names = {
+        "maf": "pyrogen `maf`",
+        "realnvp": "pyrogen `realnvp`",
+        "nsf": "pyrogen `nsf`",
+        "zuko-maf": "zuko `MAF`",
+        "zuko-nsf": "zuko `NSF`",
+    }
+    rows = sorted(results["patches"]["patches"], key=lambda r: list(names).index(r["model"]))
+    out = [
+        [
+            names[r["model"]],
+            f"{-r['nll_nats']:.2f} ± {r['nll_stderr']:.2f}",
+            f"{r['steps']} (best {r['best_step']})",
+            f"{r['train_s'] / 60:.0f} min",
+        ]
+        for r in rows
+    ]
+    return _table(["flow", "test log-likelihood (nats)", "steps", "training"], out)
+
+
 TABLES: dict[str, Callable[[Results], str]] = {
     "sequence-vrnn": vrnn,
     "sequence-td-vae": td_vae,
@@ -262,6 +283,7 @@ TABLES: dict[str, Callable[[Results], str]] = {
     "diffusion-flow-matching": flow_matching,
     "mnist-binarized": mnist_binarized,
     "samplers": samplers,
+    "patches": patches,
 }
 
 
