@@ -530,7 +530,19 @@ class MnistFeatures(nn.Module):
 
 #: Where the shipped MNIST feature network lives (trained by ``benchmarks/feature_net.py --mnist``).
 MNIST_FEATURES_FILE = "mnist_features.safetensors"
-_MNIST_FEATURES: MnistFeatures | None = None
+_SHIPPED: dict[str, nn.Module] = {}
+
+
+def _shipped(cls: type[nn.Module], file: str) -> Any:
+    """The trained ``cls`` whose weights ship in ``pyrogen/data/file`` (loaded once, in eval mode, on the CPU)."""
+    if file not in _SHIPPED:
+        from safetensors.torch import load as st_load
+
+        blob = resources.files("pyrogen.data").joinpath(file).read_bytes()
+        net = cls()
+        net.load_state_dict(st_load(blob))
+        _SHIPPED[file] = net.eval().requires_grad_(False)
+    return _SHIPPED[file]
 
 
 def mnist_features() -> MnistFeatures:
@@ -539,18 +551,7 @@ def mnist_features() -> MnistFeatures:
     Raises:
         FileNotFoundError: the weights file is missing from the installation.
     """
-    global _MNIST_FEATURES
-    if _MNIST_FEATURES is None:
-        from safetensors.torch import load as st_load
-
-        blob = resources.files("pyrogen.data").joinpath(MNIST_FEATURES_FILE).read_bytes()
-        net = MnistFeatures()
-        net.load_state_dict(st_load(blob))
-        _MNIST_FEATURES = net.eval().requires_grad_(False)
-    return _MNIST_FEATURES
-
-
-_FEATURES: DigitFeatures | None = None
+    return _shipped(MnistFeatures, MNIST_FEATURES_FILE)
 
 
 def machine_fingerprint() -> str:
@@ -583,15 +584,7 @@ def digit_features() -> DigitFeatures:
     Raises:
         FileNotFoundError: the weights file is missing from the installation.
     """
-    global _FEATURES
-    if _FEATURES is None:
-        from safetensors.torch import load as st_load
-
-        blob = resources.files("pyrogen.data").joinpath(FEATURES_FILE).read_bytes()
-        net = DigitFeatures()
-        net.load_state_dict(st_load(blob))
-        _FEATURES = net.eval().requires_grad_(False)
-    return _FEATURES
+    return _shipped(DigitFeatures, FEATURES_FILE)
 
 
 def live_feature_units(net: DigitFeatures | None = None) -> torch.Tensor:
@@ -615,97 +608,70 @@ def live_feature_units(net: DigitFeatures | None = None) -> torch.Tensor:
 
 
 class _FeatureTraining(CrossEntropy):
-    """:class:`DigitFeatures`' objective: cross-entropy on ``(digits 0..16, labels)``.
+    """A feature network's objective: cross-entropy on ``(integer grey levels 0..top, labels)``.
 
-    Each example is shown in one of the three forms models produce — integers / 16, binarized (>= 8),
-    dequantized ((k + u) / 17) — chosen at random, so that the features suit samples of every support.
+    Each example is shown in one of the three forms models produce — levels / ``top``, binarized
+    (>= ``threshold``), dequantized ((k + u) / (``top`` + 1)) — chosen at random, so that the features suit
+    samples of every support.
     """
+
+    def __init__(self, top: int, threshold: int) -> None:
+        self.top, self.threshold = float(top), threshold
 
     def inputs(self, x: torch.Tensor) -> torch.Tensor:
         x = x.float()
         kind = torch.randint(0, 3, (len(x), 1, 1, 1))
-        deq = (x + torch.rand_like(x)) / 17.0
-        return torch.where(kind == 0, x / 16.0, torch.where(kind == 1, (x >= 8).float(), deq))
+        deq = (x + torch.rand_like(x)) / (self.top + 1.0)
+        return torch.where(kind == 0, x / self.top, torch.where(kind == 1, (x >= self.threshold).float(), deq))
+
+
+def _train_features(net: Any, data: str, top: int, threshold: int, seed: int, steps: int) -> dict[str, float]:
+    """Train ``net`` with :func:`pyrogen.inference.fit` on the integer digits ``data`` (``"digits"`` or
+    ``"mnist"``), early stopping on the validation part (patience 10 of 100-step validations, best parameters
+    restored); its test accuracy on the integer, binarized and dequantized forms."""
+    from pyrogen.data import load
+    from pyrogen.inference.trainer import fit
+
+    ints = load(f"{data}-int")
+    fit(
+        net,
+        (ints.train, ints.labels["train"]),
+        (ints.val, ints.labels["val"]),
+        steps=steps,
+        batch_size=128,
+        lr=1e-3,
+        val_every=100,
+        patience=10,
+        seed=seed,
+        loss=_FeatureTraining(top, threshold),
+    )
+    net.eval()
+    acc = {}
+    with torch.no_grad():
+        for name in (f"{data}-int", f"{data}-binary", data):
+            d = load(name)
+            pred = net(to_unit_grey(d.test, d.support).float()).argmax(-1)
+            acc[name] = float((pred == d.labels["test"]).float().mean())
+    return acc
 
 
 def train_digit_features(seed: int = 0, steps: int = 2000) -> tuple[DigitFeatures, dict[str, float]]:
-    """Train :class:`DigitFeatures` with :func:`pyrogen.inference.fit` on the training digits, from ``seed``.
+    """Train :class:`DigitFeatures` on the training digits, from ``seed`` (:func:`_train_features`).
 
-    Early stopping on the validation part (patience 10 of 100-step validations, best parameters restored).
     Returns the network (eval mode) and its test accuracy on the integer, binarized and dequantized digits.
     ``benchmarks/feature_net.py`` runs this and writes the shipped weights.
     """
-    from pyrogen.data import load
-    from pyrogen.inference.trainer import fit
-
     torch.manual_seed(seed)
-    ints = load("digits-int")
     net = DigitFeatures()
-    fit(
-        net,
-        (ints.train, ints.labels["train"]),
-        (ints.val, ints.labels["val"]),
-        steps=steps,
-        batch_size=128,
-        lr=1e-3,
-        val_every=100,
-        patience=10,
-        seed=seed,
-        loss=_FeatureTraining(),
-    )
-    net = net.eval()
-    acc = {}
-    with torch.no_grad():
-        for name in ("digits-int", "digits-binary", "digits"):
-            d = load(name)
-            pred = net(to_unit_grey(d.test, d.support).float()).argmax(-1)
-            acc[name] = float((pred == d.labels["test"]).float().mean())
-    return net, acc
-
-
-class _MnistFeatureTraining(CrossEntropy):
-    """:class:`MnistFeatures`' objective: cross-entropy on ``(grey levels 0..255, labels)``, each example shown in
-    one of the three forms models produce (levels / 255, binarized at 128, dequantized (k + u) / 256) at random."""
-
-    def inputs(self, x: torch.Tensor) -> torch.Tensor:
-        x = x.float()
-        kind = torch.randint(0, 3, (len(x), 1, 1, 1))
-        deq = (x + torch.rand_like(x)) / 256.0
-        return torch.where(kind == 0, x / 255.0, torch.where(kind == 1, (x >= 128).float(), deq))
+    return net, _train_features(net, "digits", 16, 8, seed, steps)
 
 
 def train_mnist_features(seed: int = 0, steps: int = 3000) -> tuple[MnistFeatures, dict[str, float]]:
-    """Train :class:`MnistFeatures` with :func:`pyrogen.inference.fit` on the 4,000 training digits of ``mnist``.
-
-    Early stopping on the validation part (patience 10 of 100-step validations, best parameters restored).
-    Returns the network (eval mode) and its test accuracy on the integer, binarized and dequantized digits.
-    """
-    from pyrogen.data import load
-    from pyrogen.inference.trainer import fit
-
+    """Train :class:`MnistFeatures` on the 4,000 training digits of ``mnist``, from ``seed``
+    (``benchmarks/feature_net.py --mnist``); the network and its test accuracies."""
     torch.manual_seed(seed)
-    ints = load("mnist-int")
     net = MnistFeatures()
-    fit(
-        net,
-        (ints.train, ints.labels["train"]),
-        (ints.val, ints.labels["val"]),
-        steps=steps,
-        batch_size=128,
-        lr=1e-3,
-        val_every=100,
-        patience=10,
-        seed=seed,
-        loss=_MnistFeatureTraining(),
-    )
-    net = net.eval()
-    acc = {}
-    with torch.no_grad():
-        for name in ("mnist-int", "mnist-binary", "mnist"):
-            d = load(name)
-            pred = net(to_unit_grey(d.test, d.support).float()).argmax(-1)
-            acc[name] = float((pred == d.labels["test"]).float().mean())
-    return net, acc
+    return net, _train_features(net, "mnist", 255, 128, seed, steps)
 
 
 def to_unit_grey(x: torch.Tensor, support: str) -> torch.Tensor:

@@ -464,21 +464,30 @@ class HMC(Kernel):
         r0 = torch.randn_like(state.position)
         h0 = -state.log_prob + 0.5 * _sum_event(r0**2)
         x, r, lp, g = self.leapfrog(state.position, r0, state.grad, state.step_size)
-        h = -lp + 0.5 * _sum_event(r**2)
-        delta = torch.nan_to_num(h - h0, nan=math.inf)
-        diverging = ~torch.isfinite(lp) | (delta > MAX_DELTA_ENERGY)
-        accept_prob = (-delta).clamp(max=0).exp()
-        accepted = (torch.rand_like(accept_prob) < accept_prob) & ~diverging
-        return replace(
-            state,
-            position=_where(accepted, x, state.position),
-            log_prob=torch.where(accepted, lp, state.log_prob),
-            grad=_where(accepted, g, state.grad),
-            accept_prob=accept_prob,
-            accepted=accepted,
-            energy=torch.where(accepted, h, h0),
-            diverging=diverging,
-        )
+        return _hamiltonian_test(state, x, lp, g, h0, -lp + 0.5 * _sum_event(r**2))
+
+
+def _hamiltonian_test(
+    state: ChainState, x: torch.Tensor, lp: torch.Tensor, g: torch.Tensor, h0: torch.Tensor, h: torch.Tensor
+) -> ChainState:
+    """The Metropolis--Hastings test of an HMC proposal ``x`` (log density ``lp``, gradient ``g``) on the
+    Hamiltonian's change ``h - h0``; a non-finite density or an energy error above :data:`MAX_DELTA_ENERGY`
+    diverges (and is refused: its acceptance probability underflows to 0)."""
+    assert state.grad is not None
+    delta = torch.nan_to_num(h - h0, nan=math.inf)
+    diverging = ~torch.isfinite(lp) | (delta > MAX_DELTA_ENERGY)
+    accept_prob = (-delta).clamp(max=0).exp()
+    accepted = (torch.rand_like(accept_prob) < accept_prob) & ~diverging
+    return replace(
+        state,
+        position=_where(accepted, x, state.position),
+        log_prob=torch.where(accepted, lp, state.log_prob),
+        grad=_where(accepted, g, state.grad),
+        accept_prob=accept_prob,
+        accepted=accepted,
+        energy=torch.where(accepted, h, h0),
+        diverging=diverging,
+    )
 
 
 class ChEES(Kernel):
@@ -566,23 +575,8 @@ class ChEES(Kernel):
             x = x + eps * inv_mass * p
             lp, g = self._log_prob_and_grad(x)
             p = p + (eps if i < n_steps - 1 else 0.5 * eps) * g
-        h = -lp + 0.5 * _sum_event(p**2 * inv_mass)
-        delta = torch.nan_to_num(h - h0, nan=math.inf)
-        diverging = ~torch.isfinite(lp) | (delta > MAX_DELTA_ENERGY)
-        accept_prob = torch.where(diverging, torch.zeros_like(delta), (-delta).clamp(max=0).exp())
-        accepted = (torch.rand_like(accept_prob) < accept_prob) & ~diverging
-        tuning = {**tuning, "last": (x0, x, p, accept_prob, n_steps * eps)}
-        return replace(
-            state,
-            position=_where(accepted, x, x0),
-            log_prob=torch.where(accepted, lp, state.log_prob),
-            grad=_where(accepted, g, state.grad),
-            accept_prob=accept_prob,
-            accepted=accepted,
-            energy=torch.where(accepted, h, h0),
-            diverging=diverging,
-            adaptation=tuning,
-        )
+        new = _hamiltonian_test(state, x, lp, g, h0, -lp + 0.5 * _sum_event(p**2 * inv_mass))
+        return replace(new, adaptation={**tuning, "last": (x0, x, p, new.accept_prob, n_steps * eps)})
 
     def adapt(self, state: ChainState, t: int, warmup_steps: int) -> ChainState:
         tuning = dict(self._tuning(state))
