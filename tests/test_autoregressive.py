@@ -10,6 +10,7 @@ from scipy import stats
 
 from pyrogen.inference import fit
 from pyrogen.models import FVSBN, MADE, NADE, RNADE, CharRNN, GatedPixelCNN, PixelCNN, PixelRNN, Transformer, registry
+from pyrogen.models.autoregressive import AutoregressiveModel
 
 # Tiny instances: (name, builder). Every binary/categorical model appears with each
 # of its conditionals, PixelCNNs also with three colour channels.
@@ -118,7 +119,9 @@ def test_pixelcnn_has_a_blind_spot_and_the_gated_one_has_none():
     assert jac[4] == 0
 
 
-@pytest.mark.parametrize("key", ["fvsbn", "nade-cat", "made-ensemble", "pixelcnn-rgb", "gated-pixelcnn", "char-rnn"])
+@pytest.mark.parametrize(
+    "key", ["fvsbn", "nade", "nade-cat", "made-ensemble", "pixelcnn-rgb", "gated-pixelcnn", "char-rnn"]
+)
 def test_samples_follow_log_prob(key):
     """Chi-square goodness of fit of 6000 ancestral samples against exp(log_prob) of every configuration."""
     m = _tiny(key)
@@ -153,6 +156,8 @@ def test_parameter_counts():
     "model",
     [
         lambda: NADE(event_shape=(1, 3, 3), hidden=6),
+        lambda: NADE(event_shape=(11,), hidden=6),  # blocks of 3 positions, the last one padded
+        lambda: NADE(event_shape=(1,), hidden=6),
         lambda: NADE(event_shape=(7,), hidden=6, likelihood="categorical", levels=4),
         lambda: RNADE(event_shape=(5,), hidden=6, components=3),
     ],
@@ -164,6 +169,35 @@ def test_nade_one_pass_equals_the_d_pass_reference(model):
         p.data.add_(0.3 * torch.randn_like(p))
     x = m.sample(20)
     torch.testing.assert_close(m.log_prob(x), m._log_prob_naive(x), rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize(
+    "model",
+    [
+        lambda: FVSBN(event_shape=(9,)),
+        lambda: NADE(event_shape=(1, 3, 3), hidden=6),
+        lambda: NADE(event_shape=(5,), hidden=6, likelihood="categorical", levels=4),
+        lambda: RNADE(event_shape=(5,), hidden=6, components=3),
+    ],
+)
+def test_the_running_sum_sampler_draws_what_the_one_pass_per_position_route_draws(model):
+    """FVSBN's and NADE's samplers carry the running sum; under one seed they draw the generic route's samples,
+    and completion keeps the observed part."""
+    torch.manual_seed(0)
+    m = model().double()
+    for p in m.parameters():
+        p.data.add_(0.3 * torch.randn_like(p))
+    order = m.ordering()
+    pyro.set_rng_seed(3)
+    fast = m._fill(m._empty(50), order, None, 1.3)
+    pyro.set_rng_seed(3)
+    slow = AutoregressiveModel._fill(m, m._empty(50), order, None, 1.3)
+    torch.testing.assert_close(fast, slow, rtol=1e-9, atol=1e-9)
+    skip = torch.zeros(m.num_vars, dtype=torch.bool)
+    skip[:2] = True
+    start = fast.clone()
+    done = m._fill(start.clone(), order, skip, 1.0)
+    assert torch.equal(done[:, :2], start[:, :2]) and not torch.equal(done[:, 2:], start[:, 2:])
 
 
 def test_rnade_density_integrates_to_one():

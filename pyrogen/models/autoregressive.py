@@ -100,6 +100,14 @@ _RECIPE: dict[str, Any] = {
 _PIXEL_DEFAULTS = {**_DIGITS_DEFAULTS, "lr": 1e-3, "patience": 20}
 
 
+def _pixel_train(data: Dataset) -> dict[str, Any]:
+    """The pixel models' settings: at 28 x 28 a step of 128 images takes 1.5 s on one core, so batches of 32,
+    more steps, and validation every 200 steps (500 validation images cost 1.4 s)."""
+    if math.prod(data.event_shape) <= 256:
+        return dict(_PIXEL_DEFAULTS)
+    return {**_PIXEL_DEFAULTS, "batch_size": 32, "steps": 4000, "val_every": 200, "patience": 5}
+
+
 class AutoregressiveModel(GenerativeModel):
     """Base class of the autoregressive family.
 
@@ -297,6 +305,17 @@ class FVSBN(AutoregressiveModel):
         flat = x.reshape(len(x), -1).to(self.weight.dtype)
         return F.linear(flat, self.matrix(), self.bias).unsqueeze(-1)
 
+    def _fill(
+        self, x: torch.Tensor, order: torch.Tensor, skip: torch.Tensor | None, temperature: float
+    ) -> torch.Tensor:
+        """Ancestral sampling reading one row of :math:`W` per position: :math:`O(D^2)` per example in all."""
+        w = self.matrix()
+        for pos in order.tolist():
+            if skip is None or not bool(skip[pos]):
+                logit = x[:, :pos].to(w.dtype) @ w[pos, :pos] + self.bias[pos]
+                x[:, pos] = self.conditionals.sample(logit.unsqueeze(-1), temperature).to(x.dtype)
+        return x
+
 
 # --------------------------------------------------------------------------------------
 class _NADEBase(AutoregressiveModel):
@@ -333,12 +352,51 @@ class _NADEBase(AutoregressiveModel):
     def _activation(self, a: torch.Tensor) -> torch.Tensor:
         return torch.sigmoid(a)
 
+    def _pre_activations(self, x: torch.Tensor) -> torch.Tensor:
+        r""":math:`a_i = c + \sum_{j<i} W_{\cdot j}(x_j)` for every position, ``(n, D, H)``.
+
+        Scalar inputs go by blocks of about :math:`\sqrt D` positions: inside a block a strictly lower-triangular
+        matrix product, across blocks a running sum of the block totals. That reads the ``(n, D, H)`` tensor
+        fewer times than one running sum over all positions (a strided scan, the bottleneck at 784 pixels). One-hot
+        (categorical) inputs keep the running sum. Either way ``x_i`` never enters ``a_i``, not even by rounding.
+        """
+        n, d, h = len(x), self.num_vars, self.hidden
+        if self.likelihood == "categorical":
+            contrib = self._inputs(x)
+            return self.c + F.pad(contrib[:, :-1].cumsum(1), (0, 0, 1, 0))
+        b = max(1, math.isqrt(d))
+        nb = -(-d // b)
+        flat = F.pad(x.reshape(n, d).to(self.W.dtype), (0, nb * b - d)).view(n, nb, b)
+        w = F.pad(self.W, (0, 0, 0, nb * b - d)).view(nb, b, h)
+        tri = torch.ones(b, b, dtype=w.dtype, device=w.device).tril(-1)
+        masked = (tri * flat.unsqueeze(-2)).transpose(0, 1).reshape(nb, n * b, b)  # block k, (example, i), j < i
+        within = masked.bmm(w).view(nb, n, b, h).transpose(0, 1)
+        totals = torch.einsum("nkj,kjh->nkh", flat, w)
+        before = F.pad(totals[:, :-1].cumsum(1), (0, 0, 1, 0))
+        return self.c + (within + before.unsqueeze(2)).reshape(n, nb * b, h)[:, :d]
+
     def _params(self, x: torch.Tensor) -> torch.Tensor:
-        contrib = self._inputs(x)
-        # exclusive running sum over positions j < i (shifted, so x_i never enters a_i, not even by rounding)
-        a = self.c + F.pad(contrib[:, :-1].cumsum(1), (0, 0, 1, 0))
-        h = self._activation(a)
+        h = self._activation(self._pre_activations(x))
         return torch.einsum("ndh,dhp->ndp", h, self.V) + self.b
+
+    def _fill(
+        self, x: torch.Tensor, order: torch.Tensor, skip: torch.Tensor | None, temperature: float
+    ) -> torch.Tensor:
+        """Ancestral sampling with the running sum carried along: :math:`O(DH)` per example, not one full pass per
+        position as the generic route takes."""
+        if not torch.equal(order.cpu(), torch.arange(self.num_vars)):
+            return super()._fill(x, order, skip, temperature)
+        n = len(x)
+        a = self.c.expand(n, self.hidden)
+        for pos in range(self.num_vars):
+            if skip is None or not bool(skip[pos]):
+                params = self._activation_at(a, pos) @ self.V[pos] + self.b[pos]
+                x[:, pos] = self.conditionals.sample(params, temperature).to(x.dtype)
+            if self.likelihood == "categorical":
+                a = a + self.W[pos][x[:, pos].long()]
+            else:
+                a = a + x[:, pos, None].to(self.W.dtype) * self.W[pos]
+        return x
 
     def _log_prob_naive(self, x: torch.Tensor) -> torch.Tensor:
         """The d-pass reference: conditional ``i``'s hidden layer computed from scratch, one pass per position."""
@@ -623,7 +681,7 @@ class _PixelModel(AutoregressiveModel):
         return torch.arange(c * h * w).view(c, h * w).t().reshape(-1)
 
 
-@register("pixelcnn", **{**_RECIPE, "train": _PIXEL_DEFAULTS})
+@register("pixelcnn", **{**_RECIPE, "train": _pixel_train})
 class PixelCNN(_PixelModel):
     r"""PixelCNN: masked convolutions, mask A then mask B, colour channels ordered R -> G -> B.
 
@@ -664,7 +722,7 @@ class PixelCNN(_PixelModel):
         super().__init__(event_shape, features, layers, kernel_size, dropout, likelihood, levels)
 
 
-@register("gated-pixelcnn", **{**_RECIPE, "train": _PIXEL_DEFAULTS})
+@register("gated-pixelcnn", **{**_RECIPE, "train": _pixel_train})
 class GatedPixelCNN(_PixelModel):
     r"""Gated PixelCNN: vertical and horizontal stacks with gated activations, no blind spot.
 
