@@ -90,8 +90,11 @@ def _diffusion_choices(recipe: Recipe, data: Dataset, kwargs: dict[str, Any]) ->
 
 
 def _diffusion_train(data: Dataset) -> dict[str, Any]:
-    """Vectors: 10000 steps of batch 256 at lr 1e-3; images: 8000 steps of batch 128 at lr 5e-4; validation
-    every 1000 steps on a fixed draw of noise (the best EMA weights kept)."""
+    """Vectors: 10000 steps of batch 256 at lr 1e-3; 8 x 8 images: 8000 steps of batch 128 at lr 5e-4, 28 x 28 ones
+    4000 steps of batch 64 (a step of the U-Net on 128 MNIST digits takes 0.9 s on one core); validation every
+    1000 steps on a fixed draw of noise (the best EMA weights kept)."""
+    if data.kind == "image" and math.prod(data.event_shape) > 256:
+        return {"lr": 5e-4, "batch_size": 64, "steps": 4000, "val_every": 1000}
     if data.kind == "image":
         return {"lr": 5e-4, "batch_size": 128, "steps": 8000, "val_every": 1000}
     return {"lr": 1e-3, "batch_size": 256, "steps": 10000, "val_every": 1000}
