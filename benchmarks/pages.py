@@ -11,7 +11,7 @@ the seed, the versions and the machine beside each section). ``tests/test_benchm
 again and fails where a page and its results file disagree — so a number is changed by measuring it again (the
 script rewrites its results file), then
 
-    python benchmarks/pages.py            # rewrite the tables of docs/*.md from results/
+    python benchmarks/pages.py            # rewrite the tables of docs/*.md and the figures of docs/figures/
     python benchmarks/pages.py --check    # exit 1, naming the tables, where a page is out of date
 """
 
@@ -287,6 +287,133 @@ TABLES: dict[str, Callable[[Results], str]] = {
 }
 
 
+# -- the figures -------------------------------------------------------------------------------------------------
+#: Each figure's points come from a function of the results (what a test compares with the results files) and its
+#: picture from a second one that draws those points; ``python benchmarks/pages.py`` writes ``docs/figures/NAME.png``.
+FIGURES_DIR = ROOT / "docs" / "figures"
+
+
+def mnist_quality_points(results: Results) -> list[dict[str, Any]]:
+    """Every MNIST-28 model with a FID: its section, FID and interval, and its test NLL where it has one."""
+    out = []
+    for section, rows in results.get("mnist", {}).items():
+        for r in rows:
+            if "fid" not in r:
+                continue
+            point = {"model": r["model"], "section": section, "fid": r["fid"], "fid_ci": r["fid_ci"]}
+            if section == "binarized":
+                point |= {"nll": r["nll_nats"], "nll_stderr": r["nll_stderr"]}
+            elif section == "dequantized":
+                point |= {"bits_per_dim": r["bits_per_dim"]}
+            out.append(point)
+    return out
+
+
+def draw_mnist_quality(points: list[dict[str, Any]], path: Path) -> None:
+    """Left: test NLL against FID for the binarized models; right: every model's FID, best at the top."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (a, b) = plt.subplots(1, 2, figsize=(11, 4.2), gridspec_kw={"width_ratios": [1, 1.2]})
+    for p in (p for p in points if "nll" in p):
+        lo, hi = p["fid_ci"]
+        a.errorbar(p["fid"], p["nll"], xerr=[[p["fid"] - lo], [hi - p["fid"]]], yerr=p["nll_stderr"], fmt="o")
+        a.annotate(p["model"], (p["fid"], p["nll"]), textcoords="offset points", xytext=(5, 4), fontsize=8)
+    a.set(xlabel="FID of 500 samples (lower is better)", ylabel="test NLL, nats (lower is better)")
+    a.set_title("binarized MNIST-28: likelihood against sample quality", fontsize=10)
+    ordered = sorted(points, key=lambda p: -p["fid"])
+    colours = {"binarized": "C0", "dequantized": "C2", "samples": "C3"}
+    y = range(len(ordered))
+    b.barh(
+        list(y),
+        [p["fid"] for p in ordered],
+        xerr=[[p["fid"] - p["fid_ci"][0] for p in ordered], [p["fid_ci"][1] - p["fid"] for p in ordered]],
+        color=[colours[p["section"]] for p in ordered],
+    )
+    b.set_yticks(list(y), [p["model"] for p in ordered], fontsize=8)
+    b.set(xlabel="FID (95% bootstrap interval)")
+    b.set_title("every MNIST-28 model: binarized (blue), dequantized (green), no likelihood (red)", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+#: The moment error (in the target's standard deviations) above which the speed chart hatches a bar.
+BIASED = 0.25
+
+
+def sampler_speed_points(results: Results) -> list[dict[str, Any]]:
+    """ESS per second of each pyrogen sampler over NumPyro's vectorized NUTS, per target and number of chains."""
+    rows = results.get("mcmc", {}).get("samplers", [])
+    out = []
+    for r in rows:
+        if r["sampler"].startswith("pyrogen"):
+            ref = [
+                q
+                for q in rows
+                if q["target"] == r["target"] and q["chains"] == r["chains"] and "NumPyro" in q["sampler"]
+            ]
+            if ref:
+                ratio = r["ess_per_s"] / ref[0]["ess_per_s"]
+                error = max(r["max_mean_error_sd"], r["max_sd_error"])
+                point = {"target": r["target"], "chains": r["chains"], "sampler": r["sampler"], "ratio": ratio}
+                out.append(point | {"error": error})
+    return out
+
+
+def draw_sampler_speed(points: list[dict[str, Any]], path: Path) -> None:
+    """Bars of the speed ratio on a log axis, one group per target and number of chains; 1 is NumPyro's speed; a
+    sampler whose draws' moments are off by more than :data:`BIASED` is hatched (fast and wrong)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    groups = sorted({(p["target"], p["chains"]) for p in points})
+    samplers = sorted({p["sampler"] for p in points})
+    fig, ax = plt.subplots(figsize=(9, 3.8))
+    width = 0.8 / max(len(samplers), 1)
+    for k, name in enumerate(samplers):
+        xs, hs, hatches = [], [], []
+        for i, g in enumerate(groups):
+            found = [p for p in points if (p["target"], p["chains"]) == g and p["sampler"] == name]
+            if found:
+                xs.append(i + (k - (len(samplers) - 1) / 2) * width)
+                hs.append(found[0]["ratio"])
+                hatches.append("//" if found[0]["error"] > BIASED else "")
+        bars = ax.bar(xs, hs, width, label=name, color=f"C{k}")
+        for bar, hatch in zip(bars, hatches, strict=True):
+            bar.set_hatch(hatch)
+    ax.axhline(1.0, color="k", lw=1, ls="--")
+    ax.set_yscale("log")
+    ax.set_xticks(range(len(groups)), [f"{t}\n{c} chains" for t, c in groups], fontsize=8)
+    ax.set_ylabel("ESS/s over NumPyro NUTS (vectorized)")
+    ax.set_title(f"hatched: a mean or standard deviation off by more than {BIASED} of the target's sd", fontsize=9)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+FIGURES: dict[str, tuple[Callable[[Results], list[dict[str, Any]]], Callable[[list[dict[str, Any]], Path], None]]] = {
+    "mnist_quality": (mnist_quality_points, draw_mnist_quality),
+    "sampler_speed": (sampler_speed_points, draw_sampler_speed),
+}
+
+
+def write_figures(results: Results, out: Path = FIGURES_DIR) -> list[Path]:
+    """Draw every figure of :data:`FIGURES` from ``results`` into ``out``."""
+    out.mkdir(parents=True, exist_ok=True)
+    written = []
+    for name, (points, draw) in FIGURES.items():
+        path = out / f"{name}.png"
+        draw(points(results), path)
+        written.append(path)
+    return written
+
+
 def render(page: str, results: Results) -> str:
     """``page`` with each marked table rendered from ``results``.
 
@@ -319,6 +446,8 @@ def main(argv: list[str] | None = None) -> int:
             stale.append(page.relative_to(ROOT).as_posix())
             if not args.check:
                 page.write_text(new)
+    if not args.check:
+        write_figures(results)
     if stale:
         print(("out of date: " if args.check else "rewrote: ") + ", ".join(stale))
     return 1 if stale and args.check else 0

@@ -264,3 +264,36 @@ def test_the_benchmark_pages_tables_are_their_results_files():
     tampered["sequence"]["vrnn"][0]["iwae100_per_frame"] += 1.0
     page = (Path(__file__).resolve().parents[1] / "docs" / "sequence.md").read_text()
     assert render(page, tampered) != page
+
+
+def test_the_figures_plot_the_results_files_and_are_on_a_page(tmp_path):
+    # each figure of benchmarks/pages.py draws points read from results/*.json, is drawn without error, and a page
+    # shows it
+    from pages import FIGURES, load_results, pages, write_figures
+
+    results = load_results()
+    text = "".join(p.read_text() for p in pages())
+    for name in FIGURES:
+        assert f"figures/{name}.png" in text, name
+    points = FIGURES["mnist_quality"][0](results)
+    rows = {(s, r["model"]): r for s, rs in results["mnist"].items() for r in rs if "fid" in r}
+    assert len(points) == len(rows) > 0
+    for p in points:
+        assert p["fid"] == rows[p["section"], p["model"]]["fid"]
+        assert p.get("nll", rows[p["section"], p["model"]].get("nll_nats")) == rows[p["section"], p["model"]].get(
+            "nll_nats"
+        )
+    speed = FIGURES["sampler_speed"][0](results)
+    mcmc = results["mcmc"]["samplers"]
+    for p in speed:
+        (mine,) = [
+            r for r in mcmc if (r["target"], r["chains"], r["sampler"]) == (p["target"], p["chains"], p["sampler"])
+        ]
+        (nuts,) = [
+            r for r in mcmc if (r["target"], r["chains"]) == (p["target"], p["chains"]) and "NumPyro" in r["sampler"]
+        ]
+        assert p["ratio"] == pytest.approx(mine["ess_per_s"] / nuts["ess_per_s"])
+    assert {(p["target"], p["chains"]) for p in speed} == {(r["target"], r["chains"]) for r in mcmc}
+    written = write_figures(results, tmp_path)
+    assert sorted(p.name for p in written) == sorted(f"{n}.png" for n in FIGURES)
+    assert all(p.stat().st_size > 10_000 for p in written)
