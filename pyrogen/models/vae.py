@@ -985,10 +985,24 @@ class LadderVAE(HierarchicalVAE):
         var = 1 / (prec_a + prec_b)
         return (loc_a * prec_a + loc_b * prec_b) * var, var.sqrt()
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if self.arch == "mlp":  # the deterministic path goes on from the encoder's last hidden layer
+            self.top_encoder = MLP(self.hidden[-1] if self.hidden else self.data_dim, self.top_hidden, 2 * self.top_dim)
+
     def _bottom_up(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-        loc1, scale1, _ = self._encode(x, None)
-        loc2, scale2 = self._gaussian(self.top_encoder(loc1))
-        return loc1, scale1, loc2, scale2
+        r"""The deterministic upward pass: :math:`d_1` = the encoder's last hidden layer, :math:`(\hat\mu_1,
+        \hat\sigma_1)` read from it, then :math:`d_2` and :math:`(\hat\mu_2, \hat\sigma_2)` from :math:`d_1`
+        (Sønderby et al.'s Eq. 9-10). A convolutional encoder's top level reads :math:`\hat\mu_1`."""
+        if self.arch != "mlp":
+            loc1, scale1, _ = self._encode(x, None)
+            loc2, scale2 = self._gaussian(self.top_encoder(loc1))
+            return loc1, scale1, loc2, scale2
+        d1 = self.encoder.hidden_features(self._encoder_input(x))
+        out = self.encoder[-1](d1)
+        L = self.latent_dim
+        loc2, scale2 = self._gaussian(self.top_encoder(d1))
+        return out[..., :L], F.softplus(out[..., L : 2 * L]) + 1e-4, loc2, scale2
 
     @takes_context
     def guide(

@@ -99,12 +99,18 @@ class MLP(nn.Sequential):
         self.chunks, self.context, self.input_clip = chunks, context, input_clip
 
     def forward(self, x: torch.Tensor, context: torch.Tensor | None = None) -> Any:
+        x = self[-1](self.hidden_features(x, context))
+        return x if self.chunks == 1 else x.chunk(self.chunks, dim=-1)
+
+    def hidden_features(self, x: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:
+        """The last hidden layer's activations (the input, with its context, when there is no hidden layer): what
+        the output layer reads, for a network that goes on from there (a ladder VAE's deterministic path)."""
         if (context is None) != (self.context == 0):
             raise ValueError(f"this network takes a context of size {self.context}; got {context!r:.60}")
         if self.input_clip is not None:
             x = soft_clip(x, self.input_clip)
         if context is not None:
             x = torch.cat([x, context.expand(*x.shape[:-1], context.shape[-1])], dim=-1)
-        for layer in self:
+        for layer in list(self)[:-1]:
             x = layer(x)
-        return x if self.chunks == 1 else x.chunk(self.chunks, dim=-1)
+        return x
