@@ -184,6 +184,36 @@ def test_annealed_langevin_gets_the_mode_weights_right():
     assert "sigma" in idata.sample_stats
 
 
+def test_annealed_langevin_is_song_and_ermons_algorithm_run_by_the_driver():
+    # Algorithm 1 of Song and Ermon (2019) written out as a loop: under one seed the wrapper (a Langevin kernel per
+    # level, run by sample_chains) draws the same chains, and records every 7th step within a level and its end
+    def score(x, sigma):
+        return -x / (1 + sigma[:, None] ** 2) + 0.1 * torch.sin(3 * x)
+
+    sigmas, steps, eps = [3.0, 1.0, 0.3], 20, 1e-3
+    x0 = torch.randn(64, 2, dtype=torch.float64)
+    torch.manual_seed(4)
+    x, ends = x0, []
+    for level in sigmas:
+        alpha = eps * level**2 / sigmas[-1] ** 2
+        for _ in range(steps):
+            x = x + alpha * score(x, torch.full((64,), level, dtype=torch.float64))
+            x = x + math.sqrt(2 * alpha) * torch.randn_like(x)
+        ends.append(x)
+    ends.append(x + sigmas[-1] ** 2 * score(x, torch.full((64,), sigmas[-1], dtype=torch.float64)))
+    torch.manual_seed(4)
+    ann = S.AnnealedLangevin(score, sigmas, steps_per_level=steps, eps=eps).run(x0)
+    torch.testing.assert_close(ann.samples, torch.stack(ends, 1), rtol=1e-12, atol=1e-12)
+    torch.manual_seed(4)
+    every = S.AnnealedLangevin(score, sigmas, steps_per_level=steps, eps=eps).run(x0, record_every=7)
+    assert every.samples.shape == (64, 3 * 2 + 1, 2)  # steps 13 and 20 of each level, then the denoised draw
+    torch.testing.assert_close(every.samples[:, [1, 3, 5, 6]], ann.samples[:, [0, 1, 2, 3]], rtol=0, atol=0)
+    assert every.stats["sigma"][0].tolist() == [3.0, 3.0, 1.0, 1.0, 0.3, 0.3, 0.3]
+    torch.testing.assert_close(
+        every.stats["grad_norm"][:, 1], score(every.samples[:, 1], torch.full((64,), 3.0)).norm(dim=-1).double()
+    )
+
+
 def _conjugate_model(data):
     mu = pyro.sample("mu", dist.Normal(0.0, 1.0))
     pyro.sample("s", dist.LogNormal(0.0, 0.5))  # constrained and a priori only: sampled in log space

@@ -723,6 +723,7 @@ def sample_chains(
     warmup_steps: int = 0,
     thin: int = 1,
     progress: bool = False,
+    record: Callable[[ChainState], dict[str, torch.Tensor]] | None = None,
 ) -> Chains:
     """Run every chain through ``warmup_steps`` transitions (each followed by the kernel's
     :meth:`~Kernel.adapt`: the step size where the kernel has an acceptance test and ``adapt_step_size``),
@@ -734,6 +735,8 @@ def sample_chains(
         num_samples: draws kept per chain (at least 1).
         warmup_steps: transitions before the first draw, discarded.
         thin: keep one transition in ``thin``.
+        record: ``state -> {name: (chains,) tensor}``, statistics of each kept draw beyond the kernel's own
+            (a wrapper's: :class:`AnnealedLangevin` records the noise level and the score's norm).
 
     Returns:
         :class:`Chains` with ``samples`` of shape ``(chains, num_samples, *event_shape)``.
@@ -775,6 +778,8 @@ def sample_chains(
                 ("accepted", state.accepted),
             ):
                 recs[k].append(v)
+            for k, v in (record(state) if record is not None else {}).items():
+                recs.setdefault(k, []).append(v)
         if bar is not None:
             bar.update(1)
     if bar is not None:
@@ -824,54 +829,68 @@ class AnnealedLangevin:
         self.eps = _positive("eps", self.eps)
 
     def run(self, initial: torch.Tensor, *, record_every: int = 0) -> Chains:
-        """Run every chain from ``initial`` ``(chains, *event_shape)`` through all levels.
+        r"""Run every chain from ``initial`` ``(chains, *event_shape)`` through all levels: at each level a
+        :class:`Langevin` kernel on :math:`s(\cdot, \sigma_i)` run by :func:`sample_chains`.
 
         Returns :class:`Chains` whose draws are the positions at the end of each level (or every
-        ``record_every`` steps), the last one the final sample; ``stats`` has per-draw
-        ``step_size``, ``sigma`` and ``grad_norm`` (the score's mean norm, :math:`\\approx \\sqrt{D}/\\sigma`
-        when the chains are at equilibrium).
+        ``record_every`` steps within a level, its end included), the last one the final sample; ``stats`` has
+        per-draw ``step_size``, ``sigma`` and ``grad_norm`` (the norm of the score at the draw,
+        :math:`\approx \sqrt{D}/\sigma` when the chains are at equilibrium).
         """
         x = _check_position(initial)
         n = x.shape[0]
         if record_every:
             _check_count("record_every", record_every, 1)
-        draws: list[torch.Tensor] = []
-        recs: dict[str, list[torch.Tensor]] = {"step_size": [], "sigma": [], "grad_norm": []}
         last = float(self._sigmas[-1])
-
-        def call(x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
-            with torch.no_grad():
-                g = self.score(x, sigma)
-            if not isinstance(g, torch.Tensor) or g.shape != x.shape:
-                got = tuple(g.shape) if isinstance(g, torch.Tensor) else type(g).__name__
-                raise ValueError(f"score must return a tensor shaped like x, {tuple(x.shape)}; got {got}")
-            return g
-
-        def record(x: torch.Tensor, alpha: float, sigma: float, g: torch.Tensor) -> None:
-            draws.append(x)
-            recs["step_size"].append(torch.full((n,), alpha, dtype=x.dtype, device=x.device))
-            recs["sigma"].append(torch.full((n,), sigma, dtype=x.dtype, device=x.device))
-            recs["grad_norm"].append(g.flatten(1).norm(dim=-1))
-
-        step = 0
-        g = x
+        keep = ("step_size", "sigma", "grad_norm")
+        parts: list[Chains] = []
+        state: ChainState | None = None
         for level in self._sigmas.tolist():
             sigma = torch.full((n,), level, dtype=x.dtype, device=x.device)
-            alpha = self.eps * level**2 / last**2
-            for _ in range(self.steps_per_level):
-                g = call(x, sigma)
-                x = x + alpha * g + math.sqrt(2 * alpha) * torch.randn_like(x)
-                step += 1
-                if record_every and step % record_every == 0:
-                    record(x, alpha, level, g)
-            if not record_every:
-                record(x, alpha, level, g)
+            kernel = Langevin(score=_at_level(self.score, sigma), step_size=self.eps * level**2 / last**2)
+            state = kernel.init(x if state is None else state.position)
+            thin = min(record_every, self.steps_per_level) if record_every else self.steps_per_level
+            chains = sample_chains(
+                kernel,
+                state,
+                self.steps_per_level // thin,
+                warmup_steps=self.steps_per_level % thin,
+                thin=thin,
+                record=lambda st, sigma=sigma: _level_stats(st, sigma),
+            )
+            parts.append(Chains(chains.samples, {k: chains.stats[k] for k in keep}))
+            state = chains.state
+            assert state is not None
         if self.denoise:
+            assert state is not None
             sigma = torch.full((n,), last, dtype=x.dtype, device=x.device)
-            g = call(x, sigma)
-            x = x + last**2 * g
-            record(x, 0.0, last, g)
-        return Chains(samples=torch.stack(draws, 1), stats={k: torch.stack(v, 1) for k, v in recs.items()})
+            g = _at_level(self.score, sigma)(state.position)
+            final = state.position + last**2 * g
+            stats = {"step_size": torch.zeros_like(sigma), **_level_stats(replace(state, grad=g), sigma)}
+            parts.append(Chains(final.unsqueeze(1), {k: v.unsqueeze(1) for k, v in stats.items()}))
+        return Chains(
+            samples=torch.cat([c.samples for c in parts], 1),
+            stats={k: torch.cat([c.stats[k] for c in parts], 1) for k in keep},
+        )
+
+
+def _at_level(score: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], sigma: torch.Tensor) -> Score:
+    """``x -> score(x, sigma)``, checked to be shaped like ``x``."""
+
+    def call(x: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            g = score(x, sigma)
+        if not isinstance(g, torch.Tensor) or g.shape != x.shape:
+            got = tuple(g.shape) if isinstance(g, torch.Tensor) else type(g).__name__
+            raise ValueError(f"score must return a tensor shaped like x, {tuple(x.shape)}; got {got}")
+        return g
+
+    return call
+
+
+def _level_stats(state: ChainState, sigma: torch.Tensor) -> dict[str, torch.Tensor]:
+    assert state.grad is not None
+    return {"sigma": sigma, "grad_norm": state.grad.flatten(1).norm(dim=-1)}
 
 
 # -- Pyro's MCMC --------------------------------------------------------------------------------
@@ -1057,20 +1076,21 @@ def annealed_importance_sampling(
     betas = torch.linspace(0, 1, num_temps + 1, dtype=torch.float64).tolist()
     log_w = torch.zeros(len(x), dtype=torch.float64, device=x.device)
     accept: list[float] = []
-    cls = MALA if kernel == "mala" else RandomWalkMH
+    beta = [0.0]  # the kernel's target is read at the current temperature: one kernel for the whole path
+
+    def tempered(v: torch.Tensor) -> torch.Tensor:
+        lp0 = base_log_prob(v)
+        f = log_prob(v)
+        # off the base's support the tempered density is 0, whatever f says there
+        return torch.where(torch.isfinite(lp0), (1 - beta[0]) * lp0 + beta[0] * f, lp0)
+
+    k = (MALA if kernel == "mala" else RandomWalkMH)(tempered, step_size, adapt_step_size=False)
     steps = torch.full((len(x),), float(step_size), dtype=x.dtype, device=x.device)
     for b0, b1 in zip(betas[:-1], betas[1:], strict=True):
         with torch.no_grad():
             log_w = log_w + (b1 - b0) * (log_prob(x) - base_log_prob(x)).double()
-
-        def tempered(v: torch.Tensor, b: float = b1) -> torch.Tensor:
-            lp0 = base_log_prob(v)
-            f = log_prob(v)
-            # off the base's support the tempered density is 0, whatever f says there
-            return torch.where(torch.isfinite(lp0), (1 - b) * lp0 + b * f, lp0)
-
-        k = cls(tempered, step_size, adapt_step_size=False)
-        state = k.init(x, steps)
+        beta[0] = b1
+        state = k.init(x, steps)  # the log density and its gradient at the new temperature
         for _ in range(steps_per_temp):
             state = k.step(state)
             accept.append(float(state.accept_prob.mean()))
