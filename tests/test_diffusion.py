@@ -546,3 +546,67 @@ def test_ffjord_draws_are_reparameterized_and_match_its_density():
         p = d.log_prob(grid).exp() * float(g[1] - g[0]) ** 2
         neg_entropy = float((p * d.log_prob(grid)).sum() / p.sum())
     assert abs(float(lp.mean()) - neg_entropy) < 4 * float(lp.std()) / math.sqrt(len(lp)) + 0.01
+
+
+def _schedulers():
+    sch = NoiseSchedule.make("linear", 40)
+    x0 = torch.zeros(6, 1, 3, 3)
+    known = torch.zeros(1, 3, 3, dtype=torch.bool)
+    known[:, 0] = True
+    return {
+        "ancestral": lambda: D.AncestralScheduler(sch, clip=1.0),
+        "ddim": lambda: D.DDIMScheduler(sch, steps=10, eta=0.5),
+        "euler-maruyama": lambda: D.EulerMaruyamaScheduler(VPSDE(), steps=20),
+        "predictor-corrector": lambda: D.PredictorCorrectorScheduler(VESDE(), steps=20, corrector_steps=2),
+        "repaint": lambda: D.RePaintScheduler(sch, x0, known, resample=3),
+    }
+
+
+@pytest.mark.parametrize("name", list(_schedulers()))
+def test_every_scheduler_keeps_the_shared_contract(name):
+    # what every step-wise diffusion sampler keeps under run_scheduler (the pattern of diffusers'
+    # SchedulerCommonTest): one seed, one chain; any event shape; step() gives x_prev and x0_hat shaped like x;
+    # a network that returns NaN and a NaN start are refused with the step named
+    make = _schedulers()[name]
+
+    def net(x, t):
+        return -0.5 * x + 0.01 * t.float().view(-1, *([1] * (x.dim() - 1)))
+
+    x = torch.randn(6, 1, 3, 3)
+    torch.manual_seed(2)
+    a = D.run_scheduler(net, make(), x, record_every=4)
+    torch.manual_seed(2)
+    b = D.run_scheduler(net, make(), x, record_every=4)
+    assert torch.equal(a.samples, b.samples)
+    s = make()
+    assert a.samples.shape == (6, math.ceil(len(s.timesteps) / 4), 1, 3, 3)
+    assert set(a.stats) == {"t", "noise_std", "grad_norm"}
+    assert all(v.shape == a.samples.shape[:2] for v in a.stats.values())
+    x_prev, x0_hat = s.step(net(x, s.network_time(0, x)), 0, x)
+    assert x_prev.shape == x0_hat.shape == x.shape and torch.isfinite(x0_hat).all()
+    if name != "repaint":  # (its known part has the image's shape)
+        assert D.run_scheduler(lambda v, t: -v, make(), torch.randn(5, 2)).samples.shape[::2] == (5, 2)
+    with pytest.raises(ValueError, match="non-finite values at t = "):
+        D.run_scheduler(lambda v, t: v * math.nan, make(), x)
+    with pytest.raises(ValueError, match="must be finite"):
+        D.run_scheduler(net, make(), x * math.nan)
+
+
+def test_the_scheduled_samplers_draw_what_the_step_by_step_formulas_draw():
+    # DDPM's ancestral step written out with the schedule's tensor formulas (eps -> x0, the posterior of q): the
+    # scheduler's Python-float arithmetic draws the same chain under one seed
+    sch = NoiseSchedule.make("cosine", 30)
+    x = torch.randn(8, 2, dtype=torch.float64)
+
+    def net(v, t):
+        return 0.3 * v + 0.01 * t.double()[:, None]
+
+    torch.manual_seed(6)
+    got = D.ancestral(net, sch, x).samples[:, -1]
+    torch.manual_seed(6)
+    z = x
+    for step in range(30, 0, -1):
+        t = torch.full((8,), step, dtype=torch.long)
+        mean, var = sch.posterior(sch.eps_to_x0(net(z, t), z, t), z, t)
+        z = mean + var.sqrt() * torch.randn_like(z) if step > 1 else mean
+    torch.testing.assert_close(got, z, rtol=1e-10, atol=1e-10)

@@ -39,8 +39,14 @@ from pyrogen.inference.samplers import Chains
 from pyrogen.inference.schedules import SDE, NoiseSchedule, _bcast
 
 __all__ = [
+    "AncestralScheduler",
+    "DDIMScheduler",
     "Denoising",
     "DiffusionELBO",
+    "EulerMaruyamaScheduler",
+    "PredictorCorrectorScheduler",
+    "RePaintScheduler",
+    "Scheduler",
     "ancestral",
     "ddim",
     "ddim_timesteps",
@@ -48,6 +54,7 @@ __all__ = [
     "predictor_corrector",
     "probability_flow",
     "probability_flow_log_prob",
+    "run_scheduler",
 ]
 
 EpsFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -90,7 +97,150 @@ def _call(fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], x: torch.Ten
     if not isinstance(out, torch.Tensor) or out.shape != x.shape:
         got = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
         raise ValueError(f"the network must return a tensor shaped like x, {tuple(x.shape)}; got {got}")
+    if not bool(torch.isfinite(out).all()):
+        raise ValueError(
+            f"the network returned non-finite values at t = {float(t.flatten()[0]):g} (of {int((~out.isfinite()).sum())}"
+            " entries): the chains stop here rather than go on as NaN"
+        )
     return out
+
+
+class Scheduler:
+    r"""A reverse-diffusion sampler as a sequence of steps, in the manner of diffusers' schedulers: the driver
+    :func:`run_scheduler` calls the network at each of :attr:`timesteps` and hands its output to :meth:`step`,
+    which returns the next position and the estimate of the clean data :math:`\hat x_0`.
+
+    A subclass sets ``timesteps`` (the network's inputs, in the order they are visited) and implements
+    :meth:`network_time` and :meth:`step`; :meth:`correct` is a hook for Langevin corrector steps (a
+    predictor-corrector sampler), :meth:`noise_std` and :meth:`recorded_time` what :class:`Chains` records.
+    """
+
+    timesteps: list[Any]
+
+    def network_time(self, i: int, x: torch.Tensor) -> torch.Tensor:
+        """The network's time input at step ``i``, ``(chains,)``."""
+        raise NotImplementedError
+
+    def step(self, output: torch.Tensor, i: int, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(x_prev, x0_hat)`` from the network's ``output`` at step ``i`` and position ``x``."""
+        raise NotImplementedError
+
+    def correct(self, net: Callable[[torch.Tensor], torch.Tensor], i: int, x: torch.Tensor) -> torch.Tensor:
+        """Steps taken at step ``i``'s time before the network is called for :meth:`step` (none here)."""
+        return x
+
+    def recorded_time(self, i: int) -> float:
+        """The time the position after step ``i`` is at."""
+        raise NotImplementedError
+
+    def noise_std(self, i: int) -> float:
+        """The marginal noise standard deviation recorded with step ``i``."""
+        raise NotImplementedError
+
+
+def run_scheduler(fn: EpsFn | ScoreFn, scheduler: Scheduler, x: torch.Tensor, *, record_every: int = 0) -> Chains:
+    """The one loop of the step-wise diffusion samplers: ``fn(x, t)`` at each of the scheduler's steps, then its
+    :meth:`Scheduler.step`. Returns :class:`Chains` of the positions every ``record_every`` steps and at the end
+    (the last one the sample), with the per-step ``t``, ``noise_std`` and ``grad_norm`` (of the network's output).
+    """
+    x = _check_start(x)
+    rec = _Recorder(len(scheduler.timesteps), record_every)
+    for i in range(len(scheduler.timesteps)):
+        t = scheduler.network_time(i, x)
+        x = scheduler.correct(lambda v, t=t: _call(fn, v, t), i, x)
+        out = _call(fn, x, t)
+        x, _ = scheduler.step(out, i, x)
+        rec(i, x, scheduler.recorded_time(i), scheduler.noise_std(i), out)
+    return rec.chains()
+
+
+class AncestralScheduler(Scheduler):
+    r"""DDPM's ancestral sampling: for :math:`t = T, \dots, 1`,
+    :math:`x_{t-1} = \tilde\mu_t(\hat x_0, x_t) + \sigma_t z`, :math:`\hat x_0` from the predicted
+    :math:`\epsilon` (clipped to :math:`[-c, c]` with ``clip``), :math:`\sigma_t^2 = \tilde\beta_t`
+    (``variance="posterior"``) or :math:`\beta_t` (``"beta"``); no noise at the last step.
+    """
+
+    def __init__(self, schedule: NoiseSchedule, variance: str = "posterior", clip: float | None = None) -> None:
+        if variance not in ("posterior", "beta"):
+            raise ValueError(f"variance must be 'posterior' or 'beta'; got {variance!r}")
+        self.variance, self.clip = variance, clip
+        self.timesteps = list(range(schedule.T, 0, -1))
+        # the per-step coefficients as Python floats: the arithmetic is then on x alone
+        self.ab, self.a, self.b = schedule.alpha_bars.tolist(), schedule.alphas.tolist(), schedule.betas.tolist()
+
+    def network_time(self, i: int, x: torch.Tensor) -> torch.Tensor:
+        return torch.full((len(x),), self.timesteps[i], dtype=torch.long, device=x.device)
+
+    def x0_hat(self, eps: torch.Tensor, step: int, x: torch.Tensor) -> torch.Tensor:
+        r""":math:`\hat x_0` from :math:`\hat\epsilon` at DDPM step ``step`` (clipped with ``clip``)."""
+        ab = self.ab
+        x0 = (x - math.sqrt(1 - ab[step]) * eps) / math.sqrt(ab[step])
+        return x0.clamp(-self.clip, self.clip) if self.clip is not None else x0
+
+    def step(self, output: torch.Tensor, i: int, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        step, ab, a, b = self.timesteps[i], self.ab, self.a, self.b
+        x0 = self.x0_hat(output, step, x)
+        # the posterior mean of q(x_{t-1} | x_t, x_0) at x_0 = x0 (NoiseSchedule.posterior, in scalars)
+        c0 = math.sqrt(ab[step - 1]) * b[step] / (1 - ab[step])
+        c1 = math.sqrt(a[step]) * (1 - ab[step - 1]) / (1 - ab[step])
+        mean = c0 * x0 + c1 * x
+        var = (1 - ab[step - 1]) / (1 - ab[step]) * b[step] if self.variance == "posterior" else b[step]
+        return (mean + math.sqrt(var) * torch.randn_like(x) if step > 1 else mean), x0
+
+    def recorded_time(self, i: int) -> float:
+        return float(self.timesteps[i])
+
+    def noise_std(self, i: int) -> float:
+        return math.sqrt(1 - self.ab[self.timesteps[i] - 1])
+
+
+class RePaintScheduler(Scheduler):
+    r"""Inpainting by the ancestral chain with the known part of :math:`x_0` put back at every step (Lugmayr et
+    al., 2022): after each reverse step the known entries are replaced by a draw of
+    :math:`q(x_{t-1} \mid x_0)`, and each step is taken ``resample`` times, going back by one forward step
+    :math:`q(x_t \mid x_{t-1})` between the rounds, which lets the generated part agree with the known one
+    (``resample=1``: the plain replacement method).
+
+    Args:
+        schedule: the DDPM noise schedule.
+        x0: the data, ``(chains, *event_shape)``, read where ``known``.
+        known: boolean, broadcastable to ``x0``, True where ``x0`` is observed.
+        resample: rounds per step.
+        variance, clip: as :class:`AncestralScheduler`.
+    """
+
+    def __init__(
+        self,
+        schedule: NoiseSchedule,
+        x0: torch.Tensor,
+        known: torch.Tensor,
+        resample: int = 5,
+        variance: str = "posterior",
+        clip: float | None = None,
+    ) -> None:
+        self.inner = AncestralScheduler(schedule, variance, clip)
+        self.schedule, self.x0, self.known = schedule, x0, known
+        self.rounds = _count("resample", resample)
+        self.timesteps = [step for step in self.inner.timesteps for _ in range(self.rounds)]
+
+    def network_time(self, i: int, x: torch.Tensor) -> torch.Tensor:
+        return torch.full((len(x),), self.timesteps[i], dtype=torch.long, device=x.device)
+
+    def step(self, output: torch.Tensor, i: int, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        prev, x0_hat = self.inner.step(output, i // self.rounds, x)
+        step, t = self.timesteps[i], self.network_time(i, x)
+        known_prev = self.schedule.q_sample(self.x0, t - 1) if step > 1 else self.x0
+        prev = torch.where(self.known, known_prev, prev)
+        if i % self.rounds < self.rounds - 1 and step > 1:
+            prev = self.schedule.q_step(prev, t)  # back to step t for the next round
+        return prev, x0_hat
+
+    def recorded_time(self, i: int) -> float:
+        return self.inner.recorded_time(i // self.rounds)
+
+    def noise_std(self, i: int) -> float:
+        return self.inner.noise_std(i // self.rounds)
 
 
 def ancestral(
@@ -102,31 +252,9 @@ def ancestral(
     clip: float | None = None,
     record_every: int = 0,
 ) -> Chains:
-    r"""DDPM's ancestral sampling: for :math:`t = T, \dots, 1`,
-    :math:`x_{t-1} = \tilde\mu_t(\hat x_0, x_t) + \sigma_t z`, :math:`\hat x_0` from the predicted
-    :math:`\epsilon` (clipped to :math:`[-c, c]` with ``clip``), :math:`\sigma_t^2 = \tilde\beta_t`
-    (``variance="posterior"``) or :math:`\beta_t` (``"beta"``); no noise at the last step.
-    """
-    x = _check_start(x_T)
-    if variance not in ("posterior", "beta"):
-        raise ValueError(f"variance must be 'posterior' or 'beta'; got {variance!r}")
-    rec = _Recorder(schedule.T, record_every)
-    # the per-step coefficients as Python floats: the loop's arithmetic is then on x alone
-    ab, a, b = schedule.alpha_bars.tolist(), schedule.alphas.tolist(), schedule.betas.tolist()
-    for i, step in enumerate(range(schedule.T, 0, -1)):
-        t = torch.full((len(x),), step, dtype=torch.long, device=x.device)
-        eps = _call(eps_fn, x, t)
-        x0 = (x - math.sqrt(1 - ab[step]) * eps) / math.sqrt(ab[step])
-        if clip is not None:
-            x0 = x0.clamp(-clip, clip)
-        # the posterior mean of q(x_{t-1} | x_t, x_0) at x_0 = x0 (NoiseSchedule.posterior, in scalars)
-        c0 = math.sqrt(ab[step - 1]) * b[step] / (1 - ab[step])
-        c1 = math.sqrt(a[step]) * (1 - ab[step - 1]) / (1 - ab[step])
-        mean = c0 * x0 + c1 * x
-        var = (1 - ab[step - 1]) / (1 - ab[step]) * b[step] if variance == "posterior" else b[step]
-        x = mean + math.sqrt(var) * torch.randn_like(x) if step > 1 else mean
-        rec(i, x, step, math.sqrt(1 - ab[step - 1]), eps)
-    return rec.chains()
+    """DDPM's ancestral sampling from ``x_T`` (:class:`AncestralScheduler` run by :func:`run_scheduler`)."""
+    _check_start(x_T)
+    return run_scheduler(eps_fn, AncestralScheduler(schedule, variance, clip), x_T, record_every=record_every)
 
 
 def ddim_timesteps(T: int, steps: int) -> list[int]:
@@ -136,6 +264,51 @@ def ddim_timesteps(T: int, steps: int) -> list[int]:
         raise ValueError(f"steps must be at most the model's {T} timesteps; got {steps}")
     seq = torch.linspace(1, T, steps, dtype=torch.float64).round().long().unique().tolist()
     return sorted(seq, reverse=True)
+
+
+class DDIMScheduler(Scheduler):
+    r"""DDIM (Song, Meng and Ermon, 2021) on ``steps`` steps :math:`\tau_S > \dots > \tau_1`:
+
+    .. math::
+        x_{\tau_{i-1}} = \sqrt{\bar\alpha_{\tau_{i-1}}}\,\hat x_0
+          + \sqrt{1 - \bar\alpha_{\tau_{i-1}} - \sigma_i^2}\,\hat\epsilon + \sigma_i z,\qquad
+        \sigma_i = \eta\sqrt{\frac{1 - \bar\alpha_{\tau_{i-1}}}{1 - \bar\alpha_{\tau_i}}}
+          \sqrt{1 - \frac{\bar\alpha_{\tau_i}}{\bar\alpha_{\tau_{i-1}}}}
+
+    (:math:`\bar\alpha_{\tau_0} = 1`): deterministic at ``eta=0``, DDPM's ancestral chain at ``eta=1`` on all
+    the steps.
+    """
+
+    def __init__(self, schedule: NoiseSchedule, steps: int = 50, eta: float = 0.0, clip: float | None = None) -> None:
+        self.eta = _number("eta", eta, 0.0)
+        self.clip = clip
+        self.timesteps = ddim_timesteps(schedule.T, steps)
+        self.ab = schedule.alpha_bars.tolist()
+
+    def network_time(self, i: int, x: torch.Tensor) -> torch.Tensor:
+        return torch.full((len(x),), self.timesteps[i], dtype=torch.long, device=x.device)
+
+    def _prev(self, i: int) -> int:
+        return self.timesteps[i + 1] if i + 1 < len(self.timesteps) else 0
+
+    def step(self, output: torch.Tensor, i: int, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        step, prev, eps = self.timesteps[i], self._prev(i), output
+        a_t, a_prev = self.ab[step], self.ab[prev]
+        x0 = (x - math.sqrt(1 - a_t) * eps) / math.sqrt(a_t)
+        if self.clip is not None:
+            x0 = x0.clamp(-self.clip, self.clip)
+            eps = (x - math.sqrt(a_t) * x0) / math.sqrt(1 - a_t)
+        sigma = self.eta * math.sqrt((1 - a_prev) / (1 - a_t) * (1 - a_t / a_prev))
+        x = math.sqrt(a_prev) * x0 + math.sqrt(max(1 - a_prev - sigma**2, 0.0)) * eps
+        if sigma > 0 and prev > 0:
+            x = x + sigma * torch.randn_like(x)
+        return x, x0
+
+    def recorded_time(self, i: int) -> float:
+        return float(self.timesteps[i])
+
+    def noise_std(self, i: int) -> float:
+        return math.sqrt(1 - self.ab[self._prev(i)])
 
 
 def ddim(
@@ -148,70 +321,79 @@ def ddim(
     clip: float | None = None,
     record_every: int = 0,
 ) -> Chains:
-    r"""DDIM (Song, Meng and Ermon, 2021) on ``steps`` steps :math:`\tau_S > \dots > \tau_1`:
-
-    .. math::
-        x_{\tau_{i-1}} = \sqrt{\bar\alpha_{\tau_{i-1}}}\,\hat x_0
-          + \sqrt{1 - \bar\alpha_{\tau_{i-1}} - \sigma_i^2}\,\hat\epsilon + \sigma_i z,\qquad
-        \sigma_i = \eta\sqrt{\frac{1 - \bar\alpha_{\tau_{i-1}}}{1 - \bar\alpha_{\tau_i}}}
-          \sqrt{1 - \frac{\bar\alpha_{\tau_i}}{\bar\alpha_{\tau_{i-1}}}}
-
-    (:math:`\bar\alpha_{\tau_0} = 1`): deterministic at ``eta=0``, DDPM's ancestral chain at ``eta=1`` on all
-    the steps.
-    """
-    x = _check_start(x_T)
-    eta = _number("eta", eta, 0.0)
-    seq = ddim_timesteps(schedule.T, steps)
-    ab = schedule.alpha_bars.tolist()
-    rec = _Recorder(len(seq), record_every)
-    for i, step in enumerate(seq):
-        prev = seq[i + 1] if i + 1 < len(seq) else 0
-        t = torch.full((len(x),), step, dtype=torch.long, device=x.device)
-        eps = _call(eps_fn, x, t)
-        a_t, a_prev = ab[step], ab[prev]
-        x0 = (x - math.sqrt(1 - a_t) * eps) / math.sqrt(a_t)
-        if clip is not None:
-            x0 = x0.clamp(-clip, clip)
-            eps = (x - math.sqrt(a_t) * x0) / math.sqrt(1 - a_t)
-        sigma = eta * math.sqrt((1 - a_prev) / (1 - a_t) * (1 - a_t / a_prev))
-        x = math.sqrt(a_prev) * x0 + math.sqrt(max(1 - a_prev - sigma**2, 0.0)) * eps
-        if sigma > 0 and prev > 0:
-            x = x + sigma * torch.randn_like(x)
-        rec(i, x, step, math.sqrt(1 - a_prev), eps)
-    return rec.chains()
+    """DDIM from ``x_T`` (:class:`DDIMScheduler` run by :func:`run_scheduler`)."""
+    _check_start(x_T)
+    return run_scheduler(eps_fn, DDIMScheduler(schedule, steps, eta, clip), x_T, record_every=record_every)
 
 
-def _times(sde: SDE, steps: int, t_min: float) -> torch.Tensor:
-    _count("steps", steps)
-    _number("t_min", t_min, 0.0, 1.0)
-    return torch.linspace(1.0, t_min, steps + 1, dtype=torch.float64)
+class EulerMaruyamaScheduler(Scheduler):
+    r"""The reverse-time SDE :math:`dx = [f - g^2 \nabla\log p_t]\,dt + g\,d\bar w` from :math:`t = 1` to
+    ``t_min`` by Euler-Maruyama in ``steps`` equal steps; the last step takes the mean (no noise)."""
+
+    def __init__(self, sde: SDE, steps: int = 500, t_min: float = 1e-3) -> None:
+        _count("steps", steps)
+        _number("t_min", t_min, 0.0, 1.0)
+        self.sde = sde
+        self.ts = torch.linspace(1.0, t_min, steps + 1, dtype=torch.float64)
+        self.timesteps = self.ts[:-1].tolist()
+
+    def network_time(self, i: int, x: torch.Tensor) -> torch.Tensor:
+        return torch.full((len(x),), float(self.ts[i]), dtype=x.dtype, device=x.device)
+
+    def step(self, output: torch.Tensor, i: int, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        t = self.network_time(i, x)
+        dt = float(self.ts[i] - self.ts[i + 1])
+        x_new = x - self.sde.reverse_drift(x, t, output) * dt
+        if i < len(self.timesteps) - 1:
+            x_new = x_new + _bcast(self.sde.diffusion(t), x) * math.sqrt(dt) * torch.randn_like(x)
+        mean, std = self.sde.marginal(t)
+        x0 = (x + _bcast(std, x) ** 2 * output) / _bcast(mean, x)  # Tweedie's estimate of the clean data
+        return x_new, x0
+
+    def recorded_time(self, i: int) -> float:
+        return float(self.ts[i + 1])
+
+    def noise_std(self, i: int) -> float:
+        return float(self.sde.marginal(self.ts[i : i + 1].float())[1])
 
 
-def _reverse_step(
-    score_fn: ScoreFn, sde: SDE, x: torch.Tensor, t: torch.Tensor, dt: float, noise: bool
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """One Euler-Maruyama step of the reverse-time SDE from ``t`` to ``t - dt`` (the mean only without ``noise``);
-    returns the new position and the score it used."""
-    s = _call(score_fn, x, t)
-    x = x - sde.reverse_drift(x, t, s) * dt
-    if noise:
-        x = x + _bcast(sde.diffusion(t), x) * math.sqrt(dt) * torch.randn_like(x)
-    return x, s
+class PredictorCorrectorScheduler(EulerMaruyamaScheduler):
+    r"""Predictor-corrector sampling (Song et al., 2021, Algorithm 1): each reverse Euler-Maruyama step is
+    preceded by ``corrector_steps`` Langevin steps at its time, of size
+    :math:`2\alpha (r \lVert z\rVert / \lVert s\rVert)^2` with ``snr`` :math:`r`, the norms averaged over the
+    chains, :math:`\alpha = 1 - \beta_i` for the VP SDEs and 1 for the VE."""
+
+    def __init__(
+        self, sde: SDE, steps: int = 500, snr: float = 0.16, corrector_steps: int = 1, t_min: float = 1e-3
+    ) -> None:
+        super().__init__(sde, steps, t_min)
+        self.snr = _number("snr", snr, 0.0)
+        self.corrector_steps = _count("corrector_steps", corrector_steps, 0)
+
+    def _alpha(self, t: torch.Tensor) -> float:  # Song et al.'s alpha_i = 1 - beta_i of the discretized VP chain
+        beta = getattr(self.sde, "beta", None)
+        return 1.0 if beta is None else max(1.0 - float(beta(t[:1])) / len(self.timesteps), 1e-3)
+
+    def correct(self, net: Callable[[torch.Tensor], torch.Tensor], i: int, x: torch.Tensor) -> torch.Tensor:
+        t = self.network_time(i, x)
+        for _ in range(self.corrector_steps):
+            s = net(x)
+            z = torch.randn_like(x)
+            # the norms averaged over the chains, as Song et al.'s code: a per-chain ratio gives a chain whose
+            # score happens to be small a huge step
+            ratio = z.flatten(1).norm(dim=-1).mean() / s.flatten(1).norm(dim=-1).mean().clamp_min(1e-12)
+            step = 2 * (self.snr * ratio) ** 2 * self._alpha(t)
+            x = x + step * s + (2 * step).sqrt() * z
+        return x
 
 
 def euler_maruyama(
     score_fn: ScoreFn, sde: SDE, x_1: torch.Tensor, *, steps: int = 500, t_min: float = 1e-3, record_every: int = 0
 ) -> Chains:
-    r"""The reverse-time SDE :math:`dx = [f - g^2 \nabla\log p_t]\,dt + g\,d\bar w` from :math:`t = 1` to
-    ``t_min`` by Euler-Maruyama in ``steps`` equal steps; the last step takes the mean (no noise)."""
-    x = _check_start(x_1)
-    ts = _times(sde, steps, t_min)
-    rec = _Recorder(steps, record_every)
-    for i in range(steps):
-        t = torch.full((len(x),), float(ts[i]), dtype=x.dtype, device=x.device)
-        x, s = _reverse_step(score_fn, sde, x, t, float(ts[i] - ts[i + 1]), noise=i < steps - 1)
-        rec(i, x, float(ts[i + 1]), float(sde.marginal(t[:1])[1]), s)
-    return rec.chains()
+    """The reverse-time SDE by Euler-Maruyama from ``x_1`` (:class:`EulerMaruyamaScheduler` run by
+    :func:`run_scheduler`)."""
+    _check_start(x_1)
+    return run_scheduler(score_fn, EulerMaruyamaScheduler(sde, steps, t_min), x_1, record_every=record_every)
 
 
 def predictor_corrector(
@@ -225,33 +407,11 @@ def predictor_corrector(
     t_min: float = 1e-3,
     record_every: int = 0,
 ) -> Chains:
-    r"""Predictor-corrector sampling (Song et al., 2021, Algorithm 1): each reverse Euler-Maruyama step is
-    followed by ``corrector_steps`` Langevin steps at :math:`t`, of size
-    :math:`2\alpha (r \lVert z\rVert / \lVert s\rVert)^2` with ``snr`` :math:`r`, the norms averaged over the
-    chains, :math:`\alpha = 1 - \beta_i` for the VP SDEs and 1 for the VE."""
-    x = _check_start(x_1)
-    ts = _times(sde, steps, t_min)
-    r = _number("snr", snr, 0.0)
-    _count("corrector_steps", corrector_steps, 0)
-    rec = _Recorder(steps, record_every)
-
-    def alpha(t: torch.Tensor) -> float:  # Song et al.'s alpha_i = 1 - beta_i of the discretized VP chain
-        beta = getattr(sde, "beta", None)
-        return 1.0 if beta is None else max(1.0 - float(beta(t[:1])) / steps, 1e-3)
-
-    for i in range(steps):
-        t = torch.full((len(x),), float(ts[i]), dtype=x.dtype, device=x.device)
-        for _ in range(corrector_steps):
-            s = _call(score_fn, x, t)
-            z = torch.randn_like(x)
-            # the norms averaged over the chains, as Song et al.'s code: a per-chain ratio gives a chain whose
-            # score happens to be small a huge step
-            ratio = z.flatten(1).norm(dim=-1).mean() / s.flatten(1).norm(dim=-1).mean().clamp_min(1e-12)
-            step = 2 * (r * ratio) ** 2 * alpha(t)
-            x = x + step * s + (2 * step).sqrt() * z
-        x, s = _reverse_step(score_fn, sde, x, t, float(ts[i] - ts[i + 1]), noise=i < steps - 1)
-        rec(i, x, float(ts[i + 1]), float(sde.marginal(t[:1])[1]), s)
-    return rec.chains()
+    """Predictor-corrector sampling from ``x_1`` (:class:`PredictorCorrectorScheduler` run by
+    :func:`run_scheduler`)."""
+    _check_start(x_1)
+    scheduler = PredictorCorrectorScheduler(sde, steps, snr, corrector_steps, t_min)
+    return run_scheduler(score_fn, scheduler, x_1, record_every=record_every)
 
 
 def _odeint(func: Any, y0: Any, t: torch.Tensor, rtol: float, atol: float, method: str) -> Any:

@@ -562,25 +562,12 @@ class DDPM(DiffusionModel):
         except RuntimeError:
             raise ValueError(f"known must broadcast to x's shape {tuple(x.shape)}; got {tuple(known.shape)}") from None
         labels = self._labels(y, len(x))
-        z0 = self.to_latent_space(x)
-        sch = self.schedule
+        scheduler = D.RePaintScheduler(self.schedule, self.to_latent_space(x), known, rounds, clip=self.clip)
         with self._sampling():
-            z = self._start(len(x))
-            for step in range(self.timesteps, 0, -1):
-                t = torch.full((len(x),), step, dtype=torch.long, device=x.device)
-                for r in range(rounds):
-                    x0_hat = sch.eps_to_x0(self.eps(z, t, labels, averaged=False), z, t)
-                    if self.clip is not None:
-                        x0_hat = x0_hat.clamp(-self.clip, self.clip)
-                    mean, var = sch.posterior(x0_hat, z, t)
-                    prev = mean + var.sqrt() * torch.randn_like(z) if step > 1 else mean
-                    known_prev = sch.q_sample(z0, t - 1) if step > 1 else z0
-                    prev = torch.where(known, known_prev, prev)
-                    if r < rounds - 1 and step > 1:
-                        z = sch.q_step(prev, t)
-                    else:
-                        z = prev
-        return torch.where(known, x, self._finish(z))
+            chains = D.run_scheduler(
+                lambda z, t: self.eps(z, t, labels, averaged=False), scheduler, self._start(len(x))
+            )
+        return torch.where(known, x, self._finish(chains.samples[:, -1]))
 
 
 def _ncsn_choices(recipe: Recipe, data: Dataset, kwargs: dict[str, Any]) -> dict[str, Any]:
