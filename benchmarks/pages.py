@@ -275,6 +275,34 @@ def patches(results: Results) -> str:
     return _table(["flow", "test log-likelihood (nats)", "steps", "training"], out)
 
 
+def latent_hierarchical(results: Results) -> str:
+    rows = results["latent"]["nll"]
+    names = {
+        "hvae (16 + 8 latents)": "hierarchical VAE (z1: 16, z2: 8)",
+        "ladder-vae (16 + 8 latents)": "ladder VAE (z1: 16, z2: 8)",
+        "hvae, KL warm-up over 5000 steps": "hierarchical VAE, KL warm-up over 5000 steps (`--set kl_warmup=5000`)",
+        "ladder-vae, KL warm-up over 5000 steps": "ladder VAE, KL warm-up over 5000 steps",
+        "pro-vae (3 x 4 latents, grown top first)": "progressive ladder, pro-VLAE (3 levels of 4, grown top first)",
+        "pro-vae without growth (a VLAE)": "the same network without growth, a VLAE (`--set grow_every=0`)",
+    }
+    out = []
+    for key, label in names.items():
+        found = [r for r in rows if r["model"] == key]
+        if not found:
+            continue
+        r = found[0]
+        levels = ", ".join(f"{k} {v}" for k, v in r["active_units_per_level"].items())
+        out.append(
+            [
+                label,
+                f"{r['nll_nats']:.2f} ± {r['nll_stderr']:.2f}",
+                f"{r['active_units']} ({levels})",
+                str(r["best_step"]),
+            ]
+        )
+    return _table(["binarized digits, test NLL (IWAE-1000)", "nats", "active units (per level)", "best step"], out)
+
+
 TABLES: dict[str, Callable[[Results], str]] = {
     "sequence-vrnn": vrnn,
     "sequence-td-vae": td_vae,
@@ -284,6 +312,7 @@ TABLES: dict[str, Callable[[Results], str]] = {
     "mnist-binarized": mnist_binarized,
     "samplers": samplers,
     "patches": patches,
+    "latent-hierarchical": latent_hierarchical,
 }
 
 
