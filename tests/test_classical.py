@@ -10,6 +10,7 @@ import torch
 from conftest import loss
 
 from pyrogen.inference.objectives import objective_for
+from pyrogen.inference.samplers import Gibbs, sample_chains
 from pyrogen.models import RBM, registry
 from pyrogen.models.boltzmann import rbm_ais
 
@@ -107,6 +108,28 @@ def test_gibbs_chains_become_inference_data():
     chains = dbm.gibbs_chains(4, steps=50, record_every=10)
     assert chains.samples.shape == (4, 5, 6)
     assert "energy" in chains.to_inference_data().sample_stats
+
+
+@pytest.mark.parametrize("which", ["rbm", "dbm"])
+def test_gibbs_chains_are_the_machine_s_sweeps_run_by_the_driver(which):
+    # a Gibbs kernel run by sample_chains: under one seed, the draws and energies of the sweeps written out as a
+    # loop, recorded every 7th sweep and at the last (the 30th)
+    m = tiny_rbm(d=6, h=4) if which == "rbm" else tiny_dbm(d=6, h=(4, 3))
+    pyro.set_rng_seed(3)
+    chains = m.gibbs_chains(5, steps=30, record_every=7)
+    pyro.set_rng_seed(3)
+    state = torch.bernoulli(torch.full((5, m._state_size), 0.5, dtype=m.b.dtype))
+    draws, energies = [], []
+    for i in range(30):
+        state = m.gibbs(state)
+        if i + 1 in (9, 16, 23, 30):  # with 30 % 7 = 2 sweeps first, the draws end at the last sweep
+            v, e = m._record(state)
+            draws.append(v)
+            energies.append(e)
+    torch.testing.assert_close(chains.samples.flatten(2), torch.stack(draws, 1), rtol=0, atol=0)
+    torch.testing.assert_close(chains.stats["energy"], torch.stack(energies, 1))
+    with pytest.raises(ValueError, match="sweep must return a state shaped like its input"):
+        sample_chains(Gibbs(lambda s: s[:, :2]), state, 1)
 
 
 # -- Gaussian mixtures ------------------------------------------------------------------------------------------------

@@ -25,6 +25,7 @@ tensor ``(n,)`` of times in :math:`[0, 1]`. Neither is differentiated by the sam
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable
 from typing import Any
@@ -91,6 +92,12 @@ class _Recorder:
         return Chains(torch.stack(self.draws, 1), {k: torch.stack(v, 1) for k, v in self.stats.items()})
 
 
+def _at_time(
+    fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], x: torch.Tensor, t: torch.Tensor
+) -> torch.Tensor:
+    return _call(fn, x, t)
+
+
 def _call(fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
     with torch.no_grad():
         out = fn(x, t)
@@ -98,9 +105,10 @@ def _call(fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], x: torch.Ten
         got = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
         raise ValueError(f"the network must return a tensor shaped like x, {tuple(x.shape)}; got {got}")
     if not bool(torch.isfinite(out).all()):
+        bad = int((~out.isfinite()).sum())
         raise ValueError(
-            f"the network returned non-finite values at t = {float(t.flatten()[0]):g} (of {int((~out.isfinite()).sum())}"
-            " entries): the chains stop here rather than go on as NaN"
+            f"the network returned non-finite values at t = {float(t.flatten()[0]):g} ({bad} entries): the chains "
+            "stop here rather than go on as NaN"
         )
     return out
 
@@ -147,7 +155,7 @@ def run_scheduler(fn: EpsFn | ScoreFn, scheduler: Scheduler, x: torch.Tensor, *,
     rec = _Recorder(len(scheduler.timesteps), record_every)
     for i in range(len(scheduler.timesteps)):
         t = scheduler.network_time(i, x)
-        x = scheduler.correct(lambda v, t=t: _call(fn, v, t), i, x)
+        x = scheduler.correct(functools.partial(_call, fn, t=t), i, x)
         out = _call(fn, x, t)
         x, _ = scheduler.step(out, i, x)
         rec(i, x, scheduler.recorded_time(i), scheduler.noise_std(i), out)

@@ -64,6 +64,7 @@ __all__ = [
     "RandomWalkMH",
     "HMC",
     "ChEES",
+    "Gibbs",
     "KERNELS",
     "kernel_class",
     "AnnealedLangevin",
@@ -620,6 +621,48 @@ class ChEES(Kernel):
         return replace(state, step_size=torch.full_like(state.step_size, eps), adaptation=tuning)
 
 
+class Gibbs(Kernel):
+    r"""Gibbs sampling of a discrete state as a kernel: each step is one ``sweep`` (block Gibbs for the restricted
+    and deep Boltzmann machines, single-site for the fully connected one), every draw taken, so there is no
+    step size and nothing to adapt.
+
+    Args:
+        sweep: ``state -> state``, one sweep of every chain (a batch ``(chains, *state_shape)``), drawing from the
+            conditionals of the target.
+        log_prob: the unnormalized log density of a state, recorded with each draw (``None``: none; a wrapper may
+            record what it needs with :func:`sample_chains`' ``record``).
+    """
+
+    uses_grad = False
+    adjusted = False
+
+    def __init__(self, sweep: Callable[[torch.Tensor], torch.Tensor], log_prob: LogProb | None = None) -> None:
+        if not callable(sweep):
+            raise TypeError(f"sweep must be a callable state -> state; got {type(sweep).__name__}")
+        super().__init__(log_prob if log_prob is not None else _no_density, 1.0, adapt_step_size=False)
+        self.sweep_fn, self.density = sweep, log_prob is not None
+
+    def _has_density(self) -> bool:
+        return self.density
+
+    def _evaluate(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        if not self.density:
+            return torch.full(x.shape[:1], math.nan, dtype=x.dtype, device=x.device), None
+        with torch.no_grad():
+            return self._log_prob(x), None
+
+    def step(self, state: ChainState) -> ChainState:
+        with torch.no_grad():
+            x = self.sweep_fn(state.position)
+        if not isinstance(x, torch.Tensor) or x.shape != state.position.shape:
+            got = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
+            raise ValueError(
+                f"sweep must return a state shaped like its input, {tuple(state.position.shape)}; got {got}"
+            )
+        lp, _ = self._evaluate(x)
+        return replace(state, position=x, log_prob=lp, energy=-lp, diverging=~torch.isfinite(x.flatten(1)).all(-1))
+
+
 #: The kernels by name: what ``EBM.sample(kernel=...)`` takes and :func:`kernel_class` looks up.
 KERNELS: dict[str, type[Kernel]] = {
     "langevin": Langevin,
@@ -769,16 +812,16 @@ def sample_chains(
         state = kernel.step(state)
         if (t + 1) % thin == 0:
             draws.append(state.position)
-            for k, v in (
-                ("lp", state.log_prob),
-                ("acceptance_rate", state.accept_prob),
-                ("step_size", state.step_size),
-                ("energy", state.energy),
-                ("diverging", state.diverging),
-                ("accepted", state.accepted),
-            ):
-                recs[k].append(v)
-            for k, v in (record(state) if record is not None else {}).items():
+            kept = {
+                "lp": state.log_prob,
+                "acceptance_rate": state.accept_prob,
+                "step_size": state.step_size,
+                "energy": state.energy,
+                "diverging": state.diverging,
+                "accepted": state.accepted,
+            }
+            kept |= record(state) if record is not None else {}  # a wrapper's statistics, its own names first
+            for k, v in kept.items():
                 recs.setdefault(k, []).append(v)
         if bar is not None:
             bar.update(1)
@@ -856,7 +899,7 @@ class AnnealedLangevin:
                 self.steps_per_level // thin,
                 warmup_steps=self.steps_per_level % thin,
                 thin=thin,
-                record=lambda st, sigma=sigma: _level_stats(st, sigma),
+                record=functools.partial(_level_stats, sigma=sigma),
             )
             parts.append(Chains(chains.samples, {k: chains.stats[k] for k in keep}))
             state = chains.state

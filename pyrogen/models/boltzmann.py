@@ -33,7 +33,7 @@ from pyrogen.distributions.energy import NumericalDensity
 from pyrogen.inference import energy as E
 from pyrogen.inference.objectives import MaximumLikelihood, Objective, Phases
 from pyrogen.inference.program import data_plate
-from pyrogen.inference.samplers import AISResult, Chains
+from pyrogen.inference.samplers import AISResult, Chains, Gibbs, sample_chains
 from pyrogen.models.base import (
     GenerativeModel,
     accepts_unbatched,
@@ -119,15 +119,19 @@ class _Boltzmann(GenerativeModel):
         steps = self.sample_steps if steps is None else check_positive_int("steps", steps)
         every = check_positive_int("record_every", record_every)
         state = torch.bernoulli(torch.full((n, self._state_size), 0.5, dtype=self.b.dtype, device=self.b.device))
-        draws, energies = [], []
+        thin = min(every, steps)  # every ``every``-th sweep and the last one
         with torch.no_grad():
-            for i in range(steps):
-                state = self.gibbs(state)
-                if (i + 1) % every == 0 or i == steps - 1:
-                    v, energy = self._record(state)
-                    draws.append(v.reshape(n, *self.event_shape))
-                    energies.append(energy)
-        return Chains(torch.stack(draws, 1), {"energy": torch.stack(energies, 1)})
+            chains = sample_chains(
+                Gibbs(self.gibbs),
+                state,
+                steps // thin,
+                warmup_steps=steps % thin,
+                thin=thin,
+                record=lambda st: {"energy": self._record(st.position)[1]},
+            )
+        draws = chains.samples.flatten(0, 1)
+        visible = self._record(draws)[0].reshape(n, -1, *self.event_shape)
+        return Chains(visible, {"energy": chains.stats["energy"]}, chains.state)
 
     def sample(self, n: int, steps: int | None = None) -> torch.Tensor:
         """``n`` draws of the visible units after ``steps`` (default ``sample_steps``) Gibbs sweeps from uniform

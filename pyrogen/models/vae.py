@@ -28,7 +28,7 @@ from __future__ import annotations
 import functools
 import math
 from collections.abc import Sequence
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
 import pyro
 import pyro.distributions as dist
@@ -998,8 +998,9 @@ class LadderVAE(HierarchicalVAE):
             loc1, scale1, _ = self._encode(x, None)
             loc2, scale2 = self._gaussian(self.top_encoder(loc1))
             return loc1, scale1, loc2, scale2
-        d1 = self.encoder.hidden_features(self._encoder_input(x))
-        out = self.encoder[-1](d1)
+        encoder = cast("MLP", self.encoder)
+        d1 = encoder.hidden_features(self._encoder_input(x))
+        out = encoder[-1](d1)
         L = self.latent_dim
         loc2, scale2 = self._gaussian(self.top_encoder(d1))
         return out[..., :L], F.softplus(out[..., L : 2 * L]) + 1e-4, loc2, scale2
