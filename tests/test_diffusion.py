@@ -559,6 +559,7 @@ def _schedulers():
         "euler-maruyama": lambda: D.EulerMaruyamaScheduler(VPSDE(), steps=20),
         "predictor-corrector": lambda: D.PredictorCorrectorScheduler(VESDE(), steps=20, corrector_steps=2),
         "repaint": lambda: D.RePaintScheduler(sch, x0, known, resample=3),
+        "midpoint": lambda: D.MidpointScheduler(6),
     }
 
 

@@ -487,3 +487,39 @@ def test_chees_refuses_a_target_that_is_not_finite_and_runs_under_pyro_mcmc():
     mcmc.run()
     z = mcmc.get_samples()["z"]
     assert abs(float(z.mean()) - 3.0) < 0.15 and 0.35 < float(z.std()) < 0.65
+
+
+def test_no_loop_outside_the_two_drivers_makes_chains():
+    # every function of pyrogen that builds Chains either is a driver (sample_chains for transition kernels,
+    # run_scheduler for the diffusion schedulers) or has no loop but loops that hand their work to a driver:
+    # the transitions of every sampler go through one of the two
+    import ast
+    import pathlib
+
+    import pyrogen
+
+    drivers = {"sample_chains", "run_scheduler"}
+    root = pathlib.Path(pyrogen.__file__).parent
+    offenders, builders = [], []
+    for path in sorted(root.rglob("*.py")):
+        tree = ast.parse(path.read_text())
+        for fn in ast.walk(tree):
+            if not isinstance(fn, ast.FunctionDef | ast.AsyncFunctionDef):
+                continue
+            calls = [c for c in ast.walk(fn) if isinstance(c, ast.Call)]
+            names = {getattr(c.func, "id", getattr(c.func, "attr", None)) for c in calls}
+            if not names & {"Chains", "_Recorder"}:  # (the diffusion samplers' recorder of draws)
+                continue
+            builders.append(fn.name)
+            if fn.name in drivers:
+                continue
+            for loop in (n for n in ast.walk(fn) if isinstance(n, ast.For | ast.While)):
+                called = {
+                    getattr(c.func, "id", getattr(c.func, "attr", None))
+                    for c in ast.walk(loop)
+                    if isinstance(c, ast.Call)
+                }
+                if not called & drivers:
+                    offenders.append(f"{path.relative_to(root)}:{fn.name}:{loop.lineno}")
+    assert {"sample_chains", "run_scheduler", "run", "gibbs_chains"} <= set(builders)  # the check sees them
+    assert not offenders, offenders

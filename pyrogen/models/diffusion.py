@@ -967,12 +967,11 @@ class FlowMatching(_ODEDensity):
                     atol=self.ode_tol,
                 )
             else:
-                h = 1.0 / k
-                for i in range(k):
-                    tau = torch.full((n,), i * h, dtype=z.dtype, device=z.device)
-                    mid = z + 0.5 * h * self.velocity(z, tau, labels, g, averaged=False)
-                    z = z + h * self.velocity(mid, tau + 0.5 * h, labels, g, averaged=False)
-                nfe = 2 * k
+                return D.run_scheduler(
+                    lambda x, tau: self.velocity(x, tau, labels, g, averaged=False),
+                    D.MidpointScheduler(k, self.sigma_min),
+                    z,
+                )
         nan = torch.full((n, 1), float("nan"), dtype=z.dtype, device=z.device)
         return Chains(z[:, None], {"t": nan.fill_(1.0), "nfe": torch.full_like(nan, nfe)})
 
