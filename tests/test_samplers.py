@@ -523,3 +523,69 @@ def test_no_loop_outside_the_two_drivers_makes_chains():
                     offenders.append(f"{path.relative_to(root)}:{fn.name}:{loop.lineno}")
     assert {"sample_chains", "run_scheduler", "run", "gibbs_chains"} <= set(builders)  # the check sees them
     assert not offenders, offenders
+
+
+# -- the shared suite every kernel joins -----------------------------------------------------------------------
+def _ising_sweep(x):
+    # single-site Gibbs on two coupled +-1 spins with fields: p(x) ∝ exp(0.8 x1 x2 + 0.3 x1 - 0.5 x2)
+    x = x.clone()
+    for i, (field, other) in enumerate(((0.3, 1), (-0.5, 0))):
+        a = field + 0.8 * x[:, other]
+        x[:, i] = torch.where(torch.rand(len(x), dtype=x.dtype) < torch.sigmoid(2 * a), 1.0, -1.0)
+    return x
+
+
+def _ising_log_prob(x):
+    return 0.8 * x[:, 0] * x[:, 1] + 0.3 * x[:, 0] - 0.5 * x[:, 1]
+
+
+SHARED = {
+    **{
+        name: (lambda name=name: S.kernel_class(name)(lambda x: -0.5 * x.flatten(1).pow(2).sum(-1), 0.05))
+        for name in S.KERNELS
+    },
+    "gibbs": lambda: S.Gibbs(_ising_sweep, _ising_log_prob),
+}
+
+
+@pytest.mark.parametrize("name", list(SHARED))
+def test_every_kernel_keeps_the_shared_contract(name):
+    # what every kernel of the one protocol keeps under sample_chains (the pattern of diffusers'
+    # SchedulerCommonTest): started at exact draws of its target it stays there (the Gaussian's first two moments,
+    # the Ising pair's four probabilities); one seed, one chain; any event shape; a start where the log density is
+    # NaN is refused
+    torch.manual_seed(0)
+    if name == "gibbs":
+        start = torch.where(torch.rand(20000, 2, dtype=torch.float64) < 0.5, 1.0, -1.0)
+        for _ in range(30):  # the exact law of the pair, reached by the sweep itself from a uniform start
+            start = _ising_sweep(start)
+    else:
+        start = torch.randn(20000, 2, dtype=torch.float64)
+    ch = S.sample_chains(SHARED[name](), start, 1, warmup_steps=0, thin=20)
+    end = ch.samples[:, -1]
+    if name == "gibbs":
+        states = torch.tensor([[a, b] for a in (-1.0, 1.0) for b in (-1.0, 1.0)], dtype=torch.float64)
+        p = _ising_log_prob(states).softmax(0)
+        freq = torch.stack([(end == s).all(-1).double().mean() for s in states])
+        torch.testing.assert_close(freq, p, atol=4 * math.sqrt(0.25 / 20000), rtol=0)
+    else:
+        se = 1 / math.sqrt(20000)
+        assert end.mean(0).abs().max() < 4 * se, end.mean(0)
+        # the unadjusted kernel's known bias at this step: var = 1 / (1 - 0.05 / 2)
+        var = 1 / (1 - 0.025) if name == "langevin" else 1.0
+        assert (end.var(0) - var).abs().max() < 4 * math.sqrt(2) * se, end.var(0)
+    # one seed, one chain (with warm-up adaptation where the kernel adapts)
+    runs = []
+    for _ in range(2):
+        torch.manual_seed(1)
+        runs.append(S.sample_chains(SHARED[name](), start[:16], 5, warmup_steps=10).samples)
+    assert torch.equal(runs[0], runs[1])
+    # any event shape: images (chains, 1, 2, 2) for the continuous kernels
+    if name != "gibbs":
+        img = S.sample_chains(SHARED[name](), torch.randn(3, 1, 2, 2), 4, warmup_steps=2)
+        assert img.samples.shape == (3, 4, 1, 2, 2) and img.stats["lp"].shape == (3, 4)
+        nan = S.kernel_class(name)(lambda x: x.flatten(1).sum(-1) * math.nan, 0.1)
+    else:
+        nan = S.Gibbs(_ising_sweep, lambda x: x.sum(-1) * math.nan)
+    with pytest.raises(ValueError, match="log_prob is nan at the starting position"):
+        S.sample_chains(nan, start[:4], 2)
