@@ -20,6 +20,7 @@ from typing import Any, NoReturn
 
 from pyrogen import __version__
 from pyrogen.data import DATASETS, FILE_SUFFIXES
+from pyrogen.inference.samplers import KERNELS
 from pyrogen.models import registry
 from pyrogen.runs import DEFAULT_MAX_PARAMETERS, RunError, evaluate_run, json_safe, sample_run, train_run
 
@@ -120,7 +121,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> None:
 
 
 def _cmd_sample(args: argparse.Namespace) -> None:
-    keys = ("sampler", "steps", "eta", "guidance", "prompt")
+    keys = ("sampler", "steps", "eta", "guidance", "prompt", "kernel")
     options = {k: getattr(args, k) for k in keys if getattr(args, k) is not None}
     out = sample_run(
         args.run_dir, args.n, args.out, label=args.label, seed=args.seed, device=args.device, options=options
@@ -218,6 +219,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--eta", type=float, help="ddim: 0 deterministic, 1 as stochastic as DDPM")
     s.add_argument("--guidance", type=float, help="classifier-free guidance scale w, with --label or --prompt")
     s.add_argument("--prompt", help='text-diffusion: the caption to draw, e.g. "a thick seven leaning right"')
+    s.add_argument("--kernel", help=f"EBMs: the MCMC kernel, one of {', '.join(KERNELS)} (default langevin)")
     s.set_defaults(func=_cmd_sample)
 
     s = sub.add_parser("evaluate", help="test log-likelihood and sample quality of a trained run")

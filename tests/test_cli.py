@@ -372,6 +372,20 @@ def test_diffusion_models_through_the_cli(tmp_path, capsys):
     assert not (tmp_path / "t.npz").exists() and not (tmp_path / "f.npz").exists()
 
 
+def test_an_ebm_samples_with_any_kernel_of_the_table_from_the_cli(tmp_path, capsys):
+    """``--kernel`` names a kernel of the one table EBM.sample reads; an unknown name is one line listing them."""
+    run = tmp_path / "ebm"
+    assert main(["train", "ebm", "--data", "8gaussians", "--steps", "5", "--out", str(run), "-q"]) == 0
+    capsys.readouterr()
+    for kernel in ("mala", "chees"):
+        out = tmp_path / f"{kernel}.npz"
+        assert main(["sample", str(run), "-n", "5", "--out", str(out), "--kernel", kernel, "--steps", "6"]) == 0
+        assert np.load(out)["samples"].shape == (5, 2)
+    r = _run("sample", str(run), "-n", "2", "--out", str(tmp_path / "n.npz"), "--kernel", "nuts")
+    assert r.returncode != 0 and "kernel must be one of 'langevin', 'mala'" in r.stderr and "got 'nuts'" in r.stderr
+    assert "Traceback" not in r.stderr and not (tmp_path / "n.npz").exists()
+
+
 def test_the_default_thread_count_leaves_busy_cores_alone(monkeypatch):
     """Torch's default (every core) made a small VAE 6x slower on a busy 2-core machine."""
     from pyrogen import cli

@@ -84,7 +84,13 @@ def _ebm_train(data: Dataset) -> dict[str, Any]:
 
 
 #: What the family's recipes share.
-_RECIPE: dict[str, Any] = {"family": "ebm", "data": "8gaussians", "choices": _ebm_choices, "train": _ebm_train}
+_RECIPE: dict[str, Any] = {
+    "family": "ebm",
+    "data": "8gaussians",
+    "choices": _ebm_choices,
+    "train": _ebm_train,
+    "sample_options": ("steps", "kernel"),
+}
 
 
 class EnergyModel(GenerativeModel):
