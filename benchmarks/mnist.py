@@ -41,7 +41,12 @@ from pyrogen import quality
 from pyrogen.data import load
 
 SECTIONS = ("binarized", "dequantized", "samples")
-BINARIZED = ("fvsbn", "nade", "made", "vae", "iwae", "pixelcnn", "gated-pixelcnn")
+BINARIZED = ("fvsbn", "nade", "made", "vae", "vae-conv", "iwae", "iwae-conv", "pixelcnn", "gated-pixelcnn")
+#: Rows that are a registered model with other arguments: (registered name, arguments).
+VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
+    "vae-conv": ("vae", {"arch": "conv"}),
+    "iwae-conv": ("iwae", {"arch": "conv"}),
+}
 DEQUANTIZED = ("realnvp", "glow", "nsf")
 SAMPLES = ("ns-gan", "wgan-gp", "ddpm", "score-sde", "ebm", "rbm")
 MODELS = {"binarized": BINARIZED, "dequantized": DEQUANTIZED, "samples": SAMPLES}
@@ -53,7 +58,8 @@ def measure(section: str, models: list[str], steps: int | None) -> list[dict[str
     rows = []
     for name in models:
         data = load("mnist-binary" if name == "rbm" else DATA[section])
-        model, row = train_and_score(name, data, {}, steps, score=section != "samples")
+        registered, kwargs = VARIANTS.get(name, (name, {}))
+        model, row = train_and_score(name, data, kwargs, steps, registry_name=registered, score=section != "samples")
         pyro.set_rng_seed(0)
         t = time.perf_counter()
         q = quality.sample_quality(model, data, n=len(data.test))

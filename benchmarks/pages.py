@@ -209,15 +209,16 @@ PUBLISHED_MNIST = {
 
 
 def mnist_binarized(results: Results) -> str:
-    order = ["fvsbn", "nade", "made", "vae", "iwae", "pixelcnn", "gated-pixelcnn"]
+    order = ["fvsbn", "nade", "made", "vae", "vae-conv", "iwae", "iwae-conv", "pixelcnn", "gated-pixelcnn"]
     rows = sorted(results["mnist"]["binarized"], key=lambda r: order.index(r["model"]))
     out = []
     for r in rows:
         fid = f"{r['fid']:.2f} [{r['fid_ci'][0]:.2f}, {r['fid_ci'][1]:.2f}]" if "fid" in r else "–"
-        bound = " (IWAE-1000 bound)" if r["model"] in ("vae", "iwae") else ""
+        bound = " (IWAE-1000 bound)" if r["model"].split("-")[0] in ("vae", "iwae") else ""
         out.append(
             [
-                f"`{r['model']}`",
+                f"`{r['model'].removesuffix('-conv')}`"
+                + (" `--set arch=conv`" if r["model"].endswith("-conv") else ""),
                 f"{r['nll_nats']:.2f} ± {r['nll_stderr']:.2f}{bound}",
                 fid,
                 f"{r['precision']:.3f} / {r['recall']:.3f}" if "precision" in r else "–",
@@ -227,6 +228,35 @@ def mnist_binarized(results: Results) -> str:
         )
     header = ["model", "test NLL (nats)", "FID (95% interval)", "precision / recall", "steps (time)", "published"]
     return _table(header, out)
+
+
+PUBLISHED_DEQUANTIZED = {
+    "realnvp": "1.06 (Dinh et al., 2017)",
+    "glow": "1.05 (Kingma and Dhariwal, 2018)",
+    "nsf": "–",
+}
+
+
+def _quality_cells(r: dict[str, Any]) -> list[str]:
+    fid = f"{r['fid']:.2f} [{r['fid_ci'][0]:.2f}, {r['fid_ci'][1]:.2f}]" if "fid" in r else "–"
+    pr = f"{r['precision']:.3f} / {r['recall']:.3f}" if "precision" in r else "–"
+    return [fid, pr, f"{r['steps']} ({r['train_s'] / 60:.0f} min)"]
+
+
+def mnist_dequantized(results: Results) -> str:
+    rows = sorted(results["mnist"]["dequantized"], key=lambda r: r["bits_per_dim"])
+    out = [
+        [f"`{r['model']}`", f"{r['bits_per_dim']:.3f}", *_quality_cells(r), PUBLISHED_DEQUANTIZED.get(r["model"], "–")]
+        for r in rows
+    ]
+    header = ["model", "test bits/dim", "FID (95% interval)", "precision / recall", "steps (time)", "published"]
+    return _table(header, out)
+
+
+def mnist_samples(results: Results) -> str:
+    rows = sorted(results["mnist"]["samples"], key=lambda r: r["fid"])
+    out = [[f"`{r['model']}`", r["data"], *_quality_cells(r)] for r in rows]
+    return _table(["model", "data", "FID (95% interval)", "precision / recall", "steps (time)"], out)
 
 
 def samplers(results: Results) -> str:
@@ -310,6 +340,7 @@ TABLES: dict[str, Callable[[Results], str]] = {
     "representation-autoencoders": autoencoders,
     "diffusion-flow-matching": flow_matching,
     "mnist-binarized": mnist_binarized,
+    "mnist-dequantized": mnist_dequantized,
     "samplers": samplers,
     "patches": patches,
     "latent-hierarchical": latent_hierarchical,

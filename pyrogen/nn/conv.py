@@ -17,8 +17,15 @@ def _check_image(event_shape: Sequence[int]) -> tuple[int, int, int]:
     return shape[0], shape[1], shape[2]
 
 
+def _halvings(h: int, w: int) -> int:
+    """How many stride-2 stages: one up to 16 x 16 (8 x 8 digits to 4 x 4), two above where H and W allow it
+    (28 x 28 MNIST to 7 x 7, as DCGAN-style networks do), so the fully connected layer stays small."""
+    return 2 if h * w > 256 and h % 4 == 0 and w % 4 == 0 else 1
+
+
 class ConvEncoder(nn.Module):
-    r"""Image :math:`\to` vector: conv 3x3, a stride-2 conv 4x4 (halving H and W), then an MLP head.
+    r"""Image :math:`\to` vector: conv 3x3, stride-2 convs 4x4 (each halving H and W; one up to 16 x 16, two
+    above), then an MLP head.
 
     Args:
         event_shape: ``(C, H, W)`` with even ``H`` and ``W``.
@@ -39,15 +46,13 @@ class ConvEncoder(nn.Module):
         super().__init__()
         c, h, w = _check_image(event_shape)
         self.context = context
-        self.convs = nn.Sequential(
-            nn.Conv2d(c, width, 3, padding=1),
-            nn.ReLU(),
-            nn.Conv2d(width, 2 * width, 4, stride=2, padding=1),
-            nn.ReLU(),
-            nn.Flatten(),
-        )
+        k = _halvings(h, w)
+        layers: list[nn.Module] = [nn.Conv2d(c, width, 3, padding=1), nn.ReLU()]
+        for i in range(k):
+            layers += [nn.Conv2d(width if i == 0 else 2 * width, 2 * width, 4, stride=2, padding=1), nn.ReLU()]
+        self.convs = nn.Sequential(*layers, nn.Flatten())
         self.head = nn.Sequential(
-            nn.Linear(2 * width * (h // 2) * (w // 2) + context, hidden), nn.ReLU(), nn.Linear(hidden, out_features)
+            nn.Linear(2 * width * (h >> k) * (w >> k) + context, hidden), nn.ReLU(), nn.Linear(hidden, out_features)
         )
 
     def forward(self, x: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:
@@ -62,7 +67,8 @@ class ConvEncoder(nn.Module):
 
 
 class ConvDecoder(nn.Module):
-    r"""Vector :math:`\to` image: an MLP to a half-resolution feature map, a stride-2 transposed conv, a conv 3x3.
+    r"""Vector :math:`\to` image: an MLP to a feature map at half (above 16 x 16: a quarter) of the resolution,
+    stride-2 transposed convs back to it, a conv 3x3.
 
     Any leading batch dimensions of the input (e.g. importance samples) are kept; the output has
     shape ``lead + (out_mult, C, H, W)``.
@@ -87,19 +93,21 @@ class ConvDecoder(nn.Module):
         self.shape = (c, h, w)
         self.out_mult = out_mult
         self.width = width
+        self.halvings = k = _halvings(h, w)
         self.head = nn.Sequential(
-            nn.Linear(in_features, hidden), nn.ReLU(), nn.Linear(hidden, 2 * width * (h // 2) * (w // 2)), nn.ReLU()
+            nn.Linear(in_features, hidden), nn.ReLU(), nn.Linear(hidden, 2 * width * (h >> k) * (w >> k)), nn.ReLU()
         )
-        self.deconvs = nn.Sequential(
-            nn.ConvTranspose2d(2 * width, width, 4, stride=2, padding=1),
-            nn.ReLU(),
-            nn.Conv2d(width, out_mult * c, 3, padding=1),
-        )
+        layers: list[nn.Module] = []
+        for i in range(k):
+            last = i == k - 1
+            layers += [nn.ConvTranspose2d(2 * width, width if last else 2 * width, 4, stride=2, padding=1), nn.ReLU()]
+        self.deconvs = nn.Sequential(*layers, nn.Conv2d(width, out_mult * c, 3, padding=1))
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         c, h, w = self.shape
         lead = z.shape[:-1]
-        f = self.head(z).reshape(-1, 2 * self.width, h // 2, w // 2)
+        k = self.halvings
+        f = self.head(z).reshape(-1, 2 * self.width, h >> k, w >> k)
         return self.deconvs(f).reshape(*lead, self.out_mult, c, h, w)
 
 
