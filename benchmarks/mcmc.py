@@ -8,6 +8,9 @@ standard deviation (the largest over coordinates), so that a fast wrong sampler 
 
 Targets (``--only``):
 
+- ``energy2d``: the EBM page's 2-D energy E(x) = MLP(x) + x·x/8 (tanh 2-32-32-1, the weights of
+  ``torch.manual_seed(0)``, as ``benchmarks/ebm.py --only speed`` builds it); reference moments from a long NumPyro
+  NUTS run.
 - ``banana``: x1 ~ N(0, 1), x2 ~ N(x1² − 1, 0.3²); exact moments (0, 0), sds (1, 2.09^½).
 - ``funnel``: Neal's funnel in 10 dimensions, v ~ N(0, 3²), x_i ~ N(0, e^v); the moments of v are exact
   (the x_i's sd, e^{9/4} = 9.5, is dominated by rare draws and left out of the error).
@@ -41,7 +44,7 @@ from _common import merged_rows, previous_rows, save_results
 
 from pyrogen.inference.samplers import MALA, ChEES, sample_chains
 
-TARGETS = ("banana", "funnel", "gauss100", "logistic")
+TARGETS = ("energy2d", "banana", "funnel", "gauss100", "logistic")
 
 
 def _logistic_data() -> tuple[np.ndarray, np.ndarray]:
@@ -56,6 +59,24 @@ def target(name: str) -> tuple[int, Callable[[torch.Tensor], torch.Tensor], Call
     """``(dimension, torch log density of (chains, D), JAX potential of (D,))``."""
     import jax.numpy as jnp
 
+    if name == "energy2d":
+        torch.manual_seed(0)
+        net = torch.nn.Sequential(
+            torch.nn.Linear(2, 32), torch.nn.Tanh(), torch.nn.Linear(32, 32), torch.nn.Tanh(), torch.nn.Linear(32, 1)
+        ).double()
+        for p in net.parameters():
+            p.requires_grad_(False)
+        w = [jnp.asarray(p.numpy()) for p in net.parameters()]
+
+        def lp(x: torch.Tensor) -> torch.Tensor:
+            return -(net(x).squeeze(-1) + (x * x).sum(-1) / 8)
+
+        def pot(x: Any) -> Any:  # the same network, the same weights, in JAX
+            h = jnp.tanh(x @ w[0].T + w[1])
+            h = jnp.tanh(h @ w[2].T + w[3])
+            return (h @ w[4].T + w[5])[0] + (x * x).sum() / 8
+
+        return 2, lp, pot
     if name == "banana":
 
         def lp(x: torch.Tensor) -> torch.Tensor:

@@ -261,7 +261,8 @@ def mnist_samples(results: Results) -> str:
 
 def samplers(results: Results) -> str:
     rows = results["mcmc"]["samplers"]
-    names = {"banana": "banana", "funnel": "funnel (10-D)", "gauss100": "Gaussian (100-D, condition 1000)"}
+    names = {"energy2d": "the 2-D tanh energy", "banana": "banana", "funnel": "funnel (10-D)"}
+    names["gauss100"] = "Gaussian (100-D, condition 1000)"
     names["logistic"] = "logistic regression (31-D)"
     order = ["pyrogen MALA", "pyrogen ChEES", "NumPyro NUTS (vectorized)"]
     out = []
