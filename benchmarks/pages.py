@@ -334,6 +334,62 @@ def latent_hierarchical(results: Results) -> str:
     return _table(["binarized digits, test NLL (IWAE-1000)", "nats", "active units (per level)", "best step"], out)
 
 
+def headline(results: Results) -> str:
+    """The README's rows that come from results files (the front page's other rows name their pages)."""
+    out = []
+    binarized = sorted(results["mnist"]["binarized"], key=lambda r: r["nll_nats"])
+    best, rest = binarized[0], binarized[1:]
+    others = ", ".join(f"{r['model']} {r['nll_nats']:.2f}" for r in rest)
+    out.append(
+        [
+            "MNIST at 28 × 28, binarized (4,000 training digits): the best test NLL",
+            f"{best['model']} {best['nll_nats']:.2f} ± {best['nll_stderr']:.2f} nats; {others}",
+            "[real images](docs/images.md)",
+        ]
+    )
+    if "dequantized" in results["mnist"]:
+        deq = min(results["mnist"]["dequantized"], key=lambda r: r["bits_per_dim"])
+        out.append(
+            [
+                "MNIST at 28 × 28, dequantized: the best test bits/dim",
+                f"{deq['model']} {deq['bits_per_dim']:.3f}",
+                "[real images](docs/images.md)",
+            ]
+        )
+    mcmc = results["mcmc"]["samplers"]
+    ratios = []
+    for target, label in (
+        ("energy2d", "the 2-D tanh energy"),
+        ("banana", "a banana"),
+        ("funnel", "a 10-D funnel"),
+        ("gauss100", "a 100-D Gaussian"),
+        ("logistic", "a Bayesian logistic regression"),
+    ):
+        found = {r["sampler"]: r for r in mcmc if r["target"] == target and r["chains"] == 512}
+        if "pyrogen ChEES" in found and "NumPyro NUTS (vectorized)" in found:
+            ratio = found["pyrogen ChEES"]["ess_per_s"] / found["NumPyro NUTS (vectorized)"]["ess_per_s"]
+            ratios.append(f"{ratio:.2f}x on {label}")
+    out.append(
+        [
+            "ChEES-HMC against NumPyro's vectorized NUTS, effective samples per second at 512 chains, warm-up included",
+            "; ".join(ratios),
+            "[energy-based](docs/ebm.md)",
+        ]
+    )
+    fresh = results["flows"]["fresh"]
+    mine = [r["gap"] for r in fresh if r["model"] == "nsf"]
+    zuko = [r["gap"] for r in fresh if r["model"] == "zuko-nsf"]
+    out.append(
+        [
+            "NSF on four densities never tuned on (funnel, banana, three scales, 8-D copula): gap to the best possible",
+            f"{_minus(min(mine), 3)} to {_signed(max(mine))} nats; zuko's NSF {_signed(min(zuko), 2)} to "
+            f"{_signed(max(zuko), 1)}",
+            "[flows](docs/flows.md)",
+        ]
+    )
+    return _table(["what (from `results/`)", "number", "page"], out)
+
+
 TABLES: dict[str, Callable[[Results], str]] = {
     "sequence-vrnn": vrnn,
     "sequence-td-vae": td_vae,
@@ -345,6 +401,7 @@ TABLES: dict[str, Callable[[Results], str]] = {
     "samplers": samplers,
     "patches": patches,
     "latent-hierarchical": latent_hierarchical,
+    "headline": headline,
 }
 
 
@@ -491,7 +548,8 @@ def render(page: str, results: Results) -> str:
 
 
 def pages(root: Path = ROOT) -> list[Path]:
-    return sorted((root / "docs").glob("*.md"))
+    """The pages with generated tables: the README and ``docs/*.md``."""
+    return [root / "README.md", *sorted((root / "docs").glob("*.md"))]
 
 
 def main(argv: list[str] | None = None) -> int:
