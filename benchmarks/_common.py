@@ -144,3 +144,30 @@ def report(out: dict[str, Any], as_json: bool, printer: Callable[[dict[str, Any]
         printer(out)
         print(f"torch {torch.__version__}, pyro {pyro.__version__}, {torch.get_num_threads()} threads")
     return 0
+
+
+def tanh_energy() -> tuple[Callable[[torch.Tensor], torch.Tensor], Callable[[Any], Any]]:
+    """The 2-D energy of the samplers' speed rows, E(x) = MLP(x) + x·x/8 (tanh 2-32-32-1, the weights of
+    ``torch.manual_seed(0)``, float64): ``(torch log density of (chains, 2), JAX potential of (2,))``, the same
+    network with the same weights in both."""
+    import jax
+    import jax.numpy as jnp
+
+    jax.config.update("jax_enable_x64", True)  # before the weights are copied: float64 in both
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(
+        torch.nn.Linear(2, 32), torch.nn.Tanh(), torch.nn.Linear(32, 32), torch.nn.Tanh(), torch.nn.Linear(32, 1)
+    ).double()
+    for p in net.parameters():
+        p.requires_grad_(False)
+    w = [jnp.asarray(p.numpy()) for p in net.parameters()]
+
+    def log_prob(x: torch.Tensor) -> torch.Tensor:
+        return -(net(x).squeeze(-1) + (x * x).sum(-1) / 8)
+
+    def potential(x: Any) -> Any:
+        h = jnp.tanh(x @ w[0].T + w[1])
+        h = jnp.tanh(h @ w[2].T + w[3])
+        return (h @ w[4].T + w[5])[0] + (x * x).sum() / 8
+
+    return log_prob, potential

@@ -47,7 +47,7 @@ import pyro
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import report, section_parser  # noqa: E402
+from _common import report, section_parser, tanh_energy  # noqa: E402
 from gan import _pool, _round, train  # noqa: E402
 
 from pyrogen import quality  # noqa: E402
@@ -187,15 +187,7 @@ def speed(chains: int, draws: int, warmup: int) -> list[dict[str, Any]]:
     from pyrogen.inference.samplers import HMC, MALA, sample_chains
 
     torch.set_num_threads(1)
-    torch.manual_seed(0)
-    net = torch.nn.Sequential(
-        torch.nn.Linear(2, 32), torch.nn.Tanh(), torch.nn.Linear(32, 32), torch.nn.Tanh(), torch.nn.Linear(32, 1)
-    ).double()
-    for p in net.parameters():
-        p.requires_grad_(False)
-
-    def log_prob(x: torch.Tensor) -> torch.Tensor:
-        return -(net(x).squeeze(-1) + (x * x).sum(-1) / 8)
+    log_prob, potential = tanh_energy()
 
     def ess(samples: np.ndarray) -> float:  # (chains, draws, 2)
         e = az.ess(az.convert_to_dataset({"x": samples}))["x"].values
@@ -244,12 +236,6 @@ def speed(chains: int, draws: int, warmup: int) -> list[dict[str, Any]]:
     from numpyro.infer import MCMC, NUTS
 
     jax.config.update("jax_enable_x64", True)
-    w = [jnp.asarray(p.numpy()) for p in net.parameters()]
-
-    def potential(x):  # the same network, the same weights, in JAX
-        h = jnp.tanh(x @ w[0].T + w[1])
-        h = jnp.tanh(h @ w[2].T + w[3])
-        return (h @ w[4].T + w[5])[0] + (x * x).sum() / 8
 
     mcmc = MCMC(
         NUTS(potential_fn=potential),

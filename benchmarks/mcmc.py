@@ -40,7 +40,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from _common import merged_rows, previous_rows, save_results
+from _common import merged_rows, previous_rows, save_results, tanh_energy
 
 from pyrogen.inference.samplers import MALA, ChEES, sample_chains
 
@@ -60,22 +60,7 @@ def target(name: str) -> tuple[int, Callable[[torch.Tensor], torch.Tensor], Call
     import jax.numpy as jnp
 
     if name == "energy2d":
-        torch.manual_seed(0)
-        net = torch.nn.Sequential(
-            torch.nn.Linear(2, 32), torch.nn.Tanh(), torch.nn.Linear(32, 32), torch.nn.Tanh(), torch.nn.Linear(32, 1)
-        ).double()
-        for p in net.parameters():
-            p.requires_grad_(False)
-        w = [jnp.asarray(p.numpy()) for p in net.parameters()]
-
-        def lp(x: torch.Tensor) -> torch.Tensor:
-            return -(net(x).squeeze(-1) + (x * x).sum(-1) / 8)
-
-        def pot(x: Any) -> Any:  # the same network, the same weights, in JAX
-            h = jnp.tanh(x @ w[0].T + w[1])
-            h = jnp.tanh(h @ w[2].T + w[3])
-            return (h @ w[4].T + w[5])[0] + (x * x).sum() / 8
-
+        lp, pot = tanh_energy()
         return 2, lp, pot
     if name == "banana":
 
