@@ -398,6 +398,7 @@ TABLES: dict[str, Callable[[Results], str]] = {
     "diffusion-flow-matching": flow_matching,
     "mnist-binarized": mnist_binarized,
     "mnist-dequantized": mnist_dequantized,
+    "mnist-samples": mnist_samples,
     "samplers": samplers,
     "patches": patches,
     "latent-hierarchical": latent_hierarchical,
