@@ -43,7 +43,8 @@ def train_and_score(
     res = fit(model, training_data(model, data, "train"), training_data(model, data, "val"), TrainConfig(**config))
     seconds = time.perf_counter() - t
     model.eval()
-    row: dict[str, Any] = {"model": name, "data": data.name}
+    # each row keeps the command that measured it, so that rows filed from a stopped run's log (--record) still say
+    row: dict[str, Any] = {"model": name, "data": data.name, "command": machine()["command"]}
     if score:
         nll = evaluate_nll(model, training_data(model, data, "test"), levels=data.levels if data.dequantized else None)
         row |= {"nll_nats": round(nll.nll_nats, 4), "nll_stderr": round(nll.nll_stderr, 4)}
