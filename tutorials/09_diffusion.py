@@ -25,6 +25,7 @@ from pyro.infer import TraceMeanField_ELBO
 
 from pyrogen import quality
 from pyrogen.data import load
+from pyrogen.inference import diffusion as D
 from pyrogen.inference import fit, training_data
 from pyrogen.inference.diffusion import DiffusionELBO
 from pyrogen.inference.schedules import NoiseSchedule
@@ -110,6 +111,23 @@ plt.close(fig)
 chains = ddpm.reverse_chain(8, record_every=max(ddpm.timesteps // 10, 1))
 idata = chains.to_inference_data()
 print(idata.sample_stats[["t", "noise_std", "grad_norm"]].mean("chain").to_dataframe().tail(3))
+
+# %% [markdown]
+# Every step-wise sampler is a scheduler in the manner of diffusers': a list of `timesteps` and a
+# `step(output, i, x) -> (x_prev, x0_hat)`; `run_scheduler` is the one loop that calls the network. Driving a
+# scheduler by hand (DDIM, 10 steps, deterministic) lands where `ddim` does from the same start.
+
+# %%
+scheduler = D.DDIMScheduler(ddpm.schedule, steps=10)
+start = torch.randn(4, 2)
+ddpm.eval()
+with torch.no_grad():
+    x = start
+    for i in range(len(scheduler.timesteps)):
+        eps = ddpm.eps(x, scheduler.network_time(i, x))  # the EMA weights
+        x, x0_hat = scheduler.step(eps, i, x)
+    same = D.ddim(lambda z, t: ddpm.eps(z, t), ddpm.schedule, start, steps=10).samples[:, -1]
+print("by hand:", x[0].numpy().round(3), " ddim():", same[0].numpy().round(3), " equal:", torch.equal(x, same))
 
 # %% [markdown]
 # ## 4. A score SDE and its exact likelihood
