@@ -48,3 +48,21 @@ def test_the_recipe_trains_and_scores_or_samples_at_28x28(name, data_name, sampl
         with torch.no_grad():
             s = model.sample(2)
         assert s.shape == (2, 1, 28, 28) and torch.isfinite(s).all()
+
+
+def test_the_convolutional_vae_halves_twice_at_28x28_and_once_at_8x8():
+    # 28 x 28 goes down to 7 x 7 before the fully connected layer (as DCGAN-style networks do); 8 x 8 to 4 x 4
+    from pyrogen.nn import ConvDecoder, ConvEncoder
+
+    for shape, side in (((1, 28, 28), 7), ((1, 8, 8), 4)):
+        enc, dec = ConvEncoder(shape, 6, width=8, hidden=16), ConvDecoder(3, shape, out_mult=2, width=8, hidden=16)
+        assert enc.head[0].in_features == 16 * side * side
+        assert dec(torch.zeros(5, 3)).shape == (5, 2, *shape)
+        assert enc(torch.zeros(2, 5, *shape)).shape == (2, 5, 6)
+    torch.manual_seed(0)
+    data = load("mnist-binary")
+    model = registry.get("vae").from_dataset(data, arch="conv")
+    fit(model, training_data(model, data, "train"), None, steps=2, batch_size=16, progress=False)
+    model.eval()
+    assert torch.isfinite(model.elbo(data.test[:4])).all()
+    assert model.sample(2).shape == (2, 1, 28, 28)
