@@ -131,7 +131,8 @@ def logged_rows(path: str | Path) -> list[dict[str, Any]]:
                 rows.append(row)
     if not rows:
         raise SystemExit(f"no rows (JSON lines with 'model' and 'data') in {path}")
-    return rows
+    last = {(r["model"], r["data"]): r for r in rows}  # a row printed again, completed, replaces its first print
+    return list(last.values())
 
 
 def report(out: dict[str, Any], as_json: bool, printer: Callable[[dict[str, Any]], None]) -> int:

@@ -60,6 +60,7 @@ def measure(section: str, models: list[str], steps: int | None) -> list[dict[str
         data = load("mnist-binary" if name == "rbm" else DATA[section])
         registered, kwargs = VARIANTS.get(name, (name, {}))
         model, row = train_and_score(name, data, kwargs, steps, registry_name=registered, score=section != "samples")
+        print(json.dumps(row), file=sys.stderr, flush=True)  # the NLL before the (slow) samples: a stopped run keeps it
         pyro.set_rng_seed(0)
         t = time.perf_counter()
         q = quality.sample_quality(model, data, n=len(data.test))
