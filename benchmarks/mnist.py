@@ -24,6 +24,7 @@ comes and merged into ``results/mnist.json`` (rows measured again replace their 
     python benchmarks/mnist.py --only samples --models ns-gan ddpm
     python benchmarks/mnist.py --quick                       # a smoke run: 30 steps each
     python benchmarks/mnist.py --record run.log              # file the rows a stopped run printed to its log
+    python benchmarks/mnist.py --step-times --models ddpm ebm # seconds per training step, before a full run
 """
 
 from __future__ import annotations
@@ -76,6 +77,26 @@ def measure(section: str, models: list[str], steps: int | None) -> list[dict[str
     return rows
 
 
+def step_times(models: list[str], steps: int = 6) -> None:
+    """Seconds per training step of each model from its recipe at 28 x 28 (one thread, ``steps`` steps of the
+    recipe's batch after one to warm up): what a full run will cost, before it is started."""
+    from pyrogen.inference import fit, training_data
+    from pyrogen.models import registry
+
+    for name in models:
+        section = next(sec for sec, ms in MODELS.items() if name in ms)
+        data = load("mnist-binary" if name == "rbm" else DATA[section])
+        registered, kwargs = VARIANTS.get(name, (name, {}))
+        cls = registry.get(registered)
+        model = cls.from_dataset(data, **kwargs)
+        batch = cls.train_defaults_for(data).get("batch_size", 128)
+        train = training_data(model, data, "train")
+        fit(model, train, None, steps=1, batch_size=batch, progress=False)
+        t = time.perf_counter()
+        fit(model, train, None, steps=steps, batch_size=batch, progress=False)
+        print(f"{name:16s} {(time.perf_counter() - t) / steps:.3f} s a step of batch {batch}")
+
+
 def printer(out: dict[str, Any]) -> None:
     for section, rows in out.items():
         print(f"## {section}")
@@ -95,8 +116,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("--steps", type=int, help="training steps (default: each recipe's)")
     p.add_argument("--record", metavar="LOG", help="file the rows a stopped run printed to its log (stderr)")
+    p.add_argument("--step-times", action="store_true", help="only time a few training steps of each of --models")
     args = p.parse_args(argv)
     torch.set_num_threads(1)
+    if args.step_times:
+        step_times(list(args.models or [m for ms in MODELS.values() for m in ms]))
+        return 0
     steps = 30 if args.quick else args.steps
     only = set(args.only or SECTIONS)
     out: dict[str, Any] = {}
