@@ -370,3 +370,23 @@ def test_the_ladder_vaes_merge_is_the_normalized_product_of_two_gaussians_and_it
     (-m.iwae(x, k=4).sum()).backward()
     assert all(p.grad is not None for p in m.conditional_prior.parameters())
     assert set(m.active_units_per_level(x)) == {"z1", "z2"}
+
+
+def test_the_ladder_vae_takes_the_hierarchical_vae_s_arguments_and_reads_the_encoder_s_hidden_layer():
+    # its constructor keeps the named signature (help, --set checks) and its top level reads the deterministic
+    # path: the encoder's last hidden layer for the MLP, the mean of z1 for the convolutional encoder
+    import inspect
+
+    from pyrogen.models import HierarchicalVAE, LadderVAE
+
+    assert inspect.signature(LadderVAE) == inspect.signature(HierarchicalVAE)
+    assert LadderVAE(hidden=(64, 32)).top_encoder[0].in_features == 32
+    assert LadderVAE(arch="conv").top_encoder[0].in_features == 16
+    torch.manual_seed(0)
+    m = LadderVAE(hidden=(64, 32))
+    x = (torch.rand(5, 1, 8, 8) > 0.5).float()
+    loc1, scale1, _ = m._encode(x, None)
+    a, b, loc2, _ = m._bottom_up(x)
+    torch.testing.assert_close((a, b), (loc1, scale1))
+    d1 = m.encoder.hidden_features(x.reshape(5, -1))
+    torch.testing.assert_close(loc2, m._gaussian(m.top_encoder(d1))[0])

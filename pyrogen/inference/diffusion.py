@@ -299,7 +299,6 @@ def ancestral(
     record_every: int = 0,
 ) -> Chains:
     """DDPM's ancestral sampling from ``x_T`` (:class:`AncestralScheduler` run by :func:`run_scheduler`)."""
-    _check_start(x_T)
     return run_scheduler(eps_fn, AncestralScheduler(schedule, variance, clip), x_T, record_every=record_every)
 
 
@@ -368,7 +367,6 @@ def ddim(
     record_every: int = 0,
 ) -> Chains:
     """DDIM from ``x_T`` (:class:`DDIMScheduler` run by :func:`run_scheduler`)."""
-    _check_start(x_T)
     return run_scheduler(eps_fn, DDIMScheduler(schedule, steps, eta, clip), x_T, record_every=record_every)
 
 
@@ -438,7 +436,6 @@ def euler_maruyama(
 ) -> Chains:
     """The reverse-time SDE by Euler-Maruyama from ``x_1`` (:class:`EulerMaruyamaScheduler` run by
     :func:`run_scheduler`)."""
-    _check_start(x_1)
     return run_scheduler(score_fn, EulerMaruyamaScheduler(sde, steps, t_min), x_1, record_every=record_every)
 
 
@@ -455,7 +452,6 @@ def predictor_corrector(
 ) -> Chains:
     """Predictor-corrector sampling from ``x_1`` (:class:`PredictorCorrectorScheduler` run by
     :func:`run_scheduler`)."""
-    _check_start(x_1)
     scheduler = PredictorCorrectorScheduler(sde, steps, snr, corrector_steps, t_min)
     return run_scheduler(score_fn, scheduler, x_1, record_every=record_every)
 

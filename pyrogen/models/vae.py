@@ -873,8 +873,12 @@ class HierarchicalVAE(VAE):
         self.top_dim = check_positive_int("top_dim", top_dim)
         self.top_hidden = check_hidden(top_hidden)
         self.conditional_prior = MLP(top_dim, self.top_hidden, 2 * latent_dim)  # p(z1 | z2)
-        self.top_encoder = MLP(latent_dim, self.top_hidden, 2 * top_dim)  # q(z2 | z1)
+        self.top_encoder = MLP(self._top_input_size(), self.top_hidden, 2 * top_dim)  # q(z2 | z1)
         self.register_buffer("_top_zeros", torch.zeros(top_dim))
+
+    def _top_input_size(self) -> int:
+        """What the top level's encoder reads: :math:`z_1`."""
+        return self.latent_dim
 
     @staticmethod
     def _gaussian(h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -985,10 +989,12 @@ class LadderVAE(HierarchicalVAE):
         var = 1 / (prec_a + prec_b)
         return (loc_a * prec_a + loc_b * prec_b) * var, var.sqrt()
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        if self.arch == "mlp":  # the deterministic path goes on from the encoder's last hidden layer
-            self.top_encoder = MLP(self.hidden[-1] if self.hidden else self.data_dim, self.top_hidden, 2 * self.top_dim)
+    def _top_input_size(self) -> int:
+        r"""The deterministic path goes on from the encoder's last hidden layer (a convolutional encoder's: from
+        :math:`\hat\mu_1`)."""
+        if self.arch != "mlp":
+            return self.latent_dim
+        return self.hidden[-1] if self.hidden else self.data_dim
 
     def _bottom_up(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         r"""The deterministic upward pass: :math:`d_1` = the encoder's last hidden layer, :math:`(\hat\mu_1,
