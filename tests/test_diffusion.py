@@ -591,6 +591,8 @@ def test_every_scheduler_keeps_the_shared_contract(name):
         D.run_scheduler(lambda v, t: v * math.nan, make(), x)
     with pytest.raises(ValueError, match="must be finite"):
         D.run_scheduler(net, make(), x * math.nan)
+    with pytest.raises(TypeError, match="scheduler must be a pyrogen.inference.diffusion.Scheduler; got str"):
+        D.run_scheduler(net, "ddim", x)
 
 
 def test_the_scheduled_samplers_draw_what_the_step_by_step_formulas_draw():

@@ -152,6 +152,8 @@ def run_scheduler(fn: EpsFn | ScoreFn, scheduler: Scheduler, x: torch.Tensor, *,
     :meth:`Scheduler.step`. Returns :class:`Chains` of the positions every ``record_every`` steps and at the end
     (the last one the sample), with the per-step ``t``, ``noise_std`` and ``grad_norm`` (of the network's output).
     """
+    if not isinstance(scheduler, Scheduler):
+        raise TypeError(f"scheduler must be a pyrogen.inference.diffusion.Scheduler; got {type(scheduler).__name__}")
     x = _check_start(x)
     rec = _Recorder(len(scheduler.timesteps), record_every)
     for i in range(len(scheduler.timesteps)):
