@@ -233,42 +233,14 @@ def speed(rounds: int, steps: int) -> dict[str, Any]:
     return step_bench.wgan_gp_digits_row(rounds, steps)
 
 
-def _spread(values: list[float], digits: int) -> str:
-    """``mean ± sd`` over seeds (the value alone for one seed)."""
-    if len(values) == 1:
-        return f"{values[0]:.{digits}f}"
-    t = torch.tensor(values, dtype=torch.float64)
-    return f"{float(t.mean()):.{digits}f} ± {float(t.std()):.{digits}f}"
-
-
-def _print_toys(rows: list[dict[str, Any]]) -> None:
-    """One line per variant and toy, mean ± sd over the seeds run (modes: their range)."""
-    seeds = sorted({r["seed"] for r in rows})
-    print(f"seeds {seeds}\n| variant | data | MMD² | C2ST | modes of 8 | high quality |\n|---|---|---|---|---|---|")
-    groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
-    for r in rows:
-        groups.setdefault((r["variant"], r["data"]), []).append(r)
-    for (variant, data_name), rs in groups.items():
-        modes, hq = "–", "–"
-        if "modes" in rs[0]:
-            lo, hi = min(r["modes"] for r in rs), max(r["modes"] for r in rs)
-            modes = f"{lo:.0f}" if lo == hi else f"{lo:.0f}–{hi:.0f}"
-            hq = _spread([r["high_quality"] for r in rs], 3)
-        mmd, c2st = _spread([r["mmd"] for r in rs], 4), _spread([r["c2st"] for r in rs], 3)
-        print(f"| `{variant}` | {data_name} | {mmd} | {c2st} | {modes} | {hq} |")
-
-
 def _print(out: dict[str, Any]) -> None:
-    """The README's tables (markdown)."""
+    """The GAN page's tables (markdown) and the other sections' numbers."""
+    from pages import gan_digits, gan_toys  # the tables the GAN page shows, from these rows
+
     if "toys" in out:
-        _print_toys(out["toys"])
+        print(gan_toys({"gan": {"toys": out["toys"]}}))
     if "digits" in out:
-        print("\n| variant | FID | KID | precision | recall | IS | train s |\n|---|---|---|---|---|---|---|")
-        for r in out["digits"]:
-            print(
-                f"| `{r['variant']}` | {r['fid']:.3f} | {r['kid']:.3f} | {r['precision']:.3f} | {r['recall']:.3f}"
-                f" | {r['inception_score']:.2f} | {r['train_s']} |"
-            )
+        print(gan_digits({"gan": {"digits": out["digits"]}}))
     if "uses" in out:
         print()
         for k, v in out["uses"].items():

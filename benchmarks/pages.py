@@ -209,6 +209,10 @@ PUBLISHED_MNIST = {
 }
 
 
+#: The flags of the benchmark's variants of a registered model.
+VARIANT_FLAGS = {"vae-conv": "arch=conv", "iwae-conv": "arch=conv k=5"}
+
+
 def mnist_binarized(results: Results) -> str:
     order = ["fvsbn", "nade", "made", "vae", "vae-conv", "iwae", "iwae-conv", "pixelcnn", "gated-pixelcnn"]
     rows = sorted(results["mnist"]["binarized"], key=lambda r: order.index(r["model"]))
@@ -219,7 +223,7 @@ def mnist_binarized(results: Results) -> str:
         out.append(
             [
                 f"`{r['model'].removesuffix('-conv')}`"
-                + (" `--set arch=conv`" if r["model"].endswith("-conv") else ""),
+                + (f" `--set {VARIANT_FLAGS[r['model']]}`" if r["model"] in VARIANT_FLAGS else ""),
                 f"{r['nll_nats']:.2f} ± {r['nll_stderr']:.2f}{bound}",
                 fid,
                 f"{r['precision']:.3f} / {r['recall']:.3f}" if "precision" in r else "–",
@@ -335,6 +339,482 @@ def latent_hierarchical(results: Results) -> str:
     return _table(["binarized digits, test NLL (IWAE-1000)", "nats", "active units (per level)", "best step"], out)
 
 
+#: The autoregressive digits rows, each with the settings the script trains it with.
+AUTOREGRESSIVE_DIGITS = {
+    "fvsbn": "FVSBN",
+    "nade": "NADE (H = 128)",
+    "made": "MADE (256-256, 8 orderings ensembled, ≤ 6000 steps)",
+    "pixelcnn": "PixelCNN (64 features, 4 layers, position bias, dropout 0.5)",
+    "gated-pixelcnn": "gated PixelCNN (32 features, 5 layers, dropout 0.5, ≤ 1500 steps)",
+    "pixelrnn": "PixelRNN, Diagonal BiLSTM (32 features, 2 layers, dropout 0.5)",
+    "pixelrnn-row": "PixelRNN, Row LSTM (`--set cell=row-lstm`)",
+    "transformer": "transformer (64 wide, 2 blocks, ≤ 1500 steps)",
+}
+
+
+def autoregressive_digits(results: Results) -> str:
+    ar = results["autoregressive"]
+    rows = [_row(ar["digits_binary"], model=m) for m in AUTOREGRESSIVE_DIGITS]
+    best = _bold_best([r["nll_nats"] for r in rows], lambda a, b: a < b)
+    out = []
+    for i, (r, label) in enumerate(zip(rows, AUTOREGRESSIVE_DIGITS.values(), strict=True)):
+        cell = f"{r['nll_nats']:.2f} ± {r['nll_stderr']:.2f}"
+        out.append([label, f"**{cell}**" if i == best else cell, f"{r['best_step']} of {r['steps']}"])
+    for name, floor in ar["floors"].items():
+        out.append([f"floor: {name} (`tests/test_data.py`)", f"{floor:.2f}", "–"])
+    return _table(["binarized digits, test NLL", "nats", "best step"], out)
+
+
+def autoregressive_other(results: Results) -> str:
+    ar = results["autoregressive"]
+    rgb, rnade, base = ar["rgb"], ar["rnade"], ar["text_baselines"]
+    text = {r["model"]: r for r in ar["text"]}
+    gmm = [r for r in results.get("classical", {}).get("gmm", []) if r.get("data") == "digits" and "method" in r]
+    em = [r for r in gmm if r["method"] == "em"]
+    speed = ", ".join(f"{s['speedup']}x at batch {s['batch']}" for s in ar["nade_speed"])
+    return _table(
+        ["other", "value", "reference"],
+        [
+            [
+                "PixelCNN (48 features, R → G → B masks) on `digits-rgb`",
+                f"{rgb['nll_nats']:.2f} ± {rgb['nll_stderr']:.2f} nats; "
+                f"{100 * rgb['single_colour_samples']:.1f}% of 500 samples in one colour",
+                f"binary PixelCNN + log 7 = {rgb['binary_nll_plus_log7']:.2f} (colour learned perfectly)",
+            ],
+            [
+                "RNADE (10 Gaussians) on dequantized digits",
+                f"{rnade['bits_per_dim']:.3f} bits/dim (log2 17 correction included)",
+                f"10-component GMM (EM) {em[0]['bits_per_dim']:.3f}" if em else "–",
+            ],
+            [
+                "char-RNN (LSTM 128), Python source, test",
+                f"{text['char-rnn']['bits_per_char']:.3f} bits/char",
+                f"unigram {base['unigram']:.3f}, bigram {base['bigram']:.3f} (add-one, same text)",
+            ],
+            [
+                "transformer (64 wide, 2 blocks, ≤ 600 steps), same text",
+                f"{text['transformer']['bits_per_char']:.3f} bits/char",
+                "–",
+            ],
+            ["NADE one-pass `log_prob` vs d passes, d = 64, H = 128", speed, "the d-pass reference"],
+        ],
+    )
+
+
+#: The Boltzmann machines' rows: the script's variant, the page's label.
+BOLTZMANN = {
+    "rbm 16 hidden, CD-1 (exact log Z)": "RBM, 16 hidden units, CD-1",
+    "rbm 16 hidden, PCD-1 (exact log Z)": "RBM, 16 hidden units, PCD-1",
+    "rbm 64 hidden, CD-1 (log Z by AIS)": "RBM, 64 hidden units, CD-1",
+    "bm fully visible, CD-1 (log Z by AIS)": "BM, fully visible, CD-1",
+    "dbm 64-16, layer-wise pre-training only (4000 steps)": "DBM 64-16, layer-wise pre-training only (4000 steps)",
+    "dbm 64-16, pre-trained, mean field + PCD-1 (log Z by AIS)": "DBM 64-16, pre-trained, then mean field + PCD-1",
+}
+
+
+def classical_boltzmann(results: Results) -> str:
+    rows = [_row(results["classical"]["rbm"], variant=v) for v in BOLTZMANN]
+    best = _bold_best([r["nll_nats"] for r in rows], lambda a, b: a < b)
+    out = []
+    for i, (r, label) in enumerate(zip(rows, BOLTZMANN.values(), strict=True)):
+        cell = f"{r['nll_nats']:.2f} ± {r['nll_stderr']:.2f}"
+        z = f"{r['log_z']:.2f}"
+        if r["log_z_method"] == "ais":
+            z += f" ± {r['log_z_stderr']:.2f}, by AIS"
+        else:
+            z += f", by {r['log_z_method']} (exact)"
+        if "unnormalized_method" in r:
+            z += f"; p*(v) by {r['unnormalized_method']} (exact)"
+        out.append([label, f"**{cell}**" if i == best else cell, z, f"{r['steps']} ({r['train_s']:.0f} s)"])
+    return _table(["binarized digits, test NLL", "nats", "log Z", "steps (training)"], out)
+
+
+#: The mixtures' data sets, as the page names them.
+GMM_DATA = {
+    "digits": "digits (dequantized), full covariance",
+    "wine": "wine (scikit-learn, 13 standardized features, a 70/30 split)",
+}
+
+
+def classical_gmm(results: Results) -> str:
+    rows = [r for r in results["classical"]["gmm"] if "method" in r]
+    out = []
+    for data in dict.fromkeys(r["data"] for r in rows):
+        by = {r["method"]: r for r in rows if r["data"] == data}
+        first = next(iter(by.values()))
+        label = f"{GMM_DATA.get(data, data)}, {first['components']} components"
+        if "best_possible_nats" in first:
+            label += f" (best possible {_minus(first['best_possible_nats'], 3)})"
+        best = max(by, key=lambda m: by[m]["test_loglik_nats"])
+        cells = []
+        for method in ("em", "svi", "nuts"):
+            if method not in by:
+                cells.append("–")
+                continue
+            r = by[method]
+            cell = _minus(r["test_loglik_nats"], 3)
+            if "bits_per_dim" in r:
+                cell += f" = {r['bits_per_dim']:.3f} bits/dim"
+            cell = f"**{cell}**" if method == best else cell
+            cells.append(f"{cell} ({r['fit_s']:.1f} s)")
+        out.append([label, *cells])
+    header = ["Gaussian mixtures, test log-likelihood (nats)", "EM", "SVI (z enumerated)"]
+    header.append("NUTS (posterior predictive)")
+    sweep = next(r for r in results["classical"]["gmm"] if "reg_sweep_val_loglik" in r)
+    chosen = max(sweep["reg_sweep_val_loglik"], key=sweep["reg_sweep_val_loglik"].__getitem__)
+    ordered = sorted(sweep["reg_sweep_val_loglik"].items(), key=lambda kv: float(kv[0]))
+    values = ", ".join(f"**{_minus(v, 1)}**" if reg == chosen else _minus(v, 1) for reg, v in ordered)
+    regs = ", ".join(f"{float(reg):g}" for reg, _ in ordered)
+    note = (
+        f"\nOn the digits the covariance regularization is chosen on the validation split (validation "
+        f"log-likelihood {values} for `reg` = {regs}).\n"
+    )
+    return _table(header, out) + note
+
+
+def classical_bayes_net(results: Results) -> str:
+    b = results["classical"]["bayes-net"]
+    out = [
+        ["counts, every row complete", f"{b['counts_max_table_error']:.3f}", "–"],
+        [
+            f"EM (`fit_em`), a third of the grades missing ({b['missing_grades_em_iterations']} iterations)",
+            f"{b['missing_grades_em_max_table_error']:.3f}",
+            "0",
+        ],
+        [
+            "gradient on the marginal likelihood, the same rows (400 steps)",
+            f"{b['missing_grades_max_table_error']:.3f}",
+            f"{b['missing_grades_gradient_gap_to_em']:.3f}",
+        ],
+    ]
+    return _table(["student network learned back from its 2000 rows", "largest table error", "from EM's tables"], out)
+
+
+def classical_hmm(results: Results) -> str:
+    h = results["classical"]["hmm"]
+    ar = results.get("autoregressive", {})
+    out = [["unigram (add-one)", f"{h['unigram']:.3f}"], ["bigram (add-one)", f"{h['bigram']:.3f}"]]
+    best = min(r["test_bits_per_char"] for r in h["hmm"])
+    for r in h["hmm"]:
+        cell = f"{r['test_bits_per_char']:.3f}"
+        cell = f"**{cell}**" if r["test_bits_per_char"] == best else cell
+        out.append(
+            [
+                f"HMM, {r['states']} states",
+                f"{cell} ({r['em_iterations']} EM iterations, {r['seconds_per_iteration']} s each)",
+            ]
+        )
+    if "text" in ar:
+        rnn = _row(ar["text"], model="char-rnn")
+        out.append(["char-RNN (LSTM 128, the autoregressive page)", f"{rnn['bits_per_char']:.3f}"])
+    return _table(["text, test bits per character", ""], out)
+
+
+def classical_kde(results: Results) -> str:
+    rows = results["classical"]["kde"]
+    out = []
+    for data in dict.fromkeys(r["data"] for r in rows):
+        by = {r["bandwidth"]: r for r in rows if r["data"] == data}
+        cv = by["cross-validated"]
+        if data == "digits":
+            per = by["cross-validated, per pixel"]
+            out.append(
+                [
+                    "digits (dequantized, 64 pixels), bits/dim",
+                    f"{by['scott']['bits_per_dim']:.3f} / {by['silverman']['bits_per_dim']:.3f}",
+                    f"{cv['bits_per_dim']:.3f} (one h); **{per['bits_per_dim']:.3f}** (one h per pixel)",
+                    "–",
+                ]
+            )
+            continue
+        rules = {f"{by[k]['test_nll_nats']:.3f}" for k in ("scott", "silverman")}
+        out.append(
+            [
+                data,
+                " / ".join(sorted(rules)),
+                f"**{cv['test_nll_nats']:.3f}** ({cv['h'][0]:.3f})",
+                f"{cv['best_possible_nll']:.3f}",
+            ]
+        )
+    return _table(["test NLL (nats)", "Scott / Silverman", "cross-validated (h)", "best possible"], out)
+
+
+def classical_naive_bayes_size(results: Results) -> str:
+    rows = results["classical"]["naive-bayes"]["by_training_size"]
+    out = []
+    for task in dict.fromkeys(r["task"] for r in rows):
+        mine = [r for r in rows if r["task"] == task]
+        for key, name in (("naive_bayes", "naive Bayes"), ("logistic_regression", "logistic regression")):
+            cells = []
+            for i, r in enumerate(mine):
+                if i + 1 < len(mine) and r["n_train"] == mine[-1]["n_train"]:
+                    cells.append("–")  # the task has fewer examples than this column: see "all"
+                elif i + 1 == len(mine):
+                    cells.append(f"{r[key]:.3f} ({r['n_train']})")
+                else:
+                    cells.append(f"{r[key]:.3f}")
+            out.append([f"{task}: {name}", *cells])
+    return _table(["training examples", "20", "50", "100", "200", "500", "all (how many)"], out)
+
+
+def classical_naive_bayes_missing(results: Results) -> str:
+    rows = results["classical"]["naive-bayes"]["by_missing_fraction"]
+    out = [
+        ["naive Bayes, missing pixels marginalized", *(f"{r['naive_bayes_marginalized']:.3f}" for r in rows)],
+        ["logistic regression, mean-imputed", *(f"{r['logistic_regression_mean_imputed']:.3f}" for r in rows)],
+    ]
+    return _table(["pixels missing in each test digit", *(f"{100 * r['missing']:.0f}%" for r in rows)], out)
+
+
+def _spread(values: list[float], digits: int) -> str:
+    """``mean ± sd`` over seeds (the value alone for one seed)."""
+    if len(values) == 1:
+        return f"{values[0]:.{digits}f}"
+    mean = sum(values) / len(values)
+    sd = (sum((v - mean) ** 2 for v in values) / (len(values) - 1)) ** 0.5
+    return f"{mean:.{digits}f} ± {sd:.{digits}f}"
+
+
+def gan_toys(results: Results) -> str:
+    """Every loss on the toys, mean ± standard deviation over the seeds run (modes: their range)."""
+    groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for r in results["gan"]["toys"]:
+        groups.setdefault((r["variant"], r["data"]), []).append(r)
+    out = []
+    for (variant, data), rs in groups.items():
+        modes, hq = "–", "–"
+        if "modes" in rs[0]:
+            lo, hi = min(r["modes"] for r in rs), max(r["modes"] for r in rs)
+            modes = f"{lo:.0f}" if lo == hi else f"{lo:.0f}–{hi:.0f}"
+            hq = _spread([r["high_quality"] for r in rs], 3)
+        mmd, c2st = _spread([r["mmd"] for r in rs], 4), _spread([r["c2st"] for r in rs], 3)
+        out.append([f"`{variant}`", data, mmd.replace("-", "−"), c2st, modes, hq])
+    seeds = sorted({r["seed"] for r in results["gan"]["toys"]})
+    header = ["variant", "data", "MMD²", "C2ST", "modes of 8", "high quality"]
+    return _table(header, out) + f"\nSeeds {', '.join(map(str, seeds))}.\n"
+
+
+def gan_digits(results: Results) -> str:
+    rows = results["gan"]["digits"]
+    best = _bold_best([r["fid"] for r in rows], lambda a, b: a < b)
+    out = []
+    for i, r in enumerate(rows):
+        fid = f"{r['fid']:.3f} [{r['fid_ci'][0]:.3f}, {r['fid_ci'][1]:.3f}]"
+        out.append(
+            [
+                f"`{r['variant']}`",
+                f"**{fid}**" if i == best else fid,
+                _minus(r["kid"], 3),
+                f"{r['precision']:.3f}",
+                f"{r['recall']:.3f}",
+                f"{r['inception_score']:.2f}",
+                f"{r['train_s']:.0f}",
+            ]
+        )
+    header = ["variant", "FID (95% interval)", "KID", "precision", "recall", "IS", "training (s)"]
+    return _table(header, out)
+
+
+def gan_uses(results: Results) -> str:
+    u = results["gan"]["uses"]
+    per = u["cgan_per_label"]
+    inv, tr = "cyclegan_invert", "cyclegan_transpose"
+    out = [
+        [
+            "cGAN: 100 samples per label, read by the feature network's classifier",
+            f"{100 * u['cgan_label_agreement']:.1f}% carry the requested label (per label "
+            f"{min(per):.2f}–{max(per):.2f})",
+            "`--uses cgan`",
+        ],
+        [
+            "BiGAN encoder as a representation, linear probe test accuracy",
+            f"codes {u['bigan_probe_codes']:.3f} against the grey pixels {u['bigan_probe_pixels']:.3f}; "
+            f"E(G(z)) against z: MSE {u['bigan_inversion_mse']:.2f} (a shuffled z: "
+            f"{u['bigan_inversion_mse_shuffled']:.2f})",
+            "`--uses bigan`",
+        ],
+        [
+            "CycleGAN digits → negatives (the default; never paired)",
+            f"a classifier of negatives ({u[inv + '_target_classifier_on_true_domain_b']:.3f} on true negatives) "
+            f"reads the source label on **{u[inv + '_target_classifier_on_translations']:.3f}** of the "
+            f"translations; cycle error ‖F(G(x)) − x‖₁ {u[inv + '_cycle_l1']:.3f} per pixel, translation error "
+            f"against the true negative {u[inv + '_translation_l1_to_true_domain_b']:.3f}",
+            "`--uses cyclegan`",
+        ],
+        [
+            "CycleGAN digits → transposed digits (`domain_b=transpose`)",
+            f"label kept on {u[tr + '_target_classifier_on_translations']:.3f} "
+            f"({u[tr + '_target_classifier_on_true_domain_b']:.3f} on true transposes), cycle error "
+            f"{u[tr + '_cycle_l1']:.3f}",
+            "`--uses cyclegan`",
+        ],
+        [
+            "bottom half of test digits completed through the `ns-gan` generator (z ~ N(0, I), top half ~ "
+            "Bernoulli(G(z)), posterior mean thresholded at 0.5)",
+            f"NUTS on {u['completion_digits_nuts']} digits (2 chains x 150 draws after 150 warm-up, "
+            f"{u['completion_nuts_s']:.0f} s): pixel accuracy {u['completion_nuts_pixel_accuracy']:.3f}, max R-hat "
+            f"{u['completion_nuts_max_rhat']:.2f}, min bulk ESS {u['completion_nuts_min_ess_bulk']:.0f}, "
+            f"{u['completion_nuts_divergences']} divergences; SVI (AutoNormal, 1000 steps) on the same digits: "
+            f"{u['completion_svi_pixel_accuracy']:.3f}, on all the test digits: "
+            f"{u['completion_svi_pixel_accuracy_all_test']:.3f}",
+            "`--uses completion`",
+        ],
+    ]
+    return _table(["use", "measured", "script"], out)
+
+
+#: The latent NLL table's rows: the script's row name, the page's label.
+LATENT_NLL = {
+    "vae": "VAE (MLP 256-256, 16 latents)",
+    "vae-conv": "VAE, convolutional encoder and decoder (`vae --set arch=conv`)",
+    "iwae (k=10)": "IWAE (trained on the k = 10 bound, early-stopped on it)",
+    "gmvae (10 components)": "mixture-of-Gaussians prior (10 components, `gmvae`)",
+    "vae-flow (IAF posterior)": "IAF posterior (2 pyrogen autoregressive layers reading the encoder, `vae-flow`)",
+    "vae-flow (planar posterior)": "planar posterior (8 of Pyro's planar layers)",
+    "vae (flow prior)": "flow prior (4 RealNVP couplings, `vae --set prior=flow`)",
+    "ssvae (10% labels)": "semi-supervised M2 (10% labels), label summed out (`ssvae`)",
+    "cvae (log p(x | y))": "conditional VAE, log p(x \\| y) (not comparable: it is given the label)",
+}
+
+
+def latent_nll(results: Results) -> str:
+    rows = [_row(results["latent"]["nll"], model=m) for m in LATENT_NLL]
+    unconditional = [r["nll_nats"] if not r["model"].startswith("cvae") else float("inf") for r in rows]
+    best = _bold_best(unconditional, lambda a, b: a < b)
+    out = []
+    for i, (r, label) in enumerate(zip(rows, LATENT_NLL.values(), strict=True)):
+        cell = f"{r['nll_nats']:.2f} ± {r['nll_stderr']:.2f}"
+        out.append([label, f"**{cell}**" if i == best else cell, str(r["active_units"]), str(r["best_step"])])
+    out.append(["floor: factorized Bernoulli 25.30 (`tests/test_data.py`)", "", "", ""])
+    return _table(["binarized digits, test NLL (IWAE-1000)", "nats", "active units (of 16)", "best step"], out)
+
+
+LATENT_DECODERS = {
+    "gaussian, learned variance": ("Gaussian, learned variance per pixel, MLP", "dequantized digits"),
+    "gaussian, fixed sd 0.1": ("Gaussian, fixed sd 0.1, MLP", "dequantized digits"),
+    "gaussian, learned variance, conv": ("Gaussian, learned variance, conv", "dequantized digits"),
+    "categorical (17 levels)": ("categorical over 17 levels, MLP", "integer digits"),
+    "categorical (17 levels), conv": ("categorical over 17 levels, conv", "integer digits"),
+}
+
+
+def latent_decoders(results: Results) -> str:
+    out = []
+    for key, (label, data) in LATENT_DECODERS.items():
+        r = _row(results["latent"]["decoders"], model=key)
+        note = " (discrete)" if key.startswith("categorical") else " (log2 17 correction included)"
+        out.append([label, data, f"{_minus(r['nll_nats'])} nats", f"{r['bits_per_dim']:.3f}{note}"])
+    return _table(["decoder", "data", "NLL", "bits/dim"], out)
+
+
+def latent_beta(results: Results) -> str:
+    out = [
+        [
+            f"{r['beta']:g}",
+            f"{r['rate_nats']:.2f}",
+            f"{r['distortion_nats']:.2f}",
+            _minus(r["elbo_nats"]),
+            f"{r['nll_nats']:.2f}",
+            str(r["active_units"]),
+        ]
+        for r in sorted(results["latent"]["beta"], key=lambda r: r["beta"])
+    ]
+    return _table(["β", "rate (nats)", "distortion (nats)", "ELBO", "IWAE-1000 NLL", "active units"], out)
+
+
+def latent_other(results: Results) -> str:
+    lat = results["latent"]
+    ss, u, g = lat["ssvae"], lat["uses"], lat["gap"]
+    if ss["seeds"] > 1:
+        per = ", ".join(f"{a:.3f}" for a in ss["ssvae_per_seed"])
+        mlp = ", ".join(f"{a:.3f}" for a in ss["mlp_per_seed"])
+        ssvae = (
+            f"{ss['ssvae_test_accuracy']:.3f} (sd {ss['ssvae_sd']:.3f}; per seed {per}) against the same MLP as its "
+            f"q(y \\| x) trained on the {ss['labelled']} labels alone, early-stopped on the labelled validation "
+            f"digits: {ss['mlp_on_labels_alone']:.3f} (sd {ss['mlp_sd']:.3f}; {mlp})"
+        )
+    else:
+        ssvae = (
+            f"{ss['ssvae_test_accuracy']:.3f} against the same MLP on the labels alone {ss['mlp_on_labels_alone']:.3f}"
+        )
+    ssvae += f"; logistic regression on the {ss['labelled']} labels {ss['logistic_regression_on_labels_alone']:.3f}"
+    out = [
+        [
+            f"semi-supervised M2 with {ss['labelled']} of the {ss['labelled'] + ss['unlabelled']} training labels "
+            f"(early stopping uses no labels), test accuracy over {ss['seeds']} training seeds",
+            ssvae,
+            f"`--only ssvae --seeds {ss['seeds']}`",
+        ],
+        [
+            "linear probe (logistic regression) on the VAE's codes vs on the pixels",
+            f"all labels: codes {u['probe_latent_all_labels']:.3f}, pixels {u['probe_pixels_all_labels']:.3f}; "
+            f"10% of the labels: codes {u['probe_latent_10pct_labels']:.3f}, pixels "
+            f"{u['probe_pixels_10pct_labels']:.3f}",
+            "`--only uses`",
+        ],
+        [
+            "IWAE outlier score, AUROC against the test digits",
+            f"upside-down digits {u['auroc_upside_down']:.3f}; noise from the pixel marginals "
+            f"{u['auroc_pixel_marginal_noise']:.3f}; test digits with 10% of the pixels flipped "
+            f"{u['auroc_corrupted_10pct']:.3f}",
+            "`--only uses`",
+        ],
+        [
+            "latent arithmetic: each test digit of class a plus (mean of a+1 − mean of a)",
+            f"a pixel classifier reads class a+1 in {100 * u['arithmetic_to_next_class_rate']:.1f}%",
+            "`--only uses`",
+        ],
+        [
+            "imputation: bottom half of every test digit from its top half (pseudo-Gibbs, 200 sweeps, mean "
+            "thresholded at 0.5)",
+            f"pixel accuracy {u['impute_bottom_half_pixel_accuracy']:.3f}; the per-pixel majority of the training "
+            f"digits, which ignores the top half, {u['impute_pixel_marginal_accuracy']:.3f}",
+            "`--only uses`",
+        ],
+        [
+            f"amortization gap, {g['n']} test digits",
+            f"log p(x) {_minus(g['log_px'])} (IWAE-{g['k']}); per-example optimized Gaussian ELBO "
+            f"{_minus(g['elbo_optimized'])}; amortized ELBO {_minus(g['elbo_amortized'])}: approximation gap "
+            f"{g['approximation_gap']:.2f}, amortization gap {g['amortization_gap']:.2f} nats",
+            "`--only gap`",
+        ],
+        [
+            "NUTS on z given the trained decoder (2 chains x 300 draws after 300 warm-up)",
+            f"max R-hat {g['r_hat_max']:.2f}, min bulk ESS {g['ess_bulk_min']:.0f}, {g['divergences']} divergences; "
+            f"the amortized mean is {g['rms_mean_amortized']:.2f} posterior sds from the NUTS mean, the optimized "
+            f"one {g['rms_mean_optimized']:.2f}; the scales are {g['scale_ratio_amortized']:.2f} (amortized) and "
+            f"{g['scale_ratio_optimized']:.2f} (optimized) of the NUTS sds",
+            "`--only gap`",
+        ],
+    ]
+    return _table(["other (latent)", "value", "script"], out)
+
+
+def ebm_toys(results: Results) -> str:
+    out = []
+    for r in results["ebm"]["toys"]:
+        if "error" in r:
+            out.append([f"`{r['variant']}`", r["data"], f"diverged: {r['error']}", "", "", "", "", "", ""])
+            continue
+        modes = f"{r['modes']:.0f}" if "modes" in r else "–"
+        hq = f"{r['high_quality']:.3f}" if "high_quality" in r else "–"
+        out.append(
+            [
+                f"`{r['variant']}`",
+                r["data"],
+                f"{r['nll_nats']:.3f} ± {r['nll_stderr']:.3f}",
+                f"{r['best_nll']:.3f}",
+                modes,
+                hq,
+                _minus(r["mmd"], 4),
+                f"{r['c2st']:.3f}",
+                f"{r['train_s']:.0f}",
+            ]
+        )
+    header = ["variant", "data", "test NLL (quadrature)", "best possible", "modes", "high quality", "MMD²", "C2ST"]
+    return _table([*header, "training (s)"], out)
+
+
 def headline(results: Results) -> str:
     """The README's rows that come from results files (the front page's other rows name their pages)."""
     out = []
@@ -355,6 +835,25 @@ def headline(results: Results) -> str:
                 "MNIST at 28 × 28, dequantized: the best test bits/dim",
                 f"{deq['model']} {deq['bits_per_dim']:.3f}",
                 "[real images](docs/images.md)",
+            ]
+        )
+    if "autoregressive" in results:
+        nll = {r["model"]: r for r in results["autoregressive"]["digits_binary"]}
+        rnn, cnn = nll["pixelrnn"], nll["pixelcnn"]
+        out.append(
+            [
+                "PixelRNN (Diagonal BiLSTM) on the binarized 8 × 8 digits, test NLL",
+                f"{rnn['nll_nats']:.2f} ± {rnn['nll_stderr']:.2f} nats; PixelCNN {cnn['nll_nats']:.2f}",
+                "[autoregressive](docs/autoregressive.md)",
+            ]
+        )
+    if "classical" in results:
+        dbm = _row(results["classical"]["rbm"], variant=next(v for v in BOLTZMANN if v.startswith("dbm 64-16, pre")))
+        out.append(
+            [
+                "DBM 64-16 on the binarized 8 × 8 digits, test NLL (log Z by AIS)",
+                f"{dbm['nll_nats']:.2f} ± {dbm['nll_stderr']:.2f} nats",
+                "[classical](docs/classical.md)",
             ]
         )
     mcmc = results["mcmc"]["samplers"]
@@ -404,6 +903,15 @@ TABLES: dict[str, Callable[[Results], str]] = {
     "patches": patches,
     "latent-hierarchical": latent_hierarchical,
     "headline": headline,
+    "autoregressive-digits": autoregressive_digits,
+    "autoregressive-other": autoregressive_other,
+    "classical-boltzmann": classical_boltzmann,
+    "classical-gmm": classical_gmm,
+    "classical-hmm": classical_hmm,
+    "classical-kde": classical_kde,
+    "classical-naive-bayes-size": classical_naive_bayes_size,
+    "classical-naive-bayes-missing": classical_naive_bayes_missing,
+    "classical-bayes-net": classical_bayes_net,
 }
 
 

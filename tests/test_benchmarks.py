@@ -297,3 +297,19 @@ def test_the_figures_plot_the_results_files_and_are_on_a_page(tmp_path):
     written = write_figures(results, tmp_path)
     assert sorted(p.name for p in written) == sorted(f"{n}.png" for n in FIGURES)
     assert all(p.stat().st_size > 10_000 for p in written)
+
+
+def test_the_orderings_the_family_pages_state_hold_in_their_results_files():
+    # the prose of docs/autoregressive.md and docs/classical.md states these orders of the measured rows
+    from pages import load_results
+
+    results = load_results()
+    nll = {r["model"]: r["nll_nats"] for r in results["autoregressive"]["digits_binary"]}
+    assert nll["fvsbn"] > nll["nade"] > nll["made"] > nll["pixelcnn"]
+    assert nll["pixelrnn"] < nll["pixelcnn"] < nll["pixelrnn"] + 0.3  # ahead, within one standard error
+    floor = results["autoregressive"]["floors"]["factorized Bernoulli"]
+    assert max(nll.values()) < floor
+    hmm = results["classical"]["hmm"]
+    rnn = next(r for r in results["autoregressive"]["text"] if r["model"] == "char-rnn")
+    bits = sorted(r["test_bits_per_char"] for r in hmm["hmm"])
+    assert hmm["unigram"] > hmm["bigram"] > bits[-1] >= bits[0] > rnn["bits_per_char"]
