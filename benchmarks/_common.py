@@ -135,6 +135,15 @@ def logged_rows(path: str | Path) -> list[dict[str, Any]]:
     return list(last.values())
 
 
+def keep(out: dict[str, Any], section: str, value: Any) -> Any:
+    """``out[section] = value``, and (not ``--quick``) the section saved at once (:func:`save_results`): a run
+    stopped in a later section keeps the sections it finished."""
+    out[section] = value
+    if "--quick" not in sys.argv:
+        save_results({section: value})
+    return value
+
+
 def report(out: dict[str, Any], as_json: bool, printer: Callable[[dict[str, Any]], None]) -> int:
     """Print the results as JSON or as the benchmark's table, with the versions that produced them; a full run
     (not ``--quick``) also keeps them in ``results/<benchmark>.json`` (:func:`save_results`)."""

@@ -55,7 +55,7 @@ import pyro
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import report, section_parser  # noqa: E402
+from _common import keep, report, section_parser  # noqa: E402
 from gan import train  # noqa: E402
 
 from pyrogen.data import load  # noqa: E402
@@ -394,19 +394,19 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(1)
     out: dict[str, Any] = {}
     if "rbm" in only:
-        out["rbm"] = rbm(steps)
+        keep(out, "rbm", rbm(steps))
     if "dbm-cost" in only:
-        out["dbm-cost"] = dbm_cost(args.quick)
+        keep(out, "dbm-cost", dbm_cost(args.quick))
     if "naive-bayes" in only:
-        out["naive-bayes"] = naive_bayes()
+        keep(out, "naive-bayes", naive_bayes())
     if "gmm" in only:
-        out["gmm"] = gmm(steps, args.quick)
+        keep(out, "gmm", gmm(steps, args.quick))
     if "kde" in only:
-        out["kde"] = kde(steps)
+        keep(out, "kde", kde(steps))
     if "hmm" in only:
-        out["hmm"] = hmm(args.quick)
+        keep(out, "hmm", hmm(args.quick))
     if "bayes-net" in only:
-        out["bayes-net"] = bayes_net(steps)
+        keep(out, "bayes-net", bayes_net(steps))
     return report(out, args.json, _print)
 
 

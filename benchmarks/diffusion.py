@@ -48,7 +48,7 @@ import pyro
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import report, section_parser  # noqa: E402
+from _common import keep, report, section_parser  # noqa: E402
 from gan import _pool, _round, train  # noqa: E402
 
 from pyrogen import quality  # noqa: E402
@@ -415,21 +415,21 @@ def main(argv: list[str] | None = None) -> int:
     only = set(args.only or SECTIONS)
     out: dict[str, Any] = {}
     if "toys" in only:
-        out["toys"] = toys(steps, args.jobs)
+        keep(out, "toys", toys(steps, args.jobs))
     if "digits" in only:
-        out["digits"] = digits(steps, args.jobs)
+        keep(out, "digits", digits(steps, args.jobs))
     if "guidance" in only:
-        out["guidance"] = guidance(steps)
+        keep(out, "guidance", guidance(steps))
     if "inpainting" in only:
-        out["inpainting"] = inpainting(steps, args.quick)
+        keep(out, "inpainting", inpainting(steps, args.quick))
     if "latent" in only:
-        out["latent"] = latent(steps)
+        keep(out, "latent", latent(steps))
     if "text" in only:
-        out["text"] = text(steps, args.quick)
+        keep(out, "text", text(steps, args.quick))
     if "flow-matching" in only:
-        out["flow-matching"] = flow_matching(steps)
+        keep(out, "flow-matching", flow_matching(steps))
     if "speed" in only:
-        out["speed"] = speed(steps, args.quick)
+        keep(out, "speed", speed(steps, args.quick))
     return report(out, args.json, _print)
 
 

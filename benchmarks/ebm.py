@@ -47,7 +47,7 @@ import pyro
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import report, section_parser, tanh_energy  # noqa: E402
+from _common import keep, report, section_parser, tanh_energy  # noqa: E402
 from gan import _pool, _round, train  # noqa: E402
 
 from pyrogen import quality  # noqa: E402
@@ -326,17 +326,17 @@ def main(argv: list[str] | None = None) -> int:
     only = args.only or list(SECTIONS)
     out: dict[str, Any] = {}
     if "toys" in only:
-        out["toys"] = toys(steps, args.jobs)
+        keep(out, "toys", toys(steps, args.jobs))
     if "normalization" in only:
-        out["normalization"] = normalization(steps, args.jobs)
+        keep(out, "normalization", normalization(steps, args.jobs))
     if "uses" in only:
-        out["uses"] = uses(steps, args.quick)
+        keep(out, "uses", uses(steps, args.quick))
     if "digits-cd" in only:
-        out["digits-cd"] = digits_cd(steps)
+        keep(out, "digits-cd", digits_cd(steps))
     if "implicit-vae" in only:
-        out["implicit-vae"] = implicit_vae(steps)
+        keep(out, "implicit-vae", implicit_vae(steps))
     if "speed" in only:
-        out["speed"] = speed(64, 100 if args.quick else 2000, 50 if args.quick else 500)
+        keep(out, "speed", speed(64, 100 if args.quick else 2000, 50 if args.quick else 500))
     return report(out, args.json, _print)
 
 

@@ -31,7 +31,7 @@ import pyro
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import report, section_parser  # noqa: E402
+from _common import keep, report, section_parser  # noqa: E402
 
 from pyrogen import quality  # noqa: E402
 from pyrogen.data import load  # noqa: E402
@@ -265,13 +265,13 @@ def main(argv: list[str] | None = None) -> int:
     only = args.only or list(SECTIONS)
     out: dict[str, Any] = {}
     if "toys" in only:
-        out["toys"] = toys(steps, args.jobs, tuple(args.seeds))
+        keep(out, "toys", toys(steps, args.jobs, tuple(args.seeds)))
     if "digits" in only:
-        out["digits"] = digits(steps, args.jobs, args.variants)
+        keep(out, "digits", digits(steps, args.jobs, args.variants))
     if "uses" in only:
-        out["uses"] = uses(steps, args.quick, args.uses)
+        keep(out, "uses", uses(steps, args.quick, args.uses))
     if "speed" in only:
-        out["speed"] = speed(3 if args.quick else 15, 5 if args.quick else 20)
+        keep(out, "speed", speed(3 if args.quick else 15, 5 if args.quick else 20))
     return report(out, args.json, _print)
 
 

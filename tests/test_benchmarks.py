@@ -313,3 +313,23 @@ def test_the_orderings_the_family_pages_state_hold_in_their_results_files():
     rnn = next(r for r in results["autoregressive"]["text"] if r["model"] == "char-rnn")
     bits = sorted(r["test_bits_per_char"] for r in hmm["hmm"])
     assert hmm["unigram"] > hmm["bigram"] > bits[-1] >= bits[0] > rnn["bits_per_char"]
+
+
+def test_a_finished_section_is_saved_before_the_next_one_starts(tmp_path, monkeypatch):
+    # keep() files each section as it finishes, so a run killed in a later section keeps the earlier ones
+    import json
+
+    import _common
+
+    monkeypatch.setattr(_common, "RESULTS", tmp_path)
+    monkeypatch.setattr(sys, "argv", ["bench.py", "--only", "a", "b"])
+    out: dict = {}
+    _common.keep(out, "a", [{"model": "m", "nll": 1.0}])
+    saved = json.loads((tmp_path / "bench.json").read_text())
+    assert saved["a"]["results"] == [{"model": "m", "nll": 1.0}] and out == {"a": [{"model": "m", "nll": 1.0}]}
+    _common.keep(out, "b", {"x": 2})
+    saved = json.loads((tmp_path / "bench.json").read_text())
+    assert set(saved) == {"a", "b"} and "machine" in saved["b"]["measured"]
+    monkeypatch.setattr(sys, "argv", ["bench.py", "--quick"])
+    _common.keep(out, "c", 3)  # a smoke run saves nothing
+    assert "c" not in json.loads((tmp_path / "bench.json").read_text()) and out["c"] == 3
