@@ -81,8 +81,8 @@ class PixelCNNNet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = self.first(x)
-        if self.position is not None:
-            h = h + self.position
+        if self.position is not None:  # an input cut off below the last rows reads the bias of its own rows
+            h = h + self.position[:, : h.shape[-2], : h.shape[-1]]
         for block in self.blocks:
             h = h + F.dropout(block(F.relu(h)), self.dropout, self.training)
         return self.head(h)
@@ -170,5 +170,6 @@ class GatedPixelCNNNet(nn.Module):
         for i, layer in enumerate(self.layers):
             v, h = layer(v, h)
             if i == 0 and self.position is not None:
-                v, h = v + self.position[0], h + self.position[1]
+                bias = self.position[:, :, : v.shape[-2], : v.shape[-1]]  # an input cut off below: its rows
+                v, h = v + bias[0], h + bias[1]
         return self.head(h)
