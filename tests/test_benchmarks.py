@@ -333,3 +333,17 @@ def test_a_finished_section_is_saved_before_the_next_one_starts(tmp_path, monkey
     monkeypatch.setattr(sys, "argv", ["bench.py", "--quick"])
     _common.keep(out, "c", 3)  # a smoke run saves nothing
     assert "c" not in json.loads((tmp_path / "bench.json").read_text()) and out["c"] == 3
+
+
+def test_the_sample_grids_have_a_row_per_model_and_the_test_digits_and_are_on_their_family_pages(tmp_path):
+    # a smoke run of benchmarks/grids.py draws one figure per family; each family page shows its grid
+    import grids
+    from matplotlib.image import imread
+
+    assert grids.main(["--quick", "--only", "classical", "--out", str(tmp_path)]) == 0
+    image = imread(tmp_path / "samples_classical.png")
+    dark = (image[..., :3].mean(-1) < 0.5).any(1)  # rows of the picture that hold a digit's dark pixels
+    assert dark.sum() > 8 * (len(grids.FAMILIES["classical"]) + 1)  # every row of 8-pixel-high digits drawn
+    docs = Path(__file__).resolve().parents[1] / "docs"
+    for family in grids.FAMILIES:
+        assert f"figures/samples_{family}.png" in (docs / f"{family}.md").read_text(), family
