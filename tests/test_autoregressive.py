@@ -304,17 +304,17 @@ def test_bad_settings_raise():
 @pytest.mark.parametrize(
     "model",
     [
-        lambda: PixelCNN(event_shape=(1, 5, 4), features=8, layers=2, kernel_size=5),
-        lambda: GatedPixelCNN(event_shape=(1, 5, 4), features=8, layers=3),
+        lambda: PixelCNN(event_shape=(1, 9, 4), features=8, layers=2, kernel_size=5),
+        lambda: GatedPixelCNN(event_shape=(1, 9, 4), features=8, layers=3),
         lambda: PixelCNN(
             event_shape=(3, 4, 4), features=12, layers=1, kernel_size=3, likelihood="categorical", levels=3
         ),
     ],
 )
 def test_the_pixel_sampler_runs_the_network_on_the_rows_up_to_the_current_one_and_draws_the_same(model):
-    """The convolutional nets are row-causal: the output of row i from rows 0..i equals the whole image's (with the
-    position bias cut to the rows given); under one seed the cut-off sampler draws the whole-image route's
-    samples, and completion keeps the observed part."""
+    """The convolutional nets are row-causal: the output of row i from rows 0..i, or from the rows_above rows
+    above it, equals the whole image's (with the position bias cut to the rows given); under one seed the cut-off
+    sampler draws the whole-image route's samples, and completion keeps the observed part."""
     torch.manual_seed(0)
     m = model().double().eval()
     for p in m.parameters():
@@ -325,6 +325,12 @@ def test_the_pixel_sampler_runs_the_network_on_the_rows_up_to_the_current_one_an
     for row in range(h):
         cut = m._params(x[:, :, : row + 1]).view(6, c, row + 1, w, -1)
         torch.testing.assert_close(cut, full[:, :, : row + 1], rtol=1e-10, atol=1e-10)
+        top = max(0, row - m.net.rows_above)  # and from above: the rows the output of `row` reads
+        cut = m._params(x[:, :, top : row + 1], top).view(6, c, row + 1 - top, w, -1)
+        torch.testing.assert_close(cut[:, :, -1], full[:, :, row], rtol=1e-10, atol=1e-10)
+        if top > 0:  # one row fewer and the output moves: rows_above is not larger than it needs to be
+            short = m._params(x[:, :, top + 1 : row + 1], top + 1).view(6, c, row - top, w, -1)
+            assert not torch.allclose(short[:, :, -1], full[:, :, row])
     order = m.ordering()
     pyro.set_rng_seed(3)
     fast = m._fill(m._empty(40), order, None, 1.2)

@@ -670,36 +670,43 @@ class _PixelModel(AutoregressiveModel):
             **net_kwargs,
         )
 
-    def _params(self, x: torch.Tensor) -> torch.Tensor:
-        # pixels scaled to [-1, 1]
-        top = 1 if self.likelihood == "bernoulli" else self.num_levels - 1  # type: ignore[operator]
-        return self.net(x.to(next(self.net.parameters()).dtype) * (2.0 / top) - 1.0)
+    def _params(self, x: torch.Tensor, top: int = 0) -> torch.Tensor:
+        """The conditionals' parameters of ``x``'s pixels (pixels scaled to [-1, 1]); with ``top``, ``x`` holds the
+        rows from ``top`` down (a row-causal network's cut, see :meth:`_fill`)."""
+        highest = 1 if self.likelihood == "bernoulli" else self.num_levels - 1  # type: ignore[operator]
+        scaled = x.to(next(self.net.parameters()).dtype) * (2.0 / highest) - 1.0
+        return self.net(scaled, top=top) if top else self.net(scaled)
 
     def ordering(self) -> torch.Tensor:
         """Raster order over pixels and, within a pixel, channel 0 -> 1 -> 2 (R -> G -> B)."""
         c, h, w = self.event_shape
         return torch.arange(c * h * w).view(c, h * w).t().reshape(-1)
 
-    #: The network's output for row i reads no input below row i, so sampling row i may run it on rows 0..i only
-    #: (the convolutional nets; a test compares the cut-off pass with the whole one).
+    #: The network's output for row i reads no input below row i and none more than ``net.rows_above`` rows above
+    #: it, so sampling row i may run it on those rows only (the convolutional nets; a test compares the cut-off
+    #: pass with the whole one).
     rows_causal: ClassVar[bool] = False
 
     def _fill(
         self, x: torch.Tensor, order: torch.Tensor, skip: torch.Tensor | None, temperature: float
     ) -> torch.Tensor:
         """Ancestral sampling into ``x`` (``(n, D)``) along ``order``; a row-causal network runs, for a pixel of
-        row i, on rows 0..i only (half the work of whole images on average, the same conditionals)."""
+        row i, on the rows its output reads only (rows i - ``rows_above`` to i: the same conditionals as the whole
+        image's, for a fraction of the work)."""
         if not self.rows_causal:
             return super()._fill(x, order, skip, temperature)
         n = len(x)
         c, h, w = self.event_shape
         images = x.view(n, c, h, w)
+        above = int(cast(Any, self.net).rows_above)
         for pos in order.tolist():
             if skip is not None and bool(skip[pos]):
                 continue
             ch, row, col = pos // (h * w), (pos // w) % h, pos % w
-            params = self._params(images[:, :, : row + 1])  # (n, C * (row + 1) * W, P)
-            x[:, pos] = self.conditionals.sample(params[:, (ch * (row + 1) + row) * w + col], temperature).to(x.dtype)
+            top = max(0, row - above)
+            rows = row + 1 - top
+            params = self._params(images[:, :, top : row + 1], top)  # (n, C * rows * W, P)
+            x[:, pos] = self.conditionals.sample(params[:, (ch * rows + row - top) * w + col], temperature).to(x.dtype)
         return x
 
 

@@ -79,10 +79,17 @@ class PixelCNNNet(nn.Module):
         self.blocks = nn.ModuleList(MaskedConv2d(features, features, 3, "B", g, g) for _ in range(layers))
         self.head = _OutputHead(features, channels, out_mult)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    @property
+    def rows_above(self) -> int:
+        """How many rows above a pixel's its output reads: the mask-A kernel's half height, one per block."""
+        return self.first.kernel_size[0] // 2 + len(self.blocks)
+
+    def forward(self, x: torch.Tensor, top: int = 0) -> torch.Tensor:
+        """``x`` holds rows ``top, top + 1, ...`` of the images (all of them by default): the position bias of
+        those rows is added. The output of a row is exact once ``x`` holds :attr:`rows_above` rows above it."""
         h = self.first(x)
-        if self.position is not None:  # an input cut off below the last rows reads the bias of its own rows
-            h = h + self.position[:, : h.shape[-2], : h.shape[-1]]
+        if self.position is not None:
+            h = h + self.position[:, top : top + h.shape[-2], : h.shape[-1]]
         for block in self.blocks:
             h = h + F.dropout(block(F.relu(h)), self.dropout, self.training)
         return self.head(h)
@@ -165,11 +172,21 @@ class GatedPixelCNNNet(nn.Module):
         self.head = _OutputHead(features, channels, out_mult)
         self.position = nn.Parameter(torch.zeros(2, features, *size)) if size is not None else None
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    @property
+    def rows_above(self) -> int:
+        """How many rows above a pixel's its output reads: the vertical stack's half kernel per layer, and the
+        one-row shift into the horizontal stack."""
+        first = self.layers[0]
+        assert isinstance(first, _GatedLayer)
+        return 1 + len(self.layers) * (first.v.kernel_size[0] - 1)
+
+    def forward(self, x: torch.Tensor, top: int = 0) -> torch.Tensor:
+        """``x`` holds rows ``top, top + 1, ...`` of the images (all of them by default): the position bias of
+        those rows is added. The output of a row is exact once ``x`` holds :attr:`rows_above` rows above it."""
         v = h = x
         for i, layer in enumerate(self.layers):
             v, h = layer(v, h)
             if i == 0 and self.position is not None:
-                bias = self.position[:, :, : v.shape[-2], : v.shape[-1]]  # an input cut off below: its rows
+                bias = self.position[:, :, top : top + v.shape[-2], : v.shape[-1]]
                 v, h = v + bias[0], h + bias[1]
         return self.head(h)
