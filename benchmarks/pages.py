@@ -856,6 +856,17 @@ def headline(results: Results) -> str:
                 "[classical](docs/classical.md)",
             ]
         )
+    if "gan" in results:
+        digits = sorted(results["gan"]["digits"], key=lambda r: r["fid"])
+        best = digits[0]
+        out.append(
+            [
+                "GANs on the grey 8 × 8 digits, the best FID (95% interval)",
+                f"{best['variant']} {best['fid']:.3f} [{best['fid_ci'][0]:.3f}, {best['fid_ci'][1]:.3f}]; "
+                + ", ".join(f"{r['variant']} {r['fid']:.3f}" for r in digits[1:4]),
+                "[GAN](docs/gan.md)",
+            ]
+        )
     mcmc = results["mcmc"]["samplers"]
     ratios = []
     for target, label in (
@@ -912,6 +923,9 @@ TABLES: dict[str, Callable[[Results], str]] = {
     "classical-naive-bayes-size": classical_naive_bayes_size,
     "classical-naive-bayes-missing": classical_naive_bayes_missing,
     "classical-bayes-net": classical_bayes_net,
+    "gan-toys": gan_toys,
+    "gan-digits": gan_digits,
+    "gan-uses": gan_uses,
 }
 
 
