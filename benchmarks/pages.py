@@ -210,7 +210,7 @@ PUBLISHED_MNIST = {
 
 
 #: The flags of the benchmark's variants of a registered model.
-VARIANT_FLAGS = {"vae-conv": "arch=conv", "iwae-conv": "arch=conv k=5"}
+VARIANT_FLAGS = {"vae-conv": "arch=conv", "iwae-conv": "arch=conv --set k=5"}
 
 
 def mnist_binarized(results: Results) -> str:
