@@ -102,6 +102,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--quick", action="store_true", help="30 training steps per model (a smoke run)")
     p.add_argument("--out", type=Path, default=FIGURES, help="the folder of the figures (default: docs/figures)")
     args = p.parse_args(argv)
+    if args.out.exists() and not args.out.is_dir():
+        p.error(f"--out must be a folder; {str(args.out)!r} is a file")
     torch.set_num_threads(1)
     args.out.mkdir(parents=True, exist_ok=True)
     for family in args.only or FAMILIES:
@@ -112,9 +114,9 @@ def main(argv: list[str] | None = None) -> int:
             rows.append((label, images))
             took = time.perf_counter() - t
             print(f"{family}: {label} trained in {train_s:.0f} s, {took:.0f} s in all", file=sys.stderr, flush=True)
-        support = load(FAMILIES[family][0][2]).support
-        test = load(FAMILIES[family][0][2]).test[:COLUMNS].reshape(COLUMNS, -1, 8, 8)
-        rows.append(("test digits", quality.to_unit_grey(test, support)))
+        data = load(FAMILIES[family][0][2])
+        test = data.test[:COLUMNS].reshape(COLUMNS, -1, 8, 8)
+        rows.append(("test digits", quality.to_unit_grey(test, data.support)))
         path = args.out / f"samples_{family}.png"
         draw(rows, path)
         print(f"wrote {path}", file=sys.stderr, flush=True)

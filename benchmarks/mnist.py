@@ -25,6 +25,7 @@ comes and merged into ``results/mnist.json`` (rows measured again replace their 
     python benchmarks/mnist.py --quick                       # a smoke run: 30 steps each
     python benchmarks/mnist.py --record run.log              # file the rows a stopped run printed to its log
     python benchmarks/mnist.py --step-times --models ddpm ebm # seconds per training step, before a full run
+    python benchmarks/mnist.py --sample-times                # the pixel models' sampler against whole-image passes
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ from _common import logged_rows, merged_rows, previous_rows, report, section_par
 
 from pyrogen import quality
 from pyrogen.data import load
+from pyrogen.models import registry
 
 SECTIONS = ("binarized", "dequantized", "samples")
 BINARIZED = ("fvsbn", "nade", "made", "vae", "vae-conv", "iwae", "iwae-conv", "pixelcnn", "gated-pixelcnn")
@@ -81,7 +83,6 @@ def step_times(models: list[str], steps: int = 6) -> None:
     """Seconds per training step of each model from its recipe at 28 x 28 (one thread, ``steps`` steps of the
     recipe's batch after one to warm up): what a full run will cost, before it is started."""
     from pyrogen.inference import fit, training_data
-    from pyrogen.models import registry
 
     for name in models:
         section = next(sec for sec, ms in MODELS.items() if name in ms)
@@ -95,6 +96,29 @@ def step_times(models: list[str], steps: int = 6) -> None:
         t = time.perf_counter()
         fit(model, train, None, steps=steps, batch_size=batch, progress=False)
         print(f"{name:16s} {(time.perf_counter() - t) / steps:.3f} s a step of batch {batch}")
+
+
+def pixel_sample_times(models: list[str], n: int = 16) -> None:
+    """Seconds to draw ``n`` samples of each pixel model at 28 x 28 (one thread; the cost does not depend on the
+    weights): its sampler, which runs the network on the rows a pixel's output reads, against one pass over the
+    whole image per pixel (the generic autoregressive route)."""
+    from pyrogen.models.autoregressive import AutoregressiveModel
+
+    data = load("mnist-binary")
+    for name in models:
+        model = registry.get(name).from_dataset(data).eval()
+        routes = {
+            "rows read": lambda m=model: m._fill(m._empty(n), m.ordering(), None, 1.0),
+            "whole image": lambda m=model: AutoregressiveModel._fill(m, m._empty(n), m.ordering(), None, 1.0),
+        }
+        times = {}
+        with torch.no_grad():
+            for route, draw in routes.items():
+                pyro.set_rng_seed(0)
+                t = time.perf_counter()
+                draw()
+                times[route] = round(time.perf_counter() - t, 1)
+        print(f"{name:16s} {n} samples, seconds: {times}")
 
 
 def printer(out: dict[str, Any]) -> None:
@@ -117,8 +141,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--steps", type=int, help="training steps (default: each recipe's)")
     p.add_argument("--record", metavar="LOG", help="file the rows a stopped run printed to its log (stderr)")
     p.add_argument("--step-times", action="store_true", help="only time a few training steps of each of --models")
+    p.add_argument(
+        "--sample-times", action="store_true", help="only time 16 samples of pixelcnn and gated-pixelcnn, both routes"
+    )
     args = p.parse_args(argv)
     torch.set_num_threads(1)
+    if args.sample_times:
+        pixel_sample_times(["pixelcnn", "gated-pixelcnn"])
+        return 0
     if args.step_times:
         step_times(list(args.models or [m for ms in MODELS.values() for m in ms]))
         return 0
