@@ -23,7 +23,7 @@ from typing import Any
 
 import pyro
 import torch
-from _common import merged_rows, previous_rows, report, section_parser, train_and_score
+from _common import keep, merged_rows, previous_rows, report, section_parser, train_and_score
 
 from pyrogen.data import load
 from pyrogen.inference import CrossEntropy, TrainConfig, amortization_gap, fit, training_data
@@ -249,17 +249,18 @@ def run(quick: bool, only: list[str] | None, models: list[str] | None = None, se
     out: dict[str, Any] = {}
     for section in only or SECTIONS:
         if section == "nll":
-            out["nll"] = nll(steps, models)
+            rows = nll(steps, models)
+            keep(out, "nll", merged_rows(previous_rows("nll"), rows) if models else rows)
         elif section == "decoders":
-            out["decoders"] = decoders(steps)
+            keep(out, "decoders", decoders(steps))
         elif section == "beta":
-            out["beta"] = beta(steps)
+            keep(out, "beta", beta(steps))
         elif section == "ssvae":
-            out["ssvae"] = ssvae(steps, seeds)
+            keep(out, "ssvae", ssvae(steps, seeds))
         elif section == "uses":
-            out["uses"] = uses(steps)
+            keep(out, "uses", uses(steps))
         elif section == "gap":
-            out["gap"] = gap(steps, quick=quick)
+            keep(out, "gap", gap(steps, quick=quick))
     return out
 
 
@@ -338,9 +339,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     if args.seeds < 1:
         p.error(f"--seeds must be a positive integer; got {args.seeds}")
-    out = run(args.quick, args.only, args.models, args.seeds)
-    if "nll" in out and args.models:  # some models' rows again: the others are kept
-        out["nll"] = merged_rows(previous_rows("nll"), out["nll"])
+    out = run(args.quick, args.only, args.models, args.seeds)  # some models' rows again: the others are kept
     return report(out, args.json, _print)
 
 
