@@ -11,6 +11,7 @@ validation part, best parameters restored) and scored on the test part.
     python benchmarks/flows.py --only fresh --flows nsf zuko-nsf   # the fresh densities, pyrogen's NSF and zuko's
     python benchmarks/flows.py --only fresh --flows nsf --densities funnel   # some rows again, the others kept
     python benchmarks/flows.py --record run.log   # file the rows a stopped run printed to its log
+    python benchmarks/flows.py --only toys --record run.log   # the same for the toys
 
 Section ``fresh``: the four densities of ``benchmarks/fresh_densities.py`` (never tuned on; exact entropies),
 each flow from its registered defaults, next to the best possible value; and ``zuko-nsf``, zuko's NSF with
@@ -284,7 +285,11 @@ def _print(out: dict[str, Any]) -> None:
         for toy in TOYS:
             rows = {r["model"]: r for r in out["toys"] if r["data"] == toy}
             cells = "".join(
-                f"{rows[n]['nll_nats']:>9.3f} ({rows[n]['gap']:+.2f})" if "gap" in rows[n] else f"{'diverged':>16}"
+                f"{'–':>16}"
+                if n not in rows
+                else f"{rows[n]['nll_nats']:>9.3f} ({rows[n]['gap']:+.2f})"
+                if "gap" in rows[n]
+                else f"{'diverged':>16}"
                 for n in names
             )
             print(f"  {toy:<14}{TOY_ENTROPY[toy]:>8.3f}{cells}")
@@ -330,15 +335,20 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--record",
         metavar="LOG",
-        help="fresh: file the rows a stopped run printed to its log (stderr) instead of measuring",
+        help="toys or fresh (--only, fresh if not given): file the rows a stopped run printed to its log (stderr) "
+        "instead of measuring",
     )
     args = p.parse_args(argv)
     if args.record:
-        out = {"fresh": logged_rows(args.record)}
+        section = (args.only or ["fresh"])[0]
+        if args.only and (len(args.only) > 1 or section not in ("toys", "fresh")):
+            p.error(f"--record files one section, toys or fresh; got --only {' '.join(args.only)}")
+        out = {section: logged_rows(args.record)}
     else:
         out = run(args.quick, args.only, args.flows, args.densities)
-    if "fresh" in out and (args.flows or args.densities or args.record):  # some rows again: keep the others
-        out["fresh"] = merged_rows(previous_rows("fresh"), out["fresh"])
+    for section in ("toys", "fresh"):  # some rows again: keep the others
+        if section in out and (args.flows or args.densities or args.record):
+            out[section] = merged_rows(previous_rows(section), out[section])
     return report(out, args.json, _print)
 
 
