@@ -346,6 +346,212 @@ def latent_hierarchical(results: Results) -> str:
     return _table(["binarized digits, test NLL (IWAE-1000)", "nats", "active units (per level)", "best step"], out)
 
 
+def _cell(r: dict[str, Any], key: str, digits: int) -> str:
+    """``r[key]`` to ``digits`` decimals with a typographic minus, or a dash where the row has no such number."""
+    v = r.get(key)
+    if v is None:
+        return "–"
+    return _minus(v, digits)
+
+
+def _quality_rows(results: Results, digits_data: bool) -> list[dict[str, Any]]:
+    """The reference rows (in italics) and then the model rows of ``results/quality.json``, of the digits or the
+    toys."""
+    q = results["quality"]
+    refs = [{**r, "model": f"*{r['model']}*"} for r in q["references"]]
+    models = [{**r, "model": f"`{r['model']}`"} for r in q.get("models", [])]
+    return [r for r in refs + models if r["data"].startswith("digits") == digits_data]
+
+
+def quality_digits(results: Results) -> str:
+    """Every model scored on the digits by ``benchmarks/quality.py``: NLL where there is one, and sample quality."""
+    out = [
+        [
+            r["model"],
+            r["data"],
+            _cell(r, "nll_nats", 2),
+            _cell(r, "bits_per_dim", 3),
+            _cell(r, "fid", 3),
+            _cell(r, "kid", 3),
+            _cell(r, "precision", 3),
+            _cell(r, "recall", 3),
+            _cell(r, "inception_score", 2),
+        ]
+        for r in _quality_rows(results, digits_data=True)
+    ]
+    header = ["model", "data", "test NLL (nats)", "bits/dim", "FID", "KID", "precision", "recall", "IS"]
+    return _table(header, out)
+
+
+def quality_toys(results: Results) -> str:
+    """The same on the 2-D toys: NLL, MMD², C2ST, and on ``8gaussians`` the modes and the high-quality share."""
+    out = [
+        [
+            r["model"],
+            r["data"],
+            _cell(r, "nll_nats", 3),
+            _cell(r, "mmd", 4),
+            _cell(r, "c2st", 3),
+            "–" if r.get("modes") is None else f"{r['modes']:.0f}",
+            _cell(r, "high_quality", 3),
+        ]
+        for r in _quality_rows(results, digits_data=False)
+    ]
+    return _table(["model", "data", "test NLL (nats)", "MMD²", "C2ST", "modes of 8", "high quality"], out)
+
+
+#: The latent NLL table's rows: the script's row name, the page's label.
+LATENT_NLL = {
+    "vae": "VAE (MLP 256-256, 16 latents)",
+    "vae-conv": "VAE, convolutional encoder and decoder (`vae --set arch=conv`)",
+    "iwae (k=10)": "IWAE (trained on the k = 10 bound, early-stopped on it)",
+    "gmvae (10 components)": "mixture-of-Gaussians prior (10 components, `gmvae`)",
+    "vae-flow (IAF posterior)": "IAF posterior (2 pyrogen autoregressive layers reading the encoder, `vae-flow`)",
+    "vae-flow (planar posterior)": "planar posterior (8 of Pyro's planar layers)",
+    "vae (flow prior)": "flow prior (4 RealNVP couplings, `vae --set prior=flow`)",
+    "ssvae (10% labels)": "semi-supervised M2 (10% labels), label summed out (`ssvae`)",
+    "cvae (log p(x | y))": "conditional VAE, log p(x \\| y) (not comparable: it is given the label)",
+}
+
+
+def latent_nll(results: Results) -> str:
+    rows = [_row(results["latent"]["nll"], model=m) for m in LATENT_NLL]
+    unconditional = [r["nll_nats"] if not r["model"].startswith("cvae") else float("inf") for r in rows]
+    best = _bold_best(unconditional, lambda a, b: a < b)
+    out = []
+    for i, (r, label) in enumerate(zip(rows, LATENT_NLL.values(), strict=True)):
+        cell = f"{r['nll_nats']:.2f} ± {r['nll_stderr']:.2f}"
+        out.append([label, f"**{cell}**" if i == best else cell, str(r["active_units"]), str(r["best_step"])])
+    out.append(["floor: factorized Bernoulli 25.30 (`tests/test_data.py`)", "", "", ""])
+    return _table(["binarized digits, test NLL (IWAE-1000)", "nats", "active units (of 16)", "best step"], out)
+
+
+LATENT_DECODERS = {
+    "gaussian, learned variance": ("Gaussian, learned variance per pixel, MLP", "dequantized digits"),
+    "gaussian, fixed sd 0.1": ("Gaussian, fixed sd 0.1, MLP", "dequantized digits"),
+    "gaussian, learned variance, conv": ("Gaussian, learned variance, conv", "dequantized digits"),
+    "categorical (17 levels)": ("categorical over 17 levels, MLP", "integer digits"),
+    "categorical (17 levels), conv": ("categorical over 17 levels, conv", "integer digits"),
+}
+
+
+def latent_decoders(results: Results) -> str:
+    out = []
+    for key, (label, data) in LATENT_DECODERS.items():
+        r = _row(results["latent"]["decoders"], model=key)
+        note = " (discrete)" if key.startswith("categorical") else " (log2 17 correction included)"
+        out.append([label, data, f"{_minus(r['nll_nats'])} nats", f"{r['bits_per_dim']:.3f}{note}"])
+    return _table(["decoder", "data", "NLL", "bits/dim"], out)
+
+
+def latent_beta(results: Results) -> str:
+    out = [
+        [
+            f"{r['beta']:g}",
+            f"{r['rate_nats']:.2f}",
+            f"{r['distortion_nats']:.2f}",
+            _minus(r["elbo_nats"]),
+            f"{r['nll_nats']:.2f}",
+            str(r["active_units"]),
+        ]
+        for r in sorted(results["latent"]["beta"], key=lambda r: r["beta"])
+    ]
+    return _table(["β", "rate (nats)", "distortion (nats)", "ELBO", "IWAE-1000 NLL", "active units"], out)
+
+
+def latent_other(results: Results) -> str:
+    lat = results["latent"]
+    ss, u, g = lat["ssvae"], lat["uses"], lat["gap"]
+    if ss["seeds"] > 1:
+        per = ", ".join(f"{a:.3f}" for a in ss["ssvae_per_seed"])
+        mlp = ", ".join(f"{a:.3f}" for a in ss["mlp_per_seed"])
+        ssvae = (
+            f"{ss['ssvae_test_accuracy']:.3f} (sd {ss['ssvae_sd']:.3f}; per seed {per}) against the same MLP as its "
+            f"q(y \\| x) trained on the {ss['labelled']} labels alone, early-stopped on the labelled validation "
+            f"digits: {ss['mlp_on_labels_alone']:.3f} (sd {ss['mlp_sd']:.3f}; {mlp})"
+        )
+    else:
+        ssvae = (
+            f"{ss['ssvae_test_accuracy']:.3f} against the same MLP on the labels alone {ss['mlp_on_labels_alone']:.3f}"
+        )
+    ssvae += f"; logistic regression on the {ss['labelled']} labels {ss['logistic_regression_on_labels_alone']:.3f}"
+    out = [
+        [
+            f"semi-supervised M2 with {ss['labelled']} of the {ss['labelled'] + ss['unlabelled']} training labels "
+            f"(early stopping uses no labels), test accuracy over {ss['seeds']} training seeds",
+            ssvae,
+            f"`--only ssvae --seeds {ss['seeds']}`",
+        ],
+        [
+            "linear probe (logistic regression) on the VAE's codes vs on the pixels",
+            f"all labels: codes {u['probe_latent_all_labels']:.3f}, pixels {u['probe_pixels_all_labels']:.3f}; "
+            f"10% of the labels: codes {u['probe_latent_10pct_labels']:.3f}, pixels "
+            f"{u['probe_pixels_10pct_labels']:.3f}",
+            "`--only uses`",
+        ],
+        [
+            "IWAE outlier score, AUROC against the test digits",
+            f"upside-down digits {u['auroc_upside_down']:.3f}; noise from the pixel marginals "
+            f"{u['auroc_pixel_marginal_noise']:.3f}; test digits with 10% of the pixels flipped "
+            f"{u['auroc_corrupted_10pct']:.3f}",
+            "`--only uses`",
+        ],
+        [
+            "latent arithmetic: each test digit of class a plus (mean of a+1 − mean of a)",
+            f"a pixel classifier reads class a+1 in {100 * u['arithmetic_to_next_class_rate']:.1f}%",
+            "`--only uses`",
+        ],
+        [
+            "imputation: bottom half of every test digit from its top half (pseudo-Gibbs, 200 sweeps, mean "
+            "thresholded at 0.5)",
+            f"pixel accuracy {u['impute_bottom_half_pixel_accuracy']:.3f}; the per-pixel majority of the training "
+            f"digits, which ignores the top half, {u['impute_pixel_marginal_accuracy']:.3f}",
+            "`--only uses`",
+        ],
+        [
+            f"amortization gap, {g['n']} test digits",
+            f"log p(x) {_minus(g['log_px'])} (IWAE-{g['k']}); per-example optimized Gaussian ELBO "
+            f"{_minus(g['elbo_optimized'])}; amortized ELBO {_minus(g['elbo_amortized'])}: approximation gap "
+            f"{g['approximation_gap']:.2f}, amortization gap {g['amortization_gap']:.2f} nats",
+            "`--only gap`",
+        ],
+        [
+            "NUTS on z given the trained decoder (2 chains x 300 draws after 300 warm-up)",
+            f"max R-hat {g['r_hat_max']:.2f}, min bulk ESS {g['ess_bulk_min']:.0f}, {g['divergences']} divergences; "
+            f"the amortized mean is {g['rms_mean_amortized']:.2f} posterior sds from the NUTS mean, the optimized "
+            f"one {g['rms_mean_optimized']:.2f}; the scales are {g['scale_ratio_amortized']:.2f} (amortized) and "
+            f"{g['scale_ratio_optimized']:.2f} (optimized) of the NUTS sds",
+            "`--only gap`",
+        ],
+    ]
+    return _table(["other (latent)", "value", "script"], out)
+
+
+def ebm_toys(results: Results) -> str:
+    out = []
+    for r in results["ebm"]["toys"]:
+        if "error" in r:
+            out.append([f"`{r['variant']}`", r["data"], f"diverged: {r['error']}", "", "", "", "", "", ""])
+            continue
+        modes = f"{r['modes']:.0f}" if "modes" in r else "–"
+        hq = f"{r['high_quality']:.3f}" if "high_quality" in r else "–"
+        out.append(
+            [
+                f"`{r['variant']}`",
+                r["data"],
+                f"{r['nll_nats']:.3f} ± {r['nll_stderr']:.3f}",
+                f"{r['best_nll']:.3f}",
+                modes,
+                hq,
+                _minus(r["mmd"], 4),
+                f"{r['c2st']:.3f}",
+                f"{r['train_s']:.0f}",
+            ]
+        )
+    header = ["variant", "data", "test NLL (quadrature)", "best possible", "modes", "high quality", "MMD²", "C2ST"]
+    return _table([*header, "training (s)"], out)
+
+
 #: The autoregressive digits rows, each with the settings the script trains it with.
 AUTOREGRESSIVE_DIGITS = {
     "fvsbn": "FVSBN",

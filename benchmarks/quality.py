@@ -12,6 +12,10 @@ p_data while its samples are mostly noise.
     python benchmarks/quality.py --references            # the reference rows only (a minute)
     python benchmarks/quality.py --only vae realnvp      # these models, registered defaults
     python benchmarks/quality.py --steps 300 --json      # every model, 300 steps each
+    python benchmarks/quality.py --steps 500 --record run.log   # file the rows a stopped run printed to its log
+
+The rows go to ``results/quality.json`` (``--only`` keeps the other models' rows), from which
+``python benchmarks/pages.py`` writes the quality tables of the results page.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from typing import Any
 
 import pyro.distributions as dist
 import torch
+from _common import logged_rows, merged_rows, previous_rows, save_results
 
 from pyrogen import quality
 from pyrogen.data import load
@@ -95,7 +100,8 @@ def model_rows(names: list[str], steps: int | None, seed: int) -> list[dict[str,
         for name in names:
             cls = registry.get(name)
             _, _, m = train_run(name, None, Path(tmp) / name, steps=steps, seed=seed)
-            rows.append({"model": name, "data": cls.default_data, "density": cls.density, **_flat(m)})
+            row = {"model": name, "data": cls.default_data, "density": cls.density, "steps": steps, **_flat(m)}
+            rows.append(row)
             print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
     return rows
 
@@ -107,20 +113,30 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--only", nargs="+", choices=registry.names(), help="train and score only these models")
     p.add_argument("--steps", type=int, help="training steps per model (default: each model's registered default)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--record", metavar="LOG", help="file the model rows a stopped run printed to its log (stderr)")
     args = p.parse_args(argv)
+    if args.steps is not None and args.steps < 1:
+        p.error(f"--steps must be a positive integer; got {args.steps}")
     torch.set_num_threads(1)
-    out: dict[str, Any] = {"references": reference_rows(args.seed), "warning": warning_row(args.seed)}
-    if not args.references:
-        out["models"] = model_rows(args.only or registry.names(), args.steps, args.seed)
+    if args.record:
+        out: dict[str, Any] = {"models": logged_rows(args.record)}
+    else:
+        out = {"references": reference_rows(args.seed), "warning": warning_row(args.seed)}
+        if not args.references:
+            out["models"] = model_rows(args.only or registry.names(), args.steps, args.seed)
+    if "models" in out and (args.only or args.record):  # some models again: the others' rows are kept
+        out["models"] = merged_rows(previous_rows("models"), out["models"])
+    save_results(out)
     if args.json:
         print(json.dumps(out, indent=1))
         return 0
     cols = ["nll_nats", "fid", "kid", "precision", "recall", "inception_score", "mmd", "c2st", "modes", "high_quality"]
     print(f"{'model':<34}{'data':<15}" + "".join(f"{c[:9]:>10}" for c in cols))
-    for r in out["references"] + out.get("models", []):
+    for r in out.get("references", []) + out.get("models", []):
         cells = "".join(f"{r[c]:>10.4g}" if isinstance(r.get(c), (int, float)) else f"{'-':>10}" for c in cols)
         print(f"{r['model']:<34}{r['data']:<15}{cells}")
-    print(json.dumps(out["warning"]))
+    if "warning" in out:
+        print(json.dumps(out["warning"]))
     return 0
 
 
