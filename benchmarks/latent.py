@@ -9,12 +9,14 @@ IWAE (k = 1000).
     python benchmarks/latent.py --only nll      # one section: nll, decoders, beta, ssvae, uses, gap
     python benchmarks/latent.py --only nll --models iwae hvae   # some rows of the NLL table
     python benchmarks/latent.py --only ssvae --seeds 3          # M2 against labels-only classifiers, 3 seeds
+    python benchmarks/latent.py --only seeds --seeds 3          # the hierarchical and ladder VAEs from 3 seeds
     python benchmarks/latent.py --json          # the rows as JSON
     python benchmarks/latent.py --quick         # a smoke run with few steps
 """
 
 from __future__ import annotations
 
+import json
 import math
 import statistics
 import sys
@@ -42,6 +44,7 @@ NLL_MODELS: list[tuple[str, str, dict[str, Any]]] = [
     ("gmvae (10 components)", "gmvae", {}),
     ("hvae (16 + 8 latents)", "hvae", {}),
     ("ladder-vae (16 + 8 latents)", "ladder-vae", {}),
+    ("ladder-vae without free bits", "ladder-vae", {"free_bits": 0.0}),
     ("hvae, KL warm-up over 5000 steps", "hvae", {"kl_warmup": 5000}),
     ("ladder-vae, KL warm-up over 5000 steps", "ladder-vae", {"kl_warmup": 5000}),
     ("pro-vae (3 x 4 latents, grown top first)", "pro-vae", {}),
@@ -241,7 +244,27 @@ def gap(steps: int | None, n: int = 20, quick: bool = False) -> dict[str, Any]:
     return {k: round(v, 4) if isinstance(v, float) else v for k, v in out.items()}
 
 
-SECTIONS = ("nll", "decoders", "beta", "ssvae", "uses", "gap")
+#: The rows of section ``seeds``: two-level models trained from several seeds.
+SEED_MODELS = ("hvae (16 + 8 latents)", "ladder-vae (16 + 8 latents)", "ladder-vae without free bits")
+
+
+def seeds_section(steps: int | None, seeds: int, models: list[str] | None = None) -> list[dict[str, Any]]:
+    """The hierarchical and ladder VAEs' test NLL and active units per level, each trained from ``seeds`` seeds
+    (one row per model and seed)."""
+    rows = []
+    test = load("digits-binary").test
+    for name, registered, kwargs in NLL_MODELS:
+        if name not in SEED_MODELS or (models and registered not in models):
+            continue
+        for seed in range(seeds):
+            model, row = train_and_score(name, "digits-binary", kwargs, steps, seed, registry_name=registered)
+            row |= {"seed": seed, "active_units_per_level": model.active_units_per_level(test)}
+            rows.append(row)
+            print(json.dumps(row), file=sys.stderr, flush=True)
+    return rows
+
+
+SECTIONS = ("nll", "decoders", "beta", "ssvae", "uses", "gap", "seeds")
 
 
 def run(quick: bool, only: list[str] | None, models: list[str] | None = None, seeds: int = 1) -> dict[str, Any]:
@@ -261,6 +284,9 @@ def run(quick: bool, only: list[str] | None, models: list[str] | None = None, se
             keep(out, "uses", uses(steps))
         elif section == "gap":
             keep(out, "gap", gap(steps, quick=quick))
+        elif section == "seeds":
+            rows = seeds_section(steps, seeds, models)
+            keep(out, "seeds", merged_rows(previous_rows("seeds"), rows, ("model", "seed")) if models else rows)
     return out
 
 
@@ -315,6 +341,8 @@ def _print(out: dict[str, Any]) -> None:
             f"imputing the bottom half from the top half: pixel accuracy {u['impute_bottom_half_pixel_accuracy']:.3f}"
             f" (per-pixel majority of the training digits {u['impute_pixel_marginal_accuracy']:.3f})"
         )
+    if "seeds" in out:
+        _print_seeds(out["seeds"])
     if "gap" in out:
         g = out["gap"]
         print(
@@ -330,12 +358,23 @@ def _print(out: dict[str, Any]) -> None:
         )
 
 
+def _print_seeds(rows: list[dict[str, Any]]) -> None:
+    print("two-level VAEs from several seeds: test NLL (IWAE-1000), active units per level")
+    for name in SEED_MODELS:
+        mine = [r for r in rows if r["model"] == name]
+        if mine:
+            nlls = [r["nll_nats"] for r in mine]
+            spread = f" (sd {statistics.stdev(nlls):.2f})" if len(nlls) > 1 else ""
+            per = ", ".join(f"{r['nll_nats']:.2f} {r['active_units_per_level']}" for r in mine)
+            print(f"  {name:<32} mean {statistics.mean(nlls):.2f}{spread}: {per}")
+
+
 def main(argv: list[str] | None = None) -> int:
     p = section_parser(__doc__, SECTIONS)
     p.add_argument(
         "--models", nargs="+", choices=sorted({r for _, r, _ in NLL_MODELS}), help="nll: only rows of these models"
     )
-    p.add_argument("--seeds", type=int, default=1, help="ssvae: train from this many seeds (mean and sd)")
+    p.add_argument("--seeds", type=int, default=1, help="ssvae, seeds: train from this many seeds (mean and sd)")
     args = p.parse_args(argv)
     if args.seeds < 1:
         p.error(f"--seeds must be a positive integer; got {args.seeds}")

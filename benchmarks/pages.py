@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import re
+import statistics
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -398,6 +399,40 @@ def quality_toys(results: Results) -> str:
         for r in _quality_rows(results, digits_data=False)
     ]
     return _table(["model", "data", "test NLL (nats)", "MMD²", "C2ST", "modes of 8", "high quality"], out)
+
+
+def latent_seeds(results: Results) -> str:
+    """The two-level VAEs from several seeds: each seed's test NLL and active units per level, and the mean."""
+    rows = results["latent"]["seeds"]
+    names = {
+        "hvae (16 + 8 latents)": "hierarchical VAE",
+        "ladder-vae (16 + 8 latents)": "ladder VAE (registered: free bits 0.25 / 0.5)",
+        "ladder-vae without free bits": "ladder VAE without free bits (`--set free_bits=0`)",
+    }
+    out = []
+    for key, label in names.items():
+        mine = sorted((r for r in rows if r["model"] == key), key=lambda r: r["seed"])
+        if not mine:
+            continue
+        nlls = [r["nll_nats"] for r in mine]
+        spread = f" (sd {statistics.stdev(nlls):.2f})" if len(nlls) > 1 else ""
+        out.append(
+            [
+                label,
+                ", ".join(f"{v:.2f}" for v in nlls),
+                f"{statistics.mean(nlls):.2f}{spread}",
+                ", ".join(str(r["active_units_per_level"]["z2"]) for r in mine),
+                ", ".join(str(r["active_units_per_level"]["z1"]) for r in mine),
+            ]
+        )
+    header = [
+        "binarized digits, IWAE-1000",
+        "test NLL per seed (nats)",
+        "mean",
+        "active z2 (of 8)",
+        "active z1 (of 16)",
+    ]
+    return _table(header, out)
 
 
 #: The latent NLL table's rows: the script's row name, the page's label.

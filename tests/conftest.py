@@ -41,6 +41,8 @@ SMALL = {
             "kl_warmup": 0,
             "top_dim": 2,
             "top_hidden": (8,),
+            # the ladder's registered free bits change its training loss; the harness checks the ELBO against Pyro's
+            **({"free_bits": 0.0} if name == "ladder-vae" else {}),
         }
         for name in ("hvae", "ladder-vae")
     },

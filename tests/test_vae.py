@@ -379,7 +379,8 @@ def test_the_ladder_vae_takes_the_hierarchical_vae_s_arguments_and_reads_the_enc
 
     from pyrogen.models import HierarchicalVAE, LadderVAE
 
-    assert inspect.signature(LadderVAE) == inspect.signature(HierarchicalVAE)
+    ladder, hvae = inspect.signature(LadderVAE).parameters, inspect.signature(HierarchicalVAE).parameters
+    assert {k: v for k, v in ladder.items() if k != "free_bits"} == dict(hvae)  # and its own free_bits
     assert LadderVAE(hidden=(64, 32)).top_encoder[0].in_features == 32
     assert LadderVAE(arch="conv").top_encoder[0].in_features == 16
     torch.manual_seed(0)
@@ -390,3 +391,42 @@ def test_the_ladder_vae_takes_the_hierarchical_vae_s_arguments_and_reads_the_enc
     torch.testing.assert_close((a, b), (loc1, scale1))
     d1 = m.encoder.hidden_features(x.reshape(5, -1))
     torch.testing.assert_close(loc2, m._gaussian(m.top_encoder(d1))[0])
+
+
+def test_the_ladder_vae_s_closed_form_kl_terms_and_their_free_bits_floor():
+    # both KLs by the two-Gaussian formula written out, at the same draw of z2; with free_bits, in training, each
+    # unit's KL whose batch mean is below the floor counts as the floor; in eval mode the bound is the ELBO again
+    from torch.distributions.utils import _standard_normal
+
+    from pyrogen.models import LadderVAE
+
+    def kl(mq, sq, mp, sp):
+        return torch.log(sp / sq) + (sq**2 + (mq - mp) ** 2) / (2 * sp**2) - 0.5
+
+    torch.manual_seed(0)
+    m = LadderVAE(latent_dim=4, hidden=(16,), top_dim=3, top_hidden=(8,), kl_warmup=0, free_bits=0.3)
+    x = torch.bernoulli(torch.full((6, 1, 8, 8), 0.3))
+    for training in (True, False):
+        m.train(training)
+        torch.manual_seed(1)
+        _, log_r = m.elbo_terms(x, None, None, analytic=True)
+        with torch.no_grad():
+            torch.manual_seed(1)
+            loc1, scale1, loc2, scale2 = m._bottom_up(x)
+            z2 = loc2 + _standard_normal(loc2.shape, dtype=loc2.dtype, device=loc2.device) * scale2
+            loc_p, scale_p = m._gaussian(m.conditional_prior(z2))
+            loc_q, scale_q = m.merge(loc1, scale1, loc_p, scale_p)
+            units = [kl(loc_q, scale_q, loc_p, scale_p), kl(loc2, scale2, torch.zeros(3), torch.ones(3))]
+        if training:
+            floored = [torch.where(u.mean(0) < 0.3, torch.full_like(u, 0.3), u) for u in units]
+            assert any(bool((u.mean(0) < 0.3).any()) for u in units)  # the floor is reached in this example
+            units = floored
+        torch.testing.assert_close(log_r.detach(), -(units[0].sum(-1) + units[1].sum(-1)), rtol=1e-5, atol=1e-5)
+    assert LadderVAE(free_bits=[0.1, 0.2]).free_bits == (0.1, 0.2)
+    from pyrogen.models import registry
+
+    assert registry.create("ladder-vae").free_bits == (0.25, 0.5)  # the recipe's; the class trains the ELBO
+    assert LadderVAE().free_bits == (0.0, 0.0)
+    for bad in (-0.1, (0.1, 0.2, 0.3), (0.1, float("nan"))):
+        with pytest.raises(ValueError, match="free_bits must be"):
+            LadderVAE(free_bits=bad)

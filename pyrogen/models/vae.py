@@ -38,6 +38,7 @@ from pyro import poutine
 from pyro.distributions.transforms import Planar
 from pyro.infer import Trace_ELBO, TraceMeanField_ELBO
 from torch import nn
+from torch.distributions import kl_divergence
 from torch.distributions.utils import _standard_normal
 
 from pyrogen.checks import choice as _choice
@@ -959,7 +960,7 @@ class HierarchicalVAE(VAE):
         return dist.Normal(*self._gaussian(self.conditional_prior(z2))).sample()
 
 
-@register("ladder-vae", like="hvae")
+@register("ladder-vae", like="hvae", defaults={"free_bits": (0.25, 0.5)})
 class LadderVAE(HierarchicalVAE):
     r"""The ladder VAE (Sønderby et al., 2016): the hierarchical VAE's generative model
     :math:`p(z_2)\, p(z_1 \mid z_2)\, p(x \mid z_1)` with top-down inference that shares the generative path.
@@ -977,8 +978,50 @@ class LadderVAE(HierarchicalVAE):
     so the guide reads the prior network (its parameters are the model's). The guide's sites come in the
     order :math:`z_2`, :math:`z_1`; the fused loss and Pyro's ``Trace_ELBO`` take the same draws.
 
-    Args: as :class:`HierarchicalVAE` (``latent_dim`` the size of :math:`z_1`, ``top_dim`` of :math:`z_2`).
+    Both KL terms are in closed form, :math:`z_1`'s at the drawn :math:`z_2` (an unbiased estimate of
+    :math:`\mathbb E_{q(z_2)} \mathrm{KL}(q(z_1 \mid z_2, x) \,\|\, p(z_1 \mid z_2))`), so the fused loss is
+    Pyro's ``TraceMeanField_ELBO`` on the pair: guide and model both draw :math:`z_2` first.
+
+    Args:
+        free_bits: "free bits" (Kingma et al., 2016), nats per latent unit, one floor for both levels or a
+            pair ``(z1, z2)``: while training, a unit whose KL, averaged over the batch, is below its floor
+            counts as exactly the floor (and gets no gradient from its KL), so the top level is not switched off
+            before the decoder learns to use it; 0 trains the ELBO itself, the class's default. The registered
+            ``ladder-vae`` trains with ``(0.25, 0.5)``. Evaluation, validation and the Pyro path (the model and
+            guide under ``TraceMeanField_ELBO``) always use the ELBO.
+        other arguments: as :class:`HierarchicalVAE` (``latent_dim`` the size of :math:`z_1`, ``top_dim`` of
+            :math:`z_2`).
+
+    References: Sønderby et al., 2016, arXiv:1602.02282; Kingma et al., 2016 (free bits), arXiv:1606.04934.
     """
+
+    def __init__(
+        self,
+        event_shape: Sequence[int] = (1, 8, 8),
+        latent_dim: int = 16,
+        hidden: Sequence[int] = (256, 256),
+        kl_warmup: int = 1000,
+        *,
+        top_dim: int = 8,
+        top_hidden: Sequence[int] = (128,),
+        free_bits: float | Sequence[float] = 0.0,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(event_shape, latent_dim, hidden, kl_warmup, top_dim=top_dim, top_hidden=top_hidden, **kwargs)
+        pair = free_bits if isinstance(free_bits, (list, tuple)) else (free_bits, free_bits)
+        if len(pair) != 2:
+            raise ValueError(f"free_bits must be one number or a pair (z1, z2); got {free_bits!r}")
+        self.free_bits = tuple(number("free_bits", f, 0.0) for f in pair)
+
+    def _kl(self, q: dist.Normal, p: dist.Normal, level: int) -> torch.Tensor:
+        r""":math:`\mathrm{KL}(q \,\|\, p)` summed over units, each unit's floored at its level's ``free_bits``
+        (on its batch mean) while training."""
+        kl = kl_divergence(q, p)
+        floor = self.free_bits[level]
+        if self.training and floor > 0:
+            mean = kl.reshape(-1, kl.shape[-1]).mean(0)
+            kl = torch.where(mean < floor, torch.full_like(kl, floor), kl)
+        return kl.sum(-1)
 
     @staticmethod
     def merge(
@@ -1027,6 +1070,12 @@ class LadderVAE(HierarchicalVAE):
                 loc_q, scale_q = self.merge(loc1, scale1, *self._gaussian(self.conditional_prior(z2)))
                 pyro.sample("z1", dist.Normal(loc_q, scale_q).to_event(1))
 
+    _pyro_elbo = TraceMeanField_ELBO
+
+    @property
+    def _closed_form_kl(self) -> bool:
+        return True  # both levels' KL, z1's at the drawn z2: guide and model both sample z2 first
+
     def elbo_terms(
         self, x: torch.Tensor, y: torch.Tensor | None, particles: int | None, analytic: bool
     ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -1036,6 +1085,10 @@ class LadderVAE(HierarchicalVAE):
         loc_p, scale_p = self._gaussian(self.conditional_prior(z2))
         loc_q, scale_q = self.merge(loc1, scale1, loc_p, scale_p)
         z1 = loc_q + _standard_normal(loc_q.shape, dtype=loc_q.dtype, device=loc_q.device) * scale_q
+        if analytic:  # E_q(z2)[KL(q(z1 | z2, x) || p(z1 | z2))] by the one draw of z2, plus KL(q(z2 | x) || p(z2))
+            kl1 = self._kl(dist.Normal(loc_q, scale_q), dist.Normal(loc_p, scale_p), 0)
+            kl2 = self._kl(dist.Normal(loc2, scale2), dist.Normal(torch.zeros_like(loc2), torch.ones_like(scale2)), 1)
+            return self._log_lik(self._decoder_out(z1, None), x), -(kl1 + kl2)
         log_q = dist.Normal(loc2, scale2).log_prob(z2).sum(-1) + dist.Normal(loc_q, scale_q).log_prob(z1).sum(-1)
         log_p = self._top_prior().log_prob(z2) + dist.Normal(loc_p, scale_p).log_prob(z1).sum(-1)
         return self._log_lik(self._decoder_out(z1, None), x), log_p - log_q
