@@ -202,6 +202,13 @@ def flow_matching(results: Results) -> str:
         best = 0 if fm["fid"] <= ddpm["fid"] else 1
         cells[best] = f"**{cells[best]}**"
         out.append([f"FID at {nfe} network evaluations (95% interval)", *cells])
+    floor = _row(results["quality"]["references"], model="training digits (best possible)", data="digits")
+    out.append(
+        [
+            "the floor of both: FID of 360 training digits against the test digits (`quality.py --references`)",
+            *[f"{floor['fid']:.3f} [{floor['fid_ci'][0]:.3f}, {floor['fid_ci'][1]:.3f}]"] * 2,
+        ]
+    )
     return _table(["dequantized digits", "`flow-matching` (midpoint steps)", "`ddpm` (DDIM)"], out)
 
 

@@ -44,6 +44,8 @@ def _flat(metrics: dict[str, Any]) -> dict[str, Any]:
     for k in ("modes", "high_quality"):
         if k in metrics:
             row[k] = metrics[k]["value"]
+    if isinstance(metrics.get("fid"), dict) and "ci" in metrics["fid"]:
+        row["fid_ci"] = [round(v, 4) for v in metrics["fid"]["ci"]]
     return {k: round(v, 4) if isinstance(v, float) else v for k, v in row.items()}
 
 
@@ -59,6 +61,9 @@ def reference_rows(seed: int = 0) -> list[dict[str, Any]]:
     }
     for name, fake in candidates.items():
         rows.append({"model": name, "data": d.name, **_flat(quality.compare(real, fake, "image", d.support, d.name))})
+    grey = load("digits")  # the floor of the models of the grey (dequantized) digits
+    held_out = _flat(quality.compare(grey.test, grey.train[: len(grey.test)], "image", grey.support, grey.name))
+    rows.append({"model": "training digits (best possible)", "data": grey.name, **held_out})
     for toy in ("moons", "8gaussians"):
         t = load(toy)
         real = t.test[:1000]
