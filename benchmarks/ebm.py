@@ -21,11 +21,11 @@ Sections (``--only``):
   digits completed under it as the prior (top half observed with noise 0.05), by MALA through Pyro's MCMC
   (``PyroKernel``: all 20 digits one chain), by pyrogen's batched MALA (a chain per digit) and by NUTS, two
   chains each: pixel accuracy against the binarized digits, next to the VAE
-  imputation's 0.839, and the largest R-hat.
+  imputation's 0.833, and the largest R-hat.
 
 - ``implicit-vae``: the VAE with an implicit posterior (entropy gradient from a score network) on the binarized
   digits from its registered defaults: IWAE-1000 test NLL under its fitted importance proposal, next to the
-  VAE's 17.01 (benchmarks/latent.py), and the sample quality of its samples.
+  VAE's 17.23 (benchmarks/latent.py), and the sample quality of its samples.
 - ``speed``: sampling the 2-D energy E(x) = MLP(x) + x·x/8 (tanh 2-32-32-1, fixed random weights): effective
   samples per second (ArviZ bulk ESS, the smaller coordinate, over the wall time of warm-up and sampling) of
   pyrogen's batched MALA and HMC, Pyro's NUTS (chains one after another) and NumPyro's NUTS on the same

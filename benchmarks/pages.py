@@ -141,6 +141,45 @@ def fresh_densities(results: Results) -> str:
     return _table(["density", "best possible", *(name for _, name in models)], out)
 
 
+#: The toy table's columns: the script's flow name, the page's label.
+FLOWS_TOYS = {
+    "realnvp": "RealNVP",
+    "nice": "NICE",
+    "maf": "MAF",
+    "iaf": "IAF",
+    "gaussianization": "Gaussianization",
+    "maf-large": "MAF 8 x 128-128, 6000 steps",
+    "nsf": "NSF",
+    "flow-matching": "flow matching",
+    "ffjord": "FFJORD",
+}
+
+
+def flows_toys(results: Results) -> str:
+    """Every flow on the eight 2-D toys: test NLL and, in brackets, the gap to the best possible; the best of each
+    toy in bold. A flow not run (or diverged) on a toy shows a dash (or "diverged")."""
+    rows = results["flows"]["toys"]
+    names = [n for n in FLOWS_TOYS if any(r["model"] == n for r in rows)]
+    out = []
+    for toy in dict.fromkeys(r["data"] for r in rows):
+        found = {r["model"]: r for r in rows if r["data"] == toy}
+        scored = [found[n]["nll_nats"] if "gap" in found.get(n, {}) else float("inf") for n in names]
+        best = _bold_best(scored, lambda a, b: a < b)
+        cells = []
+        for i, n in enumerate(names):
+            r = found.get(n)
+            if r is None:
+                cells.append("–")
+            elif "gap" not in r:
+                cells.append("diverged")
+            else:
+                cell = f"{r['nll_nats']:.3f} ({_signed(r['gap'], 2)})"
+                cells.append(f"**{cell}**" if i == best else cell)
+        best_possible = next(r["best_possible"] for r in found.values() if "best_possible" in r)
+        out.append([toy, f"{best_possible:.3f}", *cells])
+    return _table(["toy", "best possible NLL", *(FLOWS_TOYS[n] for n in names)], out)
+
+
 def autoencoders(results: Results) -> str:
     rows = results["representation"]["autoencoders"]
     names = {
@@ -330,7 +369,8 @@ def latent_hierarchical(results: Results) -> str:
     rows = results["latent"]["nll"]
     names = {
         "hvae (16 + 8 latents)": "hierarchical VAE (z1: 16, z2: 8)",
-        "ladder-vae (16 + 8 latents)": "ladder VAE (z1: 16, z2: 8)",
+        "ladder-vae (16 + 8 latents)": "ladder VAE (z1: 16, z2: 8; free bits 0.25 / 0.5 nats per unit)",
+        "ladder-vae without free bits": "ladder VAE without free bits (`--set free_bits=0.0`)",
         "hvae, KL warm-up over 5000 steps": "hierarchical VAE, KL warm-up over 5000 steps (`--set kl_warmup=5000`)",
         "ladder-vae, KL warm-up over 5000 steps": "ladder VAE, KL warm-up over 5000 steps",
         "pro-vae (3 x 4 latents, grown top first)": "progressive ladder, pro-VLAE (3 levels of 4, grown top first)",
@@ -414,7 +454,7 @@ def latent_seeds(results: Results) -> str:
     names = {
         "hvae (16 + 8 latents)": "hierarchical VAE",
         "ladder-vae (16 + 8 latents)": "ladder VAE (registered: free bits 0.25 / 0.5)",
-        "ladder-vae without free bits": "ladder VAE without free bits (`--set free_bits=0`)",
+        "ladder-vae without free bits": "ladder VAE without free bits (`--set free_bits=0.0`)",
     }
     out = []
     for key, label in names.items():
@@ -915,6 +955,10 @@ def gan_uses(results: Results) -> str:
     return _table(["use", "measured", "script"], out)
 
 
+def _nll(row: dict[str, Any]) -> float:
+    return float(row["nll_nats"])
+
+
 def headline(results: Results) -> str:
     """The README's rows that come from results files (the front page's other rows name their pages)."""
     out = []
@@ -945,6 +989,16 @@ def headline(results: Results) -> str:
                 "PixelRNN (Diagonal BiLSTM) on the binarized 8 × 8 digits, test NLL",
                 f"{rnn['nll_nats']:.2f} ± {rnn['nll_stderr']:.2f} nats; PixelCNN {cnn['nll_nats']:.2f}",
                 "[autoregressive](docs/autoregressive.md)",
+            ]
+        )
+    if "latent" in results:
+        latent = sorted((r for r in results["latent"]["nll"] if not r["model"].startswith("cvae")), key=_nll)
+        out.append(
+            [
+                "latent-variable models of p(x) on the binarized 8 × 8 digits, IWAE (k = 1000) test NLL: the best",
+                f"{latent[0]['model']} {latent[0]['nll_nats']:.2f} ± {latent[0]['nll_stderr']:.2f} nats; "
+                + ", ".join(f"{r['model']} {r['nll_nats']:.2f}" for r in latent[1:5]),
+                "[latent](docs/latent.md)",
             ]
         )
     if "classical" in results:
@@ -1013,6 +1067,11 @@ TABLES: dict[str, Callable[[Results], str]] = {
     "samplers": samplers,
     "patches": patches,
     "latent-hierarchical": latent_hierarchical,
+    "latent-nll": latent_nll,
+    "latent-decoders": latent_decoders,
+    "latent-beta": latent_beta,
+    "latent-other": latent_other,
+    "latent-seeds": latent_seeds,
     "headline": headline,
     "autoregressive-digits": autoregressive_digits,
     "autoregressive-other": autoregressive_other,
