@@ -11,7 +11,7 @@ validation part, best parameters restored) and scored on the test part.
     python benchmarks/flows.py --only fresh --flows nsf zuko-nsf   # the fresh densities, pyrogen's NSF and zuko's
     python benchmarks/flows.py --only fresh --flows nsf --densities funnel   # some rows again, the others kept
     python benchmarks/flows.py --record run.log   # file the rows a stopped run printed to its log
-    python benchmarks/flows.py --only toys --record run.log   # the same for the toys
+    python benchmarks/flows.py --only toys --record run.log   # the same for the toys (or digits)
 
 Section ``fresh``: the four densities of ``benchmarks/fresh_densities.py`` (never tuned on; exact entropies),
 each flow from its registered defaults, next to the best possible value; and ``zuko-nsf``, zuko's NSF with
@@ -31,7 +31,7 @@ import time
 from typing import Any
 
 import torch
-from _common import logged_rows, merged_rows, previous_rows, report, section_parser, train_and_score
+from _common import keep, logged_rows, merged_rows, previous_rows, report, section_parser, train_and_score
 from pyro.distributions.transforms import AffineAutoregressive
 from pyro.nn import AutoRegressiveNN
 
@@ -190,7 +190,12 @@ def fresh(
 
 
 def digits(steps: int | None, flows: list[str] | None = None) -> list[dict[str, Any]]:
-    return [_train(name, "digits", kw, steps)[1] for name, kw in DIGIT_FLOWS.items() if not flows or name in flows]
+    rows = []
+    for name, kw in DIGIT_FLOWS.items():
+        if not flows or name in flows:
+            rows.append(_train(name, "digits", kw, steps)[1])
+            print(json.dumps(rows[-1]), file=sys.stderr, flush=True)  # each row as it comes
+    return rows
 
 
 def _median_ms(fn: Any, rounds: int) -> float:
@@ -258,6 +263,11 @@ def distillation(steps: int | None) -> dict[str, Any]:
 SECTIONS = ("toys", "digits", "dpass", "distill", "fresh")
 
 
+def _merged(section: str, rows: list[dict[str, Any]], some: list[str] | None) -> list[dict[str, Any]]:
+    """``rows``, and where only some flows (or densities) were run, the other rows kept from the results file."""
+    return merged_rows(previous_rows(section), rows) if some else rows
+
+
 def run(
     quick: bool, only: list[str] | None, flows: list[str] | None = None, densities: list[str] | None = None
 ) -> dict[str, Any]:
@@ -265,15 +275,15 @@ def run(
     out: dict[str, Any] = {}
     for section in only or SECTIONS:
         if section == "toys":
-            out["toys"] = toys(steps, flows)
+            keep(out, "toys", _merged("toys", toys(steps, flows), flows))
         elif section == "digits":
-            out["digits"] = digits(steps, flows)
+            keep(out, "digits", _merged("digits", digits(steps, flows), flows))
         elif section == "dpass":
-            out["dpass"] = dpass(rounds=2 if quick else 7)
+            keep(out, "dpass", dpass(rounds=2 if quick else 7))
         elif section == "distill":
-            out["distill"] = distillation(steps)
+            keep(out, "distill", distillation(steps))
         elif section == "fresh":
-            out["fresh"] = fresh(steps, flows, densities)
+            keep(out, "fresh", _merged("fresh", fresh(steps, flows, densities), flows or densities))
     return out
 
 
@@ -335,20 +345,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--record",
         metavar="LOG",
-        help="toys or fresh (--only, fresh if not given): file the rows a stopped run printed to its log (stderr) "
-        "instead of measuring",
+        help="toys, digits or fresh (--only; fresh if not given): file the rows a stopped run printed to its "
+        "log (stderr) instead of measuring",
     )
     args = p.parse_args(argv)
     if args.record:
         section = (args.only or ["fresh"])[0]
-        if args.only and (len(args.only) > 1 or section not in ("toys", "fresh")):
-            p.error(f"--record files one section, toys or fresh; got --only {' '.join(args.only)}")
-        out = {section: logged_rows(args.record)}
+        if args.only and (len(args.only) > 1 or section not in ("toys", "fresh", "digits")):
+            p.error(f"--record files one section, toys, digits or fresh; got --only {' '.join(args.only)}")
+        out = {section: _merged(section, logged_rows(args.record), [args.record])}
     else:
         out = run(args.quick, args.only, args.flows, args.densities)
-    for section in ("toys", "fresh"):  # some rows again: keep the others
-        if section in out and (args.flows or args.densities or args.record):
-            out[section] = merged_rows(previous_rows(section), out[section])
     return report(out, args.json, _print)
 
 
