@@ -514,6 +514,41 @@ def latent_seeds(results: Results) -> str:
     return _table(header, out)
 
 
+#: The training-step rows of ``benchmarks/run.py``: the script's name, the page's label.
+SPEED_STEPS = {
+    "vae-784-400-20-b128": "VAE 784-400-20, batch 128",
+    "vae-digits-b128": "VAE digits 64-256-256-16, batch 128",
+    "realnvp-2d-b512": "RealNVP 2-D, 8 couplings, batch 512",
+    "maf-64d-b128": "MAF 64-D, 5 MADE layers of 128, batch 128",
+    "wgan-gp-2d-b256": "two groups: WGAN-GP 2-D, 5 critic + 1 generator updates, EMA, batch 256",
+    "wgan-gp-dcgan-digits-b64": "the registered `wgan-gp` (DCGAN networks) on the grey digits, batch 64",
+}
+
+
+def speed_steps(results: Results) -> str:
+    """pyrogen's training step against a hand-written PyTorch loop of the same model and loss."""
+    rows = {r["name"]: r for r in results["run"]["steps"]}
+    out = []
+    for name, label in SPEED_STEPS.items():
+        if name not in rows:
+            continue
+        r = rows[name]
+        out.append(
+            [
+                label,
+                f"{r['pyrogen_ms']:.2f}",
+                f"{r['reference_ms']:.2f}",
+                f"{r['ratio']:.2f}",
+                f"≤ {r['target']:.2f}",
+                f"{r['unfused_ratio']:.2f}x" if "unfused_ratio" in r else "–",
+                f"{r['pyro_svi_ratio']:.2f}x" if "pyro_svi_ratio" in r else "–",
+                f"{r['zuko_ratio']:.2f}x" if "zuko_ratio" in r else "–",
+            ]
+        )
+    header = ["benchmark", "pyrogen ms", "PyTorch ms", "ratio", "target", "pyrogen, for-loop Adam"]
+    return _table([*header, "Pyro `SVI(Trace_ELBO)`", "zuko"], out)
+
+
 #: The latent NLL table's rows: the script's row name, the page's label.
 LATENT_NLL = {
     "vae": "VAE (MLP 256-256, 16 latents)",
@@ -639,6 +674,73 @@ def latent_other(results: Results) -> str:
         ],
     ]
     return _table(["other (latent)", "value", "script"], out)
+
+
+def _ais(a: dict[str, Any]) -> str:
+    return f"{_minus(a['log_z'])} ± {a['stderr']:.2f}"
+
+
+def ebm_uses(results: Results) -> str:
+    """``ebm-sm`` on the grey digits (AIS, outliers, Langevin samples, completion under the EBM prior) and the
+    contrastive-divergence ``ebm`` on the same digits, from ``benchmarks/ebm.py --only uses digits-cd``."""
+    u = results["ebm"]["uses"]
+    ais = {int(k.split("_")[1]): v for k, v in u.items() if k.startswith("ais_") and k.endswith("_temperatures")}
+    ais[2000] = {"log_z": u["test_log_z"], "stderr": u["test_log_z_stderr"]}  # the default, behind the test NLL
+    tightest = max(a["log_z"] for a in ais.values())
+    bound = u["test_nll_nats"] - u["test_log_z"] + tightest  # -mean f(x) + the largest lower bound on log Z
+    runs = ", ".join(f"{_ais(ais[t])} with {t}{' (the default)' if t == 2000 else ''}" for t in sorted(ais))
+    c = {
+        m: {k: u[f"completion_{m}_{k}"] for k in ("pixel_accuracy", "max_rhat", "divergences", "s")}
+        for m in ("nuts", "batched-mala", "mala")
+    }
+    nuts, batched, mala = c["nuts"], c["batched-mala"], c["mala"]
+    completion = (
+        f"NUTS {nuts['pixel_accuracy']:.3f} pixel accuracy (R-hat ≤ {nuts['max_rhat']:.2f}, {nuts['divergences']} "
+        f"divergences, {nuts['s']:.0f} s); pyrogen's batched MALA, a chain per digit with its own step size, "
+        f"{batched['pixel_accuracy']:.3f} in {batched['s']:.0f} s (R-hat up to {batched['max_rhat']:.2f}); MALA "
+        f"through Pyro's MCMC {mala['pixel_accuracy']:.3f} (R-hat {mala['max_rhat']:.2f}, {mala['s']:.0f} s); the "
+        f"VAE's imputation {results['latent']['uses']['impute_bottom_half_pixel_accuracy']:.3f}"
+    )
+    out = [
+        [
+            "test NLL with log Z by AIS (256 chains from the uniform cube; MALA transitions, each chain's step adapted "
+            f"along the path; mean acceptance {u['test_ais_acceptance']:.2f} with the default 2000 temperatures)",
+            f"log Z {runs} temperatures. AIS is a stochastic lower bound on log Z, so the test NLL of this continuous "
+            f"grey-level density on [0, 1]⁶⁴ is at least **{_minus(bound)} nats** (the largest of these bounds); "
+            "while the estimate still moves with the number of temperatures, its standard errors (the spread of the "
+            "weights) say nothing about its bias",
+        ],
+        [
+            "outlier AUROC of the energy against the test digits",
+            f"upside-down digits {u['outlier_auroc_upside_down']:.3f} (the VAE's IWAE score: "
+            f"{results['latent']['uses']['auroc_upside_down']:.3f}); uniform noise "
+            f"{u['outlier_auroc_uniform_noise']:.3f}; 10% of pixels replaced {u['outlier_auroc_corrupted_10pct']:.3f}",
+        ],
+        [
+            "Langevin samples (500 steps from uniform noise, clamped to [0, 1]), 360 against the test digits",
+            f"FID {u['langevin_samples_fid']:.2f} [{u['langevin_samples_fid_ci'][0]:.2f}, "
+            f"{u['langevin_samples_fid_ci'][1]:.2f}], KID {u['langevin_samples_kid']:.3f}, precision "
+            f"{u['langevin_samples_precision']:.3f}, recall {u['langevin_samples_recall']:.3f}",
+        ],
+        [
+            "bottom half of 20 test digits completed under the EBM prior (top half observed, noise 0.05), two chains",
+            completion,
+        ],
+    ]
+    if "digits-cd" in results["ebm"]:
+        d = results["ebm"]["digits-cd"]
+        cd_ais = {int(k.split("_")[1]): v for k, v in d.items() if k.startswith("ais_") and k.endswith("_temperatures")}
+        out.append(
+            [
+                f"`ebm` (contrastive divergence, replay buffer) on the same digits, {d['train']['steps']} steps "
+                f"({d['train']['train_s']:.0f} s; `--only digits-cd`)",
+                "log Z by AIS "
+                + " and ".join(f"{_ais(cd_ais[t])} with {t} temperatures" for t in sorted(cd_ais))
+                + f"; test NLL {_minus(d['test_nll_nats'])} nats (with the last); Langevin samples FID "
+                f"{d['fid']:.2f}, precision {d['precision']:.3f}, recall {d['recall']:.3f}",
+            ]
+        )
+    return _table(["use", "result"], out)
 
 
 def ebm_toys(results: Results) -> str:

@@ -16,6 +16,9 @@ rounds and the ratio pyrogen / reference.
     python benchmarks/run.py            # a table
     python benchmarks/run.py --json     # [{name, pyrogen_ms, reference_ms, ratio, ...}]
     python benchmarks/run.py --quick    # fewer rounds (a smoke test)
+
+A full run keeps its rows in ``results/run.json``, from which ``python benchmarks/pages.py`` writes the speed
+table of the results page and the README's speed row.
 """
 
 from __future__ import annotations
@@ -39,6 +42,7 @@ from pyrogen.inference.trainer import _Batches, make_optimizers, training_step
 from pyrogen.models import MAF, VAE, RealNVP
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import save_results  # noqa: E402
 from two_group import TinyWGANGP, plain_loop  # noqa: E402
 
 TARGETS = {
@@ -63,7 +67,7 @@ def _pyrogen_step(
     def step(i: int) -> None:
         nonlocal running
         batch = data.index_select(0, batches(i))
-        for loss in training_step(model, model.forward, batch, i, groups, cfg).values():
+        for loss in training_step(model, None, batch, i, groups, cfg).values():
             running += loss
 
     return step
@@ -376,6 +380,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.quick:
         args.rounds, args.steps = 3, 5
     rows = run(args.rounds, args.steps)
+    if not args.quick:
+        save_results({"steps": rows})
     if args.json:
         print(json.dumps(rows, indent=1))
     else:

@@ -347,3 +347,20 @@ def test_the_sample_grids_have_a_row_per_model_and_the_test_digits_and_are_on_th
     docs = Path(__file__).resolve().parents[1] / "docs"
     for family in grids.FAMILIES:
         assert f"figures/samples_{family}.png" in (docs / f"{family}.md").read_text(), family
+
+
+def test_the_speed_benchmarks_step_the_trainer_as_fit_does():
+    # run.py and gpu_check.py time the trainer's own step; both once passed the model's old forward(batch, group)
+    # and failed with a TypeError after the objectives moved out of the models. One step of each must train.
+    import gpu_check
+    import run as step_bench
+
+    from pyrogen.models import VAE
+
+    torch.manual_seed(0)
+    model = VAE(event_shape=(1, 8, 8), latent_dim=2, hidden=(8,), kl_warmup=0)
+    before = [p.detach().clone() for p in model.parameters()]
+    step_bench._pyrogen_step(model, torch.bernoulli(torch.full((32, 1, 8, 8), 0.4)), 16, 1e-2)(0)
+    assert any(not torch.equal(a, b) for a, b in zip(before, model.parameters(), strict=True))
+    row = gpu_check.two_group_step("cpu", steps=2)
+    assert row["name"] == "wgan-gp-2d-b256" and row["ratio"] > 0
