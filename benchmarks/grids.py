@@ -24,7 +24,7 @@ from _common import train_and_score
 
 from pyrogen import quality
 from pyrogen.data import load
-from pyrogen.figures import _plt
+from pyrogen.figures import image_rows
 
 FIGURES = Path(__file__).resolve().parents[1] / "docs" / "figures"
 #: Each family's rows: (label, registered name, data, model options).
@@ -80,22 +80,6 @@ def samples(name: str, data_name: str, options: dict[str, Any], steps: int | Non
     return quality.to_unit_grey(x.reshape(COLUMNS, -1, 8, 8), data.support), row["train_s"]
 
 
-def draw(rows: list[tuple[str, torch.Tensor]], path: Path) -> None:
-    """One row of images per ``(label, images)``, the label on the left."""
-    plt = _plt()
-    fig, axes = plt.subplots(len(rows), COLUMNS, figsize=(COLUMNS * 0.55, len(rows) * 0.6), squeeze=False)
-    for (label, images), line in zip(rows, axes, strict=True):
-        for j, ax in enumerate(line):
-            ax.set_xticks([])
-            ax.set_yticks([])
-            for spine in ax.spines.values():
-                spine.set_visible(False)
-            ax.imshow(images[j, 0].numpy(), cmap="gray", vmin=0, vmax=1)
-        line[0].set_ylabel(label, rotation=0, ha="right", va="center", fontsize=9)
-    fig.savefig(path, dpi=100, bbox_inches="tight")
-    plt.close(fig)
-
-
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--only", nargs="+", choices=sorted(FAMILIES), help="only these families")
@@ -118,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
         test = data.test[:COLUMNS].reshape(COLUMNS, -1, 8, 8)
         rows.append(("test digits", quality.to_unit_grey(test, data.support)))
         path = args.out / f"samples_{family}.png"
-        draw(rows, path)
+        image_rows(rows, path)
         print(f"wrote {path}", file=sys.stderr, flush=True)
     return 0
 

@@ -9,7 +9,7 @@ from typing import Any
 
 import torch
 
-__all__ = ["image_grid", "loss_curves", "scatter_2d"]
+__all__ = ["image_grid", "image_rows", "loss_curves", "scatter_2d"]
 
 
 def _plt() -> Any:
@@ -40,6 +40,38 @@ def image_grid(images: torch.Tensor, path: str | os.PathLike[str], title: str = 
             ax.imshow(pixels.numpy(), cmap="gray", vmin=0, vmax=1)
     if title:
         fig.suptitle(title)
+    fig.savefig(path, dpi=100, bbox_inches="tight")
+    plt.close(fig)
+
+
+def image_rows(rows: Sequence[tuple[str, torch.Tensor]], path: str | os.PathLike[str]) -> None:
+    """Save one row of images per ``(label, images)`` pair as one PNG, the label on the left of its row: every
+    ``images`` is ``(n, 1, H, W)`` (or ``(n, 3, H, W)``) with values in ``[0, 1]`` and the same ``n`` (the sample
+    grids of several models side by side, the test data in the last row).
+
+    Raises:
+        ValueError: no rows, or a row whose images are not ``(n, C, H, W)`` with the first row's ``n``.
+    """
+    if not rows:
+        raise ValueError("rows must hold at least one (label, images) pair; got none")
+    n = rows[0][1].shape[0] if rows[0][1].dim() == 4 else -1
+    for label, images in rows:
+        if images.dim() != 4 or images.shape[0] != n or n < 1:
+            raise ValueError(
+                f"every row's images must have shape (n, C, H, W) with the first row's n; row {label!r} has "
+                f"{tuple(images.shape)}"
+            )
+    plt = _plt()
+    fig, axes = plt.subplots(len(rows), n, figsize=(n * 0.55, len(rows) * 0.6), squeeze=False)
+    for (label, images), line in zip(rows, axes, strict=True):
+        for j, ax in enumerate(line):
+            ax.set_xticks([])
+            ax.set_yticks([])
+            for spine in ax.spines.values():
+                spine.set_visible(False)
+            img = images[j].detach().float().cpu()
+            ax.imshow((img[0] if img.shape[0] == 1 else img.permute(1, 2, 0)).numpy(), cmap="gray", vmin=0, vmax=1)
+        line[0].set_ylabel(label, rotation=0, ha="right", va="center", fontsize=9)
     fig.savefig(path, dpi=100, bbox_inches="tight")
     plt.close(fig)
 

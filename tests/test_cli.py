@@ -507,3 +507,19 @@ def test_every_registered_default_is_far_below_the_parameter_limit():
         model = recipe.from_dataset(load(recipe.data))
         sizes[name] = sum(p.numel() for p in model.parameters()) + sum(b.numel() for b in model.buffers())
     assert max(sizes.values()) < DEFAULT_MAX_PARAMETERS / 10, max(sizes.items(), key=lambda kv: kv[1])
+
+
+def test_image_rows_draws_a_row_per_label_and_refuses_rows_of_other_sizes(tmp_path):
+    import matplotlib.image as mpimg
+
+    from pyrogen.figures import image_rows
+
+    ones = torch.ones(4, 1, 8, 8)
+    image_rows([("a", ones), ("b", torch.zeros(4, 1, 8, 8))], tmp_path / "two.png")
+    image_rows([("a", ones), ("b", ones), ("c", ones), ("d", ones)], tmp_path / "four.png")
+    two, four = mpimg.imread(tmp_path / "two.png"), mpimg.imread(tmp_path / "four.png")
+    assert 1.6 < four.shape[0] / two.shape[0] < 2.4  # the height grows with the rows, the width does not
+    assert abs(four.shape[1] - two.shape[1]) <= 2
+    for bad in ([], [("a", ones), ("b", torch.ones(3, 1, 8, 8))], [("a", torch.ones(8, 8))]):
+        with pytest.raises(ValueError, match="row"):
+            image_rows(bad, tmp_path / "bad.png")
