@@ -141,6 +141,25 @@ def fresh_densities(results: Results) -> str:
     return _table(["density", "best possible", *(name for _, name in models)], out)
 
 
+def flows_three_scales(results: Results) -> str:
+    """Every flow measured on the three-scale mixture, from its registered defaults: test NLL and the gap to the
+    best possible, or that it diverged."""
+    rows = [r for r in results["flows"]["fresh"] if r["data"] == "three-scales"]
+    out = []
+    for r in sorted(rows, key=lambda r: r.get("nll_nats", float("inf"))):
+        if "gap" not in r:
+            out.append([f"`{r['model']}`", "diverged", r.get("diverged", "")[:120]])
+            continue
+        out.append(
+            [
+                f"`{r['model']}`",
+                f"{r['nll_nats']:.3f} ({_signed(r['gap'])}; standard error {r['nll_stderr']:.3f})",
+                f"best step {r['best_step']} of {r['steps']}" if "best_step" in r else "",
+            ]
+        )
+    return _table(["flow (three-scale mixture)", "test NLL (gap to the best possible)", "training"], out)
+
+
 #: The toy table's columns: the script's flow name, the page's label.
 FLOWS_TOYS = {
     "realnvp": "RealNVP",
@@ -512,6 +531,69 @@ def latent_seeds(results: Results) -> str:
         "active z1 (of 16)",
     ]
     return _table(header, out)
+
+
+def _interval(ci: list[float], digits: int) -> str:
+    return f"[{_minus(ci[0], digits)}, {_minus(ci[1], digits)}]"
+
+
+def results_demo(results: Results) -> str:
+    """``pyrogen demo``'s numbers (the AVX2 run of ``benchmarks/demo.py`` where there is one)."""
+    rows = results["demo"]["capabilities"]
+    d = next((r for r in rows if r["data"] == "avx2"), rows[0])
+    return _table(
+        ["what", "value", "script"],
+        [
+            [
+                "RealNVP (8 couplings, 64x64, gradient norm clipped at 10) on moons, 3000 steps, test NLL",
+                f"{d['realnvp_nll_nats']:.3f} ± {d['realnvp_nll_stderr']:.3f} nats (best possible 2.391)",
+                "`pyrogen demo`",
+            ],
+            [
+                f"VAE on binarized digits, IWAE k={d['vae_k']} test NLL",
+                f"{d['vae_nll_nats']:.2f} ± {d['vae_nll_stderr']:.2f} nats ({d['vae_bits_per_dim']:.3f} bits/dim)",
+                "`pyrogen demo`",
+            ],
+            [
+                "same VAE, test ELBO",
+                f"{_minus(d['vae_elbo_nats'])} nats; {d['vae_active_units']} of 16 latent units active",
+                "`pyrogen demo`",
+            ],
+            [
+                f"same VAE, sample quality ({d['vae_samples']} samples against the 360 test digits; 95% bootstrap "
+                "intervals)",
+                f"FID {d['vae_fid']:.2f} {_interval(d['vae_fid_ci'], 2)}; KID {_minus(d['vae_kid'], 3)} "
+                f"{_interval(d['vae_kid_ci'], 3)}; precision {d['vae_precision']:.3f} "
+                f"{_interval(d['vae_precision_ci'], 3)}; recall {d['vae_recall']:.3f} "
+                f"{_interval(d['vae_recall_ci'], 3)}",
+                "`pyrogen demo`, `pyrogen evaluate RUN --json`",
+            ],
+            [
+                "RealNVP on moons, sample quality (1000 samples)",
+                f"MMD² {_minus(d['realnvp_mmd'], 4)} {_interval(d['realnvp_mmd_ci'], 4)}; C2ST {d['realnvp_c2st']:.3f} "
+                f"{_interval(d['realnvp_c2st_ci'], 3)} (0.5: indistinguishable)",
+                "`pyrogen demo`",
+            ],
+        ],
+    )
+
+
+def results_kernels(results: Results) -> str:
+    """The demo under each of PyTorch's CPU capabilities, on one machine (``benchmarks/demo.py``)."""
+    out = [
+        [
+            f"`{r['data']}`" + (f" (ran {r['kernels']})" if r["kernels"].lower() != r["data"] else ""),
+            f"{r['realnvp_nll_nats']:.3f}",
+            _minus(r["vae_elbo_nats"]),
+            f"{r['vae_nll_nats']:.2f} ± {r['vae_nll_stderr']:.2f}",
+            str(r["vae_active_units"]),
+            f"{r['vae_fid']:.2f}",
+            f"{r['seconds']:.0f}",
+        ]
+        for r in results["demo"]["capabilities"]
+    ]
+    header = ["CPU kernels", "RealNVP test NLL", "VAE test ELBO", "IWAE (k=1000) NLL", "active units", "FID"]
+    return _table([*header, "demo seconds"], out)
 
 
 #: The training-step rows of ``benchmarks/run.py``: the script's name, the page's label.
