@@ -1288,6 +1288,7 @@ TABLES: dict[str, Callable[[Results], str]] = {
     "latent-beta": latent_beta,
     "latent-other": latent_other,
     "latent-seeds": latent_seeds,
+    "ebm-toys": ebm_toys,
     "headline": headline,
     "autoregressive-digits": autoregressive_digits,
     "autoregressive-other": autoregressive_other,
