@@ -1289,6 +1289,7 @@ TABLES: dict[str, Callable[[Results], str]] = {
     "latent-other": latent_other,
     "latent-seeds": latent_seeds,
     "ebm-toys": ebm_toys,
+    "flows-toys": flows_toys,
     "headline": headline,
     "autoregressive-digits": autoregressive_digits,
     "autoregressive-other": autoregressive_other,
