@@ -1290,6 +1290,8 @@ TABLES: dict[str, Callable[[Results], str]] = {
     "latent-seeds": latent_seeds,
     "ebm-toys": ebm_toys,
     "flows-toys": flows_toys,
+    "quality-digits": quality_digits,
+    "quality-toys": quality_toys,
     "headline": headline,
     "autoregressive-digits": autoregressive_digits,
     "autoregressive-other": autoregressive_other,
