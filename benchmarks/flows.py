@@ -170,9 +170,7 @@ def fresh(
     for name in densities or NAMES:
         data = load_fresh(name)
         best, best_se = entropy(name)
-        for flow in FRESH_FLOWS:
-            if flows and flow not in flows:
-                continue
+        for flow in flows or FRESH_FLOWS:  # any vector flow may be named; the table's by default
             try:
                 if flow == "zuko-nsf":
                     row = zuko_nsf(data, steps)

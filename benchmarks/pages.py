@@ -302,6 +302,48 @@ def flow_matching(results: Results) -> str:
     return _table(["dequantized digits", "`flow-matching` (midpoint steps)", "`ddpm` (DDIM)"], out)
 
 
+#: The diffusion toy rows: the script's variant, the page's label.
+DIFFUSION_TOYS = {
+    "ddpm ancestral (1000 steps)": "DDPM, ancestral (1000 steps)",
+    "ddim 10 steps": "DDIM 10 steps (the same network)",
+    "ddim 50 steps": "DDIM 50 steps",
+    "ddim 100 steps": "DDIM 100 steps",
+    "ncsn annealed Langevin": "NCSN, annealed Langevin (20 levels × 100 steps)",
+    "vp-sde probability flow": "VP-SDE, probability-flow ODE",
+}
+
+
+def diffusion_toys(results: Results) -> str:
+    """DDPM (ancestral, DDIM), NCSN and the VP SDE on 8gaussians and moons: sample metrics, and the test NLL where
+    the model has one (DDPM's variational bound, the SDE's probability-flow likelihood)."""
+    rows = results["diffusion"]["toys"]
+    out = []
+    for variant, label in DIFFUSION_TOYS.items():
+        g, m = _row(rows, variant=variant, data="8gaussians"), _row(rows, variant=variant, data="moons")
+        nll = [
+            f"{r['nll_nats']:.3f}" + (f" ± {r['nll_stderr']:.3f}" if "nll_stderr" in r else " (bound)")
+            if "nll_nats" in r
+            else "–"
+            for r in (g, m)
+        ]
+        out.append(
+            [
+                label,
+                _minus(g["mmd"], 4),
+                f"{g['c2st']:.3f}",
+                f"{g['modes']:.0f} / {g['high_quality']:.3f}",
+                _minus(m["mmd"], 4),
+                f"{m['c2st']:.3f}",
+                nll[0],
+                nll[1],
+                f"{g['sample_s']:.1f}",
+            ]
+        )
+    header = ["toys, 1000 samples (MMD² and C2ST: 0.5 is indistinguishable)", "8gaussians MMD²", "C2ST"]
+    header += ["modes / high quality", "moons MMD²", "C2ST", "test NLL 8gaussians (best 2.838)"]
+    return _table([*header, "moons (best 2.391)", "sample s (8g)"], out)
+
+
 #: The published binarized-MNIST test NLLs (nats; 60,000 training digits) beside pyrogen's rows.
 PUBLISHED_MNIST = {
     "fvsbn": "97.5 (Larochelle and Murray, 2011)",
