@@ -1334,6 +1334,8 @@ TABLES: dict[str, Callable[[Results], str]] = {
     "flows-toys": flows_toys,
     "quality-digits": quality_digits,
     "quality-toys": quality_toys,
+    "diffusion-toys": diffusion_toys,
+    "flows-three-scales": flows_three_scales,
     "headline": headline,
     "autoregressive-digits": autoregressive_digits,
     "autoregressive-other": autoregressive_other,
