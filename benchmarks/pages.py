@@ -1336,6 +1336,7 @@ TABLES: dict[str, Callable[[Results], str]] = {
     "quality-toys": quality_toys,
     "diffusion-toys": diffusion_toys,
     "flows-three-scales": flows_three_scales,
+    "flows-digits": flows_digits,
     "headline": headline,
     "autoregressive-digits": autoregressive_digits,
     "autoregressive-other": autoregressive_other,
