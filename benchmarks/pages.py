@@ -1337,6 +1337,8 @@ TABLES: dict[str, Callable[[Results], str]] = {
     "diffusion-toys": diffusion_toys,
     "flows-three-scales": flows_three_scales,
     "flows-digits": flows_digits,
+    "results-demo": results_demo,
+    "results-kernels": results_kernels,
     "headline": headline,
     "autoregressive-digits": autoregressive_digits,
     "autoregressive-other": autoregressive_other,
