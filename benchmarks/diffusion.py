@@ -15,7 +15,7 @@ Sections (``--only``):
   share of DDIM-50 samples that the feature network's classifier reads as the asked-for label, and their FID.
 - ``inpainting``: DDPM completes the bottom half of the first 100 test digits given the top half, by replacement
   and by RePaint (5 rounds per step); the mean of 2 completions thresholded at 0.5 against the binarized digits
-  (pixel accuracy), next to the VAE's 0.833 (docs/latent.md) and the EBM's 0.791.
+  (pixel accuracy), next to the VAE's 0.833 (docs/latent.md) and the EBM's 0.794.
 - ``latent``: ``latent-diffusion`` over the codes of a VAE trained on the digits (both in one run): FID of its
   samples next to the VAE's own (prior samples decoded).
 - ``text``: ``text-diffusion`` (text-to-image latent diffusion, captions from the digits' labels and measured

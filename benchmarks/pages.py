@@ -1339,6 +1339,7 @@ TABLES: dict[str, Callable[[Results], str]] = {
     "flows-digits": flows_digits,
     "results-demo": results_demo,
     "results-kernels": results_kernels,
+    "ebm-uses": ebm_uses,
     "headline": headline,
     "autoregressive-digits": autoregressive_digits,
     "autoregressive-other": autoregressive_other,
