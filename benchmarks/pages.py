@@ -1259,6 +1259,15 @@ def headline(results: Results) -> str:
                 "[latent](docs/latent.md)",
             ]
         )
+    if "run" in results:
+        ratios = [r["ratio"] for r in results["run"]["steps"]]
+        out.append(
+            [
+                "training step against a hand-written PyTorch loop (VAE, RealNVP, MAF, WGAN-GP)",
+                f"{min(ratios):.2f}x–{max(ratios):.2f}x its time",
+                "[results](docs/results.md)",
+            ]
+        )
     if "classical" in results:
         dbm = _row(results["classical"]["rbm"], variant=next(v for v in BOLTZMANN if v.startswith("dbm 64-16, pre")))
         out.append(
@@ -1340,6 +1349,7 @@ TABLES: dict[str, Callable[[Results], str]] = {
     "results-demo": results_demo,
     "results-kernels": results_kernels,
     "ebm-uses": ebm_uses,
+    "speed-steps": speed_steps,
     "headline": headline,
     "autoregressive-digits": autoregressive_digits,
     "autoregressive-other": autoregressive_other,
