@@ -867,6 +867,35 @@ def ebm_uses(results: Results) -> str:
     return _table(["use", "result"], out)
 
 
+#: The EBM speed rows: the script's sampler name, the page's label.
+EBM_SPEED = {
+    "pyrogen MALA": "pyrogen MALA (batched)",
+    "pyrogen HMC (10 steps)": "pyrogen HMC, 10 leapfrog steps (batched)",
+    "Pyro NUTS": "Pyro NUTS (2 chains, one after another, 125 warm-up + 500 draws each)",
+    "NumPyro NUTS (vectorized)": 'NumPyro NUTS, `chain_method="vectorized"`, compiled',
+}
+
+
+def _thousands(x: float) -> str:
+    return f"{x:,.0f}".replace(",", " ")
+
+
+def ebm_speed(results: Results) -> str:
+    """Effective samples per second on the 2-D tanh energy (``benchmarks/ebm.py --only speed``), the best bold."""
+    rows = {r["sampler"]: r for r in results["ebm"]["speed"]}
+    names = [n for n in EBM_SPEED if n in rows]
+    best = _bold_best([rows[n]["ess_per_s"] for n in names], lambda a, b: a > b)
+    out = []
+    for i, n in enumerate(names):
+        r = rows[n]
+        label = EBM_SPEED[n] + (f" (first run with compiling {r['first_run_s']:.2f} s)" if "first_run_s" in r else "")
+        rate = _thousands(r["ess_per_s"])
+        out.append(
+            [label, str(r["chains"]), _thousands(r["ess"]), f"{r['s']:.2f}", f"**{rate}**" if i == best else rate]
+        )
+    return _table(["sampler", "chains", "ESS (bulk, worse coordinate)", "seconds", "ESS/s"], out)
+
+
 def ebm_toys(results: Results) -> str:
     out = []
     for r in results["ebm"]["toys"]:
@@ -1350,6 +1379,7 @@ TABLES: dict[str, Callable[[Results], str]] = {
     "results-kernels": results_kernels,
     "ebm-uses": ebm_uses,
     "speed-steps": speed_steps,
+    "ebm-speed": ebm_speed,
     "headline": headline,
     "autoregressive-digits": autoregressive_digits,
     "autoregressive-other": autoregressive_other,
