@@ -351,7 +351,7 @@ def main(argv: list[str] | None = None) -> int:
         section = (args.only or ["fresh"])[0]
         if args.only and (len(args.only) > 1 or section not in ("toys", "fresh", "digits")):
             p.error(f"--record files one section, toys, digits or fresh; got --only {' '.join(args.only)}")
-        out = {section: _merged(section, logged_rows(args.record), [args.record])}
+        out = {section: merged_rows(previous_rows(section), logged_rows(args.record))}
     else:
         out = run(args.quick, args.only, args.flows, args.densities)
     return report(out, args.json, _print)

@@ -807,12 +807,17 @@ def _ais(a: dict[str, Any]) -> str:
 def ebm_uses(results: Results) -> str:
     """``ebm-sm`` on the grey digits (AIS, outliers, Langevin samples, completion under the EBM prior) and the
     contrastive-divergence ``ebm`` on the same digits, from ``benchmarks/ebm.py --only uses digits-cd``."""
+    import inspect
+
+    from pyrogen.models.ebm import EnergyModel
+
     u = results["ebm"]["uses"]
     ais = {int(k.split("_")[1]): v for k, v in u.items() if k.startswith("ais_") and k.endswith("_temperatures")}
-    ais[2000] = {"log_z": u["test_log_z"], "stderr": u["test_log_z_stderr"]}  # the default, behind the test NLL
+    default = inspect.signature(EnergyModel.log_normalizer_ais).parameters["num_temps"].default  # the test NLL's
+    ais[default] = {"log_z": u["test_log_z"], "stderr": u["test_log_z_stderr"]}
     tightest = max(a["log_z"] for a in ais.values())
     bound = u["test_nll_nats"] - u["test_log_z"] + tightest  # -mean f(x) + the largest lower bound on log Z
-    runs = ", ".join(f"{_ais(ais[t])} with {t}{' (the default)' if t == 2000 else ''}" for t in sorted(ais))
+    runs = ", ".join(f"{_ais(ais[t])} with {t}{' (the default)' if t == default else ''}" for t in sorted(ais))
     c = {
         m: {k: u[f"completion_{m}_{k}"] for k in ("pixel_accuracy", "max_rhat", "divergences", "s")}
         for m in ("nuts", "batched-mala", "mala")
@@ -828,7 +833,7 @@ def ebm_uses(results: Results) -> str:
     out = [
         [
             "test NLL with log Z by AIS (256 chains from the uniform cube; MALA transitions, each chain's step adapted "
-            f"along the path; mean acceptance {u['test_ais_acceptance']:.2f} with the default 2000 temperatures)",
+            f"along the path; mean acceptance {u['test_ais_acceptance']:.2f} with the default {default} temperatures)",
             f"log Z {runs} temperatures. AIS is a stochastic lower bound on log Z, so the test NLL of this continuous "
             f"grey-level density on [0, 1]⁶⁴ is at least **{_minus(bound)} nats** (the largest of these bounds); "
             "while the estimate still moves with the number of temperatures, its standard errors (the spread of the "
@@ -1242,10 +1247,6 @@ def gan_uses(results: Results) -> str:
     return _table(["use", "measured", "script"], out)
 
 
-def _nll(row: dict[str, Any]) -> float:
-    return float(row["nll_nats"])
-
-
 def headline(results: Results) -> str:
     """The README's rows that come from results files (the front page's other rows name their pages)."""
     out = []
@@ -1279,7 +1280,8 @@ def headline(results: Results) -> str:
             ]
         )
     if "latent" in results:
-        latent = sorted((r for r in results["latent"]["nll"] if not r["model"].startswith("cvae")), key=_nll)
+        p_of_x = (r for r in results["latent"]["nll"] if not r["model"].startswith("cvae"))
+        latent = sorted(p_of_x, key=lambda r: r["nll_nats"])
         out.append(
             [
                 "latent-variable models of p(x) on the binarized 8 × 8 digits, IWAE (k = 1000) test NLL: the best",
