@@ -344,6 +344,96 @@ def diffusion_toys(results: Results) -> str:
     return _table([*header, "moons (best 2.391)", "sample s (8g)"], out)
 
 
+#: The diffusion digit rows: the script's variant, the page's label.
+DIFFUSION_DIGITS = {
+    "vp-sde probability flow": "VP-SDE, probability-flow ODE (Hutchinson, 1 probe; samples by the ODE)",
+    "ddpm ancestral (1000 steps)": "DDPM, ancestral (1000 steps); its variational bound",
+    "ddim 10 steps": "DDIM 10 steps (the same DDPM)",
+    "ddim 50 steps": "DDIM 50 steps",
+    "ddim 100 steps": "DDIM 100 steps",
+    "ncsn annealed Langevin": "NCSN, annealed Langevin",
+}
+
+
+def _seconds(s: float) -> str:
+    return f"{s:.0f}" if s >= 10 else f"{s:.1f}"
+
+
+def diffusion_digits(results: Results) -> str:
+    """DDPM (ancestral, DDIM), NCSN, the VP SDE and latent diffusion on the dequantized digits: bits/dim where
+    the model has them (the lowest in bold), FID with its interval, KID, precision, recall, sampling seconds."""
+    rows, latent = results["diffusion"]["digits"], results["diffusion"]["latent"]
+    entries = [(label, _row(rows, variant=v)) for v, label in DIFFUSION_DIGITS.items()]
+    entries += [
+        ("latent diffusion (DDPM over an 8-latent Gaussian VAE's codes)", latent["latent_diffusion"]),
+        ("its VAE alone, prior samples decoded (mean images)", latent["its_vae_prior_samples"]),
+    ]
+    best = min(r["bits_per_dim"] for _, r in entries if "bits_per_dim" in r)
+    out = []
+    for label, r in entries:
+        bpd = "–"
+        if "bits_per_dim" in r:
+            bpd = f"{r['bits_per_dim']:.3f} ± {r['bits_per_dim_stderr']:.3f}"
+            bpd = f"**{bpd}**" if r["bits_per_dim"] == best else bpd
+            bpd += " (bound)" if r["nll_method"] == "variational bound" else ""
+        out.append(
+            [
+                label,
+                bpd,
+                f"{r['fid']:.2f} {_interval(r['fid_ci'], 2)}",
+                _minus(r["kid"], 3),
+                f"{r['precision']:.3f}",
+                f"{r['recall']:.3f}",
+                _seconds(r["sample_s"]) if "sample_s" in r else "–",
+            ]
+        )
+    header = ["dequantized digits (360 test images)", "bits/dim", "FID [95% CI]", "KID", "precision", "recall"]
+    return _table([*header, "sample s (360)"], out)
+
+
+def diffusion_guidance(results: Results) -> str:
+    """Classifier-free guidance of the class-conditional DDPM, and inpainting beside the VAE and the EBM."""
+    out = [
+        [
+            f"guidance w = {r['guidance']:g}: share read as the asked-for label",
+            f"{r['label_agreement']:.3f}",
+            f"FID of the 360: {r['fid']:.2f} {_interval(r['fid_ci'], 2)}",
+        ]
+        for r in results["diffusion"]["guidance"]
+    ]
+    inp = results["diffusion"]["inpainting"]
+    for method, label in (("repaint", "RePaint (5 rounds per step)"), ("replace", "replacement")):
+        out.append(
+            [
+                f"inpainting the bottom half of {inp['n']} test digits, {label}: pixel accuracy",
+                f"{inp[f'{method}_pixel_accuracy']:.3f}",
+                f"{_seconds(inp[f'{method}_s'])} s",
+            ]
+        )
+    vae = results["latent"]["uses"]["impute_bottom_half_pixel_accuracy"]
+    ebm = results["ebm"]["uses"]["completion_nuts_pixel_accuracy"]
+    out.append(["the same completion by the VAE ([latent](latent.md)) and under the EBM prior by NUTS ([EBM](ebm.md))"])
+    out[-1] += [f"{vae:.3f} / {ebm:.3f}", "–"]
+    return _table(["digits", "value", "and"], out)
+
+
+def diffusion_text(results: Results) -> str:
+    """``text-diffusion``'s prompt agreement at each guidance scale (the highest of each column in bold)."""
+    rows = results["diffusion"]["text"]
+    keys = ("label_agreement", "thickness_agreement", "size_agreement", "slant_agreement")
+    best = {k: max(r[k] for r in rows) for k in keys}
+    out = [
+        [
+            f"{r['guidance']:g}",
+            *[f"**{r[k]:.3f}**" if r[k] == best[k] else f"{r[k]:.3f}" for k in keys],
+            f"{r['fid']:.2f} {_interval(r['fid_ci'], 2)}",
+        ]
+        for r in rows
+    ]
+    header = ["guidance w", "label read as the prompt's digit", "thickness on the asked side", "size", "slant"]
+    return _table([*header, "FID (samples for the 360 test captions)"], out)
+
+
 #: The published binarized-MNIST test NLLs (nats; 60,000 training digits) beside pyrogen's rows.
 PUBLISHED_MNIST = {
     "fvsbn": "97.5 (Larochelle and Murray, 2011)",
@@ -1249,7 +1339,19 @@ def gan_uses(results: Results) -> str:
 
 def headline(results: Results) -> str:
     """The README's rows that come from results files (the front page's other rows name their pages)."""
-    out = []
+    demo = results["demo"]["capabilities"]
+    d = next((r for r in demo if r["data"] == "avx2"), demo[0])
+    vae = [r["vae_nll_nats"] for r in demo]
+    out = [
+        [
+            "`pyrogen demo`: RealNVP on moons, test NLL; a VAE on the binarized 8 × 8 digits, IWAE "
+            f"(k = {d['vae_k']}) test NLL, and FID of its samples",
+            f"{d['realnvp_nll_nats']:.3f} ± {d['realnvp_nll_stderr']:.3f} nats (best possible 2.391); "
+            f"{d['vae_nll_nats']:.2f} ± {d['vae_nll_stderr']:.2f} nats ({min(vae):.2f} to {max(vae):.2f} over "
+            f"{len(demo)} CPU kernel sets), FID {d['vae_fid']:.2f} {_interval(d['vae_fid_ci'], 2)}",
+            "[results](docs/results.md)",
+        ]
+    ]
     binarized = sorted(results["mnist"]["binarized"], key=lambda r: r["nll_nats"])
     best, rest = binarized[0], binarized[1:]
     others = ", ".join(f"{r['model']} {r['nll_nats']:.2f}" for r in rest)
@@ -1317,6 +1419,47 @@ def headline(results: Results) -> str:
                 f"{best['variant']} {best['fid']:.3f} [{best['fid_ci'][0]:.3f}, {best['fid_ci'][1]:.3f}]; "
                 + ", ".join(f"{r['variant']} {r['fid']:.3f}" for r in digits[1:4]),
                 "[GAN](docs/gan.md)",
+            ]
+        )
+    if "digits" in results.get("diffusion", {}):
+        sde = _row(results["diffusion"]["digits"], variant="vp-sde probability flow")
+        glow = _row(results["flows"]["digits"], model="glow")
+        out.append(
+            [
+                "VP score SDE on the dequantized 8 × 8 digits, through the probability-flow ODE",
+                f"{sde['bits_per_dim']:.2f} ± {sde['bits_per_dim_stderr']:.2f} bits/dim (the best flow, Glow, "
+                f"{glow['bits_per_dim']:.2f})",
+                "[diffusion](docs/diffusion.md)",
+            ]
+        )
+    if "text" in results.get("diffusion", {}):
+        text = max(results["diffusion"]["text"], key=lambda r: r["guidance"])
+        attrs = min(text[f"{a}_agreement"] for a in ("thickness", "size", "slant"))
+        out.append(
+            [
+                f"text-to-image diffusion at guidance {text['guidance']:g}: samples read as the prompt's digit / the "
+                "worst attribute on the asked side",
+                f"{text['label_agreement']:.3f} / {attrs:.3f}",
+                "[diffusion](docs/diffusion.md)",
+            ]
+        )
+    if "sequence" in results:
+        td = results["sequence"]["td_vae"]["mean_rollouts"]
+        out.append(
+            [
+                "TD-VAE on moving digits: test sequences whose rollouts (mean states) stay within one pixel for 3 "
+                "jumps",
+                f"{100 * td['share_on_track_3_jumps']:.1f}%",
+                "[sequences](docs/sequence.md)",
+            ]
+        )
+        vrnn = {r["model"]: r for r in results["sequence"]["vrnn"]}
+        bound, lstm = vrnn["vrnn"]["iwae100_per_frame"], vrnn["lstm-gaussian"]["nll_per_frame"]
+        out.append(
+            [
+                "VRNN on spoken digits (held-out voices), test NLL bound per frame (IWAE, k = 100)",
+                f"{_minus(bound)} nats; an LSTM {_minus(lstm)}",
+                "[sequences](docs/sequence.md)",
             ]
         )
     mcmc = results["mcmc"]["samplers"]
