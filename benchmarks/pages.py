@@ -231,6 +231,33 @@ def flows_digits(results: Results) -> str:
     return _table(["flow", "bits/dim", "best step"], out)
 
 
+def flows_other(results: Results) -> str:
+    """The autoregressive layer's sequential direction against Pyro's, and IAF distillation on the digits."""
+    dp, di = results["flows"]["dpass"], results["flows"]["distill"]
+    return _table(
+        ["other (flows)", "value", "target"],
+        [
+            [
+                f"D-pass direction of one autoregressive layer (batch {dp['batch']}, D = {dp['dim']}, MADE "
+                f"{'-'.join(map(str, dp['hidden']))}), `--only dpass`",
+                f"pyrogen: {dp['pyrogen_cost_in_passes']:.2f} x D forward passes; Pyro's `AffineAutoregressive` "
+                f"inverse: {dp['pyro_cost_in_passes']:.2f} x D",
+                "pyrogen ≤ 1.5 x D",
+            ],
+            [
+                "distillation on the digits: IAF student from the MAF teacher, 3000 steps, `--only distill`",
+                f"KL(student ‖ teacher) {di['kl_nats']:.2f} ± {di['kl_stderr']:.2f} nats; the teacher's NLL of "
+                f"student samples {_minus(di['teacher_nll_of_student_samples'])} nats, median "
+                f"{_minus(di['teacher_nll_of_student_samples_median'])} (of the test digits "
+                f"{_minus(di['teacher_test_nll_nats'])}; of its own samples median "
+                f"{_minus(di['teacher_nll_of_own_samples_median'])}); sampling {di['sampling_speedup']:.1f}x faster "
+                f"(1024 samples: {di['teacher_sample_ms']:.0f} ms → {di['student_sample_ms']:.1f} ms)",
+                "student sampling in one pass",
+            ],
+        ],
+    )
+
+
 def autoencoders(results: Results) -> str:
     rows = results["representation"]["autoencoders"]
     names = {
@@ -1520,6 +1547,7 @@ TABLES: dict[str, Callable[[Results], str]] = {
     "diffusion-toys": diffusion_toys,
     "flows-three-scales": flows_three_scales,
     "flows-digits": flows_digits,
+    "flows-other": flows_other,
     "results-demo": results_demo,
     "results-kernels": results_kernels,
     "ebm-uses": ebm_uses,
