@@ -157,14 +157,15 @@ class PlainMAF(nn.Module):
         self.weights = nn.ParameterList()
         self.biases = nn.ParameterList()
         masks = []
+        self.direct = like.mades[0].net.direct is not None  # direct input-to-output connections
         for made in like.mades:
             net = made.net
-            for layer in [*net.layers, net.direct]:
+            for layer in [*net.layers, *([net.direct] if self.direct else [])]:
                 self.weights.append(nn.Parameter(torch.randn_like(layer.weight) * 0.05))
                 self.biases.append(nn.Parameter(torch.zeros(layer.out_features)))
                 masks.append(layer.masks[0])
         self.masks = masks
-        self.per_layer = len(like.mades[0].net.layers) + 1
+        self.per_layer = len(like.mades[0].net.layers) + self.direct
 
     def loss(self, x: torch.Tensor) -> torch.Tensor:
         log_det = x.new_zeros(len(x))
@@ -176,10 +177,13 @@ class PlainMAF(nn.Module):
                 self.biases[i * k : (i + 1) * k],
                 self.masks[i * k : (i + 1) * k],
             )
+            last = k - 1 - self.direct  # the output layer
             h = u
-            for j in range(k - 2):
+            for j in range(last):
                 h = F.relu(F.linear(h, w[j] * m[j], b[j]))
-            out = F.linear(h, w[k - 2] * m[k - 2], b[k - 2]) + F.linear(u, w[k - 1] * m[k - 1])
+            out = F.linear(h, w[last] * m[last], b[last])
+            if self.direct:
+                out = out + F.linear(u, w[k - 1] * m[k - 1])
             shift, log_scale = out.view(len(u), -1, 2).unbind(-1)
             log_scale = log_scale.clamp(-5.0, 3.0)
             u = u * log_scale.exp() + shift

@@ -196,11 +196,12 @@ def _determinism(request: pytest.FixtureRequest):
     torch.set_default_dtype(old)
 
 
-def small_model(name: str):
-    """The small model ``name``; where its objective takes the training data as a whole (a kernel density's
-    points, :meth:`Objective.setup`), set up on :func:`small_data` as ``fit`` would."""
+def small_model(name: str, **overrides):
+    """The small model ``name`` (``overrides`` replacing arguments of :data:`SMALL`); where its objective takes
+    the training data as a whole (a kernel density's points, :meth:`Objective.setup`), set up on
+    :func:`small_data` as ``fit`` would."""
     pyro.set_rng_seed(0)
-    m = registry.create(name, **SMALL[name])
+    m = registry.create(name, **{**SMALL[name], **overrides})
     objective = objective_for(m)
     if type(objective).setup is not Objective.setup:
         objective.setup(m, checked(m, small_data(name)))

@@ -16,12 +16,13 @@ from run import PlainMAF  # noqa: E402
 from pyrogen.models import MAF  # noqa: E402
 
 
-def test_plain_maf_reference_computes_pyrogens_loss():
+@pytest.mark.parametrize("direct", [False, True])
+def test_plain_maf_reference_computes_pyrogens_loss(direct):
     torch.manual_seed(0)
-    maf = MAF(event_shape=(6,), num_layers=3, hidden=(16,))
+    maf = MAF(event_shape=(6,), num_layers=3, hidden=(16,), direct=direct)
     plain = PlainMAF(maf)
     with torch.no_grad():  # copy the weights: same network, written by hand
-        ws = [layer for made in maf.mades for layer in (*made.net.layers, made.net.direct)]
+        ws = [layer for made in maf.mades for layer in (*made.net.layers, made.net.direct) if layer is not None]
         for w, b, layer in zip(plain.weights, plain.biases, ws, strict=True):
             w.copy_(layer.weight)
             b.copy_(layer.bias if layer.bias is not None else torch.zeros_like(b))

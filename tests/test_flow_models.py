@@ -22,6 +22,26 @@ def _count_calls(module: torch.nn.Module) -> list[int]:
     return calls
 
 
+def test_maf_on_heavy_tailed_patches_beats_a_gaussian_on_held_out_patches():
+    # natural-image patches are heavy-tailed, and the test patches come from columns of the photographs never
+    # trained on; a MADE with direct input-to-output connections made every log-scale linear in the raw
+    # inputs, and the test mean fell to about -5e10 nats after these 200 steps (the Gaussian: 87.8)
+    from pyrogen.data import load
+    from pyrogen.inference import TrainConfig, fit
+
+    data = load("patches")
+    x = data.train.double()
+    gaussian = dist.MultivariateNormal(x.mean(0), torch.cov(x.T)).log_prob(data.test.double()).mean()
+    torch.manual_seed(0)
+    maf = registry.from_dataset(MAF, data)
+    fit(maf, data.train, None, TrainConfig(steps=200, batch_size=512, lr=3e-3, seed=0), progress=False)
+    maf.eval()
+    with torch.no_grad():
+        log_p = maf.log_prob(data.test)
+    assert log_p.mean() > gaussian > 50, (float(log_p.mean()), float(gaussian))
+    assert torch.quantile(log_p, 0.01) > -50
+
+
 def test_maf_density_is_one_pass_and_sampling_d_passes_iaf_the_reverse():
     torch.manual_seed(0)
     d = 6

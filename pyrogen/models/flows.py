@@ -509,23 +509,30 @@ class NICE(_CouplingFlow):
 
 
 class _AutoregressiveFlow(FlowModel):
-    """MAF and IAF: :class:`MaskedAutoregressive` layers over MADE networks with alternating orderings."""
+    """MAF and IAF: :class:`MaskedAutoregressive` layers over MADE networks with alternating orderings (direct
+    input-to-output connections only with ``direct``: see :class:`MAF`)."""
 
     def __init__(
         self,
         event_shape: Sequence[int],
         num_layers: int,
         hidden: Sequence[int],
+        direct: bool = False,
         **kwargs: Any,
     ) -> None:
         super().__init__(event_shape, **kwargs)
         classes = self.classes
         self.num_layers = check_positive_int("num_layers", num_layers)
         self.hidden = check_hidden(hidden)
+        self.direct = bool(direct)
         d = self.dim
         layer = ConditionalMaskedAutoregressive if classes else MaskedAutoregressive
         self.mades = nn.ModuleList(
-            layer(MADENet(d, self.hidden, out_mult=2, order=_order(d, k), context=classes).shrink_output_())
+            layer(
+                MADENet(
+                    d, self.hidden, out_mult=2, order=_order(d, k), direct=self.direct, context=classes
+                ).shrink_output_()
+            )
             for k in range(self.num_layers)
         )
 
@@ -548,6 +555,10 @@ class MAF(_AutoregressiveFlow):
         event_shape: shape of one example (flattened).
         num_layers: autoregressive layers.
         hidden: MADE hidden sizes.
+        direct: give the MADE networks direct input-to-output connections. Off by default: a direct
+            connection makes each log-scale linear in the raw inputs, so that an input far out in a heavy
+            tail (a high-contrast image patch) drives the scales to their clip in every layer and its density
+            to minus millions of nats; Pyro's ``AutoRegressiveNN`` and zuko's MADE leave them out as well.
         **kwargs: ``preprocess``, ``alpha``, ``dequantize``: see :class:`FlowModel`.
         **kwargs: also ``classes``: feed a one-hot label to every MADE
             network (class-conditional MAF).
@@ -566,9 +577,10 @@ class MAF(_AutoregressiveFlow):
         event_shape: Sequence[int] = (2,),
         num_layers: int = 5,
         hidden: Sequence[int] = (128,),
+        direct: bool = False,
         **kwargs: Any,
     ) -> None:
-        super().__init__(event_shape, num_layers, hidden, **kwargs)
+        super().__init__(event_shape, num_layers, hidden, direct, **kwargs)
 
     conditional_ok = True
 
@@ -592,6 +604,7 @@ class IAF(_AutoregressiveFlow):
         event_shape: shape of one example (flattened).
         num_layers: autoregressive layers.
         hidden: MADE hidden sizes.
+        direct: give the MADE networks direct input-to-output connections (off: see :class:`MAF`).
         **kwargs: ``preprocess``, ``alpha``, ``dequantize``: see :class:`FlowModel`.
 
     References: Kingma et al., 2016, arXiv:1606.04934.
@@ -602,9 +615,10 @@ class IAF(_AutoregressiveFlow):
         event_shape: Sequence[int] = (2,),
         num_layers: int = 5,
         hidden: Sequence[int] = (128,),
+        direct: bool = False,
         **kwargs: Any,
     ) -> None:
-        super().__init__(event_shape, num_layers, hidden, **kwargs)
+        super().__init__(event_shape, num_layers, hidden, direct, **kwargs)
 
     def layers(self, context: torch.Tensor | None = None) -> list[Any]:
         return list(self.mades)
