@@ -42,6 +42,19 @@ def test_maf_on_heavy_tailed_patches_beats_a_gaussian_on_held_out_patches():
     assert torch.quantile(log_p, 0.01) > -50
 
 
+@pytest.mark.parametrize("cls", [MAF, IAF])
+def test_a_checkpoint_with_the_other_direct_choice_is_refused_by_name_and_loads_when_rebuilt(cls):
+    old = cls(event_shape=(4,), num_layers=2, hidden=(8,), direct=True)
+    with pytest.raises(ValueError, match="have direct input-to-output connections.*direct=True"):
+        cls(event_shape=(4,), num_layers=2, hidden=(8,)).load_state_dict(old.state_dict())
+    with pytest.raises(ValueError, match="lack direct"):
+        old.load_state_dict(cls(event_shape=(4,), num_layers=2, hidden=(8,)).state_dict())
+    rebuilt = cls(event_shape=(4,), num_layers=2, hidden=(8,), direct=True)
+    rebuilt.load_state_dict(old.state_dict())
+    x = torch.randn(3, 4)
+    torch.testing.assert_close(rebuilt.log_prob(x), old.log_prob(x))
+
+
 def test_maf_density_is_one_pass_and_sampling_d_passes_iaf_the_reverse():
     torch.manual_seed(0)
     d = 6

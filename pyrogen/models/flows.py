@@ -535,6 +535,18 @@ class _AutoregressiveFlow(FlowModel):
             )
             for k in range(self.num_layers)
         )
+        self.register_load_state_dict_pre_hook(self._check_direct)
+
+    def _check_direct(self, module: nn.Module, state_dict: dict[str, Any], prefix: str, *args: Any) -> None:
+        """Refuse, by name, a checkpoint whose MADE networks have (or lack) the direct connections this one lacks
+        (or has): MAF's and IAF's default changed (``direct=False``); rebuild with the checkpoint's choice."""
+        has = any(k.startswith(prefix + "mades.") and k.endswith(".net.direct.weight") for k in state_dict)
+        if has != self.direct:
+            raise ValueError(
+                f"the checkpoint's MADE networks {'have' if has else 'lack'} direct input-to-output connections "
+                f"and this {type(self).__name__} was built with direct={self.direct}; build it with direct={has} "
+                f"(`--set direct={str(has).lower()}`; MAF's and IAF's default was True before it became False)"
+            )
 
 
 def _order(d: int, k: int) -> list[int]:
