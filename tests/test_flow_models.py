@@ -49,6 +49,8 @@ def test_a_checkpoint_with_the_other_direct_choice_is_refused_by_name_and_loads_
         cls(event_shape=(4,), num_layers=2, hidden=(8,)).load_state_dict(old.state_dict())
     with pytest.raises(ValueError, match="lack direct"):
         old.load_state_dict(cls(event_shape=(4,), num_layers=2, hidden=(8,)).state_dict())
+    with pytest.raises(ValueError, match="direct must be True or False; got 'maybe'"):
+        cls(event_shape=(4,), num_layers=2, hidden=(8,), direct="maybe")
     rebuilt = cls(event_shape=(4,), num_layers=2, hidden=(8,), direct=True)
     rebuilt.load_state_dict(old.state_dict())
     x = torch.randn(3, 4)

@@ -524,7 +524,9 @@ class _AutoregressiveFlow(FlowModel):
         classes = self.classes
         self.num_layers = check_positive_int("num_layers", num_layers)
         self.hidden = check_hidden(hidden)
-        self.direct = bool(direct)
+        if not isinstance(direct, bool):
+            raise ValueError(f"direct must be True or False; got {direct!r}")
+        self.direct = direct
         d = self.dim
         layer = ConditionalMaskedAutoregressive if classes else MaskedAutoregressive
         self.mades = nn.ModuleList(
