@@ -1550,6 +1550,8 @@ TABLES: dict[str, Callable[[Results], str]] = {
     "quality-digits": quality_digits,
     "quality-toys": quality_toys,
     "diffusion-toys": diffusion_toys,
+    "diffusion-digits": diffusion_digits,
+    "diffusion-guidance": diffusion_guidance,
     "flows-three-scales": flows_three_scales,
     "flows-digits": flows_digits,
     "flows-other": flows_other,

@@ -314,6 +314,20 @@ def test_the_orderings_the_family_pages_state_hold_in_their_results_files():
     rnn = next(r for r in results["autoregressive"]["text"] if r["model"] == "char-rnn")
     bits = sorted(r["test_bits_per_char"] for r in hmm["hmm"])
     assert hmm["unigram"] > hmm["bigram"] > bits[-1] >= bits[0] > rnn["bits_per_char"]
+    # docs/diffusion.md: the SDE's likelihood beats every flow's, DDIM improves with steps, guidance trades FID
+    # for label agreement, RePaint completes better than replacement, the VAE and the EBM prior
+    diffusion = results["diffusion"]
+    digits = {r["variant"]: r for r in diffusion["digits"]}
+    sde = digits["vp-sde probability flow"]["bits_per_dim"]
+    assert sde < digits["ddpm ancestral (1000 steps)"]["bits_per_dim"]
+    assert sde < min(r["bits_per_dim"] for r in results["flows"]["digits"])
+    assert digits["ddim 10 steps"]["fid"] > digits["ddim 100 steps"]["fid"]
+    guided = sorted(diffusion["guidance"], key=lambda r: r["guidance"])
+    assert guided[0]["label_agreement"] < guided[-1]["label_agreement"] and guided[0]["fid"] < guided[-1]["fid"]
+    completion = diffusion["inpainting"]["repaint_pixel_accuracy"]
+    assert completion > diffusion["inpainting"]["replace_pixel_accuracy"]
+    assert completion > results["latent"]["uses"]["impute_bottom_half_pixel_accuracy"]
+    assert completion > results["ebm"]["uses"]["completion_nuts_pixel_accuracy"]
 
 
 def test_a_finished_section_is_saved_before_the_next_one_starts(tmp_path, monkeypatch):
