@@ -427,9 +427,9 @@ def diffusion_guidance(results: Results) -> str:
     """Classifier-free guidance of the class-conditional DDPM, and inpainting beside the VAE and the EBM."""
     out = [
         [
-            f"guidance w = {r['guidance']:g}: share read as the asked-for label",
+            f"guidance w = {r['guidance']:g}: share read as the asked-for label; FID of the 360",
             f"{r['label_agreement']:.3f}",
-            f"FID of the 360: {r['fid']:.2f} {_interval(r['fid_ci'], 2)}",
+            f"{r['fid']:.2f} {_interval(r['fid_ci'], 2)}",
         ]
         for r in results["diffusion"]["guidance"]
     ]
@@ -437,33 +437,16 @@ def diffusion_guidance(results: Results) -> str:
     for method, label in (("repaint", "RePaint (5 rounds per step)"), ("replace", "replacement")):
         out.append(
             [
-                f"inpainting the bottom half of {inp['n']} test digits, {label}: pixel accuracy",
+                f"inpainting the bottom half of {inp['n']} test digits, {label}: pixel accuracy; seconds",
                 f"{inp[f'{method}_pixel_accuracy']:.3f}",
-                f"{_seconds(inp[f'{method}_s'])} s",
+                _seconds(inp[f"{method}_s"]),
             ]
         )
     vae = results["latent"]["uses"]["impute_bottom_half_pixel_accuracy"]
     ebm = results["ebm"]["uses"]["completion_nuts_pixel_accuracy"]
     out.append(["the same completion by the VAE ([latent](latent.md)) and under the EBM prior by NUTS ([EBM](ebm.md))"])
     out[-1] += [f"{vae:.3f} / {ebm:.3f}", "–"]
-    return _table(["digits", "value", "and"], out)
-
-
-def diffusion_text(results: Results) -> str:
-    """``text-diffusion``'s prompt agreement at each guidance scale (the highest of each column in bold)."""
-    rows = results["diffusion"]["text"]
-    keys = ("label_agreement", "thickness_agreement", "size_agreement", "slant_agreement")
-    best = {k: max(r[k] for r in rows) for k in keys}
-    out = [
-        [
-            f"{r['guidance']:g}",
-            *[f"**{r[k]:.3f}**" if r[k] == best[k] else f"{r[k]:.3f}" for k in keys],
-            f"{r['fid']:.2f} {_interval(r['fid_ci'], 2)}",
-        ]
-        for r in rows
-    ]
-    header = ["guidance w", "label read as the prompt's digit", "thickness on the asked side", "size", "slant"]
-    return _table([*header, "FID (samples for the 360 test captions)"], out)
+    return _table(["digits", "share or accuracy", "FID [95% CI] or seconds"], out)
 
 
 #: The published binarized-MNIST test NLLs (nats; 60,000 training digits) beside pyrogen's rows.
@@ -1461,17 +1444,6 @@ def headline(results: Results) -> str:
                 "VP score SDE on the dequantized 8 × 8 digits, through the probability-flow ODE",
                 f"{sde['bits_per_dim']:.2f} ± {sde['bits_per_dim_stderr']:.2f} bits/dim (the best flow, "
                 f"{flow['model']}, {flow['bits_per_dim']:.2f})",
-                "[diffusion](docs/diffusion.md)",
-            ]
-        )
-    if "text" in results.get("diffusion", {}):
-        text = max(results["diffusion"]["text"], key=lambda r: r["guidance"])
-        attrs = min(text[f"{a}_agreement"] for a in ("thickness", "size", "slant"))
-        out.append(
-            [
-                f"text-to-image diffusion at guidance {text['guidance']:g}: samples read as the prompt's digit / the "
-                "worst attribute on the asked side",
-                f"{text['label_agreement']:.3f} / {attrs:.3f}",
                 "[diffusion](docs/diffusion.md)",
             ]
         )
