@@ -449,6 +449,18 @@ def diffusion_guidance(results: Results) -> str:
     return _table(["digits", "share or accuracy", "FID [95% CI] or seconds"], out)
 
 
+def diffusion_text(results: Results) -> str:
+    """Text-to-image latent diffusion: agreement of the samples with their prompts, and FID, per guidance."""
+    out = []
+    for r in results["diffusion"]["text"]:
+        cells = [f"{r[k]:.3f}" for k in ("label_agreement", "thickness_agreement", "size_agreement", "slant_agreement")]
+        if r["guidance"] == max(q["guidance"] for q in results["diffusion"]["text"]):
+            cells = [f"**{c}**" for c in cells]
+        out.append([f"{r['guidance']:g}", *cells, f"{r['fid']:.2f} {_interval(r['fid_ci'], 2)}"])
+    header = ["guidance w", "label read as the prompt's digit", "thickness on the asked side", "size", "slant"]
+    return _table([*header, "FID (samples for the 360 test captions)"], out)
+
+
 #: The published binarized-MNIST test NLLs (nats; 60,000 training digits) beside pyrogen's rows.
 PUBLISHED_MNIST = {
     "fvsbn": "97.5 (Larochelle and Murray, 2011)",
@@ -1444,6 +1456,16 @@ def headline(results: Results) -> str:
                 "VP score SDE on the dequantized 8 × 8 digits, through the probability-flow ODE",
                 f"{sde['bits_per_dim']:.2f} ± {sde['bits_per_dim_stderr']:.2f} bits/dim (the best flow, "
                 f"{flow['model']}, {flow['bits_per_dim']:.2f})",
+                "[diffusion](docs/diffusion.md)",
+            ]
+        )
+    if "text" in results.get("diffusion", {}):
+        top = max(results["diffusion"]["text"], key=lambda r: r["guidance"])
+        attributes = min(top[f"{a}_agreement"] for a in ("thickness", "size", "slant"))
+        out.append(
+            [
+                f"text-to-image diffusion at guidance {top['guidance']:g}: label / attributes (the lowest) as prompted",
+                f"{top['label_agreement']:.3f} / {attributes:.3f}",
                 "[diffusion](docs/diffusion.md)",
             ]
         )

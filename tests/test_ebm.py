@@ -269,6 +269,27 @@ def test_ebm_api_refuses_bad_arguments():
     assert m.sample(5).shape == (5, 2) and m.as_distribution().sample((2,)).shape == (2, 2)
 
 
+def test_chain_noise_and_gradient_clamp_bound_each_langevin_move():
+    # x' = x + eps * clamp(grad f, -c, c) + sigma * xi, written out against one chain step of the model's kernel
+    torch.manual_seed(0)
+    m = registry.create(
+        "ebm", event_shape=(3,), hidden=(8,), buffer_size=8, langevin_noise=1e-3, langevin_grad_clip=0.05
+    )
+    x = torch.randn(6, 3)
+    g = torch.func.vmap(torch.func.grad(lambda v: m.f(v[None])[0]))(x).detach()
+    torch.manual_seed(1)
+    y = m.langevin(2.0).step(m.langevin(2.0).init(x)).position
+    torch.manual_seed(1)
+    expected = x + 2.0 * g.clamp(-0.05, 0.05) + 1e-3 * torch.randn_like(x)
+    assert torch.allclose(y, expected, atol=1e-6)
+    assert float((y - x).abs().max()) <= 2.0 * 0.05 + 5e-3  # the clamp binds: |eps * grad| alone is larger
+    assert float((2.0 * g).abs().max()) > 0.1
+    with pytest.raises(ValueError, match="langevin_noise must be"):
+        registry.create("ebm", event_shape=(2,), langevin_noise=-1.0)
+    with pytest.raises(ValueError, match="langevin_grad_clip must be"):
+        registry.create("ebm", event_shape=(2,), langevin_grad_clip=0.0)
+
+
 @pytest.mark.parametrize("method", ["mala", "nuts", "batched-mala"])
 def test_energy_prior_completes_a_point_like_quadrature(trained_sm, method):
     from pyrogen.latent import energy_posterior

@@ -104,7 +104,13 @@ class EnergyModel(GenerativeModel):
         init_scale: chains start uniform in :math:`[-s, s]^D` (real data; set from the data by
             :meth:`from_dataset`), or in :math:`[0, 1]^D` (unit interval).
         sample_steps, sample_step_size: the Langevin chains :meth:`sample` runs from those starts
-            (:math:`x' = x + \epsilon \nabla f + \sqrt{2\epsilon}\xi`).
+            (:math:`x' = x + \epsilon \nabla f + \sigma\xi`).
+        langevin_noise: :math:`\sigma` of every Langevin chain of the model (``None``: :math:`\sqrt{2\epsilon}`,
+            the discretized Langevin diffusion); a fixed small :math:`\sigma` decouples it from the step, as
+            short-run EBM training on images does (Du and Mordatch, 2019; Nijkamp et al., 2019): the chains
+            then sample a colder distribution than :math:`p_\theta`.
+        langevin_grad_clip: clamp each coordinate of :math:`\nabla f` to :math:`[-c, c]` in every chain
+            (``None``: no clamp).
     """
 
     def __init__(
@@ -118,6 +124,8 @@ class EnergyModel(GenerativeModel):
         sample_steps: int = 500,
         sample_step_size: float = 0.01,
         tether: float | None = None,
+        langevin_noise: float | None = None,
+        langevin_grad_clip: float | None = None,
     ) -> None:
         super().__init__(event_shape)
         self.tether = None if tether is None else _number("tether", tether)
@@ -130,6 +138,10 @@ class EnergyModel(GenerativeModel):
         self.init_scale = _number("init_scale", init_scale)
         self.sample_steps = check_positive_int("sample_steps", sample_steps)
         self.sample_step_size = _number("sample_step_size", sample_step_size)
+        self.langevin_noise = None if langevin_noise is None else _number("langevin_noise", langevin_noise)
+        self.langevin_grad_clip = (
+            None if langevin_grad_clip is None else _number("langevin_grad_clip", langevin_grad_clip)
+        )
         self.net = EnergyNet(self.event_shape, arch, self.hidden, self.features)
 
     # -- the density ------------------------------------------------------------------------------------------
@@ -240,6 +252,11 @@ class EnergyModel(GenerativeModel):
         u = torch.rand(n, *self.event_shape, dtype=ref.dtype, device=ref.device)
         return u if self.support == "unit_interval" else (2 * u - 1) * self.init_scale
 
+    def langevin(self, step_size: float) -> Langevin:
+        """The model's Langevin kernel on :math:`f_\\theta` at ``step_size``, with its ``langevin_noise``
+        and ``langevin_grad_clip``."""
+        return Langevin(self.f, step_size, noise=self.langevin_noise, grad_clip=self.langevin_grad_clip)
+
     def _clamp(self, x: torch.Tensor) -> torch.Tensor:
         return x.clamp(0, 1) if self.support == "unit_interval" else x
 
@@ -259,7 +276,7 @@ class EnergyModel(GenerativeModel):
         try:
             x0 = self.init_chains(n)
             if cls is Langevin:
-                chains = sample_chains(Langevin(self.f, eps), x0, 1, warmup_steps=steps - 1)
+                chains = sample_chains(self.langevin(eps), x0, 1, warmup_steps=steps - 1)
             else:
                 warm = max(steps // 2, 1)
                 chains = sample_chains(cls(self.f, eps), x0, 1, warmup_steps=warm, thin=max(steps - warm, 1))
@@ -318,7 +335,7 @@ class EBM(EnergyModel):
     def negatives(self, n: int) -> torch.Tensor:
         """``n`` short-run chain ends from buffer starts (handed back to the buffer)."""
         x0 = self.buffer.sample(n, self.init_chains)
-        k = Langevin(self.f, self.chain_step_size)
+        k = self.langevin(self.chain_step_size)
         x = self._clamp(sample_chains(k, x0, 1, warmup_steps=self.chain_steps - 1).samples[:, -1])
         self.buffer.push(x)
         return x.detach()
