@@ -12,7 +12,7 @@ from pyrogen.inference.protocol import BoundedDensity, ExactDensity
 from pyrogen.models import registry
 
 #: (model, dataset, whether scoring and sampling are cheap enough for the suite: an autoregressive model samples in
-#: 784 passes, DDPM's bound takes 1000, an EBM's Langevin chains hundreds)
+#: 784 passes, DDPM's bound takes 1000)
 MODELS = [
     ("vae", "mnist-binary", True),
     ("iwae", "mnist-binary", True),
@@ -24,7 +24,7 @@ MODELS = [
     ("ns-gan", "mnist", True),
     ("ddpm", "mnist", False),
     ("score-sde", "mnist", False),
-    ("ebm", "mnist", False),
+    ("ebm", "mnist", True),
     ("rbm", "mnist-binary", True),
 ]
 
@@ -66,3 +66,18 @@ def test_the_convolutional_vae_halves_twice_at_28x28_and_once_at_8x8():
     model.eval()
     assert torch.isfinite(model.elbo(data.test[:4])).all()
     assert model.sample(2).shape == (2, 1, 28, 28)
+
+
+def test_the_ebm_at_28x28_takes_the_short_run_settings_and_the_8x8_recipe_keeps_its_own():
+    from pyrogen.models.ebm import SHORT_RUN
+
+    ebm = registry.get("ebm")
+    big, small = ebm.from_dataset(load("mnist")), ebm.from_dataset(load("digits"))
+    for key, value in SHORT_RUN.items():
+        got = big.buffer.reinit if key == "reinit" else getattr(big, key)
+        assert got == value, key
+    assert (small.chain_steps, small.sample_steps, small.buffer.reinit, small.langevin_noise) == (40, 500, 0.05, None)
+    assert ebm.train_defaults_for(load("mnist"))["groups"] == {"model": {"betas": [0.0, 0.999]}}
+    assert "groups" not in ebm.train_defaults_for(load("digits"))
+    assert registry.get("ebm").from_dataset(load("mnist"), chain_steps=7).chain_steps == 7  # the user's word wins
+    assert registry.get("ebm-sm").from_dataset(load("mnist")).langevin_noise is None  # the other EBMs keep theirs
