@@ -53,11 +53,14 @@ VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
     "vae-conv": ("vae", {"arch": "conv"}),
     "iwae-conv": ("iwae", {"arch": "conv", "k": 5}),  # k = 10 costs 2.5 s a step at 28 x 28 on one thread
     "pixelcnn-256": ("pixelcnn", {}),
+    # the EBM with persistent chains (Du and Mordatch, 2019): 95% of chain starts from the replay buffer, and
+    # samples by 200 steps from noise, where the registered short-run recipe restarts every chain from noise
+    "ebm-persistent": ("ebm", {"reinit": 0.05, "sample_steps": 200}),
 }
 #: Rows on other data than their section's.
 DATA_OF = {"rbm": "mnist-binary", "pixelcnn-256": "mnist-int"}
 DEQUANTIZED = ("realnvp", "glow", "nsf", "pixelcnn-256")
-SAMPLES = ("ns-gan", "wgan-gp", "ddpm", "score-sde", "ebm", "rbm")
+SAMPLES = ("ns-gan", "wgan-gp", "ddpm", "score-sde", "ebm", "ebm-persistent", "rbm")
 MODELS = {"binarized": BINARIZED, "dequantized": DEQUANTIZED, "samples": SAMPLES}
 DATA = {"binarized": "mnist-binary", "dequantized": "mnist", "samples": "mnist"}
 
