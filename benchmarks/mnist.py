@@ -18,6 +18,10 @@ Sections (``--only``):
   needs AIS, on ``mnist-binary``): the sample metrics and the training time, against which the literature expects
   the best GAN or diffusion FID below every likelihood model's.
 
+Each row also keeps its first 16 samples as grey levels (``results/mnist_samples/MODEL.npy``, 12.5 kB), from which
+every run draws the sample grids of the three sections again (``docs/figures/mnist_samples_SECTION.png``, a row per
+model measured so far, the test digits last).
+
 One model at a time, so that a long table is measured over several sittings; each row is printed to stderr as it
 comes and merged into ``results/mnist.json`` (rows measured again replace their own):
 
@@ -36,14 +40,17 @@ from __future__ import annotations
 import json
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pyro
 import torch
-from _common import logged_rows, merged_rows, previous_rows, report, section_parser, train_and_score
+from _common import RESULTS, logged_rows, merged_rows, previous_rows, report, section_parser, train_and_score
 
 from pyrogen import quality
 from pyrogen.data import load
+from pyrogen.figures import image_rows
 from pyrogen.models import registry
 
 SECTIONS = ("binarized", "dequantized", "samples")
@@ -65,8 +72,9 @@ MODELS = {"binarized": BINARIZED, "dequantized": DEQUANTIZED, "samples": SAMPLES
 DATA = {"binarized": "mnist-binary", "dequantized": "mnist", "samples": "mnist"}
 
 
-def measure(section: str, models: list[str], steps: int | None) -> list[dict[str, Any]]:
-    """Train each model of ``section`` on its data from the registered defaults, then score it."""
+def measure(section: str, models: list[str], steps: int | None, keep: bool = True) -> list[dict[str, Any]]:
+    """Train each model of ``section`` on its data from the registered defaults, then score it (and, with
+    ``keep``, keep its first samples for the grids)."""
     rows = []
     for name in models:
         data = load(DATA_OF.get(name, DATA[section]))
@@ -77,8 +85,14 @@ def measure(section: str, models: list[str], steps: int | None) -> list[dict[str
         print(json.dumps(row), file=sys.stderr, flush=True)  # the NLL before the (slow) samples: a stopped run keeps it
         pyro.set_rng_seed(0)
         t = time.perf_counter()
-        q = quality.sample_quality(model, data, n=len(data.test))
+        with torch.no_grad():
+            fake = model.sample(len(data.test))
+        fake = fake[0] if isinstance(fake, tuple) else fake
         row["sample_s"] = round(time.perf_counter() - t, 1)
+        # what quality.sample_quality(model, data, n=len(data.test)) computes, from the samples kept for the grids
+        q = quality.compare(data.test, fake, data.kind, data.support, data.name)
+        if keep:
+            keep_samples(name, fake, data.support)
         for key in ("fid", "kid", "precision", "recall"):
             if key in q:
                 row[key] = round(q[key]["value"], 4)
@@ -86,6 +100,36 @@ def measure(section: str, models: list[str], steps: int | None) -> list[dict[str
         print(json.dumps(row), file=sys.stderr, flush=True)
         rows.append(row)
     return rows
+
+
+KEPT = RESULTS / "mnist_samples"
+FIGURES = Path(__file__).resolve().parents[1] / "docs" / "figures"
+COLUMNS = 16
+
+
+def keep_samples(name: str, x: torch.Tensor, support: str, folder: Path = KEPT) -> Path:
+    """Save the first :data:`COLUMNS` samples of a row as grey levels ``(16, 28, 28)`` uint8."""
+    grey = quality.to_unit_grey(x[:COLUMNS].reshape(-1, 1, 28, 28), support)
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{name}.npy"
+    np.save(path, (grey[:, 0] * 255).round().to(torch.uint8).numpy())
+    return path
+
+
+def draw_grids(folder: Path = SAMPLES, out: Path = FIGURES) -> list[Path]:
+    """One figure per section with kept samples: a row per model (in the section's order), the test digits last."""
+    written = []
+    for section, models in MODELS.items():
+        kept = [m for m in models if (folder / f"{m}.npy").exists()]
+        if not kept:
+            continue
+        rows = [(m, torch.from_numpy(np.load(folder / f"{m}.npy")).float()[:, None] / 255) for m in kept]
+        data = load(DATA[section])
+        rows.append(("test digits", quality.to_unit_grey(data.test[:COLUMNS], data.support)))
+        path = out / f"mnist_samples_{section}.png"
+        image_rows(rows, path)
+        written.append(path)
+    return written
 
 
 def step_times(models: list[str], steps: int = 6) -> None:
@@ -175,8 +219,11 @@ def main(argv: list[str] | None = None) -> int:
         models = [m for m in (args.models or MODELS[section]) if m in MODELS[section]]
         if section not in only or not models:
             continue
-        rows = measure(section, models, steps)
+        rows = measure(section, models, steps, keep=not args.quick)
         out[section] = rows if args.quick else merged_rows(previous_rows(section), rows)
+    if not args.quick:
+        for path in draw_grids():
+            print(f"wrote {path}", file=sys.stderr, flush=True)
     return report(out, args.json, printer)
 
 

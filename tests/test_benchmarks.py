@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -379,3 +380,25 @@ def test_the_speed_benchmarks_step_the_trainer_as_fit_does():
     assert any(not torch.equal(a, b) for a, b in zip(before, model.parameters(), strict=True))
     row = gpu_check.two_group_step("cpu", steps=2)
     assert row["name"] == "wgan-gp-2d-b256" and row["ratio"] > 0
+
+
+def test_the_mnist_benchmark_keeps_each_row_s_samples_and_draws_a_grid_per_section(tmp_path):
+    # the kept samples are the grey levels of the model's first 16 draws; a section's grid has a row per kept model
+    # and the test digits, and the real-images page shows every section's grid that the results hold
+    import mnist
+    from matplotlib.image import imread
+
+    torch.manual_seed(0)
+    x = torch.rand(20, 1, 28, 28)
+    path = mnist.keep_samples("vae", x, "unit_interval", folder=tmp_path)
+    kept = np.load(path)
+    assert kept.shape == (16, 28, 28) and kept.dtype == np.uint8
+    assert np.abs(kept / 255 - x[:16, 0].numpy()).max() <= 0.5 / 255 + 1e-6
+    mnist.keep_samples("fvsbn", (x > 0.5).float(), "binary", folder=tmp_path)
+    (figure,) = mnist.draw_grids(folder=tmp_path, out=tmp_path)
+    assert figure.name == "mnist_samples_binarized.png"
+    assert imread(figure).shape[0] > imread(figure).shape[1] / 16 * 2.5  # three rows of 16 digits
+    page = (Path(__file__).resolve().parents[1] / "docs" / "images.md").read_text()
+    for section in mnist.SECTIONS:
+        if any((mnist.KEPT / f"{m}.npy").exists() for m in mnist.MODELS[section]):
+            assert f"figures/mnist_samples_{section}.png" in page, section
