@@ -454,8 +454,6 @@ def diffusion_text(results: Results) -> str:
     out = []
     for r in results["diffusion"]["text"]:
         cells = [f"{r[k]:.3f}" for k in ("label_agreement", "thickness_agreement", "size_agreement", "slant_agreement")]
-        if r["guidance"] == max(q["guidance"] for q in results["diffusion"]["text"]):
-            cells = [f"**{c}**" for c in cells]
         out.append([f"{r['guidance']:g}", *cells, f"{r['fid']:.2f} {_interval(r['fid_ci'], 2)}"])
     header = ["guidance w", "label read as the prompt's digit", "thickness on the asked side", "size", "slant"]
     return _table([*header, "FID (samples for the 360 test captions)"], out)
@@ -1562,6 +1560,7 @@ TABLES: dict[str, Callable[[Results], str]] = {
     "diffusion-toys": diffusion_toys,
     "diffusion-digits": diffusion_digits,
     "diffusion-guidance": diffusion_guidance,
+    "diffusion-text": diffusion_text,
     "flows-three-scales": flows_three_scales,
     "flows-digits": flows_digits,
     "flows-other": flows_other,
