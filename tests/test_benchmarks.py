@@ -334,6 +334,18 @@ def test_the_orderings_the_family_pages_state_hold_in_their_results_files():
     shares = ("label_agreement", "thickness_agreement", "size_agreement", "slant_agreement")
     assert all(text[0][k] >= 0.985 and text[1][k] >= 0.995 and text[1][k] > text[0][k] for k in shares)
     assert text[-1]["fid_ci"][0] < text[0]["fid_ci"][1]  # the FID's intervals overlap across guidance
+    # docs/images.md, the real-images acceptance: the literature's order with the convolutional VAEs, at most 95 nats
+    # binarized and 1.40 bits/dim dequantized, the EBM's FID within twice the VAE's, a GAN's below every likelihood
+    # model's
+    mnist = {s: {r["model"]: r for r in rows} for s, rows in results["mnist"].items()}
+    order = [mnist["binarized"][m]["nll_nats"] for m in ("fvsbn", "nade", "vae-conv", "iwae-conv", "pixelcnn")]
+    assert order == sorted(order, reverse=True) and order[-1] <= 95
+    assert min(r["bits_per_dim"] for r in mnist["dequantized"].values()) <= 1.40
+    assert mnist["samples"]["ebm"]["fid"] <= 2 * mnist["binarized"]["vae"]["fid"]
+    likelihood = [r["fid"] for s in ("binarized", "dequantized") for r in mnist[s].values() if "fid" in r]
+    assert min(r["fid"] for m, r in mnist["samples"].items() if "gan" in m or m in ("ddpm", "score-sde")) < min(
+        likelihood
+    )
 
 
 def test_a_finished_section_is_saved_before_the_next_one_starts(tmp_path, monkeypatch):
