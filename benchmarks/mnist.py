@@ -116,7 +116,7 @@ def keep_samples(name: str, x: torch.Tensor, support: str, folder: Path = KEPT) 
     return path
 
 
-def draw_grids(folder: Path = SAMPLES, out: Path = FIGURES) -> list[Path]:
+def draw_grids(folder: Path = KEPT, out: Path = FIGURES) -> list[Path]:
     """One figure per section with kept samples: a row per model (in the section's order), the test digits last."""
     written = []
     for section, models in MODELS.items():

@@ -402,6 +402,8 @@ def test_the_speed_benchmarks_step_the_trainer_as_fit_does():
 def test_the_mnist_benchmark_keeps_each_row_s_samples_and_draws_a_grid_per_section(tmp_path):
     # the kept samples are the grey levels of the model's first 16 draws; a section's grid has a row per kept model
     # and the test digits, and the real-images page shows every section's grid that the results hold
+    import inspect
+
     import mnist
     from matplotlib.image import imread
 
@@ -412,6 +414,7 @@ def test_the_mnist_benchmark_keeps_each_row_s_samples_and_draws_a_grid_per_secti
     assert kept.shape == (16, 28, 28) and kept.dtype == np.uint8
     assert np.abs(kept / 255 - x[:16, 0].numpy()).max() <= 0.5 / 255 + 1e-6
     mnist.keep_samples("fvsbn", (x > 0.5).float(), "binary", folder=tmp_path)
+    assert inspect.signature(mnist.draw_grids).parameters["folder"].default == mnist.KEPT  # where the rows keep them
     (figure,) = mnist.draw_grids(folder=tmp_path, out=tmp_path)
     assert figure.name == "mnist_samples_binarized.png"
     assert imread(figure).shape[0] > imread(figure).shape[1] / 16 * 2.5  # three rows of 16 digits
