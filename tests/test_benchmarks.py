@@ -44,6 +44,7 @@ def test_the_readme_names_the_flags_behind_every_benchmark_row_off_the_registere
     import flows
     import gan
     import latent
+    import mnist
 
     from pyrogen.models import registry
 
@@ -54,6 +55,7 @@ def test_the_readme_names_the_flags_behind_every_benchmark_row_off_the_registere
     rows += [(registered, kw) for _, registered, kw in latent.NLL_MODELS]
     rows += [(autoregressive.REGISTERED.get(n, n), kw) for n, kw in autoregressive.DIGITS.items()]
     rows += [(registered, kw) for _, registered, kw in gan.VARIANTS + ebm.VARIANTS]
+    rows += list(mnist.VARIANTS.values())
 
     def norm(v):
         return list(v) if isinstance(v, tuple) else v
