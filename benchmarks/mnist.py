@@ -38,6 +38,7 @@ comes and merged into ``results/mnist.json`` (rows measured again replace their 
 from __future__ import annotations
 
 import json
+import math
 import sys
 import time
 from pathlib import Path
@@ -81,7 +82,7 @@ def measure(section: str, models: list[str], steps: int | None, keep: bool = Tru
         registered, kwargs = VARIANTS.get(name, (name, {}))
         model, row = train_and_score(name, data, kwargs, steps, registry_name=registered, score=section != "samples")
         if "nll_nats" in row and "bits_per_dim" not in row:  # binary or integer data: the discrete NLL in bits/pixel
-            row["bits_per_dim"] = round(row["nll_nats"] / (784 * 0.6931471805599453), 4)
+            row["bits_per_dim"] = round(row["nll_nats"] / (math.prod(data.event_shape) * math.log(2)), 4)
         print(json.dumps(row), file=sys.stderr, flush=True)  # the NLL before the (slow) samples: a stopped run keeps it
         pyro.set_rng_seed(0)
         t = time.perf_counter()
