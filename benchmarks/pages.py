@@ -769,6 +769,22 @@ def results_kernels(results: Results) -> str:
     return _table([*header, "demo seconds"], out)
 
 
+def results_threads(results: Results) -> str:
+    """``pyrogen demo``'s wall time with the CLI's thread choice, idle and with one core kept busy
+    (``benchmarks/threads.py``)."""
+    d = results["threads"]["demo"]
+    out = [
+        [
+            f"{r['case']} ({d['cores']} cores)",
+            f"`{r['threads']}`" if r["threads"].startswith("--") else r["threads"],
+            f"{r['load_before']:.2f}",
+            f"{r['seconds']:.0f}",
+        ]
+        for r in d["runs"]
+    ]
+    return _table(["machine", "threads", "1-minute load before", "demo seconds"], out)
+
+
 #: The training-step rows of ``benchmarks/run.py``: the script's name, the page's label.
 SPEED_STEPS = {
     "vae-784-400-20-b128": "VAE 784-400-20, batch 128",
@@ -1566,6 +1582,7 @@ TABLES: dict[str, Callable[[Results], str]] = {
     "flows-other": flows_other,
     "results-demo": results_demo,
     "results-kernels": results_kernels,
+    "results-threads": results_threads,
     "ebm-uses": ebm_uses,
     "speed-steps": speed_steps,
     "ebm-speed": ebm_speed,
