@@ -68,7 +68,7 @@ VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
 #: Rows on other data than their section's.
 DATA_OF = {"rbm": "mnist-binary", "pixelcnn-256": "mnist-int"}
 DEQUANTIZED = ("realnvp", "glow", "nsf", "pixelcnn-256")
-SAMPLES = ("ns-gan", "wgan-gp", "ddpm", "score-sde", "ebm", "ebm-persistent", "rbm")
+SAMPLES = ("ns-gan", "wgan-gp", "ddpm", "score-sde", "flow-matching", "ebm", "ebm-persistent", "rbm")
 MODELS = {"binarized": BINARIZED, "dequantized": DEQUANTIZED, "samples": SAMPLES}
 DATA = {"binarized": "mnist-binary", "dequantized": "mnist", "samples": "mnist"}
 

@@ -24,6 +24,7 @@ MODELS = [
     ("ns-gan", "mnist", True),
     ("ddpm", "mnist", False),
     ("score-sde", "mnist", False),
+    ("flow-matching", "mnist", False),
     ("ebm", "mnist", True),
     ("rbm", "mnist-binary", True),
 ]
