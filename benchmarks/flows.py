@@ -38,7 +38,7 @@ from pyro.nn import AutoRegressiveNN
 from pyrogen.data import TOY_ENTROPY, TOYS, load
 from pyrogen.distributions.transforms import MaskedAutoregressive
 from pyrogen.inference import TrainConfig, distill
-from pyrogen.metrics import evaluate_nll
+from pyrogen.metrics import bits_per_dim, evaluate_nll
 from pyrogen.models import IAF, MAF, registry
 from pyrogen.nn import MADENet
 
@@ -70,6 +70,7 @@ DIGIT_FLOWS: dict[str, dict[str, Any]] = {
     "glow-permute": {"scales": 2, "steps": 4, "hidden": 64, "mixing": "permute"},
     "planar": {"num_layers": 16},
     "mintnet": {"num_layers": 6, "hidden": 32},
+    "nsf": {},  # the registered defaults: 5 affine + rational-quadratic autoregressive layers, hidden (64, 64)
 }
 # IAF scores external data in D = 64 network passes per layer, so maximum likelihood on the digits is
 # its slow direction; its digits row is the student distilled from the MAF (section "distill").
@@ -82,11 +83,14 @@ def _train(name: str, data_name: str, kwargs: dict[str, Any], steps: int | None,
 def toys(steps: int | None, flows: list[str] | None = None) -> list[dict[str, Any]]:
     rows = []
     for toy in TOYS:
-        for name, kw in TOY_FLOWS.items():
+        for name, kw in {**TOY_FLOWS, "zuko-nsf": {}}.items():
             if flows and name not in flows:
                 continue
             try:
-                row = _train(name, toy, kw, steps or TOY_STEPS.get(name))[1]
+                if name == "zuko-nsf":
+                    row = zuko_nsf(load(toy), steps)
+                else:
+                    row = _train(name, toy, kw, steps or TOY_STEPS.get(name))[1]
             except FloatingPointError as e:  # reported, not hidden
                 rows.append({"model": name, "data": toy, "diverged": str(e)})
                 print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
@@ -116,14 +120,11 @@ def zuko_flow(name: str, data: Any, steps: int | None, seed: int = 0) -> dict[st
 
     import zuko
 
-    from pyrogen.models.flows import data_units
-
     torch.manual_seed(seed)
     cfg = registry.get(name.removeprefix("zuko-")).train_defaults_for(data)
     steps = steps or cfg["steps"]
-    loc, scale = data_units(data.train)
-    log_det = float(scale.log().sum())
-    train, val, test = ((x - loc) / scale for x in (data.train, data.val, data.test))
+    to_flow = _zuko_units(data)
+    train, val, test = data.train, data.val, data.test
     if name == "zuko-nsf":
         flow = zuko.flows.NSF(train.shape[1], bins=8, transforms=5, hidden_features=(64, 64))
     else:
@@ -136,7 +137,7 @@ def zuko_flow(name: str, data: Any, steps: int | None, seed: int = 0) -> dict[st
         for group in opt.param_groups:
             group["lr"] = schedule.lr_at(step - 1)
         batch = train[torch.randint(0, len(train), (cfg["batch_size"],), generator=g)]
-        loss = -flow().log_prob(batch).mean()
+        loss = -_zuko_log_prob(flow, *to_flow(batch, True)).mean()
         opt.zero_grad()
         loss.backward()
         if cfg.get("grad_clip"):
@@ -144,13 +145,13 @@ def zuko_flow(name: str, data: Any, steps: int | None, seed: int = 0) -> dict[st
         opt.step()
         if step % cfg["val_every"] == 0 or step == steps:
             with torch.no_grad():
-                v = float(-flow().log_prob(val).mean())
+                v = float(-_zuko_log_prob(flow, *to_flow(val, False)).mean())
             if v < best:
                 best, best_state, best_step = v, copy.deepcopy(flow.state_dict()), step
     flow.load_state_dict(best_state)
     with torch.no_grad():
-        lp = flow().log_prob(test).double() - log_det
-    return {
+        lp = _zuko_log_prob(flow, *to_flow(test, False)).double()
+    row = {
         "model": name,
         "data": data.name,
         "nll_nats": round(float(-lp.mean()), 4),
@@ -159,6 +160,43 @@ def zuko_flow(name: str, data: Any, steps: int | None, seed: int = 0) -> dict[st
         "best_step": best_step,
         "train_s": round(time.perf_counter() - t, 1),
     }
+    if data.kind == "image":
+        row["bits_per_dim"] = round(bits_per_dim(-float(lp.mean()), math.prod(data.event_shape), data.levels), 4)
+    return row
+
+
+def _zuko_log_prob(flow: Any, y: torch.Tensor, log_det: torch.Tensor) -> torch.Tensor:
+    """zuko's ``log p(y)`` plus the log-determinant of the map from the data to ``y``: ``log p(x)``."""
+    return flow().log_prob(y) + log_det
+
+
+def _zuko_units(data: Any) -> Any:
+    """``to_flow(x, training) -> (y, log |dy/dx|)``: the data as pyrogen's flows of the same recipe see them.
+    Dequantized images (the digits): flattened, each training batch dequantized afresh (as
+    :class:`~pyrogen.inference.objectives.MaximumLikelihood` does), then the logit pre-processing of
+    :class:`~pyrogen.distributions.transforms.LogitTransform` (alpha 0.05, the flows' default); vectors: rescaled
+    by :func:`~pyrogen.models.flows.data_units`."""
+    from pyrogen.distributions.transforms import LogitTransform
+    from pyrogen.models.flows import data_units
+
+    if data.kind == "image":
+        logit, levels = LogitTransform(0.05), data.levels
+
+        def to_flow(x: torch.Tensor, training: bool) -> tuple[torch.Tensor, torch.Tensor]:
+            x = x.flatten(1)
+            if training and levels:
+                x = (torch.floor(x * levels).clamp(0, levels - 1) + torch.rand_like(x)) / levels
+            y = logit.inv(x)
+            return y, -logit.log_abs_det_jacobian(y, x)
+
+        return to_flow
+    loc, scale = data_units(data.train)
+    log_det = -scale.log().sum()
+
+    def rescale(x: torch.Tensor, training: bool) -> tuple[torch.Tensor, torch.Tensor]:
+        return (x - loc) / scale, log_det.expand(len(x))
+
+    return rescale
 
 
 def fresh(
@@ -189,9 +227,9 @@ def fresh(
 
 def digits(steps: int | None, flows: list[str] | None = None) -> list[dict[str, Any]]:
     rows = []
-    for name, kw in DIGIT_FLOWS.items():
+    for name, kw in {**DIGIT_FLOWS, "zuko-nsf": {}}.items():
         if not flows or name in flows:
-            rows.append(_train(name, "digits", kw, steps)[1])
+            rows.append(zuko_nsf(load("digits"), steps) if name == "zuko-nsf" else _train(name, "digits", kw, steps)[1])
             print(json.dumps(rows[-1]), file=sys.stderr, flush=True)  # each row as it comes
     return rows
 
