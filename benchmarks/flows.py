@@ -326,7 +326,7 @@ def run(
 def _print(out: dict[str, Any]) -> None:
     if "toys" in out:
         print("2-D toys, test NLL (nats) - best possible (minus the entropy)")
-        names = [n for n in TOY_FLOWS if any(r["model"] == n for r in out["toys"])]
+        names = [n for n in (*TOY_FLOWS, "zuko-nsf") if any(r["model"] == n for r in out["toys"])]
         print(f"  {'toy':<14}{'best':>8}" + "".join(f"{n:>16}" for n in names))
         for toy in TOYS:
             rows = {r["model"]: r for r in out["toys"] if r["data"] == toy}
