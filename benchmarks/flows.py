@@ -18,7 +18,10 @@ each flow from its registered defaults, next to the best possible value; and ``z
 pyrogen NSF's architecture (5 autoregressive rational-quadratic transforms, 8 bins, hidden (64, 64)) trained
 by the same loop settings (steps, batch, learning rate and its cosine schedule, gradient clipping, validation
 every ``val_every`` steps with the best parameters kept), on the data in the same units
-(``pyrogen.models.flows.data_units``, whose log-determinant is added back).
+(``pyrogen.models.flows.data_units``, whose log-determinant is added back). The same zuko NSF is a column of the
+toys (``--only toys --flows zuko-nsf``) and a row of the digits (``--only digits --flows zuko-nsf``), where it sees
+the digits as pyrogen's flows do: flattened, each training batch dequantized afresh, the logit pre-processing of
+``LogitTransform(0.05)`` with its log-determinant counted, bits/dim with the ``log2 17`` correction.
 """
 
 from __future__ import annotations
@@ -31,7 +34,7 @@ import time
 from typing import Any
 
 import torch
-from _common import keep, logged_rows, merged_rows, previous_rows, report, section_parser, train_and_score
+from _common import keep, logged_rows, machine, merged_rows, previous_rows, report, section_parser, train_and_score
 from pyro.distributions.transforms import AffineAutoregressive
 from pyro.nn import AutoRegressiveNN
 
@@ -154,6 +157,7 @@ def zuko_flow(name: str, data: Any, steps: int | None, seed: int = 0) -> dict[st
     row = {
         "model": name,
         "data": data.name,
+        "command": machine()["command"],
         "nll_nats": round(float(-lp.mean()), 4),
         "nll_stderr": round(float(lp.std() / math.sqrt(len(lp))), 4),
         "steps": steps,
