@@ -424,3 +424,28 @@ def test_the_mnist_benchmark_keeps_each_row_s_samples_and_draws_a_grid_per_secti
     for section in mnist.SECTIONS:
         if any((mnist.KEPT / f"{m}.npy").exists() for m in mnist.MODELS[section]):
             assert f"figures/mnist_samples_{section}.png" in page, section
+
+
+def test_zuko_sees_the_digits_as_pyrogens_flows_do():
+    # the change of variables zuko's NSF is scored through: its log-determinant is the autograd Jacobian's (the map
+    # is elementwise, so the diagonal), and pyrogen's NSF with its layers removed gives the same density
+    import flows
+
+    from pyrogen.data import load
+    from pyrogen.models import registry
+
+    data = load("digits")
+    x = data.test[:5].double()
+    to_flow = flows._zuko_units(data)
+    y, log_det = to_flow(x, False)
+    dy = torch.autograd.functional.jacobian(lambda t: to_flow(t, False)[0], x[0]).reshape(64, 64)
+    torch.testing.assert_close(log_det[0], dy.diagonal().abs().log().sum())
+    assert torch.count_nonzero(dy - torch.diag(dy.diagonal())) == 0
+    nsf = registry.get("nsf").from_dataset(data).double()
+    nsf.layers = lambda *a: []  # type: ignore[method-assign]  # only the reshape and the logit pre-processing left
+    base = torch.distributions.Normal(0.0, 1.0).log_prob(y).sum(-1)
+    torch.testing.assert_close(nsf.log_prob(x), base + log_det)
+    y_train, _ = to_flow(x, True)  # training batches are dequantized afresh, within each grey level's bin
+    x_train = (torch.sigmoid(y_train) - 0.05) / 0.9
+    assert not torch.allclose(x_train, x.flatten(1))
+    assert torch.equal(torch.floor(x_train * 17), torch.floor(x.flatten(1) * 17))
