@@ -1431,6 +1431,16 @@ def headline(results: Results) -> str:
                 f" (on the integer levels, 256-way softmax); the best flow, {flow['model']}, {flow['bits_per_dim']:.3f}"
             )
         out.append(["MNIST at 28 × 28, dequantized: the best test bits/dim", cell, "[real images](docs/images.md)"])
+        scored = sorted((r for rows in results["mnist"].values() for r in rows if "fid" in r), key=lambda r: r["fid"])
+        lo, hi = scored[0]["fid_ci"]
+        out.append(
+            [
+                "MNIST at 28 × 28, sample quality: the best FID of 500 samples against the test digits (95% interval)",
+                f"{_variant(scored[0]['model'])} {scored[0]['fid']:.2f} [{lo:.2f}, {hi:.2f}]; "
+                + ", ".join(f"{_variant(r['model'])} {r['fid']:.2f}" for r in scored[1:6]),
+                "[real images](docs/images.md)",
+            ]
+        )
     if "autoregressive" in results:
         nll = {r["model"]: r for r in results["autoregressive"]["digits_binary"]}
         rnn, cnn = nll["pixelrnn"], nll["pixelcnn"]
