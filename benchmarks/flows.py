@@ -128,10 +128,11 @@ def zuko_flow(name: str, data: Any, steps: int | None, seed: int = 0) -> dict[st
     steps = steps or cfg["steps"]
     to_flow = _zuko_units(data)
     train, val, test = data.train, data.val, data.test
+    features = to_flow(train[:1], False)[0].shape[-1]  # the flow's dimension as to_flow hands it the data
     if name == "zuko-nsf":
-        flow = zuko.flows.NSF(train.shape[1], bins=8, transforms=5, hidden_features=(64, 64))
+        flow = zuko.flows.NSF(features, bins=8, transforms=5, hidden_features=(64, 64))
     else:
-        flow = zuko.flows.MAF(train.shape[1], transforms=5, hidden_features=(64, 64))
+        flow = zuko.flows.MAF(features, transforms=5, hidden_features=(64, 64))
     opt = torch.optim.Adam(flow.parameters(), lr=cfg["lr"])
     best, best_state, best_step, t = math.inf, copy.deepcopy(flow.state_dict()), 0, time.perf_counter()
     g = torch.Generator().manual_seed(seed)
@@ -181,6 +182,7 @@ def _zuko_units(data: Any) -> Any:
     :class:`~pyrogen.distributions.transforms.LogitTransform` (alpha 0.05, the flows' default); vectors: rescaled
     by :func:`~pyrogen.models.flows.data_units`."""
     from pyrogen.distributions.transforms import LogitTransform
+    from pyrogen.inference.objectives import dequantize
     from pyrogen.models.flows import data_units
 
     if data.kind == "image":
@@ -189,7 +191,7 @@ def _zuko_units(data: Any) -> Any:
         def to_flow(x: torch.Tensor, training: bool) -> tuple[torch.Tensor, torch.Tensor]:
             x = x.flatten(1)
             if training and levels:
-                x = (torch.floor(x * levels).clamp(0, levels - 1) + torch.rand_like(x)) / levels
+                x = dequantize(x, levels)
             y = logit.inv(x)
             return y, -logit.log_abs_det_jacobian(y, x)
 

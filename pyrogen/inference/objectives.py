@@ -53,6 +53,7 @@ __all__ = [
     "Reconstruction",
     "SemiSupervisedELBO",
     "checked",
+    "dequantize",
     "entropy_gradient_surrogate",
     "eval_mode",
     "gaussian_kl",
@@ -194,6 +195,18 @@ class Objective:
         return f"{type(self).__name__}({fields})"
 
 
+def dequantize(x: torch.Tensor, levels: int) -> torch.Tensor:
+    r"""A fresh uniform dequantization of data on a grid of ``1 / levels``: :math:`(\lfloor x L \rfloor + u) / L`,
+    :math:`u \sim U[0, 1)`, each value kept in its level's bin (Theis, van den Oord and Bethge, 2016).
+
+    Example:
+        >>> y = dequantize(torch.tensor([0.0, 0.5, 1.0]), 4)
+        >>> torch.floor(y * 4).tolist()
+        [0.0, 2.0, 3.0]
+    """
+    return (torch.floor(x * levels).clamp(0, levels - 1) + torch.rand_like(x)) / levels
+
+
 class MaximumLikelihood(Objective):
     r"""Minus the mean exact log-likelihood, :math:`-\frac1n \sum_i \log p(x_i)`, of any
     :class:`~pyrogen.inference.protocol.ExactDensity`: the model's ``log_prob`` of the batch (an ``(examples,
@@ -227,8 +240,7 @@ class MaximumLikelihood(Objective):
         if not (model.training and self.dequantize):
             return batch
         x, context = as_batch(batch)
-        levels = self.dequantize
-        x = (torch.floor(x * levels).clamp(0, levels - 1) + torch.rand_like(x)) / levels
+        x = dequantize(x, self.dequantize)
         return x if context is None else Batch(x, context)
 
     def loss(self, model: nn.Module, batch: Any, group: str = "model") -> torch.Tensor:
