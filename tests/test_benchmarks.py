@@ -449,3 +449,15 @@ def test_zuko_sees_the_digits_as_pyrogens_flows_do():
     x_train = (torch.sigmoid(y_train) - 0.05) / 0.9
     assert not torch.allclose(x_train, x.flatten(1))
     assert torch.equal(torch.floor(x_train * 17), torch.floor(x.flatten(1) * 17))
+
+
+def test_dequantize_keeps_each_value_in_its_bin_and_refuses_bad_levels():
+    from pyrogen.inference.objectives import dequantize
+
+    x = torch.arange(17.0) / 17
+    y = dequantize(x.expand(200, 17), 17)
+    assert torch.equal(torch.floor(y * 17), torch.floor(x * 17).expand(200, 17))
+    assert 0.4 < float((y * 17 - torch.floor(y * 17)).mean()) < 0.6  # uniform within the bin
+    for bad in (1, 0, 2.5, True):
+        with pytest.raises(ValueError, match="levels"):
+            dequantize(x, bad)  # type: ignore[arg-type]

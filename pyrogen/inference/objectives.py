@@ -203,7 +203,12 @@ def dequantize(x: torch.Tensor, levels: int) -> torch.Tensor:
         >>> y = dequantize(torch.tensor([0.0, 0.5, 1.0]), 4)
         >>> torch.floor(y * 4).tolist()
         [0.0, 2.0, 3.0]
+
+    Raises:
+        ValueError: ``levels`` is not an integer of at least 2.
     """
+    if isinstance(levels, bool) or not isinstance(levels, int) or levels < 2:
+        raise ValueError(f"levels must be an integer >= 2; got {levels!r}")
     return (torch.floor(x * levels).clamp(0, levels - 1) + torch.rand_like(x)) / levels
 
 
