@@ -12,6 +12,7 @@ validation part, best parameters restored) and scored on the test part.
     python benchmarks/flows.py --only fresh --flows nsf --densities funnel   # some rows again, the others kept
     python benchmarks/flows.py --record run.log   # file the rows a stopped run printed to its log
     python benchmarks/flows.py --only toys --record run.log   # the same for the toys (or digits)
+    python benchmarks/flows.py --only seeds --densities digits   # pyrogen's NSF and zuko's from seeds 0, 1, 2
 
 Section ``fresh``: the four densities of ``benchmarks/fresh_densities.py`` (never tuned on; exact entropies),
 each flow from its registered defaults, next to the best possible value; and ``zuko-nsf``, zuko's NSF with
@@ -240,6 +241,55 @@ def digits(steps: int | None, flows: list[str] | None = None) -> list[dict[str, 
     return rows
 
 
+#: Where pyrogen's NSF and zuko's were closest (under 0.005 nats or bits/dim apart at seed 0): both again from
+#: other seeds, so that the comparison says how much of a difference the seed makes.
+SEED_DATA = ("digits", "checkerboard", "circles", "moons")
+SEEDS = (0, 1, 2)
+
+
+def seeds(steps: int | None, densities: list[str] | None = None) -> list[dict[str, Any]]:
+    """pyrogen's NSF and zuko's NSF on each of ``densities`` (toys or the digits) from seeds 0, 1 and 2: the same
+    data, the same training settings, the seed drawing the initial weights, the batches and the dequantization."""
+    rows = []
+    for name in densities or SEED_DATA:
+        for seed in SEEDS:
+            for flow in ("nsf", "zuko-nsf"):
+                if flow == "zuko-nsf":
+                    row = zuko_nsf(load(name), steps, seed)
+                else:
+                    kw = DIGIT_FLOWS["nsf"] if name == "digits" else TOY_FLOWS["nsf"]
+                    row = _train(flow, name, kw, steps, seed)[1]
+                row["seed"] = seed
+                rows.append(row)
+                print(json.dumps(row), file=sys.stderr, flush=True)
+    return rows
+
+
+def _seed_table(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per density: each flow's mean over the seeds and the mean paired difference pyrogen - zuko with its
+    standard error (bits/dim on the digits, nats on the toys)."""
+    out = []
+    for name in dict.fromkeys(r["data"] for r in rows):
+        unit = "bits_per_dim" if name == "digits" else "nll_nats"
+        by = {(r["model"], r["seed"]): r[unit] for r in rows if r["data"] == name}
+        paired = [by["nsf", s] - by["zuko-nsf", s] for s in SEEDS if ("nsf", s) in by and ("zuko-nsf", s) in by]
+        if not paired:
+            continue
+        se = statistics.stdev(paired) / math.sqrt(len(paired)) if len(paired) > 1 else float("nan")
+        out.append(
+            {
+                "data": name,
+                "unit": unit,
+                "seeds": len(paired),
+                "nsf": round(statistics.mean(by["nsf", s] for s in SEEDS if ("nsf", s) in by), 4),
+                "zuko-nsf": round(statistics.mean(by["zuko-nsf", s] for s in SEEDS if ("zuko-nsf", s) in by), 4),
+                "difference": round(statistics.mean(paired), 4),
+                "difference_stderr": round(se, 4),
+            }
+        )
+    return out
+
+
 def _median_ms(fn: Any, rounds: int) -> float:
     times = []
     for _ in range(rounds):
@@ -302,7 +352,7 @@ def distillation(steps: int | None) -> dict[str, Any]:
     }
 
 
-SECTIONS = ("toys", "digits", "dpass", "distill", "fresh")
+SECTIONS = ("toys", "digits", "dpass", "distill", "fresh", "seeds")
 
 
 def _merged(section: str, rows: list[dict[str, Any]], some: list[str] | None) -> list[dict[str, Any]]:
@@ -315,7 +365,7 @@ def run(
 ) -> dict[str, Any]:
     steps = 30 if quick else None
     out: dict[str, Any] = {}
-    for section in only or SECTIONS:
+    for section in only or SECTIONS[:-1]:  # seeds (80 minutes) only when asked
         if section == "toys":
             keep(out, "toys", _merged("toys", toys(steps, flows), flows))
         elif section == "digits":
@@ -326,6 +376,8 @@ def run(
             keep(out, "distill", distillation(steps))
         elif section == "fresh":
             keep(out, "fresh", _merged("fresh", fresh(steps, flows, densities), flows or densities))
+        elif section == "seeds":
+            keep(out, "seeds", merged_rows(previous_rows("seeds"), seeds(steps, densities), ("model", "data", "seed")))
     return out
 
 
@@ -354,6 +406,13 @@ def _print(out: dict[str, Any]) -> None:
         print("dequantized digits, test bits/dim (log2 17 dequantization correction included; GMM 2.90)")
         for r in out["digits"]:
             print(f"  {r['model']:<16}{r['bits_per_dim']:>8.3f}   best step {r['best_step']}, {r['train_s']} s")
+    if "seeds" in out:
+        print("pyrogen's NSF - zuko's NSF, paired by seed (mean over the seeds, ± its standard error)")
+        for t in _seed_table(out["seeds"]):
+            print(
+                f"  {t['data']:<14}{t['unit']:<14}nsf {t['nsf']:.4f}  zuko {t['zuko-nsf']:.4f}  "
+                f"difference {t['difference']:+.4f} ± {t['difference_stderr']:.4f} ({t['seeds']} seeds)"
+            )
     if "dpass" in out:
         d = out["dpass"]
         print(f"D-pass direction of one autoregressive layer (batch {d['batch']}, D = {d['dim']}), in forward passes:")
@@ -383,19 +442,24 @@ def main(argv: list[str] | None = None) -> int:
         choices=sorted({*TOY_FLOWS, *DIGIT_FLOWS, *FRESH_FLOWS}),
         help="toys, digits and fresh: only these flows",
     )
-    p.add_argument("--densities", nargs="+", help="fresh: only these densities (benchmarks/fresh_densities.py)")
+    p.add_argument(
+        "--densities",
+        nargs="+",
+        help="fresh: only these densities (benchmarks/fresh_densities.py); seeds: these toys or digits",
+    )
     p.add_argument(
         "--record",
         metavar="LOG",
-        help="toys, digits or fresh (--only; fresh if not given): file the rows a stopped run printed to its "
+        help="toys, digits, fresh or seeds (--only; fresh if not given): file the rows a stopped run printed to its "
         "log (stderr) instead of measuring",
     )
     args = p.parse_args(argv)
     if args.record:
         section = (args.only or ["fresh"])[0]
-        if args.only and (len(args.only) > 1 or section not in ("toys", "fresh", "digits")):
-            p.error(f"--record files one section, toys, digits or fresh; got --only {' '.join(args.only)}")
-        out = {section: merged_rows(previous_rows(section), logged_rows(args.record))}
+        if args.only and (len(args.only) > 1 or section not in ("toys", "fresh", "digits", "seeds")):
+            p.error(f"--record files one section, toys, digits, fresh or seeds; got --only {' '.join(args.only)}")
+        key = ("model", "data", "seed") if section == "seeds" else ("model", "data")
+        out = {section: merged_rows(previous_rows(section), logged_rows(args.record), key)}
     else:
         out = run(args.quick, args.only, args.flows, args.densities)
     return report(out, args.json, _print)

@@ -491,6 +491,10 @@ def test_nsf_on_mnist_takes_coupling_layers_and_a_too_narrow_masked_network_is_r
     assert m.kind == "coupling"
     x = load("mnist").test[:4]
     assert m.log_prob(x).shape == (4,) and torch.isfinite(m.log_prob(x)).all()
-    assert registry.get("nsf").from_dataset(load("digits")).kind == "autoregressive"  # 64 coordinates: as before
+    digits = registry.get("nsf").from_dataset(load("digits"))
+    assert digits.kind == "autoregressive" and not digits.affine  # 64 coordinates; the logit bounds them
+    assert not hasattr(digits, "affines") and len(digits.layers()) == digits.num_layers
+    assert registry.get("nsf").from_dataset(load("moons")).affine  # unbounded coordinates keep the affine steps
+    assert registry.get("nsf").from_dataset(load("digits"), affine=True).affine  # and a user may ask for them
     with pytest.raises(ValueError, match=r"hidden must be at least the data's 100 coordinates wide.*got \[32\]"):
         NSF(event_shape=(100,), hidden=(32,))
