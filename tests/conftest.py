@@ -170,6 +170,12 @@ def pytest_configure(config: pytest.Config) -> None:
         os.environ["OMP_NUM_THREADS"] = "1"  # and the CLI, in-process or in a subprocess, keeps to one
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """The tests marked ``slow`` first (in their order), so that two workers do not end with one of them running
+    a long test while the other waits."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+
+
 def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption("--float64", action="store_true", help="run with float64 as the default dtype")
     parser.addoption("--device", default="cpu", help="where the device-sensitive tests train (cpu, cuda, cuda:N)")
@@ -310,3 +316,16 @@ class Spy(Objective):
 
     def validation(self, model, batch):
         return self.inner.validation(model, batch)
+
+
+def cli(capsys: pytest.CaptureFixture[str], *args) -> tuple[int, str]:
+    """``pyrogen ARGS`` in this process (a new interpreter costs two seconds of imports): the exit status and what
+    it wrote to stderr. An exception that escapes ``main`` fails the test, as its traceback would in a shell."""
+    from pyrogen.cli import main
+
+    capsys.readouterr()
+    try:
+        code = main([str(a) for a in args])
+    except SystemExit as e:  # argparse's own refusals
+        code = int(e.code or 0)
+    return code, capsys.readouterr().err

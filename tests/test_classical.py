@@ -210,6 +210,7 @@ def test_svi_with_the_assignment_enumerated_recovers_a_known_mixture():
     torch.testing.assert_close(m.weights().sort().values, torch.tensor([0.2, 0.3, 0.5]), atol=0.05, rtol=0)
 
 
+@pytest.mark.slow
 def test_nuts_on_the_mixture_parameters_recovers_them_with_labels_matched():
     import arviz as az
 

@@ -7,6 +7,7 @@ import sys
 import numpy as np
 import pytest
 import torch
+from conftest import cli
 
 from pyrogen.cli import main
 
@@ -81,6 +82,7 @@ def test_latent_model_reports_iwae_and_elbo(tmp_path, capsys):
     assert main(["sample", str(run), "-n", "16", "--out", str(tmp_path / "grid.png")]) == 0
 
 
+@pytest.mark.slow
 def test_model_arguments_and_labelled_models_through_the_cli(tmp_path):
     """``--set`` reaches the model; a labelled model trains and is scored on (examples, labels)."""
     run = tmp_path / "cat"
@@ -120,14 +122,24 @@ def test_model_arguments_and_labelled_models_through_the_cli(tmp_path):
         (["sample", "/nonexistent/run", "--out", "x.png"], "is not a run directory"),
     ],
 )
-def test_user_errors_are_one_line_without_traceback(args, message, tmp_path):
-    r = _run(*args, "--out", str(tmp_path / "o")) if args[0] == "train" else _run(*args)
-    assert r.returncode == 2
-    lines = r.stderr.strip().splitlines()
-    assert len(lines) == 1 and "Traceback" not in r.stderr, r.stderr
+def test_user_errors_are_one_line_without_traceback(args, message, tmp_path, capsys):
+    code, err = cli(capsys, *args, "--out", tmp_path / "o") if args[0] == "train" else cli(capsys, *args)
+    assert code == 2
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in err, err
     assert message in lines[0]
 
 
+def test_the_command_itself_exits_2_with_one_line(tmp_path):
+    """The same through a new interpreter, as a shell runs it (``python -m pyrogen.cli``)."""
+    r = _run("train", "realnvp", "--steps", "0", "--out", str(tmp_path / "o"))
+    lines = r.stderr.strip().splitlines()
+    assert r.returncode == 2 and len(lines) == 1 and lines[0].startswith("pyrogen: error: "), r.stderr
+    assert lines[0].endswith("steps must be a positive integer; got 0")
+    assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.slow
 def test_demo_fast(tmp_path):
     r = _run("demo", "--fast", "--out", str(tmp_path), "-q")
     assert r.returncode == 0, r.stderr
@@ -343,6 +355,7 @@ def test_a_valid_checkpoint_of_another_model_is_one_line(trained_run, tmp_path, 
     assert code == 2 and len(err) == 1 and "does not hold parameters of realnvp" in err[0], err
 
 
+@pytest.mark.slow
 def test_diffusion_models_through_the_cli(tmp_path, capsys):
     """Train DDPM on the digits, evaluate its bound in bits/dim, sample it by DDIM with a chosen number of steps;
     sampler options that a model does not take are one line naming the flag."""
@@ -363,12 +376,12 @@ def test_diffusion_models_through_the_cli(tmp_path, capsys):
         (["--steps", "21", "--sampler", "ddim"], "steps must be at most the model's 20 timesteps; got 21"),
         (["--guidance", "2"], "--guidance needs --label"),
     ):
-        r = _run("sample", str(run), "-n", "2", "--out", str(tmp_path / "t.npz"), *extra)
-        assert r.returncode != 0 and message in r.stderr and "Traceback" not in r.stderr, r.stderr
+        code, err = cli(capsys, "sample", run, "-n", "2", "--out", tmp_path / "t.npz", *extra)
+        assert code != 0 and message in err and "Traceback" not in err, err
     flow = tmp_path / "flow"
     assert main(["train", "realnvp", "--data", "moons", "--steps", "5", "--out", str(flow), "-q"]) == 0
-    r = _run("sample", str(flow), "-n", "2", "--out", str(tmp_path / "f.npz"), "--sampler", "ddim")
-    assert r.returncode != 0 and "--sampler: realnvp takes no such sampler option (it takes: none)" in r.stderr
+    code, err = cli(capsys, "sample", flow, "-n", "2", "--out", tmp_path / "f.npz", "--sampler", "ddim")
+    assert code != 0 and "--sampler: realnvp takes no such sampler option (it takes: none)" in err
     assert not (tmp_path / "t.npz").exists() and not (tmp_path / "f.npz").exists()
 
 
@@ -381,9 +394,9 @@ def test_an_ebm_samples_with_any_kernel_of_the_table_from_the_cli(tmp_path, caps
         out = tmp_path / f"{kernel}.npz"
         assert main(["sample", str(run), "-n", "5", "--out", str(out), "--kernel", kernel, "--steps", "6"]) == 0
         assert np.load(out)["samples"].shape == (5, 2)
-    r = _run("sample", str(run), "-n", "2", "--out", str(tmp_path / "n.npz"), "--kernel", "nuts")
-    assert r.returncode != 0 and "kernel must be one of 'langevin', 'mala'" in r.stderr and "got 'nuts'" in r.stderr
-    assert "Traceback" not in r.stderr and not (tmp_path / "n.npz").exists()
+    code, err = cli(capsys, "sample", run, "-n", "2", "--out", tmp_path / "n.npz", "--kernel", "nuts")
+    assert code != 0 and "kernel must be one of 'langevin', 'mala'" in err and "got 'nuts'" in err
+    assert "Traceback" not in err and not (tmp_path / "n.npz").exists()
 
 
 def test_the_default_thread_count_leaves_busy_cores_alone(monkeypatch):

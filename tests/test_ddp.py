@@ -59,6 +59,7 @@ def _stderr_summary(r):
     return text if len(text) < 6000 else text[:3000] + "\n...\n" + text[-3000:]
 
 
+@pytest.mark.slow
 @pytest.mark.xdist_group("ddp")
 def test_two_rank_ddp_equals_single_process(tmp_path):
     torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]

@@ -57,6 +57,7 @@ def test_single_pyro_run_goes_through_arviz_from_pyro():
     assert idata.posterior["theta"].shape == (1, 50, 2)
 
 
+@pytest.mark.slow
 def test_numpyro_run():
     import jax
     import numpyro

@@ -192,7 +192,7 @@ def test_energy_distribution_shapes_and_expand():
         d.log_prob(torch.ones(4, 2))
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def trained_sm():
     torch.manual_seed(0)
     pyro.set_rng_seed(0)
@@ -290,6 +290,7 @@ def test_chain_noise_and_gradient_clamp_bound_each_langevin_move():
         registry.create("ebm", event_shape=(2,), langevin_grad_clip=0.0)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("method", ["mala", "nuts", "batched-mala"])
 def test_energy_prior_completes_a_point_like_quadrature(trained_sm, method):
     from pyrogen.latent import energy_posterior

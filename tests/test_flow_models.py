@@ -12,7 +12,7 @@ from conftest import loss
 from pyro.infer import SVI, Trace_ELBO
 
 from pyrogen.distributions.transforms import LogitTransform, Planar
-from pyrogen.inference import distill, flow_guide, nuts, run_chains
+from pyrogen.inference import distill, flow_guide
 from pyrogen.models import IAF, MAF, NICE, Glow, PlanarFlow, RealNVP, registry
 
 
@@ -183,19 +183,10 @@ def _banana_moments_on_a_grid():
 
 
 @pytest.mark.slow
-def test_flow_guide_matches_nuts_on_a_banana_posterior():
-    """A RealNVP guide fitted by SVI and NUTS agree on the posterior means and sds of a banana."""
-    from pyrogen.diagnostics import from_pyro, summary
-
+def test_flow_guide_matches_the_banana_posterior_on_a_grid():
+    """A RealNVP guide fitted by SVI has the posterior means and sds of a banana, computed on a fine grid."""
     model = _banana()
-    runs = run_chains(lambda: nuts(model), num_chains=2, num_samples=1000, warmup_steps=300, seed=0)
-    z = torch.cat([r.get_samples()["z"] for r in runs]).double()
-    ess = torch.tensor(summary(from_pyro(runs))["ess_bulk"].to_numpy(), dtype=torch.double)
-    nuts_mean, nuts_sd = z.mean(0), z.std(0)
     grid_mean, grid_sd = _banana_moments_on_a_grid()
-    se_nuts = nuts_sd / ess.sqrt()
-    assert ((nuts_mean - grid_mean).abs() < 4 * se_nuts).all()  # NUTS itself is right
-
     pyro.clear_param_store()
     pyro.set_rng_seed(0)
     guide = flow_guide(model, kind="realnvp", num_layers=6, hidden=(32, 32))
@@ -205,11 +196,10 @@ def test_flow_guide_matches_nuts_on_a_banana_posterior():
         svi.step()
     with torch.no_grad():
         q = guide.get_posterior().sample((50_000,)).double()
-    q_mean, q_sd = q.mean(0), q.std(0)
-    se = (se_nuts**2 + q_sd**2 / len(q)).sqrt()
-    assert ((q_mean - nuts_mean).abs() < 4 * se).all(), (q_mean, nuts_mean, se)
-    # standard deviations: NUTS's relative MC error is about 1/sqrt(2 ESS); reverse KL may shrink q a little
-    assert ((q_sd / nuts_sd - 1).abs() < 4 / (2 * ess).sqrt() + 0.03).all(), (q_sd, nuts_sd)
+    # 50,000 draws: a Monte Carlo error of 0.003; the rest is the fit (0.03 and 2% at this seed; reverse KL may
+    # shrink q a little)
+    assert ((q.mean(0) - grid_mean).abs() < 0.06).all(), (q.mean(0), grid_mean)
+    assert ((q.std(0) / grid_sd - 1).abs() < 0.05).all(), (q.std(0), grid_sd)
 
 
 def test_flow_models_work_as_prior_and_likelihood_in_a_pyro_program():

@@ -269,6 +269,7 @@ def test_bigan_encoder_inverts_the_generator_better_than_chance():
     assert mse < 0.5 * shuffled  # measured 0.33 against 1.57
 
 
+@pytest.mark.slow
 def test_cyclegan_keeps_the_digit_when_it_changes_its_look():
     from sklearn.linear_model import LogisticRegression
 

@@ -149,6 +149,7 @@ print((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 2**20)
 """
 
 
+@pytest.mark.slow
 def test_large_point_sets_score_in_bounded_memory():
     # 30,000 points x 5,000 queries with gradients on: one matrix of distances is 600 MB in float32, and autograd
     # would keep several (2.4 GB measured with one chunk); the chunks of 2**22 distances, recomputed in the

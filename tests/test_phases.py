@@ -52,6 +52,7 @@ def _run(tmp_path, name, out, steps, kill_at=-1, resume=False):
     return subprocess.run(args, capture_output=True, text=True, timeout=600), save
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("name", "kill_at", "steps"), [("dbm", 62, 100), ("latent-diffusion", 67, 80)])
 def test_a_run_killed_in_its_second_phase_resumes_to_the_uninterrupted_parameters(tmp_path, name, kill_at, steps):
     phases = objective_for(registry.create(name, **__import__("conftest").SMALL[name]))

@@ -221,6 +221,7 @@ def _conjugate_model(data):
         pyro.sample("obs", dist.Normal(mu, 1.0), obs=data)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("cls,kwargs", [(S.MALA, {"step_size": 0.3}), (S.HMC, {"step_size": 0.3, "num_steps": 4})])
 def test_pyro_mcmc_runs_the_kernels_on_a_model(cls, kwargs):
     data = torch.tensor([0.5, 1.2, -0.3, 2.0, 0.9, 1.1, 0.4, 1.6, 0.2, 1.0])

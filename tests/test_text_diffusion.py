@@ -4,8 +4,6 @@ the model's conditioning and guidance, and the CLI's --prompt."""
 from __future__ import annotations
 
 import math
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -17,7 +15,7 @@ from pyrogen.data import load
 from pyrogen.inference import training_data
 from pyrogen.models import registry
 from pyrogen.nn import SpatialConvDecoder, SpatialConvEncoder, TextEncoder, TextUNet
-from tests.conftest import SMALL
+from tests.conftest import SMALL, cli
 
 
 def _brute_force(img: torch.Tensor) -> dict[str, float]:
@@ -149,6 +147,7 @@ def test_dropping_a_caption_leaves_the_empty_one():
     assert torch.equal(dropped[~empty], tokens[~empty])
 
 
+@pytest.mark.slow
 def test_prompt_through_the_cli(tmp_path, capsys):
     run = tmp_path / "t2i"
     sets = [f"--set={k}={v}" for k, v in SMALL["text-diffusion"].items() if k not in ("support",)]
@@ -162,7 +161,6 @@ def test_prompt_through_the_cli(tmp_path, capsys):
         (["--guidance", "2"], "--guidance needs --prompt"),
         (["--label", "3"], "--label needs a class-conditional model"),
     ):
-        cmd = ["sample", str(run), "-n", "2", "--out", str(tmp_path / "u.png"), *extra]
-        r = subprocess.run([sys.executable, "-m", "pyrogen.cli", *cmd], capture_output=True, text=True)
-        assert r.returncode != 0 and message in r.stderr and "Traceback" not in r.stderr, r.stderr
+        code, err = cli(capsys, "sample", run, "-n", "2", "--out", tmp_path / "u.png", *extra)
+        assert code != 0 and message in err and "Traceback" not in err, err
     assert not (tmp_path / "u.png").exists()

@@ -1,4 +1,8 @@
-"""Every tutorial runs end to end in its fast mode; a tutorial left out of this list fails."""
+"""Every tutorial runs end to end in its fast mode; a tutorial left out of this list fails.
+
+``make test`` leaves the runs (marker ``tutorial``) to ``make docs``, which executes every tutorial in the same
+fast mode and fails on any error or warning; ``pytest`` alone runs them here.
+"""
 
 import os
 import runpy
@@ -25,6 +29,7 @@ def test_every_tutorial_is_run():
     assert sorted(p.name for p in TUTORIALS.glob("*.py")) == sorted(RUN)
 
 
+@pytest.mark.tutorial
 @pytest.mark.parametrize("name", RUN)
 def test_tutorial_runs(name, monkeypatch, capsys, tmp_path):
     monkeypatch.setitem(os.environ, "PYROGEN_FAST", "1")

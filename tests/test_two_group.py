@@ -133,6 +133,7 @@ def test_two_groups_with_ema_and_replay_buffer_resume_bit_for_bit(tmp_path, devi
     assert "replay.states" in full.state_dict()
 
 
+@pytest.mark.slow
 @pytest.mark.xdist_group("ddp")
 def test_two_groups_resume_bit_for_bit_under_torchrun(tmp_path):
     script = Path(__file__).with_name("ddp_two_group.py")
