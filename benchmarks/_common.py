@@ -119,9 +119,9 @@ def merged_rows(
     return [*new, *(r for r in old if tuple(r.get(k) for k in key) not in seen)]
 
 
-def logged_rows(path: str | Path) -> list[dict[str, Any]]:
+def logged_rows(path: str | Path, key: Sequence[str] = ("model", "data")) -> list[dict[str, Any]]:
     """The rows a benchmark printed as JSON lines while it ran (to stderr), read back from its log: the rows of a
-    run that was stopped before its end."""
+    run that was stopped before its end; of rows with the same ``key``, the last."""
     rows = []
     for line in Path(path).read_text().splitlines():
         line = line.strip()
@@ -131,7 +131,7 @@ def logged_rows(path: str | Path) -> list[dict[str, Any]]:
                 rows.append(row)
     if not rows:
         raise SystemExit(f"no rows (JSON lines with 'model' and 'data') in {path}")
-    last = {(r["model"], r["data"]): r for r in rows}  # a row printed again, completed, replaces its first print
+    last = {tuple(r.get(k) for k in key): r for r in rows}  # a row printed again, completed, replaces its first
     return list(last.values())
 
 

@@ -210,7 +210,7 @@ FLOWS_DIGITS = {
     "glow": "Glow (ActNorm + LU 1x1 conv + coupling, 2 scales x 4 steps)",
     "planar": "planar (16 layers over a learned diagonal Gaussian)",
     "mintnet": "MintNet-style (`mintnet`: 6 masked-convolution layers of 32 channels + ActNorm)",
-    "nsf": "NSF (`nsf`: 5 affine + rational-quadratic autoregressive layers, 8 bins, 64-64)",
+    "nsf": "NSF (`nsf`: 5 rational-quadratic autoregressive layers, 8 bins, 64-64)",
     "zuko-nsf": "zuko `NSF` (5 rational-quadratic autoregressive transforms, 8 bins, 64-64; the same loop settings)",
 }
 
@@ -232,6 +232,56 @@ def flows_digits(results: Results) -> str:
             ["IAF (5 layers), distilled from the MAF, scored in D passes", f"{d['student_bits_per_dim']:.3f}", ""]
         )
     return _table(["flow", "bits/dim", "best step"], out)
+
+
+#: The seeds the ``seeds`` section of flows.py runs.
+SEEDS = (0, 1, 2)
+
+
+def seed_table(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per density of the ``seeds`` section: each NSF's mean over the seeds and the mean paired difference pyrogen
+    - zuko with its standard error (bits/dim on the digits, nats on the toys)."""
+    out = []
+    for name in dict.fromkeys(r["data"] for r in rows):
+        unit = "bits_per_dim" if name == "digits" else "nll_nats"
+        by = {(r["model"], r["seed"]): r[unit] for r in rows if r["data"] == name}
+        both = [s for s in SEEDS if ("nsf", s) in by and ("zuko-nsf", s) in by]
+        if not both:
+            continue
+        paired = [by["nsf", s] - by["zuko-nsf", s] for s in both]
+        se = statistics.stdev(paired) / len(paired) ** 0.5 if len(paired) > 1 else float("nan")
+        out.append(
+            {
+                "data": name,
+                "unit": unit,
+                "seeds": len(both),
+                "nsf": statistics.mean(by["nsf", s] for s in both),
+                "zuko-nsf": statistics.mean(by["zuko-nsf", s] for s in both),
+                "nsf_values": [by["nsf", s] for s in both],
+                "zuko_values": [by["zuko-nsf", s] for s in both],
+                "difference": statistics.mean(paired),
+                "difference_stderr": se,
+            }
+        )
+    return out
+
+
+def flows_seeds(results: Results) -> str:
+    """pyrogen's NSF against zuko's NSF from three seeds where they were closest."""
+    out = []
+    for t in seed_table(results["flows"]["seeds"]):
+        unit = "bits/dim" if t["unit"] == "bits_per_dim" else "nats"
+        out.append(
+            [
+                f"{t['data']} ({unit})",
+                f"{t['nsf']:.4f} ({', '.join(f'{v:.4f}' for v in t['nsf_values'])})",
+                f"{t['zuko-nsf']:.4f} ({', '.join(f'{v:.4f}' for v in t['zuko_values'])})",
+                f"{_signed(t['difference'], 4)} ± {t['difference_stderr']:.4f}",
+            ]
+        )
+    return _table(
+        ["test NLL", "pyrogen `nsf`: mean (seeds 0, 1, 2)", "zuko `NSF`", "pyrogen − zuko, paired by seed"], out
+    )
 
 
 def flows_other(results: Results) -> str:
@@ -1593,6 +1643,7 @@ TABLES: dict[str, Callable[[Results], str]] = {
     "diffusion-text": diffusion_text,
     "flows-three-scales": flows_three_scales,
     "flows-digits": flows_digits,
+    "flows-seeds": flows_seeds,
     "flows-other": flows_other,
     "results-demo": results_demo,
     "results-kernels": results_kernels,

@@ -23,6 +23,8 @@ sys.path.insert(0, str(ROOT))
 os.environ.setdefault("PYROGEN_FAST", "1")
 TUTORIAL_OUT = HERE / "tutorials" / "figures"
 os.environ["PYROGEN_OUT"] = str(TUTORIAL_OUT)
+# tqdm.auto, imported by Pyro in a kernel without ipywidgets, warns on stderr; any other stderr fails the build
+os.environ["PYTHONWARNINGS"] = "ignore:IProgress not found"
 
 import pyrogen  # noqa: E402
 
@@ -56,6 +58,7 @@ nb_execution_timeout = 900
 nb_execution_raise_on_error = True
 nb_execution_show_tb = True
 nb_merge_streams = True
+nb_output_stderr = "warn"  # a warning (anything on stderr) in a tutorial fails the build, as it fails pytest
 
 
 def _notebook(script: Path) -> nbformat.NotebookNode:
