@@ -210,6 +210,31 @@ def test_svi_with_the_assignment_enumerated_recovers_a_known_mixture():
     torch.testing.assert_close(m.weights().sort().values, torch.tensor([0.2, 0.3, 0.5]), atol=0.05, rtol=0)
 
 
+def test_the_marginal_mixture_model_has_the_enumerated_models_density_and_gradient():
+    """NUTS samples ``marginal_model`` (``MixtureSameFamily``); Pyro's enumeration of ``bayesian_model``'s
+    assignment gives the same potential and gradient at any parameters."""
+    from pyro.infer.mcmc.util import initialize_model
+
+    from pyrogen.models import GaussianMixture
+
+    torch.manual_seed(1)
+    x = torch.randn(30, 2) + torch.tensor([1.0, -2.0])
+    m = GaussianMixture((2,), components=3, covariance="diag")
+    _, enumerated, _, _ = initialize_model(m.bayesian_model, model_args=(x,), max_plate_nesting=1)
+    _, marginal, _, _ = initialize_model(m.marginal_model, model_args=(x,), max_plate_nesting=1)
+    for _ in range(3):
+        params = {
+            "weights": torch.randn(2, requires_grad=True),  # unconstrained: the simplex has K - 1 coordinates
+            "locs": torch.randn(3, 2, requires_grad=True),
+            "scales": torch.randn(3, 2, requires_grad=True),
+        }
+        a, b = enumerated(params), marginal(params)
+        torch.testing.assert_close(b, a)
+        wrt = list(params.values())
+        for ga, gb in zip(torch.autograd.grad(a, wrt), torch.autograd.grad(b, wrt), strict=True):
+            torch.testing.assert_close(gb, ga)
+
+
 @pytest.mark.slow
 def test_nuts_on_the_mixture_parameters_recovers_them_with_labels_matched():
     import arviz as az
