@@ -223,8 +223,9 @@ class GaussianMixture(GenerativeModel):
 
     def marginal_model(self, x: torch.Tensor) -> None:
         """:meth:`bayesian_model` with the assignment summed out in closed form (``MixtureSameFamily``): the same
-        density over the parameters, which :meth:`nuts` samples -- without enumeration's bookkeeping, each
-        gradient is several times cheaper (``benchmarks/classical.py --only gmm`` times the NUTS row)."""
+        density over the parameters, which :meth:`nuts` samples without enumeration's bookkeeping
+        (``benchmarks/classical.py --only gmm`` times the NUTS row). ``bayesian_model`` keeps the assignment as
+        a site, for ``infer_discrete`` and ``TraceEnum_ELBO``."""
         v = self._flat(x)
         weights, locs, scales = self._bayesian_parameters(v)
         mixture = dist.MixtureSameFamily(dist.Categorical(weights), dist.Normal(locs, scales).to_event(1))
