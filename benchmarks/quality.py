@@ -105,7 +105,8 @@ def model_rows(names: list[str], steps: int | None, seed: int) -> list[dict[str,
         for name in names:
             cls = registry.get(name)
             _, _, m = train_run(name, None, Path(tmp) / name, steps=steps, seed=seed)
-            row = {"model": name, "data": cls.default_data, "density": cls.density, "steps": steps, **_flat(m)}
+            density = m.get("density", cls.density)  # the instance's kind: "estimated" where log Z is by AIS
+            row = {"model": name, "data": cls.default_data, "density": density, "steps": steps, **_flat(m)}
             rows.append(row)
             print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
     return rows
