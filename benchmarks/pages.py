@@ -650,6 +650,7 @@ def latent_hierarchical(results: Results) -> str:
         "ladder-vae without free bits": "ladder VAE without free bits (`--set free_bits=0.0`)",
         "hvae, KL warm-up over 5000 steps": "hierarchical VAE, KL warm-up over 5000 steps (`--set kl_warmup=5000`)",
         "ladder-vae, KL warm-up over 5000 steps": "ladder VAE, KL warm-up over 5000 steps",
+        "ladder-vae, KL warm-up over 500 steps": "ladder VAE, KL warm-up over 500 steps (`--set kl_warmup=500`)",
         "pro-vae (3 x 4 latents, grown top first)": "progressive ladder, pro-VLAE (3 levels of 4, grown top first)",
         "pro-vae without growth (a VLAE)": "the same network without growth, a VLAE (`--set grow_every=0`)",
     }
@@ -732,6 +733,7 @@ def latent_seeds(results: Results) -> str:
         "hvae (16 + 8 latents)": "hierarchical VAE",
         "ladder-vae (16 + 8 latents)": "ladder VAE (registered: free bits 0.25 / 0.5)",
         "ladder-vae without free bits": "ladder VAE without free bits (`--set free_bits=0.0`)",
+        "ladder-vae, KL warm-up over 500 steps": "ladder VAE, KL warm-up over 500 steps (registered: 1000)",
     }
     out = []
     for key, label in names.items():
