@@ -230,6 +230,32 @@ def test_a_stopped_run_s_logged_rows_are_read_back_and_rows_measured_again_repla
         logged_rows(empty)
 
 
+def test_rows_that_differ_by_seed_are_kept_and_paired_by_seed(tmp_path):
+    import statistics
+
+    from _common import logged_rows
+    from pages import seed_table
+
+    lines = []
+    nsf = {0: 3.51, 1: 3.49, 2: 3.52}
+    zuko = {0: 3.50, 1: 3.50, 2: 3.49}
+    for seed in (0, 1, 2):
+        lines.append(f'{{"model": "nsf", "data": "moons", "nll_nats": {nsf[seed]}, "seed": {seed}}}')
+        lines.append(f'{{"model": "zuko-nsf", "data": "moons", "nll_nats": {zuko[seed]}, "seed": {seed}}}')
+    lines.append('{"model": "nsf", "data": "digits", "bits_per_dim": 2.07, "nll_nats": -89.0, "seed": 0}')
+    log = tmp_path / "run.log"
+    log.write_text("\n".join(lines) + "\n")
+    by_data = logged_rows(log, ("model", "data", "seed"))
+    assert len(by_data) == 7
+    assert len(logged_rows(log)) == 3  # by model and data alone, each seed's row replaces the one before
+    (moons,) = seed_table(by_data)  # the digits have no zuko row to pair with
+    paired = [nsf[s] - zuko[s] for s in (0, 1, 2)]
+    assert moons["seeds"] == 3 and moons["unit"] == "nll_nats"
+    assert moons["difference"] == pytest.approx(sum(paired) / 3)
+    assert moons["difference_stderr"] == pytest.approx(statistics.stdev(paired) / 3**0.5)
+    assert moons["nsf"] == pytest.approx(sum(nsf.values()) / 3)
+
+
 def test_the_sequence_benchmark_s_lstm_baseline_samples_and_scores_frames():
     import math
 
