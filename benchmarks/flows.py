@@ -328,6 +328,8 @@ def distillation(steps: int | None) -> dict[str, Any]:
 
 
 SECTIONS = ("toys", "digits", "dpass", "distill", "fresh", "seeds")
+#: What a run without ``--only`` measures: every section but ``seeds`` (24 trainings), which runs when asked.
+DEFAULT_SECTIONS = SECTIONS[:-1]
 
 
 def _merged(section: str, rows: list[dict[str, Any]], some: list[str] | None) -> list[dict[str, Any]]:
@@ -340,7 +342,7 @@ def run(
 ) -> dict[str, Any]:
     steps = 30 if quick else None
     out: dict[str, Any] = {}
-    for section in only or SECTIONS[:-1]:  # seeds (80 minutes) only when asked
+    for section in only or DEFAULT_SECTIONS:
         if section == "toys":
             keep(out, "toys", _merged("toys", toys(steps, flows), flows))
         elif section == "digits":
@@ -430,12 +432,19 @@ def main(argv: list[str] | None = None) -> int:
         "log (stderr) instead of measuring",
     )
     args = p.parse_args(argv)
+    if args.only and "seeds" in args.only:
+        bad = [d for d in args.densities or () if d not in (*TOYS, "digits")]
+        if bad:
+            p.error(f"--densities for seeds: a toy or digits; got {bad[0]!r}")
     if args.record:
         section = (args.only or ["fresh"])[0]
         if args.only and (len(args.only) > 1 or section not in ("toys", "fresh", "digits", "seeds")):
             p.error(f"--record files one section, toys, digits, fresh or seeds; got --only {' '.join(args.only)}")
         key = ("model", "data", "seed") if section == "seeds" else ("model", "data")
-        out = {section: merged_rows(previous_rows(section), logged_rows(args.record, key), key)}
+        rows = logged_rows(args.record, key)
+        if section == "seeds":  # a log may hold other sections' rows too: a row of this one has its seed
+            rows = [r for r in rows if "seed" in r]
+        out = {section: merged_rows(previous_rows(section), rows, key)}
     else:
         out = run(args.quick, args.only, args.flows, args.densities)
     return report(out, args.json, _print)

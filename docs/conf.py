@@ -24,7 +24,7 @@ os.environ.setdefault("PYROGEN_FAST", "1")
 TUTORIAL_OUT = HERE / "tutorials" / "figures"
 os.environ["PYROGEN_OUT"] = str(TUTORIAL_OUT)
 # tqdm.auto, imported by Pyro in a kernel without ipywidgets, warns on stderr; any other stderr fails the build
-os.environ["PYTHONWARNINGS"] = "ignore:IProgress not found"
+os.environ["PYTHONWARNINGS"] = ",".join(filter(None, [os.environ.get("PYTHONWARNINGS"), "ignore:IProgress not found"]))
 
 import pyrogen  # noqa: E402
 

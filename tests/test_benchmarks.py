@@ -256,6 +256,14 @@ def test_rows_that_differ_by_seed_are_kept_and_paired_by_seed(tmp_path):
     assert moons["nsf"] == pytest.approx(sum(nsf.values()) / 3)
 
 
+def test_the_seeds_section_refuses_a_density_it_cannot_load(capsys):
+    import flows
+
+    with pytest.raises(SystemExit) as e:
+        flows.main(["--only", "seeds", "--densities", "funnel"])
+    assert e.value.code == 2 and "--densities for seeds: a toy or digits; got 'funnel'" in capsys.readouterr().err
+
+
 def test_the_sequence_benchmark_s_lstm_baseline_samples_and_scores_frames():
     import math
 
